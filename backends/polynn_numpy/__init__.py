@@ -1,0 +1,13 @@
+"""polynn's NumPy reference backend, registered through the "polynn" entry-point group."""
+
+from polynn import hookimpl
+
+
+@hookimpl
+def polynn_register_backends(register):
+    def load():
+        from .backend import NumpyBackend
+
+        return NumpyBackend()
+
+    register("numpy", load, engine="numpy", install="polynn", dtypes=("float32", "float64"), devices=("cpu",))

@@ -1,0 +1,34 @@
+"""The NumPy backend: the literal reading of each spec's math, and the reference every backend meets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polynn.backend import Backend
+
+from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    engine = "numpy"
+    dtypes = ("float32", "float64")
+    devices = ("cpu",)
+    implementations = {
+        "layer": layers.IMPLEMENTATIONS,
+        "activation": activations.IMPLEMENTATIONS,
+        "loss": losses.IMPLEMENTATIONS,
+        "metric": metrics.IMPLEMENTATIONS,
+        "optimizer": optimizers.UPDATES,
+        "regularizer": regularizers.IMPLEMENTATIONS,
+        "constraint": constraints.IMPLEMENTATIONS,
+    }
+
+    def engine_version(self) -> str:
+        return np.__version__
+
+    def compile(self, plan):
+        from .runtime import NumpyRuntime
+
+        self.check_plan(plan)
+        return NumpyRuntime(self, plan)

@@ -1,0 +1,92 @@
+"""NumPy layers: forward(params, x, mask) -> (y, cache) and backward(params, cache, dy, need_dx) -> (dx, grads).
+
+make(backend, spec) builds the implementation of a layer spec; `penalty` terms (activity
+regularizers) report their value and add their gradient inside backward.
+"""
+
+from __future__ import annotations
+
+
+class Dense:
+    """y = activation(x @ kernel + bias) on the last axis; the gradients are the chain rule of that."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+        self.activity = None
+        if spec.activity_regularizer is not None:
+            self.activity = backend.implementation("regularizer", spec.activity_regularizer.name)
+
+    def forward(self, params, x, mask=None):
+        z = x @ params[0]
+        if self.spec.use_bias:
+            z += params[1]
+        y = self.act_forward(self.spec.activation, z)
+        return y, (x, z, y)
+
+    def penalty(self, cache):
+        y = cache[2]
+        return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
+
+    def backward(self, params, cache, dy, need_dx=True):
+        x, z, y = cache
+        if self.activity is not None:
+            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
+        dz = self.act_backward(self.spec.activation, z, y, dy)
+        x2 = x.reshape(-1, x.shape[-1])
+        dz2 = dz.reshape(-1, dz.shape[-1])
+        grads = [x2.T @ dz2]
+        if self.spec.use_bias:
+            grads.append(dz2.sum(axis=0))
+        dx = dz @ params[0].T if need_dx else None
+        return dx, grads
+
+
+class Dropout:
+    """y = x * mask, mask the scaled keep mask the core drew; the identity in inference."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.activity = None
+
+    def forward(self, params, x, mask=None):
+        if mask is None:
+            return x, None
+        return x * mask, mask
+
+    def backward(self, params, cache, dy, need_dx=True):
+        return (dy if cache is None else dy * cache), []
+
+
+class Activation:
+    """y = activation(x)."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.activity = None
+        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+
+    def forward(self, params, x, mask=None):
+        y = self.act_forward(self.spec.activation, x)
+        return y, (x, y)
+
+    def backward(self, params, cache, dy, need_dx=True):
+        x, y = cache
+        return self.act_backward(self.spec.activation, x, y, dy), []
+
+
+class Input:
+    """The identity: an Input layer only declares the shape."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.activity = None
+
+    def forward(self, params, x, mask=None):
+        return x, None
+
+    def backward(self, params, cache, dy, need_dx=True):
+        return dy, []
+
+
+IMPLEMENTATIONS = {"dense": Dense, "dropout": Dropout, "activation": Activation, "input": Input}

@@ -1,0 +1,78 @@
+"""NumPy optimizers: update(spec, w, g, slots, s) changes w and its slots in place, as polynn.optimizers.
+
+`s` maps the names of Optimizer.step_scalars to this step's values, already in the weights' dtype.
+Clipping and weight decay, shared by every optimizer, are in `apply`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sgd(spec, w, g, slots, s):
+    lr = s["lr"]
+    if not spec.momentum:
+        w -= g * lr
+        return
+    (m,) = slots
+    m *= spec.momentum
+    m -= g * lr
+    if spec.nesterov:
+        w += m * spec.momentum - g * lr
+    else:
+        w += m
+
+
+def _adam(spec, w, g, slots, s):
+    m, v = slots[0], slots[1]
+    m += (g - m) * (1 - spec.beta_1)
+    v += (g * g - v) * (1 - spec.beta_2)
+    if spec.amsgrad:
+        v_hat = slots[2]
+        np.maximum(v_hat, v, out=v_hat)
+        v = v_hat
+    w -= (m * s["alpha"]) / (np.sqrt(v) + spec.epsilon)
+
+
+def _rmsprop(spec, w, g, slots, s):
+    names = spec.slot_names()
+    velocity = slots[0]
+    velocity[...] = spec.rho * velocity + (1 - spec.rho) * (g * g)
+    if spec.centered:
+        average = slots[names.index("average_gradient")]
+        average[...] = spec.rho * average + (1 - spec.rho) * g
+        denominator = velocity - average * average + spec.epsilon
+    else:
+        denominator = velocity + spec.epsilon
+    increment = (s["lr"] * g) / np.sqrt(denominator)
+    if spec.momentum:
+        momentum = slots[names.index("momentum")]
+        momentum[...] = spec.momentum * momentum + increment
+        w -= momentum
+    else:
+        w -= increment
+
+
+UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop}
+
+
+def clip_gradients(spec, grads):
+    """The one clipping the spec sets: clipvalue, clipnorm per weight, or global_clipnorm."""
+    if spec.clipvalue is not None:
+        return [np.clip(g, -spec.clipvalue, spec.clipvalue) for g in grads]
+    if spec.clipnorm is not None:
+        return [g * spec.clipnorm / np.maximum(np.sqrt(np.sum(g * g)), spec.clipnorm) for g in grads]
+    if spec.global_clipnorm is not None:
+        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        return [g * spec.global_clipnorm / np.maximum(norm, spec.global_clipnorm) for g in grads]
+    return grads
+
+
+def apply(spec, update, weights, grads, slots, s):
+    if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
+        grads = clip_gradients(spec, grads)
+    decay = s.get("decay")
+    for w, g, ws in zip(weights, grads, slots):
+        if decay is not None:
+            w -= w * decay
+        update(spec, w, g, ws, s)

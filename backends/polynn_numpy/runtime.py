@@ -1,0 +1,151 @@
+"""The NumPy runtime: a compiled model's forward pass, backward pass and update, one step at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polynn.backend import Runtime, StepResult
+
+from . import metrics as metric_impls
+from . import optimizers
+
+
+class NumpyRuntime(Runtime):
+    def __init__(self, backend, plan):
+        self.plan = plan
+        self.dtype = np.dtype(plan.dtype)
+        self.weights = [np.zeros(ws.shape, dtype=self.dtype) for _, ws in plan.weights]
+        self.layers = []
+        for index, spec in enumerate(plan.layers):
+            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
+            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+        self.penalized = [layer for layer, _ in self.layers if layer.activity is not None]
+        self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
+        self.loss_value, self.loss_vjp = backend.implementation("loss", plan.loss.name)
+        self.regularized = [
+            (k, ws.regularizer, *backend.implementation("regularizer", ws.regularizer.name))
+            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
+        ]
+        self.constrained = [
+            (w, ws.constraint, backend.implementation("constraint", ws.constraint.name))
+            for w, (_, ws) in zip(self.weights, plan.weights) if ws.constraint is not None
+        ]
+        self.optimizer = plan.optimizer
+        self.update = backend.implementation("optimizer", plan.optimizer.name)
+        self.slots = [[np.zeros_like(w) for _ in plan.optimizer.slot_names()] for w in self.weights]
+        self.backend = backend
+        self.set_metrics(plan.metrics)
+
+    # ---- state ------------------------------------------------------------------------
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        for target, value in zip(self.weights, weights):
+            np.copyto(target, value, casting="unsafe")
+
+    def get_optimizer_state(self):
+        return [[s.copy() for s in slots] for slots in self.slots]
+
+    def set_optimizer_state(self, state):
+        for slots, values in zip(self.slots, state):
+            for target, value in zip(slots, values):
+                np.copyto(target, value, casting="unsafe")
+
+    def set_metrics(self, metrics):
+        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+
+    def put_data(self, x, y=None, sample_weight=None):
+        return x, y, sample_weight
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def _forward(self, x, masks):
+        caches = []
+        for index, (layer, params) in enumerate(self.layers):
+            mask = None
+            if masks is not None and index in self.mask_slot:
+                mask = masks[self.mask_slot[index]]
+            x, cache = layer.forward(params, x, mask)
+            caches.append(cache)
+        return x, caches
+
+    def _loss(self, y, p, w, caches, gradient=True):
+        """Reduced loss plus penalties, and dloss/dp (None unless `gradient`)."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        if w is None:
+            weights = np.ones_like(values)
+        else:
+            weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(self.dtype)
+        total = np.sum(values * weights)
+        if spec.reduction == "sum":
+            divisor = 1
+        elif spec.reduction == "mean_with_sample_weight":
+            divisor = np.sum(weights)
+        else:
+            divisor = values.size
+        loss = total / divisor if divisor else total * 0
+        loss = float(loss)
+        for k, reg, penalty, _ in self.regularized:
+            loss += float(penalty(reg, self.weights[k]))
+        for layer, cache in zip((layer for layer, _ in self.layers), caches):
+            if layer.activity is not None:
+                loss += float(layer.penalty(cache))
+        if not gradient:
+            return loss, None
+        dp = self.loss_vjp(spec, y, p, weights / divisor if divisor else weights * 0)
+        return loss, dp.astype(self.dtype, copy=False)
+
+    def _metric_states(self, y, p, w):
+        return [metric_impls.mean_state(impl(m, y, p), w) for m, impl in self.metrics]
+
+    def _train_step(self, x, y, w, masks, s):
+        p, caches = self._forward(x, masks)
+        loss, dp = self._loss(y, p, w, caches)
+        states = self._metric_states(y, p, w)
+        grads_by_layer = []
+        dy = dp
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, params = self.layers[index]
+            dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0)
+            grads_by_layer.append(grads)
+        grads = [g for layer_grads in reversed(grads_by_layer) for g in layer_grads]
+        for k, reg, _, gradient in self.regularized:
+            grads[k] = grads[k] + gradient(reg, self.weights[k])
+        optimizers.apply(self.optimizer, self.update, self.weights, grads, self.slots, s)
+        for w_, constraint, project in self.constrained:
+            np.copyto(w_, project(constraint, w_))
+        return loss, states
+
+    # ---- blocks of steps --------------------------------------------------------------
+
+    def train_steps(self, data, batches, masks, scalars):
+        x, y, w = data
+        losses = np.empty(len(batches))
+        totals = [np.zeros(m.state_size) for m, _ in self.metrics]
+        for step, rows in enumerate(batches):
+            step_masks = [mask[step] for mask in masks] if masks else None
+            s = {name: values[step] for name, values in scalars.items()}
+            losses[step], states = self._train_step(
+                x[rows], y[rows], None if w is None else w[rows], step_masks, s)
+            for total, state in zip(totals, states):
+                total += state
+        return StepResult(losses, totals)
+
+    def test_steps(self, data, batches):
+        x, y, w = data
+        losses = np.empty(len(batches))
+        totals = [np.zeros(m.state_size) for m, _ in self.metrics]
+        for step, rows in enumerate(batches):
+            wb = None if w is None else w[rows]
+            p, caches = self._forward(x[rows], None)
+            losses[step], _ = self._loss(y[rows], p, wb, caches, gradient=False)
+            for total, state in zip(totals, self._metric_states(y[rows], p, wb)):
+                total += state
+        return StepResult(losses, totals)
+
+    def predict_steps(self, data, batches):
+        x = data[0]
+        return np.concatenate([self._forward(x[rows], None)[0] for rows in batches], axis=0)

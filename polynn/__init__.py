@@ -1,0 +1,27 @@
+"""polynn: write a neural network once, in the Keras spelling, and train it on any backend."""
+
+from . import activations, callbacks, constraints, errors, initializers, layers, losses, metrics, models
+from . import optimizers, regularizers, schedules
+from .hookspecs import hookimpl
+from .random import get_random_seed, set_random_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "activations",
+    "callbacks",
+    "constraints",
+    "errors",
+    "get_random_seed",
+    "hookimpl",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "regularizers",
+    "schedules",
+    "set_random_seed",
+]

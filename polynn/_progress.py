@@ -1,0 +1,69 @@
+"""Keras-style progress output: an in-place bar on a terminal, one line per epoch elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def format_value(value: float) -> str:
+    return f"{value:.4f}" if abs(value) > 1e-3 or value == 0 else f"{value:.4e}"
+
+
+def format_logs(logs: dict) -> str:
+    return "".join(f" - {name}: {format_value(value)}" for name, value in sorted(logs.items()))
+
+
+def _per_step(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+class Progress:
+    """verbose 1: a bar redrawn in place on a terminal (one final line when not a terminal);
+    verbose 2: one summary line per epoch; verbose 0: silent."""
+
+    WIDTH = 20
+
+    def __init__(self, steps: int, verbose: int, stream=None):
+        self.steps, self.verbose = steps, verbose
+        self.stream = stream or sys.stdout
+        self.interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, done: int, logs: dict) -> None:
+        if self.interactive:
+            self.stream.write("\r" + self._bar_line(done, logs))
+            self.stream.flush()
+
+    def finish(self, logs: dict) -> None:
+        if self.verbose == 0:
+            return
+        if self.verbose == 1:
+            line = self._bar_line(self.steps, logs)
+            self.stream.write(("\r" + line + "\n") if self.interactive else (line + "\n"))
+        else:
+            elapsed = time.perf_counter() - self.start
+            per = _per_step(elapsed / max(self.steps, 1))
+            self.stream.write(f"{self.steps}/{self.steps} - {elapsed:.0f}s - {per}{format_logs(logs)}\n")
+        self.stream.flush()
+
+    def _bar_line(self, done: int, logs: dict) -> str:
+        elapsed = time.perf_counter() - self.start
+        filled = int(self.WIDTH * done / max(self.steps, 1))
+        bar = "\u2501" * filled + " " * (self.WIDTH - filled) if self._unicode() else "=" * filled + "." * (self.WIDTH - filled)
+        width = len(str(self.steps))
+        per = _per_step(elapsed / max(done, 1))
+        return f"{done:>{width}}/{self.steps} {bar} {elapsed:.0f}s {per}{format_logs(logs)}"
+
+    def _unicode(self) -> bool:
+        encoding = getattr(self.stream, "encoding", None) or ""
+        return encoding.lower().replace("-", "") in ("utf8", "utf16", "utf32")
+
+
+def epoch_header(epoch: int, epochs: int, verbose: int, stream=None) -> None:
+    if verbose:
+        (stream or sys.stdout).write(f"Epoch {epoch + 1}/{epochs}\n")

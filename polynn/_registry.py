@@ -1,0 +1,84 @@
+"""The registry of component specs: every name a config may use, and where it came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import PluginError, UnknownComponentError
+
+KINDS = (
+    "layer",
+    "activation",
+    "loss",
+    "metric",
+    "optimizer",
+    "schedule",
+    "initializer",
+    "regularizer",
+    "constraint",
+)
+
+# kind -> lower-case name or alias -> spec class
+_BY_NAME: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+# spec class -> where it was registered from (a plugin or distribution name)
+_SOURCE: dict[type, str] = {}
+
+
+def _keys(cls: type) -> list[str]:
+    keys = [cls.name, cls.__name__, *getattr(cls, "aliases", ())]
+    return list(dict.fromkeys(k.lower() for k in keys))
+
+
+def register_spec(cls: type, *, source: str = "polynn") -> type:
+    """Add a spec class under its name, its class name and its aliases, refusing clashes."""
+    kind = cls.kind
+    if kind not in _BY_NAME:
+        raise PluginError(f"{source}: spec {cls.__name__} has unknown kind {kind!r}; accepted: {', '.join(KINDS)}")
+    table = _BY_NAME[kind]
+    for key in _keys(cls):
+        holder = table.get(key)
+        if holder is not None and holder is not cls:
+            raise PluginError(
+                f"{kind} {key!r} is registered twice: by {_SOURCE.get(holder, '?')} "
+                f"({holder.__module__}.{holder.__qualname__}) and by {source} "
+                f"({cls.__module__}.{cls.__qualname__})"
+            )
+    for key in _keys(cls):
+        table[key] = cls
+    _SOURCE[cls] = source
+    return cls
+
+
+def builtin(cls: type) -> type:
+    """Class decorator for polynn's own specs."""
+    return register_spec(cls, source="polynn")
+
+
+def lookup(kind: str, name: str) -> type:
+    """The spec class registered for `name` (case-insensitive), or UnknownComponentError."""
+    table = _BY_NAME[kind]
+    try:
+        return table[name.lower()]
+    except KeyError:
+        raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
+
+
+def names(kind: str) -> list[str]:
+    """Canonical names of every registered spec of a kind."""
+    return sorted({c.name for c in _BY_NAME[kind].values()})
+
+
+def specs(kind: str) -> list[type]:
+    """Every registered spec class of a kind, in name order."""
+    return sorted(set(_BY_NAME[kind].values()), key=lambda c: c.name)
+
+
+def source_of(cls: type) -> str:
+    return _SOURCE.get(cls, "?")
+
+
+def serialize(component: Any) -> dict | None:
+    """A JSON-able description naming only the registry entry: never a module path."""
+    if component is None:
+        return None
+    return {"class_name": component.name, "config": component.get_config()}

@@ -1,0 +1,144 @@
+"""The base of every spec object: immutable, validated, and round-trippable through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, ClassVar
+
+from . import _registry
+from .errors import InvalidArgumentError, UnknownComponentError
+
+
+def component_field(kind: str, default: Any = None, *, optional: bool = True):
+    """A dataclass field holding another component, resolved from a name, dict or instance."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "optional": optional})
+
+
+class Component:
+    """Shared behaviour of spec dataclasses.
+
+    Subclasses are frozen dataclasses with ClassVars `kind` and `name`; fields made with
+    `component_field` are resolved to spec instances, and `validate()` checks the rest.
+    """
+
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            kind = f.metadata.get("kind")
+            if kind is not None:
+                value = getattr(self, f.name)
+                if value is None and f.metadata.get("optional", True):
+                    continue
+                object.__setattr__(self, f.name, resolve(kind, value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise InvalidArgumentError for a bad field; normalise fields with _set."""
+
+    def _set(self, field: str, value: Any) -> None:
+        object.__setattr__(self, field, value)
+
+    def get_config(self) -> dict:
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        if not isinstance(config, dict):
+            raise InvalidArgumentError("config", config, "a dict from get_config()", owner=cls.__name__)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                "config keys", unknown, f"keys of {cls.__name__}: {', '.join(sorted(known))}", owner=cls.__name__
+            )
+        return cls(**config)
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Component):
+        return _registry.serialize(value)
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+def resolve(kind: str, identifier: Any):
+    """Turn a name (any case), a {'class_name', 'config'} dict or an instance into a spec."""
+    if isinstance(identifier, Component):
+        if identifier.kind != kind:
+            raise InvalidArgumentError(kind, identifier, f"a {kind} name or {kind} object")
+        return identifier
+    if isinstance(identifier, str):
+        return _registry.lookup(kind, identifier)()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        cls = _registry.lookup(kind, str(identifier["class_name"]))
+        return cls.from_config(identifier.get("config") or {})
+    if isinstance(identifier, type) and issubclass(identifier, Component) and identifier.kind == kind:
+        return identifier()
+    raise UnknownComponentError(kind, identifier, _registry.names(kind))
+
+
+# ---- validation helpers shared by the spec modules -------------------------------------
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InvalidArgumentError(name, value, "an integer > 0", owner=owner)
+    return int(value)
+
+
+def check_number(owner: str, name: str, value: Any, *, low=None, high=None,
+                 low_open=False, high_open=False, accepted: str | None = None) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if accepted is None:
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            accepted = "a finite number " + " and ".join(p for p in (lo, hi) if p)
+        raise InvalidArgumentError(name, value, accepted.strip(), owner=owner)
+    return float(value)
+
+
+def check_choice(owner: str, name: str, value: Any, choices) -> Any:
+    if value not in choices:
+        raise InvalidArgumentError(name, value, "one of " + ", ".join(repr(c) for c in choices), owner=owner)
+    return value
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(name, value, "True or False", owner=owner)
+    return value
+
+
+def check_shape(owner: str, name: str, value: Any, *, allow_none: bool = False) -> tuple:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        dims = tuple(value)
+    except TypeError:
+        raise InvalidArgumentError(name, value, "a tuple of positive integers", owner=owner) from None
+    for d in dims:
+        if d is None and allow_none:
+            continue
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0:
+            what = "positive integers or None" if allow_none else "positive integers"
+            raise InvalidArgumentError(name, value, f"a tuple of {what}", owner=owner)
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def spec(cls):
+    """Decorator: make a frozen dataclass spec and register it as a built-in."""
+    cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
+    return _registry.builtin(cls)

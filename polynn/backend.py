@@ -1,0 +1,185 @@
+"""The interface a backend implements: a Backend that compiles a Plan into a Runtime.
+
+The core owns everything that must be the same on every engine: the spec, initial weights, batch
+order, dropout masks, per-step optimizer scalars, metric results, the training loop and its
+logging. A backend owns only the arithmetic: forward, gradients, optimizer updates and metric
+increments, for whole blocks of steps at a time so graph engines can compile the loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from .layers import Layer, WeightSpec
+from .losses import Loss
+from .metrics import Metric
+from .optimizers import Optimizer
+
+__all__ = ["Backend", "Runtime", "Plan", "StepResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a backend needs to build a model, resolved and validated by the core.
+
+    layers: the layer specs in order (Input layers included; they compute the identity).
+    input_shape / shapes: per-sample input shape and each layer's output shape (no batch axis).
+    weights: (layer index, WeightSpec) for every trainable array, in Keras order.
+    dropout_layers: indices of Dropout layers with rate > 0; train_steps gets one mask per entry.
+    metrics: resolved metric specs (the string 'accuracy' already turned into a class).
+    """
+
+    layers: tuple[Layer, ...]
+    input_shape: tuple
+    shapes: tuple[tuple, ...]
+    weights: tuple[tuple[int, WeightSpec], ...]
+    loss: Loss
+    metrics: tuple[Metric, ...]
+    optimizer: Optimizer
+    dtype: str
+    dropout_layers: tuple[int, ...]
+    device: str | None = None
+
+    def components(self) -> list:
+        """Every component spec the plan uses, nested ones included (for support checks)."""
+        found = []
+
+        def visit(component):
+            if component is None or component in found:
+                return
+            found.append(component)
+            for f in dataclasses.fields(component):
+                value = getattr(component, f.name)
+                if hasattr(value, "kind") and hasattr(value, "get_config"):
+                    visit(value)
+
+        for c in (*self.layers, self.loss, *self.metrics, self.optimizer):
+            visit(c)
+        return found
+
+
+class StepResult(NamedTuple):
+    """What a block of steps returns: the loss of each step (float64, regularization included)
+    and, for each metric, the sum of its state increments over the block."""
+
+    losses: np.ndarray
+    metric_states: list[np.ndarray]
+
+
+class Runtime(abc.ABC):
+    """A compiled model on one backend. Arrays cross this interface as numpy arrays.
+
+    Subclasses implement every method below; the core never calls anything else.
+    """
+
+    @abc.abstractmethod
+    def get_weights(self) -> list[np.ndarray]:
+        """Every trainable array, in Plan.weights order, as numpy arrays of the plan's dtype."""
+        ...
+
+    @abc.abstractmethod
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Replace every trainable array; shapes were checked by the core."""
+        ...
+
+    @abc.abstractmethod
+    def get_optimizer_state(self) -> list[list[np.ndarray]]:
+        """For each weight, its optimizer slots in Optimizer.slot_names() order."""
+        ...
+
+    @abc.abstractmethod
+    def set_optimizer_state(self, state: Sequence[Sequence[np.ndarray]]) -> None:
+        ...
+
+    @abc.abstractmethod
+    def set_metrics(self, metrics: Sequence[Metric]) -> None:
+        """Replace the metrics computed by train_steps and test_steps."""
+        ...
+
+    @abc.abstractmethod
+    def put_data(self, x: np.ndarray, y: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> Any:
+        """Move a data set to the engine once; the handle is passed back to the *_steps methods.
+        x and y arrive in the plan's dtype; sample_weight is None or a float vector of len(x)."""
+        ...
+
+    @abc.abstractmethod
+    def train_steps(self, data: Any, batches: np.ndarray, masks: Sequence[np.ndarray],
+                    scalars: dict[str, np.ndarray]) -> StepResult:
+        """Run len(batches) training steps in order.
+
+        batches: int64 (steps, batch_size) row indices into the data set.
+        masks: for each Plan.dropout_layers entry, (steps, *mask_shape) scaled keep masks.
+        scalars: the optimizer's per-step scalars (Optimizer.step_scalars), each (steps,), already
+        in the plan's dtype.
+        Each step: forward in training mode, loss = reduced loss + penalties, gradients, the
+        optimizer update in the order the optimizers module documents, constraints. Metric
+        increments use the training-mode predictions of that step, before its update.
+        """
+        ...
+
+    @abc.abstractmethod
+    def test_steps(self, data: Any, batches: np.ndarray) -> StepResult:
+        """Loss (penalties included) and metric increments of each batch in inference mode."""
+        ...
+
+    @abc.abstractmethod
+    def predict_steps(self, data: Any, batches: np.ndarray) -> np.ndarray:
+        """Inference-mode outputs for the rows of each batch, concatenated in order."""
+        ...
+
+
+# Component kinds a backend computes; initializers and schedules are computed by the core.
+COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
+
+
+class Backend(abc.ABC):
+    """A backend: compiles a Plan into a Runtime for one engine.
+
+    A plugin registers one through the polynn_register_backends hook. Class attributes describe
+    it without importing its engine. `implementations` maps each kind in COMPUTED_KINDS to
+    {component name: implementation}; component plugins can add more for this backend's name.
+    """
+
+    name: str = ""
+    engine: str = ""
+    dtypes: tuple[str, ...] = ("float32", "float64")
+    devices: tuple[str, ...] = ("cpu",)
+    implementations: dict[str, dict[str, Any]] = {}
+
+    def engine_version(self) -> str:
+        return "unknown"
+
+    def implementation(self, kind: str, name: str) -> Any | None:
+        """This backend's implementation of component `kind`/`name`, or None."""
+        impl = self.implementations.get(kind, {}).get(name)
+        if impl is None:
+            from . import plugins
+
+            impl = plugins.component_implementation(self.name, kind, name)
+        return impl
+
+    def supports(self, component) -> bool:
+        return component.kind not in COMPUTED_KINDS or self.implementation(component.kind, component.name) is not None
+
+    def check_plan(self, plan: Plan) -> None:
+        """Raise UnsupportedComponentError for the first component of `plan` this backend lacks."""
+        from . import plugins
+        from .errors import UnsupportedComponentError
+
+        for component in plan.components():
+            if not self.supports(component):
+                others = [e.name for e in plugins.backend_entries()
+                          if e.instance is not None and e.instance.supports(component)]
+                raise UnsupportedComponentError(component.kind, component.name, self.name, others)
+        if plan.dtype not in self.dtypes:
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError("dtype", plan.dtype, ", ".join(self.dtypes), owner=f"backend {self.name!r}")
+
+    @abc.abstractmethod
+    def compile(self, plan: Plan) -> Runtime:
+        """Build a Runtime for `plan`, its weights not yet set (the core sets them next)."""

@@ -1,0 +1,86 @@
+"""Constraint specs: projections applied to a weight after each optimizer update."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ._spec import Component, check_number, resolve, spec
+from .errors import InvalidArgumentError
+
+__all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "EPSILON"]
+
+# Keras's backend epsilon, used to keep the norm divisions finite.
+EPSILON = 1e-7
+
+
+def _check_axis(owner, axis):
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    ok = isinstance(axis, int) and not isinstance(axis, bool)
+    ok = ok or (isinstance(axis, tuple) and all(isinstance(a, int) and not isinstance(a, bool) for a in axis))
+    if not ok:
+        raise InvalidArgumentError("axis", axis, "an integer or a tuple of integers", owner=owner)
+    return axis
+
+
+class Constraint(Component):
+    kind: ClassVar[str] = "constraint"
+
+    def validate(self):
+        if hasattr(self, "axis"):
+            self._set("axis", _check_axis(type(self).__name__, self.axis))
+
+
+@spec
+class MaxNorm(Constraint):
+    """n = sqrt(sum(w**2, axis, keepdims)); w <- w * (clip(n, 0, max_value) / (1e-7 + n))."""
+
+    name: ClassVar[str] = "max_norm"
+    aliases: ClassVar[tuple] = ("maxnorm",)
+    max_value: float = 2.0
+    axis: int = 0
+
+    def validate(self):
+        super().validate()
+        check_number("MaxNorm", "max_value", self.max_value, low=0.0)
+
+
+@spec
+class NonNeg(Constraint):
+    """w <- w * (w >= 0)."""
+
+    name: ClassVar[str] = "non_neg"
+    aliases: ClassVar[tuple] = ("nonneg",)
+
+
+@spec
+class UnitNorm(Constraint):
+    """w <- w / (1e-7 + sqrt(sum(w**2, axis, keepdims)))."""
+
+    name: ClassVar[str] = "unit_norm"
+    aliases: ClassVar[tuple] = ("unitnorm",)
+    axis: int = 0
+
+
+@spec
+class MinMaxNorm(Constraint):
+    """n = sqrt(sum(w**2, axis, keepdims)); d = rate * clip(n, min_value, max_value) + (1 - rate) * n;
+    w <- w * (d / (1e-7 + n))."""
+
+    name: ClassVar[str] = "min_max_norm"
+    aliases: ClassVar[tuple] = ("minmaxnorm",)
+    min_value: float = 0.0
+    max_value: float = 1.0
+    rate: float = 1.0
+    axis: int = 0
+
+    def validate(self):
+        super().validate()
+        check_number("MinMaxNorm", "min_value", self.min_value, low=0.0)
+        check_number("MinMaxNorm", "max_value", self.max_value, low=self.min_value,
+                     accepted=f"a finite number >= min_value ({self.min_value})")
+        check_number("MinMaxNorm", "rate", self.rate, low=0.0, high=1.0)
+
+
+def get(identifier):
+    return None if identifier is None else resolve("constraint", identifier)

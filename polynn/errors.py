@@ -1,0 +1,98 @@
+"""The one exception hierarchy every polynn error comes from."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+__all__ = [
+    "PolynnError",
+    "InvalidArgumentError",
+    "UnknownComponentError",
+    "ShapeMismatchError",
+    "NotCompiledError",
+    "UnknownBackendError",
+    "BackendNotInstalledError",
+    "UnsupportedComponentError",
+    "PluginError",
+    "ModelFileError",
+]
+
+
+class PolynnError(Exception):
+    """Base class of every error polynn raises on purpose."""
+
+
+class InvalidArgumentError(PolynnError, ValueError):
+    """An argument has a value outside what is accepted."""
+
+    def __init__(self, name: str, value, accepted: str, *, owner: str | None = None):
+        where = f"{owner}: " if owner else ""
+        super().__init__(f"{where}invalid {name}={value!r}; accepted: {accepted}")
+        self.name, self.value, self.accepted = name, value, accepted
+
+
+class UnknownComponentError(PolynnError, ValueError):
+    """A component was named that no registry entry answers to."""
+
+    def __init__(self, kind: str, value, known: Iterable[str]):
+        known = sorted(set(known))
+        close = difflib.get_close_matches(str(value).lower(), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"unknown {kind} {value!r}.{hint} Known {kind}s: {', '.join(known)}"
+        )
+        self.kind, self.value, self.close_matches = kind, value, close
+
+
+class ShapeMismatchError(PolynnError, ValueError):
+    """Data does not have the shape the model or the loss needs."""
+
+
+class NotCompiledError(PolynnError, RuntimeError):
+    """A model was used for training or evaluation before compile()."""
+
+
+class UnknownBackendError(PolynnError, ValueError):
+    """A backend name was given that no installed plugin registers."""
+
+    def __init__(self, value, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"unknown backend {value!r}.{hint} Available backends: {', '.join(known) or 'none'}"
+        )
+        self.value, self.close_matches = value, close
+
+
+class BackendNotInstalledError(PolynnError, ImportError):
+    """A known backend whose engine is not installed."""
+
+    def __init__(self, backend: str, engine: str, install: str, cause: BaseException | None = None):
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        super().__init__(
+            f"backend {backend!r} needs the {engine!r} package, which is not installed{detail}. "
+            f"Install it with: pip install '{install}'"
+        )
+        self.backend, self.engine, self.install = backend, engine, install
+
+
+class UnsupportedComponentError(PolynnError, ValueError):
+    """A model uses a component that the chosen backend has no implementation for."""
+
+    def __init__(self, kind: str, name: str, backend: str, supported: Iterable[str] = ()):
+        supported = sorted(supported)
+        tail = f"; backends implementing it: {', '.join(supported)}" if supported else ""
+        super().__init__(
+            f"{kind} {name!r} has no implementation on backend {backend!r}{tail}"
+        )
+        self.kind, self.name, self.backend = kind, name, backend
+
+
+class PluginError(PolynnError, RuntimeError):
+    """A plugin failed to load or to register; the message names the plugin."""
+
+
+class ModelFileError(PolynnError, ValueError):
+    """A model file is malformed, truncated, or asks for something not allowed."""

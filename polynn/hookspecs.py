@@ -1,0 +1,40 @@
+"""The hooks a polynn plugin may implement (pluggy project "polynn").
+
+A plugin is a module (or object) named by an entry point in the "polynn" group; its functions
+decorated with `polynn.hookimpl` and named like the hooks below are called once, when polynn first
+needs a backend or component. Hooks here are never firstresult: every plugin's answer counts.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("polynn")
+hookimpl = pluggy.HookimplMarker("polynn")
+
+
+@hookspec
+def polynn_register_backends(register):
+    """Register backends by calling ``register`` once per backend.
+
+    ``register(name, load, *, engine, install, dtypes=("float32", "float64"), devices=("cpu",))``
+
+    - name: the backend's name, as given to ``compile(backend=...)``;
+    - load: a no-argument callable returning the `polynn.backend.Backend` instance; it is called
+      only when the backend is first used, so registering must not import the engine;
+    - engine: the import name of the engine package (for example "torch"), used to tell a
+      missing engine from a broken plugin;
+    - install: what to pip install to get the engine (for example "polynn[torch]").
+    """
+
+
+@hookspec
+def polynn_register_components(register):
+    """Register new component specs, and implementations of components for backends.
+
+    ``register(spec_class)`` adds a spec class (a frozen dataclass subclassing one of polynn's
+    component bases) to the registry, so its name resolves in models and configs.
+    ``register.implementation(backend, kind, name, impl)`` adds the implementation of the
+    component `kind`/`name` for backend `backend`; what `impl` is depends on the backend and is
+    documented in that backend's module for the kind.
+    """

@@ -1,0 +1,164 @@
+"""Layer specs: Input, Dense, Dropout and Activation, with the shapes and weights they imply."""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+from . import activations as _activations
+from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, spec
+from .errors import InvalidArgumentError
+
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get"]
+
+
+class WeightSpec(NamedTuple):
+    """One trainable array of a layer: its name, shape and the components acting on it."""
+
+    name: str
+    shape: tuple
+    initializer: Component
+    regularizer: Component | None
+    constraint: Component | None
+
+
+class Layer(Component):
+    """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order."""
+
+    kind: ClassVar[str] = "layer"
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return None
+
+    def weights(self, input_shape: tuple) -> list[WeightSpec]:
+        return []
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+
+@spec
+class Input(Layer):
+    """Declares the shape of one sample (without the batch axis); computes the identity."""
+
+    name: ClassVar[str] = "input"
+    aliases: ClassVar[tuple] = ("inputlayer",)
+    shape: tuple = ()
+
+    def validate(self):
+        self._set("shape", check_shape("Input", "shape", self.shape))
+        if not self.shape:
+            raise InvalidArgumentError("shape", self.shape, "a non-empty tuple of positive integers", owner="Input")
+
+    @property
+    def declared_input_shape(self):
+        return self.shape
+
+
+InputLayer = Input
+
+
+@spec
+class Dense(Layer):
+    """y = activation(x @ kernel + bias), on the last axis of x (any rank >= 1 per sample).
+
+    kernel: (in, units), drawn from kernel_initializer (glorot_uniform); bias: (units,), from
+    bias_initializer (zeros), absent when use_bias=False. Regularizer penalties join the training
+    loss; the activity regularizer's penalty of y is divided by the batch size (Keras 3).
+    Constraints project each weight after every update.
+    """
+
+    name: ClassVar[str] = "dense"
+    units: int = 1
+    activation: Component = component_field("activation", None)
+    use_bias: bool = True
+    kernel_initializer: Component = component_field("initializer", "glorot_uniform", optional=False)
+    bias_initializer: Component = component_field("initializer", "zeros", optional=False)
+    kernel_regularizer: Component | None = component_field("regularizer")
+    bias_regularizer: Component | None = component_field("regularizer")
+    activity_regularizer: Component | None = component_field("regularizer")
+    kernel_constraint: Component | None = component_field("constraint")
+    bias_constraint: Component | None = component_field("constraint")
+    input_dim: int | None = None
+    input_shape: tuple | None = None
+
+    def __post_init__(self):
+        if self.activation is None:
+            object.__setattr__(self, "activation", _activations.Linear())
+        super().__post_init__()
+
+    def validate(self):
+        check_positive_int("Dense", "units", self.units)
+        check_bool("Dense", "use_bias", self.use_bias)
+        if self.input_dim is not None:
+            check_positive_int("Dense", "input_dim", self.input_dim)
+        if self.input_shape is not None:
+            self._set("input_shape", check_shape("Dense", "input_shape", self.input_shape))
+            if self.input_dim is not None and self.input_shape[-1] != self.input_dim:
+                raise InvalidArgumentError(
+                    "input_shape", self.input_shape, f"a shape ending in input_dim={self.input_dim}", owner="Dense")
+
+    @property
+    def declared_input_shape(self):
+        if self.input_shape is not None:
+            return self.input_shape
+        return None if self.input_dim is None else (self.input_dim,)
+
+    def weights(self, input_shape):
+        kernel = WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                            self.kernel_regularizer, self.kernel_constraint)
+        if not self.use_bias:
+            return [kernel]
+        bias = WeightSpec("bias", (self.units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
+        return [kernel, bias]
+
+    def output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+
+@spec
+class Dropout(Layer):
+    """Inverted dropout, active only in training: y = x * m / (1 - rate), m = 1 where u >= rate
+    and 0 elsewhere, u ~ U[0, 1) from the shared stream keyed by (seed, step, layer).
+
+    The mask has noise_shape (None entries take the input's size) and broadcasts over x.
+    The core draws the scaled mask m / (1 - rate) and hands it to the backend, so every backend
+    multiplies by the same numbers. rate 0 is the identity.
+    """
+
+    name: ClassVar[str] = "dropout"
+    rate: float = 0.5
+    noise_shape: tuple | None = None
+    seed: int | None = None
+
+    def validate(self):
+        check_number("Dropout", "rate", self.rate, low=0.0, high=1.0, high_open=True)
+        if self.noise_shape is not None:
+            self._set("noise_shape", check_shape("Dropout", "noise_shape", self.noise_shape, allow_none=True))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise InvalidArgumentError("seed", self.seed, "None or an integer >= 0", owner="Dropout")
+
+    def mask_shape(self, batch_input_shape: tuple) -> tuple:
+        """Shape of the mask for an input of `batch_input_shape` (batch axis included)."""
+        if self.noise_shape is None:
+            return tuple(batch_input_shape)
+        if len(self.noise_shape) != len(batch_input_shape):
+            raise InvalidArgumentError(
+                "noise_shape", self.noise_shape, f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
+                owner="Dropout")
+        return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_input_shape))
+
+
+@spec
+class Activation(Layer):
+    """y = activation(x)."""
+
+    name: ClassVar[str] = "activation"
+    activation: Component = component_field("activation", "linear", optional=False)
+
+
+def get(identifier) -> Layer:
+    from ._spec import resolve
+
+    return resolve("layer", identifier)
+

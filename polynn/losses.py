@@ -1,0 +1,119 @@
+"""Loss specs: the per-sample formula each backend computes, and how it is reduced over a batch.
+
+Every loss first computes a per-sample value l_i from (y_true, y_pred), then reduces it with the
+sample weights w_i (1 when none are given):
+
+- 'sum_over_batch_size' (default) and 'mean': sum_i(w_i * l_i) / N, N the number of l values
+- 'mean_with_sample_weight': sum_i(w_i * l_i) / sum_i(w_i)
+- 'sum': sum_i(w_i * l_i)
+
+EPSILON = 1e-7 is Keras's backend epsilon; probabilities are clipped to [EPSILON, 1 - EPSILON].
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ._spec import Component, check_bool, check_choice, check_number, resolve, spec
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "get", "EPSILON", "REDUCTIONS",
+]
+
+EPSILON = 1e-7
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+
+
+class Loss(Component):
+    kind: ClassVar[str] = "loss"
+    # True when y_true holds class indices rather than one value per output unit.
+    sparse_labels: ClassVar[bool] = False
+
+    def validate(self):
+        owner = type(self).__name__
+        check_choice(owner, "reduction", self.reduction, REDUCTIONS)
+        for flag in ("from_logits",):
+            if hasattr(self, flag):
+                check_bool(owner, flag, getattr(self, flag))
+        if hasattr(self, "label_smoothing"):
+            check_number(owner, "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
+        if hasattr(self, "axis") and (not isinstance(self.axis, int) or isinstance(self.axis, bool)):
+            raise InvalidArgumentError("axis", self.axis, "an integer axis", owner=owner)
+
+
+@spec
+class MeanSquaredError(Loss):
+    """l = mean((y_pred - y_true)**2, axis=-1)."""
+
+    name: ClassVar[str] = "mean_squared_error"
+    aliases: ClassVar[tuple] = ("mse",)
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class MeanAbsoluteError(Loss):
+    """l = mean(|y_pred - y_true|, axis=-1). Gradient of |d| at d == 0: 0."""
+
+    name: ClassVar[str] = "mean_absolute_error"
+    aliases: ClassVar[tuple] = ("mae",)
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class BinaryCrossentropy(Loss):
+    """Labels y are smoothed first: y <- y * (1 - label_smoothing) + 0.5 * label_smoothing.
+
+    from_logits=False: p = clip(y_pred, EPSILON, 1 - EPSILON) and
+        l = mean(-(y * log(p) + (1 - y) * log(1 - p)), axis)
+    (the gradient is zero where the clip is active, as in Keras on every backend but TF).
+    from_logits=True, with x = y_pred:
+        l = mean(max(x, 0) - x * y + log(1 + exp(-|x|)), axis)
+    """
+
+    name: ClassVar[str] = "binary_crossentropy"
+    aliases: ClassVar[tuple] = ("bce",)
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    axis: int = -1
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class CategoricalCrossentropy(Loss):
+    """One-hot labels y, smoothed first: y <- y * (1 - label_smoothing) + label_smoothing / K.
+
+    from_logits=False: p = clip(y_pred / sum(y_pred, axis), EPSILON, 1 - EPSILON),
+        l = -sum(y * log(p), axis).
+    from_logits=True: l = -sum(y * log_softmax(y_pred, axis), axis),
+        log_softmax(x) = x - max(x) - log(sum(exp(x - max(x)))).
+    """
+
+    name: ClassVar[str] = "categorical_crossentropy"
+    aliases: ClassVar[tuple] = ("cce",)
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    axis: int = -1
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class SparseCategoricalCrossentropy(Loss):
+    """Integer labels y (shape (N,) or (N, 1)); l = -log(q[y]) where
+    q = clip(y_pred / sum(y_pred, axis), EPSILON, 1 - EPSILON) (from_logits=False), or
+    log q = log_softmax(y_pred, axis) (from_logits=True).
+    """
+
+    name: ClassVar[str] = "sparse_categorical_crossentropy"
+    aliases: ClassVar[tuple] = ("scce",)
+    sparse_labels: ClassVar[bool] = True
+    from_logits: bool = False
+    axis: int = -1
+    reduction: str = "sum_over_batch_size"
+
+
+def get(identifier) -> Loss:
+    if identifier is None:
+        raise InvalidArgumentError("loss", None, "a loss name, such as 'binary_crossentropy', or a Loss object")
+    return resolve("loss", identifier)

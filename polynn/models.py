@@ -1,0 +1,333 @@
+"""Sequential: the model users build, compile and train, whatever the backend."""
+
+from __future__ import annotations
+
+import os
+import numpy as np
+
+from . import _registry, _training, metrics as _metrics, plugins
+from . import losses as _losses, optimizers as _optimizers, random as _random
+from ._spec import check_choice, resolve
+from .backend import Plan
+from .errors import InvalidArgumentError, NotCompiledError, ShapeMismatchError
+from .layers import Dropout, Input, Layer
+
+__all__ = ["Sequential"]
+
+DTYPES = ("float32", "float64")
+
+
+class _Compiled:
+    """What compile() fixed: the components, the backend and its runtime."""
+
+    def __init__(self, optimizer, loss, metric_ids, backend, dtype, seed, steps_per_execution, device):
+        self.optimizer, self.loss, self.metric_ids = optimizer, loss, metric_ids
+        self.backend, self.dtype, self.seed = backend, dtype, seed
+        self.steps_per_execution, self.device = steps_per_execution, device
+        self.runtime = None
+        self.metrics: tuple = ()
+        self.metric_names: list[str] = []
+        self.learning_rate: float | None = None  # set by callbacks that change the rate
+
+
+class Sequential:
+    """A linear stack of layers, spelled as keras.Sequential."""
+
+    def __init__(self, layers=None, name: str | None = None):
+        self.name = name or "sequential"
+        self._layers: list[Layer] = []
+        self._built_shape: tuple | None = None
+        self._weights: list[np.ndarray] | None = None  # float64 until compiled
+        self._weights_provisional = False
+        self._compiled: _Compiled | None = None
+        self._iterations = 0
+        self.history = None
+        self.stop_training = False
+        for layer in layers or ():
+            self.add(layer)
+
+    # ---- structure ----------------------------------------------------------------------
+
+    def add(self, layer) -> None:
+        if isinstance(layer, (str, dict)) or not isinstance(layer, Layer):
+            layer = resolve("layer", layer)
+        if isinstance(layer, Input) and self._layers:
+            raise InvalidArgumentError("layer", layer, "an Input layer only as the first layer", owner=self.name)
+        self._layers.append(layer)
+        self._built_shape = None
+        self._weights = None
+        if self._compiled is not None:
+            self._compiled.runtime = None
+
+    def pop(self) -> Layer:
+        if not self._layers:
+            raise InvalidArgumentError("layers", [], "a model with at least one layer to pop", owner=self.name)
+        layer = self._layers.pop()
+        self._built_shape, self._weights = None, None
+        if self._compiled is not None:
+            self._compiled.runtime = None
+        return layer
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def layer_names(self) -> list[str]:
+        """Keras-style unique names: dense, dense_1, dropout, ..."""
+        seen: dict[str, int] = {}
+        names = []
+        for layer in self._layers:
+            count = seen.get(layer.name, 0)
+            names.append(layer.name if count == 0 else f"{layer.name}_{count}")
+            seen[layer.name] = count + 1
+        return names
+
+    @property
+    def input_shape(self) -> tuple | None:
+        if self._built_shape is not None:
+            return self._built_shape
+        return self._layers[0].declared_input_shape if self._layers else None
+
+    def _shapes(self, input_shape: tuple) -> list[tuple]:
+        shapes, shape = [], input_shape
+        for layer in self._layers:
+            shape = layer.output_shape(shape)
+            shapes.append(shape)
+        return shapes
+
+    @property
+    def output_shape(self) -> tuple | None:
+        shape = self.input_shape
+        return None if shape is None or not self._layers else self._shapes(shape)[-1]
+
+    def _weight_specs(self, input_shape: tuple) -> list:
+        specs, shape = [], input_shape
+        for index, layer in enumerate(self._layers):
+            specs.extend((index, w) for w in layer.weights(shape))
+            shape = layer.output_shape(shape)
+        return specs
+
+    @property
+    def built(self) -> bool:
+        return self._built_shape is not None
+
+    def build(self, input_shape=None) -> None:
+        """Fix the input shape (per sample, without the batch axis) and draw initial weights."""
+        if not self._layers:
+            raise InvalidArgumentError("layers", [], "a model with at least one layer", owner=self.name)
+        declared = self._layers[0].declared_input_shape
+        shape = tuple(input_shape) if input_shape is not None else declared
+        if shape is None:
+            raise InvalidArgumentError(
+                "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data", owner=self.name)
+        if declared is not None and tuple(declared) != tuple(shape):
+            raise ShapeMismatchError(
+                f"input shape {tuple(shape)} does not match the model's declared input shape {tuple(declared)}")
+        self._built_shape = tuple(shape)
+        seed = self._compiled.seed if self._compiled is not None else _random.resolve_seed(None)
+        self._weights_provisional = self._compiled is None
+        self._weights = [
+            _random.initial_value(seed, layer_index, k, ws)
+            for k, (layer_index, ws) in enumerate(self._weight_specs(self._built_shape))
+        ]
+
+    def _ensure_built(self, data_shape: tuple | None = None) -> None:
+        if self._built_shape is None or self._weights is None:
+            self.build(self._built_shape if data_shape is None else data_shape)
+
+    # ---- compile ------------------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, backend: str | None = None,
+                dtype: str = "float32", seed: int | None = None, steps_per_execution="auto",
+                device: str | None = None) -> None:
+        """Fix the optimizer, loss and metrics, and build the model on a backend.
+
+        backend: a registered backend name, else $POLYNN_BACKEND, else "numpy".
+        dtype: "float32" or "float64". seed: the seed of the shared random streams (initial weights,
+        batch order, dropout), else the one from polynn.set_random_seed, else a random one.
+        steps_per_execution: training steps per backend call; "auto" runs a whole epoch per call
+        unless a progress bar or a batch-level callback needs the steps one by one.
+        """
+        check_choice(self.name, "dtype", dtype, DTYPES)
+        if steps_per_execution != "auto":
+            from ._spec import check_positive_int
+
+            check_positive_int(self.name, "steps_per_execution", steps_per_execution)
+        optimizer = _optimizers.get(optimizer)
+        loss = None if loss is None else _losses.get(loss)
+        metric_ids = list(metrics or [])
+        for m in metric_ids:
+            if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
+                _metrics.get(m)  # fail now, not at fit time
+        name = backend or os.environ.get("POLYNN_BACKEND") or "numpy"
+        engine = plugins.get_backend(name)
+        # Weights set by the user or trained are kept (moving a model to another backend);
+        # weights only drawn before any seed was given are drawn again from this one.
+        keep = self._weights is not None and not self._weights_provisional
+        previous = self.get_weights() if keep else None
+        self._compiled = _Compiled(optimizer, loss, metric_ids, engine, dtype, _random.resolve_seed(seed),
+                                   steps_per_execution, device)
+        self._iterations = 0
+        self._weights = None if previous is None else [np.asarray(w, dtype=np.float64) for w in previous]
+        if self.input_shape is not None:
+            self._ensure_built()
+            self._make_runtime()
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    @property
+    def backend(self) -> str | None:
+        return None if self._compiled is None else self._compiled.backend.name
+
+    @property
+    def dtype(self) -> str | None:
+        return None if self._compiled is None else self._compiled.dtype
+
+    @property
+    def optimizer(self):
+        return None if self._compiled is None else self._compiled.optimizer
+
+    @property
+    def loss(self):
+        return None if self._compiled is None else self._compiled.loss
+
+    @property
+    def iterations(self) -> int:
+        """Optimizer updates made since compile()."""
+        return self._iterations
+
+    def _require_compiled(self, action: str) -> _Compiled:
+        if self._compiled is None:
+            raise NotCompiledError(f"{action}() was called before compile(); call model.compile(optimizer=..., loss=...) first")
+        return self._compiled
+
+    def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple, list[str]]:
+        compiled = self._compiled
+        out_shape = self.output_shape
+        resolved, names = [], []
+        for m in compiled.metric_ids:
+            if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
+                y_true_shape = y_shape if y_shape is not None else out_shape
+                resolved.append(_metrics.resolve_accuracy(tuple(y_true_shape), tuple(out_shape)))
+                names.append(m.lower() if m.lower() == "accuracy" else "acc")
+            else:
+                spec = _metrics.get(m)
+                resolved.append(spec)
+                names.append(m if isinstance(m, str) else spec.name)
+        return tuple(resolved), names
+
+    def _plan(self, metrics: tuple) -> Plan:
+        compiled = self._compiled
+        shapes = self._shapes(self._built_shape)
+        dropout = tuple(i for i, layer in enumerate(self._layers) if isinstance(layer, Dropout) and layer.rate > 0)
+        return Plan(tuple(self._layers), self._built_shape, tuple(shapes), tuple(self._weight_specs(self._built_shape)),
+                    compiled.loss if compiled.loss is not None else _losses.MeanSquaredError(), metrics,
+                    compiled.optimizer, compiled.dtype, dropout, compiled.device)
+
+    def _make_runtime(self, y_shape: tuple | None = None) -> None:
+        compiled = self._compiled
+        metrics, names = self._resolve_metrics(y_shape)
+        runtime = compiled.backend.compile(self._plan(metrics))
+        runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
+        compiled.runtime, compiled.metrics, compiled.metric_names = runtime, metrics, names
+
+    def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None):
+        """The runtime, built now if the input shape came from data; metrics re-resolved from y."""
+        compiled = self._compiled
+        self._ensure_built(x_shape)
+        if compiled.runtime is None:
+            self._make_runtime(y_shape)
+        elif y_shape is not None and compiled.metric_ids:
+            metrics, names = self._resolve_metrics(y_shape)
+            if metrics != compiled.metrics:
+                compiled.runtime.set_metrics(metrics)
+                compiled.metrics, compiled.metric_names = metrics, names
+        return compiled.runtime
+
+    # ---- weights ------------------------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every trainable array as numpy, Keras order: per layer, kernel then bias."""
+        if self._compiled is not None and self._compiled.runtime is not None:
+            return self._compiled.runtime.get_weights()
+        if self._weights is None:
+            if self.input_shape is None:
+                return []
+            self._ensure_built()
+        dtype = self._compiled.dtype if self._compiled is not None else "float32"
+        return [w.astype(dtype) for w in self._weights]
+
+    def set_weights(self, weights) -> None:
+        if self._weights is None:
+            if self.input_shape is None:
+                raise InvalidArgumentError(
+                    "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known", owner=self.name)
+            self._ensure_built()
+        expected = [ws.shape for _, ws in self._weight_specs(self._built_shape)]
+        weights = [np.asarray(w) for w in weights]
+        if len(weights) != len(expected):
+            raise ShapeMismatchError(f"set_weights() got {len(weights)} arrays; the model has {len(expected)} "
+                                     f"with shapes {expected}")
+        for k, (w, shape) in enumerate(zip(weights, expected)):
+            if tuple(w.shape) != tuple(shape):
+                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; expected {tuple(shape)}")
+        self._weights = [w.astype(np.float64) for w in weights]
+        self._weights_provisional = False
+        if self._compiled is not None and self._compiled.runtime is not None:
+            self._compiled.runtime.set_weights([w.astype(self._compiled.dtype) for w in weights])
+
+    def count_params(self) -> int:
+        shape = self.input_shape
+        if shape is None:
+            return 0
+        return int(sum(int(np.prod(ws.shape)) for _, ws in self._weight_specs(tuple(shape))))
+
+    # ---- training -----------------------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, validation_batch_size=None, validation_freq=1):
+        """Train as keras.Model.fit; returns the History."""
+        self._require_compiled("fit")
+        return _training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                             callbacks=callbacks, validation_split=validation_split,
+                             validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                             sample_weight=sample_weight, initial_epoch=initial_epoch,
+                             validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and metrics) in inference mode, as keras.Model.evaluate."""
+        self._require_compiled("evaluate")
+        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+                                  sample_weight=sample_weight, callbacks=callbacks, return_dict=return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+        """Outputs in inference mode. Before compile(), runs on the default backend in float32."""
+        if self._compiled is None:
+            self.compile(loss=None)
+        return _training.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+
+    # ---- description --------------------------------------------------------------------
+
+    def summary(self, print_fn=None) -> None:
+        from ._summary import summary_lines
+
+        emit = print_fn or print
+        for line in summary_lines(self):
+            emit(line)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "layers": [_registry.serialize(layer) for layer in self._layers]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise InvalidArgumentError("config", config, "a dict with a 'layers' list, from Sequential.get_config()")
+        return cls([resolve("layer", layer) for layer in config["layers"]], name=config.get("name"))
+
+    def __repr__(self) -> str:
+        return f"<Sequential {self.name!r}: {len(self._layers)} layers, backend={self.backend}>"
+

@@ -1,0 +1,159 @@
+"""Optimizer specs: the update rule every backend applies, written once here.
+
+Order within one training step, for every optimizer (as Keras 3):
+1. gradient clipping, at most one kind: clipvalue g <- clip(g, -clipvalue, clipvalue); clipnorm
+   g <- g * clipnorm / max(||g||, clipnorm) per weight; global_clipnorm g <- g * global_clipnorm /
+   max(||all g||, global_clipnorm), ||all g|| the norm of every gradient together;
+2. weight decay, when set: w <- w - w * decay, with decay = weight_decay * lr_t;
+3. the optimizer's own update below;
+4. the weight's constraint, if any.
+
+t counts updates already made (0 at the first step). lr_t is the learning rate, or the schedule
+evaluated at t. The core computes every per-step scalar (lr_t, decay, Adam's alpha_t) once in
+float64 for a block of steps (`step_scalars`) and hands them to the backend in its dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+
+from ._spec import Component, check_bool, check_number, resolve, spec
+from .errors import InvalidArgumentError
+from .schedules import LearningRateSchedule
+
+__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer(Component):
+    kind: ClassVar[str] = "optimizer"
+    weight_decay: float | None = dataclasses.field(default=None, kw_only=True)
+    clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
+    clipvalue: float | None = dataclasses.field(default=None, kw_only=True)
+    global_clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
+
+    def validate(self):
+        owner = type(self).__name__
+        lr = self.learning_rate
+        if isinstance(lr, (dict, str)):
+            self._set("learning_rate", resolve("schedule", lr))
+        elif not isinstance(lr, LearningRateSchedule):
+            check_number(owner, "learning_rate", lr, low=0.0, accepted="a finite number >= 0 or a schedule")
+        for name in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
+            value = getattr(self, name)
+            if value is not None:
+                check_number(owner, name, value, low=0.0, low_open=name != "weight_decay")
+        clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(self, n) is not None}
+        if len(clipping) > 1:
+            raise InvalidArgumentError(
+                "clipping", clipping, "at most one of clipnorm, clipvalue and global_clipnorm (as Keras)", owner=owner)
+
+    def slot_names(self) -> tuple[str, ...]:
+        """Names of the per-weight state arrays, each shaped like its weight, in a fixed order."""
+        return ()
+
+    def learning_rates(self, iterations: np.ndarray, learning_rate: float | None = None) -> np.ndarray:
+        """lr_t for each t in `iterations`; `learning_rate` overrides a constant rate (callbacks)."""
+        if learning_rate is not None:
+            return np.full(iterations.shape, float(learning_rate))
+        if isinstance(self.learning_rate, LearningRateSchedule):
+            return self.learning_rate(iterations.astype(np.float64))
+        return np.full(iterations.shape, float(self.learning_rate))
+
+    def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
+        """Every per-step scalar the update needs, for each t in `iterations`, in float64."""
+        lr = self.learning_rates(iterations, learning_rate)
+        out = {"lr": lr}
+        if self.weight_decay:
+            out["decay"] = self.weight_decay * lr
+        return out
+
+
+@spec
+class SGD(Optimizer):
+    """Without momentum: w <- w - lr_t * g.
+    With momentum m (slot 'momentum', starts at 0): m <- momentum * m - lr_t * g, then
+    w <- w + m, or with nesterov w <- w + momentum * m - lr_t * g."""
+
+    name: ClassVar[str] = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+
+    def validate(self):
+        super().validate()
+        check_number("SGD", "momentum", self.momentum, low=0.0, high=1.0)
+        check_bool("SGD", "nesterov", self.nesterov)
+
+    def slot_names(self):
+        return ("momentum",) if self.momentum else ()
+
+
+@spec
+class Adam(Optimizer):
+    """m <- m + (g - m) * (1 - beta_1); v <- v + (g**2 - v) * (1 - beta_2);
+    alpha_t = lr_t * sqrt(1 - beta_2**(t+1)) / (1 - beta_1**(t+1));
+    w <- w - (m * alpha_t) / (sqrt(v) + epsilon).
+    With amsgrad, v_hat <- max(v_hat, v) replaces v in the last line.
+    epsilon is added outside the root of the uncorrected v (Keras), unlike torch.optim.Adam."""
+
+    name: ClassVar[str] = "adam"
+    learning_rate: float = 0.001
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    amsgrad: bool = False
+
+    def validate(self):
+        super().validate()
+        check_number("Adam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        check_number("Adam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        check_number("Adam", "epsilon", self.epsilon, low=0.0)
+        check_bool("Adam", "amsgrad", self.amsgrad)
+
+    def slot_names(self):
+        return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
+
+    def step_scalars(self, iterations, learning_rate=None):
+        out = super().step_scalars(iterations, learning_rate)
+        t = iterations.astype(np.float64) + 1.0
+        out["alpha"] = out["lr"] * np.sqrt(1.0 - np.power(self.beta_2, t)) / (1.0 - np.power(self.beta_1, t))
+        return out
+
+
+@spec
+class RMSprop(Optimizer):
+    """v <- rho * v + (1 - rho) * g**2 (slot 'velocity');
+    centered: a <- rho * a + (1 - rho) * g (slot 'average_gradient'), d = v - a**2 + epsilon;
+    otherwise d = v + epsilon; increment = lr_t * g / sqrt(d);
+    with momentum (slot 'momentum'): m <- momentum * m + increment, w <- w - m; else w <- w - increment."""
+
+    name: ClassVar[str] = "rmsprop"
+    learning_rate: float = 0.001
+    rho: float = 0.9
+    momentum: float = 0.0
+    epsilon: float = 1e-7
+    centered: bool = False
+
+    def validate(self):
+        super().validate()
+        check_number("RMSprop", "rho", self.rho, low=0.0, high=1.0)
+        check_number("RMSprop", "momentum", self.momentum, low=0.0, high=1.0)
+        check_number("RMSprop", "epsilon", self.epsilon, low=0.0)
+        check_bool("RMSprop", "centered", self.centered)
+
+    def slot_names(self):
+        names = ["velocity"]
+        if self.momentum:
+            names.append("momentum")
+        if self.centered:
+            names.append("average_gradient")
+        return tuple(names)
+
+
+def get(identifier) -> Optimizer:
+    return resolve("optimizer", identifier)
+

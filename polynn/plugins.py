@@ -1,0 +1,246 @@
+"""The plugin manager: finds plugins through entry points, loads them guardedly, and keeps the backends.
+
+A plugin that fails to import, whose hooks do not match the hookspecs, or that raises inside a
+hook is recorded as a failure naming the plugin and its distribution; every other plugin keeps
+working. POLYNN_STRICT_PLUGINS=1 makes such a failure raise PluginError instead, and
+POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.util
+import os
+import threading
+import warnings
+from typing import Any, Callable
+
+import pluggy
+
+from . import _registry, hookspecs
+from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
+
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "get_backend", "failures",
+           "register_plugin", "component_implementation", "reset"]
+
+ENTRY_POINT_GROUP = "polynn"
+
+
+@dataclasses.dataclass
+class PluginFailure:
+    plugin: str
+    distribution: str
+    stage: str
+    error: BaseException
+
+    def __str__(self):
+        return f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+
+
+@dataclasses.dataclass
+class BackendEntry:
+    name: str
+    load: Callable[[], Any]
+    engine: str
+    install: str
+    plugin: str
+    distribution: str
+    dtypes: tuple = ("float32", "float64")
+    devices: tuple = ("cpu",)
+    instance: Any = None
+    error: BaseException | None = None
+
+    def engine_installed(self) -> bool:
+        return importlib.util.find_spec(self.engine) is not None if self.engine else True
+
+    def engine_version(self) -> str | None:
+        try:
+            return importlib.metadata.version(self.engine)
+        except importlib.metadata.PackageNotFoundError:
+            for candidate in (f"{self.engine}-cpu", f"{self.engine}-gpu"):
+                try:
+                    return importlib.metadata.version(candidate)
+                except importlib.metadata.PackageNotFoundError:
+                    pass
+            return None
+
+
+class _State:
+    def __init__(self):
+        self.pm = pluggy.PluginManager("polynn")
+        self.pm.add_hookspecs(hookspecs)
+        self.loaded = False
+        self.backends: dict[str, BackendEntry] = {}
+        self.failures: list[PluginFailure] = []
+        self.implementations: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        self.dists: dict[str, str] = {}
+        self.lock = threading.RLock()
+
+
+_state = _State()
+
+
+def _strict() -> bool:
+    return os.environ.get("POLYNN_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _disabled() -> set[str]:
+    raw = os.environ.get("POLYNN_DISABLE_PLUGINS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _fail(plugin: str, distribution: str, stage: str, error: BaseException) -> None:
+    failure = PluginFailure(plugin, distribution, stage, error)
+    _state.failures.append(failure)
+    if _strict():
+        raise PluginError(str(failure)) from error
+    warnings.warn(str(failure), RuntimeWarning, stacklevel=3)
+
+
+def _distribution_label(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+
+
+def _register_module(plugin: Any, name: str, distribution: str) -> bool:
+    try:
+        _state.pm.register(plugin, name=name)
+        _state.pm.check_pending()
+    except Exception as error:  # pluggy.PluginValidationError and friends
+        if _state.pm.is_registered(plugin):
+            _state.pm.unregister(plugin)
+        _fail(name, distribution, "validation of its hooks", error)
+        return False
+    _state.dists[name] = distribution
+    return True
+
+
+def _call_hooks(plugin_names: list[str]) -> None:
+    for name in plugin_names:
+        plugin = _state.pm.get_plugin(name)
+        if plugin is None:
+            continue
+        distribution = _state.dists.get(name, "unknown distribution")
+        for hook_name, register in (
+            ("polynn_register_components", _ComponentRegistrar(name)),
+            ("polynn_register_backends", _BackendRegistrar(name, distribution)),
+        ):
+            # Each plugin's implementation is called on its own, so one failure names its plugin
+            # and leaves the others registered.
+            for impl in getattr(_state.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin_name != name:
+                    continue
+                try:
+                    impl.function(register=register)
+                except Exception as error:
+                    _fail(name, distribution, f"in its {hook_name} hook", error)
+
+
+def _ensure_loaded() -> None:
+    with _state.lock:
+        if _state.loaded:
+            return
+        _state.loaded = True
+        disabled = _disabled()
+        names = []
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None:
+                continue
+            distribution = _distribution_label(ep)
+            try:
+                module = ep.load()
+            except Exception as error:
+                _fail(ep.name, distribution, "to import", error)
+                continue
+            if _register_module(module, ep.name, distribution):
+                names.append(ep.name)
+        _call_hooks(names)
+
+
+def register_plugin(plugin: Any, name: str, distribution: str = "registered at run time") -> None:
+    """Register a plugin object directly (tests, notebooks), guarded like an installed one."""
+    with _state.lock:
+        _ensure_loaded()
+        if name in _disabled():
+            return
+        if _register_module(plugin, name, distribution):
+            _call_hooks([name])
+
+
+class _BackendRegistrar:
+    def __init__(self, plugin: str, distribution: str):
+        self.plugin, self.distribution = plugin, distribution
+
+    def __call__(self, name, load, *, engine="", install="", dtypes=("float32", "float64"), devices=("cpu",)):
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {self.plugin!r} registered a backend with invalid name {name!r}")
+        held = _state.backends.get(name)
+        if held is not None:
+            raise PluginError(
+                f"backend {name!r} is registered twice: by plugin {held.plugin!r} ({held.distribution}) "
+                f"and by plugin {self.plugin!r} ({self.distribution})")
+        _state.backends[name] = BackendEntry(name, load, engine, install or engine, self.plugin, self.distribution,
+                                             tuple(dtypes), tuple(devices))
+
+
+class _ComponentRegistrar:
+    def __init__(self, plugin: str):
+        self.plugin = plugin
+
+    def __call__(self, spec_class):
+        return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
+
+    def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
+        key = (backend, kind, name.lower())
+        held = _state.implementations.get(key)
+        if held is not None:
+            raise PluginError(
+                f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} and by plugin {self.plugin!r}")
+        _state.implementations[key] = (impl, f"plugin {self.plugin!r}")
+
+
+def component_implementation(backend: str, kind: str, name: str) -> Any | None:
+    """An implementation a component plugin registered for `backend`, or None."""
+    _ensure_loaded()
+    held = _state.implementations.get((backend, kind, name.lower()))
+    return None if held is None else held[0]
+
+
+def backend_entries() -> list[BackendEntry]:
+    _ensure_loaded()
+    return sorted(_state.backends.values(), key=lambda e: e.name)
+
+
+def failures() -> list[PluginFailure]:
+    _ensure_loaded()
+    return list(_state.failures)
+
+
+def get_backend(name: str):
+    """The Backend instance registered as `name`, loading it (and its engine) on first use."""
+    _ensure_loaded()
+    entry = _state.backends.get(name)
+    if entry is None:
+        raise UnknownBackendError(name, _state.backends)
+    if entry.instance is not None:
+        return entry.instance
+    if not entry.engine_installed():
+        raise BackendNotInstalledError(name, entry.engine, entry.install)
+    try:
+        entry.instance = entry.load()
+    except ImportError as error:
+        entry.error = error
+        raise BackendNotInstalledError(name, entry.engine, entry.install, error) from error
+    except Exception as error:
+        entry.error = error
+        raise PluginError(
+            f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to load: "
+            f"{type(error).__name__}: {error}") from error
+    return entry.instance
+
+
+def reset() -> None:
+    """Forget every plugin and backend, so the next use loads them again (for tests)."""
+    global _state
+    _state = _State()

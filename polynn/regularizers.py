@@ -1,0 +1,53 @@
+"""Regularizer specs: penalties added to the training loss."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ._spec import Component, check_number, resolve, spec
+
+__all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
+
+
+class Regularizer(Component):
+    kind: ClassVar[str] = "regularizer"
+
+
+@spec
+class L1(Regularizer):
+    """penalty(w) = l1 * sum(|w|). Gradient: l1 * sign(w) (0 at w == 0)."""
+
+    name: ClassVar[str] = "l1"
+    l1: float = 0.01
+
+    def validate(self):
+        check_number("L1", "l1", self.l1, low=0.0)
+
+
+@spec
+class L2(Regularizer):
+    """penalty(w) = l2 * sum(w**2). Gradient: 2 * l2 * w."""
+
+    name: ClassVar[str] = "l2"
+    l2: float = 0.01
+
+    def validate(self):
+        check_number("L2", "l2", self.l2, low=0.0)
+
+
+@spec
+class L1L2(Regularizer):
+    """penalty(w) = l1 * sum(|w|) + l2 * sum(w**2)."""
+
+    name: ClassVar[str] = "l1_l2"
+    aliases: ClassVar[tuple] = ("l1l2",)
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def validate(self):
+        check_number("L1L2", "l1", self.l1, low=0.0)
+        check_number("L1L2", "l2", self.l2, low=0.0)
+
+
+def get(identifier):
+    return None if identifier is None else resolve("regularizer", identifier)
