@@ -1,0 +1,266 @@
+"""Benchmark: polynn on each backend against Keras 3 and hand-written loops, one process per run.
+
+    python benchmarks/bench.py                 # blog table + scale sweep, writes benchmarks/results.json
+    python benchmarks/bench.py --runs 5 --no-sweep
+
+For each workload: fit time (median of --runs runs), whole-process wall time and peak resident
+memory, each run in a process of its own. The sweep reports time per sample and achieved GFLOP/s
+beside the machine's float32 matrix-multiply rate measured in the same run. This is a benchmark,
+not a test: it asserts nothing, it prints the targets and whether each one holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BLOG = ["polynn-numpy", "polynn-tensorflow", "polynn-torch", "keras-tensorflow", "keras-torch",
+        "hand-numpy", "hand-tensorflow-step", "hand-tensorflow-epoch", "hand-torch"]
+SWEEP_BACKENDS = ["numpy", "torch", "tensorflow"]
+SWEEP_BATCHES = [32, 256, 1024, 4096]   # at width 1024
+SWEEP_WIDTHS = [64, 256, 1024, 2048]    # at batch 256
+
+
+# ---- worker side (runs inside the measured process) -----------------------------------------
+
+
+def _worker(args) -> dict:
+    sys.path.insert(0, str(HERE))
+    import numpy as np
+    import workloads
+
+    if args.worker == "startup":
+        start = time.perf_counter()
+        from polynn.layers import Dense
+        from polynn.models import Sequential
+
+        model = Sequential()
+        model.add(Dense(64, input_dim=10, activation="relu"))
+        for units in (32, 16, 8, 4):
+            model.add(Dense(units, activation="relu"))
+        model.add(Dense(1, activation="sigmoid"))
+        model.compile(optimizer="Adam", loss="binary_crossentropy", metrics=["accuracy"], backend="numpy")
+        return {"import_compile": time.perf_counter() - start}
+    if args.worker == "matmul":
+        return {"gflops": _matmul_rate(np)}
+    if args.width:
+        x, y = workloads.sweep_data(args.width, args.samples)
+        units = workloads.sweep_units(args.width)
+    else:
+        x, y = workloads.blog_data()
+        units = workloads.BLOG_UNITS
+    run = workloads.WORKLOADS[args.worker]
+    if args.warmup:
+        run(x[: args.batch * 2], y[: args.batch * 2], units, 1, args.batch)
+    return {"fit": run(x, y, units, args.epochs, args.batch)}
+
+
+def _matmul_rate(np) -> float:
+    """Best float32 GFLOP/s of numpy's matmul over a few shapes (the machine's own limit)."""
+    best = 0.0
+    for m, k, n in ((2048, 2048, 2048), (256, 1024, 1024), (1024, 1024, 1024)):
+        a = np.random.default_rng(0).random((m, k), dtype=np.float32)
+        b = np.random.default_rng(1).random((k, n), dtype=np.float32)
+        a @ b
+        reps = max(3, int(2e10 / (2 * m * k * n)))
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+# ---- parent side ------------------------------------------------------------------------------
+
+
+def _measure(argv: list[str]) -> dict:
+    """Run one worker process; its JSON result plus its wall time and peak RSS (MB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    # communicate() reaped the child; ru_maxrss of RUSAGE_CHILDREN is the max over all children,
+    # so each worker reports its own peak instead (read from /proc at exit would be racy).
+    if proc.returncode != 0:
+        return {"error": err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}", "wall": wall}
+    result = json.loads(out.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+def _run_blog(name: str, runs: int, epochs: int) -> dict:
+    samples = [_measure(["--worker", name, "--epochs", str(epochs), "--batch", "32"]) for _ in range(runs)]
+    errors = [s["error"] for s in samples if "error" in s]
+    if errors:
+        return {"error": errors[0]}
+    return {
+        "fit_median": statistics.median(s["fit"] for s in samples),
+        "fit_runs": [s["fit"] for s in samples],
+        "wall_median": statistics.median(s["wall"] for s in samples),
+        "peak_rss_mb": max(s["peak_rss_mb"] for s in samples),
+    }
+
+
+def _sweep_point(backend: str, width: int, batch: int) -> dict:
+    units = (width, width, 1)
+    flops_per_sample = 0
+    fan_in = width
+    for k, u in enumerate(units):
+        # forward 2*in*out; backward 2*in*out for the kernel gradient, and 2*in*out for the
+        # input gradient except at the first layer.
+        flops_per_sample += (4 if k == 0 else 6) * fan_in * u
+        fan_in = u
+    samples = max(batch * 4, min(65536, int(3e9 / flops_per_sample) // batch * batch))
+    r = _measure(["--worker", f"polynn-{backend}", "--width", str(width), "--samples", str(samples),
+                  "--batch", str(batch), "--epochs", "1", "--warmup"])
+    if "error" in r:
+        return {"error": r["error"]}
+    return {"us_per_sample": r["fit"] / samples * 1e6, "gflops": flops_per_sample * samples / r["fit"] / 1e9,
+            "samples": samples}
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--only", nargs="*", help="blog workloads to run (default: all)")
+    parser.add_argument("--out", default=str(HERE / "results.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        import resource
+
+        result = _worker(args)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return 0
+
+    machine = {"python": platform.python_version(), "platform": platform.platform(),
+               "processor": _cpu_name(), "cores": os.cpu_count()}
+    report = {"machine": machine, "epochs": args.epochs, "runs": args.runs, "blog": {}, "sweep": {}}
+    for name in args.only or BLOG:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        report["blog"][name] = _run_blog(name, args.runs, args.epochs)
+    startup = [_measure(["--worker", "startup"]) for _ in range(args.runs)]
+    report["startup"] = {"import_compile_median": statistics.median(s["import_compile"] for s in startup)}
+    if not args.no_sweep:
+        report["sweep"]["matmul_gflops"] = _measure(["--worker", "matmul"])["gflops"]
+        for backend in SWEEP_BACKENDS:
+            for batch in SWEEP_BATCHES:
+                print(f"sweep {backend} width 1024 batch {batch} ...", file=sys.stderr, flush=True)
+                report["sweep"][f"{backend}/w1024/b{batch}"] = _sweep_point(backend, 1024, batch)
+            for width in SWEEP_WIDTHS:
+                if width == 1024:
+                    continue
+                print(f"sweep {backend} width {width} batch 256 ...", file=sys.stderr, flush=True)
+                report["sweep"][f"{backend}/w{width}/b256"] = _sweep_point(backend, width, 256)
+    report["targets"] = _targets(report)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(_table(report))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _fit(report, name):
+    entry = report["blog"].get(name, {})
+    return entry.get("fit_median")
+
+
+def _targets(report) -> list[dict]:
+    t = []
+
+    def add(what, value, limit):
+        t.append({"target": what, "value": value, "limit": limit,
+                  "holds": None if value is None else value <= limit})
+
+    add("polynn-numpy / keras-tensorflow", _ratio(_fit(report, "polynn-numpy"), _fit(report, "keras-tensorflow")), 0.2)
+    add("polynn-tensorflow / keras-tensorflow",
+        _ratio(_fit(report, "polynn-tensorflow"), _fit(report, "keras-tensorflow")), 0.25)
+    add("polynn-torch / keras-torch", _ratio(_fit(report, "polynn-torch"), _fit(report, "keras-torch")), 0.35)
+    add("polynn-numpy / hand-numpy", _ratio(_fit(report, "polynn-numpy"), _fit(report, "hand-numpy")), 1.25)
+    add("polynn-tensorflow / hand-tensorflow-epoch",
+        _ratio(_fit(report, "polynn-tensorflow"), _fit(report, "hand-tensorflow-epoch")), 1.25)
+    add("polynn-torch / hand-torch", _ratio(_fit(report, "polynn-torch"), _fit(report, "hand-torch")), 1.25)
+    limit = report.get("sweep", {}).get("matmul_gflops")
+    for backend in ("numpy", "torch"):
+        point = report.get("sweep", {}).get(f"{backend}/w1024/b256", {})
+        value = None if limit is None or "gflops" not in point else point["gflops"] / limit
+        t.append({"target": f"polynn-{backend} at width 1024, batch 256: share of matmul rate", "value": value,
+                  "limit": 0.6, "holds": None if value is None else value >= 0.6})
+    add("import polynn + compile blog model on numpy (s)", report.get("startup", {}).get("import_compile_median"), 0.3)
+    rss = report["blog"].get("polynn-numpy", {}).get("peak_rss_mb")
+    add("polynn-numpy blog process peak RSS (MB)", rss, 200)
+    return t
+
+
+def _table(report) -> str:
+    lines = [f"Machine: {report['machine']['processor']}, {report['machine']['cores']} cores, "
+             f"Python {report['machine']['python']}; blog example, {report['epochs']} epochs, batch 32, "
+             f"median of {report['runs']} runs", "",
+             f"| workload | fit (s) | process wall (s) | peak RSS (MB) | vs Keras same engine | vs hand-written |",
+             "|---|---|---|---|---|---|"]
+    keras = {"numpy": "keras-tensorflow", "tensorflow": "keras-tensorflow", "torch": "keras-torch"}
+    hand = {"numpy": "hand-numpy", "tensorflow": "hand-tensorflow-epoch", "torch": "hand-torch"}
+    for name, entry in report["blog"].items():
+        if "error" in entry:
+            lines.append(f"| {name} | error: {entry['error']} | | | | |")
+            continue
+        vs_keras = vs_hand = ""
+        if name.startswith("polynn-"):
+            engine = name.split("-", 1)[1]
+            r = _ratio(entry["fit_median"], _fit(report, keras[engine]))
+            vs_keras = "" if r is None else f"{r:.2f}x"
+            r = _ratio(entry["fit_median"], _fit(report, hand[engine]))
+            vs_hand = "" if r is None else f"{r:.2f}x"
+        lines.append(f"| {name} | {entry['fit_median']:.2f} | {entry['wall_median']:.2f} | "
+                     f"{entry['peak_rss_mb']:.0f} | {vs_keras} | {vs_hand} |")
+    sweep = report.get("sweep") or {}
+    if sweep:
+        lines += ["", f"Scale sweep (float32 matmul limit measured: {sweep['matmul_gflops']:.1f} GFLOP/s)", "",
+                  "| point | us/sample | GFLOP/s | share of limit |", "|---|---|---|---|"]
+        for key, point in sweep.items():
+            if key == "matmul_gflops":
+                continue
+            if "error" in point:
+                lines.append(f"| {key} | error: {point['error']} | | |")
+            else:
+                lines.append(f"| {key} | {point['us_per_sample']:.1f} | {point['gflops']:.1f} | "
+                             f"{point['gflops'] / sweep['matmul_gflops']:.0%} |")
+    lines += ["", "| target | measured | limit | holds |", "|---|---|---|---|"]
+    for t in report["targets"]:
+        value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"| {t['target']} | {value} | {t['limit']} | {t['holds']} |")
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The workloads the benchmark times, each run by `bench.py` in a process of its own.
+
+Every workload trains the blog model (Dense 64-32-16-8-4 relu, 1 sigmoid; Adam; binary
+cross-entropy; batch 32) on the blog's data, or the sweep model, and returns the fit time.
+The hand-written loops are the straightforward way to write that training in each engine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+BLOG_UNITS = (64, 32, 16, 8, 4, 1)
+
+
+def blog_data():
+    np.random.seed(1000)
+    x = np.random.random((10000, 10))
+    y = np.random.randint(2, size=(10000, 1))
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def sweep_data(width: int, samples: int):
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, width), dtype=np.float32)
+    y = (rng.random((samples, 1)) > 0.5).astype(np.float32)
+    return x, y
+
+
+def sweep_units(width: int):
+    return (width, width, 1)
+
+
+def _glorot(rng, fan_in, fan_out):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
+
+
+# ---- polynn ------------------------------------------------------------------------------
+
+
+def polynn_fit(backend: str, x, y, units, epochs: int, batch: int) -> float:
+    from polynn.layers import Dense
+    from polynn.models import Sequential
+
+    model = Sequential()
+    model.add(Dense(units[0], input_dim=x.shape[1], activation="relu"))
+    for u in units[1:-1]:
+        model.add(Dense(u, activation="relu"))
+    model.add(Dense(units[-1], activation="sigmoid"))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], backend=backend, seed=0)
+    start = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
+    return time.perf_counter() - start
+
+
+# ---- Keras 3, as the outside reference ----------------------------------------------------
+
+
+def keras_fit(engine: str, x, y, units, epochs: int, batch: int) -> float:
+    import os
+
+    os.environ["KERAS_BACKEND"] = engine
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=(x.shape[1],))])
+    for u in units[:-1]:
+        model.add(keras.layers.Dense(u, activation="relu"))
+    model.add(keras.layers.Dense(units[-1], activation="sigmoid"))
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
+    return time.perf_counter() - start
+
+
+# ---- hand-written loops -------------------------------------------------------------------
+
+
+def numpy_fit(x, y, units, epochs: int, batch: int) -> float:
+    rng = np.random.default_rng(0)
+    sizes = (x.shape[1], *units)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        params += [_glorot(rng, a, b), np.zeros(b, np.float32)]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    lr, b1, b2, eps, t = 1e-3, 0.9, 0.999, 1e-7, 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch):
+            rows = order[i:i + batch]
+            xb, yb = x[rows], y[rows]
+            acts = [xb]
+            for k in range(0, len(params), 2):
+                z = acts[-1] @ params[k] + params[k + 1]
+                acts.append(np.maximum(z, 0) if k < len(params) - 2 else 1 / (1 + np.exp(-z)))
+            p = np.clip(acts[-1], 1e-7, 1 - 1e-7)
+            dz = (p - yb) / len(xb)  # sigmoid + binary cross-entropy
+            grads = [None] * len(params)
+            for k in range(len(params) - 2, -1, -2):
+                grads[k] = acts[k // 2].T @ dz
+                grads[k + 1] = dz.sum(0)
+                if k:
+                    dz = (dz @ params[k].T) * (acts[k // 2] > 0)
+            t += 1
+            alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            for w, g, mi, vi in zip(params, grads, m, v):
+                mi += (g - mi) * (1 - b1)
+                vi += (g * g - vi) * (1 - b2)
+                w -= mi * alpha / (np.sqrt(vi) + eps)
+    return time.perf_counter() - start
+
+
+def torch_fit(x, y, units, epochs: int, batch: int) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    sizes = (x.shape[1], *units)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    layers[-1] = torch.nn.Sigmoid()
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.BCELoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(xt))
+        for i in range(0, len(xt), batch):
+            rows = order[i:i + batch]
+            optimizer.zero_grad()
+            loss = loss_fn(model(xt[rows]), yt[rows])
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def tensorflow_fit(x, y, units, epochs: int, batch: int, per_epoch: bool) -> float:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    sizes = (x.shape[1], *units)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        params += [tf.Variable(_glorot(rng, a, b)), tf.Variable(tf.zeros([b]))]
+    m = [tf.Variable(tf.zeros_like(p)) for p in params]
+    v = [tf.Variable(tf.zeros_like(p)) for p in params]
+    t = tf.Variable(0.0)
+    xt, yt = tf.constant(x), tf.constant(y)
+
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            h = xb
+            for k in range(0, len(params), 2):
+                z = h @ params[k] + params[k + 1]
+                h = tf.nn.relu(z) if k < len(params) - 2 else tf.sigmoid(z)
+            p = tf.clip_by_value(h, 1e-7, 1 - 1e-7)
+            loss = -tf.reduce_mean(yb * tf.math.log(p) + (1 - yb) * tf.math.log(1 - p))
+        grads = tape.gradient(loss, params)
+        t.assign_add(1.0)
+        alpha = 1e-3 * tf.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        for w, g, mi, vi in zip(params, grads, m, v):
+            mi.assign_add((g - mi) * 0.1)
+            vi.assign_add((g * g - vi) * 0.001)
+            w.assign_sub(mi * alpha / (tf.sqrt(vi) + 1e-7))
+        return loss
+
+    compiled_step = tf.function(step)
+
+    @tf.function
+    def epoch(order):
+        n = tf.shape(order)[0]
+        for i in tf.range(0, n, batch):
+            rows = order[i:i + batch]
+            step(tf.gather(xt, rows), tf.gather(yt, rows))
+
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = tf.constant(rng.permutation(len(x)), dtype=tf.int32)
+        if per_epoch:
+            epoch(order)
+        else:
+            for i in range(0, len(x), batch):
+                rows = order[i:i + batch]
+                compiled_step(tf.gather(xt, rows), tf.gather(yt, rows))
+    return time.perf_counter() - start
+
+
+WORKLOADS = {
+    "polynn-numpy": lambda *a: polynn_fit("numpy", *a),
+    "polynn-tensorflow": lambda *a: polynn_fit("tensorflow", *a),
+    "polynn-torch": lambda *a: polynn_fit("torch", *a),
+    "keras-tensorflow": lambda *a: keras_fit("tensorflow", *a),
+    "keras-torch": lambda *a: keras_fit("torch", *a),
+    "hand-numpy": numpy_fit,
+    "hand-torch": torch_fit,
+    "hand-tensorflow-step": lambda *a: tensorflow_fit(*a, per_epoch=False),
+    "hand-tensorflow-epoch": lambda *a: tensorflow_fit(*a, per_epoch=True),
+}
