@@ -76,27 +76,35 @@ class NumpyRuntime(Runtime):
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
         if w is None:
-            weights = np.ones_like(values)
+            weights = None
+            total = np.add.reduce(values, axis=None)
+            weight_sum = values.size
         else:
             weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(self.dtype)
-        total = np.sum(values * weights)
+            total = np.add.reduce(values * weights, axis=None)
+            weight_sum = np.add.reduce(weights, axis=None)
         if spec.reduction == "sum":
             divisor = 1
         elif spec.reduction == "mean_with_sample_weight":
-            divisor = np.sum(weights)
+            divisor = weight_sum
         else:
             divisor = values.size
-        loss = total / divisor if divisor else total * 0
-        loss = float(loss)
+        # Keras divides "no nan": an all-zero weight sum gives a zero loss, not a NaN.
+        loss = float(total / divisor) if divisor else 0.0
         for k, reg, penalty, _ in self.regularized:
             loss += float(penalty(reg, self.weights[k]))
-        for layer, cache in zip((layer for layer, _ in self.layers), caches):
+        for (layer, _), cache in zip(self.layers, caches):
             if layer.activity is not None:
                 loss += float(layer.penalty(cache))
         if not gradient:
             return loss, None
-        dp = self.loss_vjp(spec, y, p, weights / divisor if divisor else weights * 0)
-        return loss, dp.astype(self.dtype, copy=False)
+        if not divisor:
+            upstream = np.zeros(values.shape, dtype=self.dtype)
+        elif weights is None:
+            upstream = np.full(values.shape, 1 / divisor, dtype=self.dtype)
+        else:
+            upstream = weights / divisor
+        return loss, self.loss_vjp(spec, y, p, upstream).astype(self.dtype, copy=False)
 
     def _metric_states(self, y, p, w):
         return [metric_impls.mean_state(impl(m, y, p), w) for m, impl in self.metrics]
