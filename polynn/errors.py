@@ -39,8 +39,9 @@ class UnknownComponentError(PolynnError, ValueError):
         known = sorted(set(known))
         close = difflib.get_close_matches(str(value).lower(), known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        plural = kind + ("es" if kind.endswith("s") else "s")
         super().__init__(
-            f"unknown {kind} {value!r}.{hint} Known {kind}s: {', '.join(known)}"
+            f"unknown {kind} {value!r}.{hint} Known {plural}: {', '.join(known)}"
         )
         self.kind, self.value, self.close_matches = kind, value, close
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from ._spec import Component, check_number, resolve, spec
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, UnknownComponentError
 
 __all__ = [
     "Metric", "MeanMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
@@ -106,4 +106,10 @@ def get(identifier) -> Metric:
         raise InvalidArgumentError(
             "metric", identifier, "'accuracy' only inside compile(metrics=[...]), where shapes resolve it"
         )
-    return resolve("metric", identifier)
+    try:
+        return resolve("metric", identifier)
+    except UnknownComponentError:
+        # compile() also accepts 'accuracy', so a misspelling of it should be pointed back to it
+        from . import _registry
+
+        raise UnknownComponentError("metric", identifier, [*_registry.names("metric"), "accuracy"]) from None

@@ -42,7 +42,8 @@ def install_plugin(tmp_path, monkeypatch, fresh_plugins):
     def install(dist: str, entry: str, module: str, source: str, version: str = "1.0"):
         count[0] += 1
         root = tmp_path / f"site{count[0]}"
-        info = root / f"{dist}-{version}.dist-info"
+        # installers name the folder with the normalized name; importlib.metadata relies on it
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(f"[polynn]\n{entry} = {module}\n")
