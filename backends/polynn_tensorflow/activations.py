@@ -1,0 +1,36 @@
+"""TensorFlow activations: forward(spec, x) -> y, written as the NumPy reference's expressions."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def sigmoid(x):
+    # exp of -|x| only, so no overflow: 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below.
+    e = tf.math.exp(-tf.math.abs(x))
+    return tf.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _shifted(x, axis):
+    # The shift by the max cancels exactly in softmax, so it carries no gradient.
+    return x - tf.stop_gradient(tf.math.reduce_max(x, axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    e = tf.math.exp(_shifted(x, axis))
+    return e / tf.math.reduce_sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    shifted = _shifted(x, axis)
+    return shifted - tf.math.log(tf.math.reduce_sum(tf.math.exp(shifted), axis=axis, keepdims=True))
+
+
+IMPLEMENTATIONS = {
+    "linear": lambda spec, x: x,
+    # tf.nn.relu's gradient is 0 at x == 0, as the spec asks (tf.maximum's would be 1).
+    "relu": lambda spec, x: tf.nn.relu(x),
+    "sigmoid": lambda spec, x: sigmoid(x),
+    "tanh": lambda spec, x: tf.math.tanh(x),
+    "softmax": lambda spec, x: softmax(x, spec.axis),
+}

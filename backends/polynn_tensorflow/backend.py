@@ -1,0 +1,39 @@
+"""The TensorFlow backend: each spec's forward math on TF core ops; gradients come from GradientTape."""
+
+from __future__ import annotations
+
+from polynn.backend import Backend
+from polynn.errors import InvalidArgumentError
+
+from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+
+DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    engine = "tensorflow"
+    dtypes = ("float32", "float64")
+    devices = ("cpu", "gpu")
+    implementations = {
+        "layer": layers.IMPLEMENTATIONS,
+        "activation": activations.IMPLEMENTATIONS,
+        "loss": losses.IMPLEMENTATIONS,
+        "metric": metrics.IMPLEMENTATIONS,
+        "optimizer": optimizers.UPDATES,
+        "regularizer": regularizers.IMPLEMENTATIONS,
+        "constraint": constraints.IMPLEMENTATIONS,
+    }
+
+    def engine_version(self) -> str:
+        import tensorflow as tf
+
+        return tf.__version__
+
+    def compile(self, plan):
+        from .runtime import TensorFlowRuntime
+
+        self.check_plan(plan)
+        if plan.device not in DEVICES:
+            raise InvalidArgumentError("device", plan.device, "None, 'cpu' or 'gpu'", owner="backend 'tensorflow'")
+        return TensorFlowRuntime(self, plan, DEVICES[plan.device])

@@ -1,0 +1,93 @@
+"""TensorFlow optimizers: update(spec, w, g, slots, s) -> (new w, new slots), as polynn.optimizers.
+
+Each update returns new values instead of changing tf.Variables, and the runtime assigns them, so
+the step reads like the NumPy reference with no read-after-assign ordering to reason about. The
+expressions keep the reference's order of operations, so float64 results agree to the last bits.
+`s` maps the names of Optimizer.step_scalars to this step's values, in the weights' dtype.
+Clipping and weight decay, shared by every optimizer, are in `apply`.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import tensorflow as tf
+
+
+def _sgd(spec, w, g, slots, s):
+    lr = s["lr"]
+    if not spec.momentum:
+        return w - g * lr, []
+    (m,) = slots
+    m = m * spec.momentum - g * lr
+    if spec.nesterov:
+        return w + (m * spec.momentum - g * lr), [m]
+    return w + m, [m]
+
+
+def _adam(spec, w, g, slots, s):
+    m, v = slots[0], slots[1]
+    m = m + (g - m) * (1 - spec.beta_1)
+    v = v + (g * g - v) * (1 - spec.beta_2)
+    new_slots = [m, v]
+    if spec.amsgrad:
+        v = tf.math.maximum(slots[2], v)
+        new_slots.append(v)
+    return w - (m * s["alpha"]) / (tf.math.sqrt(v) + spec.epsilon), new_slots
+
+
+def _rmsprop(spec, w, g, slots, s):
+    names = spec.slot_names()
+    new_slots = list(slots)
+    velocity = spec.rho * slots[0] + (1 - spec.rho) * (g * g)
+    new_slots[0] = velocity
+    if spec.centered:
+        k = names.index("average_gradient")
+        average = spec.rho * slots[k] + (1 - spec.rho) * g
+        new_slots[k] = average
+        denominator = velocity - average * average + spec.epsilon
+    else:
+        denominator = velocity + spec.epsilon
+    increment = (s["lr"] * g) / tf.math.sqrt(denominator)
+    if spec.momentum:
+        k = names.index("momentum")
+        momentum = spec.momentum * slots[k] + increment
+        new_slots[k] = momentum
+        return w - momentum, new_slots
+    return w - increment, new_slots
+
+
+UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop}
+
+
+def _sum_of_squares(g):
+    return tf.math.reduce_sum(g * g)
+
+
+def clip_gradients(spec, grads):
+    """The one clipping the spec sets: clipvalue, clipnorm per weight, or global_clipnorm."""
+    if spec.clipvalue is not None:
+        return [tf.clip_by_value(g, -spec.clipvalue, spec.clipvalue) for g in grads]
+    if spec.clipnorm is not None:
+        return [g * spec.clipnorm / tf.math.maximum(tf.math.sqrt(_sum_of_squares(g)), spec.clipnorm) for g in grads]
+    if spec.global_clipnorm is not None:
+        # Summed left to right, as the reference's Python sum.
+        norm = tf.math.sqrt(functools.reduce(operator.add, [_sum_of_squares(g) for g in grads]))
+        return [g * spec.global_clipnorm / tf.math.maximum(norm, spec.global_clipnorm) for g in grads]
+    return grads
+
+
+def apply(spec, update, weights, grads, slots, s):
+    """New values of every weight and slot after one step's clipping, weight decay and update."""
+    if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
+        grads = clip_gradients(spec, grads)
+    decay = s.get("decay")
+    new_weights, new_slots = [], []
+    for w, g, ws in zip(weights, grads, slots):
+        if decay is not None:
+            w = w - w * decay
+        w, ws = update(spec, w, g, ws, s)
+        new_weights.append(w)
+        new_slots.append(ws)
+    return new_weights, new_slots

@@ -1,0 +1,252 @@
+"""The TensorFlow runtime: a compiled model whose blocks of steps each run inside one tf.function call.
+
+Weights and optimizer slots are tf.Variables updated in place; a data set stays on the engine as
+tensors after put_data, and each step gathers its batch's rows from it. A block's per-step losses
+and summed metric increments come back as one float64 vector, one host transfer per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+
+from polynn.backend import Runtime, StepResult
+
+from . import metrics as metric_impls
+from . import optimizers
+
+
+class _Data:
+    """A data set on the engine: x, and for training or evaluation y and per-sample weights w."""
+
+    def __init__(self, x, y, w):
+        self.x, self.y, self.w = x, y, w
+
+
+def _signature(tensor, static_tail: bool):
+    """A TensorSpec with a free leading axis; trailing axes kept (shapes the math needs) or freed."""
+    shape = [None] + (list(tensor.shape[1:]) if static_tail else [None] * (len(tensor.shape) - 1))
+    return tf.TensorSpec(shape, tensor.dtype)
+
+
+class TensorFlowRuntime(Runtime):
+    def __init__(self, backend, plan, device):
+        self.plan = plan
+        self.backend = backend
+        self.dtype = tf.as_dtype(plan.dtype)
+        self.device = device
+        with self._placement():
+            self.weights = [tf.Variable(tf.zeros(ws.shape, self.dtype), name=ws.name) for _, ws in plan.weights]
+            self.slots = [[tf.Variable(tf.zeros(w.shape, self.dtype), trainable=False, name=name)
+                           for name in plan.optimizer.slot_names()] for w in self.weights]
+        self.layers = []
+        for index, spec in enumerate(plan.layers):
+            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
+            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+        self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
+        self.loss_value = backend.implementation("loss", plan.loss.name)
+        self.regularized = [
+            (k, ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
+            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
+        ]
+        self.constrained = {
+            k: (ws.constraint, backend.implementation("constraint", ws.constraint.name))
+            for k, (_, ws) in enumerate(plan.weights) if ws.constraint is not None
+        }
+        self.optimizer = plan.optimizer
+        self.update = backend.implementation("optimizer", plan.optimizer.name)
+        self.set_metrics(plan.metrics)
+
+    def _placement(self):
+        return contextlib.nullcontext() if self.device is None else tf.device(self.device)
+
+    # ---- state ------------------------------------------------------------------------
+
+    def get_weights(self):
+        return [np.array(w.numpy(), copy=True) for w in self.weights]
+
+    def set_weights(self, weights):
+        for target, value in zip(self.weights, weights):
+            target.assign(np.asarray(value, dtype=self.plan.dtype))
+
+    def get_optimizer_state(self):
+        return [[np.array(s.numpy(), copy=True) for s in slots] for slots in self.slots]
+
+    def set_optimizer_state(self, state):
+        for slots, values in zip(self.slots, state):
+            for target, value in zip(slots, values):
+                target.assign(np.asarray(value, dtype=self.plan.dtype))
+
+    def set_metrics(self, metrics):
+        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+        # Compiled functions bake the metrics in; the next call traces them again.
+        self._functions = {}
+
+    def put_data(self, x, y=None, sample_weight=None):
+        with self._placement():
+            if y is None:
+                return _Data(tf.constant(x), None, None)
+            # Weights of one are exact in every product and sum, so "no weights" is the same numbers.
+            w = np.ones(len(x), dtype=self.plan.dtype) if sample_weight is None else sample_weight
+            return _Data(tf.constant(x), tf.constant(y), tf.constant(np.asarray(w, dtype=self.plan.dtype)))
+
+    # ---- one step (traced inside the block functions) -----------------------------------
+
+    def _forward(self, x, masks):
+        """Outputs and the activity penalties of the layers that have one; masks None in inference."""
+        activity = []
+        for index, (layer, params) in enumerate(self.layers):
+            mask = None if masks is None or index not in self.mask_slot else masks[self.mask_slot[index]]
+            x = layer.forward(params, x, mask)
+            if layer.activity is not None:
+                activity.append(layer.penalty(x))
+        return x, activity
+
+    def _loss(self, y, p, w, activity):
+        """The loss to differentiate (plan dtype) and the one to report (float64), as NumPy's `_loss`."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        weights = tf.broadcast_to(tf.reshape(w, [-1] + [1] * (values.shape.rank - 1)), tf.shape(values))
+        total = tf.math.reduce_sum(values * weights)
+        if spec.reduction == "sum":
+            loss = total
+        elif spec.reduction == "mean_with_sample_weight":
+            divisor = tf.math.reduce_sum(weights)
+            nonzero = tf.math.not_equal(divisor, 0)
+            # All-zero weights give a zero loss and zero gradients, never 0/0.
+            loss = tf.where(nonzero, total / tf.where(nonzero, divisor, tf.ones_like(divisor)), total * 0)
+        else:
+            loss = total / tf.cast(tf.size(values), self.dtype)
+        penalties = [penalty(reg, self.weights[k]) for k, reg, penalty in self.regularized] + activity
+        report = tf.cast(loss, tf.float64)
+        for term in penalties:
+            loss = loss + term
+            report = report + tf.cast(term, tf.float64)
+        return loss, report
+
+    def _metric_states(self, y, p, w):
+        return tuple(metric_impls.mean_state(impl(m, y, p), w) for m, impl in self.metrics)
+
+    def _train_step(self, x, y, w, masks, s):
+        with tf.GradientTape() as tape:
+            p, activity = self._forward(x, masks)
+            loss, report = self._loss(y, p, w, activity)
+        grads = tape.gradient(loss, self.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        states = self._metric_states(y, p, w)
+        current = [tf.convert_to_tensor(v) for v in self.weights]
+        slots = [[tf.convert_to_tensor(v) for v in ws] for ws in self.slots]
+        new_weights, new_slots = optimizers.apply(self.optimizer, self.update, current, grads, slots, s)
+        for k, (constraint, project) in self.constrained.items():
+            new_weights[k] = project(constraint, new_weights[k])
+        for variable, value in zip(self.weights, new_weights):
+            variable.assign(value)
+        for variables, values in zip(self.slots, new_slots):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        return report, states
+
+    # ---- compiled blocks ---------------------------------------------------------------
+
+    def _zero_totals(self):
+        return tuple(tf.zeros([m.state_size], tf.float64) for m, _ in self.metrics)
+
+    def _function(self, key, build):
+        if key not in self._functions:
+            self._functions[key] = build()
+        return self._functions[key]
+
+    def _train_function(self, data, masks, scalars):
+        names = tuple(sorted(scalars))
+        signature = (
+            _signature(data.x, True), _signature(data.y, True), _signature(data.w, True),
+            tf.TensorSpec([None, None], tf.int64),
+            tuple(tf.TensorSpec([None] * m.ndim, self.dtype) for m in masks),
+            {name: tf.TensorSpec([None], self.dtype) for name in names},
+        )
+
+        def build():
+            @tf.function(input_signature=signature)
+            def train(x, y, w, batches, masks, scalars):
+                steps = tf.shape(batches)[0]
+                losses = tf.TensorArray(tf.float64, size=steps)
+                totals = self._zero_totals()
+                for step in tf.range(steps):
+                    rows = batches[step]
+                    s = {name: values[step] for name, values in scalars.items()}
+                    report, states = self._train_step(tf.gather(x, rows), tf.gather(y, rows), tf.gather(w, rows),
+                                                      [mask[step] for mask in masks], s)
+                    losses = losses.write(step, report)
+                    totals = tuple(t + state for t, state in zip(totals, states))
+                return tf.concat([losses.stack(), *totals], 0)
+
+            return train
+
+        key = ("train", tuple(data.x.shape[1:]), tuple(data.y.shape[1:]), tuple(m.ndim for m in masks), names)
+        return self._function(key, build)
+
+    def _test_function(self, data):
+        signature = (_signature(data.x, True), _signature(data.y, True), _signature(data.w, True),
+                     tf.TensorSpec([None, None], tf.int64))
+
+        def build():
+            @tf.function(input_signature=signature)
+            def test(x, y, w, batches):
+                steps = tf.shape(batches)[0]
+                losses = tf.TensorArray(tf.float64, size=steps)
+                totals = self._zero_totals()
+                for step in tf.range(steps):
+                    rows = batches[step]
+                    yb, wb = tf.gather(y, rows), tf.gather(w, rows)
+                    p, activity = self._forward(tf.gather(x, rows), None)
+                    _, report = self._loss(yb, p, wb, activity)
+                    losses = losses.write(step, report)
+                    totals = tuple(t + state for t, state in zip(totals, self._metric_states(yb, p, wb)))
+                return tf.concat([losses.stack(), *totals], 0)
+
+            return test
+
+        return self._function(("test", tuple(data.x.shape[1:]), tuple(data.y.shape[1:])), build)
+
+    def _predict_function(self, data):
+        signature = (_signature(data.x, True), tf.TensorSpec([None, None], tf.int64))
+        out_shape = list(self.plan.shapes[-1]) if self.plan.shapes else list(self.plan.input_shape)
+
+        def build():
+            @tf.function(input_signature=signature)
+            def predict(x, batches):
+                steps = tf.shape(batches)[0]
+                outputs = tf.TensorArray(self.dtype, size=steps)
+                for step in tf.range(steps):
+                    outputs = outputs.write(step, self._forward(tf.gather(x, batches[step]), None)[0])
+                return tf.reshape(outputs.stack(), [-1, *out_shape])
+
+            return predict
+
+        return self._function(("predict", tuple(data.x.shape[1:])), build)
+
+    def _result(self, packed, steps):
+        packed = packed.numpy()
+        totals, offset = [], steps
+        for m, _ in self.metrics:
+            totals.append(packed[offset:offset + m.state_size])
+            offset += m.state_size
+        return StepResult(packed[:steps], totals)
+
+    def train_steps(self, data, batches, masks, scalars):
+        with self._placement():
+            train = self._train_function(data, masks, scalars)
+            packed = train(data.x, data.y, data.w, tf.constant(batches, tf.int64),
+                           tuple(tf.constant(m, self.dtype) for m in masks),
+                           {name: tf.constant(values, self.dtype) for name, values in scalars.items()})
+        return self._result(packed, len(batches))
+
+    def test_steps(self, data, batches):
+        with self._placement():
+            packed = self._test_function(data)(data.x, data.y, data.w, tf.constant(batches, tf.int64))
+        return self._result(packed, len(batches))
+
+    def predict_steps(self, data, batches):
+        with self._placement():
+            return self._predict_function(data)(data.x, tf.constant(batches, tf.int64)).numpy()
