@@ -12,7 +12,7 @@ from .backend import Plan
 from .errors import InvalidArgumentError, NotCompiledError, ShapeMismatchError
 from .layers import Dropout, Input, Layer
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load_model"]
 
 DTYPES = ("float32", "float64")
 
@@ -194,6 +194,29 @@ class Sequential:
         return None if self._compiled is None else self._compiled.loss
 
     @property
+    def learning_rate(self) -> float | None:
+        """The rate of the next update: a callback's override, else the optimizer's rate, or its
+        schedule at the current iteration. Settable (to a number, or None to drop an override)
+        when the optimizer has a constant rate, as keras' optimizer.learning_rate."""
+        compiled = self._require_compiled("learning_rate")
+        if compiled.learning_rate is not None:
+            return compiled.learning_rate
+        return float(compiled.optimizer.learning_rates(np.array([self._iterations]))[0])
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        from ._spec import check_number
+        from .schedules import LearningRateSchedule
+
+        compiled = self._require_compiled("learning_rate")
+        if isinstance(compiled.optimizer.learning_rate, LearningRateSchedule):
+            raise InvalidArgumentError(
+                "learning_rate", value, "no new rate: the optimizer follows a LearningRateSchedule (as Keras)",
+                owner=self.name)
+        compiled.learning_rate = None if value is None else check_number(
+            self.name, "learning_rate", float(value) if isinstance(value, np.floating) else value, low=0.0)
+
+    @property
     def iterations(self) -> int:
         """Optimizer updates made since compile()."""
         return self._iterations
@@ -310,6 +333,27 @@ class Sequential:
             self.compile(loss=None)
         return _training.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
+    # ---- files --------------------------------------------------------------------------
+
+    def save(self, filepath, overwrite: bool = True) -> None:
+        """Write the model to one safetensors file: spec, weights, optimizer state, training position
+        and metadata. Atomic: the file is written beside the target, then renamed over it."""
+        from . import _saving
+
+        _saving.save_model(self, filepath, overwrite)
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Write only the weights (safetensors, atomically)."""
+        from . import _saving
+
+        _saving.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath) -> None:
+        """Set the weights from a file written by save_weights() or save(); names and shapes must match."""
+        from . import _saving
+
+        _saving.load_weights(self, filepath)
+
     # ---- description --------------------------------------------------------------------
 
     def summary(self, print_fn=None) -> None:
@@ -331,3 +375,15 @@ class Sequential:
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self._layers)} layers, backend={self.backend}>"
 
+
+def load_model(filepath, backend: str | None = None, dtype: str | None = None) -> Sequential:
+    """A model written by Sequential.save(), compiled with its weights, optimizer state, iteration
+    count, learning-rate override and seed restored, so training resumes exactly.
+
+    backend: None uses the backend recorded in the file if installed, else the default.
+    dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
+    a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
+    """
+    from . import _saving
+
+    return _saving.load_model(filepath, backend=backend, dtype=dtype)

@@ -1,0 +1,391 @@
+"""Model files: one safetensors file holding the spec, weights, optimizer state and metadata.
+
+The polynn documents travel as JSON strings in the safetensors "__metadata__" map:
+  format          "polynn.model" or "polynn.weights" (the file's magic), format_version "1";
+  model           {"config": Sequential.get_config(), "input_shape": [...] or null};
+  compile         {"optimizer", "loss", "metrics", "steps_per_execution"}, components as registry
+                  names and configs (model files of compiled models only);
+  state           {"iterations", "learning_rate" (a callback's override or null), "seed",
+                  "optimizer_state" (whether slots are stored)} (model files only);
+  info            {"polynn_version", "backend", "engine_version", "dtype"}.
+Tensors are "weights.<layer>.<weight>" and "optimizer.<layer>.<weight>.<slot>". Loading names
+only registry entries and never unpickles or imports anything; every document is checked before
+any array the file describes is allocated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from . import _safetensors, plugins
+from ._spec import resolve
+from .errors import ModelFileError, PolynnError, UnknownComponentError
+
+__all__ = ["save_model", "save_weights", "load_model", "load_weights", "MODEL_FORMAT", "WEIGHTS_FORMAT"]
+
+MODEL_FORMAT = "polynn.model"
+WEIGHTS_FORMAT = "polynn.weights"
+FORMAT_VERSION = "1"
+_KEYS = {
+    MODEL_FORMAT: {"format", "format_version", "model", "compile", "state", "info"},
+    WEIGHTS_FORMAT: {"format", "format_version", "model", "info"},
+}
+_FLOAT_CODES = {"float32": "F32", "float64": "F64"}
+# A registry name: never a dotted module path, a file path or anything that could be imported.
+_COMPONENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+
+
+# ---- writing ---------------------------------------------------------------------------
+
+
+def _weight_names(model, input_shape) -> list[tuple[str, tuple]]:
+    """(tensor name, shape) of each weight, in the model's weight order."""
+    layer_names = model.layer_names()
+    return [(f"weights.{layer_names[index]}.{ws.name}", tuple(ws.shape))
+            for index, ws in model._weight_specs(tuple(input_shape))]
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _model_doc(model) -> dict:
+    shape = model.input_shape
+    return {"config": model.get_config(), "input_shape": None if shape is None else list(shape)}
+
+
+def _info(model) -> dict:
+    from . import __version__
+
+    compiled = model._compiled
+    if compiled is None:
+        return {"polynn_version": __version__, "backend": None, "engine_version": None, "dtype": "float32"}
+    return {"polynn_version": __version__, "backend": compiled.backend.name,
+            "engine_version": compiled.backend.engine_version(), "dtype": compiled.dtype}
+
+
+def _serialize_id(identifier):
+    return identifier if isinstance(identifier, str) else {"class_name": identifier.name,
+                                                           "config": identifier.get_config()}
+
+
+def _atomic_write(path, tensors: dict, metadata: dict) -> None:
+    """Write beside the target, flush and fsync, then rename over it: a crash leaves the old file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix, arrays = _safetensors.header_bytes(tensors, metadata)
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(prefix)
+            for array in arrays:
+                stream.write(memoryview(array.reshape(-1)).cast("B"))
+            stream.flush()
+            os.fsync(stream.fileno())
+        # mkstemp makes the file private; a saved model gets the mode an ordinary file would.
+        os.chmod(temporary, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    # The rename itself is durable only once the directory entry is flushed (POSIX).
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _check_overwrite(path, overwrite: bool) -> None:
+    from .errors import InvalidArgumentError
+
+    if not isinstance(overwrite, bool):
+        raise InvalidArgumentError("overwrite", overwrite, "True or False")
+    if not overwrite and os.path.exists(path):
+        raise InvalidArgumentError("filepath", os.fspath(path), "a path that does not exist yet, or overwrite=True")
+
+
+def _weight_tensors(model) -> dict:
+    if model.input_shape is None:
+        return {}
+    weights = model.get_weights()
+    return {name: w for (name, _), w in zip(_weight_names(model, model.input_shape), weights)}
+
+
+def save_model(model, path, overwrite: bool = True) -> None:
+    """Write the whole model (spec, weights, optimizer state, training position) to `path`."""
+    _check_overwrite(path, overwrite)
+    compiled = model._compiled
+    tensors = _weight_tensors(model)
+    metadata = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
+                "model": _json(_model_doc(model)), "info": _json(_info(model))}
+    if compiled is None:
+        metadata["compile"] = _json(None)
+        metadata["state"] = _json(None)
+    else:
+        metadata["compile"] = _json({
+            "optimizer": _serialize_id(compiled.optimizer),
+            "loss": None if compiled.loss is None else _serialize_id(compiled.loss),
+            "metrics": [_serialize_id(m) for m in compiled.metric_ids],
+            "steps_per_execution": compiled.steps_per_execution,
+        })
+        runtime = compiled.runtime
+        has_slots = runtime is not None and bool(tensors)
+        if has_slots:
+            slot_names = compiled.optimizer.slot_names()
+            for name, slots in zip(list(tensors), runtime.get_optimizer_state()):
+                for slot_name, value in zip(slot_names, slots):
+                    tensors[f"optimizer{name[len('weights'):]}.{slot_name}"] = np.asarray(value)
+        metadata["state"] = _json({"iterations": int(model._iterations), "learning_rate": compiled.learning_rate,
+                                   "seed": int(compiled.seed), "optimizer_state": has_slots})
+    _atomic_write(path, tensors, metadata)
+
+
+def save_weights(model, path, overwrite: bool = True) -> None:
+    """Write only the weights (and the spec they belong to, for checking) to `path`."""
+    _check_overwrite(path, overwrite)
+    metadata = {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION,
+                "model": _json(_model_doc(model)), "info": _json(_info(model))}
+    _atomic_write(path, _weight_tensors(model), metadata)
+
+
+# ---- reading ---------------------------------------------------------------------------
+
+
+def _read(path) -> tuple[dict, dict, dict]:
+    """(tensors, documents, format) of a polynn file, every document parsed and shape-checked."""
+    try:
+        stream = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        raise ModelFileError(f"cannot open model file {os.fspath(path)!r}: {error.strerror}") from None
+    with stream:
+        tensors, metadata = _safetensors.read(stream, os.fstat(stream.fileno()).st_size)
+    kind = metadata.get("format")
+    if kind not in _KEYS:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} is not a polynn file: its __metadata__ 'format' is {kind!r}; "
+            f"accepted: {MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{os.fspath(path)!r} has format_version {version!r}; this polynn reads {FORMAT_VERSION!r}")
+    if set(metadata) != _KEYS[kind]:
+        raise ModelFileError(
+            f"a {kind} file's __metadata__ has keys {sorted(metadata)}; accepted: exactly {sorted(_KEYS[kind])}")
+    docs = {key: _safetensors.parse_json(metadata[key], f"__metadata__[{key!r}]")
+            for key in _KEYS[kind] - {"format", "format_version"}}
+    for key, doc in docs.items():
+        _check_names(doc, key)
+    return tensors, docs, kind
+
+
+def _check_names(value, where: str) -> None:
+    """Every class_name in a document must be a plain registry name, never a module path."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "class_name" in item:
+                _check_component_name(item["class_name"], where)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_component_name(name, where: str) -> None:
+    if not isinstance(name, str) or not _COMPONENT_NAME.fullmatch(name):
+        raise ModelFileError(
+            f"{where} names the component {name!r}; accepted: a registered component name (letters, digits "
+            f"and '_'); model files never name modules or paths")
+
+
+def _doc(docs: dict, key: str, fields: set, nullable: bool = False) -> dict | None:
+    doc = docs[key]
+    if doc is None and nullable:
+        return None
+    if not isinstance(doc, dict) or set(doc) != fields:
+        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise ModelFileError(f"__metadata__[{key!r}] has {found}; accepted: an object with exactly {sorted(fields)}")
+    return doc
+
+
+def _int(value, what: str, low: int = 0, high: int = 2**63) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+        raise ModelFileError(f"{what} is {value!r}; accepted: an integer in [{low}, {high})")
+    return value
+
+
+def _guarded(what: str, build, *args):
+    """Build specs from file documents: bad values become ModelFileError naming where they came from."""
+    try:
+        return build(*args)
+    except (ModelFileError, UnknownComponentError):
+        raise
+    except PolynnError as error:
+        raise ModelFileError(f"{what}: {error}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as error:
+        raise ModelFileError(f"{what} is malformed: {type(error).__name__}: {error}") from None
+
+
+def _model_from_doc(docs: dict):
+    from .models import Sequential
+
+    doc = _doc(docs, "model", {"config", "input_shape"})
+    model = _guarded("the model config", Sequential.from_config, doc["config"])
+    shape = doc["input_shape"]
+    if shape is not None:
+        if not isinstance(shape, list) or not shape or len(shape) > _safetensors._MAX_RANK:
+            raise ModelFileError(f"the model's input_shape is {shape!r}; accepted: a list of positive integers or null")
+        shape = tuple(_int(d, "an input_shape dimension", 1) for d in shape)
+        declared = model.layers[0].declared_input_shape if model.layers else None
+        if declared is not None and tuple(declared) != shape:
+            raise ModelFileError(f"the model's input_shape {list(shape)} contradicts its first layer's {list(declared)}")
+    return model, shape if shape is not None else model.input_shape
+
+
+def _expected_weights(model, shape) -> list[tuple[str, tuple]]:
+    if shape is None:
+        return []
+    return _guarded("the model config", _weight_names, model, shape)
+
+
+def _check_tensors(tensors: dict, expected: list[tuple[str, tuple]], codes: set, what: str) -> None:
+    missing = [name for name, _ in expected if name not in tensors]
+    unexpected = sorted(set(tensors) - {name for name, _ in expected})
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{what} do not match the model: missing {missing}, unexpected {unexpected}; "
+            f"accepted: exactly {[name for name, _ in expected]}")
+    for name, shape in expected:
+        array = tensors[name]
+        if tuple(array.shape) != tuple(shape):
+            raise ModelFileError(f"tensor {name!r} has shape {tuple(array.shape)}; the model spec needs {tuple(shape)}")
+        code = next(c for c, d in _safetensors.DTYPES.items() if d == array.dtype)
+        if code not in codes:
+            raise ModelFileError(f"tensor {name!r} has dtype {code}; accepted: {', '.join(sorted(codes))}")
+
+
+def _choose_backend(requested, recorded):
+    """The backend asked for, else the recorded one if installed, else None (compile's default)."""
+    if requested is not None:
+        return requested
+    for entry in plugins.backend_entries():
+        if entry.name == recorded and entry.engine_installed():
+            return recorded
+    return None
+
+
+def load_model(path, backend: str | None = None, dtype: str | None = None):
+    """A model saved by save_model, compiled (if it was) with its weights and training state."""
+    tensors, docs, kind = _read(path)
+    if kind != MODEL_FORMAT:
+        raise ModelFileError(f"{os.fspath(path)!r} holds weights only ({kind}); load it with model.load_weights()")
+    model, shape = _model_from_doc(docs)
+    info = _doc(docs, "info", {"polynn_version", "backend", "engine_version", "dtype"})
+    recorded_dtype = info["dtype"]
+    if recorded_dtype not in _FLOAT_CODES:
+        raise ModelFileError(f"the recorded dtype is {recorded_dtype!r}; accepted: {', '.join(_FLOAT_CODES)}")
+    if info["backend"] is not None and not isinstance(info["backend"], str):
+        raise ModelFileError(f"the recorded backend is {info['backend']!r}; accepted: a backend name or null")
+    compile_doc = _doc(docs, "compile", {"optimizer", "loss", "metrics", "steps_per_execution"}, nullable=True)
+    state = _doc(docs, "state", {"iterations", "learning_rate", "seed", "optimizer_state"}, nullable=True)
+    if (compile_doc is None) != (state is None):
+        raise ModelFileError("__metadata__ 'compile' and 'state' must be both null (an uncompiled model) or both set")
+
+    weights = _expected_weights(model, shape)
+    expected = list(weights)
+    optimizer = None
+    if compile_doc is not None:
+        optimizer, loss, metrics = _compile_components(compile_doc)
+        if not isinstance(state["optimizer_state"], bool):
+            raise ModelFileError(f"state.optimizer_state is {state['optimizer_state']!r}; accepted: true or false")
+        if state["optimizer_state"]:
+            expected += [(f"optimizer{name[len('weights'):]}.{slot}", s)
+                         for name, s in weights for slot in optimizer.slot_names()]
+    _check_tensors(tensors, expected, {_FLOAT_CODES[recorded_dtype]}, "the file's tensors")
+
+    if weights:
+        _guarded("the model config", model.build, shape)
+    if compile_doc is None:
+        if weights:
+            model.set_weights([tensors[name] for name, _ in weights])
+        return model
+
+    iterations = _int(state["iterations"], "state.iterations")
+    seed = _int(state["seed"], "state.seed")
+    learning_rate = state["learning_rate"]
+    if learning_rate is not None:
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
+                or not math.isfinite(learning_rate) or learning_rate < 0:
+            raise ModelFileError(f"state.learning_rate is {learning_rate!r}; accepted: null or a finite number >= 0")
+        if not isinstance(optimizer.learning_rate, numbers.Real):
+            raise ModelFileError("state.learning_rate overrides a learning-rate schedule; accepted: null there")
+    steps = compile_doc["steps_per_execution"]
+    if steps != "auto":
+        steps = _int(steps, "compile.steps_per_execution", 1)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=_choose_backend(backend, info["backend"]),
+                  dtype=dtype or recorded_dtype, seed=seed, steps_per_execution=steps)
+    # Set after compile(): weights kept across compile() pass through float32 there, which would
+    # round a float64 file.
+    if weights:
+        model.set_weights([tensors[name] for name, _ in weights])
+    runtime = model._compiled.runtime
+    if runtime is not None and state["optimizer_state"]:
+        slot_names = optimizer.slot_names()
+        runtime.set_optimizer_state([
+            [tensors[f"optimizer{name[len('weights'):]}.{slot}"].astype(model.dtype) for slot in slot_names]
+            for name, _ in weights])
+    model._iterations = iterations
+    model._compiled.learning_rate = None if learning_rate is None else float(learning_rate)
+    return model
+
+
+def _compile_components(doc: dict):
+    from . import losses, metrics as metric_specs, optimizers
+
+    for key in ("optimizer", "loss"):
+        if isinstance(doc[key], str):
+            _check_component_name(doc[key], f"compile.{key}")
+    if doc["optimizer"] is None:
+        raise ModelFileError("compile.optimizer is null; accepted: an optimizer name or {class_name, config}")
+    optimizer = _guarded("compile.optimizer", optimizers.get, doc["optimizer"])
+    loss = None if doc["loss"] is None else _guarded("compile.loss", losses.get, doc["loss"])
+    if not isinstance(doc["metrics"], list):
+        raise ModelFileError(f"compile.metrics is {doc['metrics']!r}; accepted: a list")
+    metrics = []
+    for entry in doc["metrics"]:
+        if isinstance(entry, str):
+            # A metric given by name keeps its name: it labels the logs.
+            _check_component_name(entry, "compile.metrics")
+            if entry.lower() not in ("accuracy", "acc"):
+                _guarded("compile.metrics", metric_specs.get, entry)
+            metrics.append(entry)
+        else:
+            metrics.append(_guarded("compile.metrics", metric_specs.get, entry))
+    return optimizer, loss, metrics
+
+
+def load_weights(model, path) -> None:
+    """Set `model`'s weights from a weights file or a model file; names and shapes must match."""
+    tensors, docs, kind = _read(path)
+    shape = model.input_shape
+    if shape is None:
+        _, shape = _model_from_doc(docs)
+        if shape is None:
+            raise ModelFileError(f"{os.fspath(path)!r} holds no weights and the model's input shape is unknown")
+    weights = _expected_weights(model, shape)
+    stored = {name: value for name, value in tensors.items() if name.startswith("weights.")}
+    _check_tensors(stored, weights, {"F16", "F32", "F64"}, "the file's weights")
+    if model.input_shape is None:
+        model.build(shape)
+    model.set_weights([stored[name] for name, _ in weights])
