@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._spec import Component, resolve, spec
+from ._spec import Component, check_bool, check_number, resolve, spec
+from .errors import InvalidArgumentError
 from . import _registry
 
-__all__ = ["Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "get", "serialize"]
+__all__ = [
+    "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
+    "Softsign", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
+    "get", "serialize",
+]
+
+
+def check_axis(owner: str, axis) -> None:
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
 
 
 class Activation(Component):
@@ -23,9 +33,22 @@ class Linear(Activation):
 
 @spec
 class ReLU(Activation):
-    """relu(x) = max(x, 0). Gradient: 1 where x > 0, else 0 (0 at x == 0, as every engine)."""
+    """relu(x) = clip(x * (x > threshold), 0, max_value) - negative_slope * max(threshold - x, 0)
+    (Keras 3; with the defaults, max(x, 0)). The clip applies only when max_value is set, and with
+    threshold 0 the first term is max(x, 0). Gradient: 1 where threshold < x (and 0 <= x <= max_value
+    when max_value is set), plus negative_slope where x < threshold.
+    """
 
     name: ClassVar[str] = "relu"
+    negative_slope: float = 0.0
+    max_value: float | None = None
+    threshold: float = 0.0
+
+    def validate(self):
+        check_number("ReLU", "negative_slope", self.negative_slope)
+        if self.max_value is not None:
+            check_number("ReLU", "max_value", self.max_value, low=0.0)
+        check_number("ReLU", "threshold", self.threshold)
 
 
 @spec
@@ -53,10 +76,126 @@ class Softmax(Activation):
     axis: int = -1
 
     def validate(self):
-        if not isinstance(self.axis, int) or isinstance(self.axis, bool):
-            from .errors import InvalidArgumentError
+        check_axis("Softmax", self.axis)
 
-            raise InvalidArgumentError("axis", self.axis, "an integer axis", owner="Softmax")
+
+@spec
+class LogSoftmax(Activation):
+    """log_softmax(x) = x - max(x) - log(sum(exp(x - max(x)))) along `axis`.
+    Gradient: dx = dy - softmax(x) * sum(dy, axis)."""
+
+    name: ClassVar[str] = "log_softmax"
+    axis: int = -1
+
+    def validate(self):
+        check_axis("LogSoftmax", self.axis)
+
+
+@spec
+class ELU(Activation):
+    """elu(x) = x for x > 0, alpha * (exp(x) - 1) otherwise. Gradient: 1, or alpha * exp(x)."""
+
+    name: ClassVar[str] = "elu"
+    alpha: float = 1.0
+
+    def validate(self):
+        check_number("ELU", "alpha", self.alpha)
+
+
+# Keras's SELU constants (Klambauer et al. 2017).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@spec
+class SELU(Activation):
+    """selu(x) = SELU_SCALE * elu(x, SELU_ALPHA)."""
+
+    name: ClassVar[str] = "selu"
+
+
+@spec
+class Softplus(Activation):
+    """softplus(x) = log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). Gradient: sigmoid(x)."""
+
+    name: ClassVar[str] = "softplus"
+
+
+@spec
+class Softsign(Activation):
+    """softsign(x) = x / (1 + |x|). Gradient: 1 / (1 + |x|)**2."""
+
+    name: ClassVar[str] = "softsign"
+
+
+@spec
+class GELU(Activation):
+    """approximate=True (Keras's default): gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)));
+    approximate=False: gelu(x) = 0.5 x (1 + erf(x / sqrt(2))). Gradients: the derivatives of these."""
+
+    name: ClassVar[str] = "gelu"
+    approximate: bool = True
+
+    def validate(self):
+        check_bool("GELU", "approximate", self.approximate)
+
+
+@spec
+class SiLU(Activation):
+    """silu(x) = swish(x) = x * sigmoid(x). Gradient: s + x s (1 - s), s = sigmoid(x)."""
+
+    name: ClassVar[str] = "silu"
+    aliases: ClassVar[tuple] = ("swish",)
+
+
+@spec
+class LeakyReLU(Activation):
+    """leaky_relu(x) = x for x >= 0, negative_slope * x otherwise (Keras 3 default slope 0.2).
+    Gradient: 1 for x > 0, negative_slope for x < 0, and negative_slope at 0."""
+
+    name: ClassVar[str] = "leaky_relu"
+    negative_slope: float = 0.2
+
+    def validate(self):
+        check_number("LeakyReLU", "negative_slope", self.negative_slope)
+
+
+@spec
+class ReLU6(Activation):
+    """relu6(x) = min(max(x, 0), 6). Gradient: 1 for 0 < x < 6, else 0."""
+
+    name: ClassVar[str] = "relu6"
+
+
+@spec
+class Exponential(Activation):
+    """exponential(x) = exp(x). Gradient: exp(x)."""
+
+    name: ClassVar[str] = "exponential"
+
+
+@spec
+class HardSigmoid(Activation):
+    """hard_sigmoid(x) = relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1) (Keras 3). Gradient: 1/6 for
+    -3 < x < 3, else 0."""
+
+    name: ClassVar[str] = "hard_sigmoid"
+
+
+@spec
+class HardSiLU(Activation):
+    """hard_silu(x) = hard_swish(x) = x * relu6(x + 3) / 6. Gradient: relu6(x + 3) / 6 + x / 6 for
+    -3 < x < 3, else relu6(x + 3) / 6."""
+
+    name: ClassVar[str] = "hard_silu"
+    aliases: ClassVar[tuple] = ("hard_swish",)
+
+
+@spec
+class Mish(Activation):
+    """mish(x) = x * tanh(softplus(x)). Gradient: t + x (1 - t**2) sigmoid(x), t = tanh(softplus(x))."""
+
+    name: ClassVar[str] = "mish"
 
 
 def get(identifier) -> Activation:

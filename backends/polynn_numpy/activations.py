@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from polynn.activations import SELU_ALPHA, SELU_SCALE
+
+from .special import erf
 
 
 def sigmoid(x):
@@ -21,13 +27,107 @@ def log_softmax(x, axis=-1):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _relu(spec, x):
+    if spec.threshold != 0:
+        y = x * (x > spec.threshold)
+    else:
+        y = np.maximum(x, 0)
+    if spec.max_value is not None:
+        y = np.clip(y, 0, spec.max_value)
+    if spec.negative_slope != 0:
+        y = y - spec.negative_slope * np.maximum(spec.threshold - x, 0)
+    return y
+
+
+def _relu_backward(spec, x, y, dy):
+    slope = x > spec.threshold
+    if spec.max_value is not None:
+        # The clip passes the gradient on [0, max_value], ends included, as the engines' clip.
+        slope = slope & (x <= spec.max_value) & (x >= 0)
+    g = dy * slope
+    if spec.negative_slope != 0:
+        g = g + dy * (spec.negative_slope * (x < spec.threshold))
+    return g
+
+
+def _elu(alpha, x):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_backward(alpha, x, dy):
+    return dy * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+
+
+def _gelu(spec, x):
+    if spec.approximate:
+        return 0.5 * x * (1 + np.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+
+
+def _gelu_backward(spec, x, y, dy):
+    if spec.approximate:
+        t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x))
+    return dy * (0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _silu_backward(spec, x, y, dy):
+    s = sigmoid(x)
+    return dy * (s + x * s * (1 - s))
+
+
+def _relu6(x):
+    return np.minimum(np.maximum(x, 0), 6)
+
+
+def _mish(spec, x):
+    return x * np.tanh(softplus(x))
+
+
+def _mish_backward(spec, x, y, dy):
+    t = np.tanh(softplus(x))
+    return dy * (t + x * (1 - t * t) * sigmoid(x))
+
+
 IMPLEMENTATIONS = {
     "linear": (lambda spec, x: x, lambda spec, x, y, dy: dy),
-    "relu": (lambda spec, x: np.maximum(x, 0), lambda spec, x, y, dy: dy * (x > 0)),
+    "relu": (_relu, _relu_backward),
     "sigmoid": (lambda spec, x: sigmoid(x), lambda spec, x, y, dy: dy * y * (1 - y)),
     "tanh": (lambda spec, x: np.tanh(x), lambda spec, x, y, dy: dy * (1 - y * y)),
     "softmax": (
         lambda spec, x: softmax(x, spec.axis),
         lambda spec, x, y, dy: y * (dy - np.sum(dy * y, axis=spec.axis, keepdims=True)),
     ),
+    "log_softmax": (
+        lambda spec, x: log_softmax(x, spec.axis),
+        lambda spec, x, y, dy: dy - np.exp(y) * np.sum(dy, axis=spec.axis, keepdims=True),
+    ),
+    "elu": (lambda spec, x: _elu(spec.alpha, x), lambda spec, x, y, dy: _elu_backward(spec.alpha, x, dy)),
+    "selu": (
+        lambda spec, x: SELU_SCALE * _elu(SELU_ALPHA, x),
+        lambda spec, x, y, dy: SELU_SCALE * _elu_backward(SELU_ALPHA, x, dy),
+    ),
+    "softplus": (lambda spec, x: softplus(x), lambda spec, x, y, dy: dy * sigmoid(x)),
+    "softsign": (lambda spec, x: x / (1 + np.abs(x)), lambda spec, x, y, dy: dy / (1 + np.abs(x)) ** 2),
+    "gelu": (_gelu, _gelu_backward),
+    "silu": (lambda spec, x: x * sigmoid(x), _silu_backward),
+    "leaky_relu": (
+        lambda spec, x: np.where(x >= 0, x, spec.negative_slope * x),
+        lambda spec, x, y, dy: dy * np.where(x > 0, 1.0, spec.negative_slope),
+    ),
+    "relu6": (lambda spec, x: _relu6(x), lambda spec, x, y, dy: dy * ((x > 0) & (x < 6))),
+    "exponential": (lambda spec, x: np.exp(x), lambda spec, x, y, dy: dy * y),
+    "hard_sigmoid": (lambda spec, x: _relu6(x + 3) / 6, lambda spec, x, y, dy: dy * (((x > -3) & (x < 3)) / 6)),
+    "hard_silu": (
+        lambda spec, x: x * _relu6(x + 3) / 6,
+        lambda spec, x, y, dy: dy * (_relu6(x + 3) / 6 + x * (((x > -3) & (x < 3)) / 6)),
+    ),
+    "mish": (_mish, _mish_backward),
 }

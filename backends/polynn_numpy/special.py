@@ -1,0 +1,39 @@
+"""Special functions NumPy lacks, vectorized and accurate to double precision: erf."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Below this |x| the series is used, above it the continued fraction of erfc; both reach
+# double precision there with the term counts below (checked against math.erf in the tests).
+_SWITCH = 3.0
+_SERIES_TERMS = 90
+_FRACTION_DEPTH = 90
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    out = np.empty_like(x, dtype=np.result_type(x.dtype, np.float32))
+    a = np.abs(x)
+    small = a < _SWITCH
+    if small.any():
+        xs = x[small].astype(np.float64)
+        # erf(x) = 2/sqrt(pi) x exp(-x^2) sum_n (2x^2)^n / (2n+1)!!: all terms positive, no cancellation.
+        two_x2 = 2 * xs * xs
+        term = np.ones_like(xs)
+        total = np.ones_like(xs)
+        for n in range(1, _SERIES_TERMS):
+            term = term * two_x2 / (2 * n + 1)
+            total = total + term
+        out[small] = 2 / math.sqrt(math.pi) * xs * np.exp(-xs * xs) * total
+    if (~small).any():
+        xl = a[~small].astype(np.float64)
+        # erfc(x) = exp(-x^2) / sqrt(pi) / (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...)))).
+        f = xl.copy()
+        for k in range(_FRACTION_DEPTH, 0, -1):
+            f = xl + (k / 2) / f
+        erfc = np.exp(-xl * xl) / math.sqrt(math.pi) / f
+        out[~small] = np.sign(x[~small]) * (1 - erfc)
+    return out
