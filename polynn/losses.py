@@ -18,8 +18,9 @@ from ._spec import Component, check_bool, check_choice, check_number, resolve, s
 from .errors import InvalidArgumentError
 
 __all__ = [
-    "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy", "CategoricalCrossentropy",
-    "SparseCategoricalCrossentropy", "get", "EPSILON", "REDUCTIONS",
+    "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
+    "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh", "Hinge",
+    "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
 ]
 
 EPSILON = 1e-7
@@ -109,6 +110,102 @@ class SparseCategoricalCrossentropy(Loss):
     aliases: ClassVar[tuple] = ("scce",)
     sparse_labels: ClassVar[bool] = True
     from_logits: bool = False
+    axis: int = -1
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class MeanAbsolutePercentageError(Loss):
+    """l = 100 * mean(|(y_true - y_pred) / max(|y_true|, EPSILON)|, axis=-1)."""
+
+    name: ClassVar[str] = "mean_absolute_percentage_error"
+    aliases: ClassVar[tuple] = ("mape",)
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class MeanSquaredLogarithmicError(Loss):
+    """l = mean((log(max(y_pred, EPSILON) + 1) - log(max(y_true, EPSILON) + 1))**2, axis=-1)."""
+
+    name: ClassVar[str] = "mean_squared_logarithmic_error"
+    aliases: ClassVar[tuple] = ("msle",)
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class Huber(Loss):
+    """With d = y_pred - y_true: l = mean(0.5 d**2 where |d| <= delta, else delta |d| - 0.5 delta**2, axis=-1)."""
+
+    name: ClassVar[str] = "huber"
+    aliases: ClassVar[tuple] = ("huber_loss",)
+    delta: float = 1.0
+    reduction: str = "sum_over_batch_size"
+
+    def validate(self):
+        super().validate()
+        check_number("Huber", "delta", self.delta, low=0.0, low_open=True)
+
+
+@spec
+class LogCosh(Loss):
+    """With d = y_pred - y_true: l = mean(d + softplus(-2 d) - log(2), axis=-1) (= log(cosh(d)), without overflow)."""
+
+    name: ClassVar[str] = "log_cosh"
+    aliases: ClassVar[tuple] = ("logcosh",)
+    reduction: str = "sum_over_batch_size"
+
+
+class _HingeLoss(Loss):
+    """Labels are -1/1; when every label of the batch is 0 or 1 they are mapped to 2 y - 1 first."""
+
+
+@spec
+class Hinge(_HingeLoss):
+    """l = mean(max(1 - y_true * y_pred, 0), axis=-1), labels as _HingeLoss."""
+
+    name: ClassVar[str] = "hinge"
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class SquaredHinge(_HingeLoss):
+    """l = mean(max(1 - y_true * y_pred, 0)**2, axis=-1), labels as _HingeLoss."""
+
+    name: ClassVar[str] = "squared_hinge"
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class CategoricalHinge(Loss):
+    """pos = sum(y_true * y_pred, -1), neg = max((1 - y_true) * y_pred, -1); l = max(neg - pos + 1, 0)."""
+
+    name: ClassVar[str] = "categorical_hinge"
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class KLDivergence(Loss):
+    """With t = clip(y_true, EPSILON, 1) and q = clip(y_pred, EPSILON, 1): l = sum(t * log(t / q), axis=-1)."""
+
+    name: ClassVar[str] = "kl_divergence"
+    aliases: ClassVar[tuple] = ("kld", "kullback_leibler_divergence")
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class Poisson(Loss):
+    """l = mean(y_pred - y_true * log(y_pred + EPSILON), axis=-1)."""
+
+    name: ClassVar[str] = "poisson"
+    reduction: str = "sum_over_batch_size"
+
+
+@spec
+class CosineSimilarity(Loss):
+    """l = -sum(t * q, axis) with t = y_true / max(||y_true||, EPSILON), q = y_pred / max(||y_pred||, EPSILON),
+    the norms taken along `axis`."""
+
+    name: ClassVar[str] = "cosine_similarity"
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from polynn.losses import EPSILON
 
-from .activations import log_softmax, sigmoid, softmax
+from .activations import log_softmax, sigmoid, softmax, softplus
 
 
 def _mean_over(g, p, axis):
@@ -126,10 +126,139 @@ def _scce_vjp(spec, y, p, g):
     return _normalized_vjp(q, total, dq, spec.axis)
 
 
+def _mape(spec, y, p):
+    return 100 * np.mean(np.abs((y - p) / np.maximum(np.abs(y), EPSILON)), axis=-1)
+
+
+def _mape_vjp(spec, y, p, g):
+    return _mean_over(g, p, -1) * (100 * np.sign(p - y) / np.maximum(np.abs(y), EPSILON))
+
+
+def _msle_parts(y, p):
+    shifted = np.maximum(p, EPSILON) + 1
+    return np.log(shifted) - np.log(np.maximum(y, EPSILON) + 1), shifted
+
+
+def _msle(spec, y, p):
+    d, _ = _msle_parts(y, p)
+    return np.mean(d * d, axis=-1)
+
+
+def _msle_vjp(spec, y, p, g):
+    d, shifted = _msle_parts(y, p)
+    return _mean_over(g, p, -1) * (2 * d / shifted * (p > EPSILON))
+
+
+def _huber(spec, y, p):
+    d = p - y
+    a = np.abs(d)
+    return np.mean(np.where(a <= spec.delta, 0.5 * d * d, spec.delta * a - 0.5 * spec.delta ** 2), axis=-1)
+
+
+def _huber_vjp(spec, y, p, g):
+    d = p - y
+    return _mean_over(g, p, -1) * np.where(np.abs(d) <= spec.delta, d, spec.delta * np.sign(d))
+
+
+def _log_cosh(spec, y, p):
+    d = p - y
+    return np.mean(d + softplus(-2 * d) - np.log(2.0), axis=-1)
+
+
+def _log_cosh_vjp(spec, y, p, g):
+    return _mean_over(g, p, -1) * np.tanh(p - y)
+
+
+def hinge_labels(y):
+    """0/1 labels become -1/1 when every label of the batch is 0 or 1; others pass unchanged."""
+    return 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+
+
+def _hinge(spec, y, p):
+    return np.mean(np.maximum(1 - hinge_labels(y) * p, 0), axis=-1)
+
+
+def _hinge_vjp(spec, y, p, g):
+    y = hinge_labels(y)
+    return _mean_over(g, p, -1) * (-y * (1 - y * p > 0))
+
+
+def _squared_hinge(spec, y, p):
+    m = np.maximum(1 - hinge_labels(y) * p, 0)
+    return np.mean(m * m, axis=-1)
+
+
+def _squared_hinge_vjp(spec, y, p, g):
+    y = hinge_labels(y)
+    return _mean_over(g, p, -1) * (-2 * y * np.maximum(1 - y * p, 0))
+
+
+def _categorical_hinge(spec, y, p):
+    pos = np.sum(y * p, axis=-1)
+    neg = np.max((1 - y) * p, axis=-1)
+    return np.maximum(neg - pos + 1, 0)
+
+
+def _categorical_hinge_vjp(spec, y, p, g):
+    v = (1 - y) * p
+    top = v == np.max(v, axis=-1, keepdims=True)
+    # Ties share the gradient of the max evenly, as the engines' reduce-max gradients do.
+    share = top / np.sum(top, axis=-1, keepdims=True)
+    active = (_categorical_hinge(spec, y, p) > 0)[..., None]
+    return g[..., None] * active * (share * (1 - y) - y)
+
+
+def _kl(spec, y, p):
+    t = np.clip(y, EPSILON, 1)
+    return np.sum(t * np.log(t / np.clip(p, EPSILON, 1)), axis=-1)
+
+
+def _kl_vjp(spec, y, p, g):
+    t = np.clip(y, EPSILON, 1)
+    return g[..., None] * (-t / np.clip(p, EPSILON, 1) * ((p >= EPSILON) & (p <= 1)))
+
+
+def _poisson(spec, y, p):
+    return np.mean(p - y * np.log(p + EPSILON), axis=-1)
+
+
+def _poisson_vjp(spec, y, p, g):
+    return _mean_over(g, p, -1) * (1 - y / (p + EPSILON))
+
+
+def _unit(x, axis):
+    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    return x / np.maximum(norm, EPSILON), norm
+
+
+def _cosine(spec, y, p):
+    t, _ = _unit(y, spec.axis)
+    q, _ = _unit(p, spec.axis)
+    return -np.sum(t * q, axis=spec.axis)
+
+
+def _cosine_vjp(spec, y, p, g):
+    t, _ = _unit(y, spec.axis)
+    q, norm = _unit(p, spec.axis)
+    g = np.expand_dims(g, spec.axis)
+    through_norm = (t - q * np.sum(t * q, axis=spec.axis, keepdims=True)) / np.maximum(norm, EPSILON)
+    return -g * np.where(norm > EPSILON, through_norm, t / EPSILON)
+
+
 IMPLEMENTATIONS = {
     "mean_squared_error": (_mse, _mse_vjp),
     "mean_absolute_error": (_mae, _mae_vjp),
     "binary_crossentropy": (_bce, _bce_vjp),
     "categorical_crossentropy": (_cce, _cce_vjp),
     "sparse_categorical_crossentropy": (_scce, _scce_vjp),
+    "mean_absolute_percentage_error": (_mape, _mape_vjp),
+    "mean_squared_logarithmic_error": (_msle, _msle_vjp),
+    "huber": (_huber, _huber_vjp),
+    "log_cosh": (_log_cosh, _log_cosh_vjp),
+    "hinge": (_hinge, _hinge_vjp),
+    "squared_hinge": (_squared_hinge, _squared_hinge_vjp),
+    "categorical_hinge": (_categorical_hinge, _categorical_hinge_vjp),
+    "kl_divergence": (_kl, _kl_vjp),
+    "poisson": (_poisson, _poisson_vjp),
+    "cosine_similarity": (_cosine, _cosine_vjp),
 }
