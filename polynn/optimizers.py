@@ -24,7 +24,7 @@ from ._spec import Component, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,10 @@ class Optimizer(Component):
     def slot_names(self) -> tuple[str, ...]:
         """Names of the per-weight state arrays, each shaped like its weight, in a fixed order."""
         return ()
+
+    def slot_initial_values(self) -> tuple[float, ...]:
+        """The value each slot starts at (0 unless the optimizer says otherwise)."""
+        return tuple(0.0 for _ in self.slot_names())
 
     def learning_rates(self, iterations: np.ndarray, learning_rate: float | None = None) -> np.ndarray:
         """lr_t for each t in `iterations`; `learning_rate` overrides a constant rate (callbacks)."""
@@ -152,6 +156,125 @@ class RMSprop(Optimizer):
         if self.centered:
             names.append("average_gradient")
         return tuple(names)
+
+
+@spec
+class AdamW(Adam):
+    """Adam with decoupled weight decay, on by default: weight_decay = 0.004 (Keras 3)."""
+
+    name: ClassVar[str] = "adamw"
+    weight_decay: float | None = dataclasses.field(default=0.004, kw_only=True)
+
+    def validate(self):
+        super().validate()
+        if not self.weight_decay:
+            raise InvalidArgumentError("weight_decay", self.weight_decay, "a number > 0 (use Adam without decay)",
+                                       owner="AdamW")
+
+
+@spec
+class Adagrad(Optimizer):
+    """a <- a + g**2 (slot 'accumulator', starts at initial_accumulator_value);
+    w <- w - (lr_t * g) / sqrt(a + epsilon)."""
+
+    name: ClassVar[str] = "adagrad"
+    learning_rate: float = 0.001
+    initial_accumulator_value: float = 0.1
+    epsilon: float = 1e-7
+
+    def validate(self):
+        super().validate()
+        check_number("Adagrad", "initial_accumulator_value", self.initial_accumulator_value, low=0.0)
+        check_number("Adagrad", "epsilon", self.epsilon, low=0.0)
+
+    def slot_names(self):
+        return ("accumulator",)
+
+    def slot_initial_values(self):
+        return (self.initial_accumulator_value,)
+
+
+@spec
+class Adadelta(Optimizer):
+    """a <- rho * a + (1 - rho) * g**2 (slot 'accumulated_grad');
+    delta = -(sqrt(d + epsilon) * g) / sqrt(a + epsilon) with d the slot 'accumulated_delta';
+    d <- rho * d + (1 - rho) * delta**2; w <- w + lr_t * delta."""
+
+    name: ClassVar[str] = "adadelta"
+    learning_rate: float = 0.001
+    rho: float = 0.95
+    epsilon: float = 1e-7
+
+    def validate(self):
+        super().validate()
+        check_number("Adadelta", "rho", self.rho, low=0.0, high=1.0)
+        check_number("Adadelta", "epsilon", self.epsilon, low=0.0)
+
+    def slot_names(self):
+        return ("accumulated_grad", "accumulated_delta")
+
+
+@spec
+class Adamax(Optimizer):
+    """m <- m + (g - m) * (1 - beta_1); u <- max(beta_2 * u, |g|);
+    w <- w - (lr_t * m) / (c_t * (u + epsilon)), c_t = 1 - beta_1**(t+1) (scalar 'correction')."""
+
+    name: ClassVar[str] = "adamax"
+    learning_rate: float = 0.001
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+
+    def validate(self):
+        super().validate()
+        check_number("Adamax", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        check_number("Adamax", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        check_number("Adamax", "epsilon", self.epsilon, low=0.0)
+
+    def slot_names(self):
+        return ("m", "u")
+
+    def step_scalars(self, iterations, learning_rate=None):
+        out = super().step_scalars(iterations, learning_rate)
+        out["correction"] = 1.0 - np.power(self.beta_1, iterations.astype(np.float64) + 1.0)
+        return out
+
+
+@spec
+class Nadam(Optimizer):
+    """With s = t + 1, mu_s = beta_1 * (1 - 0.5 * 0.96**s), P_s = mu_1 * ... * mu_s (a running product):
+    m <- m + (g - m) * (1 - beta_1); v <- v + (g**2 - v) * (1 - beta_2);
+    m_hat = c_m * m + c_g * g with c_m = mu_{s+1} / (1 - P_s * mu_{s+1}), c_g = (1 - mu_s) / (1 - P_s);
+    v_hat = v * c_v with c_v = 1 / (1 - beta_2**s);
+    w <- w - (m_hat * lr_t) / (sqrt(v_hat) + epsilon).
+    c_m, c_g and c_v are per-step scalars the core computes in float64."""
+
+    name: ClassVar[str] = "nadam"
+    learning_rate: float = 0.001
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+
+    def validate(self):
+        super().validate()
+        check_number("Nadam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        check_number("Nadam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        check_number("Nadam", "epsilon", self.epsilon, low=0.0)
+
+    def slot_names(self):
+        return ("m", "v")
+
+    def step_scalars(self, iterations, learning_rate=None):
+        out = super().step_scalars(iterations, learning_rate)
+        s = iterations.astype(np.int64) + 1
+        last = int(s.max(initial=0)) + 1
+        mu = self.beta_1 * (1.0 - 0.5 * np.power(0.96, np.arange(1, last + 1, dtype=np.float64)))
+        product = np.cumprod(mu)  # product[k] = mu_1 * ... * mu_(k+1)
+        mu_s, mu_next, p_s = mu[s - 1], mu[s], product[s - 1]
+        out["c_m"] = mu_next / (1.0 - p_s * mu_next)
+        out["c_g"] = (1.0 - mu_s) / (1.0 - p_s)
+        out["c_v"] = 1.0 / (1.0 - np.power(self.beta_2, s.astype(np.float64)))
+        return out
 
 
 def get(identifier) -> Optimizer:

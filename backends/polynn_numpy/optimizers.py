@@ -53,7 +53,46 @@ def _rmsprop(spec, w, g, slots, s):
         w -= increment
 
 
-UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop}
+def _adagrad(spec, w, g, slots, s):
+    (accumulator,) = slots
+    accumulator += g * g
+    w -= (s["lr"] * g) / np.sqrt(accumulator + spec.epsilon)
+
+
+def _adadelta(spec, w, g, slots, s):
+    accumulated_grad, accumulated_delta = slots
+    accumulated_grad[...] = spec.rho * accumulated_grad + (1 - spec.rho) * (g * g)
+    delta = -(np.sqrt(accumulated_delta + spec.epsilon) * g) / np.sqrt(accumulated_grad + spec.epsilon)
+    accumulated_delta[...] = spec.rho * accumulated_delta + (1 - spec.rho) * (delta * delta)
+    w += s["lr"] * delta
+
+
+def _adamax(spec, w, g, slots, s):
+    m, u = slots
+    m += (g - m) * (1 - spec.beta_1)
+    np.maximum(spec.beta_2 * u, np.abs(g), out=u)
+    w -= (s["lr"] * m) / (s["correction"] * (u + spec.epsilon))
+
+
+def _nadam(spec, w, g, slots, s):
+    m, v = slots
+    m += (g - m) * (1 - spec.beta_1)
+    v += (g * g - v) * (1 - spec.beta_2)
+    m_hat = s["c_m"] * m + s["c_g"] * g
+    v_hat = v * s["c_v"]
+    w -= (m_hat * s["lr"]) / (np.sqrt(v_hat) + spec.epsilon)
+
+
+UPDATES = {
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": _rmsprop,
+    "adagrad": _adagrad,
+    "adadelta": _adadelta,
+    "adamax": _adamax,
+    "nadam": _nadam,
+}
 
 
 def clip_gradients(spec, grads):

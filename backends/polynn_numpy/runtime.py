@@ -32,7 +32,8 @@ class NumpyRuntime(Runtime):
         ]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
-        self.slots = [[np.zeros_like(w) for _ in plan.optimizer.slot_names()] for w in self.weights]
+        starts = plan.optimizer.slot_initial_values()
+        self.slots = [[np.full_like(w, start) for start in starts] for w in self.weights]
         self.backend = backend
         self.set_metrics(plan.metrics)
 
