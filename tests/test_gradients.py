@@ -44,15 +44,31 @@ def away_from(values: np.ndarray, points, margin=0.05) -> np.ndarray:
 
 # ---- activations ------------------------------------------------------------------------
 
-ACTIVATIONS = [cls() for cls in _registry.specs("activation")] + [activations.Softmax(axis=0)]
+# every registered activation at its defaults, plus the options that change the formula
+ACTIVATIONS = [cls() for cls in _registry.specs("activation")] + [
+    activations.Softmax(axis=0),
+    activations.ReLU(negative_slope=0.1, max_value=2.0, threshold=0.5),
+    activations.ReLU(max_value=6.0),
+    _registry.lookup("activation", "leaky_relu")(negative_slope=0.3),
+    _registry.lookup("activation", "elu")(alpha=0.5),
+    _registry.lookup("activation", "gelu")(approximate=False),
+    _registry.lookup("activation", "log_softmax")(axis=0),
+]
+# where a piecewise activation has a kink (relu thresholds and caps, relu6, hard_sigmoid/hard_silu)
+KINKS = [0.0, 0.5, 2.0, 6.0, -3.0, 3.0, -2.5, 2.5]
 
 
-@pytest.mark.parametrize("spec", ACTIVATIONS, ids=lambda s: f"{s.name}{getattr(s, 'axis', '')}")
+def activation_id(spec):
+    options = {k: v for k, v in spec.get_config().items() if v != type(spec)().get_config()[k]}
+    return spec.name + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+@pytest.mark.parametrize("spec", ACTIVATIONS, ids=activation_id)
 @pytest.mark.parametrize("shape", [(5, 4), (2, 3, 4)])
 def test_activation_gradient(spec, shape):
     forward, backward = BACKEND.implementation("activation", spec.name)
     rng = np.random.default_rng(1)
-    x = away_from(rng.normal(scale=2.0, size=shape), [0.0])  # relu's kink
+    x = away_from(rng.normal(scale=3.0, size=shape), KINKS)
     r = rng.normal(size=shape)
     analytic = backward(spec, x, forward(spec, x), r)
     numeric = numeric_gradient(lambda: np.sum(forward(spec, x) * r), x)
@@ -68,37 +84,51 @@ def test_every_registered_activation_is_covered():
 def loss_inputs(spec, shape, rng):
     """(y_true, y_pred) valid for `spec`, away from clip boundaries and kinks."""
     k = shape[-1]
-    if spec.name in ("mean_squared_error", "mean_absolute_error"):
+    name = spec.name
+    if name in ("mean_squared_error", "mean_absolute_error", "log_cosh", "huber", "cosine_similarity"):
         y = rng.normal(size=shape)
-        return y, y + away_from(rng.normal(size=shape), [0.0], 0.1)
-    if spec.name == "binary_crossentropy":
+        delta = getattr(spec, "delta", 1.0)
+        return y, y + away_from(rng.normal(size=shape), [0.0, delta, -delta], 0.05)
+    if name == "mean_absolute_percentage_error":
+        y = rng.uniform(0.5, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+        return y, y + away_from(rng.normal(size=shape), [0.0], 0.05)
+    if name in ("mean_squared_logarithmic_error", "poisson"):
+        return rng.uniform(0.0, 3.0, size=shape), rng.uniform(0.1, 3.0, size=shape)
+    if name == "kl_divergence":
+        return rng.uniform(0.05, 0.95, size=shape), rng.uniform(0.05, 0.95, size=shape)
+    if name in ("hinge", "squared_hinge"):
+        y = rng.choice([-1.0, 1.0], size=shape)
+        return y, away_from(rng.normal(size=shape), [1.0, -1.0], 0.05)
+    if name == "binary_crossentropy":
         y = rng.integers(0, 2, size=shape).astype(np.float64)
         p = rng.normal(scale=2.0, size=shape) if spec.from_logits else rng.uniform(0.05, 0.95, size=shape)
         return y, p
     labels = rng.integers(0, k, size=shape[:-1])
+    if name == "categorical_hinge":
+        # positive scores keep neg - pos + 1 > 0 and the max of the others away from 0
+        return np.eye(k)[labels], rng.uniform(0.2, 1.0, size=shape)
     # unnormalized positive scores for the probability losses: the loss normalizes them
     p = rng.normal(size=shape) if spec.from_logits else rng.uniform(0.2, 2.0, size=shape)
-    if spec.name == "sparse_categorical_crossentropy":
+    if name == "sparse_categorical_crossentropy":
         return labels.astype(np.float64), p
     return np.eye(k)[labels], p
 
 
-LOSSES = [
-    losses.MeanSquaredError(), losses.MeanAbsoluteError(),
-    losses.BinaryCrossentropy(), losses.BinaryCrossentropy(from_logits=True),
+# every registered loss at its defaults, plus each option that changes the formula
+LOSSES = [cls() for cls in _registry.specs("loss")] + [
+    losses.BinaryCrossentropy(from_logits=True),
     losses.BinaryCrossentropy(label_smoothing=0.2), losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
-    losses.CategoricalCrossentropy(), losses.CategoricalCrossentropy(from_logits=True),
+    losses.CategoricalCrossentropy(from_logits=True),
     losses.CategoricalCrossentropy(label_smoothing=0.1),
     losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-    losses.SparseCategoricalCrossentropy(), losses.SparseCategoricalCrossentropy(from_logits=True),
+    losses.SparseCategoricalCrossentropy(from_logits=True),
+    _registry.lookup("loss", "huber")(delta=0.5),
 ]
 
 
 def loss_id(spec):
-    flags = [k for k in ("from_logits",) if getattr(spec, k, False)]
-    if getattr(spec, "label_smoothing", 0):
-        flags.append(f"ls{spec.label_smoothing}")
-    return "-".join([spec.name, *flags])
+    defaults = type(spec)().get_config()
+    return spec.name + "".join(f"-{k}={v}" for k, v in spec.get_config().items() if v != defaults[k])
 
 
 @pytest.mark.parametrize("spec", LOSSES, ids=loss_id)
@@ -116,6 +146,16 @@ def test_loss_vjp(spec, shape):
 
 def test_every_registered_loss_is_covered():
     assert {s.name for s in LOSSES} == set(_registry.names("loss"))
+
+
+def test_hinge_maps_binary_labels():
+    spec = _registry.lookup("loss", "hinge")()
+    value, vjp = BACKEND.implementation("loss", spec.name)
+    rng = np.random.default_rng(3)
+    y, p = loss_inputs(spec, (6, 2), rng)
+    zero_one = (y + 1) / 2
+    np.testing.assert_allclose(value(spec, zero_one, p), value(spec, y, p), rtol=1e-15)
+    np.testing.assert_allclose(vjp(spec, zero_one, p, np.ones(6)), vjp(spec, y, p, np.ones(6)), rtol=1e-15)
 
 
 def test_sparse_labels_with_trailing_axis():
@@ -223,7 +263,8 @@ def model_gradient_case(loss, units, reduction_weights=True, dropout=0.3):
     if dropout:
         layers.append(Dropout(dropout))
     out_activation = {"binary_crossentropy": "sigmoid", "categorical_crossentropy": "softmax",
-                      "sparse_categorical_crossentropy": "softmax"}.get(loss.name, "linear")
+                      "sparse_categorical_crossentropy": "softmax", "kl_divergence": "softmax",
+                      "poisson": "softplus", "mean_squared_logarithmic_error": "softplus"}.get(loss.name, "linear")
     if getattr(loss, "from_logits", False):
         out_activation = "linear"
     layers.append(Dense(units, activation=out_activation, kernel_regularizer=regularizers.L1(0.01)))
@@ -263,19 +304,17 @@ def runtime_loss_and_gradient(model, x, y, w):
     return loss, gradient, numeric
 
 
-MODEL_LOSSES = [
-    losses.MeanSquaredError(), losses.MeanSquaredError(reduction="sum"),
-    losses.MeanSquaredError(reduction="mean_with_sample_weight"), losses.MeanAbsoluteError(),
-    losses.BinaryCrossentropy(), losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
-    losses.BinaryCrossentropy(reduction="mean"),
+# every registered loss at its defaults, the options, and each reduction
+MODEL_LOSSES = [cls() for cls in _registry.specs("loss")] + [
+    losses.MeanSquaredError(reduction="sum"), losses.MeanSquaredError(reduction="mean_with_sample_weight"),
+    losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1), losses.BinaryCrossentropy(reduction="mean"),
     losses.CategoricalCrossentropy(label_smoothing=0.1), losses.CategoricalCrossentropy(from_logits=True),
-    losses.CategoricalCrossentropy(reduction="sum"),
-    losses.SparseCategoricalCrossentropy(), losses.SparseCategoricalCrossentropy(
+    losses.CategoricalCrossentropy(reduction="sum"), losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction="mean_with_sample_weight"),
 ]
 
 
-@pytest.mark.parametrize("loss", MODEL_LOSSES, ids=lambda s: f"{loss_id(s)}-{s.reduction}")
+@pytest.mark.parametrize("loss", MODEL_LOSSES, ids=loss_id)
 @pytest.mark.parametrize("weighted", [True, False], ids=["sample_weight", "unweighted"])
 def test_whole_model_loss_gradient_through_runtime(loss, weighted):
     units = 1 if loss.name == "binary_crossentropy" else 3
