@@ -12,18 +12,24 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._spec import Component, check_number, resolve, spec
+from ._spec import Component, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
 __all__ = [
     "Metric", "MeanMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
-    "MeanSquaredError", "MeanAbsoluteError", "get", "resolve_accuracy",
+    "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "MeanAbsolutePercentageError",
+    "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "get", "resolve_accuracy",
 ]
 
 
 class Metric(Component):
+    """A backend implements a MeanMetric as per-sample values v (the core-side state is
+    [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector."""
+
     kind: ClassVar[str] = "metric"
     state_size: ClassVar[int] = 2
+    sparse_labels: ClassVar[bool] = False
 
     def result(self, state: np.ndarray) -> float:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define result()")
@@ -88,6 +94,194 @@ class MeanAbsoluteError(MeanMetric):
 
     name: ClassVar[str] = "mean_absolute_error"
     aliases: ClassVar[tuple] = ("mae",)
+
+
+@spec
+class RootMeanSquaredError(MeanMetric):
+    """sqrt(sum(w * (y_pred - y_true)**2) / sum(w)) over every element: state [sum(w * e), sum(w)],
+    e the element-wise squared error, w broadcast over the elements."""
+
+    name: ClassVar[str] = "root_mean_squared_error"
+    aliases: ClassVar[tuple] = ("rmse",)
+
+    def result(self, state):
+        total, count = float(state[0]), float(state[1])
+        return float(np.sqrt(total / count)) if count else 0.0
+
+
+@spec
+class MeanAbsolutePercentageError(MeanMetric):
+    """v = 100 * mean(|(y_true - y_pred) / max(|y_true|, 1e-7)|, axis=-1)."""
+
+    name: ClassVar[str] = "mean_absolute_percentage_error"
+    aliases: ClassVar[tuple] = ("mape",)
+
+
+@spec
+class TopKCategoricalAccuracy(MeanMetric):
+    """v = 1 when fewer than k classes score strictly higher than the true class (argmax of y_true),
+    so ties with the true class count in its favour (as tf.math.in_top_k)."""
+
+    name: ClassVar[str] = "top_k_categorical_accuracy"
+    k: int = 5
+
+    def validate(self):
+        check_positive_int("TopKCategoricalAccuracy", "k", self.k)
+
+
+@spec
+class SparseTopKCategoricalAccuracy(MeanMetric):
+    """As TopKCategoricalAccuracy, with integer labels y_true."""
+
+    name: ClassVar[str] = "sparse_top_k_categorical_accuracy"
+    k: int = 5
+
+    def validate(self):
+        check_positive_int("SparseTopKCategoricalAccuracy", "k", self.k)
+
+
+@spec
+class BinaryCrossentropy(MeanMetric):
+    """v = the per-sample value of polynn.losses.BinaryCrossentropy with the same options."""
+
+    name: ClassVar[str] = "binary_crossentropy"
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    axis: int = -1
+
+    def validate(self):
+        check_bool("BinaryCrossentropy", "from_logits", self.from_logits)
+        check_number("BinaryCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
+
+
+@spec
+class CategoricalCrossentropy(MeanMetric):
+    """v = the per-sample value of polynn.losses.CategoricalCrossentropy with the same options."""
+
+    name: ClassVar[str] = "categorical_crossentropy"
+    from_logits: bool = False
+    label_smoothing: float = 0.0
+    axis: int = -1
+
+    def validate(self):
+        check_bool("CategoricalCrossentropy", "from_logits", self.from_logits)
+        check_number("CategoricalCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
+
+
+@spec
+class SparseCategoricalCrossentropy(MeanMetric):
+    """v = the per-sample value of polynn.losses.SparseCategoricalCrossentropy with the same options."""
+
+    name: ClassVar[str] = "sparse_categorical_crossentropy"
+    sparse_labels: ClassVar[bool] = True
+    from_logits: bool = False
+    axis: int = -1
+
+    def validate(self):
+        check_bool("SparseCategoricalCrossentropy", "from_logits", self.from_logits)
+
+
+class _ConfusionMetric(Metric):
+    """Counts over every element: a prediction is positive when y_pred > threshold, a label when
+    y_true != 0; each element counts with its sample's weight. class_id keeps one column."""
+
+    def validate(self):
+        owner = type(self).__name__
+        check_number(owner, "thresholds", self.thresholds, low=0.0, high=1.0)
+        if self.class_id is not None:
+            if isinstance(self.class_id, bool) or not isinstance(self.class_id, int) or self.class_id < 0:
+                raise InvalidArgumentError("class_id", self.class_id, "None or an integer >= 0", owner=owner)
+
+
+@spec
+class Precision(_ConfusionMetric):
+    """state [tp, fp]; precision = tp / (tp + fp), 0 when nothing is predicted positive."""
+
+    name: ClassVar[str] = "precision"
+    thresholds: float = 0.5
+    class_id: int | None = None
+
+    def result(self, state):
+        tp, fp = float(state[0]), float(state[1])
+        return tp / (tp + fp) if tp + fp else 0.0
+
+
+@spec
+class Recall(_ConfusionMetric):
+    """state [tp, fn]; recall = tp / (tp + fn), 0 when there is no positive label."""
+
+    name: ClassVar[str] = "recall"
+    thresholds: float = 0.5
+    class_id: int | None = None
+
+    def result(self, state):
+        tp, fn = float(state[0]), float(state[1])
+        return tp / (tp + fn) if tp + fn else 0.0
+
+
+@spec
+class AUC(Metric):
+    """Area under the ROC or PR curve from confusion counts at T = num_thresholds thresholds:
+    -1e-7, i / (T - 1) for i = 1 .. T-2, and 1 + 1e-7; at each, positive means y_pred > threshold
+    (sigmoid(y_pred) when from_logits), over every element, weighted by the sample weight.
+    state: [tp(T), fp(T), tn(T), fn(T)]. ROC: sum over i of (fpr_i - fpr_i+1) * (tpr_i + tpr_i+1) / 2
+    ('interpolation'; 'minoring' / 'majoring' take the min / max of the two heights). PR with
+    'interpolation': Davis & Goadrich's interpolation, as Keras 3; PR otherwise: Riemann sums of
+    precision over recall. Divisions by zero give 0."""
+
+    name: ClassVar[str] = "auc"
+    num_thresholds: int = 200
+    curve: str = "ROC"
+    summation_method: str = "interpolation"
+    from_logits: bool = False
+
+    def validate(self):
+        check_positive_int("AUC", "num_thresholds", self.num_thresholds)
+        if self.num_thresholds < 2:
+            raise InvalidArgumentError("num_thresholds", self.num_thresholds, "an integer > 1", owner="AUC")
+        self._set("curve", str(self.curve).upper())
+        check_choice("AUC", "curve", self.curve, ("ROC", "PR"))
+        check_choice("AUC", "summation_method", self.summation_method, ("interpolation", "minoring", "majoring"))
+        check_bool("AUC", "from_logits", self.from_logits)
+
+    @property
+    def state_size(self) -> int:
+        return 4 * self.num_thresholds
+
+    def thresholds(self) -> np.ndarray:
+        t = self.num_thresholds
+        inner = [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)]
+        return np.array([0.0 - 1e-7, *inner, 1.0 + 1e-7])
+
+    def result(self, state):
+        t = self.num_thresholds
+        tp, fp, tn, fn = (np.asarray(state[k * t:(k + 1) * t], dtype=np.float64) for k in range(4))
+
+        def ratio(a, b):
+            return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            dtp = tp[:-1] - tp[1:]
+            p = tp + fp
+            dp = p[:-1] - p[1:]
+            slope = ratio(dtp, np.maximum(dp, 0))
+            intercept = tp[1:] - slope * p[1:]
+            both = (p[:-1] > 0) & (p[1:] > 0)
+            p_ratio = np.where(both, ratio(p[:-1], np.maximum(p[1:], 0)), 1.0)
+            increments = ratio(slope * (dtp + intercept * np.log(p_ratio)), np.maximum(tp[1:] + fn[1:], 0))
+            return float(np.sum(increments))
+        recall = ratio(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = ratio(fp, fp + tn), recall
+        else:
+            x, y = recall, ratio(tp, tp + fp)
+        if self.summation_method == "interpolation":
+            heights = (y[:-1] + y[1:]) / 2
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:-1], y[1:])
+        else:
+            heights = np.maximum(y[:-1], y[1:])
+        return float(np.sum((x[:-1] - x[1:]) * heights))
 
 
 def resolve_accuracy(y_true_shape: tuple, y_pred_shape: tuple) -> Metric:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polynn.backend import Runtime, StepResult
+from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
 from . import optimizers
@@ -108,7 +109,8 @@ class NumpyRuntime(Runtime):
         return loss, self.loss_vjp(spec, y, p, upstream).astype(self.dtype, copy=False)
 
     def _metric_states(self, y, p, w):
-        return [metric_impls.mean_state(impl(m, y, p), w) for m, impl in self.metrics]
+        return [metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric) else impl(m, y, p, w)
+                for m, impl in self.metrics]
 
     def _train_step(self, x, y, w, masks, s):
         p, caches = self._forward(x, masks)
