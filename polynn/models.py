@@ -239,6 +239,13 @@ class Sequential:
                 spec = _metrics.get(m)
                 resolved.append(spec)
                 names.append(m if isinstance(m, str) else spec.name)
+        # Two metrics of one name are told apart as Keras does: auc, auc_1, ...
+        seen: dict[str, int] = {}
+        for k, name in enumerate(names):
+            count = seen.get(name, 0)
+            seen[name] = count + 1
+            if count:
+                names[k] = f"{name}_{count}"
         return tuple(resolved), names
 
     def _plan(self, metrics: tuple) -> Plan:
