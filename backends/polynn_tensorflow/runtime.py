@@ -19,16 +19,23 @@ from . import optimizers
 
 
 class _Data:
-    """A data set on the engine: x, and for training or evaluation y and per-sample weights w."""
+    """A data set on the engine: the tensors (x,), (x, y) or (x, y, sample weights)."""
 
-    def __init__(self, x, y, w):
-        self.x, self.y, self.w = x, y, w
+    def __init__(self, *tensors):
+        self.tensors = tensors
 
+    def key(self):
+        return tuple(tuple(t.shape[1:]) for t in self.tensors)
 
-def _signature(tensor, static_tail: bool):
-    """A TensorSpec with a free leading axis; trailing axes kept (shapes the math needs) or freed."""
-    shape = [None] + (list(tensor.shape[1:]) if static_tail else [None] * (len(tensor.shape) - 1))
-    return tf.TensorSpec(shape, tensor.dtype)
+    def signature(self):
+        # A free leading axis; the trailing axes stay static (Dense and label smoothing read them).
+        return tuple(tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in self.tensors)
+
+    @staticmethod
+    def rows(tensors, rows):
+        """x, y and w (None without sample weights) of the given rows."""
+        x, y, *w = (tf.gather(t, rows) for t in tensors)
+        return x, y, (w[0] if w else None)
 
 
 class TensorFlowRuntime(Runtime):
@@ -86,11 +93,12 @@ class TensorFlowRuntime(Runtime):
 
     def put_data(self, x, y=None, sample_weight=None):
         with self._placement():
-            if y is None:
-                return _Data(tf.constant(x), None, None)
-            # Weights of one are exact in every product and sum, so "no weights" is the same numbers.
-            w = np.ones(len(x), dtype=self.plan.dtype) if sample_weight is None else sample_weight
-            return _Data(tf.constant(x), tf.constant(y), tf.constant(np.asarray(w, dtype=self.plan.dtype)))
+            tensors = [tf.constant(x)]
+            if y is not None:
+                tensors.append(tf.constant(y))
+            if sample_weight is not None:
+                tensors.append(tf.constant(np.asarray(sample_weight, dtype=self.plan.dtype)))
+            return _Data(*tensors)
 
     # ---- one step (traced inside the block functions) -----------------------------------
 
@@ -108,17 +116,21 @@ class TensorFlowRuntime(Runtime):
         """The loss to differentiate (plan dtype) and the one to report (float64), as NumPy's `_loss`."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
-        weights = tf.broadcast_to(tf.reshape(w, [-1] + [1] * (values.shape.rank - 1)), tf.shape(values))
-        total = tf.math.reduce_sum(values * weights)
+        size = tf.cast(tf.size(values), self.dtype)
+        if w is None:
+            total, weight_sum = tf.math.reduce_sum(values), size
+        else:
+            weights = tf.broadcast_to(tf.reshape(w, [-1] + [1] * (values.shape.rank - 1)), tf.shape(values))
+            total, weight_sum = tf.math.reduce_sum(values * weights), tf.math.reduce_sum(weights)
         if spec.reduction == "sum":
             loss = total
         elif spec.reduction == "mean_with_sample_weight":
-            divisor = tf.math.reduce_sum(weights)
+            divisor = weight_sum
             nonzero = tf.math.not_equal(divisor, 0)
             # All-zero weights give a zero loss and zero gradients, never 0/0.
             loss = tf.where(nonzero, total / tf.where(nonzero, divisor, tf.ones_like(divisor)), total * 0)
         else:
-            loss = total / tf.cast(tf.size(values), self.dtype)
+            loss = total / size
         penalties = [penalty(reg, self.weights[k]) for k, reg, penalty in self.regularized] + activity
         report = tf.cast(loss, tf.float64)
         for term in penalties:
@@ -149,8 +161,19 @@ class TensorFlowRuntime(Runtime):
 
     # ---- compiled blocks ---------------------------------------------------------------
 
-    def _zero_totals(self):
-        return tuple(tf.zeros([m.state_size], tf.float64) for m, _ in self.metrics)
+    def _loop(self, batches, step):
+        """Run step(t, losses, totals) for each row of `batches` in one graph loop; returns the
+        per-step losses followed by the summed metric increments, as one float64 vector."""
+        steps = tf.shape(batches)[0]
+
+        def body(t, losses, totals):
+            losses, totals = step(t, losses, totals)
+            return t + 1, losses, totals
+
+        totals = tuple(tf.zeros([m.state_size], tf.float64) for m, _ in self.metrics)
+        _, losses, totals = tf.while_loop(lambda t, *_: t < steps, body,
+                                          (tf.constant(0), tf.TensorArray(tf.float64, size=steps), totals))
+        return tf.concat([losses.stack(), *totals], 0)
 
     def _function(self, key, build):
         if key not in self._functions:
@@ -160,71 +183,67 @@ class TensorFlowRuntime(Runtime):
     def _train_function(self, data, masks, scalars):
         names = tuple(sorted(scalars))
         signature = (
-            _signature(data.x, True), _signature(data.y, True), _signature(data.w, True),
-            tf.TensorSpec([None, None], tf.int64),
+            data.signature(), tf.TensorSpec([None, None], tf.int64),
             tuple(tf.TensorSpec([None] * m.ndim, self.dtype) for m in masks),
             {name: tf.TensorSpec([None], self.dtype) for name in names},
         )
 
         def build():
-            @tf.function(input_signature=signature)
-            def train(x, y, w, batches, masks, scalars):
-                steps = tf.shape(batches)[0]
-                losses = tf.TensorArray(tf.float64, size=steps)
-                totals = self._zero_totals()
-                for step in tf.range(steps):
-                    rows = batches[step]
-                    s = {name: values[step] for name, values in scalars.items()}
-                    report, states = self._train_step(tf.gather(x, rows), tf.gather(y, rows), tf.gather(w, rows),
-                                                      [mask[step] for mask in masks], s)
-                    losses = losses.write(step, report)
-                    totals = tuple(t + state for t, state in zip(totals, states))
-                return tf.concat([losses.stack(), *totals], 0)
+            # autograph=False: the loop is an explicit tf.while_loop, and tracing without
+            # autograph's conversion of every called function is several times faster.
+            @tf.function(input_signature=signature, autograph=False)
+            def train(tensors, batches, masks, scalars):
+                def step(t, losses, totals):
+                    x, y, w = _Data.rows(tensors, batches[t])
+                    s = {name: values[t] for name, values in scalars.items()}
+                    report, states = self._train_step(x, y, w, [mask[t] for mask in masks], s)
+                    return losses.write(t, report), tuple(a + b for a, b in zip(totals, states))
+
+                return self._loop(batches, step)
 
             return train
 
-        key = ("train", tuple(data.x.shape[1:]), tuple(data.y.shape[1:]), tuple(m.ndim for m in masks), names)
+        key = ("train", data.key(), tuple(m.ndim for m in masks), names)
         return self._function(key, build)
 
     def _test_function(self, data):
-        signature = (_signature(data.x, True), _signature(data.y, True), _signature(data.w, True),
-                     tf.TensorSpec([None, None], tf.int64))
+        signature = (data.signature(), tf.TensorSpec([None, None], tf.int64))
 
         def build():
-            @tf.function(input_signature=signature)
-            def test(x, y, w, batches):
-                steps = tf.shape(batches)[0]
-                losses = tf.TensorArray(tf.float64, size=steps)
-                totals = self._zero_totals()
-                for step in tf.range(steps):
-                    rows = batches[step]
-                    yb, wb = tf.gather(y, rows), tf.gather(w, rows)
-                    p, activity = self._forward(tf.gather(x, rows), None)
-                    _, report = self._loss(yb, p, wb, activity)
-                    losses = losses.write(step, report)
-                    totals = tuple(t + state for t, state in zip(totals, self._metric_states(yb, p, wb)))
-                return tf.concat([losses.stack(), *totals], 0)
+            @tf.function(input_signature=signature, autograph=False)
+            def test(tensors, batches):
+                def step(t, losses, totals):
+                    x, y, w = _Data.rows(tensors, batches[t])
+                    p, activity = self._forward(x, None)
+                    _, report = self._loss(y, p, w, activity)
+                    states = self._metric_states(y, p, w)
+                    return losses.write(t, report), tuple(a + b for a, b in zip(totals, states))
+
+                return self._loop(batches, step)
 
             return test
 
-        return self._function(("test", tuple(data.x.shape[1:]), tuple(data.y.shape[1:])), build)
+        return self._function(("test", data.key()), build)
 
     def _predict_function(self, data):
-        signature = (_signature(data.x, True), tf.TensorSpec([None, None], tf.int64))
+        signature = (data.signature(), tf.TensorSpec([None, None], tf.int64))
         out_shape = list(self.plan.shapes[-1]) if self.plan.shapes else list(self.plan.input_shape)
 
         def build():
-            @tf.function(input_signature=signature)
-            def predict(x, batches):
+            @tf.function(input_signature=signature, autograph=False)
+            def predict(tensors, batches):
+                def step(t, outputs):
+                    x = tf.gather(tensors[0], batches[t])
+                    return t + 1, outputs.write(t, self._forward(x, None)[0])
+
                 steps = tf.shape(batches)[0]
-                outputs = tf.TensorArray(self.dtype, size=steps)
-                for step in tf.range(steps):
-                    outputs = outputs.write(step, self._forward(tf.gather(x, batches[step]), None)[0])
+                _, outputs = tf.while_loop(lambda t, _: t < steps, step,
+                                           (tf.constant(0), tf.TensorArray(self.dtype, size=steps)))
                 return tf.reshape(outputs.stack(), [-1, *out_shape])
 
             return predict
 
-        return self._function(("predict", tuple(data.x.shape[1:])), build)
+        return self._function(("predict", data.key()), build)
 
     def _result(self, packed, steps):
         packed = packed.numpy()
@@ -237,16 +256,16 @@ class TensorFlowRuntime(Runtime):
     def train_steps(self, data, batches, masks, scalars):
         with self._placement():
             train = self._train_function(data, masks, scalars)
-            packed = train(data.x, data.y, data.w, tf.constant(batches, tf.int64),
+            packed = train(data.tensors, tf.constant(batches, tf.int64),
                            tuple(tf.constant(m, self.dtype) for m in masks),
                            {name: tf.constant(values, self.dtype) for name, values in scalars.items()})
         return self._result(packed, len(batches))
 
     def test_steps(self, data, batches):
         with self._placement():
-            packed = self._test_function(data)(data.x, data.y, data.w, tf.constant(batches, tf.int64))
+            packed = self._test_function(data)(data.tensors, tf.constant(batches, tf.int64))
         return self._result(packed, len(batches))
 
     def predict_steps(self, data, batches):
         with self._placement():
-            return self._predict_function(data)(data.x, tf.constant(batches, tf.int64)).numpy()
+            return self._predict_function(data)(data.tensors, tf.constant(batches, tf.int64)).numpy()
