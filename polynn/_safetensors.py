@@ -58,7 +58,7 @@ def header_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None
         code = _CODES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype)
         if code is None:
             raise ModelFileError(f"tensor {name!r} has dtype {array.dtype}; accepted: {', '.join(map(str, DTYPES.values()))}")
-        array = np.ascontiguousarray(array, dtype=DTYPES[code])
+        array = np.asarray(array, dtype=DTYPES[code], order="C")  # ascontiguousarray would make 0-d arrays 1-d
         header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
         arrays.append(array)

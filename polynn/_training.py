@@ -264,6 +264,8 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                 batch_logs = totals.logs()
                 progress.update(done, batch_logs)
                 callback_list.on_train_batch_end(done - 1, batch_logs)
+                if model.stop_training:  # a batch-level callback (TerminateOnNaN) stops mid-epoch, as Keras
+                    break
         logs = totals.logs()
         if val_data is not None and (epoch + 1) % validation_freq == 0:
             logs.update(_evaluate_data(model, runtime, val_data, len(x_val), val_batch, prefix="val_"))

@@ -1,10 +1,24 @@
-"""Callbacks, spelled and called as in Keras: a Callback base class with the on_* hooks, and History."""
+"""Callbacks, spelled and called as in Keras: the Callback base class with the on_* hooks, History,
+and Keras' training callbacks (EarlyStopping, ModelCheckpoint, TerminateOnNaN, LearningRateScheduler,
+ReduceLROnPlateau, CSVLogger, LambdaCallback), with Keras' arguments and behaviour."""
 
 from __future__ import annotations
 
+import csv
+import inspect
+import math
+import numbers
+import os
+import warnings
 from typing import Any, Iterable
 
-__all__ = ["Callback", "History", "CallbackList"]
+import numpy as np
+
+from ._spec import check_bool, check_choice, check_number
+from .errors import InvalidArgumentError
+
+__all__ = ["Callback", "History", "CallbackList", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
+           "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback"]
 
 _BATCH_HOOKS = (
     "on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
@@ -92,3 +106,397 @@ class CallbackList:
                 getattr(callback, hook)(*args, **kwargs)
 
         return call
+
+
+def _check_count(owner: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidArgumentError(name, value, "an integer >= 0", owner=owner)
+    return int(value)
+
+
+# Metric names (after "val_") that improve upwards / downwards, for mode="auto".
+_UP = ("acc", "auc", "precision", "recall")
+_DOWN = ("loss", "error", "crossentropy", "hinge", "divergence", "mse", "mae", "mape", "msle")
+
+
+class _MonitorCallback(Callback):
+    """A callback watching one logged quantity: Keras' MonitorCallback (mode, min_delta, baseline)."""
+
+    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
+        super().__init__()
+        owner = type(self).__name__
+        if not isinstance(monitor, str) or not monitor:
+            raise InvalidArgumentError("monitor", monitor, "the name of a logged quantity, e.g. 'val_loss'", owner=owner)
+        self.monitor = monitor
+        self.mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
+        self.best = None if baseline is None else check_number(owner, "baseline", baseline)
+        self.min_delta = abs(check_number(owner, "min_delta", min_delta))
+        self.monitor_op = None
+
+    def _set_monitor_op(self):
+        mode = self.mode
+        if mode == "auto":
+            name = self.monitor.removeprefix("val_").lower()
+            if name == "loss" or any(word in name for word in _DOWN):
+                mode = "min"
+            elif any(word in name for word in _UP):
+                mode = "max"
+            else:
+                raise InvalidArgumentError(
+                    "mode", "auto", f"'min' or 'max': polynn cannot tell whether {self.monitor!r} should go up or down",
+                    owner=type(self).__name__)
+        self.monitor_op = np.less if mode == "min" else np.greater
+        if mode == "min":
+            self.min_delta = -abs(self.min_delta)
+
+    def _is_improvement(self, value, reference) -> bool:
+        if reference is None:
+            return True
+        return bool(self.monitor_op(value - self.min_delta, reference))
+
+    def _monitor_value(self, logs, what: str):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(f"{what} conditioned on metric `{self.monitor}` which is not available. "
+                          f"Available metrics are: {','.join(logs or {})}", stacklevel=3)
+        return value
+
+
+class EarlyStopping(_MonitorCallback):
+    """Stop training once `monitor` has not improved by more than min_delta for `patience` epochs.
+
+    baseline: training stops after `patience` epochs without beating it. restore_best_weights: at
+    the end, the weights of the best epoch are set back. start_from_epoch: epochs before this one
+    are not watched (warm-up). As keras.callbacks.EarlyStopping.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta=min_delta)
+        self.patience = _check_count("EarlyStopping", "patience", patience)
+        self.verbose = verbose
+        self.baseline = None if baseline is None else check_number("EarlyStopping", "baseline", baseline)
+        self.restore_best_weights = check_bool("EarlyStopping", "restore_best_weights", restore_best_weights)
+        self.start_from_epoch = _check_count("EarlyStopping", "start_from_epoch", start_from_epoch)
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        current = self._monitor_value(logs, "Early stopping")
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(_MonitorCallback):
+    """Save the model (or its weights) every epoch, or every `save_freq` batches.
+
+    filepath may hold str.format fields filled with epoch (1-based), batch (1-based, batch saves)
+    and the logs, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors". save_best_only writes only
+    when `monitor` improves; initial_value_threshold is the value to beat first. Files are written
+    with model.save / model.save_weights, atomically. As keras.callbacks.ModelCheckpoint.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__(monitor, mode, initial_value_threshold)
+        self.filepath = os.fspath(filepath)
+        self.verbose = verbose
+        self.save_best_only = check_bool("ModelCheckpoint", "save_best_only", save_best_only)
+        self.save_weights_only = check_bool("ModelCheckpoint", "save_weights_only", save_weights_only)
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral)
+                                     or save_freq <= 0):
+            raise InvalidArgumentError("save_freq", save_freq, "'epoch' or an integer number of batches > 0",
+                                       owner="ModelCheckpoint")
+        self.save_freq = save_freq
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = None
+        self._current_epoch = 0
+
+    def wants_batches(self) -> bool:
+        return self.save_freq != "epoch"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # A batch index that did not move forward starts a new epoch.
+        if self._last_batch_seen is None or batch <= self._last_batch_seen:
+            self._batches_seen_since_last_saving += batch + 1
+        else:
+            self._batches_seen_since_last_saving += batch - self._last_batch_seen
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            self._save_model(self._current_epoch, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        if self.save_freq == "epoch":
+            self._save_model(epoch, None, logs)
+
+    def _file_path(self, epoch, batch, logs) -> str:
+        fields = dict(logs or {})
+        fields["epoch"] = epoch + 1
+        if batch is not None and "batch" not in fields:
+            fields["batch"] = batch + 1
+        try:
+            return self.filepath.format(**fields)
+        except (KeyError, IndexError, ValueError) as error:
+            raise InvalidArgumentError(
+                "filepath", self.filepath, f"a template whose fields are epoch, batch or logged names "
+                f"({', '.join(sorted(fields))}); formatting failed with {type(error).__name__}: {error}",
+                owner="ModelCheckpoint") from None
+
+    def _should_save(self, epoch, logs, filepath) -> bool:
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+            return True
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=3)
+            return True
+        best = "None" if self.best is None else f"{self.best:.5f}"
+        if self._is_improvement(current, self.best):
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
+                      f"saving model to {filepath}")
+            self.best = current
+            return True
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+        return False
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._file_path(epoch, batch, logs)
+        if not self._should_save(epoch, logs, filepath):
+            return
+        directory = os.path.dirname(filepath)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(filepath, overwrite=True)
+        else:
+            self.model.save(filepath, overwrite=True)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as a batch's loss is NaN or infinite."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+def _takes_one_argument(function) -> bool:
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 1 and not any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+class LearningRateScheduler(Callback):
+    """At each epoch's start, set the learning rate to schedule(epoch, lr) (or schedule(epoch)),
+    epoch 0-based; logs the rate as "learning_rate". As keras.callbacks.LearningRateScheduler."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise InvalidArgumentError("schedule", schedule, "a function (epoch, lr) -> lr", owner="LearningRateScheduler")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if _takes_one_argument(self.schedule):
+            learning_rate = self.schedule(epoch)
+        else:
+            learning_rate = self.schedule(epoch, self.model.learning_rate)
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+            raise InvalidArgumentError("schedule", learning_rate, "a schedule returning a float learning rate",
+                                       owner="LearningRateScheduler")
+        self.model.learning_rate = float(learning_rate)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(learning_rate)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.model.learning_rate
+
+
+class ReduceLROnPlateau(_MonitorCallback):
+    """Multiply the learning rate by `factor` once `monitor` has not improved by min_delta for
+    `patience` epochs; then wait `cooldown` epochs; never below min_lr. Logs "learning_rate".
+    As keras.callbacks.ReduceLROnPlateau."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__(monitor, mode, min_delta=min_delta)
+        self.factor = check_number("ReduceLROnPlateau", "factor", factor, low=0.0, high=1.0, high_open=True,
+                                   accepted="a number in [0, 1): Keras refuses factor >= 1")
+        self.patience = _check_count("ReduceLROnPlateau", "patience", patience)
+        self.verbose = verbose
+        self.cooldown = _check_count("ReduceLROnPlateau", "cooldown", cooldown)
+        self.min_lr = check_number("ReduceLROnPlateau", "min_lr", min_lr, low=0.0)
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            self._set_monitor_op()
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = self.model.learning_rate
+        current = self._monitor_value(logs, "Learning rate reduction")
+        if current is None:
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = self.model.learning_rate
+                # Keras compares against min_lr in float32, the optimizer variable's precision.
+                if old > np.float32(self.min_lr):
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.learning_rate = new
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file (columns: epoch, then the sorted log names).
+    append=True continues an existing file without repeating its header. As keras.callbacks.CSVLogger."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise InvalidArgumentError("separator", separator, "a one-character string", owner="CSVLogger")
+        self.sep = separator
+        self.append = check_bool("CSVLogger", "append", append)
+        self.writer = None
+        self.keys = None
+        self.append_header = True
+        self.csv_file = None
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            if os.path.exists(self.filename):
+                with open(self.filename, newline="") as existing:
+                    self.append_header = not bool(len(existing.readline()))
+            mode = "a"
+        else:
+            mode = "w"
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, mode, newline="")
+        self.writer = None
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            # Keras' layout: without validation this epoch, reserve the val_ columns anyway.
+            if self.keys and not any(key.startswith("val_") for key in self.keys):
+                self.keys.extend(f"val_{key}" for key in list(self.keys))
+        if self.writer is None:
+            separator = self.sep
+
+            class Dialect(csv.excel):
+                delimiter = separator
+
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch", *self.keys], dialect=Dialect)
+            if self.append_header:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((key, logs.get(key, "NA")) for key in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None
+
+
+class LambdaCallback(Callback):
+    """A callback built from functions: on_epoch_begin/on_epoch_end(epoch, logs),
+    on_train_begin/on_train_end(logs), on_train_batch_begin/on_train_batch_end(batch, logs).
+    Extra keyword arguments become attributes. As keras.callbacks.LambdaCallback."""
+
+    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
+              "on_train_batch_begin", "on_train_batch_end")
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        self.__dict__.update(kwargs)
+        given = dict(zip(self._HOOKS, (on_epoch_begin, on_epoch_end, on_train_begin, on_train_end,
+                                       on_train_batch_begin, on_train_batch_end)))
+        for hook, function in given.items():
+            if function is None:
+                continue
+            if not callable(function):
+                raise InvalidArgumentError(hook, function, "a function", owner="LambdaCallback")
+            setattr(self, hook, function)
+        self._batch_hooks = given["on_train_batch_begin"] is not None or given["on_train_batch_end"] is not None
+
+    def wants_batches(self) -> bool:
+        return self._batch_hooks
