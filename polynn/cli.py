@@ -1,0 +1,139 @@
+"""The polynn command line: `polynn backends`, `polynn conformance BACKEND` and `polynn --version`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+
+from . import __version__, plugins
+from .errors import BackendNotInstalledError, PolynnError
+
+_PLUGIN_MODULE = "polynn.conformance.plugin"
+
+
+# ---- polynn backends -------------------------------------------------------------------
+
+
+def _backend_row(entry) -> list[str]:
+    status, engine_version = "ok", entry.engine_version()
+    try:
+        backend = plugins.get_backend(entry.name)
+        engine_version = backend.engine_version()
+    except BackendNotInstalledError:
+        status = f"engine not installed: pip install '{entry.install}'"
+    except Exception as error:  # a broken backend is listed with its error, the others still are
+        status = f"load error: {error}"
+    engine = f"{entry.engine} {engine_version or '(not installed)'}" if entry.engine else "-"
+    return [entry.name, entry.distribution, engine, status, ", ".join(entry.dtypes), ", ".join(entry.devices)]
+
+
+def _print_table(rows: list[list[str]], out) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+
+
+def cmd_backends(args) -> int:
+    rows = [["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES"]]
+    rows.extend(_backend_row(entry) for entry in plugins.backend_entries())
+    _print_table(rows, sys.stdout)
+    failures = plugins.failures()
+    if failures:
+        print("\nplugin failures:", file=sys.stdout)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stdout)
+    return 0
+
+
+# ---- polynn conformance ----------------------------------------------------------------
+
+
+def _plugin_autoloaded() -> bool:
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(ep.value == _PLUGIN_MODULE for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+def pytest_arguments(args) -> list[str]:
+    """The pytest command line that runs the kit's tests as `args` asks."""
+    import polynn
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(polynn.__file__)))
+    # An empty config file keeps the caller's pytest settings (addopts, testpaths) out of the kit.
+    argv = ["-c", os.devnull, "--rootdir", root, "-p", "no:cacheprovider", "-q",
+            "--pyargs", "polynn.conformance", "--polynn-backend", args.backend, "--polynn-dtype", args.dtype]
+    if not _plugin_autoloaded():
+        argv[0:0] = ["-p", _PLUGIN_MODULE]
+    for pattern in args.case or ():
+        argv += ["--polynn-case", pattern]
+    if args.report:
+        argv += ["--polynn-report", args.report]
+    if args.plot:
+        argv += ["--polynn-plot", args.plot]
+    if args.strict:
+        argv.append("--polynn-strict")
+    return argv
+
+
+def cmd_conformance(args) -> int:
+    try:
+        import pytest
+    except ImportError:
+        return _error("the conformance kit runs through pytest, which is not installed. "
+                      "Install it with: pip install 'polynn[test]'")
+    try:
+        plugins.get_backend(args.backend)
+        if args.plot:
+            from .conformance.plot import require_matplotlib
+
+            require_matplotlib()
+    except PolynnError as error:
+        return _error(str(error))
+    return int(pytest.main(pytest_arguments(args)))
+
+
+def _error(message: str) -> int:
+    print(f"polynn: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---- the parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polynn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"polynn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    listing = commands.add_parser("backends", help="list the registered backends and plugin failures")
+    listing.set_defaults(handler=cmd_backends)
+
+    kit = commands.add_parser(
+        "conformance", help="check a backend against the NumPy reference",
+        description="Run polynn's conformance kit on BACKEND, compared with the NumPy reference. "
+                    "Exit status 0 only when every supported case passes.")
+    kit.add_argument("backend", metavar="BACKEND", help="a registered backend name (see `polynn backends`)")
+    kit.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                     help="float64 (default) is the strict contract; float32 allows for rounding")
+    kit.add_argument("--report", metavar="FILE.json", help="write the JSON report to this file")
+    kit.add_argument("--plot", metavar="FILE.png", help="write a PNG of the per-step losses (needs polynn[plot])")
+    kit.add_argument("--strict", action="store_true", help="count unsupported cases as failures")
+    kit.add_argument("--case", action="append", metavar="PATTERN",
+                     help="run only the cases whose name matches this fnmatch pattern (repeatable)")
+    kit.set_defaults(handler=cmd_conformance)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Building and driving tiny models through the public API, the same way on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..callbacks import Callback
+from ..models import Sequential
+
+# The seed of polynn's shared streams (initial weights, batch order, dropout) in every case.
+SEED = 1000
+
+# One SGD step at this rate turns a weight's change into its gradient: g = (w_before - w_after) / rate.
+# A power of two keeps g * rate exact, and a large one makes the update dominate the weight, so the
+# rounding of w_after (to the plan's dtype) costs at most about one ulp of g, not one ulp of w.
+GRADIENT_PROBE_RATE = 2.0 ** 12
+
+
+def compiled_model(layers, *, backend: str, dtype: str, optimizer, loss, metrics=None, weights=None) -> Sequential:
+    model = Sequential(list(layers))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=backend, dtype=dtype, seed=SEED)
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def gradient_probe(model, x, y, sample_weight=None) -> tuple[float, list[np.ndarray]]:
+    """The training loss and every weight's gradient at one step over the whole of (x, y).
+
+    The model must be compiled with SGD(learning_rate=GRADIENT_PROBE_RATE)."""
+    before = [w.astype(np.float64) for w in model.get_weights()]
+    history = model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0, sample_weight=sample_weight)
+    after = [w.astype(np.float64) for w in model.get_weights()]
+    return history.history["loss"][0], [(b - a) / GRADIENT_PROBE_RATE for b, a in zip(before, after)]
+
+
+class StepLosses(Callback):
+    """The training loss of every step.
+
+    fit() logs, after each step, the running mean of the epoch's losses weighted by batch size;
+    each step's loss is recovered from two consecutive means. The cancellation costs about
+    1e-13 relative in float64, far below the 1e-9 checked. Overriding a batch hook also makes
+    fit() run one step per backend call, so each step's value comes from the backend itself.
+    """
+
+    def __init__(self, samples: int, batch_size: int):
+        super().__init__()
+        full, rest = divmod(samples, batch_size)
+        self.sizes = [batch_size] * full + ([rest] if rest else [])
+        self.losses: list[float] = []
+        self._sum, self._count = 0.0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._sum, self._count = 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        size = self.sizes[batch]
+        count = self._count + size
+        total = float(logs["loss"]) * count
+        self.losses.append((total - self._sum) / size)
+        self._sum, self._count = total, count
+
+
+class WeightTrajectory(Callback):
+    """Every weight, flattened and concatenated, after each training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[np.ndarray] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(flat(self.model.get_weights()))
+
+
+def flat(arrays) -> np.ndarray:
+    return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])

@@ -1,0 +1,185 @@
+"""Per-component cases, generated from the registry: every activation, loss, metric, optimizer and
+initializer registered (polynn's own and any plugin's), in each configuration options.py gives it.
+
+Each case reaches its component through the public model API only, so it runs on any backend:
+- activation: Dense(identity kernel rows) -> activation; forward values from predict(), and the
+  vector-Jacobian product from one SGD step (the kernel's change is dloss/dpre-activation);
+- loss: a linear layer whose outputs are exactly the chosen predictions; the loss value and
+  dloss/dpredictions from one SGD step, with sample weights where the configuration says;
+- metric: the metric's result from evaluate() over several batches, and from one training epoch;
+- optimizer: the weights after each of 8 steps on a least-squares problem;
+- initializer: the initial kernel drawn from the shared stream, exactly, and its statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _registry
+from ..layers import Dense
+from ..losses import MeanSquaredError, SparseCategoricalCrossentropy
+from ..optimizers import SGD
+from . import inputs, options, tolerances
+from ._case import Case
+from ._harness import GRADIENT_PROBE_RATE, WeightTrajectory, compiled_model, flat, gradient_probe
+
+KINDS = ("activation", "loss", "metric", "optimizer", "initializer")
+
+
+def _instance(cls, config):
+    """The spec instance, or the error its construction raised (reported by the case)."""
+    try:
+        return cls(**dict(config.kwargs))
+    except Exception as error:  # a configuration the spec refuses is reported, not dropped
+        return error
+
+
+def _built(spec):
+    if isinstance(spec, Exception):
+        raise spec
+    return spec
+
+
+def _identity_inputs(n: int) -> np.ndarray:
+    # Row i of the identity selects kernel row i exactly: 1 * k + 0 * others, on any engine.
+    return np.eye(n)
+
+
+# ---- activations -----------------------------------------------------------------------
+
+
+def _activation_scenario(spec):
+    def run(backend, dtype):
+        activation = _built(spec)
+        grid = inputs.activation_grid()
+        rows, units = grid.shape
+        model = compiled_model([Dense(units, input_dim=rows, activation=activation)], backend=backend, dtype=dtype,
+                               optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE),
+                               loss=MeanSquaredError(reduction="sum"), weights=[grid, np.zeros(units)])
+        x = _identity_inputs(rows)
+        forward = model.predict(x, batch_size=rows, verbose=0)
+        _, grads = gradient_probe(model, x, inputs.activation_upstream(grid.shape))
+        return {"forward": forward, "gradient": grads[0]}
+
+    return run
+
+
+# ---- losses ----------------------------------------------------------------------------
+
+
+def _loss_scenario(spec, config):
+    def run(backend, dtype):
+        loss = _built(spec)
+        p, y = inputs.predictions_and_labels(loss)
+        samples, units = p.shape
+        model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
+                               optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE), loss=loss,
+                               weights=[p, np.zeros(units)])
+        w = inputs.sample_weights(samples) if config.sample_weight else None
+        value, grads = gradient_probe(model, _identity_inputs(samples), y, sample_weight=w)
+        return {"value": np.asarray(value), "gradient": grads[0]}
+
+    return run
+
+
+# ---- metrics ---------------------------------------------------------------------------
+
+
+def _metric_scenario(spec, config):
+    def run(backend, dtype):
+        metric = _built(spec)
+        p, y = inputs.predictions_and_labels(metric)
+        samples, units = p.shape
+        # The harness loss must accept the metric's labels; its value is not checked here.
+        loss = SparseCategoricalCrossentropy() if inputs.domain(metric) == "sparse" else MeanSquaredError()
+        model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
+                               optimizer=SGD(learning_rate=0.0), loss=loss, metrics=[metric],
+                               weights=[p, np.zeros(units)])
+        x = _identity_inputs(samples)
+        w = inputs.sample_weights(samples) if config.sample_weight else None
+        # Batches of 5 leave a short last batch: increments must add up across batches.
+        logs = model.evaluate(x, y, batch_size=5, sample_weight=w, verbose=0, return_dict=True)
+        history = model.fit(x, y, batch_size=5, epochs=1, shuffle=False, sample_weight=w, verbose=0)
+        return {"evaluate": np.asarray(logs[metric.name]), "train": np.asarray(history.history[metric.name][0])}
+
+    return run
+
+
+# ---- optimizers ------------------------------------------------------------------------
+
+OPTIMIZER_STEPS = 8
+
+
+def _optimizer_scenario(spec):
+    def run(backend, dtype):
+        optimizer = _built(spec)
+        x, y, kernel, bias = inputs.optimizer_problem()
+        units = y.shape[1]
+        model = compiled_model([Dense(units, input_dim=x.shape[1])], backend=backend, dtype=dtype,
+                               optimizer=optimizer, loss="mse", weights=[kernel, bias])
+        start = flat(model.get_weights())
+        trajectory = WeightTrajectory()
+        model.fit(x, y, batch_size=len(x) // OPTIMIZER_STEPS, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[trajectory])
+        # Displacements from the start, so the checked size is the update's, not the weight's.
+        return {"trajectory": np.stack(trajectory.steps) - start}
+
+    return run
+
+
+# ---- initializers ----------------------------------------------------------------------
+
+INITIALIZER_SHAPE = (64, 48)
+
+
+def _initializer_scenario(spec):
+    def run(backend, dtype):
+        initializer = _built(spec)
+        fan_in, units = INITIALIZER_SHAPE
+        model = compiled_model([Dense(units, input_dim=fan_in, use_bias=False, kernel_initializer=initializer)],
+                               backend=backend, dtype=dtype, optimizer=SGD(), loss="mse")
+        kernel = model.get_weights()[0].astype(np.float64)
+        stats = np.array([kernel.mean(), kernel.std(), kernel.min(), kernel.max()])
+        return {"values": kernel, "statistics": stats}
+
+    return run
+
+
+# ---- generation ------------------------------------------------------------------------
+
+_OBSERVATIONS = {
+    "activation": ("forward", "gradient"),
+    "loss": ("value", "gradient"),
+    "metric": ("evaluate", "train"),
+    "optimizer": ("trajectory",),
+    "initializer": ("values", "statistics"),
+}
+
+
+def _scenario(kind, spec, config):
+    if kind == "activation":
+        return _activation_scenario(spec)
+    if kind == "loss":
+        return _loss_scenario(spec, config)
+    if kind == "metric":
+        return _metric_scenario(spec, config)
+    if kind == "optimizer":
+        return _optimizer_scenario(spec)
+    return _initializer_scenario(spec)
+
+
+def cases(kinds=KINDS) -> list[Case]:
+    found = []
+    for kind in kinds:
+        observations = _OBSERVATIONS[kind]
+
+        def tol(dtype, kind=kind, observations=observations):
+            return tolerances.component(dtype, kind, observations)
+
+        for cls in _registry.specs(kind):
+            for config in options.configs(kind, cls):
+                spec = _instance(cls, config)
+                components = () if isinstance(spec, Exception) else (spec,)
+                found.append(Case(f"{kind}.{cls.name}{config.label()}", kind, _scenario(kind, spec, config), tol,
+                                  components))
+    return found

@@ -1,0 +1,109 @@
+"""The option configurations each component is exercised with, chosen from the fields its spec has.
+
+A configuration applies to every spec class holding all of its fields, so a component added
+later (by polynn or a plugin) that spells an option as Keras does is exercised with it too.
+Each kind also runs its default configuration. Values are chosen to make the option matter:
+clipping thresholds below the probe's gradient norms, a schedule that halves the rate quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..losses import REDUCTIONS
+from ..schedules import ExponentialDecay
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Keyword arguments for the spec class, and whether the case passes sample weights."""
+
+    kwargs: tuple = ()
+    sample_weight: bool = False
+
+    def label(self) -> str:
+        parts = [f"{key}={_show(value)}" for key, value in self.kwargs]
+        if self.sample_weight:
+            parts.append("sample_weight")
+        return f"({', '.join(parts)})" if parts else ""
+
+
+def _show(value) -> str:
+    if hasattr(value, "kind") and hasattr(value, "get_config"):
+        return value.name
+    return str(value)
+
+
+def _configs(*entries):
+    return [Config(tuple(kwargs.items()), sample_weight) for kwargs, sample_weight in entries]
+
+
+ACTIVATION = _configs(
+    ({"alpha": 0.3}, False),
+    ({"negative_slope": 0.2}, False),
+    ({"max_value": 4.0}, False),
+    ({"threshold": 0.5}, False),
+)
+
+LOSS = _configs(
+    ({"from_logits": True}, False),
+    ({"label_smoothing": 0.1}, False),
+    ({"from_logits": True, "label_smoothing": 0.1}, False),
+    ({"delta": 0.5}, False),
+    *(({"reduction": r}, True) for r in REDUCTIONS),
+)
+
+METRIC = _configs(
+    ({}, True),
+    ({"threshold": 0.3}, False),
+)
+
+
+def _schedule_config(cls):
+    """The class's default learning rate, halved every 3 steps by an ExponentialDecay."""
+    default = next((f.default for f in dataclasses.fields(cls) if f.name == "learning_rate"), None)
+    if not isinstance(default, float):
+        return []
+    schedule = ExponentialDecay(initial_learning_rate=default, decay_steps=3, decay_rate=0.5)
+    return [Config((("learning_rate", schedule),))]
+
+
+OPTIMIZER = _configs(
+    ({"momentum": 0.9}, False),
+    ({"momentum": 0.9, "nesterov": True}, False),
+    ({"amsgrad": True}, False),
+    ({"centered": True}, False),
+    ({"centered": True, "momentum": 0.9}, False),
+    ({"epsilon": 1e-3}, False),
+    ({"clipnorm": 0.05}, False),
+    ({"clipvalue": 0.02}, False),
+    ({"global_clipnorm": 0.05}, False),
+    ({"weight_decay": 0.1}, False),
+)
+
+INITIALIZER = _configs(
+    ({"mode": "fan_out"}, False),
+    ({"mode": "fan_avg"}, False),
+    ({"distribution": "uniform"}, False),
+    ({"distribution": "untruncated_normal"}, False),
+    ({"scale": 2.0}, False),
+    ({"gain": 2.0}, False),
+    ({"value": 0.5}, False),
+    ({"mean": 0.3, "stddev": 0.2}, False),
+    ({"minval": -0.3, "maxval": 0.7}, False),
+)
+
+_TABLES = {"activation": ACTIVATION, "loss": LOSS, "metric": METRIC, "optimizer": OPTIMIZER,
+           "initializer": INITIALIZER}
+
+
+def configs(kind: str, cls) -> list[Config]:
+    """The default configuration, then every table entry whose fields the class has."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    chosen = [Config()]
+    for config in _TABLES[kind]:
+        if all(key in fields for key, _ in config.kwargs) and config not in chosen:
+            chosen.append(config)
+    if kind == "optimizer" and "learning_rate" in fields:
+        chosen.extend(_schedule_config(cls))
+    return chosen

@@ -1,0 +1,98 @@
+"""The kit's report: the backend's identity, a table of cases, and the JSON written by --report."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+
+from .. import __version__, plugins
+from ._case import CaseResult
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    plugin: str
+    distribution: str
+    version: str | None
+    engine: str
+    engine_version: str | None
+
+    @classmethod
+    def of(cls, name: str) -> "BackendInfo":
+        entry = next(e for e in plugins.backend_entries() if e.name == name)
+        backend = plugins.get_backend(name)
+        distribution, version = entry.distribution, None
+        for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=entry.plugin):
+            if getattr(ep, "dist", None) is not None:
+                distribution, version = ep.dist.name, ep.dist.version
+        try:
+            engine_version = backend.engine_version()
+        except Exception as error:  # the version is reported, not needed: say why it is missing
+            engine_version = f"unknown ({type(error).__name__}: {error})"
+        return cls(name, entry.plugin, distribution, version, backend.engine or entry.engine, engine_version)
+
+    def label(self) -> str:
+        dist = self.distribution if self.version is None else f"{self.distribution} {self.version}"
+        return f"backend {self.name!r} ({dist}), engine {self.engine} {self.engine_version}"
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if value == float("inf"):
+        return "inf"
+    return f"{value:.2e}"
+
+
+@dataclasses.dataclass
+class Report:
+    backend: BackendInfo
+    dtype: str
+    results: list[CaseResult]
+    strict: bool = False
+
+    @classmethod
+    def create(cls, backend: str, dtype: str, results, strict: bool = False) -> "Report":
+        return cls(BackendInfo.of(backend), dtype, list(results), strict)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def passed(self) -> bool:
+        """True when every supported case passes (and, when strict, none is unsupported)."""
+        bad = ("fail", "error", "unsupported") if self.strict else ("fail", "error")
+        return not any(r.status in bad for r in self.results)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("pass", "fail", "error", "unsupported"))
+        return f"polynn conformance: {self.backend.label()}, {self.dtype}: {counts}"
+
+    def table_lines(self) -> list[str]:
+        width = max([len("case"), *(len(r.name) for r in self.results)])
+        lines = [self.summary(), f"{'case':<{width}}  {'status':<11}  {'worst abs':>9}  {'worst rel':>9}"]
+        for r in self.results:
+            lines.append(f"{r.name:<{width}}  {r.status:<11}  {_number(r.worst_abs):>9}  {_number(r.worst_rel):>9}")
+        for r in self.results:
+            if r.status != "pass" and r.message:
+                lines.append(f"{r.status}: {r.name}: {r.message}")
+        return lines
+
+    def to_json(self) -> dict:
+        return {
+            "backend": dataclasses.asdict(self.backend),
+            "polynn_version": __version__,
+            "reference": "numpy",
+            "dtype": self.dtype,
+            "strict": self.strict,
+            "passed": self.passed,
+            "counts": {s: self.count(s) for s in ("pass", "fail", "error", "unsupported")},
+            "cases": [r.to_json() for r in self.results],
+        }
+
+    def write_json(self, path) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_json(), handle, indent=2, allow_nan=False)
+            handle.write("\n")

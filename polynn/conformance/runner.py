@@ -1,0 +1,79 @@
+"""Running cases: each on the NumPy reference (once per process) and on the backend under test."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+
+from .. import plugins
+from ..errors import UnsupportedComponentError
+from . import blog, components
+from ._case import Case, CaseResult
+from ._compare import compare
+
+REFERENCE = "numpy"
+_reference_cache: dict[tuple[str, str], dict | BaseException] = {}
+
+
+def all_cases(patterns=()) -> list[Case]:
+    """Every case, the blog cases first; with patterns (fnmatch), only the names matching one."""
+    plugins.backend_entries()  # component plugins register their specs when plugins load
+    found = blog.cases() + components.cases()
+    if patterns:
+        found = [c for c in found if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    return found
+
+
+def _reference(case: Case, dtype: str):
+    key = (case.name, dtype)
+    if key not in _reference_cache:
+        try:
+            _reference_cache[key] = case.scenario(REFERENCE, dtype)
+        except Exception as error:
+            _reference_cache[key] = error
+    return _reference_cache[key]
+
+
+def _unsupported_reason(case: Case, backend, dtype: str) -> str | None:
+    if dtype not in backend.dtypes:
+        return f"dtype {dtype!r} is not supported by backend {backend.name!r} (it supports {', '.join(backend.dtypes)})"
+    for component in case.components:
+        if not backend.supports(component):
+            return f"{component.kind} {component.name!r} has no implementation on backend {backend.name!r}"
+    return None
+
+
+def run_case(case: Case, backend_name: str, dtype: str) -> CaseResult:
+    backend = plugins.get_backend(backend_name)
+    reason = _unsupported_reason(case, backend, dtype)
+    if reason is not None:
+        return CaseResult(case.name, case.kind, "unsupported", message=reason)
+    reference = _reference(case, dtype)
+    if isinstance(reference, BaseException):
+        return CaseResult(case.name, case.kind, "error",
+                          message=f"the reference run failed: {type(reference).__name__}: {reference}")
+    try:
+        observed = case.scenario(backend_name, dtype)
+    except UnsupportedComponentError as error:
+        return CaseResult(case.name, case.kind, "unsupported", message=str(error))
+    except Exception as error:  # whatever a backend raises is this case's failure, not the run's
+        return CaseResult(case.name, case.kind, "error", message=f"{type(error).__name__}: {error}")
+    tolerances = case.tolerances(dtype)
+    checks = [compare(name, observed.get(name), expected, tolerances.get(name)) for name, expected in reference.items()]
+    status = "pass" if all(c.passed for c in checks) else "fail"
+    series = {name: {"backend": np.asarray(observed[name]), "reference": np.asarray(reference[name])}
+              for name in case.plotted if name in observed}
+    result = CaseResult(case.name, case.kind, status, checks, series=series)
+    if status == "fail":
+        result.message = result.failure_text()
+    return result
+
+
+def run(backend: str, dtype: str = "float64", patterns=(), strict: bool = False):
+    """Run every case (or those matching `patterns`) on `backend`; returns a Report."""
+    from .report import Report
+
+    plugins.get_backend(backend)  # a backend that cannot load fails the run, naming why
+    results = [run_case(case, backend, dtype) for case in all_cases(patterns)]
+    return Report.create(backend, dtype, results, strict=strict)

@@ -1,0 +1,24 @@
+"""The conformance cases as pytest tests: one test per case, on the backend the plugin's options name."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_generate_tests(metafunc):
+    if "conformance_case" in metafunc.fixturenames:
+        from .plugin import _KIT
+
+        cases = metafunc.config.stash[_KIT].cases()
+        metafunc.parametrize("conformance_case", cases, ids=[case.name for case in cases])
+
+
+def test_case(conformance_case, polynn_conformance):
+    result = polynn_conformance.run(conformance_case)
+    if result.status == "unsupported":
+        # Reported by name in the table and the JSON report; a failure under --polynn-strict.
+        if polynn_conformance.strict:
+            pytest.fail(f"unsupported: {result.message}", pytrace=False)
+        pytest.skip(f"unsupported: {result.message}")
+    if result.status != "pass":
+        pytest.fail(f"{result.status}: {result.message}", pytrace=False)
