@@ -57,10 +57,24 @@ def builtin(cls: type) -> type:
 def lookup(kind: str, name: str) -> type:
     """The spec class registered for `name` (case-insensitive), or UnknownComponentError."""
     table = _BY_NAME[kind]
+    if name.lower() not in table:
+        # a name may come from a component plugin not loaded yet
+        from . import plugins
+
+        plugins.load()
     try:
         return table[name.lower()]
     except KeyError:
         raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
+
+
+def forget_plugin_specs() -> None:
+    """Drop every spec a plugin registered (polynn's own stay), so a rescan registers them afresh."""
+    for table in _BY_NAME.values():
+        for key in [k for k, cls in table.items() if _SOURCE.get(cls) != "polynn"]:
+            del table[key]
+    for cls in [c for c, source in _SOURCE.items() if source != "polynn"]:
+        del _SOURCE[cls]
 
 
 def names(kind: str) -> list[str]:

@@ -21,7 +21,7 @@ import pluggy
 from . import _registry, hookspecs
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
-__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "get_backend", "failures",
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "get_backend", "failures", "load",
            "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
@@ -75,6 +75,7 @@ class _State:
         self.failures: list[PluginFailure] = []
         self.implementations: dict[tuple[str, str, str], tuple[Any, str]] = {}
         self.dists: dict[str, str] = {}
+        self.fatal: PluginError | None = None
         self.lock = threading.RLock()
 
 
@@ -94,7 +95,9 @@ def _fail(plugin: str, distribution: str, stage: str, error: BaseException) -> N
     failure = PluginFailure(plugin, distribution, stage, error)
     _state.failures.append(failure)
     if _strict():
-        raise PluginError(str(failure)) from error
+        # kept, so every later use fails too instead of running on a half-loaded plugin set
+        _state.fatal = PluginError(str(failure))
+        raise _state.fatal from error
     warnings.warn(str(failure), RuntimeWarning, stacklevel=3)
 
 
@@ -139,12 +142,17 @@ def _call_hooks(plugin_names: list[str]) -> None:
 
 def _ensure_loaded() -> None:
     with _state.lock:
+        if _state.fatal is not None:
+            raise _state.fatal
         if _state.loaded:
             return
         _state.loaded = True
         disabled = _disabled()
         names = []
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # polynn's own plugins first, so a third party reusing a first-party name is the one refused
+        entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                              key=lambda ep: getattr(getattr(ep, "dist", None), "name", None) != "polynn")
+        for ep in entry_points:
             if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None:
                 continue
             distribution = _distribution_label(ep)
@@ -156,6 +164,11 @@ def _ensure_loaded() -> None:
             if _register_module(module, ep.name, distribution):
                 names.append(ep.name)
         _call_hooks(names)
+
+
+def load() -> None:
+    """Find and load every installed plugin now; later calls do nothing until reset()."""
+    _ensure_loaded()
 
 
 def register_plugin(plugin: Any, name: str, distribution: str = "registered at run time") -> None:
@@ -244,3 +257,4 @@ def reset() -> None:
     """Forget every plugin and backend, so the next use loads them again (for tests)."""
     global _state
     _state = _State()
+    _registry.forget_plugin_specs()
