@@ -82,6 +82,9 @@ def resolve(kind: str, identifier: Any):
         return cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, type) and issubclass(identifier, Component) and identifier.kind == kind:
         return identifier()
+    spec_class = getattr(identifier, "__polynn_spec__", None)
+    if spec_class is not None and callable(identifier) and getattr(spec_class, "kind", None) == kind:
+        return spec_class()
     raise UnknownComponentError(kind, identifier, _registry.names(kind))
 
 
@@ -136,6 +139,20 @@ def check_shape(owner: str, name: str, value: Any, *, allow_none: bool = False) 
             what = "positive integers or None" if allow_none else "positive integers"
             raise InvalidArgumentError(name, value, f"a tuple of {what}", owner=owner)
     return tuple(None if d is None else int(d) for d in dims)
+
+
+def as_function(cls, call):
+    """A module-level function for spec class `cls` (Keras's keras.activations.relu and the like):
+    calling it evaluates `call(cls(**options), *arrays)`; passing it where a component is expected
+    means cls() with its defaults."""
+
+    def function(*arrays, **options):
+        return call(cls(**options), *arrays)
+
+    function.__name__ = function.__qualname__ = cls.name
+    function.__doc__ = cls.__doc__
+    function.__polynn_spec__ = cls
+    return function
 
 
 def spec(cls):

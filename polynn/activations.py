@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._spec import Component, check_bool, check_number, resolve, spec
+from ._spec import Component, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from . import _registry
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
     "Softsign", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
-    "get", "serialize",
+    "get", "serialize", "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "selu", "softplus",
+    "softsign", "gelu", "silu", "swish", "leaky_relu", "relu6", "exponential", "hard_sigmoid", "hard_silu",
+    "hard_swish", "mish",
 ]
 
 
@@ -21,7 +23,14 @@ def check_axis(owner: str, axis) -> None:
 
 
 class Activation(Component):
+    """Calling an activation on an array computes it with the NumPy reference backend."""
+
     kind: ClassVar[str] = "activation"
+
+    def __call__(self, x):
+        from . import _reference
+
+        return _reference.activation(self, x)
 
 
 @spec
@@ -196,6 +205,30 @@ class Mish(Activation):
     """mish(x) = x * tanh(softplus(x)). Gradient: t + x (1 - t**2) sigmoid(x), t = tanh(softplus(x))."""
 
     name: ClassVar[str] = "mish"
+
+
+def _function(cls):
+    return as_function(cls, lambda activation, x: activation(x))
+
+
+linear = _function(Linear)
+relu = _function(ReLU)
+sigmoid = _function(Sigmoid)
+tanh = _function(Tanh)
+softmax = _function(Softmax)
+log_softmax = _function(LogSoftmax)
+elu = _function(ELU)
+selu = _function(SELU)
+softplus = _function(Softplus)
+softsign = _function(Softsign)
+gelu = _function(GELU)
+silu = swish = _function(SiLU)
+leaky_relu = _function(LeakyReLU)
+relu6 = _function(ReLU6)
+exponential = _function(Exponential)
+hard_sigmoid = _function(HardSigmoid)
+hard_silu = hard_swish = _function(HardSiLU)
+mish = _function(Mish)
 
 
 def get(identifier) -> Activation:

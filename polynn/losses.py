@@ -14,26 +14,40 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._spec import Component, check_bool, check_choice, check_number, resolve, spec
+from ._spec import Component, as_function, check_bool, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
     "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh", "Hinge",
     "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
+    "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
+    "mean_squared_logarithmic_error", "msle", "binary_crossentropy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy", "huber", "log_cosh", "hinge", "squared_hinge", "categorical_hinge",
+    "kl_divergence", "kld", "poisson", "cosine_similarity",
 ]
 
 EPSILON = 1e-7
-REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none")
 
 
 class Loss(Component):
+    """Calling a loss, loss(y_true, y_pred, sample_weight=None), returns its reduced value (per-sample
+    values for reduction 'none'), computed with the NumPy reference backend."""
+
     kind: ClassVar[str] = "loss"
     # True when y_true holds class indices rather than one value per output unit.
     sparse_labels: ClassVar[bool] = False
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        from . import _reference
+
+        return _reference.loss(self, y_true, y_pred, sample_weight)
+
     def validate(self):
         owner = type(self).__name__
+        if self.reduction is None:
+            self._set("reduction", "none")
         check_choice(owner, "reduction", self.reduction, REDUCTIONS)
         for flag in ("from_logits",):
             if hasattr(self, flag):
@@ -208,6 +222,34 @@ class CosineSimilarity(Loss):
     name: ClassVar[str] = "cosine_similarity"
     axis: int = -1
     reduction: str = "sum_over_batch_size"
+
+
+def _function(cls):
+    """Keras's loss functions: f(y_true, y_pred, **options) -> per-sample values."""
+
+    def call(loss, y_true, y_pred):
+        from . import _reference
+
+        return _reference.loss_values(loss, y_true, y_pred)
+
+    return as_function(cls, call)
+
+
+mean_squared_error = mse = _function(MeanSquaredError)
+mean_absolute_error = mae = _function(MeanAbsoluteError)
+mean_absolute_percentage_error = mape = _function(MeanAbsolutePercentageError)
+mean_squared_logarithmic_error = msle = _function(MeanSquaredLogarithmicError)
+binary_crossentropy = _function(BinaryCrossentropy)
+categorical_crossentropy = _function(CategoricalCrossentropy)
+sparse_categorical_crossentropy = _function(SparseCategoricalCrossentropy)
+huber = _function(Huber)
+log_cosh = _function(LogCosh)
+hinge = _function(Hinge)
+squared_hinge = _function(SquaredHinge)
+categorical_hinge = _function(CategoricalHinge)
+kl_divergence = kld = _function(KLDivergence)
+poisson = _function(Poisson)
+cosine_similarity = _function(CosineSimilarity)
 
 
 def get(identifier) -> Loss:

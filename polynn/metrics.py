@@ -1,7 +1,7 @@
 """Metric specs: what each backend accumulates per batch, and how the core turns it into a number.
 
 A metric's state is a vector of sums. Backends compute only the per-batch increment of that
-vector; `result(state)` is computed once, here, in float64, so every backend reports the same.
+vector; `result(state)` (`compute`) is evaluated once, here, in float64, so every backend reports the same.
 Mean metrics (every metric here) accumulate [sum(w * v), sum(w)] over per-sample values v and
 sample weights w, and report sum(w * v) / sum(w) (0 before any update).
 """
@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._spec import Component, check_bool, check_choice, check_number, check_positive_int, resolve, spec
+from ._spec import Component, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
 __all__ = [
@@ -20,6 +20,10 @@ __all__ = [
     "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "MeanAbsolutePercentageError",
     "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "get", "resolve_accuracy",
+    "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "top_k_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy", "mean_squared_error", "mse", "mean_absolute_error", "mae",
+    "mean_absolute_percentage_error", "mape", "binary_crossentropy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
 ]
 
 
@@ -31,14 +35,36 @@ class Metric(Component):
     state_size: ClassVar[int] = 2
     sparse_labels: ClassVar[bool] = False
 
-    def result(self, state: np.ndarray) -> float:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} does not define result()")
+    # Used standalone, a metric is stateful as in Keras: update_state(), result(), reset_state().
+    # The running state is kept beside the (immutable, compared, serialized) fields.
+
+    def _running(self) -> np.ndarray:
+        state = self.__dict__.get("_state")
+        if state is None:
+            state = np.zeros(self.state_size)
+            object.__setattr__(self, "_state", state)
+        return state
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        from . import _reference
+
+        self._running()[...] += _reference.metric_increment(self, y_true, y_pred, sample_weight)
+
+    def reset_state(self) -> None:
+        self._running()[...] = 0.0
+
+    def result(self, state: np.ndarray | None = None) -> float:
+        """The metric's value for `state` (the running state when omitted)."""
+        return self.compute(self._running() if state is None else state)
+
+    def compute(self, state: np.ndarray) -> float:  # pragma: no cover - abstract
+        raise TypeError(f"{type(self).__name__} does not define compute()")
 
 
 class MeanMetric(Metric):
     """Sample-weighted mean of a per-sample value v: state [sum(w * v), sum(w)]."""
 
-    def result(self, state):
+    def compute(self, state):
         total, count = float(state[0]), float(state[1])
         return total / count if count else 0.0
 
@@ -104,7 +130,7 @@ class RootMeanSquaredError(MeanMetric):
     name: ClassVar[str] = "root_mean_squared_error"
     aliases: ClassVar[tuple] = ("rmse",)
 
-    def result(self, state):
+    def compute(self, state):
         total, count = float(state[0]), float(state[1])
         return float(np.sqrt(total / count)) if count else 0.0
 
@@ -201,7 +227,7 @@ class Precision(_ConfusionMetric):
     thresholds: float = 0.5
     class_id: int | None = None
 
-    def result(self, state):
+    def compute(self, state):
         tp, fp = float(state[0]), float(state[1])
         return tp / (tp + fp) if tp + fp else 0.0
 
@@ -214,7 +240,7 @@ class Recall(_ConfusionMetric):
     thresholds: float = 0.5
     class_id: int | None = None
 
-    def result(self, state):
+    def compute(self, state):
         tp, fn = float(state[0]), float(state[1])
         return tp / (tp + fn) if tp + fn else 0.0
 
@@ -253,7 +279,7 @@ class AUC(Metric):
         inner = [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)]
         return np.array([0.0 - 1e-7, *inner, 1.0 + 1e-7])
 
-    def result(self, state):
+    def compute(self, state):
         t = self.num_thresholds
         tp, fp, tn, fn = (np.asarray(state[k * t:(k + 1) * t], dtype=np.float64) for k in range(4))
 
@@ -282,6 +308,30 @@ class AUC(Metric):
         else:
             heights = np.maximum(y[:-1], y[1:])
         return float(np.sum((x[:-1] - x[1:]) * heights))
+
+
+def _function(cls):
+    """Keras's metric functions: f(y_true, y_pred, **options) -> per-sample values."""
+
+    def call(metric, y_true, y_pred):
+        from . import _reference
+
+        return _reference.metric_values(metric, y_true, y_pred)
+
+    return as_function(cls, call)
+
+
+binary_accuracy = _function(BinaryAccuracy)
+categorical_accuracy = _function(CategoricalAccuracy)
+sparse_categorical_accuracy = _function(SparseCategoricalAccuracy)
+top_k_categorical_accuracy = _function(TopKCategoricalAccuracy)
+sparse_top_k_categorical_accuracy = _function(SparseTopKCategoricalAccuracy)
+mean_squared_error = mse = _function(MeanSquaredError)
+mean_absolute_error = mae = _function(MeanAbsoluteError)
+mean_absolute_percentage_error = mape = _function(MeanAbsolutePercentageError)
+binary_crossentropy = _function(BinaryCrossentropy)
+categorical_crossentropy = _function(CategoricalCrossentropy)
+sparse_categorical_crossentropy = _function(SparseCategoricalCrossentropy)
 
 
 def resolve_accuracy(y_true_shape: tuple, y_pred_shape: tuple) -> Metric:

@@ -7,6 +7,7 @@ import numpy as np
 from polynn.backend import Runtime, StepResult
 from polynn.metrics import MeanMetric
 
+from . import losses as loss_impls
 from . import metrics as metric_impls
 from . import optimizers
 
@@ -77,22 +78,8 @@ class NumpyRuntime(Runtime):
         """Reduced loss plus penalties, and dloss/dp (None unless `gradient`)."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
-        if w is None:
-            weights = None
-            total = np.add.reduce(values, axis=None)
-            weight_sum = values.size
-        else:
-            weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(self.dtype)
-            total = np.add.reduce(values * weights, axis=None)
-            weight_sum = np.add.reduce(weights, axis=None)
-        if spec.reduction == "sum":
-            divisor = 1
-        elif spec.reduction == "mean_with_sample_weight":
-            divisor = weight_sum
-        else:
-            divisor = values.size
-        # Keras divides "no nan": an all-zero weight sum gives a zero loss, not a NaN.
-        loss = float(total / divisor) if divisor else 0.0
+        reduced, upstream = loss_impls.reduce(spec, values, w, self.dtype, gradient)
+        loss = float(reduced)
         for k, reg, penalty, _ in self.regularized:
             loss += float(penalty(reg, self.weights[k]))
         for (layer, _), cache in zip(self.layers, caches):
@@ -100,12 +87,6 @@ class NumpyRuntime(Runtime):
                 loss += float(layer.penalty(cache))
         if not gradient:
             return loss, None
-        if not divisor:
-            upstream = np.zeros(values.shape, dtype=self.dtype)
-        elif weights is None:
-            upstream = np.full(values.shape, 1 / divisor, dtype=self.dtype)
-        else:
-            upstream = weights / divisor
         return loss, self.loss_vjp(spec, y, p, upstream).astype(self.dtype, copy=False)
 
     def _metric_states(self, y, p, w):
