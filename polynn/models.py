@@ -155,6 +155,9 @@ class Sequential:
             check_positive_int(self.name, "steps_per_execution", steps_per_execution)
         optimizer = _optimizers.get(optimizer)
         loss = None if loss is None else _losses.get(loss)
+        if loss is not None and loss.reduction == "none":
+            raise InvalidArgumentError("reduction", "none", "a reducing reduction for training: "
+                                       + ", ".join(r for r in _losses.REDUCTIONS if r != "none"), owner=loss.name)
         metric_ids = list(metrics or [])
         for m in metric_ids:
             if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
