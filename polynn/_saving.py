@@ -229,7 +229,11 @@ def _guarded(what: str, build, *args):
     """Build specs from file documents: bad values become ModelFileError naming where they came from."""
     try:
         return build(*args)
-    except (ModelFileError, UnknownComponentError):
+    except ModelFileError:
+        raise
+    except UnknownComponentError as error:
+        # A dotted or path-like name is refused as such: it can only be an attempt to name code.
+        _check_component_name(error.value, what)
         raise
     except PolynnError as error:
         raise ModelFileError(f"{what}: {error}") from None
@@ -293,7 +297,7 @@ def load_model(path, backend: str | None = None, dtype: str | None = None):
     model, shape = _model_from_doc(docs)
     info = _doc(docs, "info", {"polynn_version", "backend", "engine_version", "dtype"})
     recorded_dtype = info["dtype"]
-    if recorded_dtype not in _FLOAT_CODES:
+    if not isinstance(recorded_dtype, str) or recorded_dtype not in _FLOAT_CODES:
         raise ModelFileError(f"the recorded dtype is {recorded_dtype!r}; accepted: {', '.join(_FLOAT_CODES)}")
     if info["backend"] is not None and not isinstance(info["backend"], str):
         raise ModelFileError(f"the recorded backend is {info['backend']!r}; accepted: a backend name or null")
