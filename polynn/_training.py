@@ -98,10 +98,11 @@ def _class_weights(class_weight, y: np.ndarray, loss, dtype):
         labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
     else:
         labels = np.argmax(y.reshape(len(y), -1), axis=-1)
+    for key in class_weight:
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or key < 0:
+            raise InvalidArgumentError("class_weight", class_weight, "integer class indices >= 0 as keys")
     table = np.ones(int(max(max(class_weight), labels.max(initial=0))) + 1)
     for key, value in class_weight.items():
-        if not isinstance(key, numbers.Integral) or key < 0:
-            raise InvalidArgumentError("class_weight", class_weight, "integer class indices >= 0 as keys")
         table[int(key)] = check_number("fit", "class_weight", value, low=0.0)
     return table[labels].astype(dtype)
 
@@ -184,9 +185,6 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     model._ensure_built(tuple(x.shape[1:]))
     y = _check_y(model, x, y, dtype)
     sw = _check_sample_weight(sample_weight, len(x), dtype)
-    if class_weight is not None:
-        cw = _class_weights(class_weight, y, compiled.loss, dtype)
-        sw = cw if sw is None else sw * cw
 
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -208,6 +206,10 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
         x_val = None
     if len(x) == 0:
         raise InvalidArgumentError("x", "0 samples", "at least one sample", owner="fit")
+    if class_weight is not None:
+        # after the split: as in Keras, class weights apply to the training batches only
+        cw = _class_weights(class_weight, y, compiled.loss, dtype)
+        sw = cw if sw is None else sw * cw
 
     runtime = model._runtime_for(tuple(x.shape[1:]), tuple(y.shape[1:]))
     plan_layers = model._layers

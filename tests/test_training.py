@@ -401,3 +401,23 @@ def test_losses_accept_classes_and_reductions():
     total = model.evaluate(x, y, batch_size=40, verbose=0)
     expected = np.sum(np.mean((model.predict(x, verbose=0) - y) ** 2, axis=-1))
     assert total == pytest.approx(expected, rel=1e-12)
+
+
+def test_class_weight_applies_to_training_data_only(binary_data, binary_model):
+    # Keras weights only the training batches by class; the validation split keeps its own weights
+    x, y = binary_data
+    model = binary_model(dtype="float64")
+    history = model.fit(x, y, epochs=1, validation_split=0.25, class_weight={0: 1.0, 1: 4.0}, verbose=0)
+    cut = int(len(x) * 0.75)
+    loss, accuracy = model.evaluate(x[cut:], y[cut:], verbose=0)
+    assert history.history["val_loss"][0] == pytest.approx(loss, rel=1e-12)
+    assert history.history["val_accuracy"][0] == pytest.approx(accuracy, rel=1e-12)
+
+
+@pytest.mark.parametrize("class_weight", [{"a": 1.0}, {-1: 2.0}, {0.5: 1.0}, {0: -1.0}, {}])
+def test_invalid_class_weight(binary_data, binary_model, class_weight):
+    from polynn.errors import InvalidArgumentError
+
+    x, y = binary_data
+    with pytest.raises(InvalidArgumentError, match=r"invalid class_weight="):
+        binary_model().fit(x, y, class_weight=class_weight, verbose=0)
