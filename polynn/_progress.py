@@ -33,10 +33,16 @@ class Progress:
         self.stream = stream or sys.stdout
         self.interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
+        self.width = 0  # of the frame on screen, so a shorter redraw can blank the rest
+
+    def _frame(self, line: str) -> str:
+        padded = line.ljust(self.width)
+        self.width = len(line)
+        return "\r" + padded
 
     def update(self, done: int, logs: dict) -> None:
         if self.interactive:
-            self.stream.write("\r" + self._bar_line(done, logs))
+            self.stream.write(self._frame(self._bar_line(done, logs)))
             self.stream.flush()
 
     def finish(self, logs: dict) -> None:
@@ -44,7 +50,7 @@ class Progress:
             return
         if self.verbose == 1:
             line = self._bar_line(self.steps, logs)
-            self.stream.write(("\r" + line + "\n") if self.interactive else (line + "\n"))
+            self.stream.write((self._frame(line) + "\n") if self.interactive else (line + "\n"))
         else:
             elapsed = time.perf_counter() - self.start
             per = _per_step(elapsed / max(self.steps, 1))

@@ -421,3 +421,25 @@ def test_invalid_class_weight(binary_data, binary_model, class_weight):
     x, y = binary_data
     with pytest.raises(InvalidArgumentError, match=r"invalid class_weight="):
         binary_model().fit(x, y, class_weight=class_weight, verbose=0)
+
+
+def test_in_place_bar_blanks_what_a_shorter_redraw_leaves():
+    from polynn._progress import Progress
+
+    class Terminal(io.StringIO):
+        encoding = "utf-8"
+
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    progress = Progress(3, 1, stream=terminal)
+    progress.update(1, {"loss": 1.5e-05})  # shown as 1.5000e-05
+    progress.update(2, {"loss": 0.5})  # shown as 0.5000: four characters shorter
+    progress.finish({"loss": 0.25})
+    frames = terminal.getvalue().rstrip("\n").split("\r")[1:]
+    assert len(frames) == 3
+    # as Keras: each redraw covers the whole previous frame, so no stale characters remain
+    assert all(len(frame) >= len(before.rstrip()) for before, frame in zip(frames, frames[1:]))
+    assert len(frames[1]) > len(frames[1].rstrip())  # the shorter redraw was padded
+    assert frames[1].rstrip().endswith("loss: 0.5000") and frames[2].rstrip().endswith("loss: 0.2500")
