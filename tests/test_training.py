@@ -443,3 +443,15 @@ def test_in_place_bar_blanks_what_a_shorter_redraw_leaves():
     assert all(len(frame) >= len(before.rstrip()) for before, frame in zip(frames, frames[1:]))
     assert len(frames[1]) > len(frames[1].rstrip())  # the shorter redraw was padded
     assert frames[1].rstrip().endswith("loss: 0.5000") and frames[2].rstrip().endswith("loss: 0.2500")
+
+
+def test_recompiling_keeps_trained_weights(binary_data, binary_model):
+    # as Keras: compile() again (another optimizer, another dtype) does not redraw the weights
+    x, y = binary_data
+    model = binary_model(dtype="float64")
+    model.fit(x, y, epochs=1, verbose=0)
+    trained = model.get_weights()
+    model.compile(optimizer="sgd", loss="binary_crossentropy", dtype="float64", seed=99)
+    for a, b in zip(trained, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.iterations == 0
