@@ -416,3 +416,17 @@ def test_killed_save_leaves_a_loadable_file(tmp_path):
         bias = loaded.get_weights()[-1]
         assert bias.shape == (1,) and bias[0] >= first
         assert loaded.get_weights()[0].shape == (1500, 1500)
+
+
+def test_resume_example_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "resume.py"
+    spec = importlib.util.spec_from_file_location("resume_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--epochs", "1", "--more-epochs", "1"])
+    out = capsys.readouterr().out
+    assert "Loaded: backend numpy, float64, 63 optimizer steps done" in out
+    assert out.rstrip().endswith("uninterrupted epochs on numpy: 0")
