@@ -1,0 +1,14 @@
+"""polynn's PyTorch backend, registered through the "polynn" entry-point group (torch is imported only on use)."""
+
+from polynn import hookimpl
+
+
+@hookimpl
+def polynn_register_backends(register):
+    def load():
+        from .backend import TorchBackend
+
+        return TorchBackend()
+
+    register("torch", load, engine="torch", install="polynn[torch]", dtypes=("float32", "float64"),
+             devices=("cpu", "cuda"))

@@ -1,0 +1,60 @@
+"""The PyTorch backend: the spec's forward math on torch tensors, gradients from autograd."""
+
+from __future__ import annotations
+
+import torch
+
+from polynn.backend import Backend
+from polynn.errors import InvalidArgumentError
+
+from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+
+
+def resolve_device(requested):
+    """The torch.device for Plan.device: None means the CPU; "cpu", "cuda" and "cuda:N" are accepted
+    when this machine has them."""
+    owner = "backend 'torch'"
+    accepted = "'cpu', 'cuda' or 'cuda:N'"
+    name = "cpu" if requested is None else requested
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidArgumentError("device", requested, accepted, owner=owner) from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise InvalidArgumentError("device", requested, accepted, owner=owner)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise InvalidArgumentError("device", requested, "'cpu' (this machine has no CUDA device)", owner=owner)
+    index = 0 if device.index is None else device.index
+    if index >= count:
+        raise InvalidArgumentError(
+            "device", requested, f"'cpu', 'cuda' or 'cuda:N' with N in 0..{count - 1} (this machine has {count})",
+            owner=owner)
+    return torch.device("cuda", index)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    engine = "torch"
+    dtypes = ("float32", "float64")
+    devices = ("cpu", "cuda")
+    implementations = {
+        "layer": layers.IMPLEMENTATIONS,
+        "activation": activations.IMPLEMENTATIONS,
+        "loss": losses.IMPLEMENTATIONS,
+        "metric": metrics.IMPLEMENTATIONS,
+        "optimizer": optimizers.UPDATES,
+        "regularizer": regularizers.IMPLEMENTATIONS,
+        "constraint": constraints.IMPLEMENTATIONS,
+    }
+
+    def engine_version(self) -> str:
+        return torch.__version__
+
+    def compile(self, plan):
+        from .runtime import TorchRuntime
+
+        self.check_plan(plan)
+        return TorchRuntime(self, plan, resolve_device(plan.device))

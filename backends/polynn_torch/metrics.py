@@ -1,0 +1,34 @@
+"""Torch metrics: per_sample(spec, y, p) -> v, the value a mean metric accumulates (see polynn.metrics)."""
+
+from __future__ import annotations
+
+import torch
+
+from .losses import sparse_labels
+
+
+def _sparse_accuracy(spec, y, p):
+    labels = sparse_labels(y, p, -1)[..., 0]
+    return (labels == torch.argmax(p, dim=-1)).to(p.dtype)
+
+
+IMPLEMENTATIONS = {
+    "exact_accuracy": lambda spec, y, p: torch.mean((y == p).to(p.dtype), dim=-1),
+    "binary_accuracy": lambda spec, y, p: torch.mean((y == (p > spec.threshold)).to(p.dtype), dim=-1),
+    # torch.argmax returns the first maximal index, as the spec's ties rule.
+    "categorical_accuracy": lambda spec, y, p: (torch.argmax(y, dim=-1) == torch.argmax(p, dim=-1)).to(p.dtype),
+    "sparse_categorical_accuracy": _sparse_accuracy,
+    "mean_squared_error": lambda spec, y, p: torch.mean((p - y) ** 2, dim=-1),
+    "mean_absolute_error": lambda spec, y, p: torch.mean(torch.abs(p - y), dim=-1),
+}
+
+
+def mean_state(values, weights):
+    """(sum(w * v), sum(w)), w broadcast over v's trailing axes, the sums in float64.
+
+    Without weights sum(w) is the number of values, a Python int known without the device.
+    """
+    if weights is None:
+        return torch.sum(values, dtype=torch.float64), values.numel()
+    w = weights.reshape(weights.shape + (1,) * (values.dim() - 1)).expand(values.shape)
+    return torch.sum(w * values, dtype=torch.float64), torch.sum(w, dtype=torch.float64)

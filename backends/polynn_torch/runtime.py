@@ -1,0 +1,194 @@
+"""The torch runtime: a compiled model's forward pass, autograd gradients and foreach updates.
+
+Data lives on the device from put_data on; each block of steps crosses to and from the host once
+(indices, masks and scalars in, per-step losses and metric sums out), so steps never wait on the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from polynn.backend import Runtime, StepResult
+
+from . import metrics as metric_impls
+from . import optimizers
+
+
+class TorchRuntime(Runtime):
+    def __init__(self, backend, plan, device):
+        self.plan = plan
+        self.device = device
+        self.np_dtype = np.dtype(plan.dtype)
+        self.dtype = getattr(torch, plan.dtype)
+        self.weights = [torch.zeros(ws.shape, dtype=self.dtype, device=device, requires_grad=True)
+                        for _, ws in plan.weights]
+        self.layers = []
+        for index, spec in enumerate(plan.layers):
+            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
+            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+        mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
+        self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
+        self.loss_value = backend.implementation("loss", plan.loss.name)
+        self.regularized = [
+            (self.weights[k], ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
+            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
+        ]
+        self.constrained = [
+            (w, ws.constraint, backend.implementation("constraint", ws.constraint.name))
+            for w, (_, ws) in zip(self.weights, plan.weights) if ws.constraint is not None
+        ]
+        self.optimizer = plan.optimizer
+        self.update = backend.implementation("optimizer", plan.optimizer.name)
+        # One list per slot name, each holding that slot of every weight, for the foreach updates.
+        self.slots = [[torch.zeros_like(w, requires_grad=False) for w in self.weights]
+                      for _ in plan.optimizer.slot_names()]
+        self.backend = backend
+        self.set_metrics(plan.metrics)
+
+    # ---- state ------------------------------------------------------------------------
+
+    def _host(self, tensor):
+        return tensor.detach().to("cpu", copy=True).numpy()
+
+    def _assign(self, targets, values):
+        with torch.no_grad():
+            for target, value in zip(targets, values):
+                target.copy_(torch.tensor(np.asarray(value, dtype=self.np_dtype)))
+
+    def get_weights(self):
+        return [self._host(w) for w in self.weights]
+
+    def set_weights(self, weights):
+        self._assign(self.weights, weights)
+
+    def get_optimizer_state(self):
+        return [[self._host(slot[i]) for slot in self.slots] for i in range(len(self.weights))]
+
+    def set_optimizer_state(self, state):
+        for i, values in enumerate(state):
+            self._assign([slot[i] for slot in self.slots], values)
+
+    def set_metrics(self, metrics):
+        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+
+    def put_data(self, x, y=None, sample_weight=None):
+        return tuple(None if a is None else torch.tensor(np.asarray(a, dtype=self.np_dtype), device=self.device)
+                     for a in (x, y, sample_weight))
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def _forward(self, x, masks=None, penalties=None):
+        """Outputs; activity penalties are appended to `penalties` when it is a list."""
+        for (layer, params), slot in zip(self.layers, self.layer_masks):
+            x = layer.forward(params, x, None if slot is None or masks is None else masks[slot])
+            if penalties is not None and layer.activity is not None:
+                penalties.append(layer.penalty(x))
+        return x
+
+    def _loss(self, y, p, w, penalties):
+        """Reduced loss plus penalties, in the order the NumPy runtime adds them."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        if w is None:
+            total = torch.sum(values)
+        else:
+            weights = w.reshape(w.shape + (1,) * (values.dim() - 1)).expand(values.shape)
+            total = torch.sum(values * weights)
+        if spec.reduction == "sum":
+            loss = total
+        elif spec.reduction == "mean_with_sample_weight" and w is not None:
+            # A zero sum of weights gives total * 0, as the reference; where() keeps it off the host.
+            divisor = torch.sum(weights)
+            nonzero = divisor != 0
+            loss = total / torch.where(nonzero, divisor, 1.0) * nonzero
+        else:
+            loss = total / values.numel() if values.numel() else total * 0
+        for weight, reg, penalty in self.regularized:
+            loss = loss + penalty(reg, weight)
+        for term in penalties:
+            loss = loss + term
+        return loss
+
+    def _train_step(self, x, y, w, masks, s):
+        penalties = []
+        p = self._forward(x, masks, penalties)
+        loss = self._loss(y, p, w, penalties)
+        grads = list(torch.autograd.grad(loss, self.weights))
+        with torch.no_grad():
+            optimizers.apply(self.optimizer, self.update, self.weights, grads, self.slots, s)
+            for weight, constraint, project in self.constrained:
+                weight.copy_(project(constraint, weight))
+        return loss.detach(), p.detach()
+
+    # ---- blocks of steps --------------------------------------------------------------
+
+    def _rows(self, batches):
+        return torch.from_numpy(np.ascontiguousarray(batches, dtype=np.int64)).to(self.device)
+
+    def _result(self, losses, sums, counts):
+        """One transfer for the whole block: the losses as float64 and each metric's state."""
+        parts = [torch.stack(losses).to(torch.float64)]
+        for metric_sums, metric_counts in zip(sums, counts):
+            parts.append(torch.stack(metric_sums).sum().reshape(1))
+            if metric_counts and isinstance(metric_counts[0], torch.Tensor):
+                parts.append(torch.stack(metric_counts).sum().reshape(1))
+        host = torch.cat(parts).cpu().numpy()
+        states, at = [], len(losses)
+        for metric_counts in counts:
+            total = host[at]
+            at += 1
+            if metric_counts and isinstance(metric_counts[0], torch.Tensor):
+                count = host[at]
+                at += 1
+            else:
+                count = float(sum(metric_counts))
+            states.append(np.array([total, count], dtype=np.float64))
+        return StepResult(host[:len(losses)].copy(), states)
+
+    def _accumulate(self, sums, counts, y, p, w):
+        for (metric, impl), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+            total, count = metric_impls.mean_state(impl(metric, y, p), w)
+            metric_sums.append(total)
+            metric_counts.append(count)
+
+    def train_steps(self, data, batches, masks, scalars):
+        x, y, w = data
+        rows = self._rows(batches)
+        masks = [torch.from_numpy(np.ascontiguousarray(m)).to(self.device, self.dtype) for m in masks]
+        # Python floats of the plan-dtype values: exact, and foreach ops take them without a tensor.
+        scalars = {name: values.tolist() for name, values in scalars.items()}
+        losses = []
+        sums = [[] for _ in self.metrics]
+        counts = [[] for _ in self.metrics]
+        for step in range(len(batches)):
+            index = rows[step]
+            yb = y.index_select(0, index)
+            wb = None if w is None else w.index_select(0, index)
+            loss, p = self._train_step(
+                x.index_select(0, index), yb, wb, [m[step] for m in masks] if masks else None,
+                {name: values[step] for name, values in scalars.items()})
+            losses.append(loss)
+            self._accumulate(sums, counts, yb, p, wb)
+        return self._result(losses, sums, counts)
+
+    def test_steps(self, data, batches):
+        x, y, w = data
+        losses = []
+        sums = [[] for _ in self.metrics]
+        counts = [[] for _ in self.metrics]
+        with torch.inference_mode():
+            for index in self._rows(batches):
+                yb = y.index_select(0, index)
+                wb = None if w is None else w.index_select(0, index)
+                penalties = []
+                p = self._forward(x.index_select(0, index), None, penalties)
+                losses.append(self._loss(yb, p, wb, penalties))
+                self._accumulate(sums, counts, yb, p, wb)
+            return self._result(losses, sums, counts)
+
+    def predict_steps(self, data, batches):
+        x = data[0]
+        with torch.inference_mode():
+            outputs = [self._forward(x.index_select(0, index)) for index in self._rows(batches)]
+            return torch.cat(outputs).cpu().numpy()
