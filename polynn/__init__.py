@@ -1,7 +1,8 @@
 """polynn: write a neural network once, in the Keras spelling, and train it on any backend."""
 
 from . import activations, callbacks, constraints, errors, initializers, layers, losses, metrics, models
-from . import optimizers, regularizers, schedules
+from . import ops, optimizers, regularizers, schedules
+from ._custom import register
 from .hookspecs import hookimpl
 from .random import get_random_seed, set_random_seed
 
@@ -20,7 +21,9 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
+    "register",
     "regularizers",
     "schedules",
     "set_random_seed",

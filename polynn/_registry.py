@@ -78,13 +78,14 @@ def forget_plugin_specs() -> None:
 
 
 def names(kind: str) -> list[str]:
-    """Canonical names of every registered spec of a kind."""
-    return sorted({c.name for c in _BY_NAME[kind].values()})
+    """Canonical names of every registered component of a kind (see specs())."""
+    return [c.name for c in specs(kind)]
 
 
 def specs(kind: str) -> list[type]:
-    """Every registered spec class of a kind, in name order."""
-    return sorted(set(_BY_NAME[kind].values()), key=lambda c: c.name)
+    """Every registered component class of a kind, in name order. The custom_* wrappers of user
+    functions are left out: they are a mechanism, not a component, and need a function to exist."""
+    return sorted({c for c in _BY_NAME[kind].values() if getattr(c, "enumerable", True)}, key=lambda c: c.name)
 
 
 def source_of(cls: type) -> str:

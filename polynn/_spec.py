@@ -44,7 +44,10 @@ class Component:
         object.__setattr__(self, field, value)
 
     def get_config(self) -> dict:
-        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        config = {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if "function" in config:
+            config["function"] = FunctionField.to_json(self)
+        return config
 
     @classmethod
     def from_config(cls, config: dict):
@@ -76,7 +79,14 @@ def resolve(kind: str, identifier: Any):
             raise InvalidArgumentError(kind, identifier, f"a {kind} name or {kind} object")
         return identifier
     if isinstance(identifier, str):
-        return _registry.lookup(kind, identifier)()
+        try:
+            return _registry.lookup(kind, identifier)()
+        except UnknownComponentError:
+            from . import _custom
+
+            if _custom.function(kind, identifier) is None:
+                raise
+            return _registry.lookup(kind, f"custom_{kind}")(function=identifier)
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _registry.lookup(kind, str(identifier["class_name"]))
         return cls.from_config(identifier.get("config") or {})
@@ -85,6 +95,8 @@ def resolve(kind: str, identifier: Any):
     spec_class = getattr(identifier, "__polynn_spec__", None)
     if spec_class is not None and callable(identifier) and getattr(spec_class, "kind", None) == kind:
         return spec_class()
+    if callable(identifier) and spec_class is None and kind in ("loss", "metric", "activation"):
+        return _registry.lookup(kind, f"custom_{kind}")(function=identifier)
     raise UnknownComponentError(kind, identifier, _registry.names(kind))
 
 
@@ -153,6 +165,43 @@ def as_function(cls, call):
     function.__doc__ = cls.__doc__
     function.__polynn_spec__ = cls
     return function
+
+
+class FunctionField:
+    """Validation and serialization of the `function` field of the custom_* specs."""
+
+    @staticmethod
+    def validate(component) -> None:
+        from . import _custom
+
+        value = component.function
+        if isinstance(value, str):
+            held = _custom.function(component.kind, value)
+            if held is None:
+                raise UnknownComponentError(f"custom {component.kind} function", value,
+                                            _custom._FUNCTIONS[component.kind])
+            component._set("function", held)
+        elif not callable(value):
+            raise InvalidArgumentError("function", value, "a callable or the name given to polynn.register",
+                                       owner=type(component).__name__)
+
+    @staticmethod
+    def to_json(component) -> str:
+        from . import _custom
+
+        name = _custom.name_of(component.kind, component.function)
+        if name is None:
+            raise InvalidArgumentError(
+                "function", component.function,
+                f"a function registered with @polynn.register(name) before its {component.kind} is saved",
+                owner=type(component).__name__)
+        return name
+
+    @staticmethod
+    def display_name(component) -> str:
+        from . import _custom
+
+        return _custom.name_of(component.kind, component.function) or getattr(component.function, "__name__", "custom")
 
 
 def spec(cls):

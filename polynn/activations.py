@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._spec import Component, as_function, check_bool, check_number, resolve, spec
+from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from . import _registry
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
-    "Softsign", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
+    "Softsign", "CustomActivation", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
     "get", "serialize", "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "selu", "softplus",
     "softsign", "gelu", "silu", "swish", "leaky_relu", "relu6", "exponential", "hard_sigmoid", "hard_silu",
     "hard_swish", "mish",
@@ -205,6 +205,19 @@ class Mish(Activation):
     """mish(x) = x * tanh(softplus(x)). Gradient: t + x (1 - t**2) sigmoid(x), t = tanh(softplus(x))."""
 
     name: ClassVar[str] = "mish"
+
+
+@spec
+class CustomActivation(Activation):
+    """y = function(x), a user function written with polynn.ops (or registered by name with
+    polynn.register); each backend runs it on its own tensors and differentiates it."""
+
+    name: ClassVar[str] = "custom_activation"
+    enumerable: ClassVar[bool] = False
+    function: object = None
+
+    def validate(self):
+        FunctionField.validate(self)
 
 
 def _function(cls):

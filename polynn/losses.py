@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._spec import Component, as_function, check_bool, check_choice, check_number, resolve, spec
+from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
     "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh", "Hinge",
-    "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
+    "SquaredHinge", "CustomLoss", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
     "mean_squared_logarithmic_error", "msle", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "huber", "log_cosh", "hinge", "squared_hinge", "categorical_hinge",
@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
-REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none")
+# The reductions training accepts; 'none' (per-sample values) only when calling a loss directly.
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 
 
 class Loss(Component):
@@ -48,7 +49,7 @@ class Loss(Component):
         owner = type(self).__name__
         if self.reduction is None:
             self._set("reduction", "none")
-        check_choice(owner, "reduction", self.reduction, REDUCTIONS)
+        check_choice(owner, "reduction", self.reduction, (*REDUCTIONS, "none"))
         for flag in ("from_logits",):
             if hasattr(self, flag):
                 check_bool(owner, flag, getattr(self, flag))
@@ -222,6 +223,21 @@ class CosineSimilarity(Loss):
     name: ClassVar[str] = "cosine_similarity"
     axis: int = -1
     reduction: str = "sum_over_batch_size"
+
+
+@spec
+class CustomLoss(Loss):
+    """l = function(y_true, y_pred): a user function of per-sample values, written with polynn.ops
+    (or registered by name with polynn.register); each backend runs and differentiates it."""
+
+    name: ClassVar[str] = "custom_loss"
+    enumerable: ClassVar[bool] = False
+    function: object = None
+    reduction: str = "sum_over_batch_size"
+
+    def validate(self):
+        super().validate()
+        FunctionField.validate(self)
 
 
 def _function(cls):

@@ -12,14 +12,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._spec import Component, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
+from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
 __all__ = [
     "Metric", "MeanMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
     "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "MeanAbsolutePercentageError",
     "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "BinaryCrossentropy", "CategoricalCrossentropy",
-    "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "get", "resolve_accuracy",
+    "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "CustomMetric", "get", "resolve_accuracy",
     "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "top_k_categorical_accuracy",
     "sparse_top_k_categorical_accuracy", "mean_squared_error", "mse", "mean_absolute_error", "mae",
     "mean_absolute_percentage_error", "mape", "binary_crossentropy", "categorical_crossentropy",
@@ -308,6 +308,19 @@ class AUC(Metric):
         else:
             heights = np.maximum(y[:-1], y[1:])
         return float(np.sum((x[:-1] - x[1:]) * heights))
+
+
+@spec
+class CustomMetric(MeanMetric):
+    """v = function(y_true, y_pred): the sample-weighted mean of a user function's per-sample
+    values, written with polynn.ops (or registered by name with polynn.register)."""
+
+    name: ClassVar[str] = "custom_metric"
+    enumerable: ClassVar[bool] = False
+    function: object = None
+
+    def validate(self):
+        FunctionField.validate(self)
 
 
 def _function(cls):

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _registry, _training, metrics as _metrics, plugins
 from . import losses as _losses, optimizers as _optimizers, random as _random
-from ._spec import check_choice, resolve
+from ._spec import FunctionField, check_choice, resolve
 from .backend import Plan
 from .errors import InvalidArgumentError, NotCompiledError, ShapeMismatchError
 from .layers import Dropout, Input, Layer
@@ -157,7 +157,7 @@ class Sequential:
         loss = None if loss is None else _losses.get(loss)
         if loss is not None and loss.reduction == "none":
             raise InvalidArgumentError("reduction", "none", "a reducing reduction for training: "
-                                       + ", ".join(r for r in _losses.REDUCTIONS if r != "none"), owner=loss.name)
+                                       + ", ".join(_losses.REDUCTIONS), owner=loss.name)
         metric_ids = list(metrics or [])
         for m in metric_ids:
             if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
@@ -241,7 +241,12 @@ class Sequential:
             else:
                 spec = _metrics.get(m)
                 resolved.append(spec)
-                names.append(m if isinstance(m, str) else spec.name)
+                if isinstance(m, str):
+                    names.append(m)
+                elif isinstance(spec, _metrics.CustomMetric):
+                    names.append(FunctionField.display_name(spec))
+                else:
+                    names.append(spec.name)
         # Two metrics of one name are told apart as Keras does: auc, auc_1, ...
         seen: dict[str, int] = {}
         for k, name in enumerate(names):

@@ -9,7 +9,8 @@ import numpy as np
 
 from polynn.losses import EPSILON
 
-from .activations import log_softmax, sigmoid, softmax, softplus
+from . import custom
+from .special import log_softmax, sigmoid, softmax, softplus
 
 
 def reduce(spec, values, w, dtype, gradient=False):
@@ -291,4 +292,5 @@ IMPLEMENTATIONS = {
     "kl_divergence": (_kl, _kl_vjp),
     "poisson": (_poisson, _poisson_vjp),
     "cosine_similarity": (_cosine, _cosine_vjp),
+    "custom_loss": (custom.loss, custom.loss_vjp),
 }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import losses
-from .activations import sigmoid
+from . import custom, losses
+from .special import sigmoid
 from .losses import sparse_labels
 
 
@@ -73,6 +73,7 @@ IMPLEMENTATIONS = {
     "precision": _precision,
     "recall": _recall,
     "auc": _auc,
+    "custom_metric": custom.metric,
 }
 
 

@@ -1,4 +1,4 @@
-"""Special functions NumPy lacks, vectorized and accurate to double precision: erf."""
+"""Numerically careful functions shared by the NumPy modules: sigmoid, softplus, softmax, and erf."""
 
 from __future__ import annotations
 
@@ -37,3 +37,23 @@ def erf(x: np.ndarray) -> np.ndarray:
         erfc = np.exp(-xl * xl) / math.sqrt(math.pi) / f
         out[~small] = np.sign(x[~small]) * (1 - erfc)
     return out
+
+
+def sigmoid(x):
+    # exp of -|x| only, so no overflow: 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))

@@ -1,0 +1,41 @@
+"""NumPy implementations of user functions (custom_activation, custom_loss, custom_metric), via autodiff."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polynn import ops as polynn_ops
+
+from . import autodiff
+from . import ops as numpy_ops
+
+
+def _run(function, *arrays):
+    with polynn_ops.using(numpy_ops):
+        return np.asarray(autodiff.value_of(function(*arrays)))
+
+
+def _gradient(function, arrays, seed, wrt):
+    with polynn_ops.using(numpy_ops):
+        return autodiff.vjp(lambda *ts: function(*(ts[k] if k == wrt else arrays[k] for k in range(len(arrays)))),
+                            arrays, seed)[wrt]
+
+
+def activation(spec, x):
+    return _run(spec.function, x).astype(x.dtype, copy=False)
+
+
+def activation_backward(spec, x, y, dy):
+    return _gradient(spec.function, (x,), dy, 0)
+
+
+def loss(spec, y, p):
+    return _run(spec.function, y, p).astype(p.dtype, copy=False)
+
+
+def loss_vjp(spec, y, p, g):
+    return _gradient(spec.function, (y, p), g, 1)
+
+
+def metric(spec, y, p):
+    return _run(spec.function, y, p).astype(p.dtype, copy=False)

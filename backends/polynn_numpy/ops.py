@@ -1,0 +1,294 @@
+"""The NumPy backend's polynn.ops: plain NumPy on arrays, and differentiable on autodiff Tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polynn.errors import InvalidArgumentError
+
+from . import autodiff as ad
+from .special import sigmoid as _sigmoid
+from .special import softplus as _softplus
+from .autodiff import Tensor, traced, unary, value_of
+
+_DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+
+
+def _elementwise(function, derivative):
+    """An op f(x) with d f/dx = derivative(x, f(x))."""
+
+    def op(x):
+        if not traced(x):
+            return function(x)
+        a = x.value
+        out = function(a)
+        return unary(x, out, derivative(a, out))
+
+    op.__name__ = function.__name__
+    return op
+
+
+abs = _elementwise(np.abs, lambda a, out: np.sign(a))  # noqa: A001
+square = _elementwise(np.square, lambda a, out: 2 * a)
+sqrt = _elementwise(np.sqrt, lambda a, out: 0.5 / out)
+exp = _elementwise(np.exp, lambda a, out: out)
+log = _elementwise(np.log, lambda a, out: 1 / a)
+log1p = _elementwise(np.log1p, lambda a, out: 1 / (1 + a))
+tanh = _elementwise(np.tanh, lambda a, out: 1 - out * out)
+sigmoid = _elementwise(_sigmoid, lambda a, out: out * (1 - out))
+softplus = _elementwise(_softplus, lambda a, out: _sigmoid(a))
+sign = _elementwise(np.sign, lambda a, out: np.zeros_like(a))
+
+
+def negative(x):
+    return ad.multiply(x, -1.0) if traced(x) else np.negative(x)
+
+
+power = ad.power
+matmul = ad.matmul
+
+
+def _select(condition, x, y):
+    """where(condition, x, y) with gradients routed to the chosen side."""
+    c = np.asarray(value_of(condition), dtype=bool)
+    a, b = value_of(x), value_of(y)
+    out = np.where(c, a, b)
+    if not traced(x, y):
+        return out
+    return ad._binary(x, y, out, lambda g: np.where(c, g, 0), lambda g: np.where(c, 0, g))
+
+
+def where(condition, x, y):
+    return _select(condition, x, y)
+
+
+def maximum(x, y):
+    # Ties send the gradient to x, as TensorFlow; torch splits it (a tie is a measure-zero event).
+    return _select(value_of(x) >= value_of(y), x, y)
+
+
+def minimum(x, y):
+    return _select(value_of(x) <= value_of(y), x, y)
+
+
+def clip(x, x_min, x_max):
+    if not traced(x):
+        return np.clip(x, x_min, x_max)
+    a = x.value
+    inside = (a >= x_min) & (a <= x_max)
+    return unary(x, np.clip(a, x_min, x_max), inside.astype(a.dtype))
+
+
+def _compare(function):
+    def op(x, y):
+        return function(value_of(x), value_of(y))
+
+    op.__name__ = function.__name__
+    return op
+
+
+equal = _compare(np.equal)
+not_equal = _compare(np.not_equal)
+greater = _compare(np.greater)
+greater_equal = _compare(np.greater_equal)
+less = _compare(np.less)
+less_equal = _compare(np.less_equal)
+logical_and = _compare(np.logical_and)
+logical_or = _compare(np.logical_or)
+
+
+def logical_not(x):
+    return np.logical_not(value_of(x))
+
+
+def _dtype(dtype):
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise InvalidArgumentError("dtype", dtype, ", ".join(_DTYPES), owner="polynn.ops.cast") from None
+
+
+def cast(x, dtype):
+    target = _dtype(dtype)
+    if not traced(x):
+        return np.asarray(x).astype(target)
+    out = x.value.astype(target)
+    if not np.issubdtype(target, np.floating):
+        return out
+    return unary(x, out, lambda g: g.astype(x.dtype))
+
+
+def _expand_reduced(g, shape, axis, keepdims):
+    if axis is None:
+        return np.broadcast_to(np.reshape(g, (1,) * len(shape)), shape)
+    if not keepdims:
+        g = np.expand_dims(g, axis)
+    return np.broadcast_to(g, shape)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    if not traced(x):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    a = x.value
+    return unary(x, np.sum(a, axis=axis, keepdims=keepdims), lambda g: _expand_reduced(g, a.shape, axis, keepdims))
+
+
+def mean(x, axis=None, keepdims=False):
+    if not traced(x):
+        return np.mean(x, axis=axis, keepdims=keepdims)
+    a = x.value
+    count = a.size if axis is None else int(np.prod([a.shape[k] for k in np.atleast_1d(axis)]))
+    return unary(x, np.mean(a, axis=axis, keepdims=keepdims),
+                 lambda g: _expand_reduced(g, a.shape, axis, keepdims) / count)
+
+
+def _extreme(function):
+    def op(x, axis=None, keepdims=False):
+        if not traced(x):
+            return function(x, axis=axis, keepdims=keepdims)
+        a = x.value
+        out = function(a, axis=axis, keepdims=keepdims)
+        top = a == (out if keepdims or axis is None else np.expand_dims(out, axis))
+        # Ties share the gradient evenly, as the engines' reduce-max gradients do.
+        share = top / np.sum(top, axis=axis, keepdims=True)
+        return unary(x, out, lambda g: _expand_reduced(g, a.shape, axis, keepdims) * share)
+
+    op.__name__ = function.__name__
+    return op
+
+
+max = _extreme(np.max)  # noqa: A001
+min = _extreme(np.min)  # noqa: A001
+
+
+def prod(x, axis=None, keepdims=False):
+    if not traced(x):
+        return np.prod(x, axis=axis, keepdims=keepdims)
+    a = x.value
+    out = np.prod(a, axis=axis, keepdims=keepdims)
+    full = out if keepdims or axis is None else np.expand_dims(out, axis)
+    # d prod / d a_i = prod of the others; written as prod / a_i where a_i != 0.
+    others = np.where(a != 0, full / np.where(a != 0, a, 1), 0.0)
+    zeros = np.sum(a == 0, axis=axis, keepdims=True)
+    if np.any(zeros == 1):
+        single = np.prod(np.where(a == 0, 1, a), axis=axis, keepdims=True)
+        others = np.where((a == 0) & (zeros == 1), single, others)
+    return unary(x, out, lambda g: _expand_reduced(g, a.shape, axis, keepdims) * others)
+
+
+def argmax(x, axis=None):
+    return np.argmax(value_of(x), axis=axis)
+
+
+def reshape(x, shape):
+    if not traced(x):
+        return np.reshape(x, shape)
+    a = x.value
+    return unary(x, np.reshape(a, shape), lambda g: np.reshape(g, a.shape))
+
+
+def expand_dims(x, axis):
+    if not traced(x):
+        return np.expand_dims(x, axis)
+    a = x.value
+    return unary(x, np.expand_dims(a, axis), lambda g: np.reshape(g, a.shape))
+
+
+def squeeze(x, axis=None):
+    if not traced(x):
+        return np.squeeze(x, axis=axis)
+    a = x.value
+    return unary(x, np.squeeze(a, axis=axis), lambda g: np.reshape(g, a.shape))
+
+
+def _join(function, split):
+    def op(xs, axis=0):
+        xs = list(xs)
+        if not traced(*xs):
+            return function(xs, axis=axis)
+        values = [value_of(x) for x in xs]
+        return ad.node(function(values, axis=axis), xs, lambda g: split(g, values, axis))
+
+    op.__name__ = function.__name__
+    return op
+
+
+def _split_concatenate(g, values, axis):
+    bounds = np.cumsum([v.shape[axis] for v in values])[:-1]
+    return np.split(g, bounds, axis=axis)
+
+
+def _split_stack(g, values, axis):
+    return [np.take(g, k, axis=axis) for k in range(len(values))]
+
+
+concatenate = _join(np.concatenate, _split_concatenate)
+stack = _join(np.stack, _split_stack)
+
+
+def one_hot(indices, num_classes):
+    labels = np.asarray(value_of(indices)).astype(np.int64)
+    return (labels[..., None] == np.arange(num_classes)).astype(np.float32)
+
+
+def take_along_axis(x, indices, axis):
+    idx = np.asarray(value_of(indices)).astype(np.int64)
+    if not traced(x):
+        return np.take_along_axis(x, idx, axis=axis)
+    a = x.value
+
+    def vjp(g):
+        out = np.zeros_like(a)
+        grid = list(np.indices(idx.shape, sparse=True))
+        grid[axis % a.ndim] = idx
+        np.add.at(out, tuple(grid), g)
+        return (out,)
+
+    return ad.node(np.take_along_axis(a, idx, axis=axis), (x,), vjp)
+
+
+def cumsum(x, axis=None):
+    if not traced(x):
+        return np.cumsum(x, axis=axis)
+    a = x.value
+    if axis is None:
+        return unary(x, np.cumsum(a), lambda g: np.reshape(np.flip(np.cumsum(np.flip(g))), a.shape))
+    return unary(x, np.cumsum(a, axis=axis), lambda g: np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis))
+
+
+def sort(x, axis=-1):
+    if not traced(x):
+        return np.sort(x, axis=axis)
+    a = x.value
+    order = np.argsort(a, axis=axis, kind="stable")
+
+    def vjp(g):
+        out = np.zeros_like(a)
+        np.put_along_axis(out, order, g, axis=axis)
+        return (out,)
+
+    return ad.node(np.take_along_axis(a, order, axis=axis), (x,), vjp)
+
+
+def stop_gradient(x):
+    return np.array(value_of(x))
+
+
+def shape(x):
+    return tuple(np.shape(value_of(x)))
+
+
+def zeros_like(x):
+    return np.zeros_like(value_of(x))
+
+
+def ones_like(x):
+    return np.ones_like(value_of(x))
+
+
+def convert_to_tensor(x, dtype=None):
+    if isinstance(x, Tensor):
+        return x if dtype is None else cast(x, dtype)
+    array = np.asarray(x)
+    return array if dtype is None else array.astype(_dtype(dtype))
+

@@ -1,0 +1,75 @@
+"""User functions as components: polynn.register(name) and the registry of named functions.
+
+A function registered by name can be used as a loss, metric or activation, and round-trips through
+get_config/from_config by that name: a config never names a Python module, so loading a model
+with a custom function only works where the program has registered that function itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from . import _registry
+from .errors import InvalidArgumentError, PluginError
+
+KINDS = ("loss", "metric", "activation")
+_FUNCTIONS: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
+
+
+def _kinds_from_arity(function: Callable) -> tuple[str, ...]:
+    try:
+        params = [p for p in inspect.signature(function).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        return KINDS
+    if len(params) == 1:
+        return ("activation",)
+    if len(params) == 2:
+        return ("loss", "metric")
+    return KINDS
+
+
+def register(name: str, kind: str | None = None):
+    """Decorator: register `function` under `name` as a loss, metric or activation.
+
+    kind defaults to what the signature suggests: one argument (x) makes an activation, two
+    (y_true, y_pred) a loss and a metric. Write the function with polynn.ops so it runs, and
+    differentiates, on every backend.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise InvalidArgumentError("name", name, "a Python identifier such as 'my_loss'", owner="polynn.register")
+    if kind is not None and kind not in KINDS:
+        raise InvalidArgumentError("kind", kind, "None, " + ", ".join(KINDS), owner="polynn.register")
+
+    def decorator(function: Callable) -> Callable:
+        if not callable(function):
+            raise InvalidArgumentError("function", function, "a callable", owner="polynn.register")
+        for k in (kind,) if kind else _kinds_from_arity(function):
+            if name.lower() in _registry._BY_NAME[k]:
+                raise PluginError(f"{k} {name!r} is registered twice: by polynn's built-in "
+                                  f"{_registry.lookup(k, name).__name__} and by {function!r}")
+            held = _FUNCTIONS[k].get(name)
+            if held is not None and held is not function:
+                raise PluginError(f"{k} {name!r} is registered twice: by {held!r} and by {function!r}")
+            _FUNCTIONS[k][name] = function
+        return function
+
+    return decorator
+
+
+def function(kind: str, name: str) -> Callable | None:
+    return _FUNCTIONS.get(kind, {}).get(name)
+
+
+def name_of(kind: str, function: Callable) -> str | None:
+    for name, held in _FUNCTIONS.get(kind, {}).items():
+        if held is function:
+            return name
+    return None
+
+
+def unregister(name: str) -> None:
+    """Forget a registered function under every kind (for tests and notebooks)."""
+    for table in _FUNCTIONS.values():
+        table.pop(name, None)

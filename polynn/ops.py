@@ -1,0 +1,148 @@
+"""polynn.ops: one array namespace, in NumPy's spelling, for custom losses, metrics and activations.
+
+A function written with these ops runs on every backend: each op dispatches to the ops of the
+backend that is running the model (a backend enters `using(its_ops)` around user code), and to
+plain NumPy outside any model. Arithmetic operators (+ - * / ** and unary -) work on the
+backend's tensors directly. On the NumPy backend the same functions are differentiated by a
+small reverse-mode autodiff, so a custom loss trains there too.
+
+A backend implements the op set as a namespace (module or object) with one attribute per name in
+OP_NAMES, taking and returning its own tensors; see docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+
+__all__ = [
+    "OP_NAMES", "using", "current", "epsilon", "pi",
+    "abs", "square", "sqrt", "exp", "log", "log1p", "tanh", "sigmoid", "softplus", "negative", "sign", "power",
+    "maximum", "minimum", "clip", "where", "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+    "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
+    "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
+    "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
+]
+
+epsilon = 1e-7  # Keras's backend epsilon
+pi = math.pi
+
+OP_NAMES = (
+    "abs", "square", "sqrt", "exp", "log", "log1p", "tanh", "sigmoid", "softplus", "negative", "sign", "power",
+    "maximum", "minimum", "clip", "where", "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+    "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
+    "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
+    "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
+)
+
+_current = contextvars.ContextVar("polynn_ops", default=None)
+
+
+def _numpy_ops():
+    from polynn_numpy import ops as numpy_ops
+
+    return numpy_ops
+
+
+def current():
+    """The ops namespace in force: the running backend's, else NumPy's."""
+    namespace = _current.get()
+    return namespace if namespace is not None else _numpy_ops()
+
+
+@contextlib.contextmanager
+def using(namespace):
+    """Make `namespace` (a backend's ops) the target of every polynn.ops call in this context."""
+    token = _current.set(namespace)
+    try:
+        yield namespace
+    finally:
+        _current.reset(token)
+
+
+# Each op below is documented by its NumPy namesake unless a line says otherwise.
+
+def abs(x): return current().abs(x)  # noqa: A001
+def square(x): return current().square(x)
+def sqrt(x): return current().sqrt(x)
+def exp(x): return current().exp(x)
+def log(x): return current().log(x)
+def log1p(x): return current().log1p(x)
+def tanh(x): return current().tanh(x)
+def negative(x): return current().negative(x)
+def sign(x): return current().sign(x)
+def power(x, y): return current().power(x, y)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x))."""
+    return current().sigmoid(x)
+
+
+def softplus(x):
+    """log(1 + exp(x)), without overflow."""
+    return current().softplus(x)
+
+
+def maximum(x, y): return current().maximum(x, y)
+def minimum(x, y): return current().minimum(x, y)
+def clip(x, x_min, x_max): return current().clip(x, x_min, x_max)
+def where(condition, x, y): return current().where(condition, x, y)
+def equal(x, y): return current().equal(x, y)
+def not_equal(x, y): return current().not_equal(x, y)
+def greater(x, y): return current().greater(x, y)
+def greater_equal(x, y): return current().greater_equal(x, y)
+def less(x, y): return current().less(x, y)
+def less_equal(x, y): return current().less_equal(x, y)
+def logical_and(x, y): return current().logical_and(x, y)
+def logical_or(x, y): return current().logical_or(x, y)
+def logical_not(x): return current().logical_not(x)
+
+
+def cast(x, dtype):
+    """x converted to dtype: "float32", "float64", "int32", "int64" or "bool"."""
+    return current().cast(x, dtype)
+
+
+def sum(x, axis=None, keepdims=False): return current().sum(x, axis=axis, keepdims=keepdims)  # noqa: A001
+def mean(x, axis=None, keepdims=False): return current().mean(x, axis=axis, keepdims=keepdims)
+def max(x, axis=None, keepdims=False): return current().max(x, axis=axis, keepdims=keepdims)  # noqa: A001
+def min(x, axis=None, keepdims=False): return current().min(x, axis=axis, keepdims=keepdims)  # noqa: A001
+def prod(x, axis=None, keepdims=False): return current().prod(x, axis=axis, keepdims=keepdims)
+def argmax(x, axis=None): return current().argmax(x, axis=axis)
+def matmul(x, y): return current().matmul(x, y)
+def reshape(x, shape): return current().reshape(x, shape)
+def expand_dims(x, axis): return current().expand_dims(x, axis)
+def squeeze(x, axis=None): return current().squeeze(x, axis=axis)
+def concatenate(xs, axis=0): return current().concatenate(xs, axis=axis)
+def stack(xs, axis=0): return current().stack(xs, axis=axis)
+
+
+def one_hot(indices, num_classes):
+    """A float array with a new last axis of num_classes, 1 at each index and 0 elsewhere."""
+    return current().one_hot(indices, num_classes)
+
+
+def take_along_axis(x, indices, axis): return current().take_along_axis(x, indices, axis)
+def cumsum(x, axis=None): return current().cumsum(x, axis=axis)
+def sort(x, axis=-1): return current().sort(x, axis=axis)
+
+
+def stop_gradient(x):
+    """x, treated as a constant by differentiation."""
+    return current().stop_gradient(x)
+
+
+def shape(x):
+    """The static shape of x as a tuple (None for a dimension only known at run time)."""
+    return current().shape(x)
+
+
+def zeros_like(x): return current().zeros_like(x)
+def ones_like(x): return current().ones_like(x)
+
+
+def convert_to_tensor(x, dtype=None):
+    """x as the backend's tensor (of dtype when given; the model's float dtype for floats)."""
+    return current().convert_to_tensor(x, dtype)
