@@ -5,9 +5,15 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def neg_abs(x):
+    """-|x| through a select on x >= 0: its gradient at 0 is -1, where -abs's would be 0, so the
+    functions built on it (sigmoid, softplus) get their true derivative at 0."""
+    return tf.where(x >= 0, -x, x)
+
+
 def sigmoid(x):
     # exp of -|x| only, so no overflow: 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below.
-    e = tf.math.exp(-tf.math.abs(x))
+    e = tf.math.exp(neg_abs(x))
     return tf.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from polynn.losses import EPSILON
 
-from .activations import log_softmax
+from .activations import log_softmax, neg_abs
 
 
 def _mse(spec, y, p):
@@ -31,13 +31,10 @@ def _smooth_binary(spec, y):
 def _bce(spec, y, p):
     y = _smooth_binary(spec, y)
     if spec.from_logits:
-        # max(p, 0) and -|p| through one select on p >= 0 (as tf.nn.sigmoid_cross_entropy_with_logits),
-        # so the gradient at p == 0 is sigmoid(0) - y like the reference, not 1 - y.
-        positive = p >= 0
-        zeros = tf.zeros_like(p)
-        relu = tf.where(positive, p, zeros)
-        neg_abs = tf.where(positive, -p, p)
-        elem = relu - p * y + tf.math.log1p(tf.math.exp(neg_abs))
+        # max(p, 0) and -|p| through selects on p >= 0 (as tf.nn.sigmoid_cross_entropy_with_logits),
+        # so the gradient at p == 0 is sigmoid(0) - y like the reference.
+        relu = tf.where(p >= 0, p, tf.zeros_like(p))
+        elem = relu - p * y + tf.math.log1p(tf.math.exp(neg_abs(p)))
     else:
         q = tf.clip_by_value(p, EPSILON, 1 - EPSILON)
         elem = -(y * tf.math.log(q) + (1 - y) * tf.math.log(1 - q))
