@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import sys
 
@@ -11,6 +10,7 @@ from . import __version__, plugins
 from .errors import BackendNotInstalledError, PolynnError
 
 _PLUGIN_MODULE = "polynn.conformance.plugin"
+_ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group (pyproject.toml)
 
 
 # ---- polynn backends -------------------------------------------------------------------
@@ -50,22 +50,20 @@ def cmd_backends(args) -> int:
 # ---- polynn conformance ----------------------------------------------------------------
 
 
-def _plugin_autoloaded() -> bool:
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        return False
-    return any(ep.value == _PLUGIN_MODULE for ep in importlib.metadata.entry_points(group="pytest11"))
-
-
 def pytest_arguments(args) -> list[str]:
     """The pytest command line that runs the kit's tests as `args` asks."""
     import polynn
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(polynn.__file__)))
     # An empty config file keeps the caller's pytest settings (addopts, testpaths) out of the kit.
-    argv = ["-c", os.devnull, "--rootdir", root, "-p", "no:cacheprovider", "-q",
-            "--pyargs", "polynn.conformance", "--polynn-backend", args.backend, "--polynn-dtype", args.dtype]
-    if not _plugin_autoloaded():
-        argv[0:0] = ["-p", _PLUGIN_MODULE]
+    # The plugin is named explicitly and its "pytest11" entry point blocked, so it is registered
+    # exactly once whether or not the entry point is visible (stale metadata, autoload disabled).
+    argv = ["-c", os.devnull, "--rootdir", root, "-p", "no:cacheprovider", "-p", f"no:{_ENTRY_POINT}",
+            "-p", _PLUGIN_MODULE, "-q", "--pyargs", "polynn.conformance",
+            # polynn is imported before pytest starts, so pytest cannot rewrite its asserts (the
+            # kit has none) and would warn about it.
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
+            "--polynn-backend", args.backend, "--polynn-dtype", args.dtype]
     for pattern in args.case or ():
         argv += ["--polynn-case", pattern]
     if args.report:

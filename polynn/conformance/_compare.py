@@ -63,14 +63,15 @@ def compare(name: str, actual, reference, tolerance: Tolerance | None) -> Check:
     # Equal infinities and NaN against NaN agree; NaN against a number is the worst deviation.
     agree = (a == r) | (np.isnan(a) & np.isnan(r))
     diff = np.where(agree, 0.0, np.where(np.isnan(diff), np.inf, diff))
-    scale = np.abs(r)
+    # Relative terms use finite references only; NaN and infinite ones must match exactly (agree).
+    scale = np.where(np.isfinite(r), np.abs(r), 0.0)
     nonzero = scale > 0
     worst_abs = float(diff.max())
     worst_rel = float(np.max(diff[nonzero] / scale[nonzero])) if nonzero.any() else 0.0
     passed = True
     detail = ""
     if tolerance is not None:
-        bad = ~(diff <= tolerance.atol + tolerance.rtol * scale)
+        bad = ~(agree | (diff <= tolerance.atol + tolerance.rtol * scale))
         passed = not bad.any()
         if not passed:
             first = np.unravel_index(int(np.argmax(bad)), bad.shape)

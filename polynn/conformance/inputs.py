@@ -25,6 +25,9 @@ DOMAINS = {
     "log_cosh": "real",
     "cosine_similarity": "real",
     "exact_accuracy": "exact",
+    "precision": "binary",
+    "recall": "binary",
+    "auc": "binary",
 }
 
 SAMPLES = 12

@@ -50,12 +50,21 @@ LOSS = _configs(
     ({"label_smoothing": 0.1}, False),
     ({"from_logits": True, "label_smoothing": 0.1}, False),
     ({"delta": 0.5}, False),
-    *(({"reduction": r}, True) for r in REDUCTIONS),
+    # 'none' keeps per-sample values, which compile() refuses for training.
+    *(({"reduction": r}, True) for r in REDUCTIONS if r != "none"),
 )
 
 METRIC = _configs(
     ({}, True),
     ({"threshold": 0.3}, False),
+    ({"thresholds": 0.3}, False),
+    ({"class_id": 1}, False),
+    ({"k": 2}, False),
+    ({"from_logits": True}, False),
+    ({"label_smoothing": 0.1}, False),
+    ({"curve": "PR"}, False),
+    ({"summation_method": "majoring"}, False),
+    ({"num_thresholds": 7}, False),
 )
 
 

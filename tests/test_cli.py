@@ -1,0 +1,126 @@
+"""The polynn command line: --version, backends, conformance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import polynn
+from polynn.cli import main
+
+from test_conformance import register_wrong_backends
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"polynn {polynn.__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "conformance" in capsys.readouterr().out
+
+
+def _run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def test_backends_lists_status_engine_and_plugin_failures():
+    # A backend whose engine is missing and a plugin whose hook raises, registered at run time
+    # in a fresh interpreter; tensorflow and torch stay unloaded to keep this fast.
+    completed = _run_python("""
+        import sys
+        from polynn import hookimpl, plugins
+        from polynn.cli import main
+
+        class Missing:
+            @hookimpl
+            def polynn_register_backends(self, register):
+                register("ghost", lambda: None, engine="polynn_no_such_engine", install="ghost-engine>=1")
+
+        class Broken:
+            @hookimpl
+            def polynn_register_backends(self, register):
+                raise RuntimeError("broken on purpose")
+
+        plugins.register_plugin(Missing(), name="missing-engine-plugin")
+        plugins.register_plugin(Broken(), name="broken-plugin")
+        sys.exit(main(["backends"]))
+    """, POLYNN_DISABLE_PLUGINS="tensorflow,torch")
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES"]
+    numpy_line = next(line for line in lines if line.startswith("numpy "))
+    import numpy as np
+
+    assert f"polynn {polynn.__version__}" in numpy_line and f"numpy {np.__version__}" in numpy_line
+    assert " ok " in numpy_line and "float32, float64" in numpy_line and numpy_line.endswith("cpu")
+    ghost = next(line for line in lines if line.startswith("ghost "))
+    assert "engine not installed: pip install 'ghost-engine>=1'" in ghost
+    assert "polynn_no_such_engine (not installed)" in ghost
+    assert "plugin failures:" in lines
+    assert any("'broken-plugin'" in line and "broken on purpose" in line for line in lines)
+
+
+def test_console_script_is_installed():
+    completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "polynn"), "--version"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout.strip() == f"polynn {polynn.__version__}"
+
+
+def test_conformance_passes_and_writes_the_report(capsys, tmp_path):
+    report = tmp_path / "numpy.json"
+    plot = tmp_path / "numpy.png"
+    code = main(["conformance", "numpy", "--dtype", "float32", "--case", "blog", "--case", "activation.sigmoid",
+                 "--report", str(report), "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "polynn conformance: backend 'numpy' (polynn" in out and "float32: 2 pass, 0 fail" in out
+    assert "activation.sigmoid" in out and "worst abs" in out
+    data = json.loads(report.read_text())
+    assert data["backend"]["name"] == "numpy" and data["dtype"] == "float32"
+    assert [c["status"] for c in data["cases"]] == ["pass", "pass"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_conformance_fails_a_wrong_backend(capsys):
+    register_wrong_backends()
+    code = main(["conformance", "wrong_relu", "--case", "activation.relu", "--case", "activation.tanh"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "1 pass, 1 fail" in out
+    assert "fail: activation.relu: gradient:" in out
+
+
+def test_conformance_lists_unsupported_cases_and_strict_fails_them(capsys):
+    register_wrong_backends()
+    assert main(["conformance", "partial", "--case", "activation.tanh", "--case", "activation.relu"]) == 0
+    out = capsys.readouterr().out
+    assert "unsupported: activation.tanh: activation 'tanh' has no implementation on backend 'partial'" in out
+    assert main(["conformance", "partial", "--case", "activation.tanh", "--strict"]) == 1
+
+
+def test_conformance_unknown_backend(capsys):
+    assert main(["conformance", "no_such_backend"]) == 2
+    assert "unknown backend 'no_such_backend'" in capsys.readouterr().err
+
+
+def test_conformance_plot_without_matplotlib_names_the_extra(capsys, monkeypatch, tmp_path):
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    assert main(["conformance", "numpy", "--case", "blog", "--plot", str(tmp_path / "x.png")]) == 2
+    assert "pip install 'polynn[plot]'" in capsys.readouterr().err
+
+
+def test_conformance_plot_needs_a_blog_case(capsys, tmp_path):
+    code = main(["conformance", "numpy", "--case", "activation.relu", "--plot", str(tmp_path / "x.png")])
+    assert code == 4  # pytest's usage error
+    assert "select a blog case" in capsys.readouterr().err

@@ -1,0 +1,309 @@
+"""The conformance kit: NumPy passes against itself; deliberately wrong or partial backends do not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from polynn import _registry, hookimpl, plugins
+from polynn.conformance import Tolerance, all_cases, run
+from polynn.conformance._compare import compare
+from polynn.conformance.components import KINDS
+from polynn.conformance.plot import write_plot
+from polynn.errors import PolynnError
+
+from polynn_numpy import activations as numpy_activations
+from polynn_numpy import optimizers as numpy_optimizers
+from polynn_numpy.backend import NumpyBackend
+from polynn_numpy.runtime import NumpyRuntime
+
+
+# ---- deliberately wrong backends ---------------------------------------------------------
+
+
+class _StepCountingRuntime(NumpyRuntime):
+    """Hands the update its 1-based step number as scalar 't' (torch.optim's bias correction needs it)."""
+
+    def __init__(self, backend, plan):
+        super().__init__(backend, plan)
+        self.t = 0
+
+    def train_steps(self, data, batches, masks, scalars):
+        t = self.t + 1 + np.arange(len(batches), dtype=np.float64)
+        self.t += len(batches)
+        return super().train_steps(data, batches, masks, {**scalars, "t": t})
+
+
+def _torch_adam(spec, w, g, slots, s):
+    """torch.optim.Adam's epsilon placement: added to the bias-corrected root sqrt(v / (1 - beta_2**t)),
+    which equals Keras's update with epsilon * sqrt(1 - beta_2**t) in place of epsilon."""
+    m, v = slots[0], slots[1]
+    m += (g - m) * (1 - spec.beta_1)
+    v += (g * g - v) * (1 - spec.beta_2)
+    if spec.amsgrad:
+        np.maximum(slots[2], v, out=slots[2])
+        v = slots[2]
+    w -= (m * s["alpha"]) / (np.sqrt(v) + spec.epsilon * np.sqrt(1 - spec.beta_2 ** s["t"]))
+
+
+class TorchEpsilonAdamBackend(NumpyBackend):
+    name = "wrong_adam"
+    implementations = {**NumpyBackend.implementations,
+                       "optimizer": {**NumpyBackend.implementations["optimizer"], "adam": _torch_adam}}
+
+    def compile(self, plan):
+        self.check_plan(plan)
+        return _StepCountingRuntime(self, plan)
+
+
+def _relu_backward_one_at_zero(spec, x, y, dy):
+    forward, backward = numpy_activations.IMPLEMENTATIONS["relu"]
+    return backward(spec, x, y, dy) + dy * (x == 0)
+
+
+class WrongReluGradientBackend(NumpyBackend):
+    """relu's gradient is 1 at x == 0 (the spec, and every engine, says 0)."""
+
+    name = "wrong_relu"
+    implementations = {**NumpyBackend.implementations,
+                       "activation": {**NumpyBackend.implementations["activation"],
+                                      "relu": (numpy_activations.IMPLEMENTATIONS["relu"][0], _relu_backward_one_at_zero)}}
+
+
+class PartialBackend(NumpyBackend):
+    """Lacks the tanh activation and the RMSprop optimizer."""
+
+    name = "partial"
+    implementations = {
+        **NumpyBackend.implementations,
+        "activation": {k: v for k, v in NumpyBackend.implementations["activation"].items() if k != "tanh"},
+        "optimizer": {k: v for k, v in NumpyBackend.implementations["optimizer"].items() if k != "rmsprop"},
+    }
+
+
+class Float32OnlyBackend(NumpyBackend):
+    name = "float32_only"
+    dtypes = ("float32",)
+
+
+WRONG_BACKENDS = (TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend)
+
+
+class _WrongBackendsPlugin:
+    @hookimpl
+    def polynn_register_backends(self, register):
+        for cls in WRONG_BACKENDS:
+            register(cls.name, cls, engine="numpy", install="polynn", dtypes=cls.dtypes)
+
+
+def register_wrong_backends():
+    """Register the test backends at run time, again if a test reset the plugin state."""
+    if "wrong_adam" not in {e.name for e in plugins.backend_entries()}:
+        plugins.register_plugin(_WrongBackendsPlugin(), name="conformance-test-backends")
+
+
+@pytest.fixture
+def wrong_backends():
+    register_wrong_backends()
+
+
+def _by_name(report):
+    return {r.name: r for r in report.results}
+
+
+# ---- the reference against itself --------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def numpy_report(request):
+    return run("numpy", request.param)
+
+
+def test_numpy_passes_every_case_against_itself(numpy_report):
+    assert numpy_report.passed
+    assert numpy_report.count("pass") == len(numpy_report.results) == len(all_cases())
+    for result in numpy_report.results:
+        assert result.worst_abs == 0.0, result.name
+
+
+def test_cases_cover_every_registered_component():
+    names = {case.name for case in all_cases()}
+    assert {"blog", "blog_dropout"} <= names
+    for kind in KINDS:
+        for cls in _registry.specs(kind):
+            assert f"{kind}.{cls.name}" in names
+    # Options the spec has are exercised.
+    assert "optimizer.adam(amsgrad=True)" in names
+    assert "optimizer.sgd(momentum=0.9, nesterov=True)" in names
+    assert "optimizer.rmsprop(centered=True, momentum=0.9)" in names
+    assert "optimizer.sgd(learning_rate=exponential_decay)" in names
+    assert "loss.binary_crossentropy(from_logits=True, label_smoothing=0.1)" in names
+    assert "loss.categorical_crossentropy(reduction=mean_with_sample_weight, sample_weight)" in names
+
+
+def test_a_component_registered_later_gets_cases(monkeypatch):
+    from polynn.activations import Activation
+    from polynn._spec import spec
+
+    class Cube(Activation):
+        """cube(x) = x**3."""
+
+        name = "conformance_test_cube"
+
+    snapshot = {kind: dict(table) for kind, table in _registry._BY_NAME.items()}
+    monkeypatch.setattr(_registry, "_BY_NAME", snapshot)
+    spec(Cube)
+    names = [case.name for case in all_cases(["activation.conformance_test_cube*"])]
+    assert names == ["activation.conformance_test_cube"]
+    # No backend implements it: reported by name, not skipped and not failed.
+    report = run("numpy", "float64", ["activation.conformance_test_cube"])
+    (result,) = report.results
+    assert result.status == "unsupported"
+    assert "conformance_test_cube" in result.message and "numpy" in result.message
+
+
+# ---- deliberately wrong backends fail ----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_epsilon_placement_in_adam_fails(wrong_backends, dtype):
+    report = run("wrong_adam", dtype, ["optimizer.adam", "optimizer.adam(amsgrad=True)", "optimizer.sgd"])
+    results = _by_name(report)
+    assert results["optimizer.adam"].status == "fail"
+    assert results["optimizer.adam(amsgrad=True)"].status == "fail"
+    assert results["optimizer.sgd"].status == "pass"
+    assert not report.passed
+    trajectory = results["optimizer.adam"].checks[0]
+    assert trajectory.name == "trajectory" and not trajectory.passed
+    assert trajectory.worst_abs > trajectory.tolerance.atol
+
+
+def test_torch_epsilon_placement_fails_the_blog_case(wrong_backends):
+    (result,) = run("wrong_adam", "float64", ["blog"]).results
+    assert result.status == "fail"
+    failed = {c.name for c in result.checks if not c.passed}
+    assert {"step_loss", "final_weights"} <= failed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wrong_activation_gradient_fails_its_cases_only(wrong_backends, dtype):
+    report = run("wrong_relu", dtype, ["activation.relu", "activation.relu(*)", "activation.sigmoid", "loss.hinge"])
+    results = _by_name(report)
+    relu = results["activation.relu"]
+    assert relu.status == "fail"
+    checks = {c.name: c for c in relu.checks}
+    assert checks["forward"].passed and not checks["gradient"].passed
+    assert results["activation.sigmoid"].status == "pass"
+    assert results["loss.hinge"].status == "pass"
+
+
+def test_missing_components_are_reported_unsupported_by_name(wrong_backends):
+    report = run("partial", "float64", ["activation.tanh", "activation.relu", "optimizer.rmsprop*"])
+    results = _by_name(report)
+    assert results["activation.relu"].status == "pass"
+    assert results["activation.tanh"].status == "unsupported"
+    assert "activation 'tanh'" in results["activation.tanh"].message
+    rmsprop = [r for name, r in results.items() if name.startswith("optimizer.rmsprop")]
+    assert len(rmsprop) > 1 and all(r.status == "unsupported" and "'rmsprop'" in r.message for r in rmsprop)
+    assert report.passed
+    assert "unsupported: activation.tanh: activation 'tanh' has no implementation" in "\n".join(report.table_lines())
+    strict = run("partial", "float64", ["activation.tanh"], strict=True)
+    assert not strict.passed
+
+
+def test_an_unsupported_dtype_is_reported_for_every_case(wrong_backends):
+    report = run("float32_only", "float64", ["activation.relu", "blog"])
+    assert [r.status for r in report.results] == ["unsupported", "unsupported"]
+    assert all("'float64'" in r.message for r in report.results)
+    assert run("float32_only", "float32", ["activation.relu"]).passed
+
+
+# ---- the report --------------------------------------------------------------------------
+
+
+def test_json_report(numpy_report, tmp_path):
+    path = tmp_path / "report.json"
+    numpy_report.write_json(path)
+    data = json.loads(path.read_text())
+    import polynn
+
+    assert data["backend"] == {"name": "numpy", "plugin": "numpy", "distribution": "polynn",
+                               "version": polynn.__version__, "engine": "numpy", "engine_version": np.__version__}
+    assert data["dtype"] == numpy_report.dtype and data["reference"] == "numpy"
+    assert data["passed"] is True and data["counts"]["pass"] == len(data["cases"])
+    blog = next(c for c in data["cases"] if c["case"] == "blog")
+    assert blog["status"] == "pass" and blog["worst_abs"] == 0.0 and blog["worst_rel"] == 0.0
+    if numpy_report.dtype == "float64":
+        assert blog["tolerances"]["step_loss"] == {"rtol": 1e-9, "atol": 0.0}
+        assert blog["tolerances"]["history.val_accuracy"] == {"rtol": 1e-9, "atol": 0.0}
+        assert blog["tolerances"]["final_weights"] == {"rtol": 0.0, "atol": 1e-9}
+        assert blog["tolerances"]["test_predictions"] == {"rtol": 0.0, "atol": 1e-9}
+    else:
+        assert blog["tolerances"] == {"history.loss": {"rtol": 1e-4, "atol": 0.0},
+                                      "history.val_loss": {"rtol": 1e-4, "atol": 0.0},
+                                      "test_predictions": {"rtol": 0.0, "atol": 2e-2}}
+        # Per-step losses are measured and reported in float32, not checked.
+        step = next(c for c in blog["checks"] if c["name"] == "step_loss")
+        assert step["checked"] is False and step["tolerance"] is None
+
+
+def test_json_report_of_a_failing_backend(wrong_backends, tmp_path):
+    report = run("wrong_adam", "float64", ["optimizer.adam", "activation.tanh"])
+    path = tmp_path / "report.json"
+    report.write_json(path)
+    data = json.loads(path.read_text())
+    assert data["backend"]["name"] == "wrong_adam" and data["passed"] is False
+    assert data["counts"] == {"pass": 1, "fail": 1, "error": 0, "unsupported": 0}
+    adam = next(c for c in data["cases"] if c["case"] == "optimizer.adam")
+    assert adam["status"] == "fail" and adam["worst_abs"] > 1e-9
+    assert adam["tolerances"] == {"trajectory": {"rtol": 1e-9, "atol": 1e-9}}
+    assert "trajectory" in adam["message"]
+
+
+def test_plot_overlays_the_loss_curves(numpy_report, tmp_path):
+    path = tmp_path / "loss.png"
+    write_plot(numpy_report, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_names_the_extra(numpy_report, tmp_path, monkeypatch):
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(PolynnError, match=r"polynn\[plot\]"):
+        write_plot(numpy_report, tmp_path / "loss.png")
+
+
+# ---- deviations ----------------------------------------------------------------------------
+
+
+def test_compare_measures_worst_deviations():
+    check = compare("x", [1.0, 2.0 + 1e-6, 0.0], [1.0, 2.0, 1e-12], Tolerance(rtol=1e-9, atol=0.0))
+    assert not check.passed
+    assert check.worst_abs == pytest.approx(1e-6)
+    assert check.worst_rel == pytest.approx(1.0)  # the 1e-12 reference element, missed by 1e-12
+    assert "2 of 3" in check.detail
+    assert compare("x", [np.nan, np.inf], [np.nan, np.inf], Tolerance(0.0, 0.0)).passed
+    assert not compare("x", [np.nan], [1.0], Tolerance(1.0, 1.0)).passed
+    shape = compare("x", np.zeros(3), np.zeros(4), Tolerance(1.0, 1.0))
+    assert not shape.passed and "shape" in shape.detail
+    assert compare("x", [1.0], [1.5], None).passed  # measured only
+
+
+# ---- through pytest ----------------------------------------------------------------------
+
+
+def test_the_kit_runs_through_pytest(tmp_path):
+    report = tmp_path / "report.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", "/dev/null", "-p", "no:cacheprovider", "-q", "--pyargs",
+         "polynn.conformance", "--polynn-backend", "numpy", "--polynn-case", "activation.relu",
+         "--polynn-case", "loss.mean_squared_error", "--polynn-report", str(report)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "polynn conformance: backend 'numpy'" in completed.stdout
+    assert "activation.relu" in completed.stdout and "2 passed" in completed.stdout
+    assert [c["case"] for c in json.loads(report.read_text())["cases"]] == ["activation.relu", "loss.mean_squared_error"]
