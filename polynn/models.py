@@ -345,7 +345,11 @@ class Sequential:
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
         """Outputs in inference mode. Before compile(), runs on the default backend in float32."""
         if self._compiled is None:
+            drawn_here = self._weights is None or self._weights_provisional
             self.compile(loss=None)
+            # Weights drawn for this implicit compile stay provisional: a later compile(seed=...)
+            # draws them again from its seed.
+            self._weights_provisional = drawn_here
         return _training.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
     # ---- files --------------------------------------------------------------------------
