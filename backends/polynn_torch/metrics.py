@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from . import losses
 from .losses import sparse_labels
 
 
 def _sparse_accuracy(spec, y, p):
     labels = sparse_labels(y, p, -1)[..., 0]
     return (labels == torch.argmax(p, dim=-1)).to(p.dtype)
+
+
+def _in_top_k(labels, p, k):
+    """1 where fewer than k classes score strictly above the labelled class."""
+    true_score = torch.gather(p, -1, labels.unsqueeze(-1))
+    return (torch.sum(p > true_score, dim=-1) < k).to(p.dtype)
 
 
 IMPLEMENTATIONS = {
@@ -20,6 +27,13 @@ IMPLEMENTATIONS = {
     "sparse_categorical_accuracy": _sparse_accuracy,
     "mean_squared_error": lambda spec, y, p: torch.mean((p - y) ** 2, dim=-1),
     "mean_absolute_error": lambda spec, y, p: torch.mean(torch.abs(p - y), dim=-1),
+    "top_k_categorical_accuracy": lambda spec, y, p: _in_top_k(torch.argmax(y, dim=-1), p, spec.k),
+    "sparse_top_k_categorical_accuracy": lambda spec, y, p: _in_top_k(sparse_labels(y, p, -1)[..., 0], p, spec.k),
+    "root_mean_squared_error": lambda spec, y, p: (p - y) ** 2,
+    # The cross-entropy metrics carry the loss's options, so the loss's value function reads them.
+    "binary_crossentropy": losses.IMPLEMENTATIONS["binary_crossentropy"],
+    "categorical_crossentropy": losses.IMPLEMENTATIONS["categorical_crossentropy"],
+    "sparse_categorical_crossentropy": losses.IMPLEMENTATIONS["sparse_categorical_crossentropy"],
 }
 
 

@@ -77,7 +77,79 @@ def _rmsprop(spec, weights, grads, slots, s):
         torch._foreach_sub_(weights, increment)
 
 
-UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop}
+def _adagrad(spec, weights, grads, slots, s):
+    (accumulator,) = slots
+    torch._foreach_add_(accumulator, torch._foreach_mul(grads, grads))
+    step = torch._foreach_mul(grads, s["lr"])
+    denominator = torch._foreach_add(accumulator, spec.epsilon)
+    torch._foreach_sqrt_(denominator)
+    torch._foreach_div_(step, denominator)
+    torch._foreach_sub_(weights, step)
+
+
+def _adadelta(spec, weights, grads, slots, s):
+    accumulated_grad, accumulated_delta = slots
+    torch._foreach_mul_(accumulated_grad, spec.rho)
+    squares = torch._foreach_mul(grads, grads)
+    torch._foreach_mul_(squares, 1 - spec.rho)
+    torch._foreach_add_(accumulated_grad, squares)
+    delta = torch._foreach_add(accumulated_delta, spec.epsilon)
+    torch._foreach_sqrt_(delta)
+    torch._foreach_mul_(delta, grads)
+    denominator = torch._foreach_add(accumulated_grad, spec.epsilon)
+    torch._foreach_sqrt_(denominator)
+    torch._foreach_div_(delta, denominator)
+    torch._foreach_neg_(delta)
+    torch._foreach_mul_(accumulated_delta, spec.rho)
+    squares = torch._foreach_mul(delta, delta)
+    torch._foreach_mul_(squares, 1 - spec.rho)
+    torch._foreach_add_(accumulated_delta, squares)
+    torch._foreach_add_(weights, torch._foreach_mul(delta, s["lr"]))
+
+
+def _adamax(spec, weights, grads, slots, s):
+    m, u = slots
+    delta = torch._foreach_sub(grads, m)
+    torch._foreach_mul_(delta, 1 - spec.beta_1)
+    torch._foreach_add_(m, delta)
+    torch._foreach_mul_(u, spec.beta_2)
+    torch._foreach_maximum_(u, torch._foreach_abs(grads))
+    step = torch._foreach_mul(m, s["lr"])
+    denominator = torch._foreach_add(u, spec.epsilon)
+    torch._foreach_mul_(denominator, s["correction"])
+    torch._foreach_div_(step, denominator)
+    torch._foreach_sub_(weights, step)
+
+
+def _nadam(spec, weights, grads, slots, s):
+    m, v = slots
+    delta = torch._foreach_sub(grads, m)
+    torch._foreach_mul_(delta, 1 - spec.beta_1)
+    torch._foreach_add_(m, delta)
+    delta = torch._foreach_mul(grads, grads)
+    torch._foreach_sub_(delta, v)
+    torch._foreach_mul_(delta, 1 - spec.beta_2)
+    torch._foreach_add_(v, delta)
+    m_hat = torch._foreach_mul(m, s["c_m"])
+    torch._foreach_add_(m_hat, torch._foreach_mul(grads, s["c_g"]))
+    denominator = torch._foreach_mul(v, s["c_v"])
+    torch._foreach_sqrt_(denominator)
+    torch._foreach_add_(denominator, spec.epsilon)
+    torch._foreach_mul_(m_hat, s["lr"])
+    torch._foreach_div_(m_hat, denominator)
+    torch._foreach_sub_(weights, m_hat)
+
+
+UPDATES = {
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": _rmsprop,
+    "adagrad": _adagrad,
+    "adadelta": _adadelta,
+    "adamax": _adamax,
+    "nadam": _nadam,
+}
 
 
 def _scale_by_norm(grads, norms, limit):

@@ -41,8 +41,8 @@ class TorchRuntime(Runtime):
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         # One list per slot name, each holding that slot of every weight, for the foreach updates.
-        self.slots = [[torch.zeros_like(w, requires_grad=False) for w in self.weights]
-                      for _ in plan.optimizer.slot_names()]
+        self.slots = [[torch.full_like(w, start, requires_grad=False) for w in self.weights]
+                      for start in plan.optimizer.slot_initial_values()]
         self.backend = backend
         self.set_metrics(plan.metrics)
 

@@ -1,0 +1,542 @@
+"""The PyTorch backend computes the NumPy reference's numbers: every step, option and entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from polynn.activations import Softmax  # noqa: E402
+from polynn import constraints, losses, metrics, optimizers, regularizers  # noqa: E402
+from polynn.callbacks import Callback  # noqa: E402
+from polynn.layers import Activation, Dense, Dropout, Input  # noqa: E402
+from polynn.models import Sequential  # noqa: E402
+
+# float64 runs agree to rounding: measured deviations are below 1e-15 relative.
+F64 = dict(rtol=1e-9, atol=1e-9)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def blog_data(n_train=10000, n_other=2500):
+    """The blog example's data: the same draws as examples/blog.py, optionally truncated."""
+    np.random.seed(1000)
+    x = np.random.random((10000, 10))
+    y = np.random.randint(2, size=(10000, 1))
+    x_val = np.random.random((2500, 10))
+    y_val = np.random.randint(2, size=(2500, 1))
+    x_test = np.random.random((2500, 10))
+    y_test = np.random.randint(2, size=(2500, 1))
+    return (x[:n_train], y[:n_train], x_val[:n_other], y_val[:n_other], x_test[:n_other], y_test[:n_other])
+
+
+def blog_model(dropout: bool) -> Sequential:
+    model = Sequential()
+    model.add(Dense(64, input_dim=10, activation="relu"))
+    for units in (32, 16, 8, 4):
+        if dropout:
+            model.add(Dropout(0.2))
+        model.add(Dense(units, activation="relu"))
+    model.add(Dense(1, activation="sigmoid"))
+    return model
+
+
+def record_step_losses(model) -> list:
+    """Wrap the model's runtime so every training step's loss is recorded as it is computed."""
+    runtime = model._compiled.runtime
+    recorded = []
+    train_steps = runtime.train_steps
+
+    def recording(*args, **kwargs):
+        result = train_steps(*args, **kwargs)
+        recorded.extend(np.asarray(result.losses, dtype=np.float64))
+        return result
+
+    runtime.train_steps = recording
+    return recorded
+
+
+def both(build, compile_kwargs, fit_args, fit_kwargs=None, dtype="float64", seed=11):
+    """Train the same model on NumPy and PyTorch; per-step losses, history and final state of each."""
+    runs = {}
+    for backend in ("numpy", "torch"):
+        model = build()
+        model.compile(backend=backend, dtype=dtype, seed=seed, **compile_kwargs)
+        model.build(fit_args[0].shape[1:])
+        model._runtime_for(fit_args[0].shape[1:], fit_args[1].shape[1:])
+        steps = record_step_losses(model)
+        history = model.fit(*fit_args, verbose=0, **(fit_kwargs or {}))
+        runs[backend] = dict(model=model, steps=np.array(steps), history=history.history,
+                             weights=model.get_weights(), state=model._compiled.runtime.get_optimizer_state())
+    return runs["numpy"], runs["torch"]
+
+
+def assert_same_training(ref, got, rtol=1e-9, atol=1e-9):
+    assert len(got["steps"]) == len(ref["steps"]) > 0
+    np.testing.assert_allclose(got["steps"], ref["steps"], rtol=rtol, atol=0)
+    assert got["history"].keys() == ref["history"].keys()
+    for key in ref["history"]:
+        np.testing.assert_allclose(got["history"][key], ref["history"][key], rtol=rtol, atol=0, err_msg=key)
+    for w_got, w_ref in zip(got["weights"], ref["weights"], strict=True):
+        assert w_got.dtype == w_ref.dtype
+        np.testing.assert_allclose(w_got, w_ref, rtol=0, atol=atol)
+    for s_got, s_ref in zip(got["state"], ref["state"], strict=True):
+        for a, b in zip(s_got, s_ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+# ---- import and registration -------------------------------------------------------------
+
+
+def test_import_polynn_does_not_import_torch():
+    code = ("import sys, polynn\nfrom polynn import plugins\nplugins.load()\n"
+            "names = [e.name for e in plugins.backend_entries()]\n"
+            "assert 'torch' in names, names\n"
+            "assert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_backend_is_registered_with_its_engine_and_devices():
+    from polynn import plugins
+
+    entry = next(e for e in plugins.backend_entries() if e.name == "torch")
+    assert (entry.engine, entry.install, entry.devices) == ("torch", "polynn[torch]", ("cpu", "cuda"))
+    backend = plugins.get_backend("torch")
+    numpy_backend = plugins.get_backend("numpy")
+    for kind, table in numpy_backend.implementations.items():
+        assert set(table) - set(backend.implementations[kind]) == NOT_YET_ON_TORCH.get(kind, set()), kind
+    assert backend.engine_version() == torch.__version__
+
+
+# What the NumPy reference implements and this backend does not yet: a model using one of these
+# compiles to UnsupportedComponentError naming the backends that have it (tested below).
+NOT_YET_ON_TORCH = {
+    "activation": {"custom_activation"},
+    "loss": {"custom_loss", "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "huber", "log_cosh",
+             "hinge", "squared_hinge", "categorical_hinge", "kl_divergence", "poisson", "cosine_similarity"},
+    "metric": {"custom_metric", "mean_absolute_percentage_error", "precision", "recall", "auc"},
+}
+
+
+def test_a_component_not_on_torch_is_refused_naming_where_it_runs():
+    from polynn.errors import UnsupportedComponentError
+
+    model = _mlp(3, "linear")()
+    with pytest.raises(UnsupportedComponentError, match="loss 'huber'.*backend 'torch'.*numpy"):
+        model.compile(loss="huber", backend="torch")
+
+
+# ---- the blog example ----------------------------------------------------------------------
+
+
+def run_blog(backend, dtype, dropout, n_train, n_other, epochs=2):
+    x, y, x_val, y_val, x_test, y_test = blog_data(n_train, n_other)
+    model = blog_model(dropout)
+    model.compile(optimizer="Adam", loss="binary_crossentropy", metrics=["accuracy"],
+                  backend=backend, dtype=dtype, seed=1000)
+    steps = record_step_losses(model)
+    history = model.fit(x, y, epochs=epochs, validation_data=(x_val, y_val), verbose=0)
+    return dict(steps=np.array(steps), history=history.history, weights=model.get_weights(),
+                state=model._compiled.runtime.get_optimizer_state(),
+                predictions=model.predict(x_test, verbose=0),
+                evaluation=model.evaluate(x_test, y_test, verbose=0))
+
+
+def test_blog_example_float64_agrees_with_numpy_at_every_step():
+    ref = run_blog("numpy", "float64", False, 10000, 2500)
+    got = run_blog("torch", "float64", False, 10000, 2500)
+    assert len(got["steps"]) == 2 * 313
+    assert_same_training(ref, got)
+    np.testing.assert_allclose(got["predictions"], ref["predictions"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got["evaluation"], ref["evaluation"], **F64)
+
+
+def test_blog_example_float64_with_dropout_agrees_with_numpy():
+    ref = run_blog("numpy", "float64", True, 1000, 300)
+    got = run_blog("torch", "float64", True, 1000, 300)
+    assert_same_training(ref, got)
+    np.testing.assert_allclose(got["predictions"], ref["predictions"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_blog_example_float32_agrees_with_numpy(dropout):
+    ref = run_blog("numpy", "float32", dropout, 2000, 500)
+    got = run_blog("torch", "float32", dropout, 2000, 500)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(got["history"][key], ref["history"][key], rtol=1e-4, atol=0)
+    assert got["predictions"].dtype == np.float32
+    np.testing.assert_allclose(got["predictions"], ref["predictions"], rtol=0, atol=2e-2)
+
+
+def test_blog_script_prints_the_keras_log(capsys):
+    sys.path.insert(0, "examples")
+    try:
+        import blog
+    finally:
+        sys.path.pop(0)
+    blog.main(["--backend", "torch", "--epochs", "1", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert "Epoch 1/1" in out and "313/313" in out and "val_loss" in out
+    assert "(backend torch, float32)" in out
+
+
+# ---- every loss, optimizer, regularizer, constraint and metric, step by step ------------------
+
+N, FEATURES, BATCH = 70, 5, 16  # four full batches and a short one, so both block shapes run
+
+
+def _regression_data(units=3, rank3=False):
+    rng = np.random.default_rng(5)
+    shape = (N, 2, FEATURES) if rank3 else (N, FEATURES)
+    x = rng.normal(size=shape)
+    y = rng.normal(size=(*shape[:-1], units))
+    return x, y
+
+
+def _binary_data(units=2):
+    rng = np.random.default_rng(6)
+    return rng.normal(size=(N, FEATURES)), rng.integers(0, 2, size=(N, units)).astype(np.float64)
+
+
+def _class_data(classes=4, sparse=False, label_shape=(1,)):
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, classes, size=N)
+    if sparse:
+        return rng.normal(size=(N, FEATURES)), labels.reshape((N, *label_shape)).astype(np.float64)
+    return rng.normal(size=(N, FEATURES)), np.eye(classes)[labels]
+
+
+def _mlp(units, activation, hidden="tanh"):
+    return lambda: Sequential([Dense(6, input_dim=FEATURES, activation=hidden), Dense(units, activation=activation)])
+
+
+LOSS_CASES = {
+    "mse": (losses.MeanSquaredError(), "linear", lambda: _regression_data()),
+    "mae": (losses.MeanAbsoluteError(), "linear", lambda: _regression_data()),
+    "bce": (losses.BinaryCrossentropy(), "sigmoid", lambda: _binary_data()),
+    "bce_logits": (losses.BinaryCrossentropy(from_logits=True), "linear", lambda: _binary_data()),
+    "bce_smoothing": (losses.BinaryCrossentropy(label_smoothing=0.1), "sigmoid", lambda: _binary_data()),
+    "bce_logits_smoothing_axis": (losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.2, axis=-1),
+                                  "linear", lambda: _binary_data()),
+    "cce": (losses.CategoricalCrossentropy(), "softmax", lambda: _class_data()),
+    "cce_logits": (losses.CategoricalCrossentropy(from_logits=True), "linear", lambda: _class_data()),
+    "cce_smoothing": (losses.CategoricalCrossentropy(label_smoothing=0.2), "softmax", lambda: _class_data()),
+    "scce": (losses.SparseCategoricalCrossentropy(), "softmax", lambda: _class_data(sparse=True)),
+    "scce_logits_flat_labels": (losses.SparseCategoricalCrossentropy(from_logits=True), "linear",
+                                lambda: _class_data(sparse=True, label_shape=())),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSS_CASES))
+def test_each_loss_agrees_with_numpy(case):
+    loss, activation, data = LOSS_CASES[case]
+    x, y = data()
+    units = 4 if loss.sparse_labels else y.shape[-1]
+    ref, got = both(_mlp(units, activation), dict(optimizer="sgd", loss=loss), (x, y),
+                    dict(batch_size=BATCH, epochs=2))
+    assert_same_training(ref, got)
+
+
+@pytest.mark.parametrize("reduction", [r for r in losses.REDUCTIONS if r != "none"])  # "none" cannot train
+def test_each_reduction_with_sample_weights_agrees_with_numpy(reduction):
+    x, y = _binary_data()
+    weights = np.random.default_rng(8).uniform(0, 2, size=N)
+    weights[:BATCH] = 0.0  # a whole batch of zero weights: no 0/0 under mean_with_sample_weight
+    ref, got = both(_mlp(2, "sigmoid"), dict(optimizer="adam", loss=losses.BinaryCrossentropy(reduction=reduction),
+                                             metrics=["accuracy", "mse"]),
+                    (x, y), dict(batch_size=BATCH, epochs=2, sample_weight=weights, shuffle=False))
+    assert_same_training(ref, got)
+
+
+OPTIMIZER_CASES = {
+    "sgd": optimizers.SGD(learning_rate=0.1),
+    "sgd_momentum": optimizers.SGD(learning_rate=0.1, momentum=0.9),
+    "sgd_nesterov": optimizers.SGD(learning_rate=0.1, momentum=0.8, nesterov=True),
+    "adam": optimizers.Adam(learning_rate=0.01),
+    "adam_amsgrad": optimizers.Adam(learning_rate=0.01, amsgrad=True),
+    "rmsprop": optimizers.RMSprop(learning_rate=0.01),
+    "rmsprop_momentum_centered": optimizers.RMSprop(learning_rate=0.01, momentum=0.5, centered=True),
+    "rmsprop_centered": optimizers.RMSprop(learning_rate=0.01, centered=True),
+    "clipvalue": optimizers.SGD(learning_rate=0.1, momentum=0.5, clipvalue=0.05),
+    "clipnorm": optimizers.Adam(learning_rate=0.01, clipnorm=0.1),
+    "global_clipnorm": optimizers.RMSprop(learning_rate=0.01, global_clipnorm=0.2),
+    "weight_decay": optimizers.Adam(learning_rate=0.01, weight_decay=0.05),
+    "sgd_weight_decay": optimizers.SGD(learning_rate=0.1, weight_decay=0.1),
+    "adamw": optimizers.AdamW(learning_rate=0.01),
+    "adagrad": optimizers.Adagrad(learning_rate=0.1),
+    "adadelta": optimizers.Adadelta(learning_rate=1.0),
+    "adamax": optimizers.Adamax(learning_rate=0.01, clipvalue=0.5),
+    "nadam": optimizers.Nadam(learning_rate=0.01, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
+def test_each_optimizer_option_agrees_with_numpy(case):
+    x, y = _regression_data()
+    ref, got = both(_mlp(3, "linear"), dict(optimizer=OPTIMIZER_CASES[case], loss="mse"), (x, y),
+                    dict(batch_size=BATCH, epochs=2))
+    assert_same_training(ref, got)
+
+
+def test_regularizers_and_constraints_agree_with_numpy():
+    def build():
+        return Sequential([
+            Dense(6, input_dim=FEATURES, activation="relu", kernel_regularizer=regularizers.L1(0.01),
+                  bias_regularizer=regularizers.L2(0.02), activity_regularizer=regularizers.L1L2(0.01, 0.02),
+                  kernel_constraint=constraints.MaxNorm(0.5), bias_constraint=constraints.NonNeg()),
+            Dense(5, activation="tanh", kernel_regularizer=regularizers.L1L2(0.01, 0.01),
+                  kernel_constraint=constraints.UnitNorm(axis=1), bias_constraint=constraints.MinMaxNorm(0.1, 0.3, rate=0.5)),
+            Dense(3, activity_regularizer=regularizers.L2(0.05)),
+        ])
+
+    x, y = _regression_data()
+    ref, got = both(build, dict(optimizer=optimizers.SGD(learning_rate=0.2, momentum=0.5), loss="mse"), (x, y),
+                    dict(batch_size=BATCH, epochs=2, validation_split=0.2))
+    assert_same_training(ref, got)
+
+
+def test_every_metric_and_activation_agrees_with_numpy():
+    def build():
+        return Sequential([Input((FEATURES,)), Dense(6, activation="relu"), Activation("tanh"),
+                           Dense(4), Activation("softmax"), Dropout(0.3), Dense(4, activation="sigmoid")])
+
+    x, y = _class_data()
+    metric_list = ["accuracy", metrics.BinaryAccuracy(threshold=0.4), metrics.Accuracy(), "mse", "mae",
+                   metrics.CategoricalAccuracy()]
+    ref, got = both(build, dict(optimizer="rmsprop", loss="categorical_crossentropy", metrics=metric_list),
+                    (x, y), dict(batch_size=BATCH, epochs=2, validation_data=(x[:20], y[:20])))
+    assert_same_training(ref, got)
+
+
+def test_sparse_accuracy_and_softmax_axis_agree_with_numpy():
+    def build():
+        return Sequential([Dense(4, input_dim=FEATURES, activation="softmax"),
+                           Dense(4, activation=Softmax(axis=-1)), Dense(4)])
+
+    x, y = _class_data(sparse=True)
+    ref, got = both(build, dict(optimizer="adam", loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+                                metrics=["accuracy", metrics.SparseCategoricalAccuracy()]),
+                    (x, y), dict(batch_size=BATCH, epochs=2))
+    assert_same_training(ref, got)
+
+
+def test_dense_on_rank3_inputs_and_softmax_on_another_axis_agree_with_numpy():
+    def build():
+        return Sequential([Dense(4, input_shape=(2, FEATURES), activation=Softmax(axis=1)),
+                           Dropout(0.25, noise_shape=(None, 1, 4)), Dense(3)])
+
+    x, y = _regression_data(rank3=True)
+    ref, got = both(build, dict(optimizer="adam", loss="mae", metrics=["mse"]), (x, y),
+                    dict(batch_size=BATCH, epochs=2))
+    assert_same_training(ref, got)
+
+
+def test_one_step_per_call_agrees_with_numpy():
+    """A batch-level callback makes fit() call the backend once per step (blocks of shape (1, batch))."""
+
+    class Logs(Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append(dict(logs))
+
+    x, y, *_ = blog_data(200, 10)
+    seen = {}
+    for backend in ("numpy", "torch"):
+        model = blog_model(dropout=True)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], backend=backend,
+                      dtype="float64", seed=4)
+        callback = Logs()
+        model.fit(x, y, epochs=2, batch_size=BATCH, verbose=0, callbacks=[callback])
+        seen[backend] = callback.seen
+    assert len(seen["torch"]) == len(seen["numpy"]) == 2 * 13
+    for got, ref in zip(seen["torch"], seen["numpy"]):
+        assert got.keys() == ref.keys()
+        for key in ref:
+            np.testing.assert_allclose(got[key], ref[key], **F64)
+
+
+# ---- evaluate, predict, state ------------------------------------------------------------
+
+
+def test_evaluate_and_predict_agree_with_numpy():
+    x, y, _, _, x_test, y_test = blog_data(300, 123)
+    weights = np.random.default_rng(1).uniform(0, 1, size=len(x_test))
+    out = {}
+    for backend in ("numpy", "torch"):
+        model = blog_model(dropout=True)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy", "mae"],
+                      backend=backend, dtype="float64", seed=9)
+        model.fit(x, y, epochs=1, verbose=0)
+        out[backend] = (model.evaluate(x_test, y_test, batch_size=20, verbose=0, return_dict=True),
+                        model.evaluate(x_test, y_test, batch_size=50, sample_weight=weights, verbose=0),
+                        model.predict(x_test, batch_size=17, verbose=0),
+                        model.predict(x_test[:0], verbose=0))
+    (ev, ev_w, pred, empty), (ref_ev, ref_ev_w, ref_pred, ref_empty) = out["torch"], out["numpy"]
+    assert ev.keys() == ref_ev.keys()
+    for key in ref_ev:
+        np.testing.assert_allclose(ev[key], ref_ev[key], **F64)
+    np.testing.assert_allclose(ev_w, ref_ev_w, **F64)
+    assert pred.shape == ref_pred.shape == (123, 1) and pred.dtype == np.float64
+    np.testing.assert_allclose(pred, ref_pred, rtol=0, atol=1e-9)
+    assert empty.shape == ref_empty.shape == (0, 1)
+
+
+def test_weights_and_optimizer_state_round_trip_and_drive_the_next_steps():
+    x, y = _regression_data()
+    rng = np.random.default_rng(2)
+    trained = {}
+    for backend in ("numpy", "torch"):
+        model = _mlp(3, "linear")()
+        model.compile(optimizer=optimizers.RMSprop(momentum=0.5, centered=True), loss="mse",
+                      backend=backend, dtype="float64", seed=1)
+        runtime = model._compiled.runtime
+        weights = [rng.normal(size=w.shape) for w in model.get_weights()]
+        state = [[rng.normal(size=w.shape) ** 2 for _ in slots] for w, slots in
+                 zip(weights, runtime.get_optimizer_state())]
+        rng = np.random.default_rng(2)  # the same draws for the next backend
+        model.set_weights(weights)
+        runtime.set_optimizer_state(state)
+        for got, want in zip(model.get_weights(), weights):
+            np.testing.assert_array_equal(got, want)
+        for got_slots, want_slots in zip(runtime.get_optimizer_state(), state):
+            assert len(got_slots) == 3
+            for got, want in zip(got_slots, want_slots):
+                np.testing.assert_array_equal(got, want)
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        trained[backend] = (model.get_weights(), runtime.get_optimizer_state())
+    for got, ref in zip(trained["torch"][0], trained["numpy"][0]):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    for got_slots, ref_slots in zip(trained["torch"][1], trained["numpy"][1]):
+        for got, ref in zip(got_slots, ref_slots):
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+
+
+def test_relu_options_and_the_other_activations_agree_with_numpy():
+    from polynn import activations
+
+    hidden = [activations.ReLU(negative_slope=0.1, max_value=1.5, threshold=0.2), activations.ReLU(max_value=0.8),
+              "elu", "selu", "softplus", "softsign", "gelu", activations.GELU(approximate=False), "silu",
+              "leaky_relu", "relu6", "exponential", "hard_sigmoid", "hard_silu", "mish"]
+
+    def build():
+        return Sequential([Dense(6, input_dim=FEATURES, activation="tanh"),
+                           *(Dense(6, activation=a) for a in hidden),
+                           Dense(4, activation="log_softmax"), Dense(3)])
+
+    x, y = _regression_data()
+    ref, got = both(build, dict(optimizer="adam", loss="mse", metrics=["root_mean_squared_error"]), (x, y),
+                    dict(batch_size=BATCH, epochs=2))
+    assert_same_training(ref, got)
+
+
+def test_kinks_take_the_spec_gradient_exactly_at_the_corner():
+    """Inputs exactly at 0 (and relu6's 6): autograd of a naive formula would give another value there."""
+    from polynn import activations
+    from polynn_numpy import activations as numpy_activations
+    from polynn_torch import activations as torch_activations
+
+    x = np.array([-6.0, -3.0, 0.0, 3.0, 6.0, 0.5, -0.5])
+    for spec in (activations.Softplus(), activations.LeakyReLU(), activations.ReLU6(), activations.Mish(),
+                 activations.ReLU(negative_slope=0.3, max_value=6.0), activations.ELU(alpha=0.7)):
+        forward, backward = numpy_activations.IMPLEMENTATIONS[spec.name]
+        y = forward(spec, x)
+        t = torch.tensor(x, requires_grad=True)
+        out = torch_activations.IMPLEMENTATIONS[spec.name](spec, t)
+        (grad,) = torch.autograd.grad(out.sum(), t)
+        np.testing.assert_allclose(out.detach().numpy(), y, rtol=1e-12, atol=1e-15, err_msg=spec.name)
+        np.testing.assert_allclose(grad.numpy(), backward(spec, x, y, np.ones_like(x)), rtol=1e-12, atol=1e-15,
+                                   err_msg=spec.name)
+
+
+def test_from_logits_crossentropy_has_the_true_gradient_at_zero():
+    from polynn_numpy import losses as numpy_losses
+    from polynn_torch import losses as torch_losses
+
+    spec = losses.BinaryCrossentropy(from_logits=True)
+    p = np.array([[0.0, 0.0, 2.0, -2.0]])
+    y = np.array([[1.0, 0.0, 1.0, 0.0]])
+    t = torch.tensor(p, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch_losses.IMPLEMENTATIONS["binary_crossentropy"](spec, torch.tensor(y), t).sum(), t)
+    want = numpy_losses.IMPLEMENTATIONS["binary_crossentropy"][1](spec, y, p, np.ones(1))
+    np.testing.assert_allclose(grad.numpy(), want, rtol=1e-12, atol=1e-15)
+
+
+def test_the_other_mean_metrics_agree_with_numpy():
+    def build():
+        return Sequential([Dense(6, input_dim=FEATURES, activation="relu"), Dense(4, activation="softmax")])
+
+    x, y = _class_data()
+    metric_list = [metrics.TopKCategoricalAccuracy(k=2), "categorical_crossentropy", "root_mean_squared_error",
+                   metrics.BinaryCrossentropy()]
+    ref, got = both(build, dict(optimizer="adam", loss="categorical_crossentropy", metrics=metric_list),
+                    (x, y), dict(batch_size=BATCH, epochs=2, validation_data=(x[:20], y[:20])))
+    assert_same_training(ref, got)
+    x, y = _class_data(sparse=True)
+    ref, got = both(build, dict(optimizer="adam", loss="sparse_categorical_crossentropy",
+                                metrics=[metrics.SparseTopKCategoricalAccuracy(k=2), "sparse_categorical_crossentropy"]),
+                    (x, y), dict(batch_size=BATCH, epochs=1))
+    assert_same_training(ref, got)
+
+
+def test_missing_cuda_device_is_refused_naming_it():
+    from polynn.errors import InvalidArgumentError
+
+    model = _mlp(3, "linear")()
+    if torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.device_count()}"
+        with pytest.raises(InvalidArgumentError, match=f"device='{device}'"):
+            model.compile(loss="mse", backend="torch", device=device)
+    else:
+        for device in ("cuda", "cuda:1"):
+            with pytest.raises(InvalidArgumentError, match=f"device='{device}'.*no CUDA device"):
+                model.compile(loss="mse", backend="torch", device=device)
+
+
+@pytest.mark.parametrize("device", ["tpu", "mps", "cuda:x", 3])
+def test_unknown_device_is_refused(device):
+    from polynn.errors import InvalidArgumentError
+
+    model = _mlp(3, "linear")()
+    with pytest.raises(InvalidArgumentError, match=r"device=.*'cpu', 'cuda' or 'cuda:N'"):
+        model.compile(loss="mse", backend="torch", device=device)
+
+
+def test_cpu_device_by_name_and_by_default():
+    x, y = _regression_data()
+    results = []
+    for device in (None, "cpu"):
+        model = _mlp(3, "linear")()
+        model.compile(loss="mse", backend="torch", dtype="float64", seed=3, device=device)
+        assert model._compiled.runtime.device == torch.device("cpu")
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_agrees_with_numpy():
+    ref = run_blog("numpy", "float64", True, 1000, 300)
+    got = run_blog_on("cuda", "float64", True, 1000, 300)
+    assert_same_training(ref, got)
+    np.testing.assert_allclose(got["predictions"], ref["predictions"], rtol=0, atol=1e-9)
+
+
+def run_blog_on(device, dtype, dropout, n_train, n_other, epochs=2):
+    x, y, x_val, y_val, x_test, y_test = blog_data(n_train, n_other)
+    model = blog_model(dropout)
+    model.compile(optimizer="Adam", loss="binary_crossentropy", metrics=["accuracy"],
+                  backend="torch", dtype=dtype, seed=1000, device=device)
+    steps = record_step_losses(model)
+    history = model.fit(x, y, epochs=epochs, validation_data=(x_val, y_val), verbose=0)
+    return dict(steps=np.array(steps), history=history.history, weights=model.get_weights(),
+                state=model._compiled.runtime.get_optimizer_state(),
+                predictions=model.predict(x_test, verbose=0))
