@@ -249,6 +249,11 @@ OPTIMIZER_CASES = {
     "global_clipnorm": optimizers.RMSprop(learning_rate=0.01, global_clipnorm=0.2),
     "weight_decay": optimizers.Adam(learning_rate=0.01, weight_decay=0.05),
     "sgd_weight_decay": optimizers.SGD(learning_rate=0.1, weight_decay=0.1),
+    "adamw": optimizers.AdamW(learning_rate=0.01),
+    "adagrad": optimizers.Adagrad(learning_rate=0.05),
+    "adadelta": optimizers.Adadelta(learning_rate=1.0),
+    "adamax": optimizers.Adamax(learning_rate=0.01),
+    "nadam": optimizers.Nadam(learning_rate=0.01),
 }
 
 

@@ -58,7 +58,45 @@ def _rmsprop(spec, w, g, slots, s):
     return w - increment, new_slots
 
 
-UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop}
+def _adagrad(spec, w, g, slots, s):
+    accumulator = slots[0] + g * g
+    return w - (s["lr"] * g) / tf.math.sqrt(accumulator + spec.epsilon), [accumulator]
+
+
+def _adadelta(spec, w, g, slots, s):
+    accumulated_grad, accumulated_delta = slots
+    accumulated_grad = spec.rho * accumulated_grad + (1 - spec.rho) * (g * g)
+    delta = -(tf.math.sqrt(accumulated_delta + spec.epsilon) * g) / tf.math.sqrt(accumulated_grad + spec.epsilon)
+    accumulated_delta = spec.rho * accumulated_delta + (1 - spec.rho) * (delta * delta)
+    return w + s["lr"] * delta, [accumulated_grad, accumulated_delta]
+
+
+def _adamax(spec, w, g, slots, s):
+    m, u = slots
+    m = m + (g - m) * (1 - spec.beta_1)
+    u = tf.math.maximum(spec.beta_2 * u, tf.math.abs(g))
+    return w - (s["lr"] * m) / (s["correction"] * (u + spec.epsilon)), [m, u]
+
+
+def _nadam(spec, w, g, slots, s):
+    m, v = slots
+    m = m + (g - m) * (1 - spec.beta_1)
+    v = v + (g * g - v) * (1 - spec.beta_2)
+    m_hat = s["c_m"] * m + s["c_g"] * g
+    v_hat = v * s["c_v"]
+    return w - (m_hat * s["lr"]) / (tf.math.sqrt(v_hat) + spec.epsilon), [m, v]
+
+
+UPDATES = {
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": _rmsprop,
+    "adagrad": _adagrad,
+    "adadelta": _adadelta,
+    "adamax": _adamax,
+    "nadam": _nadam,
+}
 
 
 def _sum_of_squares(g):

@@ -46,8 +46,9 @@ class TensorFlowRuntime(Runtime):
         self.device = device
         with self._placement():
             self.weights = [tf.Variable(tf.zeros(ws.shape, self.dtype), name=ws.name) for _, ws in plan.weights]
-            self.slots = [[tf.Variable(tf.zeros(w.shape, self.dtype), trainable=False, name=name)
-                           for name in plan.optimizer.slot_names()] for w in self.weights]
+            starts = tuple(zip(plan.optimizer.slot_names(), plan.optimizer.slot_initial_values()))
+            self.slots = [[tf.Variable(tf.fill(w.shape, tf.constant(start, self.dtype)), trainable=False, name=name)
+                           for name, start in starts] for w in self.weights]
         self.layers = []
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
