@@ -307,3 +307,19 @@ def test_the_kit_runs_through_pytest(tmp_path):
     assert "polynn conformance: backend 'numpy'" in completed.stdout
     assert "activation.relu" in completed.stdout and "2 passed" in completed.stdout
     assert [c["case"] for c in json.loads(report.read_text())["cases"]] == ["activation.relu", "loss.mean_squared_error"]
+
+
+def test_functions_registered_with_polynn_register_get_cases():
+    import polynn
+    from polynn import _custom
+
+    @polynn.register("conformance_test_cube")
+    def cube(x):
+        return x * x * x
+
+    try:
+        report = run("numpy", "float64", ["activation.custom_activation(function=conformance_test_cube)"])
+    finally:
+        _custom.unregister("conformance_test_cube")
+    assert [(r.name, r.status) for r in report.results] == [
+        ("activation.custom_activation(function=conformance_test_cube)", "pass")]
