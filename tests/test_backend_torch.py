@@ -23,6 +23,17 @@ F64 = dict(rtol=1e-9, atol=1e-9)
 # ---- helpers ---------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """These models are tiny, so torch's intra-op threads buy nothing; on a machine whose cores are
+    busy they stall each matmul waiting for a descheduled thread (measured on 2 shared cores: one
+    blog epoch, one step per call, 26.7 s with 2 threads against 1.9 s with 1). Restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 def blog_data(n_train=10000, n_other=2500):
     """The blog example's data: the same draws as examples/blog.py, optionally truncated."""
     np.random.seed(1000)
