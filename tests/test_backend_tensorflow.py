@@ -436,3 +436,42 @@ def test_gradients_at_exactly_zero_preactivation_agree_with_numpy(from_logits):
     ref, got = both(build, dict(optimizer="adam", loss=losses.BinaryCrossentropy(from_logits=from_logits)), (x, y),
                     dict(batch_size=BATCH, epochs=1))
     assert_same_training(ref, got)
+
+
+ACTIVATION_CASES = {
+    "relu_options": dict(name="relu", negative_slope=0.1, max_value=0.8, threshold=0.05),
+    "relu_max_value": dict(name="relu", max_value=0.3),
+    "log_softmax": dict(name="log_softmax"),
+    "elu": dict(name="elu", alpha=0.5),
+    "selu": dict(name="selu"),
+    "softplus": dict(name="softplus"),
+    "softsign": dict(name="softsign"),
+    "gelu": dict(name="gelu"),
+    "gelu_exact": dict(name="gelu", approximate=False),
+    "silu": dict(name="silu"),
+    "leaky_relu": dict(name="leaky_relu"),
+    "relu6": dict(name="relu6"),
+    "exponential": dict(name="exponential"),
+    "hard_sigmoid": dict(name="hard_sigmoid"),
+    "hard_silu": dict(name="hard_silu"),
+    "mish": dict(name="mish"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACTIVATION_CASES))
+@pytest.mark.parametrize("zero_start", [False, True], ids=["random", "zero"])
+def test_each_activation_agrees_with_numpy(case, zero_start):
+    """zero_start puts every pre-activation at exactly 0 on the first step: the kink of most of them."""
+    from polynn import activations
+
+    options = dict(ACTIVATION_CASES[case])
+    activation = activations.get({"class_name": options.pop("name"), "config": options})
+
+    def build():
+        initializer = "zeros" if zero_start else "glorot_uniform"
+        return Sequential([Dense(6, input_dim=FEATURES, activation=activation, kernel_initializer=initializer),
+                           Dense(3)])
+
+    x, y = _regression_data()
+    ref, got = both(build, dict(optimizer="adam", loss="mse"), (x, y), dict(batch_size=BATCH, epochs=1))
+    assert_same_training(ref, got)

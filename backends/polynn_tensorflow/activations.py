@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
+
+from polynn.activations import SELU_ALPHA, SELU_SCALE
 
 
 def neg_abs(x):
@@ -11,10 +15,19 @@ def neg_abs(x):
     return tf.where(x >= 0, -x, x)
 
 
+def positive_part(x):
+    """max(x, 0) through a select on x >= 0: gradient 1 at 0, the partner of neg_abs in softplus."""
+    return tf.where(x >= 0, x, tf.zeros_like(x))
+
+
 def sigmoid(x):
     # exp of -|x| only, so no overflow: 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below.
     e = tf.math.exp(neg_abs(x))
     return tf.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def softplus(x):
+    return positive_part(x) + tf.math.log1p(tf.math.exp(neg_abs(x)))
 
 
 def _shifted(x, axis):
@@ -32,11 +45,52 @@ def log_softmax(x, axis=-1):
     return shifted - tf.math.log(tf.math.reduce_sum(tf.math.exp(shifted), axis=axis, keepdims=True))
 
 
+def _relu(spec, x):
+    # Each piece's gradient convention at its kink follows the reference's backward:
+    # tf.nn.relu passes nothing at 0; the clip passes its ends; the slope term stops at threshold.
+    if spec.threshold != 0:
+        y = x * tf.cast(x > spec.threshold, x.dtype)
+    else:
+        y = tf.nn.relu(x)
+    if spec.max_value is not None:
+        y = tf.clip_by_value(y, 0.0, spec.max_value)
+    if spec.negative_slope != 0:
+        y = y - spec.negative_slope * tf.nn.relu(spec.threshold - x)
+    return y
+
+
+def _elu(alpha, x):
+    return tf.where(x > 0, x, alpha * tf.math.expm1(tf.math.minimum(x, 0.0)))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+
+
+def _gelu(spec, x):
+    if spec.approximate:
+        return 0.5 * x * (1 + tf.math.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + tf.math.erf(x / math.sqrt(2)))
+
+
 IMPLEMENTATIONS = {
     "linear": lambda spec, x: x,
-    # tf.nn.relu's gradient is 0 at x == 0, as the spec asks (tf.maximum's would be 1).
-    "relu": lambda spec, x: tf.nn.relu(x),
+    "relu": _relu,
     "sigmoid": lambda spec, x: sigmoid(x),
     "tanh": lambda spec, x: tf.math.tanh(x),
     "softmax": lambda spec, x: softmax(x, spec.axis),
+    "log_softmax": lambda spec, x: log_softmax(x, spec.axis),
+    "elu": lambda spec, x: _elu(spec.alpha, x),
+    "selu": lambda spec, x: SELU_SCALE * _elu(SELU_ALPHA, x),
+    "softplus": lambda spec, x: softplus(x),
+    "softsign": lambda spec, x: x / (1 + tf.math.abs(x)),
+    "gelu": _gelu,
+    "silu": lambda spec, x: x * sigmoid(x),
+    # x > 0 (not >=) so the gradient at 0 is the slope, as the reference.
+    "leaky_relu": lambda spec, x: tf.where(x > 0, x, spec.negative_slope * x),
+    # tf.nn.relu6 passes the gradient on (0, 6) only, ends excluded, as the reference.
+    "relu6": lambda spec, x: tf.nn.relu6(x),
+    "exponential": lambda spec, x: tf.math.exp(x),
+    "hard_sigmoid": lambda spec, x: tf.nn.relu6(x + 3) / 6,
+    "hard_silu": lambda spec, x: x * tf.nn.relu6(x + 3) / 6,
+    "mish": lambda spec, x: x * tf.math.tanh(softplus(x)),
 }
