@@ -120,7 +120,8 @@ def _weight_tensors(model) -> dict:
     if model.input_shape is None:
         return {}
     weights = model.get_weights()
-    return {name: w for (name, _), w in zip(_weight_names(model, model.input_shape), weights)}
+    dtype = model._compiled.dtype if model._compiled is not None else "float32"
+    return {name: np.asarray(w, dtype=dtype) for (name, _), w in zip(_weight_names(model, model.input_shape), weights)}
 
 
 def save_model(model, path, overwrite: bool = True) -> None:
@@ -146,7 +147,7 @@ def save_model(model, path, overwrite: bool = True) -> None:
             slot_names = compiled.optimizer.slot_names()
             for name, slots in zip(list(tensors), runtime.get_optimizer_state()):
                 for slot_name, value in zip(slot_names, slots):
-                    tensors[f"optimizer{name[len('weights'):]}.{slot_name}"] = np.asarray(value)
+                    tensors[f"optimizer{name[len('weights'):]}.{slot_name}"] = np.asarray(value, dtype=compiled.dtype)
         metadata["state"] = _json({"iterations": int(model._iterations), "learning_rate": compiled.learning_rate,
                                    "seed": int(compiled.seed), "optimizer_state": has_slots})
     _atomic_write(path, tensors, metadata)
