@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ModelFileError
 
-__all__ = ["DTYPES", "MAX_HEADER_BYTES", "header_bytes", "write", "read"]
+__all__ = ["DTYPES", "MAX_HEADER_BYTES", "MAX_RANK", "header_bytes", "write", "read"]
 
 # safetensors dtype code -> numpy dtype (little-endian). Only plain numeric types: no objects.
 DTYPES = {
@@ -30,7 +30,7 @@ DTYPES = {
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 # The reference implementation refuses headers over 100 MB; so does this one.
 MAX_HEADER_BYTES = 100_000_000
-_MAX_RANK = 32
+MAX_RANK = 32
 # Tensor names are plain identifiers with dots: nothing that reads as a path.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}")
 
@@ -146,8 +146,8 @@ def read(stream: BinaryIO, size: int) -> tuple[dict[str, np.ndarray], dict[str, 
         if not isinstance(code, str) or code not in DTYPES:
             raise ModelFileError(f"tensor {name!r} has dtype {code!r}; accepted: {', '.join(DTYPES)}")
         shape = _int_list(info["shape"], name, "shape")
-        if len(shape) > _MAX_RANK:
-            raise ModelFileError(f"tensor {name!r} has rank {len(shape)}; accepted: at most {_MAX_RANK}")
+        if len(shape) > MAX_RANK:
+            raise ModelFileError(f"tensor {name!r} has rank {len(shape)}; accepted: at most {MAX_RANK}")
         begin, end = _int_list(info["data_offsets"], name, "data_offsets", 2)
         # Python integers: an absurd shape cannot overflow into a plausible size.
         nbytes = math.prod(shape) * DTYPES[code].itemsize

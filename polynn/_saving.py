@@ -16,6 +16,7 @@ any array the file describes is allocated.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import os
@@ -53,8 +54,6 @@ def _weight_names(model, input_shape) -> list[tuple[str, tuple]]:
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
@@ -82,13 +81,10 @@ def _atomic_write(path, tensors: dict, metadata: dict) -> None:
     """Write beside the target, flush and fsync, then rename over it: a crash leaves the old file."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    prefix, arrays = _safetensors.header_bytes(tensors, metadata)
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as stream:
-            stream.write(prefix)
-            for array in arrays:
-                stream.write(memoryview(array.reshape(-1)).cast("B"))
+            _safetensors.write(stream, tensors, metadata)
             stream.flush()
             os.fsync(stream.fileno())
         # mkstemp makes the file private; a saved model gets the mode an ordinary file would.
@@ -249,7 +245,7 @@ def _model_from_doc(docs: dict):
     model = _guarded("the model config", Sequential.from_config, doc["config"])
     shape = doc["input_shape"]
     if shape is not None:
-        if not isinstance(shape, list) or not shape or len(shape) > _safetensors._MAX_RANK:
+        if not isinstance(shape, list) or not shape or len(shape) > _safetensors.MAX_RANK:
             raise ModelFileError(f"the model's input_shape is {shape!r}; accepted: a list of positive integers or null")
         shape = tuple(_int(d, "an input_shape dimension", 1) for d in shape)
         declared = model.layers[0].declared_input_shape if model.layers else None
