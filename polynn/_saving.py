@@ -20,6 +20,7 @@ import json
 import math
 import numbers
 import os
+import warnings
 import re
 import tempfile
 
@@ -283,6 +284,8 @@ def _choose_backend(requested, recorded):
     for entry in plugins.backend_entries():
         if entry.name == recorded and entry.engine_installed():
             return recorded
+    warnings.warn(f"the model was trained on backend {recorded!r}, which is not installed here; "
+                  f"loading it on the default backend (pass backend= to choose)", RuntimeWarning, stacklevel=3)
     return None
 
 

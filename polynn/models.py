@@ -167,7 +167,12 @@ class Sequential:
         # Weights set by the user or trained are kept (moving a model to another backend);
         # weights only drawn before any seed was given are drawn again from this one.
         keep = self._weights is not None and not self._weights_provisional
-        previous = self.get_weights() if keep else None
+        previous = None
+        if keep:
+            # The runtime's weights when there is one (they may be trained); otherwise the float64
+            # weights held here, not get_weights(), whose float32 copy would lose precision.
+            runtime = None if self._compiled is None else self._compiled.runtime
+            previous = runtime.get_weights() if runtime is not None else self._weights
         self._compiled = _Compiled(optimizer, loss, metric_ids, engine, dtype, _random.resolve_seed(seed),
                                    steps_per_execution, device)
         self._iterations = 0
