@@ -20,9 +20,9 @@ import json
 import math
 import numbers
 import os
-import warnings
 import re
 import tempfile
+import warnings
 
 import numpy as np
 
