@@ -211,6 +211,16 @@ LOSS_CASES = {
     "scce": (losses.SparseCategoricalCrossentropy(), "softmax", lambda: _class_data(sparse=True)),
     "scce_logits_flat_labels": (losses.SparseCategoricalCrossentropy(from_logits=True), "linear",
                                 lambda: _class_data(sparse=True, label_shape=())),
+    "mape": (losses.get("mean_absolute_percentage_error"), "linear", lambda: _regression_data()),
+    "msle": (losses.get("mean_squared_logarithmic_error"), "relu", lambda: _binary_data()),
+    "huber": (losses.get({"class_name": "huber", "config": {"delta": 0.5}}), "linear", lambda: _regression_data()),
+    "log_cosh": (losses.get("log_cosh"), "linear", lambda: _regression_data()),
+    "hinge": (losses.get("hinge"), "tanh", lambda: _binary_data()),
+    "squared_hinge": (losses.get("squared_hinge"), "linear", lambda: _regression_data()),
+    "categorical_hinge": (losses.get("categorical_hinge"), "linear", lambda: _class_data()),
+    "kl_divergence": (losses.get("kl_divergence"), "softmax", lambda: _class_data()),
+    "poisson": (losses.get("poisson"), "softplus", lambda: _binary_data()),
+    "cosine_similarity": (losses.get("cosine_similarity"), "linear", lambda: _regression_data()),
 }
 
 
