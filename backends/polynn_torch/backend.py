@@ -16,6 +16,8 @@ def resolve_device(requested):
     owner = "backend 'torch'"
     accepted = "'cpu', 'cuda' or 'cuda:N'"
     name = "cpu" if requested is None else requested
+    if not isinstance(name, str):
+        raise InvalidArgumentError("device", requested, accepted, owner=owner)
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
