@@ -1,0 +1,130 @@
+"""JAX optimizers: update(spec, w, g, slots, s) -> (new w, new slots), as polynn.optimizers.
+
+Updates are pure functions (JAX arrays are immutable); the runtime carries weights and slots
+through its scan. The expressions keep the NumPy reference's order of operations, so float64
+results agree to the last bits. `s` maps the names of Optimizer.step_scalars to this step's
+values, in the weights' dtype. Clipping and weight decay, shared by every optimizer, are in `apply`.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import jax.numpy as jnp
+
+
+def _sgd(spec, w, g, slots, s):
+    lr = s["lr"]
+    if not spec.momentum:
+        return w - g * lr, []
+    (m,) = slots
+    m = m * spec.momentum - g * lr
+    if spec.nesterov:
+        return w + (m * spec.momentum - g * lr), [m]
+    return w + m, [m]
+
+
+def _adam(spec, w, g, slots, s):
+    m, v = slots[0], slots[1]
+    m = m + (g - m) * (1 - spec.beta_1)
+    v = v + (g * g - v) * (1 - spec.beta_2)
+    new_slots = [m, v]
+    if spec.amsgrad:
+        v = jnp.maximum(slots[2], v)
+        new_slots.append(v)
+    return w - (m * s["alpha"]) / (jnp.sqrt(v) + spec.epsilon), new_slots
+
+
+def _rmsprop(spec, w, g, slots, s):
+    names = spec.slot_names()
+    new_slots = list(slots)
+    velocity = spec.rho * slots[0] + (1 - spec.rho) * (g * g)
+    new_slots[0] = velocity
+    if spec.centered:
+        k = names.index("average_gradient")
+        average = spec.rho * slots[k] + (1 - spec.rho) * g
+        new_slots[k] = average
+        denominator = velocity - average * average + spec.epsilon
+    else:
+        denominator = velocity + spec.epsilon
+    increment = (s["lr"] * g) / jnp.sqrt(denominator)
+    if spec.momentum:
+        k = names.index("momentum")
+        momentum = spec.momentum * slots[k] + increment
+        new_slots[k] = momentum
+        return w - momentum, new_slots
+    return w - increment, new_slots
+
+
+def _adagrad(spec, w, g, slots, s):
+    accumulator = slots[0] + g * g
+    return w - (s["lr"] * g) / jnp.sqrt(accumulator + spec.epsilon), [accumulator]
+
+
+def _adadelta(spec, w, g, slots, s):
+    accumulated_grad, accumulated_delta = slots
+    accumulated_grad = spec.rho * accumulated_grad + (1 - spec.rho) * (g * g)
+    delta = -(jnp.sqrt(accumulated_delta + spec.epsilon) * g) / jnp.sqrt(accumulated_grad + spec.epsilon)
+    accumulated_delta = spec.rho * accumulated_delta + (1 - spec.rho) * (delta * delta)
+    return w + s["lr"] * delta, [accumulated_grad, accumulated_delta]
+
+
+def _adamax(spec, w, g, slots, s):
+    m, u = slots
+    m = m + (g - m) * (1 - spec.beta_1)
+    u = jnp.maximum(spec.beta_2 * u, jnp.abs(g))
+    return w - (s["lr"] * m) / (s["correction"] * (u + spec.epsilon)), [m, u]
+
+
+def _nadam(spec, w, g, slots, s):
+    m, v = slots
+    m = m + (g - m) * (1 - spec.beta_1)
+    v = v + (g * g - v) * (1 - spec.beta_2)
+    m_hat = s["c_m"] * m + s["c_g"] * g
+    v_hat = v * s["c_v"]
+    return w - (m_hat * s["lr"]) / (jnp.sqrt(v_hat) + spec.epsilon), [m, v]
+
+
+UPDATES = {
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": _rmsprop,
+    "adagrad": _adagrad,
+    "adadelta": _adadelta,
+    "adamax": _adamax,
+    "nadam": _nadam,
+}
+
+
+def _sum_of_squares(g):
+    return jnp.sum(g * g)
+
+
+def clip_gradients(spec, grads):
+    """The one clipping the spec sets: clipvalue, clipnorm per weight, or global_clipnorm."""
+    if spec.clipvalue is not None:
+        return [jnp.clip(g, -spec.clipvalue, spec.clipvalue) for g in grads]
+    if spec.clipnorm is not None:
+        return [g * spec.clipnorm / jnp.maximum(jnp.sqrt(_sum_of_squares(g)), spec.clipnorm) for g in grads]
+    if spec.global_clipnorm is not None:
+        # Summed left to right, as the reference's Python sum.
+        norm = jnp.sqrt(functools.reduce(operator.add, [_sum_of_squares(g) for g in grads]))
+        return [g * spec.global_clipnorm / jnp.maximum(norm, spec.global_clipnorm) for g in grads]
+    return grads
+
+
+def apply(spec, update, weights, grads, slots, s):
+    """New values of every weight and slot after one step's clipping, weight decay and update."""
+    if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
+        grads = clip_gradients(spec, grads)
+    decay = s.get("decay")
+    new_weights, new_slots = [], []
+    for w, g, ws in zip(weights, grads, slots):
+        if decay is not None:
+            w = w - w * decay
+        w, ws = update(spec, w, g, ws, s)
+        new_weights.append(w)
+        new_slots.append(list(ws))
+    return new_weights, new_slots
