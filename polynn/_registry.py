@@ -88,6 +88,11 @@ def specs(kind: str) -> list[type]:
     return sorted({c for c in _BY_NAME[kind].values() if getattr(c, "enumerable", True)}, key=lambda c: c.name)
 
 
+def builtin_specs(kind: str) -> list[type]:
+    """specs(kind) limited to polynn's own components (not those plugins registered)."""
+    return [c for c in specs(kind) if _SOURCE.get(c) == "polynn"]
+
+
 def source_of(cls: type) -> str:
     return _SOURCE.get(cls, "?")
 
