@@ -1,5 +1,8 @@
 """NumPy optimizers: update(spec, w, g, slots, s) changes w and its slots in place, as polynn.optimizers.
 
+The runtime calls each rule once per step on flat buffers holding every weight (element-wise
+rules give the same numbers as weight by weight).
+
 `s` maps the names of Optimizer.step_scalars to this step's values, already in the weights' dtype.
 Clipping and weight decay, shared by every optimizer, are in `apply`.
 """
@@ -95,23 +98,23 @@ UPDATES = {
 }
 
 
-def clip_gradients(spec, grads):
-    """The one clipping the spec sets: clipvalue, clipnorm per weight, or global_clipnorm."""
+def clip_gradients(spec, flat_grads, grads):
+    """The one clipping the spec sets, in place: clipvalue, clipnorm per weight, or global_clipnorm."""
     if spec.clipvalue is not None:
-        return [np.clip(g, -spec.clipvalue, spec.clipvalue) for g in grads]
-    if spec.clipnorm is not None:
-        return [g * spec.clipnorm / np.maximum(np.sqrt(np.sum(g * g)), spec.clipnorm) for g in grads]
-    if spec.global_clipnorm is not None:
-        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
-        return [g * spec.global_clipnorm / np.maximum(norm, spec.global_clipnorm) for g in grads]
-    return grads
+        np.clip(flat_grads, -spec.clipvalue, spec.clipvalue, out=flat_grads)
+    elif spec.clipnorm is not None:
+        for g in grads:
+            g *= spec.clipnorm / np.maximum(np.sqrt(np.sum(g * g)), spec.clipnorm)
+    elif spec.global_clipnorm is not None:
+        norm = np.sqrt(np.sum(flat_grads * flat_grads))
+        flat_grads *= spec.global_clipnorm / np.maximum(norm, spec.global_clipnorm)
 
 
-def apply(spec, update, weights, grads, slots, s):
-    if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
-        grads = clip_gradients(spec, grads)
+def apply(spec, update, flat_weights, flat_grads, grads, flat_slots, s):
+    """One update of every weight: clipping, weight decay, then the rule, on the flat buffers
+    (`grads` are the per-weight views of `flat_grads`, for per-weight clipping)."""
+    clip_gradients(spec, flat_grads, grads)
     decay = s.get("decay")
-    for w, g, ws in zip(weights, grads, slots):
-        if decay is not None:
-            w -= w * decay
-        update(spec, w, g, ws, s)
+    if decay is not None:
+        flat_weights -= flat_weights * decay
+    update(spec, flat_weights, flat_grads, flat_slots, s)

@@ -16,7 +16,15 @@ class NumpyRuntime(Runtime):
     def __init__(self, backend, plan):
         self.plan = plan
         self.dtype = np.dtype(plan.dtype)
-        self.weights = [np.zeros(ws.shape, dtype=self.dtype) for _, ws in plan.weights]
+        # Weights, gradients and optimizer slots each live in one flat buffer, with a view per
+        # weight: the optimizer updates every weight in a handful of NumPy calls (element-wise,
+        # so the numbers are those of a per-weight update).
+        shapes = [tuple(ws.shape) for _, ws in plan.weights]
+        total = sum(int(np.prod(shape)) for shape in shapes)
+        self.flat_weights = np.zeros(total, dtype=self.dtype)
+        self.weights = _views(self.flat_weights, shapes)
+        self.flat_grads = np.zeros(total, dtype=self.dtype)
+        self.grads = _views(self.flat_grads, shapes)
         self.layers = []
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
@@ -35,7 +43,9 @@ class NumpyRuntime(Runtime):
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         starts = plan.optimizer.slot_initial_values()
-        self.slots = [[np.full_like(w, start) for start in starts] for w in self.weights]
+        self.flat_slots = [np.full(total, start, dtype=self.dtype) for start in starts]
+        by_slot = [_views(flat, shapes) for flat in self.flat_slots]
+        self.slots = [[views[k] for views in by_slot] for k in range(len(shapes))]
         self.backend = backend
         self.set_metrics(plan.metrics)
 
@@ -97,16 +107,18 @@ class NumpyRuntime(Runtime):
         p, caches = self._forward(x, masks)
         loss, dp = self._loss(y, p, w, caches)
         states = self._metric_states(y, p, w)
-        grads_by_layer = []
         dy = dp
+        k = len(self.grads)
         for index in range(len(self.layers) - 1, -1, -1):
             layer, params = self.layers[index]
             dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0)
-            grads_by_layer.append(grads)
-        grads = [g for layer_grads in reversed(grads_by_layer) for g in layer_grads]
+            k -= len(grads)
+            for target, g in zip(self.grads[k:], grads):
+                np.copyto(target, g)
         for k, reg, _, gradient in self.regularized:
-            grads[k] = grads[k] + gradient(reg, self.weights[k])
-        optimizers.apply(self.optimizer, self.update, self.weights, grads, self.slots, s)
+            self.grads[k] += gradient(reg, self.weights[k])
+        optimizers.apply(self.optimizer, self.update, self.flat_weights, self.flat_grads, self.grads,
+                         self.flat_slots, s)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
         return loss, states
@@ -141,3 +153,13 @@ class NumpyRuntime(Runtime):
     def predict_steps(self, data, batches):
         x = data[0]
         return np.concatenate([self._forward(x[rows], None)[0] for rows in batches], axis=0)
+
+
+def _views(flat: np.ndarray, shapes) -> list[np.ndarray]:
+    """Views of consecutive pieces of `flat`, one per shape."""
+    views, offset = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        views.append(flat[offset:offset + size].reshape(shape))
+        offset += size
+    return views
