@@ -9,7 +9,10 @@ def pytest_generate_tests(metafunc):
     if "conformance_case" in metafunc.fixturenames:
         from .plugin import _KIT
 
-        cases = metafunc.config.stash[_KIT].cases()
+        kit = metafunc.config.stash.get(_KIT, None)
+        if kit is None:
+            raise pytest.UsageError("polynn's pytest plugin is not active: add -p polynn.conformance.plugin")
+        cases = kit.cases()
         metafunc.parametrize("conformance_case", cases, ids=[case.name for case in cases])
 
 
