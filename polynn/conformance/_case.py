@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._compare import Check, Tolerance
+from ._compare import Check, Tolerance, finite_or_none
 
 STATUSES = ("pass", "fail", "unsupported", "error")
 
@@ -66,14 +66,12 @@ class CaseResult:
         return "; ".join(lines)
 
     def to_json(self) -> dict:
-        from ._compare import _finite_or_none
-
         return {
             "case": self.name,
             "kind": self.kind,
             "status": self.status,
-            "worst_abs": _finite_or_none(self.worst_abs),
-            "worst_rel": _finite_or_none(self.worst_rel),
+            "worst_abs": finite_or_none(self.worst_abs),
+            "worst_rel": finite_or_none(self.worst_rel),
             "tolerances": {c.name: c.tolerance.to_json() for c in self.checks if c.tolerance is not None},
             "checks": [c.to_json() for c in self.checks],
             "message": self.message,

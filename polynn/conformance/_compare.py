@@ -38,14 +38,14 @@ class Check:
             "name": self.name,
             "checked": self.tolerance is not None,
             "passed": self.passed,
-            "worst_abs": _finite_or_none(self.worst_abs),
-            "worst_rel": _finite_or_none(self.worst_rel),
+            "worst_abs": finite_or_none(self.worst_abs),
+            "worst_rel": finite_or_none(self.worst_rel),
             "tolerance": None if self.tolerance is None else self.tolerance.to_json(),
             "detail": self.detail,
         }
 
 
-def _finite_or_none(value):
+def finite_or_none(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 

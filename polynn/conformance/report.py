@@ -21,8 +21,8 @@ class BackendInfo:
 
     @classmethod
     def of(cls, name: str) -> "BackendInfo":
+        backend = plugins.get_backend(name)  # an unknown name raises UnknownBackendError here
         entry = next(e for e in plugins.backend_entries() if e.name == name)
-        backend = plugins.get_backend(name)
         distribution, version = entry.distribution, None
         for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=entry.plugin):
             if getattr(ep, "dist", None) is not None:
