@@ -11,6 +11,9 @@ import torch
 
 from polynn.activations import SELU_ALPHA, SELU_SCALE
 
+from . import custom
+from .special import softplus
+
 
 def _relu(spec, x):
     if spec.threshold != 0:
@@ -24,13 +27,6 @@ def _relu(spec, x):
     if spec.negative_slope != 0:
         y = y - spec.negative_slope * torch.relu(spec.threshold - x)
     return y
-
-
-def softplus(x):
-    # max(x, 0) and |x| both take the x >= 0 branch at 0, so their derivatives there add up to
-    # 1 - 1/2 = sigmoid(0) (torch's relu and abs would give 0).
-    positive = x >= 0
-    return torch.where(positive, x, 0.0) + torch.log1p(torch.exp(-torch.where(positive, x, -x)))
 
 
 def _elu(alpha, x):
@@ -66,4 +62,5 @@ IMPLEMENTATIONS = {
     "hard_sigmoid": lambda spec, x: _relu6(x + 3) / 6,
     "hard_silu": lambda spec, x: x * _relu6(x + 3) / 6,
     "mish": lambda spec, x: x * torch.tanh(softplus(x)),
+    "custom_activation": custom.activation,
 }

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from polynn.backend import Runtime, StepResult
+from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
 from . import optimizers
@@ -70,7 +71,9 @@ class TorchRuntime(Runtime):
             self._assign([slot[i] for slot in self.slots], values)
 
     def set_metrics(self, metrics):
-        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+        # Mean metrics give per-sample values; the others (precision, recall, auc) their state increment.
+        self.metrics = [(m, self.backend.implementation("metric", m.name), isinstance(m, MeanMetric))
+                        for m in metrics]
 
     def put_data(self, x, y=None, sample_weight=None):
         return tuple(None if a is None else torch.tensor(np.asarray(a, dtype=self.np_dtype), device=self.device)
@@ -129,13 +132,20 @@ class TorchRuntime(Runtime):
     def _result(self, losses, sums, counts):
         """One transfer for the whole block: the losses as float64 and each metric's state."""
         parts = [torch.stack(losses).to(torch.float64)]
-        for metric_sums, metric_counts in zip(sums, counts):
+        for (_, _, mean), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+            if not mean:
+                parts.append(torch.stack(metric_sums).sum(dim=0))
+                continue
             parts.append(torch.stack(metric_sums).sum().reshape(1))
             if metric_counts and isinstance(metric_counts[0], torch.Tensor):
                 parts.append(torch.stack(metric_counts).sum().reshape(1))
         host = torch.cat(parts).cpu().numpy()
         states, at = [], len(losses)
-        for metric_counts in counts:
+        for (metric, _, mean), metric_counts in zip(self.metrics, counts):
+            if not mean:
+                states.append(host[at:at + metric.state_size].copy())
+                at += metric.state_size
+                continue
             total = host[at]
             at += 1
             if metric_counts and isinstance(metric_counts[0], torch.Tensor):
@@ -147,7 +157,10 @@ class TorchRuntime(Runtime):
         return StepResult(host[:len(losses)].copy(), states)
 
     def _accumulate(self, sums, counts, y, p, w):
-        for (metric, impl), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+        for (metric, impl, mean), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+            if not mean:
+                metric_sums.append(impl(metric, y, p, w))
+                continue
             total, count = metric_impls.mean_state(impl(metric, y, p), w)
             metric_sums.append(total)
             metric_counts.append(count)

@@ -1,0 +1,325 @@
+"""The torch backend's polynn.ops: torch on tensors, in NumPy's spelling, with the reference's gradients.
+
+Every name in polynn.ops.OP_NAMES is here, with the semantics of the NumPy backend's ops (see
+polynn_numpy.ops): maximum and minimum send a tie's gradient to x, clip passes the gradient on
+[x_min, x_max] ends included, abs and sign have slope 0 at 0, a reduced max or min shares its
+gradient evenly between ties, and power's exponent gradient is 0 where the base is not positive.
+Python numbers stay Python numbers where torch takes them, so they keep the tensor's dtype; arrays
+and numbers made into tensors take the float dtype and device of the model running the user
+function (`floats`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import numbers
+
+import numpy as np
+import torch
+
+from polynn.errors import InvalidArgumentError
+
+from . import special
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32, "int64": torch.int64,
+           "bool": torch.bool}
+_floats = contextvars.ContextVar("polynn_torch_floats", default=(torch.float32, torch.device("cpu")))
+
+
+@contextlib.contextmanager
+def floats(dtype, device):
+    """Make (dtype, device) those of the floats that user functions convert from Python or NumPy."""
+    token = _floats.set((dtype, torch.device(device)))
+    try:
+        yield
+    finally:
+        _floats.reset(token)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, np.ndarray)
+
+
+def _tensor(x, like=None):
+    """x as a tensor: floats in the model's dtype, on `like`'s device (else the model's)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    dtype, device = _floats.get()
+    if isinstance(like, torch.Tensor):
+        device = like.device
+        if like.is_floating_point():
+            dtype = like.dtype
+    array = np.asarray(x)
+    if array.ndim == 0 and array.dtype.kind in "biuf":
+        # A fill on the device: a host-to-device copy would wait for the queued steps.
+        kind = {"b": torch.bool, "f": dtype}.get(array.dtype.kind, torch.int64)
+        return torch.full((), array.item(), dtype=kind, device=device)
+    if array.dtype.kind == "f":
+        return torch.as_tensor(array, device=device).to(dtype)
+    return torch.as_tensor(array, device=device)
+
+
+def _pair(x, y):
+    """The operands of a binary op: a number beside a tensor stays a number (it keeps the
+    tensor's dtype); anything else becomes a tensor."""
+    if not isinstance(x, torch.Tensor) and not (isinstance(y, torch.Tensor) and _is_number(x)):
+        x = _tensor(x, like=y)
+    if not isinstance(y, torch.Tensor) and not _is_number(y):
+        y = _tensor(y, like=x)
+    return x, y
+
+
+def _unary(function):
+    def op(x):
+        return function(_tensor(x))
+
+    op.__name__ = function.__name__
+    return op
+
+
+abs = _unary(torch.abs)  # noqa: A001  (backward sign(x): 0 at 0)
+square = _unary(torch.square)
+sqrt = _unary(torch.sqrt)
+exp = _unary(torch.exp)
+log = _unary(torch.log)
+log1p = _unary(torch.log1p)
+tanh = _unary(torch.tanh)
+sigmoid = _unary(torch.sigmoid)
+softplus = _unary(special.softplus)
+negative = _unary(torch.neg)
+sign = _unary(torch.sign)  # backward 0
+
+
+class _Power(torch.autograd.Function):
+    """a ** b with the reference's gradients: b a**(b-1) for a, a**b log(a) for b where a > 0, else 0
+    (torch's pow gives NaN for b at a negative base)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = torch.pow(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = (g * b * torch.pow(a, b - 1)).sum_to_size(a.shape)
+        if ctx.needs_input_grad[1]:
+            db = (g * out * torch.log(torch.where(a > 0, a, 1))).sum_to_size(b.shape)
+        return da, db
+
+
+def power(x, y):
+    x, y = _pair(x, y)
+    if isinstance(y, torch.Tensor) and y.requires_grad:
+        if not isinstance(x, torch.Tensor):
+            x = _tensor(x, like=y)
+        return _Power.apply(x, y)
+    return torch.pow(x, y)
+
+
+def matmul(x, y):
+    return torch.matmul(_tensor(x, like=y), _tensor(y, like=x))
+
+
+def where(condition, x, y):
+    x, y = _pair(x, y)
+    if not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor):
+        x = _tensor(x)
+    return torch.where(_tensor(condition, like=x).to(torch.bool), x, y)
+
+
+def maximum(x, y):
+    # Ties send the gradient to x, as the reference (torch.maximum would split it).
+    x, y = _pair(x, y)
+    return where(x >= y, x, y)
+
+
+def minimum(x, y):
+    x, y = _pair(x, y)
+    return where(x <= y, x, y)
+
+
+def _bound(bound, like):
+    # The bounds take no gradient, as the reference's clip is a function of x alone.
+    if isinstance(bound, torch.Tensor):
+        return bound.detach().to(like.dtype)
+    if bound is None or _is_number(bound):
+        return bound
+    return _tensor(bound, like=like)
+
+
+def clip(x, x_min, x_max):
+    x = _tensor(x)
+    low, high = _bound(x_min, x), _bound(x_max, x)
+    if isinstance(low, torch.Tensor) != isinstance(high, torch.Tensor) and low is not None and high is not None:
+        # clamp takes two numbers or two tensors, not one of each.
+        low, high = _tensor(low, like=x), _tensor(high, like=x)
+    # clamp's backward passes the gradient where x_min <= x <= x_max, ends included, as the reference.
+    return torch.clamp(x, low, high)
+
+
+def _compare(function):
+    def op(x, y):
+        x, y = _pair(x, y)
+        return function(x, y)
+
+    op.__name__ = function.__name__
+    return op
+
+
+# The Python operators, so a number may stand on either side.
+equal = _compare(lambda x, y: x == y)
+not_equal = _compare(lambda x, y: x != y)
+greater = _compare(lambda x, y: x > y)
+greater_equal = _compare(lambda x, y: x >= y)
+less = _compare(lambda x, y: x < y)
+less_equal = _compare(lambda x, y: x <= y)
+
+
+def logical_and(x, y):
+    return torch.logical_and(_tensor(x, like=y), _tensor(y, like=x))
+
+
+def logical_or(x, y):
+    return torch.logical_or(_tensor(x, like=y), _tensor(y, like=x))
+
+
+def logical_not(x):
+    return torch.logical_not(_tensor(x))
+
+
+def _dtype(dtype):
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise InvalidArgumentError("dtype", dtype, ", ".join(_DTYPES), owner="polynn.ops.cast") from None
+
+
+def cast(x, dtype):
+    return _tensor(x).to(_dtype(dtype))
+
+
+def _dims(axis):
+    """torch's dim for NumPy's axis: every axis for None."""
+    if axis is None:
+        return ()
+    return tuple(axis) if isinstance(axis, (tuple, list)) else axis
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return torch.sum(_tensor(x), dim=_dims(axis), keepdim=keepdims)
+
+
+def _floating(x):
+    x = _tensor(x)
+    # NumPy's mean of integers or booleans is a float; here the model's float dtype.
+    return x if x.is_floating_point() else x.to(_floats.get()[0])
+
+
+def mean(x, axis=None, keepdims=False):
+    return torch.mean(_floating(x), dim=_dims(axis), keepdim=keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    # amax's backward shares the gradient evenly between ties, as the reference.
+    return torch.amax(_tensor(x), dim=_dims(axis), keepdim=keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    return torch.amin(_tensor(x), dim=_dims(axis), keepdim=keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    x = _tensor(x)
+    if axis is None:
+        out = torch.prod(x)
+        return out.reshape((1,) * x.dim()) if keepdims else out
+    # torch.prod takes one dim at a time; its backward is the product of the others, zeros included.
+    axes = sorted((a % x.dim() for a in (axis if isinstance(axis, (tuple, list)) else (axis,))), reverse=True)
+    for a in axes:
+        x = torch.prod(x, dim=a, keepdim=keepdims)
+    return x
+
+
+def argmax(x, axis=None):
+    # The first maximal index, as NumPy.
+    return torch.argmax(_tensor(x), dim=axis)
+
+
+def reshape(x, shape):
+    return torch.reshape(_tensor(x), tuple(shape) if isinstance(shape, (tuple, list)) else (shape,))
+
+
+def expand_dims(x, axis):
+    x = _tensor(x)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = torch.unsqueeze(x, a)
+    return x
+
+
+def squeeze(x, axis=None):
+    x = _tensor(x)
+    return torch.squeeze(x) if axis is None else torch.squeeze(x, dim=_dims(axis))
+
+
+def _tensors(xs):
+    xs = list(xs)
+    like = next((x for x in xs if isinstance(x, torch.Tensor)), None)
+    return [_tensor(x, like=like) for x in xs]
+
+
+def concatenate(xs, axis=0):
+    return torch.cat(_tensors(xs), dim=axis)
+
+
+def stack(xs, axis=0):
+    return torch.stack(_tensors(xs), dim=axis)
+
+
+def one_hot(indices, num_classes):
+    labels = _tensor(indices).to(torch.int64)
+    classes = torch.arange(num_classes, device=labels.device)
+    return (labels.unsqueeze(-1) == classes).to(_floats.get()[0])
+
+
+def take_along_axis(x, indices, axis):
+    x = _tensor(x)
+    # take_along_dim's backward adds the gradient of repeated indices, as the reference.
+    return torch.take_along_dim(x, _tensor(indices, like=x).to(torch.int64), dim=axis)
+
+
+def cumsum(x, axis=None):
+    x = _tensor(x)
+    return torch.cumsum(x.reshape(-1), dim=0) if axis is None else torch.cumsum(x, dim=axis)
+
+
+def sort(x, axis=-1):
+    # Stable, so tied values take their gradients in the reference's order.
+    return torch.sort(_tensor(x), dim=axis, stable=True).values
+
+
+def stop_gradient(x):
+    return _tensor(x).detach()
+
+
+def shape(x):
+    return tuple(_tensor(x).shape)
+
+
+def zeros_like(x):
+    return torch.zeros_like(_tensor(x))
+
+
+def ones_like(x):
+    return torch.ones_like(_tensor(x))
+
+
+def convert_to_tensor(x, dtype=None):
+    x = _tensor(x)
+    return x if dtype is None else x.to(_dtype(dtype))
