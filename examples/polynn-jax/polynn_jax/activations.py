@@ -14,7 +14,7 @@ from jax.scipy.special import erf
 from polynn.activations import SELU_ALPHA, SELU_SCALE
 
 from . import custom
-from .special import as_float, log_softmax, sigmoid, softmax, softplus, with_derivative
+from .special import as_float, log_softmax, sigmoid, softmax, softplus, tanh, with_derivative
 
 
 def _relu(spec, x):
@@ -53,13 +53,13 @@ _GELU_C = math.sqrt(2 / math.pi)
 
 def _gelu(spec, x):
     if spec.approximate:
-        return 0.5 * x * (1 + jnp.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + tanh(_GELU_C * (x + 0.044715 * x ** 3)))
     return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
 
 def _gelu_slope(spec, x, y):
     if spec.approximate:
-        t = jnp.tanh(_GELU_C * (x + 0.044715 * x ** 3))
+        t = tanh(_GELU_C * (x + 0.044715 * x ** 3))
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x)
     return 0.5 * (1 + erf(x / math.sqrt(2))) + x * jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
 
@@ -74,7 +74,7 @@ def _inside(x, low, high):
 
 
 def _mish_slope(spec, x, y):
-    t = jnp.tanh(softplus(x))
+    t = tanh(softplus(x))
     return t + x * (1 - t * t) * sigmoid(x)
 
 
@@ -88,7 +88,7 @@ _ELEMENTWISE = {
     "linear": (lambda spec, x: x, lambda spec, x, y: jnp.ones_like(x)),
     "relu": (_relu, _relu_slope),
     "sigmoid": (lambda spec, x: sigmoid(x), lambda spec, x, y: y * (1 - y)),
-    "tanh": (lambda spec, x: jnp.tanh(x), lambda spec, x, y: 1 - y * y),
+    "tanh": (lambda spec, x: tanh(x), lambda spec, x, y: 1 - y * y),
     "elu": (lambda spec, x: _elu(spec.alpha, x), lambda spec, x, y: _elu_slope(spec.alpha, x)),
     "selu": (lambda spec, x: SELU_SCALE * _elu(SELU_ALPHA, x),
              lambda spec, x, y: SELU_SCALE * _elu_slope(SELU_ALPHA, x)),
@@ -103,7 +103,7 @@ _ELEMENTWISE = {
     "hard_sigmoid": (lambda spec, x: _relu6(x + 3) / 6, lambda spec, x, y: _inside(x, -3, 3) / 6),
     "hard_silu": (lambda spec, x: x * _relu6(x + 3) / 6,
                   lambda spec, x, y: _relu6(x + 3) / 6 + x * _inside(x, -3, 3) / 6),
-    "mish": (lambda spec, x: x * jnp.tanh(softplus(x)), _mish_slope),
+    "mish": (lambda spec, x: x * tanh(softplus(x)), _mish_slope),
 }
 
 

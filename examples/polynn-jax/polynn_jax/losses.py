@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from polynn.losses import EPSILON
 
 from . import custom
-from .special import as_float, log_softmax, sigmoid, softmax, softplus
+from .special import as_float, log_softmax, sigmoid, softmax, softplus, tanh
 
 
 def reduce(spec, values, w):
@@ -201,7 +201,7 @@ def _log_cosh(spec, y, p):
 
 
 def _log_cosh_vjp(spec, y, p, g):
-    return _mean_over(g, p, -1) * jnp.tanh(p - y)
+    return _mean_over(g, p, -1) * tanh(p - y)
 
 
 def hinge_labels(y):
