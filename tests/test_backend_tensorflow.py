@@ -108,23 +108,20 @@ def test_backend_is_registered_with_its_engine_and_devices():
     assert (entry.engine, entry.install, entry.devices) == ("tensorflow", "polynn[tensorflow]", ("cpu", "gpu"))
     backend = plugins.get_backend("tensorflow")
     numpy_backend = plugins.get_backend("numpy")
-    # Every kind but metrics matches the reference, less the user-function wrappers (custom_*).
+    # Every component of every kind the reference computes, user-function wrappers (custom_*) included.
+    assert backend.implementations.keys() == numpy_backend.implementations.keys()
     for kind, table in numpy_backend.implementations.items():
-        if kind != "metric":
-            assert {n for n in table if not n.startswith("custom_")} <= set(backend.implementations[kind]), kind
-    assert {"exact_accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
-            "mean_squared_error", "mean_absolute_error"} <= set(backend.implementations["metric"])
+        assert set(table) - set(backend.implementations[kind]) == set(), kind
     assert backend.engine_version() == tf.__version__
 
 
 # ---- the blog example ----------------------------------------------------------------------
 
 
-def run_blog(backend, dtype, dropout, n_train, n_other, epochs=2):
+def run_blog(backend, dtype, dropout, n_train, n_other, epochs=2, loss="binary_crossentropy"):
     x, y, x_val, y_val, x_test, y_test = blog_data(n_train, n_other)
     model = blog_model(dropout)
-    model.compile(optimizer="Adam", loss="binary_crossentropy", metrics=["accuracy"],
-                  backend=backend, dtype=dtype, seed=1000)
+    model.compile(optimizer="Adam", loss=loss, metrics=["accuracy"], backend=backend, dtype=dtype, seed=1000)
     steps = record_step_losses(model)
     history = model.fit(x, y, epochs=epochs, validation_data=(x_val, y_val), verbose=0)
     return dict(steps=np.array(steps), history=history.history, weights=model.get_weights(),
@@ -488,4 +485,227 @@ def test_each_activation_agrees_with_numpy(case, zero_start):
 
     x, y = _regression_data()
     ref, got = both(build, dict(optimizer="adam", loss="mse"), (x, y), dict(batch_size=BATCH, epochs=1))
+    assert_same_training(ref, got)
+
+
+# ---- the other metrics: top-k, RMSE, MAPE, cross-entropies, precision, recall, AUC --------------
+
+
+METRIC_CASES = {
+    "classes": (4, "softmax", "categorical_crossentropy", lambda: _class_data(), [
+        metrics.TopKCategoricalAccuracy(k=2), metrics.RootMeanSquaredError(),
+        metrics.CategoricalCrossentropy(label_smoothing=0.1), metrics.CategoricalCrossentropy(from_logits=True),
+        metrics.Precision(class_id=2), metrics.Recall(thresholds=0.2), metrics.AUC(num_thresholds=13),
+        metrics.AUC(curve="PR"), metrics.AUC(curve="PR", summation_method="minoring"),
+        metrics.AUC(summation_method="majoring")]),
+    "sparse": (4, "softmax", "sparse_categorical_crossentropy", lambda: _class_data(sparse=True), [
+        metrics.SparseTopKCategoricalAccuracy(k=2), metrics.SparseTopKCategoricalAccuracy(k=1),
+        metrics.SparseCategoricalCrossentropy(), metrics.SparseCategoricalCrossentropy(from_logits=True)]),
+    "binary": (2, "sigmoid", "binary_crossentropy", lambda: _binary_data(), [
+        metrics.BinaryCrossentropy(), metrics.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+        metrics.Precision(), metrics.Recall(), metrics.Recall(thresholds=0.7, class_id=0),
+        metrics.AUC(from_logits=True, num_thresholds=7)]),
+    "regression": (3, "linear", "mse", lambda: _regression_data(), [
+        metrics.RootMeanSquaredError(), metrics.MeanAbsolutePercentageError()]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(METRIC_CASES))
+def test_the_other_metrics_agree_with_numpy_with_sample_weights(case):
+    units, activation, loss, data, metric_list = METRIC_CASES[case]
+    x, y = data()
+    weights = np.random.default_rng(9).uniform(0, 2, size=N)
+    ref, got = both(_mlp(units, activation), dict(optimizer="adam", loss=loss, metrics=metric_list), (x, y),
+                    dict(batch_size=BATCH, epochs=2, sample_weight=weights,
+                         validation_data=(x[:20], y[:20], weights[:20])))
+    assert len(ref["history"]) == 2 * (1 + len(metric_list))
+    assert_same_training(ref, got)
+    evaluated = [run["model"].evaluate(x, y, batch_size=BATCH, verbose=0) for run in (ref, got)]
+    np.testing.assert_allclose(evaluated[1], evaluated[0], **F64)
+
+
+def test_auc_compares_scores_with_thresholds_rounded_to_the_plan_dtype():
+    from polynn_numpy import metrics as numpy_metrics
+    from polynn_tensorflow import metrics as tf_metrics
+
+    spec = metrics.AUC(num_thresholds=11)
+    t32 = spec.thresholds().astype(np.float32)
+    # Scores exactly on each float32 threshold and one float32 step either side of it.
+    p = np.concatenate([t32, np.nextafter(t32, np.float32(-1)), np.nextafter(t32, np.float32(2))]).reshape(-1, 1)
+    y = (np.arange(len(p)) % 2).astype(np.float32).reshape(-1, 1)
+    expected = numpy_metrics.IMPLEMENTATIONS["auc"](spec, y, p, None)
+    # The float64 thresholds would split these scores differently: the check has teeth.
+    assert np.any(numpy_metrics.IMPLEMENTATIONS["auc"](spec, y, p.astype(np.float64), None) != expected)
+    got = tf_metrics.IMPLEMENTATIONS["auc"](spec, tf.constant(y), tf.constant(p), None)
+    assert got.dtype == tf.float64
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+# ---- user functions written with polynn.ops ---------------------------------------------------
+
+
+def test_every_op_is_implemented():
+    import polynn
+    from polynn_tensorflow import ops as tf_ops
+
+    assert [name for name in polynn.ops.OP_NAMES if not callable(getattr(tf_ops, name, None))] == []
+
+
+# Ties (1, 1) and (-1, -1), one zero and two zeros in a row, values on clip's ends.
+OP_INPUT = np.array([[-1.0, 0.0, 1.0, 2.0], [1.0, 1.0, 0.5, -3.0], [0.0, -1.0, 0.0, -1.0]])
+TAKE = np.array([[3, 0, 0, -1], [1, 1, 2, 0], [-4, 2, 3, 3]])
+W = np.random.default_rng(3).normal(size=(4, 2))
+
+
+def _ops():
+    from polynn import ops
+
+    return ops
+
+
+# Each case: the ops it exercises, and a function of OP_INPUT giving a float result to differentiate.
+OP_CASES = {
+    "abs at 0": (("abs",), lambda o, x: o.abs(x)),
+    "square, sqrt": (("square", "sqrt"), lambda o, x: o.sqrt(o.square(x) + 1.0)),
+    "exp, log, log1p": (("exp", "log", "log1p"), lambda o, x: o.log(o.exp(x) + 1.0) + o.log1p(o.square(x))),
+    "tanh, sigmoid, softplus": (("tanh", "sigmoid", "softplus"),
+                                lambda o, x: o.tanh(x) * o.sigmoid(3.0 * x) + o.softplus(-2.0 * x)),
+    "negative, sign": (("negative", "sign"), lambda o, x: o.negative(x) * o.sign(x) + o.sign(x)),
+    "power": (("power",), lambda o, x: o.power(o.abs(x) + 0.5, x) + o.power(x, 2.0) + o.power(x, 3)),
+    "maximum, minimum ties": (("maximum", "minimum", "stop_gradient"),
+                              lambda o, x: o.maximum(x, o.stop_gradient(x)) + o.minimum(0.5 * x, x)
+                              + o.maximum(0.5 * x, x) + o.maximum(x, 1.0) + o.minimum(x, -1.0)),
+    "clip at its ends": (("clip",), lambda o, x: o.clip(x, -1.0, 1.0) * x),
+    "comparisons and where": (
+        ("where", "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+         "logical_and", "logical_or", "logical_not"),
+        lambda o, x: o.where(o.logical_or(o.logical_and(o.greater_equal(x, 0.0), o.less(x, 1.5)),
+                                          o.logical_not(o.not_equal(x, -3.0))), x, 2.0 * o.square(x))
+        + o.where(o.greater(x, 0.5), 1.0, x) + o.where(o.less_equal(x, -1.0), o.exp(x), 0.0)
+        + o.where(o.equal(x, 1.0), 3.0 * x, -x)),
+    "cast": (("cast",), lambda o, x: o.cast(o.cast(x * 1.1, "float32"), "float64")
+             + o.cast(o.cast(x * 2.5, "int32"), "float64") * x + o.cast(o.cast(x, "bool"), "float64")
+             + o.cast(o.cast(x, "int64"), "float64")),
+    "sum, mean": (("sum", "mean"), lambda o, x: o.sum(x * x, axis=-1) + o.sum(o.mean(o.exp(x), axis=0))
+                  + o.mean(x) + o.sum(x, axis=(0, 1), keepdims=True)[0]),
+    "max, min ties": (("max", "min"), lambda o, x: o.max(x, axis=-1) + o.min(x, axis=-1, keepdims=True)[:, 0]
+                      + o.max(x) + o.min(x, axis=0)[:3]),
+    "prod with zeros": (("prod",), lambda o, x: o.prod(x, axis=-1) + o.prod(x + 2.0)),
+    "argmax, one_hot": (("argmax", "one_hot"), lambda o, x: o.one_hot(o.argmax(x, axis=-1), 4) * x
+                        + o.cast(o.argmax(x), "float64") * x),
+    "matmul": (("matmul",), lambda o, x: o.sum(o.matmul(x, W), axis=-1) + o.matmul(x, o.reshape(x, (4, 3)))[0]
+               + o.matmul(o.reshape(x, (12,)), o.reshape(x, (12,))) + o.matmul(x, x[0]) + o.matmul(x[0], W)[0]),
+    "reshape, expand_dims, squeeze": (("reshape", "expand_dims", "squeeze"),
+                                      lambda o, x: o.squeeze(o.expand_dims(o.reshape(x, (4, 3)), 1), axis=1)
+                                      * o.reshape(o.squeeze(o.expand_dims(x, (0, -1))), (4, -1))),
+    "concatenate, stack": (("concatenate", "stack"),
+                           lambda o, x: o.concatenate([x, o.square(x)], axis=-1)[:, 2:6]
+                           * o.stack([x, o.exp(x)], axis=1)[:, 1, :] + o.concatenate([x[:1], x], axis=0)[1:]),
+    "take_along_axis": (("take_along_axis",), lambda o, x: o.take_along_axis(x, TAKE, axis=-1)
+                        + o.take_along_axis(x, TAKE % 3, axis=0)),
+    "cumsum": (("cumsum",), lambda o, x: o.cumsum(x * x, axis=-1) + o.reshape(o.cumsum(x), (3, 4))),
+    "sort with ties": (("sort",), lambda o, x: o.sort(x, axis=-1) * np.arange(1.0, 5.0)
+                       + o.sort(x * x, axis=0)[::-1] * x),
+    "shape, zeros_like, ones_like, convert_to_tensor": (
+        ("shape", "zeros_like", "ones_like", "convert_to_tensor"),
+        lambda o, x: o.ones_like(x) * o.shape(x)[1] * x + o.zeros_like(x) + o.convert_to_tensor([1.0, 2.0, 3.0, 4.0]) * x
+        + o.convert_to_tensor(x, "float64") * o.convert_to_tensor(np.float64(0.1))),
+}
+
+
+def test_the_op_cases_cover_every_op():
+    import polynn
+
+    covered = {name for names, _ in OP_CASES.values() for name in names}
+    assert covered == set(polynn.ops.OP_NAMES)
+
+
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+def test_each_op_value_and_gradient_agree_with_numpy(case):
+    """Against the reference's autodiff (polynn_numpy.autodiff.vjp), eagerly and inside a tf.function."""
+    import polynn
+    from polynn_numpy import autodiff
+    from polynn_numpy import ops as numpy_ops
+    from polynn_tensorflow import ops as tf_ops
+
+    ops = _ops()
+    function = OP_CASES[case][1]
+    with polynn.ops.using(numpy_ops):
+        expected_value = np.asarray(autodiff.value_of(function(ops, OP_INPUT)))
+        seed = np.random.default_rng(0).uniform(-2.0, 2.0, expected_value.shape)
+        expected_grad = autodiff.vjp(lambda x: function(ops, x), [OP_INPUT], seed)[0]
+
+    def value_and_gradient(x):
+        with polynn.ops.using(tf_ops), tf_ops.floats(tf.float64), tf.GradientTape() as tape:
+            tape.watch(x)
+            value = function(ops, x)
+        return value, tape.gradient(value, x, output_gradients=tf.constant(seed),
+                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    traced = tf.function(value_and_gradient, autograph=False)
+    for run in (value_and_gradient, traced):
+        value, grad = run(tf.constant(OP_INPUT))
+        assert value.dtype == tf.float64 and grad.dtype == tf.float64
+        # Sums may add in another order than NumPy's pairwise summation: a few ulps apart.
+        np.testing.assert_allclose(value.numpy(), expected_value, rtol=1e-14, atol=1e-14, err_msg=case)
+        np.testing.assert_allclose(grad.numpy(), expected_grad, rtol=1e-14, atol=1e-14, err_msg=case)
+
+
+def test_cast_to_an_unknown_dtype_is_refused_naming_the_accepted_ones():
+    import polynn
+    from polynn.errors import InvalidArgumentError
+    from polynn_tensorflow import ops as tf_ops
+
+    with polynn.ops.using(tf_ops), pytest.raises(InvalidArgumentError, match="dtype='float16'.*float32, float64"):
+        _ops().cast(tf.constant([1.0]), "float16")
+
+
+def test_a_custom_loss_trains_the_blog_model_as_the_built_in_mae():
+    ops = _ops()
+
+    def custom_mae(y_true, y_pred):
+        return ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+    builtin = run_blog("tensorflow", "float64", False, 10000, 2500, loss="mean_absolute_error")
+    custom = run_blog("tensorflow", "float64", False, 10000, 2500, loss=losses.CustomLoss(function=custom_mae))
+    assert len(custom["steps"]) == 2 * 313
+    assert_same_training(builtin, custom)
+    np.testing.assert_allclose(custom["predictions"], builtin["predictions"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(custom["evaluation"], builtin["evaluation"], **F64)
+
+
+def _mish_by_hand(x):
+    ops = _ops()
+    return x * ops.tanh(ops.softplus(x))
+
+
+def _hinge_like(y_true, y_pred):
+    # max over the last axis (ties share), abs at 0, where, one_hot and take_along_axis.
+    ops = _ops()
+    labels = ops.argmax(y_true, axis=-1)
+    picked = ops.squeeze(ops.take_along_axis(y_pred, ops.expand_dims(labels, -1), axis=-1), -1)
+    others = ops.where(ops.one_hot(labels, 4) > 0.5, -1e9 * ops.ones_like(y_pred), y_pred)
+    return ops.maximum(ops.max(others, axis=-1) - picked + 1.0, 0.0) + 0.1 * ops.mean(ops.abs(y_pred), axis=-1)
+
+
+def _log_ratio(y_true, y_pred):
+    ops = _ops()
+    return ops.sum(ops.square(ops.log1p(ops.softplus(y_pred)) - ops.sigmoid(y_true)), axis=-1)
+
+
+@pytest.mark.parametrize("zero_start", [False, True], ids=["random", "zero"])
+def test_custom_activation_loss_and_metric_agree_with_numpy(zero_start):
+    """zero_start puts every pre-activation at exactly 0 on the first step, the kinks' corner."""
+
+    def build():
+        initializer = "zeros" if zero_start else "glorot_uniform"
+        return Sequential([Dense(6, input_dim=FEATURES, activation=_mish_by_hand, kernel_initializer=initializer),
+                           Dense(4)])
+
+    x, y = _class_data()
+    weights = np.random.default_rng(10).uniform(0, 2, size=N)
+    ref, got = both(build, dict(optimizer=optimizers.SGD(0.1, momentum=0.5), loss=losses.CustomLoss(function=_hinge_like),
+                                metrics=[metrics.CustomMetric(function=_log_ratio)]),
+                    (x, y), dict(batch_size=BATCH, epochs=2, sample_weight=weights, validation_data=(x[:20], y[:20])))
+    assert set(ref["history"]) == {"loss", "_log_ratio", "val_loss", "val__log_ratio"}
     assert_same_training(ref, got)

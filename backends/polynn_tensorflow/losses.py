@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from polynn.losses import EPSILON
 
-from .activations import log_softmax, neg_abs, softplus
+from . import custom
+from .special import log_softmax, neg_abs, softplus
 
 
 def _mse(spec, y, p):
@@ -156,4 +157,5 @@ IMPLEMENTATIONS = {
     "kl_divergence": _kl,
     "poisson": _poisson,
     "cosine_similarity": _cosine,
+    "custom_loss": custom.loss,
 }

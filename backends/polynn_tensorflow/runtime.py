@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from polynn.backend import Runtime, StepResult
+from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
 from . import optimizers
@@ -140,7 +141,8 @@ class TensorFlowRuntime(Runtime):
         return loss, report
 
     def _metric_states(self, y, p, w):
-        return tuple(metric_impls.mean_state(impl(m, y, p), w) for m, impl in self.metrics)
+        return tuple(metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric) else impl(m, y, p, w)
+                     for m, impl in self.metrics)
 
     def _train_step(self, x, y, w, masks, s):
         with tf.GradientTape() as tape:

@@ -1,0 +1,40 @@
+"""TensorFlow implementations of user functions (custom_activation, custom_loss, custom_metric).
+
+The function runs on TF tensors under polynn.ops.using(this backend's ops) while the step's
+tf.function traces, so it becomes part of the graph and GradientTape differentiates it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow as tf
+
+from polynn import ops as polynn_ops
+
+from . import ops as tf_ops
+
+
+@contextlib.contextmanager
+def _running(like):
+    with polynn_ops.using(tf_ops), tf_ops.floats(like.dtype):
+        yield
+
+
+def _result(value, like):
+    return tf.cast(tf_ops.convert_to_tensor(value), like.dtype)
+
+
+def activation(spec, x):
+    with _running(x):
+        return _result(spec.function(x), x)
+
+
+def loss(spec, y, p):
+    with _running(p):
+        return _result(spec.function(y, p), p)
+
+
+def metric(spec, y, p):
+    with _running(p):
+        return _result(spec.function(y, p), p)
