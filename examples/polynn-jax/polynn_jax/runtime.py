@@ -29,9 +29,9 @@ class JaxRuntime(Runtime):
         self.plan = plan
         self.backend = backend
         self.dtype = np.dtype(plan.dtype)
-        self.weights = [jnp.zeros(ws.shape, self.dtype) for _, ws in plan.weights]
+        self.weights = [self._device(np.zeros(ws.shape)) for _, ws in plan.weights]
         starts = plan.optimizer.slot_initial_values()
-        self.slots = [[jnp.full(ws.shape, start, self.dtype) for start in starts] for _, ws in plan.weights]
+        self.slots = [[self._device(np.full(ws.shape, start)) for start in starts] for _, ws in plan.weights]
         # Each layer, with the positions of its weights in the weights list.
         self.layers = []
         for index, spec in enumerate(plan.layers):
@@ -55,7 +55,8 @@ class JaxRuntime(Runtime):
     # ---- state ------------------------------------------------------------------------
 
     def _device(self, value):
-        return jnp.asarray(np.asarray(value, dtype=self.dtype))
+        # device_put copies the host array as it is; jnp.asarray would compile a conversion per shape.
+        return jax.device_put(np.asarray(value, dtype=self.dtype))
 
     def get_weights(self):
         return [np.array(w, copy=True) for w in self.weights]
@@ -162,6 +163,10 @@ class JaxRuntime(Runtime):
         return outputs.reshape((-1, *outputs.shape[2:]))
 
     @staticmethod
+    def _indices(batches):
+        return jax.device_put(np.asarray(batches, dtype=np.int64))
+
+    @staticmethod
     def _result(losses, totals):
         return StepResult(np.asarray(losses, dtype=np.float64),
                           [np.asarray(t, dtype=np.float64) for t in totals])
@@ -169,15 +174,15 @@ class JaxRuntime(Runtime):
     @in_x64
     def train_steps(self, data, batches, masks, scalars):
         self.weights, self.slots, losses, totals = self._train(
-            self.weights, self.slots, data, jnp.asarray(batches, jnp.int64),
+            self.weights, self.slots, data, self._indices(batches),
             tuple(self._device(m) for m in masks),
             {name: self._device(values) for name, values in scalars.items()})
         return self._result(losses, totals)
 
     @in_x64
     def test_steps(self, data, batches):
-        return self._result(*self._test(self.weights, data, jnp.asarray(batches, jnp.int64)))
+        return self._result(*self._test(self.weights, data, self._indices(batches)))
 
     @in_x64
     def predict_steps(self, data, batches):
-        return np.asarray(self._predict(self.weights, data[0], jnp.asarray(batches, jnp.int64)))
+        return np.asarray(self._predict(self.weights, data[0], self._indices(batches)))
