@@ -587,7 +587,8 @@ KINK_CASES = {
     "categorical_hinge: tied maxima": (losses.CategoricalHinge(), [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]],
                                        [[0.2, 0.7, 0.7, 0.1], [0.3, 0.4, 0.3, -0.2]]),
     "categorical_hinge: exactly at 0": (losses.CategoricalHinge(), [[1.0, 0.0, 0.0]], [[1.5, 0.5, 0.25]]),
-    "kl_divergence: p at and outside [EPSILON, 1]": (losses.KLDivergence(), [[0.2, 0.3, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]],
+    "kl_divergence: p at and outside [EPSILON, 1]": (losses.KLDivergence(),
+                                                     [[0.2, 0.3, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]],
                                                      [[E, 1.0, 1.5, 0.2], [0.0, -0.5, E / 2, 0.3]]),
     "poisson": (losses.Poisson(), [[0.0, 2.0, 1.0]], [[0.5, 1.5, 3.0]]),
     "cosine_similarity: zero and tiny norms": (losses.CosineSimilarity(), [[1.0, 2.0], [0.5, -1.0], [3.0, 1.0]],
@@ -709,12 +710,14 @@ OP_CASES = {
                                                          ops.logical_not(ops.not_equal(x, 1.0))), "float64")
     + x * ops.cast(ops.logical_or(ops.equal(x, 0.75), ops.less_equal(x, -1.0)), "float64"),
     "cast to float32 and back": lambda x: ops.cast(ops.cast(x, "float32"), "float64") * 2,
-    "cast to int": lambda x: x * ops.cast(ops.cast(3 * x, "int32"), "float64") + ops.cast(ops.cast(x, "int64"), "float64"),
+    "cast to int": lambda x: x * ops.cast(ops.cast(3 * x, "int32"), "float64")
+    + ops.cast(ops.cast(x, "int64"), "float64"),
     "sum": lambda x: ops.sum(x * x, axis=-1) + ops.sum(x) + ops.sum(x, axis=(0, 1), keepdims=True),
     "mean": lambda x: ops.mean(x * x, axis=0, keepdims=True) + ops.mean(x) + ops.mean(ops.greater(x, 0.0)),
     "max ties share": lambda x: ops.max(x, axis=-1) + ops.max(x) + ops.max(x, axis=0, keepdims=True)[0, :3],
     "min ties share": lambda x: ops.min(x, axis=1, keepdims=True) + ops.min(x, axis=None, keepdims=True),
-    "prod with a zero": lambda x: ops.prod(x, axis=-1) + ops.prod(x[1:] + 1.0) + ops.prod(x, axis=(0, 1), keepdims=True),
+    "prod with a zero": lambda x: ops.prod(x, axis=-1) + ops.prod(x[1:] + 1.0)
+    + ops.prod(x, axis=(0, 1), keepdims=True),
     "argmax": lambda x: x[ops.argmax(x, axis=-1) % 3],
     "matmul": lambda x: ops.matmul(x, ops.reshape(x, (4, 3))) + ops.sum(ops.matmul(x, np.ones((4, 2)))),
     "reshape, expand_dims, squeeze": lambda x: ops.squeeze(ops.expand_dims(ops.reshape(x, (2, 6)), (0, -1)))
@@ -722,7 +725,8 @@ OP_CASES = {
     "concatenate and stack": lambda x: ops.concatenate([x, 2 * x, np.zeros((1, 4))], axis=0)
     + ops.sum(ops.stack([x, x * x], axis=1)),
     "one_hot": lambda x: ops.sum(ops.one_hot(ops.argmax(x, axis=-1), 4) * x, axis=-1),
-    "take_along_axis with repeats": lambda x: ops.take_along_axis(x, np.array([[0, 0, 3], [1, 2, 1], [3, 3, 3]]), axis=1),
+    "take_along_axis with repeats": lambda x: ops.take_along_axis(
+        x, np.array([[0, 0, 3], [1, 2, 1], [3, 3, 3]]), axis=1),
     "cumsum": lambda x: ops.cumsum(x, axis=-1) * x + ops.cumsum(x)[-1],
     "sort with ties": lambda x: ops.sort(x, axis=-1) * ops.convert_to_tensor(np.arange(4.0)) + ops.sort(x, axis=0)[0],
     "stop_gradient": lambda x: ops.stop_gradient(x) * x,

@@ -67,7 +67,8 @@ def _pair(x, y):
         x = _tensor(x, like=y)
     if not isinstance(y, torch.Tensor) and not _is_number(y):
         y = _tensor(y, like=x)
-    return x, y
+    # NumPy scalars as Python numbers: torch would make an np.float32 a tensor, which where() refuses.
+    return tuple(v.item() if isinstance(v, np.generic) else v for v in (x, y))
 
 
 def _unary(function):
