@@ -13,7 +13,13 @@ import pytest
 import polynn
 from polynn.cli import main
 
-from test_conformance import register_wrong_backends
+from test_conformance import forget_wrong_backends, register_wrong_backends
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_wrong_backends_afterwards():
+    yield
+    forget_wrong_backends()
 
 
 def test_version(capsys):

@@ -106,6 +106,19 @@ def register_wrong_backends():
         plugins.register_plugin(_WrongBackendsPlugin(), name="conformance-test-backends")
 
 
+def forget_wrong_backends():
+    """Reset the plugin state if the test backends are registered, so later test modules see only
+    the installed plugins (the next use loads them again)."""
+    if "wrong_adam" in {e.name for e in plugins.backend_entries()}:
+        plugins.reset()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_wrong_backends_afterwards():
+    yield
+    forget_wrong_backends()
+
+
 @pytest.fixture
 def wrong_backends():
     register_wrong_backends()
