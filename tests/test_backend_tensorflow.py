@@ -288,8 +288,10 @@ def test_regularizers_and_constraints_agree_with_numpy():
         ])
 
     x, y = _regression_data()
+    # Sample weights too: the penalties must read the weights, never the sample weights beside them.
+    weights = np.random.default_rng(4).uniform(0, 2, size=N)
     ref, got = both(build, dict(optimizer=optimizers.SGD(learning_rate=0.2, momentum=0.5), loss="mse"), (x, y),
-                    dict(batch_size=BATCH, epochs=2, validation_split=0.2))
+                    dict(batch_size=BATCH, epochs=2, validation_split=0.2, sample_weight=weights))
     assert_same_training(ref, got)
 
 

@@ -52,8 +52,8 @@ class TensorFlowRuntime(Runtime):
                            for name, start in starts] for w in self.weights]
         self.layers = []
         for index, spec in enumerate(plan.layers):
-            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
-            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+            owned = [k for k, (owner, _) in enumerate(plan.weights) if owner == index]
+            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value = backend.implementation("loss", plan.loss.name)
         self.regularized = [
@@ -104,17 +104,21 @@ class TensorFlowRuntime(Runtime):
 
     # ---- one step (traced inside the block functions) -----------------------------------
 
-    def _forward(self, x, masks):
+    def _read(self):
+        # Each weight read once per step: the forward pass, penalties and update share the values.
+        return [tf.convert_to_tensor(v) for v in self.weights]
+
+    def _forward(self, params, x, masks):
         """Outputs and the activity penalties of the layers that have one; masks None in inference."""
         activity = []
-        for index, (layer, params) in enumerate(self.layers):
+        for index, (layer, owned) in enumerate(self.layers):
             mask = None if masks is None or index not in self.mask_slot else masks[self.mask_slot[index]]
-            x = layer.forward(params, x, mask)
+            x = layer.forward([params[k] for k in owned], x, mask)
             if layer.activity is not None:
                 activity.append(layer.penalty(x))
         return x, activity
 
-    def _loss(self, y, p, w, activity):
+    def _loss(self, params, y, p, w, activity):
         """The loss to differentiate (plan dtype) and the one to report (float64), as NumPy's `_loss`."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
@@ -133,7 +137,7 @@ class TensorFlowRuntime(Runtime):
             loss = tf.where(nonzero, total / tf.where(nonzero, divisor, tf.ones_like(divisor)), total * 0)
         else:
             loss = total / size
-        penalties = [penalty(reg, self.weights[k]) for k, reg, penalty in self.regularized] + activity
+        penalties = [penalty(reg, params[k]) for k, reg, penalty in self.regularized] + activity
         report = tf.cast(loss, tf.float64)
         for term in penalties:
             loss = loss + term
@@ -145,12 +149,13 @@ class TensorFlowRuntime(Runtime):
                      for m, impl in self.metrics)
 
     def _train_step(self, x, y, w, masks, s):
-        with tf.GradientTape() as tape:
-            p, activity = self._forward(x, masks)
-            loss, report = self._loss(y, p, w, activity)
-        grads = tape.gradient(loss, self.weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        current = self._read()
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(current)
+            p, activity = self._forward(current, x, masks)
+            loss, report = self._loss(current, y, p, w, activity)
+        grads = tape.gradient(loss, current, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
-        current = [tf.convert_to_tensor(v) for v in self.weights]
         slots = [[tf.convert_to_tensor(v) for v in ws] for ws in self.slots]
         new_weights, new_slots = optimizers.apply(self.optimizer, self.update, current, grads, slots, s)
         for k, (constraint, project) in self.constrained.items():
@@ -217,8 +222,9 @@ class TensorFlowRuntime(Runtime):
             def test(tensors, batches):
                 def step(t, losses, totals):
                     x, y, w = _Data.rows(tensors, batches[t])
-                    p, activity = self._forward(x, None)
-                    _, report = self._loss(y, p, w, activity)
+                    params = self._read()
+                    p, activity = self._forward(params, x, None)
+                    _, report = self._loss(params, y, p, w, activity)
                     states = self._metric_states(y, p, w)
                     return losses.write(t, report), tuple(a + b for a, b in zip(totals, states))
 
@@ -237,7 +243,7 @@ class TensorFlowRuntime(Runtime):
             def predict(tensors, batches):
                 def step(t, outputs):
                     x = tf.gather(tensors[0], batches[t])
-                    return t + 1, outputs.write(t, self._forward(x, None)[0])
+                    return t + 1, outputs.write(t, self._forward(self._read(), x, None)[0])
 
                 steps = tf.shape(batches)[0]
                 _, outputs = tf.while_loop(lambda t, _: t < steps, step,
