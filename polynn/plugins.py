@@ -244,7 +244,13 @@ def get_backend(name: str):
         entry.instance = entry.load()
     except ImportError as error:
         entry.error = error
-        raise BackendNotInstalledError(name, entry.engine, entry.install, error) from error
+        missing = getattr(error, "name", None) or ""
+        if entry.engine and (missing == entry.engine or missing.startswith(entry.engine + ".")):
+            raise BackendNotInstalledError(name, entry.engine, entry.install, error) from error
+        # Any other import failure is the plugin's (or a broken engine install), not a missing engine.
+        raise PluginError(
+            f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to import: "
+            f"{type(error).__name__}: {error}") from error
     except Exception as error:
         entry.error = error
         raise PluginError(
