@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from . import _safetensors, plugins
+from . import _registry, _safetensors, plugins
 from ._spec import resolve
 from .errors import ModelFileError, PolynnError, UnknownComponentError
 
@@ -73,9 +73,13 @@ def _info(model) -> dict:
             "engine_version": compiled.backend.engine_version(), "dtype": compiled.dtype}
 
 
-def _serialize_id(identifier):
-    return identifier if isinstance(identifier, str) else {"class_name": identifier.name,
-                                                           "config": identifier.get_config()}
+def _serialize_id(identifier, kind: str):
+    """A metric as compile() got it: a name stays a name (so 'accuracy' resolves again from the
+    data's shapes); an object or a function becomes its registry entry (a function only when it
+    was registered by name, else a clear error)."""
+    if isinstance(identifier, str):
+        return identifier
+    return _registry.serialize(resolve(kind, identifier))
 
 
 def _atomic_write(path, tensors: dict, metadata: dict) -> None:
@@ -133,9 +137,9 @@ def save_model(model, path, overwrite: bool = True) -> None:
         metadata["state"] = _json(None)
     else:
         metadata["compile"] = _json({
-            "optimizer": _serialize_id(compiled.optimizer),
-            "loss": None if compiled.loss is None else _serialize_id(compiled.loss),
-            "metrics": [_serialize_id(m) for m in compiled.metric_ids],
+            "optimizer": _serialize_id(compiled.optimizer, "optimizer"),
+            "loss": None if compiled.loss is None else _serialize_id(compiled.loss, "loss"),
+            "metrics": [_serialize_id(m, "metric") for m in compiled.metric_ids],
             "steps_per_execution": compiled.steps_per_execution,
         })
         runtime = compiled.runtime
