@@ -430,3 +430,33 @@ def test_resume_example_runs(capsys):
     out = capsys.readouterr().out
     assert "Loaded: backend numpy, float64, 63 optimizer steps done" in out
     assert out.rstrip().endswith("uninterrupted epochs on numpy: 0")
+
+
+def test_registered_function_metrics_and_losses_round_trip_by_name(tmp_path):
+    from polynn import _custom, ops
+
+    @polynn.register("saving_test_abs_error")
+    def abs_error(y_true, y_pred):
+        return ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+    try:
+        model = Sequential([Dense(2, input_dim=3)])
+        model.compile(loss="saving_test_abs_error", metrics=[abs_error, "mae"], seed=0)
+        path = tmp_path / "custom.safetensors"
+        model.save(path)
+        restored = load_model(path)
+        x, y = np.ones((4, 3)), np.zeros((4, 2))
+        assert restored.evaluate(x, y, verbose=0, return_dict=True) == model.evaluate(x, y, verbose=0,
+                                                                                     return_dict=True)
+    finally:
+        _custom.unregister("saving_test_abs_error")
+
+
+def test_unregistered_function_metric_is_refused_clearly(tmp_path):
+    from polynn import ops
+
+    model = Sequential([Dense(2, input_dim=3)])
+    model.compile(loss="mse", metrics=[lambda y, p: ops.mean(ops.square(y - p), axis=-1)])
+    with pytest.raises(InvalidArgumentError, match="polynn.register"):
+        model.save(tmp_path / "lambda.safetensors")
+    assert not (tmp_path / "lambda.safetensors").exists()
