@@ -214,6 +214,9 @@ def _join(function, split):
 
 
 def _split_concatenate(g, values, axis):
+    if axis is None:  # the inputs were flattened first
+        bounds = np.cumsum([np.size(v) for v in values])[:-1]
+        return [piece.reshape(np.shape(v)) for piece, v in zip(np.split(g, bounds), values)]
     bounds = np.cumsum([v.shape[axis] for v in values])[:-1]
     return np.split(g, bounds, axis=axis)
 
@@ -237,14 +240,18 @@ def take_along_axis(x, indices, axis):
         return np.take_along_axis(x, idx, axis=axis)
     a = x.value
 
+    value = np.take_along_axis(a, idx, axis=axis)
+    # Indices may broadcast against x on the other axes: scatter over the result's full shape.
+    full = np.broadcast_to(idx, value.shape)
+
     def vjp(g):
         out = np.zeros_like(a)
-        grid = list(np.indices(idx.shape, sparse=True))
-        grid[axis % a.ndim] = idx
-        np.add.at(out, tuple(grid), g)
+        grid = list(np.indices(full.shape, sparse=True))
+        grid[axis % a.ndim] = full
+        np.add.at(out, tuple(grid), np.broadcast_to(g, full.shape))
         return (out,)
 
-    return ad.node(np.take_along_axis(a, idx, axis=axis), (x,), vjp)
+    return ad.node(value, (x,), vjp)
 
 
 def cumsum(x, axis=None):
