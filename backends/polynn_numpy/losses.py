@@ -10,7 +10,7 @@ import numpy as np
 from polynn.losses import EPSILON
 
 from . import custom
-from .special import log_softmax, sigmoid, softmax, softplus
+from .special import clip, log_softmax, mean, sigmoid, softmax, softplus
 
 
 def reduce(spec, values, w, dtype, gradient=False):
@@ -45,12 +45,12 @@ def reduce(spec, values, w, dtype, gradient=False):
 
 def _mean_over(g, p, axis):
     """Spread the per-sample gradient g back over the reduced axis as a mean."""
-    return np.expand_dims(g, axis) / p.shape[axis]
+    return (g[..., None] if axis == -1 else np.expand_dims(g, axis)) / p.shape[axis]
 
 
 def _mse(spec, y, p):
     d = p - y
-    return np.mean(d * d, axis=-1)
+    return mean(d * d, -1)
 
 
 def _mse_vjp(spec, y, p, g):
@@ -58,7 +58,7 @@ def _mse_vjp(spec, y, p, g):
 
 
 def _mae(spec, y, p):
-    return np.mean(np.abs(p - y), axis=-1)
+    return mean(np.abs(p - y), -1)
 
 
 def _mae_vjp(spec, y, p, g):
@@ -76,9 +76,9 @@ def _bce(spec, y, p):
     if spec.from_logits:
         elem = np.maximum(p, 0) - p * y + np.log1p(np.exp(-np.abs(p)))
     else:
-        q = np.clip(p, EPSILON, 1 - EPSILON)
+        q = clip(p, EPSILON, 1 - EPSILON)
         elem = -(y * np.log(q) + (1 - y) * np.log(1 - q))
-    return np.mean(elem, axis=spec.axis)
+    return mean(elem, spec.axis)
 
 
 def _bce_vjp(spec, y, p, g):
@@ -86,7 +86,7 @@ def _bce_vjp(spec, y, p, g):
     if spec.from_logits:
         d = sigmoid(p) - y
     else:
-        q = np.clip(p, EPSILON, 1 - EPSILON)
+        q = clip(p, EPSILON, 1 - EPSILON)
         inside = (p >= EPSILON) & (p <= 1 - EPSILON)
         d = (-(y / q) + (1 - y) / (1 - q)) * inside
     return _mean_over(g, p, spec.axis) * d
@@ -113,7 +113,7 @@ def _cce(spec, y, p):
     if spec.from_logits:
         return -np.sum(y * log_softmax(p, spec.axis), axis=spec.axis)
     q, _ = _normalized(p, spec.axis)
-    return -np.sum(y * np.log(np.clip(q, EPSILON, 1 - EPSILON)), axis=spec.axis)
+    return -np.sum(y * np.log(clip(q, EPSILON, 1 - EPSILON)), axis=spec.axis)
 
 
 def _cce_vjp(spec, y, p, g):
@@ -122,7 +122,7 @@ def _cce_vjp(spec, y, p, g):
     if spec.from_logits:
         return g * (softmax(p, spec.axis) * np.sum(y, axis=spec.axis, keepdims=True) - y)
     q, total = _normalized(p, spec.axis)
-    qc = np.clip(q, EPSILON, 1 - EPSILON)
+    qc = clip(q, EPSILON, 1 - EPSILON)
     dq = -g * y / qc * ((q >= EPSILON) & (q <= 1 - EPSILON))
     return _normalized_vjp(q, total, dq, spec.axis)
 
@@ -140,7 +140,7 @@ def _scce(spec, y, p):
         logq = log_softmax(p, spec.axis)
     else:
         q, _ = _normalized(p, spec.axis)
-        logq = np.log(np.clip(q, EPSILON, 1 - EPSILON))
+        logq = np.log(clip(q, EPSILON, 1 - EPSILON))
     return -np.squeeze(np.take_along_axis(logq, labels, axis=spec.axis), axis=spec.axis)
 
 
@@ -152,13 +152,13 @@ def _scce_vjp(spec, y, p, g):
     if spec.from_logits:
         return g * (softmax(p, spec.axis) - onehot)
     q, total = _normalized(p, spec.axis)
-    qc = np.clip(q, EPSILON, 1 - EPSILON)
+    qc = clip(q, EPSILON, 1 - EPSILON)
     dq = -g * onehot / qc * ((q >= EPSILON) & (q <= 1 - EPSILON))
     return _normalized_vjp(q, total, dq, spec.axis)
 
 
 def _mape(spec, y, p):
-    return 100 * np.mean(np.abs((y - p) / np.maximum(np.abs(y), EPSILON)), axis=-1)
+    return 100 * mean(np.abs((y - p) / np.maximum(np.abs(y), EPSILON)), -1)
 
 
 def _mape_vjp(spec, y, p, g):
@@ -172,7 +172,7 @@ def _msle_parts(y, p):
 
 def _msle(spec, y, p):
     d, _ = _msle_parts(y, p)
-    return np.mean(d * d, axis=-1)
+    return mean(d * d, -1)
 
 
 def _msle_vjp(spec, y, p, g):
@@ -183,7 +183,7 @@ def _msle_vjp(spec, y, p, g):
 def _huber(spec, y, p):
     d = p - y
     a = np.abs(d)
-    return np.mean(np.where(a <= spec.delta, 0.5 * d * d, spec.delta * a - 0.5 * spec.delta ** 2), axis=-1)
+    return mean(np.where(a <= spec.delta, 0.5 * d * d, spec.delta * a - 0.5 * spec.delta ** 2), -1)
 
 
 def _huber_vjp(spec, y, p, g):
@@ -193,7 +193,7 @@ def _huber_vjp(spec, y, p, g):
 
 def _log_cosh(spec, y, p):
     d = p - y
-    return np.mean(d + softplus(-2 * d) - np.log(2.0), axis=-1)
+    return mean(d + softplus(-2 * d) - np.log(2.0), -1)
 
 
 def _log_cosh_vjp(spec, y, p, g):
@@ -206,7 +206,7 @@ def hinge_labels(y):
 
 
 def _hinge(spec, y, p):
-    return np.mean(np.maximum(1 - hinge_labels(y) * p, 0), axis=-1)
+    return mean(np.maximum(1 - hinge_labels(y) * p, 0), -1)
 
 
 def _hinge_vjp(spec, y, p, g):
@@ -216,7 +216,7 @@ def _hinge_vjp(spec, y, p, g):
 
 def _squared_hinge(spec, y, p):
     m = np.maximum(1 - hinge_labels(y) * p, 0)
-    return np.mean(m * m, axis=-1)
+    return mean(m * m, -1)
 
 
 def _squared_hinge_vjp(spec, y, p, g):
@@ -240,17 +240,17 @@ def _categorical_hinge_vjp(spec, y, p, g):
 
 
 def _kl(spec, y, p):
-    t = np.clip(y, EPSILON, 1)
-    return np.sum(t * np.log(t / np.clip(p, EPSILON, 1)), axis=-1)
+    t = clip(y, EPSILON, 1)
+    return np.sum(t * np.log(t / clip(p, EPSILON, 1)), axis=-1)
 
 
 def _kl_vjp(spec, y, p, g):
-    t = np.clip(y, EPSILON, 1)
-    return g[..., None] * (-t / np.clip(p, EPSILON, 1) * ((p >= EPSILON) & (p <= 1)))
+    t = clip(y, EPSILON, 1)
+    return g[..., None] * (-t / clip(p, EPSILON, 1) * ((p >= EPSILON) & (p <= 1)))
 
 
 def _poisson(spec, y, p):
-    return np.mean(p - y * np.log(p + EPSILON), axis=-1)
+    return mean(p - y * np.log(p + EPSILON), -1)
 
 
 def _poisson_vjp(spec, y, p, g):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import custom, losses
-from .special import sigmoid
+from .special import sigmoid, total
 from .losses import sparse_labels
 
 
 def _sparse_accuracy(spec, y, p):
     labels = sparse_labels(y, p, -1)[..., 0]
     return (labels == np.argmax(p, axis=-1)).astype(p.dtype)
+
+
+def _fraction(matches, dtype):
+    """mean(matches, axis=-1) in `dtype` (np.mean's result, without its Python overhead)."""
+    return np.add.reduce(matches, axis=-1, dtype=dtype) / matches.shape[-1]
 
 
 def _in_top_k(labels, p, k):
@@ -56,8 +61,8 @@ def _auc(spec, y, p, w):
 
 
 IMPLEMENTATIONS = {
-    "exact_accuracy": lambda spec, y, p: np.mean(y == p, axis=-1, dtype=p.dtype),
-    "binary_accuracy": lambda spec, y, p: np.mean(y == (p > spec.threshold), axis=-1, dtype=p.dtype),
+    "exact_accuracy": lambda spec, y, p: _fraction(y == p, p.dtype),
+    "binary_accuracy": lambda spec, y, p: _fraction(y == (p > spec.threshold), p.dtype),
     "categorical_accuracy": lambda spec, y, p: (np.argmax(y, -1) == np.argmax(p, -1)).astype(p.dtype),
     "sparse_categorical_accuracy": _sparse_accuracy,
     "top_k_categorical_accuracy": lambda spec, y, p: _in_top_k(np.argmax(y, -1), p, spec.k),
@@ -80,6 +85,6 @@ IMPLEMENTATIONS = {
 def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """[sum(w * v), sum(w)] with w broadcast over v's trailing axes (1 when no weights)."""
     if weights is None:
-        return np.array([np.sum(values, dtype=np.float64), values.size], dtype=np.float64)
+        return np.array([total(values, np.float64), values.size], dtype=np.float64)
     w = np.broadcast_to(weights.reshape(weights.shape + (1,) * (values.ndim - 1)), values.shape)
-    return np.array([np.sum(w * values, dtype=np.float64), np.sum(w, dtype=np.float64)])
+    return np.array([total(w * values, np.float64), total(w, np.float64)])
