@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
-from . import __version__, plugins
+from . import __version__, _registry, plugins
+from .backend import COMPUTED_KINDS
 from .errors import BackendNotInstalledError, PolynnError
 
 _PLUGIN_MODULE = "polynn.conformance.plugin"
@@ -16,17 +18,46 @@ _ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group
 # ---- polynn backends -------------------------------------------------------------------
 
 
-def _backend_row(entry) -> list[str]:
-    status, engine_version = "ok", entry.engine_version()
+# The custom_* components that run user functions written with polynn.ops.
+_OPS_COMPONENTS = (("activation", "custom_activation"), ("loss", "custom_loss"), ("metric", "custom_metric"))
+
+
+def _load(entry):
+    """(backend or None, status text, engine version)."""
     try:
         backend = plugins.get_backend(entry.name)
-        engine_version = backend.engine_version()
     except BackendNotInstalledError:
-        status = f"engine not installed: pip install '{entry.install}'"
+        return None, f"engine not installed: pip install '{entry.install}'", entry.engine_version()
     except Exception as error:  # a broken backend is listed with its error, the others still are
-        status = f"load error: {error}"
-    engine = f"{entry.engine} {engine_version or '(not installed)'}" if entry.engine else "-"
-    return [entry.name, entry.distribution, engine, status, ", ".join(entry.dtypes), ", ".join(entry.devices)]
+        return None, f"load error: {error}", entry.engine_version()
+    return backend, "ok", backend.engine_version()
+
+
+def _ops_support(backend) -> str:
+    if backend is None:
+        return "-"
+    missing = [name for kind, name in _OPS_COMPONENTS if backend.implementation(kind, name) is None]
+    if not missing:
+        return "yes"
+    if len(missing) == len(_OPS_COMPONENTS):
+        return "no"
+    return f"partial (lacks {', '.join(missing)})"
+
+
+def lacking(backend) -> dict[str, list[str]]:
+    """kind -> names of the registered components of that kind the backend has no implementation of,
+    for each computed kind (initializers and schedules are computed by the core for every backend)."""
+    plugins.load()  # component plugins register their specs when plugins load
+    # Backend.supports reads the component's kind and name, which the spec class carries.
+    return {kind: missing for kind in COMPUTED_KINDS
+            if (missing := [cls.name for cls in _registry.specs(kind) if not backend.supports(cls)])}
+
+
+def _lacking_text(backend) -> str:
+    if backend is None:
+        return "unknown: the backend did not load"
+    missing = lacking(backend)
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items()) or "none"
 
 
 def _print_table(rows: list[list[str]], out) -> None:
@@ -36,9 +67,22 @@ def _print_table(rows: list[list[str]], out) -> None:
 
 
 def cmd_backends(args) -> int:
-    rows = [["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES"]]
-    rows.extend(_backend_row(entry) for entry in plugins.backend_entries())
+    rows = [["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES", "POLYNN.OPS"]]
+    lacks = []
+    for entry in plugins.backend_entries():
+        backend, status, engine_version = _load(entry)
+        engine = f"{entry.engine} {engine_version or '(not installed)'}" if entry.engine else "-"
+        rows.append([entry.name, entry.distribution, engine, status, ", ".join(entry.dtypes),
+                     ", ".join(entry.devices), _ops_support(backend)])
+        lacks.append((entry.name, _lacking_text(backend)))
     _print_table(rows, sys.stdout)
+    print(f"\nregistered components each backend lacks ({', '.join(COMPUTED_KINDS)}):", file=sys.stdout)
+    width = max(len(name) for name, _ in lacks)
+    for name, text in lacks:
+        lines = textwrap.wrap(text, width=max(40, 100 - width - 4), break_on_hyphens=False) or [text]
+        print(f"  {name:<{width}}  {lines[0]}", file=sys.stdout)
+        for line in lines[1:]:
+            print(f"  {'':<{width}}  {line}", file=sys.stdout)
     failures = plugins.failures()
     if failures:
         print("\nplugin failures:", file=sys.stdout)
@@ -105,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"polynn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    listing = commands.add_parser("backends", help="list the registered backends and plugin failures")
+    listing = commands.add_parser(
+        "backends", help="list the registered backends, the components each lacks, and plugin failures")
     listing.set_defaults(handler=cmd_backends)
 
     kit = commands.add_parser(

@@ -39,41 +39,82 @@ def _run_python(code: str, **env) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
-def test_backends_lists_status_engine_and_plugin_failures():
-    # A backend whose engine is missing and a plugin whose hook raises, registered at run time
-    # in a fresh interpreter; tensorflow and torch stay unloaded to keep this fast.
+def test_backends_lists_status_engine_missing_components_and_plugin_failures():
+    # A backend whose engine is missing, one lacking tanh and polynn.ops, one lacking only custom
+    # losses, and a plugin whose hook raises, registered at run time in a fresh interpreter;
+    # tensorflow, torch and jax stay unloaded to keep this fast, and the extras' components unregistered
+    # (the test backends would lack them: they implement only what NumpyBackend holds).
     completed = _run_python("""
         import sys
         from polynn import hookimpl, plugins
         from polynn.cli import main
+        from polynn_numpy.backend import NumpyBackend
 
-        class Missing:
+        def without(kind, *names):
+            return {k: v for k, v in NumpyBackend.implementations[kind].items() if k not in names}
+
+        class Thin(NumpyBackend):
+            name = "thin"
+            implementations = {**NumpyBackend.implementations,
+                               "activation": without("activation", "tanh", "custom_activation"),
+                               "loss": without("loss", "custom_loss"), "metric": without("metric", "custom_metric")}
+
+        class NoCustomLoss(NumpyBackend):
+            name = "no_custom_loss"
+            implementations = {**NumpyBackend.implementations, "loss": without("loss", "custom_loss")}
+
+        class Backends:
             @hookimpl
             def polynn_register_backends(self, register):
                 register("ghost", lambda: None, engine="polynn_no_such_engine", install="ghost-engine>=1")
+                register("thin", Thin, engine="numpy", install="polynn")
+                register("no_custom_loss", NoCustomLoss, engine="numpy", install="polynn")
 
         class Broken:
             @hookimpl
             def polynn_register_backends(self, register):
                 raise RuntimeError("broken on purpose")
 
-        plugins.register_plugin(Missing(), name="missing-engine-plugin")
+        plugins.register_plugin(Backends(), name="test-backends-plugin")
         plugins.register_plugin(Broken(), name="broken-plugin")
         sys.exit(main(["backends"]))
-    """, POLYNN_DISABLE_PLUGINS="tensorflow,torch")
+    """, POLYNN_DISABLE_PLUGINS="tensorflow,torch,jax,extras")
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES"]
+    assert lines[0].split() == ["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES", "POLYNN.OPS"]
     numpy_line = next(line for line in lines if line.startswith("numpy "))
     import numpy as np
 
     assert f"polynn {polynn.__version__}" in numpy_line and f"numpy {np.__version__}" in numpy_line
-    assert " ok " in numpy_line and "float32, float64" in numpy_line and numpy_line.endswith("cpu")
+    assert " ok " in numpy_line and "float32, float64" in numpy_line and numpy_line.split()[-2:] == ["cpu", "yes"]
     ghost = next(line for line in lines if line.startswith("ghost "))
     assert "engine not installed: pip install 'ghost-engine>=1'" in ghost
-    assert "polynn_no_such_engine (not installed)" in ghost
+    assert "polynn_no_such_engine (not installed)" in ghost and ghost.endswith(" -")
+    assert next(line for line in lines if line.startswith("thin ")).endswith(" no")
+    assert next(line for line in lines if line.startswith("no_custom_loss ")).endswith(" partial (lacks custom_loss)")
+
+    section = lines.index("registered components each backend lacks "
+                          "(layer, activation, loss, metric, optimizer, regularizer, constraint):")
+    lacks = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[section + 1:] if line.startswith("  ")
+             and not line.startswith("   ")}
+    assert lacks["numpy"] == "none" and lacks["no_custom_loss"] == "none"
+    assert lacks["thin"] == "activation: tanh"
+    assert lacks["ghost"] == "unknown: the backend did not load"
     assert "plugin failures:" in lines
     assert any("'broken-plugin'" in line and "broken on purpose" in line for line in lines)
+
+
+def test_lacking_lists_registered_components_by_kind():
+    from polynn.cli import lacking
+    from test_conformance import PartialBackend
+
+    from polynn import _registry
+
+    missing = lacking(PartialBackend())
+    assert "tanh" in missing["activation"] and "rmsprop" in missing["optimizer"]
+    # Beside those, only plugins' components (registered for other backends by name) are missing.
+    others = [(kind, name) for kind, names in missing.items() for name in names if name not in ("tanh", "rmsprop")]
+    assert all(_registry.source_of(_registry.lookup(kind, name)) != "polynn" for kind, name in others)
 
 
 def test_console_script_is_installed():

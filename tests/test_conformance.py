@@ -1,4 +1,5 @@
-"""The conformance kit: NumPy passes against itself; deliberately wrong or partial backends do not."""
+"""The conformance kit: NumPy passes against itself, TensorFlow and torch pass the whole kit in both
+dtypes; deliberately wrong or partial backends do not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from polynn import _registry, hookimpl, plugins
+from polynn import _registry, hookimpl, ops, plugins
 from polynn.conformance import Tolerance, all_cases, run
 from polynn.conformance._compare import compare
 from polynn.conformance.components import KINDS
@@ -17,7 +18,7 @@ from polynn.conformance.plot import write_plot
 from polynn.errors import PolynnError
 
 from polynn_numpy import activations as numpy_activations
-from polynn_numpy import optimizers as numpy_optimizers
+from polynn_numpy import regularizers as numpy_regularizers
 from polynn_numpy.backend import NumpyBackend
 from polynn_numpy.runtime import NumpyRuntime
 
@@ -90,7 +91,28 @@ class Float32OnlyBackend(NumpyBackend):
     dtypes = ("float32",)
 
 
-WRONG_BACKENDS = (TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend)
+class WrongL2Backend(NumpyBackend):
+    """L2's gradient is l2 * w (PyTorch's weight_decay convention), where the spec says 2 * l2 * w."""
+
+    name = "wrong_l2"
+    implementations = {**NumpyBackend.implementations,
+                       "regularizer": {**NumpyBackend.implementations["regularizer"],
+                                       "l2": (numpy_regularizers.IMPLEMENTATIONS["l2"][0], lambda spec, w: spec.l2 * w)}}
+
+
+def _without_custom(table):
+    return {name: impl for name, impl in table.items() if not name.startswith("custom_")}
+
+
+class NoOpsBackend(NumpyBackend):
+    """Has every component but the custom_* ones: user functions written with polynn.ops do not run."""
+
+    name = "no_ops"
+    implementations = {kind: _without_custom(table) for kind, table in NumpyBackend.implementations.items()}
+
+
+WRONG_BACKENDS = (TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend,
+                  WrongL2Backend, NoOpsBackend)
 
 
 class _WrongBackendsPlugin:
@@ -146,9 +168,14 @@ def test_numpy_passes_every_case_against_itself(numpy_report):
 def test_cases_cover_every_registered_component():
     names = {case.name for case in all_cases()}
     assert {"blog", "blog_dropout"} <= names
+    assert {"scenario.softmax_rmsprop", "scenario.mse_nesterov_l2_maxnorm", "scenario.sparse_logits_adamw_decay"} <= names
+    assert {"layer", "regularizer", "constraint", "schedule"} <= set(KINDS)
     for kind in KINDS:
         for cls in _registry.specs(kind):
-            assert f"{kind}.{cls.name}" in names
+            # Input has no valid default: its first case declares a shape.
+            assert any(name == f"{kind}.{cls.name}" or name.startswith(f"{kind}.{cls.name}(") for name in names), cls
+    for name in ops.OP_NAMES:
+        assert f"op.{name}" in names
     # Options the spec has are exercised.
     assert "optimizer.adam(amsgrad=True)" in names
     assert "optimizer.sgd(momentum=0.9, nesterov=True)" in names
@@ -156,6 +183,23 @@ def test_cases_cover_every_registered_component():
     assert "optimizer.sgd(learning_rate=exponential_decay)" in names
     assert "loss.binary_crossentropy(from_logits=True, label_smoothing=0.1)" in names
     assert "loss.categorical_crossentropy(reduction=mean_with_sample_weight, sample_weight)" in names
+    assert {"layer.dense(use_bias=False)", "layer.dense(input_shape=(3, 6))", "layer.dense(kernel_regularizer=l2)",
+            "layer.dense(bias_regularizer=l1)", "layer.dense(activity_regularizer=l1_l2)",
+            "layer.dense(kernel_constraint=max_norm)", "layer.dense(bias_constraint=non_neg)",
+            "layer.dense(kernel_initializer=he_normal, bias_initializer=random_uniform)",
+            "layer.dropout(noise_shape=(None, 1))", "layer.dropout(seed=7)", "layer.activation(activation=softplus)",
+            "layer.input(shape=(6,))", "layer.input(shape=(3, 6))"} <= names
+    assert {"regularizer.l1_l2(l1=0.01, l2=0.02)", "constraint.min_max_norm(min_value=0.5, max_value=0.8, rate=0.5)",
+            "constraint.unit_norm(axis=1)", "schedule.cosine_decay(decay_steps=5, warmup_target=0.05, warmup_steps=3)",
+            "schedule.piecewise_constant_decay(boundaries=(2, 5), values=(0.1, 0.05, 0.01))"} <= names
+
+
+def test_a_plugin_layer_gets_cases():
+    pytest.importorskip("polynn_extras")
+    names = {case.name for case in all_cases(["layer.layer_normalization*"])}
+    assert names == {"layer.layer_normalization", "layer.layer_normalization(center=False)",
+                     "layer.layer_normalization(scale=False)"}
+    assert run("numpy", "float64", ["layer.layer_normalization*"]).count("pass") == 3
 
 
 def test_a_component_registered_later_gets_cases(monkeypatch):
@@ -177,6 +221,21 @@ def test_a_component_registered_later_gets_cases(monkeypatch):
     (result,) = report.results
     assert result.status == "unsupported"
     assert "conformance_test_cube" in result.message and "numpy" in result.message
+
+
+# ---- the engines: the whole kit, both dtypes ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["tensorflow", "torch"])
+def test_the_whole_kit_passes_on_each_engine(backend, dtype):
+    pytest.importorskip(backend)
+    report = run(backend, dtype, strict=True)
+    assert len(report.results) == len(all_cases())
+    assert report.count("unsupported") == 0, [r.name for r in report.results if r.status == "unsupported"]
+    failures = [f"{r.status}: {r.name}: {r.message}" for r in report.results if r.status != "pass"]
+    assert not failures, "\n".join(failures)
+    assert report.passed
 
 
 # ---- deliberately wrong backends fail ----------------------------------------------------
@@ -226,6 +285,29 @@ def test_missing_components_are_reported_unsupported_by_name(wrong_backends):
     assert "unsupported: activation.tanh: activation 'tanh' has no implementation" in "\n".join(report.table_lines())
     strict = run("partial", "float64", ["activation.tanh"], strict=True)
     assert not strict.passed
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wrong_l2_gradient_fails_the_cases_using_l2(wrong_backends, dtype):
+    report = run("wrong_l2", dtype, ["regularizer.l2*", "regularizer.l1", "layer.dense(kernel_regularizer=l2)",
+                                     "scenario.mse_nesterov_l2_maxnorm", "scenario.softmax_rmsprop"])
+    results = _by_name(report)
+    assert [r.status for name, r in results.items() if "l2" in name] == ["fail"] * 4
+    assert results["regularizer.l1"].status == "pass"
+    assert results["scenario.softmax_rmsprop"].status == "pass"
+    failed = {c.name for c in results["scenario.mse_nesterov_l2_maxnorm"].checks if not c.passed}
+    assert {"step_loss", "final_weights"} <= failed
+
+
+def test_a_backend_without_ops_support_reports_every_op_case_unsupported(wrong_backends):
+    report = run("no_ops", "float64", ["op.*", "activation.tanh"])
+    results = _by_name(report)
+    assert results.pop("activation.tanh").status == "pass"
+    assert sorted(results) == sorted(f"op.{name}" for name in ops.OP_NAMES)
+    for name, result in results.items():
+        assert result.status == "unsupported", name
+        assert "'custom_activation'" in result.message or "'custom_loss'" in result.message
+    assert "unsupported: op.abs: activation 'custom_activation' has no implementation" in "\n".join(report.table_lines())
 
 
 def test_an_unsupported_dtype_is_reported_for_every_case(wrong_backends):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..callbacks import Callback
+from ..layers import Dense
+from ..losses import MeanSquaredError
 from ..models import Sequential
+from ..optimizers import SGD
 
 # The seed of polynn's shared streams (initial weights, batch order, dropout) in every case.
 SEED = 1000
@@ -32,6 +35,36 @@ def gradient_probe(model, x, y, sample_weight=None) -> tuple[float, list[np.ndar
     history = model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0, sample_weight=sample_weight)
     after = [w.astype(np.float64) for w in model.get_weights()]
     return history.history["loss"][0], [(b - a) / GRADIENT_PROBE_RATE for b, a in zip(before, after)]
+
+
+def identity_inputs(n: int) -> np.ndarray:
+    # Row i of the identity selects kernel row i exactly: 1 * k + 0 * others, on any engine.
+    return np.eye(n)
+
+
+def activation_probe(activation, grid, upstream, *, backend: str, dtype: str) -> dict:
+    """An activation's values at the pre-activations `grid` (samples, units), from predict(), and
+    its vector-Jacobian product with the upstream gradient of sum((y - upstream)**2), from one SGD
+    step: Dense(identity kernel rows) makes the kernel's change dloss/dpre-activation."""
+    rows, units = grid.shape
+    model = compiled_model([Dense(units, input_dim=rows, activation=activation)], backend=backend, dtype=dtype,
+                           optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE), loss=MeanSquaredError(reduction="sum"),
+                           weights=[grid, np.zeros(units)])
+    x = identity_inputs(rows)
+    forward = model.predict(x, batch_size=rows, verbose=0)
+    _, grads = gradient_probe(model, x, upstream)
+    return {"forward": forward, "gradient": grads[0]}
+
+
+def loss_probe(loss, predictions, labels, *, backend: str, dtype: str, sample_weight=None) -> dict:
+    """A loss's value at exactly `predictions` (samples, units), and dloss/dpredictions, from one
+    SGD step of a linear layer whose kernel rows are the predictions."""
+    samples, units = predictions.shape
+    model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
+                           optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE), loss=loss,
+                           weights=[predictions, np.zeros(units)])
+    value, grads = gradient_probe(model, identity_inputs(samples), labels, sample_weight=sample_weight)
+    return {"value": np.asarray(value), "gradient": grads[0]}
 
 
 class StepLosses(Callback):

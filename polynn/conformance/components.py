@@ -1,5 +1,6 @@
-"""Per-component cases, generated from the registry: every activation, loss, metric, optimizer and
-initializer registered (polynn's own and any plugin's), in each configuration options.py gives it.
+"""Per-component cases, generated from the registry: every layer, activation, loss, metric, optimizer,
+learning-rate schedule, initializer, regularizer and constraint registered (polynn's own and any
+plugin's), in each configuration options.py gives it.
 
 Each case reaches its component through the public model API only, so it runs on any backend:
 - activation: Dense(identity kernel rows) -> activation; forward values from predict(), and the
@@ -8,7 +9,9 @@ Each case reaches its component through the public model API only, so it runs on
   dloss/dpredictions from one SGD step, with sample weights where the configuration says;
 - metric: the metric's result from evaluate() over several batches, and from one training epoch;
 - optimizer: the weights after each of 8 steps on a least-squares problem;
-- initializer: the initial kernel drawn from the shared stream, exactly, and its statistics.
+- initializer: the initial kernel drawn from the shared stream, exactly, and its statistics;
+- schedule: the weights after each of 8 SGD steps at the schedule's rates, on the same problem;
+- layer, regularizer, constraint: short training runs of a tiny model using them (trajectories.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from .. import _registry
 from ..layers import Dense
 from ..losses import MeanSquaredError, SparseCategoricalCrossentropy
 from ..optimizers import SGD
-from . import inputs, options, tolerances
+from . import inputs, options, tolerances, trajectories
 from ._case import Case
-from ._harness import GRADIENT_PROBE_RATE, WeightTrajectory, compiled_model, flat, gradient_probe
+from ._harness import WeightTrajectory, activation_probe, compiled_model, flat, identity_inputs, loss_probe
 
-KINDS = ("activation", "loss", "metric", "optimizer", "initializer")
+KINDS = ("activation", "loss", "metric", "optimizer", "initializer", "layer", "regularizer", "constraint", "schedule")
 
 
 def _instance(cls, config):
@@ -40,44 +43,24 @@ def _built(spec):
     return spec
 
 
-def _identity_inputs(n: int) -> np.ndarray:
-    # Row i of the identity selects kernel row i exactly: 1 * k + 0 * others, on any engine.
-    return np.eye(n)
-
-
-# ---- activations -----------------------------------------------------------------------
+# ---- activations and losses -------------------------------------------------------------
 
 
 def _activation_scenario(spec):
     def run(backend, dtype):
-        activation = _built(spec)
         grid = inputs.activation_grid()
-        rows, units = grid.shape
-        model = compiled_model([Dense(units, input_dim=rows, activation=activation)], backend=backend, dtype=dtype,
-                               optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE),
-                               loss=MeanSquaredError(reduction="sum"), weights=[grid, np.zeros(units)])
-        x = _identity_inputs(rows)
-        forward = model.predict(x, batch_size=rows, verbose=0)
-        _, grads = gradient_probe(model, x, inputs.activation_upstream(grid.shape))
-        return {"forward": forward, "gradient": grads[0]}
+        return activation_probe(_built(spec), grid, inputs.activation_upstream(grid.shape), backend=backend,
+                                dtype=dtype)
 
     return run
-
-
-# ---- losses ----------------------------------------------------------------------------
 
 
 def _loss_scenario(spec, config):
     def run(backend, dtype):
         loss = _built(spec)
         p, y = inputs.predictions_and_labels(loss)
-        samples, units = p.shape
-        model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
-                               optimizer=SGD(learning_rate=GRADIENT_PROBE_RATE), loss=loss,
-                               weights=[p, np.zeros(units)])
-        w = inputs.sample_weights(samples) if config.sample_weight else None
-        value, grads = gradient_probe(model, _identity_inputs(samples), y, sample_weight=w)
-        return {"value": np.asarray(value), "gradient": grads[0]}
+        w = inputs.sample_weights(len(p)) if config.sample_weight else None
+        return loss_probe(loss, p, y, backend=backend, dtype=dtype, sample_weight=w)
 
     return run
 
@@ -95,7 +78,7 @@ def _metric_scenario(spec, config):
         model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
                                optimizer=SGD(learning_rate=0.0), loss=loss, metrics=[metric],
                                weights=[p, np.zeros(units)])
-        x = _identity_inputs(samples)
+        x = identity_inputs(samples)
         w = inputs.sample_weights(samples) if config.sample_weight else None
         # Batches of 5 leave a short last batch: increments must add up across batches.
         logs = model.evaluate(x, y, batch_size=5, sample_weight=w, verbose=0, return_dict=True)
@@ -112,19 +95,31 @@ def _metric_scenario(spec, config):
 OPTIMIZER_STEPS = 8
 
 
+def _optimizer_trajectory(optimizer, backend, dtype):
+    x, y, kernel, bias = inputs.optimizer_problem()
+    units = y.shape[1]
+    model = compiled_model([Dense(units, input_dim=x.shape[1])], backend=backend, dtype=dtype,
+                           optimizer=optimizer, loss="mse", weights=[kernel, bias])
+    start = flat(model.get_weights())
+    trajectory = WeightTrajectory()
+    model.fit(x, y, batch_size=len(x) // OPTIMIZER_STEPS, epochs=1, shuffle=False, verbose=0,
+              callbacks=[trajectory])
+    # Displacements from the start, so the checked size is the update's, not the weight's.
+    return {"trajectory": np.stack(trajectory.steps) - start}
+
+
 def _optimizer_scenario(spec):
     def run(backend, dtype):
-        optimizer = _built(spec)
-        x, y, kernel, bias = inputs.optimizer_problem()
-        units = y.shape[1]
-        model = compiled_model([Dense(units, input_dim=x.shape[1])], backend=backend, dtype=dtype,
-                               optimizer=optimizer, loss="mse", weights=[kernel, bias])
-        start = flat(model.get_weights())
-        trajectory = WeightTrajectory()
-        model.fit(x, y, batch_size=len(x) // OPTIMIZER_STEPS, epochs=1, shuffle=False, verbose=0,
-                  callbacks=[trajectory])
-        # Displacements from the start, so the checked size is the update's, not the weight's.
-        return {"trajectory": np.stack(trajectory.steps) - start}
+        return _optimizer_trajectory(_built(spec), backend, dtype)
+
+    return run
+
+
+def _schedule_scenario(spec):
+    """The schedule as SGD's learning rate, on the optimizer cases' problem."""
+
+    def run(backend, dtype):
+        return _optimizer_trajectory(SGD(learning_rate=_built(spec)), backend, dtype)
 
     return run
 
@@ -155,6 +150,8 @@ _OBSERVATIONS = {
     "metric": ("evaluate", "train"),
     "optimizer": ("trajectory",),
     "initializer": ("values", "statistics"),
+    "schedule": ("trajectory",),
+    **trajectories.OBSERVATIONS,
 }
 
 
@@ -167,7 +164,11 @@ def _scenario(kind, spec, config):
         return _metric_scenario(spec, config)
     if kind == "optimizer":
         return _optimizer_scenario(spec)
-    return _initializer_scenario(spec)
+    if kind == "initializer":
+        return _initializer_scenario(spec)
+    if kind == "schedule":
+        return _schedule_scenario(spec)
+    return trajectories.SCENARIOS[kind](lambda: _built(spec))
 
 
 def _registered_functions(kind: str):

@@ -104,3 +104,33 @@ def optimizer_problem(samples: int = 32, features: int = 5, units: int = 3):
     kernel = rng.normal(0.0, 0.5, (features, units))
     bias = rng.normal(0.0, 0.5, units)
     return x, y, kernel, bias
+
+
+def op_grid(domain: str, samples: int = 6, units: int = 5, tie: float | None = None) -> np.ndarray:
+    """Inputs of an op case, (samples, units), all distinct multiples of 1/128 that are odd
+    multiples of 1/128: never 0, never an integer or a half, so no op meets a kink or a tie except
+    `tie`, which a real grid holds on purpose (it must be an odd multiple of 1/128 itself).
+
+    "real": in (-2.5, 2.5); "positive": in (0.19, 3); "near_one": magnitudes in (0.5, 1.5), either
+    sign, so products of a row stay near 1."""
+    rng = np.random.RandomState(17)
+    count = samples * units
+    if domain == "positive":
+        halves = rng.choice(np.arange(12, 192), count, replace=False)
+    elif domain == "near_one":
+        halves = rng.choice(np.arange(32, 96), count, replace=False) * rng.choice([-1, 1], count)
+    else:
+        candidates = np.arange(-160, 160)
+        forced = [] if tie is None else [int(round(tie * 64 - 0.5))]
+        halves = rng.choice(np.setdiff1d(candidates, forced), count - len(forced), replace=False)
+        halves = rng.permutation(np.concatenate([halves, forced]).astype(np.int64))
+    values = (halves + np.where(halves >= 0, 0.5, -0.5)) / 64.0 if domain == "near_one" else (halves + 0.5) / 64.0
+    return values.reshape(samples, units)
+
+
+def op_probabilities(samples: int = 6, units: int = 5):
+    """(y_pred, y_true) of an op loss case: softmax rows, and one-hot labels of random classes."""
+    rng = np.random.RandomState(19)
+    p = _softmax(rng.normal(0.0, 1.0, (samples, units)))
+    y = np.eye(units)[rng.randint(units, size=samples)]
+    return p, y

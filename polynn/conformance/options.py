@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..constraints import MaxNorm, NonNeg
+from ..initializers import RandomUniform
 from ..losses import REDUCTIONS
+from ..regularizers import L1, L1L2, L2
 from ..schedules import ExponentialDecay
 
 
@@ -102,14 +105,67 @@ INITIALIZER = _configs(
     ({"minval": -0.3, "maxval": 0.7}, False),
 )
 
+# A layer's input, per sample, unless the layer declares its own.
+LAYER_INPUT_SHAPE = (6,)
+RANK3_INPUT_SHAPE = (3, 6)
+
+LAYER = _configs(
+    ({"use_bias": False}, False),
+    ({"kernel_initializer": "he_normal", "bias_initializer": RandomUniform(minval=-0.5, maxval=0.5)}, False),
+    ({"kernel_regularizer": L2(l2=0.05)}, False),
+    ({"bias_regularizer": L1(l1=0.05)}, False),
+    ({"activity_regularizer": L1L2(l1=0.01, l2=0.02)}, False),
+    ({"kernel_constraint": MaxNorm(max_value=0.5)}, False),
+    ({"bias_constraint": NonNeg()}, False),
+    ({"input_shape": RANK3_INPUT_SHAPE}, False),
+    ({"shape": RANK3_INPUT_SHAPE}, False),
+    ({"activation": "softplus"}, False),
+    ({"noise_shape": (None, 1)}, False),
+    ({"seed": 7}, False),
+    ({"center": False}, False),
+    ({"scale": False}, False),
+)
+
+REGULARIZER = _configs(
+    ({"l1": 0.05}, False),
+    ({"l2": 0.05}, False),
+    ({"l1": 0.01, "l2": 0.02}, False),
+)
+
+CONSTRAINT = _configs(
+    ({"max_value": 0.5}, False),
+    ({"axis": 1}, False),
+    ({"min_value": 0.5, "max_value": 0.8}, False),
+    ({"min_value": 0.5, "max_value": 0.8, "rate": 0.5}, False),
+)
+
+# Within the 8 steps of a trajectory: decays every few steps, boundaries, a cycle, a warm-up.
+SCHEDULE = _configs(
+    ({"decay_steps": 3}, False),
+    ({"decay_steps": 3, "staircase": True}, False),
+    ({"boundaries": (2, 5), "values": (0.1, 0.05, 0.01)}, False),
+    ({"decay_steps": 5, "power": 2.0}, False),
+    ({"decay_steps": 3, "cycle": True}, False),
+    ({"decay_steps": 5, "alpha": 0.1}, False),
+    ({"decay_steps": 5, "warmup_target": 0.05, "warmup_steps": 3}, False),
+)
+
 _TABLES = {"activation": ACTIVATION, "loss": LOSS, "metric": METRIC, "optimizer": OPTIMIZER,
-           "initializer": INITIALIZER}
+           "initializer": INITIALIZER, "layer": LAYER, "regularizer": REGULARIZER, "constraint": CONSTRAINT,
+           "schedule": SCHEDULE}
+
+
+def _default(kind: str, fields) -> Config:
+    # An Input layer has no valid default shape: its default case declares the usual one.
+    if kind == "layer" and "shape" in fields:
+        return Config((("shape", LAYER_INPUT_SHAPE),))
+    return Config()
 
 
 def configs(kind: str, cls) -> list[Config]:
     """The default configuration, then every table entry whose fields the class has."""
     fields = {f.name for f in dataclasses.fields(cls)}
-    chosen = [Config()]
+    chosen = [_default(kind, fields)]
     for config in _TABLES[kind]:
         if all(key in fields for key, _ in config.kwargs) and config not in chosen:
             chosen.append(config)

@@ -21,7 +21,8 @@ def write_plot(report, path) -> None:
     FigureCanvasAgg, Figure = require_matplotlib()
     panels = [(result.name, name, pair) for result in report.results for name, pair in result.series.items()]
     if not panels:
-        raise PolynnError(f"nothing to plot in {path}: no case with per-step losses ran (the blog cases have them)")
+        raise PolynnError(f"nothing to plot in {path}: no case with per-step losses ran "
+                          "(the blog and scenario cases have them)")
     # The object-oriented API leaves matplotlib's global backend and pyplot state alone.
     figure = Figure(figsize=(9, 3.2 * len(panels)))
     FigureCanvasAgg(figure)

@@ -73,7 +73,7 @@ def pytest_configure(config):
         if not any(case.plotted for case in kit.cases()):
             raise pytest.UsageError(
                 f"--polynn-plot {kit.plot_path}: the cases selected by {list(kit.patterns)} have no per-step "
-                f"losses to plot; select a blog case (blog, blog_dropout) too")
+                f"losses to plot; select a blog case (blog, blog_dropout) or a scenario case (scenario.*) too")
     config.stash[_KIT] = kit
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import plugins
 from ..errors import UnsupportedComponentError
-from . import blog, components
+from . import blog, components, op_cases, scenarios
 from ._case import Case, CaseResult
 from ._compare import compare
 
@@ -17,9 +17,10 @@ _reference_cache: dict[tuple[str, str], dict | BaseException] = {}
 
 
 def all_cases(patterns=()) -> list[Case]:
-    """Every case, the blog cases first; with patterns (fnmatch), only the names matching one."""
+    """Every case: the blog, the scenarios, the components, the ops; with patterns (fnmatch), only the
+    names matching one."""
     plugins.backend_entries()  # component plugins register their specs when plugins load
-    found = blog.cases() + components.cases()
+    found = blog.cases() + scenarios.cases() + components.cases() + op_cases.cases()
     if patterns:
         found = [c for c in found if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
     return found

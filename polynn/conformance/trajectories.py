@@ -1,0 +1,107 @@
+"""Scenarios of the component kinds that act during training: layers, regularizers, constraints and
+learning-rate schedules, each observed over a short training run (8 SGD steps) on a tiny model.
+
+- layer: Dense -> layer -> Dense (a layer declaring its input shape, as Input or Dense(input_shape=...),
+  comes first instead), on rank-2 or the layer's declared inputs; the loss of every step, the
+  weights after every step and the predictions after training;
+- regularizer: as kernel and bias regularizer of a hidden Dense and activity regularizer of the
+  output Dense; step losses (penalties included), weights, and evaluate()'s loss;
+- constraint: as kernel constraint of both Dense layers and bias constraint of the first (when its
+  axis suits a vector); step losses and weights;
+- schedule: the learning rate of SGD on the optimizer cases' least-squares problem; weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import Dense
+from ..optimizers import SGD
+from . import options
+from ._harness import StepLosses, WeightTrajectory, compiled_model, flat
+
+HIDDEN = 5
+OUTPUT = 3
+SAMPLES = 24
+BATCH_SIZE = 6
+EPOCHS = 2  # 8 steps
+LEARNING_RATE = 0.1
+
+
+def _data(input_shape, seed: int = 23) -> np.ndarray:
+    return np.random.RandomState(seed).normal(size=(SAMPLES, *input_shape))
+
+
+def _train(model, x, *, seed: int = 29) -> dict:
+    """Targets drawn for the model's output shape, then EPOCHS epochs of SGD in order."""
+    y = np.random.RandomState(seed).normal(size=(SAMPLES, *model.output_shape))
+    start = flat(model.get_weights())
+    steps, trajectory = StepLosses(SAMPLES, BATCH_SIZE), WeightTrajectory()
+    model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[steps, trajectory])
+    return {
+        "step_loss": np.asarray(steps.losses),
+        # Displacements from the start, so the checked size is the updates', not the weights'.
+        "trajectory": np.stack(trajectory.steps) - start,
+        "predictions": model.predict(x, batch_size=SAMPLES, verbose=0),
+        "evaluate_loss": np.asarray(model.evaluate(x, y, batch_size=BATCH_SIZE, verbose=0)),
+    }
+
+
+def layer_scenario(built):
+    def run(backend, dtype):
+        layer = built()
+        declared = getattr(layer, "declared_input_shape", None)
+        if declared is not None:
+            layers, shape = [layer, Dense(HIDDEN, activation="tanh"), Dense(OUTPUT)], tuple(declared)
+        else:
+            shape = options.LAYER_INPUT_SHAPE
+            layers = [Dense(HIDDEN, input_shape=shape, activation="tanh"), layer, Dense(OUTPUT)]
+        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
+                               loss="mse")
+        return _train(model, _data(shape))
+
+    return run
+
+
+def regularizer_scenario(built):
+    def run(backend, dtype):
+        regularizer = built()
+        shape = options.LAYER_INPUT_SHAPE
+        layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", kernel_regularizer=regularizer,
+                        bias_regularizer=regularizer),
+                  Dense(OUTPUT, activity_regularizer=regularizer)]
+        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
+                               loss="mse")
+        return _train(model, _data(shape))
+
+    return run
+
+
+def _suits_vectors(constraint) -> bool:
+    """Whether the constraint applies to a bias (rank 1): no axis, or only axis 0 / -1."""
+    axis = getattr(constraint, "axis", 0)
+    return all(a in (0, -1) for a in (axis if isinstance(axis, tuple) else (axis,)))
+
+
+def constraint_scenario(built):
+    def run(backend, dtype):
+        constraint = built()
+        shape = options.LAYER_INPUT_SHAPE
+        bias = constraint if _suits_vectors(constraint) else None
+        layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", kernel_constraint=constraint,
+                        bias_constraint=bias),
+                  Dense(OUTPUT, kernel_constraint=constraint)]
+        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
+                               loss="mse")
+        return _train(model, _data(shape))
+
+    return run
+
+
+OBSERVATIONS = {
+    "layer": ("step_loss", "trajectory", "predictions", "evaluate_loss"),
+    "regularizer": ("step_loss", "trajectory", "predictions", "evaluate_loss"),
+    "constraint": ("step_loss", "trajectory", "predictions", "evaluate_loss"),
+}
+
+SCENARIOS = {"layer": layer_scenario, "regularizer": regularizer_scenario, "constraint": constraint_scenario}
