@@ -21,7 +21,7 @@ import pluggy
 from . import _registry, hookspecs
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
-__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "get_backend", "failures", "load",
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "get_backend", "failures", "load",
            "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
@@ -257,6 +257,12 @@ def get_backend(name: str):
             f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to load: "
             f"{type(error).__name__}: {error}") from error
     return entry.instance
+
+
+def component_specs(kind: str) -> list[type]:
+    """Every registered component class of a kind (polynn's and plugins'), in name order."""
+    load()
+    return _registry.specs(kind)
 
 
 def reset() -> None:
