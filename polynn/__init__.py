@@ -4,12 +4,15 @@ from . import activations, callbacks, constraints, errors, initializers, layers,
 from . import ops, optimizers, regularizers, schedules
 from ._custom import register
 from .hookspecs import hookimpl
+from .models import Sequential, load_model
 from .random import get_random_seed, set_random_seed
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "Sequential",
+    "load_model",
     "activations",
     "callbacks",
     "constraints",

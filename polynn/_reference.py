@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UnsupportedComponentError
+from .errors import InvalidArgumentError, ShapeMismatchError, UnsupportedComponentError
 
 
 def _implementation(kind: str, name: str):
@@ -24,6 +24,37 @@ def as_float(x, like: np.ndarray | None = None) -> np.ndarray:
     return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
 
 
+def _pair(spec, y_true, y_pred):
+    """y_pred as floats and y_true in its dtype, checked against each other as fit() checks them."""
+    p = as_float(y_pred)
+    y = as_float(y_true, p)
+    if spec.name.startswith("custom_"):
+        return y, p  # a user function decides what it accepts
+    if getattr(spec, "sparse_labels", False):
+        if p.ndim == 0 or y.shape not in (p.shape[:-1], (*p.shape[:-1], 1)):
+            raise ShapeMismatchError(f"{spec.name}: y_true has shape {y.shape}; with y_pred of shape {p.shape} "
+                                     f"it needs integer labels of shape {p.shape[:-1]} or {(*p.shape[:-1], 1)}")
+        if y.size and (np.any(y < 0) or np.any(y >= p.shape[-1]) or np.any(y != np.floor(y))):
+            raise InvalidArgumentError("y_true", f"labels in [{y.min()}, {y.max()}]",
+                                       f"integer class labels in [0, {p.shape[-1] - 1}]", owner=spec.name)
+        return y, p
+    if y.shape != p.shape:
+        if y.shape == p.shape[:-1] and p.shape[-1:] == (1,):
+            return y[..., None], p
+        raise ShapeMismatchError(f"{spec.name}: y_true has shape {y.shape} and y_pred {p.shape}; they must match")
+    return y, p
+
+
+def _weights(sample_weight, like: np.ndarray):
+    if sample_weight is None:
+        return None
+    w = as_float(sample_weight, like).reshape(-1)
+    if like.ndim == 0 or w.shape != (like.shape[0],):
+        raise ShapeMismatchError(f"sample_weight has {w.size} values; expected one per sample, "
+                                 f"{like.shape[0] if like.ndim else 1}")
+    return w
+
+
 def activation(spec, x) -> np.ndarray:
     forward, _ = _implementation("activation", spec.name)
     return forward(spec, as_float(x))
@@ -31,26 +62,25 @@ def activation(spec, x) -> np.ndarray:
 
 def loss_values(spec, y_true, y_pred) -> np.ndarray:
     value, _ = _implementation("loss", spec.name)
-    p = as_float(y_pred)
-    return value(spec, as_float(y_true, p), p)
+    y, p = _pair(spec, y_true, y_pred)
+    return value(spec, y, p)
 
 
 def loss(spec, y_true, y_pred, sample_weight=None):
     from polynn_numpy.losses import reduce
 
     values = loss_values(spec, y_true, y_pred)
+    w = _weights(sample_weight, values)
     if spec.reduction == "none":
-        return values if sample_weight is None else values * as_float(sample_weight, values).reshape(
-            (-1,) + (1,) * (values.ndim - 1))
-    w = None if sample_weight is None else as_float(sample_weight, values).reshape(-1)
+        return values if w is None else values * w.reshape((-1,) + (1,) * (values.ndim - 1))
     reduced, _ = reduce(spec, values, w, values.dtype)
     return reduced
 
 
 def metric_values(spec, y_true, y_pred) -> np.ndarray:
     """Per-sample values of a mean metric."""
-    p = as_float(y_pred)
-    return _implementation("metric", spec.name)(spec, as_float(y_true, p), p)
+    y, p = _pair(spec, y_true, y_pred)
+    return _implementation("metric", spec.name)(spec, y, p)
 
 
 def metric_increment(spec, y_true, y_pred, sample_weight=None) -> np.ndarray:
@@ -59,9 +89,8 @@ def metric_increment(spec, y_true, y_pred, sample_weight=None) -> np.ndarray:
 
     from .metrics import MeanMetric
 
-    p = as_float(y_pred)
-    y = as_float(y_true, p)
-    w = None if sample_weight is None else as_float(sample_weight, p).reshape(-1)
+    y, p = _pair(spec, y_true, y_pred)
+    w = _weights(sample_weight, p)
     impl = _implementation("metric", spec.name)
     if isinstance(spec, MeanMetric):
         return mean_state(impl(spec, y, p), w)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _registry, _safetensors, plugins
 from ._spec import resolve
-from .errors import ModelFileError, PolynnError, UnknownComponentError
+from .errors import InvalidArgumentError, ModelFileError, PolynnError, UnknownComponentError
 
 __all__ = ["save_model", "save_weights", "load_model", "load_weights", "MODEL_FORMAT", "WEIGHTS_FORMAT"]
 
@@ -86,6 +86,10 @@ def _atomic_write(path, tensors: dict, metadata: dict) -> None:
     """Write beside the target, flush and fsync, then rename over it: a crash leaves the old file."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InvalidArgumentError("filepath", path, "a path in an existing directory")
+    if os.path.isdir(path):
+        raise InvalidArgumentError("filepath", path, "a file path, not a directory")
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as stream:

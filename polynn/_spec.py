@@ -7,6 +7,8 @@ import math
 import numbers
 from typing import Any, ClassVar
 
+import numpy as np
+
 from . import _registry
 from .errors import InvalidArgumentError, UnknownComponentError
 
@@ -29,6 +31,10 @@ class Component:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (np.generic, tuple, list)):
+                # numpy scalars become Python numbers, so configs stay JSON and compare equal
+                object.__setattr__(self, f.name, _plain(value))
             kind = f.metadata.get("kind")
             if kind is not None:
                 value = getattr(self, f.name)
@@ -60,6 +66,16 @@ class Component:
                 "config keys", unknown, f"keys of {cls.__name__}: {', '.join(sorted(known))}", owner=cls.__name__
             )
         return cls(**config)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 def _to_json(value: Any) -> Any:

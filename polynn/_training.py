@@ -11,6 +11,7 @@ from . import random as _random
 from ._progress import Progress, epoch_header
 from ._spec import check_number, check_positive_int
 from .callbacks import CallbackList, History
+from .callbacks import checked as checked_callbacks
 from .errors import InvalidArgumentError, ShapeMismatchError
 
 # Dropout masks for one backend call stay under this many bytes; blocks of steps shrink to fit.
@@ -23,7 +24,7 @@ _MASK_BUDGET_BYTES = 64 * 2**20
 def _verbose(value) -> int:
     if value == "auto":
         return 1
-    if value in (0, 1, 2) and not isinstance(value, bool):
+    if value in (0, 1, 2):  # True and False too, as Keras takes them
         return int(value)
     raise InvalidArgumentError("verbose", value, "'auto', 0, 1 or 2")
 
@@ -35,9 +36,17 @@ def _as_array(name: str, value, dtype) -> np.ndarray:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise InvalidArgumentError(name, type(value).__name__, f"an array-like of numbers ({error})") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InvalidArgumentError(name, f"array of dtype {array.dtype}", "an array of numbers")
-    return np.ascontiguousarray(array, dtype=dtype)
+    if array.dtype == object or np.iscomplexobj(array) or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InvalidArgumentError(name, f"array of dtype {array.dtype}", "an array of real numbers")
+    with np.errstate(over="ignore", invalid="ignore"):  # reported just below, as a polynn error
+        array = np.ascontiguousarray(array, dtype=dtype)
+    # A NaN or infinity (or a value too large for the dtype) would silently poison the weights.
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise InvalidArgumentError(name, f"{array.size - int(finite.sum())} values that are NaN or infinite in {dtype}",
+                                   "finite numbers")
+    return array
 
 
 def _check_x(model, x, dtype) -> np.ndarray:
@@ -80,6 +89,28 @@ def _check_y(model, x, y, dtype) -> np.ndarray:
         f"expected y of shape {(None, *out)}")
 
 
+def _check_metric_labels(model, y_shape: tuple) -> None:
+    """Each metric's labels must have the form it reads: integer labels for the sparse metrics,
+    one value per output unit for the others (user functions decide for themselves)."""
+    from .metrics import CustomMetric
+
+    compiled = model._compiled
+    out = tuple(model.output_shape)
+    sparse = (out[:-1], (*out[:-1], 1))
+    for name, metric in zip(compiled.metric_names, compiled.metrics):
+        if isinstance(metric, CustomMetric):
+            continue
+        expected = sparse if metric.sparse_labels else (out,)
+        if tuple(y_shape) not in expected:
+            accepted = " or ".join(str((None, *shape)) for shape in expected)
+            raise ShapeMismatchError(
+                f"metric {name!r} ({metric.name}) needs y of shape {accepted} for outputs {(None, *out)}; "
+                f"y has shape {(None, *y_shape)}")
+        class_id = getattr(metric, "class_id", None)
+        if class_id is not None and class_id >= out[-1]:
+            raise InvalidArgumentError("class_id", class_id, f"an output index below {out[-1]}", owner=name)
+
+
 def _check_sample_weight(sample_weight, n: int, dtype):
     if sample_weight is None:
         return None
@@ -107,8 +138,8 @@ def _class_weights(class_weight, y: np.ndarray, loss, dtype):
     return table[labels].astype(dtype)
 
 
-def _batch_size(value, default=32) -> int:
-    return default if value is None else check_positive_int("fit", "batch_size", value)
+def _batch_size(value, owner: str, default=32) -> int:
+    return default if value is None else check_positive_int(owner, "batch_size", value)
 
 
 # ---- blocks of steps -------------------------------------------------------------------
@@ -170,7 +201,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     compiled = model._compiled
     if compiled.loss is None:
         raise InvalidArgumentError("loss", None, "a loss given to compile() before fit()", owner=model.name)
-    batch_size = _batch_size(batch_size)
+    batch_size = _batch_size(batch_size, "fit")
     epochs = check_positive_int("fit", "epochs", epochs)
     verbose = _verbose(verbose)
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch:
@@ -212,6 +243,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
         sw = cw if sw is None else sw * cw
 
     runtime = model._runtime_for(tuple(x.shape[1:]), tuple(y.shape[1:]))
+    _check_metric_labels(model, tuple(y.shape[1:]))
     plan_layers = model._layers
     shapes = model._shapes(model._built_shape)
     dropout_layers = tuple(i for i, layer in enumerate(plan_layers) if layer.name == "dropout" and layer.rate > 0)
@@ -219,12 +251,13 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     history = History()
     steps = math.ceil(len(x) / batch_size)
     params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-    callback_list = CallbackList([*(callbacks or []), history], model, params)
+    callback_list = CallbackList([*checked_callbacks(callbacks), history], model, params)
 
     interactive = verbose == 1 and Progress(steps, verbose).interactive
+    batch_hooks = callback_list.wants_batches()
     if compiled.steps_per_execution != "auto":
         steps_per_call = compiled.steps_per_execution
-    elif callback_list.wants_batches():
+    elif batch_hooks:
         steps_per_call = 1
     elif interactive:
         steps_per_call = max(1, steps // 30)
@@ -237,7 +270,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
 
     data = runtime.put_data(x, y, sw)
     val_data = None if x_val is None else runtime.put_data(x_val, y_val, sw_val)
-    val_batch = _batch_size(validation_batch_size, batch_size)
+    val_batch = _batch_size(validation_batch_size, "fit", batch_size)
 
     model.stop_training = False
     callback_list.on_train_begin({})
@@ -252,7 +285,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
         for block in _index_blocks(order, batch_size, steps_per_call):
             first = model._iterations
             iterations = np.arange(first, first + len(block), dtype=np.int64)
-            if steps_per_call == 1:
+            if batch_hooks:
                 callback_list.on_train_batch_begin(done, {})
             scalars = {name: values.astype(dtype) for name, values in
                        compiled.optimizer.step_scalars(iterations, compiled.learning_rate).items()}
@@ -262,9 +295,11 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
             model._iterations += len(block)
             totals.add(result, block.shape[1])
             done += len(block)
-            if progress.interactive or steps_per_call == 1:
+            if progress.interactive or batch_hooks:
                 batch_logs = totals.logs()
                 progress.update(done, batch_logs)
+            if batch_hooks:
+                # With several steps per call the hooks run once per call, for its last batch (Keras).
                 callback_list.on_train_batch_end(done - 1, batch_logs)
                 if model.stop_training:  # a batch-level callback (TerminateOnNaN) stops mid-epoch, as Keras
                     break
@@ -291,7 +326,7 @@ def evaluate(model, x, y, *, batch_size, verbose, sample_weight, callbacks, retu
     compiled = model._compiled
     if compiled.loss is None:
         raise InvalidArgumentError("loss", None, "a loss given to compile() before evaluate()", owner=model.name)
-    batch_size = _batch_size(batch_size)
+    batch_size = _batch_size(batch_size, "evaluate")
     verbose = _verbose(verbose)
     dtype = compiled.dtype
     x = _check_x(model, x, dtype)
@@ -301,8 +336,9 @@ def evaluate(model, x, y, *, batch_size, verbose, sample_weight, callbacks, retu
     if len(x) == 0:
         raise InvalidArgumentError("x", "0 samples", "at least one sample", owner="evaluate")
     runtime = model._runtime_for(tuple(x.shape[1:]), tuple(y.shape[1:]))
+    _check_metric_labels(model, tuple(y.shape[1:]))
     steps = math.ceil(len(x) / batch_size)
-    callback_list = CallbackList(callbacks or [], model, {"verbose": verbose, "steps": steps})
+    callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})
     callback_list.on_test_begin({})
     progress = Progress(steps, 1 if verbose else 0)
     logs = _evaluate_data(model, runtime, runtime.put_data(x, y, sw), len(x), batch_size)
@@ -316,13 +352,13 @@ def evaluate(model, x, y, *, batch_size, verbose, sample_weight, callbacks, retu
 
 def predict(model, x, *, batch_size, verbose, callbacks):
     compiled = model._compiled
-    batch_size = _batch_size(batch_size)
+    batch_size = _batch_size(batch_size, "predict")
     verbose = _verbose(verbose)
     x = _check_x(model, x, compiled.dtype)
     model._ensure_built(tuple(x.shape[1:]))
     runtime = model._runtime_for(tuple(x.shape[1:]))
     steps = math.ceil(len(x) / batch_size)
-    callback_list = CallbackList(callbacks or [], model, {"verbose": verbose, "steps": steps})
+    callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})
     callback_list.on_predict_begin({})
     progress = Progress(steps, 1 if verbose else 0)
     if len(x) == 0:

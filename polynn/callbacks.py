@@ -85,11 +85,23 @@ class History(Callback):
             self.model.history = self
 
 
+def checked(callbacks) -> list[Callback]:
+    """`callbacks` as a list, refusing anything but a list or tuple of Callback objects (or None)."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise InvalidArgumentError("callbacks", callbacks, "a list of polynn.callbacks.Callback objects")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise InvalidArgumentError("callbacks", callback, "polynn.callbacks.Callback objects in the list")
+    return list(callbacks)
+
+
 class CallbackList:
     """Calls every callback's hook in order."""
 
     def __init__(self, callbacks: Iterable[Callback], model, params: dict):
-        self.callbacks = list(callbacks)
+        self.callbacks = checked(callbacks)
         for callback in self.callbacks:
             callback.set_model(model)
             callback.set_params(params)

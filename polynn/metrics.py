@@ -8,6 +8,7 @@ sample weights w, and report sum(w * v) / sum(w) (0 before any update).
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import numpy as np
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class Metric(Component):
+class Metric(Component, abc.ABC):
     """A backend implements a MeanMetric as per-sample values v (the core-side state is
     [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector."""
 
@@ -57,8 +58,9 @@ class Metric(Component):
         """The metric's value for `state` (the running state when omitted)."""
         return self.compute(self._running() if state is None else state)
 
-    def compute(self, state: np.ndarray) -> float:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} does not define compute()")
+    @abc.abstractmethod
+    def compute(self, state: np.ndarray) -> float:
+        """The metric's value for a state vector."""
 
 
 class MeanMetric(Metric):
@@ -104,6 +106,7 @@ class SparseCategoricalAccuracy(MeanMetric):
     """v = (y_true == argmax(y_pred, -1)), y_true integer labels of shape (N,) or (N, 1)."""
 
     name: ClassVar[str] = "sparse_categorical_accuracy"
+    sparse_labels: ClassVar[bool] = True
 
 
 @spec
@@ -160,6 +163,7 @@ class SparseTopKCategoricalAccuracy(MeanMetric):
     """As TopKCategoricalAccuracy, with integer labels y_true."""
 
     name: ClassVar[str] = "sparse_top_k_categorical_accuracy"
+    sparse_labels: ClassVar[bool] = True
     k: int = 5
 
     def validate(self):

@@ -265,7 +265,15 @@ class Sequential:
         compiled = self._compiled
         shapes = self._shapes(self._built_shape)
         dropout = tuple(i for i, layer in enumerate(self._layers) if isinstance(layer, Dropout) and layer.rate > 0)
-        return Plan(tuple(self._layers), self._built_shape, tuple(shapes), tuple(self._weight_specs(self._built_shape)),
+        weights = tuple(self._weight_specs(self._built_shape))
+        for _, ws in weights:
+            axes = getattr(ws.constraint, "axis", None)
+            for axis in (axes if isinstance(axes, tuple) else () if axes is None else (axes,)):
+                if not -len(ws.shape) <= axis < len(ws.shape):
+                    raise InvalidArgumentError(
+                        "axis", axes, f"axes of the {len(ws.shape)}-d {ws.name} of shape {ws.shape}",
+                        owner=type(ws.constraint).__name__)
+        return Plan(tuple(self._layers), self._built_shape, tuple(shapes), weights,
                     compiled.loss if compiled.loss is not None else _losses.MeanSquaredError(), metrics,
                     compiled.optimizer, compiled.dtype, dropout, compiled.device)
 

@@ -16,6 +16,7 @@ float64 for a block of steps (`step_scalars`) and hands them to the backend in i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -165,11 +166,6 @@ class AdamW(Adam):
     name: ClassVar[str] = "adamw"
     weight_decay: float | None = dataclasses.field(default=0.004, kw_only=True)
 
-    def validate(self):
-        super().validate()
-        if not self.weight_decay:
-            raise InvalidArgumentError("weight_decay", self.weight_decay, "a number > 0 (use Adam without decay)",
-                                       owner="AdamW")
 
 
 @spec
@@ -240,6 +236,16 @@ class Adamax(Optimizer):
         return out
 
 
+_NADAM_TERMS = 2000
+
+
+@functools.lru_cache(maxsize=8)
+def _nadam_momenta(beta_1: float) -> tuple[np.ndarray, np.ndarray]:
+    """mu_s for s = 1 .. _NADAM_TERMS, and their running product."""
+    mu = beta_1 * (1.0 - 0.5 * np.power(0.96, np.arange(1, _NADAM_TERMS + 1, dtype=np.float64)))
+    return mu, np.cumprod(mu)
+
+
 @spec
 class Nadam(Optimizer):
     """With s = t + 1, mu_s = beta_1 * (1 - 0.5 * 0.96**s), P_s = mu_1 * ... * mu_s (a running product):
@@ -267,10 +273,14 @@ class Nadam(Optimizer):
     def step_scalars(self, iterations, learning_rate=None):
         out = super().step_scalars(iterations, learning_rate)
         s = iterations.astype(np.int64) + 1
-        last = int(s.max(initial=0)) + 1
-        mu = self.beta_1 * (1.0 - 0.5 * np.power(0.96, np.arange(1, last + 1, dtype=np.float64)))
-        product = np.cumprod(mu)  # product[k] = mu_1 * ... * mu_(k+1)
-        mu_s, mu_next, p_s = mu[s - 1], mu[s], product[s - 1]
+        mu, product = _nadam_momenta(self.beta_1)
+        # Past _NADAM_TERMS steps 0.96**s is below double precision, so mu_s is beta_1 exactly and
+        # the running product goes on as powers of beta_1: no work grows with the step count.
+        tail = np.maximum(s - _NADAM_TERMS, 0)
+        head = np.minimum(s, _NADAM_TERMS)
+        mu_s = np.where(tail > 0, self.beta_1, mu[head - 1])
+        mu_next = np.where(s + 1 > _NADAM_TERMS, self.beta_1, mu[np.minimum(s, _NADAM_TERMS - 1)])
+        p_s = product[head - 1] * np.power(self.beta_1, tail.astype(np.float64))
         out["c_m"] = mu_next / (1.0 - p_s * mu_next)
         out["c_g"] = (1.0 - mu_s) / (1.0 - p_s)
         out["c_v"] = 1.0 / (1.0 - np.power(self.beta_2, s.astype(np.float64)))

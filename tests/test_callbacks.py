@@ -167,12 +167,13 @@ def test_model_checkpoint_rejects_bad_arguments(tmp_path):
 
 
 def test_terminate_on_nan_stops_at_the_first_nan_batch():
-    x = X.copy()
-    x[40] = np.nan  # in the third batch of the first epoch, unshuffled
-    model = make_model()
-    history = model.fit(x, Y, batch_size=16, epochs=5, shuffle=False, verbose=0, callbacks=[TerminateOnNaN()])
+    y = Y.astype(float)
+    y[40] = 1e200  # in the third batch of the first epoch, unshuffled: its squared error overflows to inf
+    model = Sequential([Dense(1, input_dim=4)])
+    model.compile(optimizer=SGD(learning_rate=0.1), loss="mse", dtype="float64", seed=5)
+    history = model.fit(X, y, batch_size=16, epochs=5, shuffle=False, verbose=0, callbacks=[TerminateOnNaN()])
     assert model.iterations == 3
-    assert len(history.history["loss"]) == 1 and math.isnan(history.history["loss"][0])
+    assert len(history.history["loss"]) == 1 and not math.isfinite(history.history["loss"][0])
 
 
 # ---- learning-rate callbacks --------------------------------------------------------------------

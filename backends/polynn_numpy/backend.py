@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polynn.backend import Backend
+from polynn.errors import InvalidArgumentError
 
 from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
 
@@ -31,4 +32,6 @@ class NumpyBackend(Backend):
         from .runtime import NumpyRuntime
 
         self.check_plan(plan)
+        if plan.device not in (None, "cpu"):
+            raise InvalidArgumentError("device", plan.device, "None or 'cpu'", owner="backend 'numpy'")
         return NumpyRuntime(self, plan)

@@ -1,6 +1,6 @@
 """NumPy layers: forward(params, x, mask) -> (y, cache) and backward(params, cache, dy, need_dx) -> (dx, grads).
 
-make(backend, spec) builds the implementation of a layer spec; `penalty` terms (activity
+IMPLEMENTATIONS maps each layer name to a class built as cls(backend, spec); `penalty` terms (activity
 regularizers) report their value and add their gradient inside backward.
 """
 

@@ -1,6 +1,6 @@
 """TensorFlow layers: forward(params, x, mask) -> y; the tape differentiates it.
 
-make(backend, spec) builds the implementation of a layer spec; layers with an activity
+IMPLEMENTATIONS maps each layer name to a class built as cls(backend, spec); layers with an activity
 regularizer (`activity` not None) report its penalty of their output through `penalty(y)`.
 """
 

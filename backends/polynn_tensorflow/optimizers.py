@@ -110,7 +110,8 @@ def clip_gradients(spec, grads):
     if spec.clipnorm is not None:
         return [g * spec.clipnorm / tf.math.maximum(tf.math.sqrt(_sum_of_squares(g)), spec.clipnorm) for g in grads]
     if spec.global_clipnorm is not None:
-        # Summed left to right, as the reference's Python sum.
+        # The squares of every gradient, summed weight by weight (the reference sums one flat buffer;
+        # the two orders agree to rounding).
         norm = tf.math.sqrt(functools.reduce(operator.add, [_sum_of_squares(g) for g in grads]))
         return [g * spec.global_clipnorm / tf.math.maximum(norm, spec.global_clipnorm) for g in grads]
     return grads

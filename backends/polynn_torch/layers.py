@@ -1,6 +1,6 @@
 """Torch layers: forward(params, x, mask) -> y; autograd gives the gradients.
 
-make(backend, spec) builds the implementation of a layer spec; a layer with an activity
+IMPLEMENTATIONS maps each layer name to a class built as cls(backend, spec); a layer with an activity
 regularizer reports its penalty of y through `penalty(y)`, which joins the training loss.
 """
 
