@@ -107,9 +107,9 @@ def optimizer_problem(samples: int = 32, features: int = 5, units: int = 3):
 
 
 def op_grid(domain: str, samples: int = 6, units: int = 5, tie: float | None = None) -> np.ndarray:
-    """Inputs of an op case, (samples, units), all distinct multiples of 1/128 that are odd
-    multiples of 1/128: never 0, never an integer or a half, so no op meets a kink or a tie except
-    `tie`, which a real grid holds on purpose (it must be an odd multiple of 1/128 itself).
+    """Inputs of an op case, (samples, units): distinct odd multiples of 1/128, exact in float32 and
+    never 0, an integer or a half, so no op meets a kink or a tie, except at `tie` (an odd multiple
+    of 1/128 too), which a real grid holds on purpose.
 
     "real": in (-2.5, 2.5); "positive": in (0.19, 3); "near_one": magnitudes in (0.5, 1.5), either
     sign, so products of a row stay near 1."""
