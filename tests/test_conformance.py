@@ -97,7 +97,8 @@ class WrongL2Backend(NumpyBackend):
     name = "wrong_l2"
     implementations = {**NumpyBackend.implementations,
                        "regularizer": {**NumpyBackend.implementations["regularizer"],
-                                       "l2": (numpy_regularizers.IMPLEMENTATIONS["l2"][0], lambda spec, w: spec.l2 * w)}}
+                                       "l2": (numpy_regularizers.IMPLEMENTATIONS["l2"][0],
+                                              lambda spec, w: spec.l2 * w)}}
 
 
 def _without_custom(table):
@@ -168,7 +169,8 @@ def test_numpy_passes_every_case_against_itself(numpy_report):
 def test_cases_cover_every_registered_component():
     names = {case.name for case in all_cases()}
     assert {"blog", "blog_dropout"} <= names
-    assert {"scenario.softmax_rmsprop", "scenario.mse_nesterov_l2_maxnorm", "scenario.sparse_logits_adamw_decay"} <= names
+    assert {"scenario.softmax_rmsprop", "scenario.mse_nesterov_l2_maxnorm",
+            "scenario.sparse_logits_adamw_decay"} <= names
     assert {"layer", "regularizer", "constraint", "schedule"} <= set(KINDS)
     for kind in KINDS:
         for cls in _registry.specs(kind):
@@ -307,7 +309,8 @@ def test_a_backend_without_ops_support_reports_every_op_case_unsupported(wrong_b
     for name, result in results.items():
         assert result.status == "unsupported", name
         assert "'custom_activation'" in result.message or "'custom_loss'" in result.message
-    assert "unsupported: op.abs: activation 'custom_activation' has no implementation" in "\n".join(report.table_lines())
+    table = "\n".join(report.table_lines())
+    assert "unsupported: op.abs: activation 'custom_activation' has no implementation" in table
 
 
 def test_an_unsupported_dtype_is_reported_for_every_case(wrong_backends):
