@@ -61,7 +61,10 @@ def using(namespace):
         _current.reset(token)
 
 
-# Each op below is documented by its NumPy namesake unless a line says otherwise.
+# Each op below is documented by its NumPy namesake unless a line says otherwise. Gradients where
+# the math has none, the same on every backend: abs and sign at 0 have slope sign(0) = 0 and 0;
+# maximum/minimum send a tie's gradient to their first argument; max/min reductions share it
+# evenly among tied elements; clip passes it on the closed interval [x_min, x_max].
 
 def abs(x): return current().abs(x)  # noqa: A001
 def square(x): return current().square(x)
@@ -120,7 +123,7 @@ def stack(xs, axis=0): return current().stack(xs, axis=axis)
 
 
 def one_hot(indices, num_classes):
-    """A float array with a new last axis of num_classes, 1 at each index and 0 elsewhere."""
+    """An array of the model's float dtype with a new last axis of num_classes, 1 at each index."""
     return current().one_hot(indices, num_classes)
 
 

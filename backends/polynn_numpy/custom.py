@@ -11,12 +11,12 @@ from . import ops as numpy_ops
 
 
 def _run(function, *arrays):
-    with polynn_ops.using(numpy_ops):
+    with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(arrays[-1].dtype):
         return np.asarray(autodiff.value_of(function(*arrays)))
 
 
 def _gradient(function, arrays, seed, wrt):
-    with polynn_ops.using(numpy_ops):
+    with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(arrays[-1].dtype):
         return autodiff.vjp(lambda *ts: function(*(ts[k] if k == wrt else arrays[k] for k in range(len(arrays)))),
                             arrays, seed)[wrt]
 

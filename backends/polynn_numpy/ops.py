@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from polynn.errors import InvalidArgumentError
@@ -229,9 +232,23 @@ concatenate = _join(np.concatenate, _split_concatenate)
 stack = _join(np.stack, _split_stack)
 
 
+# The float dtype of the model running user code (float32, Keras's floatx, outside a model): ops
+# that make floats from nothing, as one_hot, make them in it, as the other backends do.
+_FLOAT = contextvars.ContextVar("polynn_numpy_float", default=np.float32)
+
+
+@contextlib.contextmanager
+def float_dtype(dtype):
+    token = _FLOAT.set(np.dtype(dtype).type)
+    try:
+        yield
+    finally:
+        _FLOAT.reset(token)
+
+
 def one_hot(indices, num_classes):
     labels = np.asarray(value_of(indices)).astype(np.int64)
-    return (labels[..., None] == np.arange(num_classes)).astype(np.float32)
+    return (labels[..., None] == np.arange(num_classes)).astype(_FLOAT.get())
 
 
 def take_along_axis(x, indices, axis):
