@@ -1,10 +1,14 @@
-"""NumPy layers: forward(params, x, mask) -> (y, cache) and backward(params, cache, dy, need_dx) -> (dx, grads).
+"""NumPy layers: forward(params, x, mask) -> (y, cache) and backward(params, cache, dy, need_dx, out) -> (dx, grads).
 
 IMPLEMENTATIONS maps each layer name to a class built as cls(backend, spec); `penalty` terms (activity
-regularizers) report their value and add their gradient inside backward.
+regularizers) report their value and add their gradient inside backward. `out`, when given, holds
+arrays to write the weight gradients into (the runtime's flat buffer: no fresh allocation per step);
+a layer may ignore it and return new arrays.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 class Dense:
@@ -28,16 +32,16 @@ class Dense:
         y = cache[2]
         return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
 
-    def backward(self, params, cache, dy, need_dx=True):
+    def backward(self, params, cache, dy, need_dx=True, out=None):
         x, z, y = cache
         if self.activity is not None:
             dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
         dz = self.act_backward(self.spec.activation, z, y, dy)
         x2 = x.reshape(-1, x.shape[-1])
         dz2 = dz.reshape(-1, dz.shape[-1])
-        grads = [x2.T @ dz2]
+        grads = [np.matmul(x2.T, dz2, out=None if out is None else out[0])]
         if self.spec.use_bias:
-            grads.append(dz2.sum(axis=0))
+            grads.append(np.add.reduce(dz2, axis=0, out=None if out is None else out[1]))
         dx = dz @ params[0].T if need_dx else None
         return dx, grads
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from polynn.backend import Runtime, StepResult
@@ -30,6 +32,10 @@ class NumpyRuntime(Runtime):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
         self.penalized = [layer for layer, _ in self.layers if layer.activity is not None]
+        # Where each layer's gradients go in the flat buffer, and whether its backward can write there.
+        owners = [owner for owner, _ in plan.weights]
+        self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
+        self.writes_into = ["out" in inspect.signature(layer.backward).parameters for layer, _ in self.layers]
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value, self.loss_vjp = backend.implementation("loss", plan.loss.name)
         self.regularized = [
@@ -108,13 +114,17 @@ class NumpyRuntime(Runtime):
         loss, dp = self._loss(y, p, w, caches)
         states = self._metric_states(y, p, w)
         dy = dp
-        k = len(self.grads)
         for index in range(len(self.layers) - 1, -1, -1):
             layer, params = self.layers[index]
-            dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0)
-            k -= len(grads)
-            for target, g in zip(self.grads[k:], grads):
-                np.copyto(target, g)
+            first, count = self.grad_slices[index]
+            targets = self.grads[first:first + count]
+            if self.writes_into[index]:
+                dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0, out=targets)
+            else:
+                dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0)
+            for target, g in zip(targets, grads):
+                if g is not target:
+                    np.copyto(target, g)
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
         optimizers.apply(self.optimizer, self.update, self.flat_weights, self.flat_grads, self.grads,
