@@ -303,6 +303,29 @@ def test_each_optimizer_option_agrees_with_numpy(case):
     assert_same_training(ref, got)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(OPTIMIZER_CASES))
+def test_update_chunks_change_no_bit(case, dtype, monkeypatch):
+    """The update walks flat buffers in chunks; chunks that split weights (7 elements, against
+    weights of 3 to 30) give the very bits of one chunk for the whole model."""
+    from polynn_torch import optimizers as torch_optimizers
+
+    x, y = _regression_data()
+    trained = []
+    for chunk in (torch_optimizers.CHUNK, 7):
+        monkeypatch.setattr(torch_optimizers, "CHUNK", chunk)
+        model = _mlp(3, "linear")()
+        model.compile(optimizer=OPTIMIZER_CASES[case], loss="mse", backend="torch", dtype=dtype, seed=11)
+        model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
+        trained.append((model.get_weights(), model._compiled.runtime.get_optimizer_state()))
+    (weights, state), (chunked_weights, chunked_state) = trained
+    for want, got in zip(weights, chunked_weights):
+        assert want.tobytes() == got.tobytes()
+    for want_slots, got_slots in zip(state, chunked_state):
+        for want, got in zip(want_slots, got_slots):
+            assert want.tobytes() == got.tobytes()
+
+
 def test_regularizers_and_constraints_agree_with_numpy():
     def build():
         return Sequential([

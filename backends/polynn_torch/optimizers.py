@@ -1,143 +1,157 @@
-"""Torch optimizers: update(spec, weights, grads, slots, s) changes the weights and slots in place,
-as polynn.optimizers, with torch._foreach_* ops over every weight at once.
+"""Torch optimizers: in-place updates of flat weight and slot buffers, chunk by chunk, as polynn.optimizers.
 
-slots[k] is the list, one tensor per weight, of the optimizer's k-th slot (Optimizer.slot_names()
-order). `s` maps the names of Optimizer.step_scalars to this step's values as Python floats (exact
-copies of the plan-dtype scalars the core computed). Each expression keeps the operation order of
-the NumPy reference, so float64 results agree to rounding. torch.optim is not used: its Adam adds
-epsilon to the bias-corrected root, which is not the spec's formula. Clipping and weight decay,
-shared by every optimizer, are in `apply`.
+The runtime keeps the weights, the gradients and each optimizer slot in one flat tensor each (`FlatState`);
+the update runs its element-wise rule over chunks small enough to stay in cache, every operation in place
+or into two preallocated scratch chunks, so a step makes one pass over memory instead of a dozen passes
+that each allocate an array the size of the model. Each rule keeps the operation order of the NumPy
+reference, so float64 results agree to rounding. `s` maps the names of Optimizer.step_scalars to this
+step's values as Python floats (exact copies of the plan-dtype scalars the core computed). torch.optim is
+not used: its Adam adds epsilon to the bias-corrected root, which is not the spec's formula. Clipping
+needs whole gradients (norms), so it runs before, on autograd's gradients.
 """
 
 from __future__ import annotations
 
 import torch
 
+# Elements per chunk. The six arrays a chunk touches (weights, gradients, two slots, two scratch) fill
+# 6 MB in float32, 12 MB in float64: inside the 32 MB L3. Smaller chunks lost more to per-op dispatch
+# than they gained in cache (Adam over 2.1M float32 weights on 2 cores: 11.3 ms as whole-array
+# foreach ops; chunks of 32K 11.0 ms, 128K 6.6 ms, 256K 5.2 ms, 512K 4.7 ms, 1M 4.5 ms, one chunk 5.1 ms).
+CHUNK = 262144
 
-def _sgd(spec, weights, grads, slots, s):
-    lr = s["lr"]
+
+def _sgd(spec, w, g, slots, s, t0, t1):
+    torch.mul(g, s["lr"], out=t0)
     if not spec.momentum:
-        torch._foreach_sub_(weights, torch._foreach_mul(grads, lr))
+        w.sub_(t0)
         return
     (m,) = slots
-    torch._foreach_mul_(m, spec.momentum)
-    torch._foreach_sub_(m, torch._foreach_mul(grads, lr))
+    m.mul_(spec.momentum)
+    m.sub_(t0)
     if spec.nesterov:
-        step = torch._foreach_mul(m, spec.momentum)
-        torch._foreach_sub_(step, torch._foreach_mul(grads, lr))
-        torch._foreach_add_(weights, step)
+        torch.mul(m, spec.momentum, out=t1)
+        t1.sub_(t0)
+        w.add_(t1)
     else:
-        torch._foreach_add_(weights, m)
+        w.add_(m)
 
 
-def _adam(spec, weights, grads, slots, s):
+def _moments(spec, g, m, v, t0):
+    """m += (g - m)(1 - beta_1); v += (g*g - v)(1 - beta_2)."""
+    torch.sub(g, m, out=t0)
+    t0.mul_(1 - spec.beta_1)
+    m.add_(t0)
+    torch.mul(g, g, out=t0)
+    t0.sub_(v)
+    t0.mul_(1 - spec.beta_2)
+    v.add_(t0)
+
+
+def _adam(spec, w, g, slots, s, t0, t1):
     m, v = slots[0], slots[1]
-    delta = torch._foreach_sub(grads, m)
-    torch._foreach_mul_(delta, 1 - spec.beta_1)
-    torch._foreach_add_(m, delta)
-    delta = torch._foreach_mul(grads, grads)
-    torch._foreach_sub_(delta, v)
-    torch._foreach_mul_(delta, 1 - spec.beta_2)
-    torch._foreach_add_(v, delta)
+    _moments(spec, g, m, v, t0)
     if spec.amsgrad:
         v_hat = slots[2]
-        torch._foreach_maximum_(v_hat, v)
+        torch.maximum(v_hat, v, out=v_hat)
         v = v_hat
-    step = torch._foreach_mul(m, s["alpha"])
-    denominator = torch._foreach_sqrt(v)
-    torch._foreach_add_(denominator, spec.epsilon)
-    torch._foreach_div_(step, denominator)
-    torch._foreach_sub_(weights, step)
+    torch.mul(m, s["alpha"], out=t0)
+    torch.sqrt(v, out=t1)
+    t1.add_(spec.epsilon)
+    t0.div_(t1)
+    w.sub_(t0)
 
 
-def _rmsprop(spec, weights, grads, slots, s):
+def _rmsprop(spec, w, g, slots, s, t0, t1):
     names = spec.slot_names()
     velocity = slots[0]
-    torch._foreach_mul_(velocity, spec.rho)
-    squares = torch._foreach_mul(grads, grads)
-    torch._foreach_mul_(squares, 1 - spec.rho)
-    torch._foreach_add_(velocity, squares)
+    velocity.mul_(spec.rho)
+    torch.mul(g, g, out=t0)
+    t0.mul_(1 - spec.rho)
+    velocity.add_(t0)
     if spec.centered:
         average = slots[names.index("average_gradient")]
-        torch._foreach_mul_(average, spec.rho)
-        torch._foreach_add_(average, torch._foreach_mul(grads, 1 - spec.rho))
-        denominator = torch._foreach_sub(velocity, torch._foreach_mul(average, average))
-        torch._foreach_add_(denominator, spec.epsilon)
+        average.mul_(spec.rho)
+        torch.mul(g, 1 - spec.rho, out=t0)
+        average.add_(t0)
+        torch.mul(average, average, out=t1)
+        torch.sub(velocity, t1, out=t1)
+        t1.add_(spec.epsilon)
     else:
-        denominator = torch._foreach_add(velocity, spec.epsilon)
-    torch._foreach_sqrt_(denominator)
-    increment = torch._foreach_mul(grads, s["lr"])
-    torch._foreach_div_(increment, denominator)
+        torch.add(velocity, spec.epsilon, out=t1)
+    t1.sqrt_()
+    torch.mul(g, s["lr"], out=t0)
+    t0.div_(t1)
     if spec.momentum:
         momentum = slots[names.index("momentum")]
-        torch._foreach_mul_(momentum, spec.momentum)
-        torch._foreach_add_(momentum, increment)
-        torch._foreach_sub_(weights, momentum)
+        momentum.mul_(spec.momentum)
+        momentum.add_(t0)
+        w.sub_(momentum)
     else:
-        torch._foreach_sub_(weights, increment)
+        w.sub_(t0)
 
 
-def _adagrad(spec, weights, grads, slots, s):
+def _adagrad(spec, w, g, slots, s, t0, t1):
     (accumulator,) = slots
-    torch._foreach_add_(accumulator, torch._foreach_mul(grads, grads))
-    step = torch._foreach_mul(grads, s["lr"])
-    denominator = torch._foreach_add(accumulator, spec.epsilon)
-    torch._foreach_sqrt_(denominator)
-    torch._foreach_div_(step, denominator)
-    torch._foreach_sub_(weights, step)
+    torch.mul(g, g, out=t0)
+    accumulator.add_(t0)
+    torch.mul(g, s["lr"], out=t0)
+    torch.add(accumulator, spec.epsilon, out=t1)
+    t1.sqrt_()
+    t0.div_(t1)
+    w.sub_(t0)
 
 
-def _adadelta(spec, weights, grads, slots, s):
+def _adadelta(spec, w, g, slots, s, t0, t1):
     accumulated_grad, accumulated_delta = slots
-    torch._foreach_mul_(accumulated_grad, spec.rho)
-    squares = torch._foreach_mul(grads, grads)
-    torch._foreach_mul_(squares, 1 - spec.rho)
-    torch._foreach_add_(accumulated_grad, squares)
-    delta = torch._foreach_add(accumulated_delta, spec.epsilon)
-    torch._foreach_sqrt_(delta)
-    torch._foreach_mul_(delta, grads)
-    denominator = torch._foreach_add(accumulated_grad, spec.epsilon)
-    torch._foreach_sqrt_(denominator)
-    torch._foreach_div_(delta, denominator)
-    torch._foreach_neg_(delta)
-    torch._foreach_mul_(accumulated_delta, spec.rho)
-    squares = torch._foreach_mul(delta, delta)
-    torch._foreach_mul_(squares, 1 - spec.rho)
-    torch._foreach_add_(accumulated_delta, squares)
-    torch._foreach_add_(weights, torch._foreach_mul(delta, s["lr"]))
+    accumulated_grad.mul_(spec.rho)
+    torch.mul(g, g, out=t0)
+    t0.mul_(1 - spec.rho)
+    accumulated_grad.add_(t0)
+    delta = t0
+    torch.add(accumulated_delta, spec.epsilon, out=delta)
+    delta.sqrt_()
+    delta.mul_(g)
+    torch.add(accumulated_grad, spec.epsilon, out=t1)
+    t1.sqrt_()
+    delta.div_(t1)
+    delta.neg_()
+    accumulated_delta.mul_(spec.rho)
+    torch.mul(delta, delta, out=t1)
+    t1.mul_(1 - spec.rho)
+    accumulated_delta.add_(t1)
+    torch.mul(delta, s["lr"], out=t1)
+    w.add_(t1)
 
 
-def _adamax(spec, weights, grads, slots, s):
+def _adamax(spec, w, g, slots, s, t0, t1):
     m, u = slots
-    delta = torch._foreach_sub(grads, m)
-    torch._foreach_mul_(delta, 1 - spec.beta_1)
-    torch._foreach_add_(m, delta)
-    torch._foreach_mul_(u, spec.beta_2)
-    torch._foreach_maximum_(u, torch._foreach_abs(grads))
-    step = torch._foreach_mul(m, s["lr"])
-    denominator = torch._foreach_add(u, spec.epsilon)
-    torch._foreach_mul_(denominator, s["correction"])
-    torch._foreach_div_(step, denominator)
-    torch._foreach_sub_(weights, step)
+    torch.sub(g, m, out=t0)
+    t0.mul_(1 - spec.beta_1)
+    m.add_(t0)
+    u.mul_(spec.beta_2)
+    torch.abs(g, out=t0)
+    torch.maximum(u, t0, out=u)
+    torch.mul(m, s["lr"], out=t0)
+    torch.add(u, spec.epsilon, out=t1)
+    t1.mul_(s["correction"])
+    t0.div_(t1)
+    w.sub_(t0)
 
 
-def _nadam(spec, weights, grads, slots, s):
+def _nadam(spec, w, g, slots, s, t0, t1):
     m, v = slots
-    delta = torch._foreach_sub(grads, m)
-    torch._foreach_mul_(delta, 1 - spec.beta_1)
-    torch._foreach_add_(m, delta)
-    delta = torch._foreach_mul(grads, grads)
-    torch._foreach_sub_(delta, v)
-    torch._foreach_mul_(delta, 1 - spec.beta_2)
-    torch._foreach_add_(v, delta)
-    m_hat = torch._foreach_mul(m, s["c_m"])
-    torch._foreach_add_(m_hat, torch._foreach_mul(grads, s["c_g"]))
-    denominator = torch._foreach_mul(v, s["c_v"])
-    torch._foreach_sqrt_(denominator)
-    torch._foreach_add_(denominator, spec.epsilon)
-    torch._foreach_mul_(m_hat, s["lr"])
-    torch._foreach_div_(m_hat, denominator)
-    torch._foreach_sub_(weights, m_hat)
+    _moments(spec, g, m, v, t0)
+    m_hat = t0
+    torch.mul(m, s["c_m"], out=m_hat)
+    torch.mul(g, s["c_g"], out=t1)
+    m_hat.add_(t1)
+    torch.mul(v, s["c_v"], out=t1)
+    t1.sqrt_()
+    t1.add_(spec.epsilon)
+    m_hat.mul_(s["lr"])
+    m_hat.div_(t1)
+    w.sub_(m_hat)
 
 
 UPDATES = {
@@ -150,6 +164,33 @@ UPDATES = {
     "adamax": _adamax,
     "nadam": _nadam,
 }
+
+
+class FlatState:
+    """The weights, gradients and optimizer slots of a model, each one flat tensor.
+
+    `weights` are per-weight views of the flat weight buffer, leaves for autograd; `slots[k][i]` is
+    a view of weight i's part of the k-th slot (Optimizer.slot_names() order).
+    """
+
+    def __init__(self, shapes, slot_starts, dtype, device):
+        sizes = [int(torch.Size(shape).numel()) for shape in shapes]
+        self.size = sum(sizes)
+        self.flat_weights = torch.zeros(self.size, dtype=dtype, device=device)
+        self.flat_grads = torch.empty(self.size, dtype=dtype, device=device)  # each step overwrites it
+        self.flat_slots = [torch.full((self.size,), start, dtype=dtype, device=device) for start in slot_starts]
+        self.chunk = chunk = max(1, min(CHUNK, self.size))
+        self.scratch = (torch.empty(chunk, dtype=dtype, device=device), torch.empty(chunk, dtype=dtype, device=device))
+        self.weights = [view.detach().requires_grad_() for view in self._views(self.flat_weights, shapes, sizes)]
+        self.slots = [self._views(flat, shapes, sizes) for flat in self.flat_slots]
+
+    @staticmethod
+    def _views(flat, shapes, sizes):
+        views, at = [], 0
+        for shape, size in zip(shapes, sizes):
+            views.append(flat[at:at + size].view(shape))
+            at += size
+        return views
 
 
 def _scale_by_norm(grads, norms, limit):
@@ -172,10 +213,22 @@ def clip_gradients(spec, grads):
     return _scale_by_norm(grads, [norm] * len(grads), spec.global_clipnorm)
 
 
-def apply(spec, update, weights, grads, slots, s):
+def apply(spec, update, state, grads, s):
+    """One step: clip autograd's gradients, gather them flat, then decay and update chunk by chunk."""
     if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
         grads = clip_gradients(spec, grads)
+    if not grads:
+        return
+    torch.cat([g.reshape(-1) for g in grads], out=state.flat_grads)
     decay = s.get("decay")
-    if decay is not None:
-        torch._foreach_sub_(weights, torch._foreach_mul(weights, decay))
-    update(spec, weights, grads, slots, s)
+    scratch0, scratch1 = state.scratch
+    for start in range(0, state.size, state.chunk):
+        stop = min(start + state.chunk, state.size)
+        w = state.flat_weights[start:stop]
+        g = state.flat_grads[start:stop]
+        slots = [flat[start:stop] for flat in state.flat_slots]
+        t0, t1 = scratch0[:stop - start], scratch1[:stop - start]
+        if decay is not None:
+            torch.mul(w, decay, out=t0)
+            w.sub_(t0)
+        update(spec, w, g, slots, s, t0, t1)

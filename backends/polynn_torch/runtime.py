@@ -1,4 +1,4 @@
-"""The torch runtime: a compiled model's forward pass, autograd gradients and foreach updates.
+"""The torch runtime: a compiled model's forward pass, autograd gradients and chunked in-place updates.
 
 Data lives on the device from put_data on; each block of steps crosses to and from the host once
 (indices, masks and scalars in, per-step losses and metric sums out), so steps never wait on the host.
@@ -22,8 +22,10 @@ class TorchRuntime(Runtime):
         self.device = device
         self.np_dtype = np.dtype(plan.dtype)
         self.dtype = getattr(torch, plan.dtype)
-        self.weights = [torch.zeros(ws.shape, dtype=self.dtype, device=device, requires_grad=True)
-                        for _, ws in plan.weights]
+        # Weights and optimizer slots are views of flat buffers, which the update walks in cached chunks.
+        self.state = optimizers.FlatState([ws.shape for _, ws in plan.weights],
+                                          plan.optimizer.slot_initial_values(), self.dtype, device)
+        self.weights = self.state.weights
         self.layers = []
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
@@ -41,9 +43,7 @@ class TorchRuntime(Runtime):
         ]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
-        # One list per slot name, each holding that slot of every weight, for the foreach updates.
-        self.slots = [[torch.full_like(w, start, requires_grad=False) for w in self.weights]
-                      for start in plan.optimizer.slot_initial_values()]
+        self.slots = self.state.slots
         self.backend = backend
         self.set_metrics(plan.metrics)
 
@@ -119,7 +119,7 @@ class TorchRuntime(Runtime):
         loss = self._loss(y, p, w, penalties)
         grads = list(torch.autograd.grad(loss, self.weights))
         with torch.no_grad():
-            optimizers.apply(self.optimizer, self.update, self.weights, grads, self.slots, s)
+            optimizers.apply(self.optimizer, self.update, self.state, grads, s)
             for weight, constraint, project in self.constrained:
                 weight.copy_(project(constraint, weight))
         return loss.detach(), p.detach()
@@ -169,7 +169,7 @@ class TorchRuntime(Runtime):
         x, y, w = data
         rows = self._rows(batches)
         masks = [torch.from_numpy(np.ascontiguousarray(m)).to(self.device, self.dtype) for m in masks]
-        # Python floats of the plan-dtype values: exact, and foreach ops take them without a tensor.
+        # Python floats of the plan-dtype values: exact, and element-wise ops take them without a tensor.
         scalars = {name: values.tolist() for name, values in scalars.items()}
         losses = []
         sums = [[] for _ in self.metrics]
