@@ -119,7 +119,8 @@ def _sweep_point(backend: str, width: int, batch: int) -> dict:
         # input gradient except at the first layer.
         flops_per_sample += (4 if k == 0 else 6) * fan_in * u
         fan_in = u
-    samples = max(batch * 4, min(65536, int(3e9 / flops_per_sample) // batch * batch))
+    # At least 16 steps, so the steady state dominates the fit time, and ~2e10 flops when that is more.
+    samples = max(batch * 16, min(65536, int(2e10 / flops_per_sample) // batch * batch))
     r = _measure(["--worker", f"polynn-{backend}", "--width", str(width), "--samples", str(samples),
                   "--batch", str(batch), "--epochs", "1", "--warmup"])
     if "error" in r:
