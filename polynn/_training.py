@@ -158,7 +158,7 @@ def _index_blocks(order: np.ndarray, batch_size: int, steps_per_call: int):
     return blocks
 
 
-def _mask_inputs(model, plan_layers, shapes, input_shape, dropout_layers, seed, iterations, batch, dtype):
+def _mask_inputs(plan_layers, shapes, input_shape, dropout_layers, seed, iterations, batch, dtype):
     masks = []
     for index in dropout_layers:
         layer = plan_layers[index]
@@ -289,7 +289,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                 callback_list.on_train_batch_begin(done, {})
             scalars = {name: values.astype(dtype) for name, values in
                        compiled.optimizer.step_scalars(iterations, compiled.learning_rate).items()}
-            masks = _mask_inputs(model, plan_layers, shapes, model._built_shape, dropout_layers,
+            masks = _mask_inputs(plan_layers, shapes, model._built_shape, dropout_layers,
                                  compiled.seed, iterations, block.shape[1], dtype)
             result = runtime.train_steps(data, block, masks, scalars)
             model._iterations += len(block)

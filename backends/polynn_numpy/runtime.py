@@ -31,7 +31,6 @@ class NumpyRuntime(Runtime):
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
-        self.penalized = [layer for layer, _ in self.layers if layer.activity is not None]
         # Where each layer's gradients go in the flat buffer, and whether its backward can write there.
         owners = [owner for owner, _ in plan.weights]
         self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
