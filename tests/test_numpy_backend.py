@@ -296,3 +296,47 @@ def test_float32_and_float64_agree():
         np.testing.assert_allclose(w32, w64, rtol=0, atol=1e-6)
     np.testing.assert_allclose(runs["float32"][1], runs["float64"][1], rtol=5e-7)
     np.testing.assert_allclose(runs["float32"][2], runs["float64"][2], rtol=0, atol=1e-6)
+
+
+# ---- reused step arrays ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_workspace_reuse_changes_no_bit(dtype):
+    """Training steps write into arrays kept from step to step; allocating every array afresh gives
+    the same bits (a partial last batch, dropout, an Activation layer and a validation split included)."""
+    from polynn.activations import ReLU
+    from polynn.layers import Activation
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(203, 12))
+    y = (rng.random((203, 1)) > 0.5).astype(float)
+    runs = []
+    for reuse in (True, False):
+        model = Sequential([Dense(16, input_dim=12, activation=ReLU(threshold=0.1, max_value=0.8, negative_slope=0.05)),
+                            Dropout(0.3), Dense(8, activation="tanh"), Activation("relu"),
+                            Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], dtype=dtype, seed=3)
+        model.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)  # builds the runtime
+        runtime = model._compiled.runtime
+        if not reuse:
+            runtime.workspaces = [None] * len(runtime.workspaces)
+            runtime.batch_workspace.array = lambda name, shape, dtype: None
+        else:
+            assert all(w is not None for w in runtime.workspaces)
+        history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_split=0.2)
+        runs.append((model.get_weights(), history.history, model.predict(x, batch_size=32, verbose=0)))
+    (w_reused, h_reused, p_reused), (w_fresh, h_fresh, p_fresh) = runs
+    assert h_reused == h_fresh
+    assert all(np.array_equal(a, b) for a, b in zip(w_reused, w_fresh))
+    assert np.array_equal(p_reused, p_fresh)
+
+
+def test_relu_backward_stays_in_the_plan_dtype():
+    """negative_slope * (x < threshold) is a float64 array; the gradient must stay float32."""
+    from polynn.activations import ReLU
+
+    forward, backward = BACKEND.implementation("activation", "relu")
+    spec = ReLU(threshold=0.1, negative_slope=0.05)
+    x = np.linspace(-1, 1, 7, dtype=np.float32)
+    dy = np.ones_like(x)
+    assert forward(spec, x).dtype == np.float32 and backward(spec, x, forward(spec, x), dy).dtype == np.float32

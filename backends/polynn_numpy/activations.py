@@ -1,7 +1,12 @@
-"""NumPy activations: forward(spec, x) -> y and backward(spec, x, y, dy) -> dx, as the spec docstrings."""
+"""NumPy activations: forward(spec, x) -> y and backward(spec, x, y, dy) -> dx, as the spec docstrings.
+
+An implementation may also take `out=`, an array of the result's shape to write into (layers give
+one while training, from their workspace); `writes_into` tells whether it does.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -12,26 +17,39 @@ from . import custom
 from .special import erf, log_softmax, sigmoid, softmax, softplus
 
 
-def _relu(spec, x):
+def writes_into(function) -> bool:
+    """Whether an activation implementation takes `out=`."""
+    return "out" in inspect.signature(function).parameters
+
+
+def _relu(spec, x, out=None):
     if spec.threshold != 0:
-        y = x * (x > spec.threshold)
+        y = np.multiply(x, x > spec.threshold, out=out)
     else:
-        y = np.maximum(x, 0)
+        y = np.maximum(x, 0, out=out)
+    # y is this call's own array from here on, so the remaining steps may update it in place.
     if spec.max_value is not None:
-        y = np.clip(y, 0, spec.max_value)
+        np.clip(y, 0, spec.max_value, out=y)
     if spec.negative_slope != 0:
-        y = y - spec.negative_slope * np.maximum(spec.threshold - x, 0)
+        y -= spec.negative_slope * np.maximum(spec.threshold - x, 0)
     return y
 
 
-def _relu_backward(spec, x, y, dy):
+def _relu_backward(spec, x, y, dy, out=None):
     slope = x > spec.threshold
     if spec.max_value is not None:
         # The clip passes the gradient on [0, max_value], ends included, as the engines' clip.
-        slope = slope & (x <= spec.max_value) & (x >= 0)
-    g = dy * slope
+        slope &= (x <= spec.max_value) & (x >= 0)
+    g = np.multiply(dy, slope, out=out)
     if spec.negative_slope != 0:
-        g = g + dy * (spec.negative_slope * (x < spec.threshold))
+        g += dy * (spec.negative_slope * (x < spec.threshold))
+    return g
+
+
+def _tanh_backward(spec, x, y, dy, out=None):
+    g = np.multiply(y, y, out=out)
+    np.subtract(1, g, out=g)
+    g *= dy
     return g
 
 
@@ -82,7 +100,7 @@ IMPLEMENTATIONS = {
     "linear": (lambda spec, x: x, lambda spec, x, y, dy: dy),
     "relu": (_relu, _relu_backward),
     "sigmoid": (lambda spec, x: sigmoid(x), lambda spec, x, y, dy: dy * y * (1 - y)),
-    "tanh": (lambda spec, x: np.tanh(x), lambda spec, x, y, dy: dy * (1 - y * y)),
+    "tanh": (lambda spec, x, out=None: np.tanh(x, out=out), _tanh_backward),
     "softmax": (
         lambda spec, x: softmax(x, spec.axis),
         lambda spec, x, y, dy: y * (dy - np.sum(dy * y, axis=spec.axis, keepdims=True)),

@@ -3,12 +3,30 @@
 IMPLEMENTATIONS maps each layer name to a class built as cls(backend, spec); `penalty` terms (activity
 regularizers) report their value and add their gradient inside backward. `out`, when given, holds
 arrays to write the weight gradients into (the runtime's flat buffer: no fresh allocation per step);
-a layer may ignore it and return new arrays.
+a layer may ignore it and return new arrays. Likewise `workspace` (training only, see workspace.py)
+keeps the arrays a layer writes its outputs and input gradients into from step to step.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .activations import writes_into
+from .workspace import NO_WORKSPACE
+
+
+def _activation(backend, name):
+    """The activation's (forward, backward), each taking `out=` (None: a new array)."""
+    forward, backward = backend.implementation("activation", name)
+    if not writes_into(forward):
+        forward = _allocating(forward)
+    if not writes_into(backward):
+        backward = _allocating(backward)
+    return forward, backward
+
+
+def _allocating(function):
+    return lambda *args, out=None: function(*args)
 
 
 class Dense:
@@ -16,33 +34,37 @@ class Dense:
 
     def __init__(self, backend, spec):
         self.spec = spec
-        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+        self.act_forward, self.act_backward = _activation(backend, spec.activation.name)
         self.activity = None
         if spec.activity_regularizer is not None:
             self.activity = backend.implementation("regularizer", spec.activity_regularizer.name)
 
-    def forward(self, params, x, mask=None):
-        z = x @ params[0]
+    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
+        kernel = params[0]
+        shape, dtype = x.shape[:-1] + kernel.shape[1:], np.result_type(x, kernel)
+        z = np.matmul(x, kernel, out=workspace.array("z", shape, dtype))
         if self.spec.use_bias:
             z += params[1]
-        y = self.act_forward(self.spec.activation, z)
+        y = self.act_forward(self.spec.activation, z, out=workspace.array("y", shape, dtype))
         return y, (x, z, y)
 
     def penalty(self, cache):
         y = cache[2]
         return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
 
-    def backward(self, params, cache, dy, need_dx=True, out=None):
+    def backward(self, params, cache, dy, need_dx=True, out=None, workspace=NO_WORKSPACE):
         x, z, y = cache
         if self.activity is not None:
             dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
-        dz = self.act_backward(self.spec.activation, z, y, dy)
+        dz = self.act_backward(self.spec.activation, z, y, dy, out=workspace.array("dz", z.shape, z.dtype))
         x2 = x.reshape(-1, x.shape[-1])
         dz2 = dz.reshape(-1, dz.shape[-1])
         grads = [np.matmul(x2.T, dz2, out=None if out is None else out[0])]
         if self.spec.use_bias:
             grads.append(np.add.reduce(dz2, axis=0, out=None if out is None else out[1]))
-        dx = dz @ params[0].T if need_dx else None
+        dx = None
+        if need_dx:
+            dx = np.matmul(dz, params[0].T, out=workspace.array("dx", x.shape, np.result_type(dz, params[0])))
         return dx, grads
 
 
@@ -53,13 +75,15 @@ class Dropout:
         self.spec = spec
         self.activity = None
 
-    def forward(self, params, x, mask=None):
+    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
         if mask is None:
             return x, None
-        return x * mask, mask
+        return np.multiply(x, mask, out=workspace.array("y", x.shape, np.result_type(x, mask))), mask
 
-    def backward(self, params, cache, dy, need_dx=True):
-        return (dy if cache is None else dy * cache), []
+    def backward(self, params, cache, dy, need_dx=True, workspace=NO_WORKSPACE):
+        if cache is None:
+            return dy, []
+        return np.multiply(dy, cache, out=workspace.array("dx", dy.shape, np.result_type(dy, cache))), []
 
 
 class Activation:
@@ -68,15 +92,15 @@ class Activation:
     def __init__(self, backend, spec):
         self.spec = spec
         self.activity = None
-        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+        self.act_forward, self.act_backward = _activation(backend, spec.activation.name)
 
-    def forward(self, params, x, mask=None):
-        y = self.act_forward(self.spec.activation, x)
+    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
+        y = self.act_forward(self.spec.activation, x, out=workspace.array("y", x.shape, x.dtype))
         return y, (x, y)
 
-    def backward(self, params, cache, dy, need_dx=True):
+    def backward(self, params, cache, dy, need_dx=True, workspace=NO_WORKSPACE):
         x, y = cache
-        return self.act_backward(self.spec.activation, x, y, dy), []
+        return self.act_backward(self.spec.activation, x, y, dy, out=workspace.array("dx", x.shape, x.dtype)), []
 
 
 class Input:

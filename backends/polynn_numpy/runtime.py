@@ -12,6 +12,7 @@ from polynn.metrics import MeanMetric
 from . import losses as loss_impls
 from . import metrics as metric_impls
 from . import optimizers
+from .workspace import NO_WORKSPACE, Workspace
 
 
 class NumpyRuntime(Runtime):
@@ -35,6 +36,14 @@ class NumpyRuntime(Runtime):
         owners = [owner for owner, _ in plan.weights]
         self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
         self.writes_into = ["out" in inspect.signature(layer.backward).parameters for layer, _ in self.layers]
+        # Training steps write activations and gradients into arrays kept from step to step, one
+        # workspace per layer (a third-party layer without a `workspace` parameter allocates).
+        self.workspaces = [
+            Workspace() if all("workspace" in inspect.signature(method).parameters
+                               for method in (layer.forward, layer.backward)) else None
+            for layer, _ in self.layers
+        ]
+        self.batch_workspace = Workspace()
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value, self.loss_vjp = backend.implementation("loss", plan.loss.name)
         self.regularized = [
@@ -79,13 +88,16 @@ class NumpyRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks):
+    def _forward(self, x, masks, training=False):
         caches = []
         for index, (layer, params) in enumerate(self.layers):
             mask = None
             if masks is not None and index in self.mask_slot:
                 mask = masks[self.mask_slot[index]]
-            x, cache = layer.forward(params, x, mask)
+            if training and self.workspaces[index] is not None:
+                x, cache = layer.forward(params, x, mask, workspace=self.workspaces[index])
+            else:
+                x, cache = layer.forward(params, x, mask)
             caches.append(cache)
         return x, caches
 
@@ -109,7 +121,7 @@ class NumpyRuntime(Runtime):
                 for m, impl in self.metrics]
 
     def _train_step(self, x, y, w, masks, s):
-        p, caches = self._forward(x, masks)
+        p, caches = self._forward(x, masks, training=True)
         loss, dp = self._loss(y, p, w, caches)
         states = self._metric_states(y, p, w)
         dy = dp
@@ -117,10 +129,12 @@ class NumpyRuntime(Runtime):
             layer, params = self.layers[index]
             first, count = self.grad_slices[index]
             targets = self.grads[first:first + count]
+            options = {}
             if self.writes_into[index]:
-                dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0, out=targets)
-            else:
-                dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0)
+                options["out"] = targets
+            if self.workspaces[index] is not None:
+                options["workspace"] = self.workspaces[index]
+            dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0, **options)
             for target, g in zip(targets, grads):
                 if g is not target:
                     np.copyto(target, g)
@@ -142,10 +156,15 @@ class NumpyRuntime(Runtime):
             step_masks = [mask[step] for mask in masks] if masks else None
             s = {name: values[step] for name, values in scalars.items()}
             losses[step], states = self._train_step(
-                x[rows], y[rows], None if w is None else w[rows], step_masks, s)
+                self._batch(x, rows), y[rows], None if w is None else w[rows], step_masks, s)
             for total, state in zip(totals, states):
                 total += state
         return StepResult(losses, totals)
+
+    def _batch(self, x, rows):
+        """x[rows], written into the same array every step (rows come from the core, all in range)."""
+        out = self.batch_workspace.array("x", (len(rows),) + x.shape[1:], x.dtype)
+        return np.take(x, rows, axis=0, out=out, mode="clip")  # mode="raise" would copy through a buffer
 
     def test_steps(self, data, batches):
         x, y, w = data
