@@ -3,8 +3,10 @@
 The runtime keeps the weights, the gradients and each optimizer slot in one flat tensor each (`FlatState`);
 the update runs its element-wise rule over chunks small enough to stay in cache, every operation in place
 or into two preallocated scratch chunks, so a step makes one pass over memory instead of a dozen passes
-that each allocate an array the size of the model. Each rule keeps the operation order of the NumPy
-reference, so float64 results agree to rounding. `s` maps the names of Optimizer.step_scalars to this
+that each allocate an array the size of the model. Each rule computes the NumPy reference's formula;
+Adam's and Nadam's moments (m + (g - m)(1 - beta)) are one `lerp_` each and Adam's step one `addcdiv_`,
+6 passes over a chunk instead of 12 (Adam over 2.1M float32 weights: 5.1 to 3.8 ms), the same sums
+rounded in a different order, so results agree to rounding, not to the bit. `s` maps the names of Optimizer.step_scalars to this
 step's values as Python floats (exact copies of the plan-dtype scalars the core computed). torch.optim is
 not used: its Adam adds epsilon to the bias-corrected root, which is not the spec's formula. Clipping
 needs whole gradients (norms), so it runs before, on autograd's gradients.
@@ -38,14 +40,10 @@ def _sgd(spec, w, g, slots, s, t0, t1):
 
 
 def _moments(spec, g, m, v, t0):
-    """m += (g - m)(1 - beta_1); v += (g*g - v)(1 - beta_2)."""
-    torch.sub(g, m, out=t0)
-    t0.mul_(1 - spec.beta_1)
-    m.add_(t0)
+    """m += (g - m)(1 - beta_1); v += (g*g - v)(1 - beta_2), each as one lerp (m + w (end - m))."""
+    m.lerp_(g, 1 - spec.beta_1)
     torch.mul(g, g, out=t0)
-    t0.sub_(v)
-    t0.mul_(1 - spec.beta_2)
-    v.add_(t0)
+    v.lerp_(t0, 1 - spec.beta_2)
 
 
 def _adam(spec, w, g, slots, s, t0, t1):
@@ -55,11 +53,9 @@ def _adam(spec, w, g, slots, s, t0, t1):
         v_hat = slots[2]
         torch.maximum(v_hat, v, out=v_hat)
         v = v_hat
-    torch.mul(m, s["alpha"], out=t0)
     torch.sqrt(v, out=t1)
     t1.add_(spec.epsilon)
-    t0.div_(t1)
-    w.sub_(t0)
+    w.addcdiv_(m, t1, value=-s["alpha"])
 
 
 def _rmsprop(spec, w, g, slots, s, t0, t1):
