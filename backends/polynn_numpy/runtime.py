@@ -58,6 +58,7 @@ class NumpyRuntime(Runtime):
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         starts = plan.optimizer.slot_initial_values()
         self.flat_slots = [np.full(total, start, dtype=self.dtype) for start in starts]
+        self.update_scratch = optimizers.scratch(total, self.dtype)
         by_slot = [_views(flat, shapes) for flat in self.flat_slots]
         self.slots = [[views[k] for views in by_slot] for k in range(len(shapes))]
         self.backend = backend
@@ -141,7 +142,7 @@ class NumpyRuntime(Runtime):
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
         optimizers.apply(self.optimizer, self.update, self.flat_weights, self.flat_grads, self.grads,
-                         self.flat_slots, s)
+                         self.flat_slots, s, self.update_scratch)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
         return loss, states
