@@ -340,3 +340,34 @@ def test_relu_backward_stays_in_the_plan_dtype():
     x = np.linspace(-1, 1, 7, dtype=np.float32)
     dy = np.ones_like(x)
     assert forward(spec, x).dtype == np.float32 and backward(spec, x, forward(spec, x), dy).dtype == np.float32
+
+
+NUMPY_UPDATE_CASES = {
+    "sgd": optimizers.SGD(0.05), "sgd_nesterov": optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam_amsgrad": optimizers.Adam(amsgrad=True), "adamw": optimizers.AdamW(),
+    "rmsprop_centered_momentum": optimizers.RMSprop(centered=True, momentum=0.5), "adagrad": optimizers.Adagrad(0.05),
+    "adadelta": optimizers.Adadelta(1.0), "adamax": optimizers.Adamax(), "nadam": optimizers.Nadam(),
+    "adam_global_clipnorm": optimizers.Adam(global_clipnorm=0.1, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", sorted(NUMPY_UPDATE_CASES))
+def test_update_pieces_change_no_bit(case, dtype, monkeypatch):
+    """The update walks the flat buffers in pieces with two scratch arrays; pieces of 7 elements,
+    which split every weight, give the very bits of one piece for the whole model."""
+    from polynn_numpy import optimizers as numpy_optimizers
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(48, 5))
+    y = x[:, :1] - 2 * x[:, 1:2]
+    trained = []
+    for chunk in (numpy_optimizers.CHUNK, 7):
+        monkeypatch.setattr(numpy_optimizers, "CHUNK", chunk)
+        model = Sequential([Dense(6, input_dim=5, activation="tanh"), Dense(1)])
+        model.compile(optimizer=NUMPY_UPDATE_CASES[case], loss="mse", dtype=dtype, seed=11)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        trained.append((model.get_weights(), model._compiled.runtime.get_optimizer_state()))
+    (weights, state), (pieced_weights, pieced_state) = trained
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(weights, pieced_weights))
+    assert all(a.tobytes() == b.tobytes() for slots, pieced in zip(state, pieced_state) for a, b in zip(slots, pieced))
