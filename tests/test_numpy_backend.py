@@ -301,34 +301,45 @@ def test_float32_and_float64_agree():
 # ---- reused step arrays ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_workspace_reuse_changes_no_bit(dtype):
-    """Training steps write into arrays kept from step to step; allocating every array afresh gives
-    the same bits (a partial last batch, dropout, an Activation layer and a validation split included)."""
+def test_workspace_reuse_changes_no_bit(dtype, monkeypatch):
+    """Training steps write large arrays into arrays kept from step to step; allocating every array
+    afresh gives the same bits (a partial last batch, dropout, an Activation layer and a validation
+    split included). The size threshold is lowered so this small model uses every workspace."""
     from polynn.activations import ReLU
     from polynn.layers import Activation
+    from polynn_numpy import runtime as numpy_runtime
 
     rng = np.random.default_rng(11)
     x = rng.normal(size=(203, 12))
     y = (rng.random((203, 1)) > 0.5).astype(float)
     runs = []
-    for reuse in (True, False):
+    for threshold in (0, float("inf")):
+        monkeypatch.setattr(numpy_runtime, "WORKSPACE_MIN_BYTES", threshold)
         model = Sequential([Dense(16, input_dim=12, activation=ReLU(threshold=0.1, max_value=0.8, negative_slope=0.05)),
                             Dropout(0.3), Dense(8, activation="tanh"), Activation("relu"),
                             Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], dtype=dtype, seed=3)
-        model.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)  # builds the runtime
-        runtime = model._compiled.runtime
-        if not reuse:
-            runtime.workspaces = [None] * len(runtime.workspaces)
-            runtime.batch_workspace.array = lambda name, shape, dtype: None
-        else:
-            assert all(w is not None for w in runtime.workspaces)
         history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_split=0.2)
+        in_use = model._compiled.runtime.workspaces
+        assert all(w is not None for w in in_use) if threshold == 0 else all(w is None for w in in_use)
         runs.append((model.get_weights(), history.history, model.predict(x, batch_size=32, verbose=0)))
     (w_reused, h_reused, p_reused), (w_fresh, h_fresh, p_fresh) = runs
     assert h_reused == h_fresh
     assert all(np.array_equal(a, b) for a, b in zip(w_reused, w_fresh))
     assert np.array_equal(p_reused, p_fresh)
+
+
+def test_workspaces_are_chosen_by_size():
+    """At width 1024 and batch 64 every Dense output is 256 KB and uses a workspace; the
+    1-unit output layer (256 bytes a batch) allocates."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(128, 8)).astype(np.float32)
+    y = (rng.random((128, 1)) > 0.5).astype(np.float32)
+    model = Sequential([Dense(1024, input_dim=8, activation="relu"), Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    in_use = model._compiled.runtime.workspaces
+    assert in_use[0] is not None and in_use[1] is None
 
 
 def test_relu_backward_stays_in_the_plan_dtype():

@@ -12,60 +12,69 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import writes_into
-from .workspace import NO_WORKSPACE
 
 
-def _activation(backend, name):
-    """The activation's (forward, backward), each taking `out=` (None: a new array)."""
-    forward, backward = backend.implementation("activation", name)
-    if not writes_into(forward):
-        forward = _allocating(forward)
-    if not writes_into(backward):
-        backward = _allocating(backward)
-    return forward, backward
-
-
-def _allocating(function):
-    return lambda *args, out=None: function(*args)
+def _into(function, takes_out):
+    """`function` called with `out=` where it takes it, without where it allocates."""
+    if takes_out:
+        return function
+    return lambda *args, out: function(*args)
 
 
 class Dense:
-    """y = activation(x @ kernel + bias) on the last axis; the gradients are the chain rule of that."""
+    """y = activation(x @ kernel + bias) on the last axis; the gradients are the chain rule of that.
+
+    With a workspace the same operations write into arrays kept from step to step."""
 
     def __init__(self, backend, spec):
         self.spec = spec
-        self.act_forward, self.act_backward = _activation(backend, spec.activation.name)
+        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+        self.act_forward_into = _into(self.act_forward, writes_into(self.act_forward))
+        self.act_backward_into = _into(self.act_backward, writes_into(self.act_backward))
         self.activity = None
         if spec.activity_regularizer is not None:
             self.activity = backend.implementation("regularizer", spec.activity_regularizer.name)
 
-    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
+    def forward(self, params, x, mask=None, workspace=None):
+        if workspace is not None:
+            return self._forward_into(workspace, params, x)
+        z = x @ params[0]
+        if self.spec.use_bias:
+            z += params[1]
+        y = self.act_forward(self.spec.activation, z)
+        return y, (x, z, y)
+
+    def _forward_into(self, workspace, params, x):
         kernel = params[0]
         shape, dtype = x.shape[:-1] + kernel.shape[1:], np.result_type(x, kernel)
         z = np.matmul(x, kernel, out=workspace.array("z", shape, dtype))
         if self.spec.use_bias:
             z += params[1]
-        y = self.act_forward(self.spec.activation, z, out=workspace.array("y", shape, dtype))
+        y = self.act_forward_into(self.spec.activation, z, out=workspace.array("y", shape, dtype))
         return y, (x, z, y)
 
     def penalty(self, cache):
         y = cache[2]
         return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
 
-    def backward(self, params, cache, dy, need_dx=True, out=None, workspace=NO_WORKSPACE):
+    def backward(self, params, cache, dy, need_dx=True, out=None, workspace=None):
         x, z, y = cache
         if self.activity is not None:
             dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
-        dz = self.act_backward(self.spec.activation, z, y, dy, out=workspace.array("dz", z.shape, z.dtype))
+        if workspace is None:
+            dz = self.act_backward(self.spec.activation, z, y, dy)
+        else:
+            dz = self.act_backward_into(self.spec.activation, z, y, dy, out=workspace.array("dz", z.shape, z.dtype))
         x2 = x.reshape(-1, x.shape[-1])
         dz2 = dz.reshape(-1, dz.shape[-1])
         grads = [np.matmul(x2.T, dz2, out=None if out is None else out[0])]
         if self.spec.use_bias:
             grads.append(np.add.reduce(dz2, axis=0, out=None if out is None else out[1]))
-        dx = None
-        if need_dx:
-            dx = np.matmul(dz, params[0].T, out=workspace.array("dx", x.shape, np.result_type(dz, params[0])))
-        return dx, grads
+        if not need_dx:
+            return None, grads
+        if workspace is None:
+            return dz @ params[0].T, grads
+        return np.matmul(dz, params[0].T, out=workspace.array("dx", x.shape, np.result_type(dz, params[0]))), grads
 
 
 class Dropout:
@@ -75,14 +84,18 @@ class Dropout:
         self.spec = spec
         self.activity = None
 
-    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
+    def forward(self, params, x, mask=None, workspace=None):
         if mask is None:
             return x, None
+        if workspace is None:
+            return x * mask, mask
         return np.multiply(x, mask, out=workspace.array("y", x.shape, np.result_type(x, mask))), mask
 
-    def backward(self, params, cache, dy, need_dx=True, workspace=NO_WORKSPACE):
+    def backward(self, params, cache, dy, need_dx=True, workspace=None):
         if cache is None:
             return dy, []
+        if workspace is None:
+            return dy * cache, []
         return np.multiply(dy, cache, out=workspace.array("dx", dy.shape, np.result_type(dy, cache))), []
 
 
@@ -92,15 +105,22 @@ class Activation:
     def __init__(self, backend, spec):
         self.spec = spec
         self.activity = None
-        self.act_forward, self.act_backward = _activation(backend, spec.activation.name)
+        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
+        self.act_forward_into = _into(self.act_forward, writes_into(self.act_forward))
+        self.act_backward_into = _into(self.act_backward, writes_into(self.act_backward))
 
-    def forward(self, params, x, mask=None, workspace=NO_WORKSPACE):
-        y = self.act_forward(self.spec.activation, x, out=workspace.array("y", x.shape, x.dtype))
+    def forward(self, params, x, mask=None, workspace=None):
+        if workspace is None:
+            y = self.act_forward(self.spec.activation, x)
+        else:
+            y = self.act_forward_into(self.spec.activation, x, out=workspace.array("y", x.shape, x.dtype))
         return y, (x, y)
 
-    def backward(self, params, cache, dy, need_dx=True, workspace=NO_WORKSPACE):
+    def backward(self, params, cache, dy, need_dx=True, workspace=None):
         x, y = cache
-        return self.act_backward(self.spec.activation, x, y, dy, out=workspace.array("dx", x.shape, x.dtype)), []
+        if workspace is None:
+            return self.act_backward(self.spec.activation, x, y, dy), []
+        return self.act_backward_into(self.spec.activation, x, y, dy, out=workspace.array("dx", x.shape, x.dtype)), []
 
 
 class Input:

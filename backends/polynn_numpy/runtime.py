@@ -12,7 +12,12 @@ from polynn.metrics import MeanMetric
 from . import losses as loss_impls
 from . import metrics as metric_impls
 from . import optimizers
-from .workspace import NO_WORKSPACE, Workspace
+from .workspace import Workspace
+
+# Arrays from this size on are written into a workspace while training (see workspace.py); below it
+# the C allocator reuses freed memory without returning it to the kernel, and keeping an array per
+# layer would only add Python calls to a small model's step (the blog model's step: 0.13 ms).
+WORKSPACE_MIN_BYTES = 1 << 17
 
 
 class NumpyRuntime(Runtime):
@@ -35,14 +40,20 @@ class NumpyRuntime(Runtime):
         # Where each layer's gradients go in the flat buffer, and whether its backward can write there.
         owners = [owner for owner, _ in plan.weights]
         self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
-        self.writes_into = ["out" in inspect.signature(layer.backward).parameters for layer, _ in self.layers]
-        # Training steps write activations and gradients into arrays kept from step to step, one
-        # workspace per layer (a third-party layer without a `workspace` parameter allocates).
-        self.workspaces = [
+        self.backward_options = []
+        for index, (layer, _) in enumerate(self.layers):
+            first, count = self.grad_slices[index]
+            writes_into = "out" in inspect.signature(layer.backward).parameters
+            self.backward_options.append({"out": self.grads[first:first + count]} if writes_into else {})
+        # Training steps write large activations and gradients into arrays kept from step to step,
+        # one workspace per layer that takes one (a third-party layer without a `workspace`
+        # parameter allocates); each block's first step sizes the layers' outputs to choose them.
+        self.layer_workspaces = [
             Workspace() if all("workspace" in inspect.signature(method).parameters
                                for method in (layer.forward, layer.backward)) else None
             for layer, _ in self.layers
         ]
+        self.workspaces = [None] * len(self.layers)
         self.batch_workspace = Workspace()
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value, self.loss_vjp = backend.implementation("loss", plan.loss.name)
@@ -89,7 +100,8 @@ class NumpyRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks, training=False):
+    def _forward(self, x, masks, training=False, sizes=None):
+        """Outputs and caches; each layer's output size in bytes is appended to `sizes` when given."""
         caches = []
         for index, (layer, params) in enumerate(self.layers):
             mask = None
@@ -100,6 +112,8 @@ class NumpyRuntime(Runtime):
             else:
                 x, cache = layer.forward(params, x, mask)
             caches.append(cache)
+            if sizes is not None:
+                sizes.append(x.nbytes)
         return x, caches
 
     def _loss(self, y, p, w, caches, gradient=True):
@@ -121,8 +135,8 @@ class NumpyRuntime(Runtime):
         return [metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric) else impl(m, y, p, w)
                 for m, impl in self.metrics]
 
-    def _train_step(self, x, y, w, masks, s):
-        p, caches = self._forward(x, masks, training=True)
+    def _train_step(self, x, y, w, masks, s, sizes=None):
+        p, caches = self._forward(x, masks, training=True, sizes=sizes)
         loss, dp = self._loss(y, p, w, caches)
         states = self._metric_states(y, p, w)
         dy = dp
@@ -130,11 +144,9 @@ class NumpyRuntime(Runtime):
             layer, params = self.layers[index]
             first, count = self.grad_slices[index]
             targets = self.grads[first:first + count]
-            options = {}
-            if self.writes_into[index]:
-                options["out"] = targets
+            options = self.backward_options[index]
             if self.workspaces[index] is not None:
-                options["workspace"] = self.workspaces[index]
+                options = {**options, "workspace": self.workspaces[index]}
             dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0, **options)
             for target, g in zip(targets, grads):
                 if g is not target:
@@ -153,11 +165,17 @@ class NumpyRuntime(Runtime):
         x, y, w = data
         losses = np.empty(len(batches))
         totals = [np.zeros(m.state_size) for m, _ in self.metrics]
+        self.workspaces = [None] * len(self.layers)
+        gather_into = len(batches) > 0 and len(batches[0]) * x[:1].nbytes >= WORKSPACE_MIN_BYTES
         for step, rows in enumerate(batches):
             step_masks = [mask[step] for mask in masks] if masks else None
             s = {name: values[step] for name, values in scalars.items()}
-            losses[step], states = self._train_step(
-                self._batch(x, rows), y[rows], None if w is None else w[rows], step_masks, s)
+            sizes = [] if step == 0 else None
+            xb = self._batch(x, rows) if gather_into else x[rows]
+            losses[step], states = self._train_step(xb, y[rows], None if w is None else w[rows], step_masks, s, sizes)
+            if sizes is not None:
+                self.workspaces = [workspace if workspace is not None and size >= WORKSPACE_MIN_BYTES else None
+                                   for workspace, size in zip(self.layer_workspaces, sizes)]
             for total, state in zip(totals, states):
                 total += state
         return StepResult(losses, totals)

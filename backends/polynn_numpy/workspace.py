@@ -30,13 +30,3 @@ class Workspace:
         if held is None or held.dtype != dtype or held.shape[1:] != shape[1:] or held.shape[0] < shape[0]:
             held = self._arrays[name] = np.empty(shape, dtype)
         return held[:shape[0]]
-
-
-class NoWorkspace:
-    """Outside training: `array` gives None, which NumPy's `out=` reads as "allocate a new array"."""
-
-    def array(self, name: str, shape: tuple[int, ...], dtype) -> None:
-        return None
-
-
-NO_WORKSPACE = NoWorkspace()
