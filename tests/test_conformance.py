@@ -39,9 +39,10 @@ class _StepCountingRuntime(NumpyRuntime):
         return super().train_steps(data, batches, masks, {**scalars, "t": t})
 
 
-def _torch_adam(spec, w, g, slots, s):
+def _torch_adam(spec, w, g, slots, s, t0, t1):
     """torch.optim.Adam's epsilon placement: added to the bias-corrected root sqrt(v / (1 - beta_2**t)),
-    which equals Keras's update with epsilon * sqrt(1 - beta_2**t) in place of epsilon."""
+    which equals Keras's update with epsilon * sqrt(1 - beta_2**t) in place of epsilon (written
+    plainly: the scratch arrays t0 and t1 go unused)."""
     m, v = slots[0], slots[1]
     m += (g - m) * (1 - spec.beta_1)
     v += (g * g - v) * (1 - spec.beta_2)
