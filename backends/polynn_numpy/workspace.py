@@ -2,8 +2,9 @@
 
 NumPy allocates every result anew. For a large model each step's arrays are megabytes, which the C
 allocator hands back to the kernel when the step frees them, so the next step faults the same
-memory in again, page by page (at width 1024 and batch 256, 2,700 page faults and about a quarter
-of the step). Writing into arrays kept from step to step computes the same numbers without that.
+memory in again, page by page (at width 1024 and batch 256, up to 2,700 page faults a step, about
+a quarter of it; how often depends on the sizes the process freed before). Writing into arrays
+kept from step to step computes the same numbers without that.
 """
 
 from __future__ import annotations
