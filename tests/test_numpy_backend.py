@@ -330,16 +330,17 @@ def test_workspace_reuse_changes_no_bit(dtype, monkeypatch):
 
 
 def test_workspaces_are_chosen_by_size():
-    """At width 1024 and batch 64 every Dense output is 256 KB and uses a workspace; the
-    1-unit output layer (256 bytes a batch) allocates."""
+    """At batch 64 a 1024-wide array is 256 KB: the layers that output one or take one as input
+    (and so return an input gradient of that size) use a workspace; the 4-unit layer, whose input
+    and output are 2 KB and 1 KB, allocates."""
     rng = np.random.default_rng(13)
     x = rng.normal(size=(128, 8)).astype(np.float32)
     y = (rng.random((128, 1)) > 0.5).astype(np.float32)
-    model = Sequential([Dense(1024, input_dim=8, activation="relu"), Dense(1, activation="sigmoid")])
+    model = Sequential([Dense(4, input_dim=8), Dense(1024, activation="relu"), Dense(1, activation="sigmoid")])
     model.compile(optimizer="sgd", loss="binary_crossentropy")
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     in_use = model._compiled.runtime.workspaces
-    assert in_use[0] is not None and in_use[1] is None
+    assert in_use[0] is None and in_use[1] is not None and in_use[2] is not None
 
 
 def test_relu_backward_stays_in_the_plan_dtype():

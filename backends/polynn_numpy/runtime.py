@@ -101,19 +101,21 @@ class NumpyRuntime(Runtime):
     # ---- one step ---------------------------------------------------------------------
 
     def _forward(self, x, masks, training=False, sizes=None):
-        """Outputs and caches; each layer's output size in bytes is appended to `sizes` when given."""
+        """Outputs and caches; when `sizes` is a list, each layer's larger array in bytes, its input
+        (the size of its input gradient) or its output, is appended to it."""
         caches = []
         for index, (layer, params) in enumerate(self.layers):
             mask = None
             if masks is not None and index in self.mask_slot:
                 mask = masks[self.mask_slot[index]]
+            given = x
             if training and self.workspaces[index] is not None:
                 x, cache = layer.forward(params, x, mask, workspace=self.workspaces[index])
             else:
                 x, cache = layer.forward(params, x, mask)
             caches.append(cache)
             if sizes is not None:
-                sizes.append(x.nbytes)
+                sizes.append(max(given.nbytes, x.nbytes))
         return x, caches
 
     def _loss(self, y, p, w, caches, gradient=True):
