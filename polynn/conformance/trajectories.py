@@ -47,6 +47,20 @@ def _train(model, x, *, seed: int = 29) -> dict:
     }
 
 
+def _train_by_sgd(layers, shape, backend, dtype) -> dict:
+    """The layers compiled with SGD on mean squared error, then trained as `_train`."""
+    model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
+                           loss="mse")
+    return _train(model, _data(shape))
+
+
+def _two_dense(backend, dtype, first: dict, second: dict) -> dict:
+    """Dense(HIDDEN, tanh) with the options `first`, then Dense(OUTPUT) with `second`, trained by SGD."""
+    shape = options.LAYER_INPUT_SHAPE
+    layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", **first), Dense(OUTPUT, **second)]
+    return _train_by_sgd(layers, shape, backend, dtype)
+
+
 def layer_scenario(built):
     def run(backend, dtype):
         layer = built()
@@ -56,9 +70,7 @@ def layer_scenario(built):
         else:
             shape = options.LAYER_INPUT_SHAPE
             layers = [Dense(HIDDEN, input_shape=shape, activation="tanh"), layer, Dense(OUTPUT)]
-        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
-                               loss="mse")
-        return _train(model, _data(shape))
+        return _train_by_sgd(layers, shape, backend, dtype)
 
     return run
 
@@ -66,13 +78,8 @@ def layer_scenario(built):
 def regularizer_scenario(built):
     def run(backend, dtype):
         regularizer = built()
-        shape = options.LAYER_INPUT_SHAPE
-        layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", kernel_regularizer=regularizer,
-                        bias_regularizer=regularizer),
-                  Dense(OUTPUT, activity_regularizer=regularizer)]
-        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
-                               loss="mse")
-        return _train(model, _data(shape))
+        return _two_dense(backend, dtype, {"kernel_regularizer": regularizer, "bias_regularizer": regularizer},
+                          {"activity_regularizer": regularizer})
 
     return run
 
@@ -86,14 +93,9 @@ def _suits_vectors(constraint) -> bool:
 def constraint_scenario(built):
     def run(backend, dtype):
         constraint = built()
-        shape = options.LAYER_INPUT_SHAPE
         bias = constraint if _suits_vectors(constraint) else None
-        layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", kernel_constraint=constraint,
-                        bias_constraint=bias),
-                  Dense(OUTPUT, kernel_constraint=constraint)]
-        model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
-                               loss="mse")
-        return _train(model, _data(shape))
+        return _two_dense(backend, dtype, {"kernel_constraint": constraint, "bias_constraint": bias},
+                          {"kernel_constraint": constraint})
 
     return run
 
