@@ -204,11 +204,9 @@ def _target_point(backend: str, runs: int) -> dict:
         return {"error": errors[0] if errors else "matmul measurement failed"}
     around = [(before + after) / 2 for before, after in zip(limits, limits[1:])]
     shares = [p["gflops"] / limit for p, limit in zip(points, around)]
-    products = _measure(["--worker", f"products-{backend}", "--width", "1024", "--batch", "256"])
     middle = sorted(range(runs), key=lambda i: shares[i])[runs // 2]
     return {**points[middle], "share_median": statistics.median(shares), "shares": shares,
-            "limits": limits, "gflops_runs": [p["gflops"] for p in points],
-            "engine_products_gflops": products.get("gflops")}
+            "limits": limits, "gflops_runs": [p["gflops"] for p in points]}
 
 
 def _ratio(a, b):
@@ -254,9 +252,9 @@ def main(argv=None):
                     point = _target_point(backend, args.runs)
                 else:
                     point = _sweep_point(backend, 1024, batch)
-                    if batch == 256:
-                        products = _measure(["--worker", f"products-{backend}", "--width", "1024", "--batch", "256"])
-                        point["engine_products_gflops"] = products.get("gflops")
+                if batch == 256:
+                    products = _measure(["--worker", f"products-{backend}", "--width", "1024", "--batch", "256"])
+                    point["engine_products_gflops"] = products.get("gflops")
                 report["sweep"][f"{backend}/w1024/b{batch}"] = point
             for width in SWEEP_WIDTHS:
                 if width == 1024:
