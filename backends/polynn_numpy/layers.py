@@ -14,11 +14,17 @@ import numpy as np
 from .activations import writes_into
 
 
-def _into(function, takes_out):
+def _into(function):
     """`function` called with `out=` where it takes it, without where it allocates."""
-    if takes_out:
+    if writes_into(function):
         return function
     return lambda *args, out: function(*args)
+
+
+def _activation(backend, name):
+    """(forward, backward, forward_into, backward_into): the activation's pair, and the same taking `out=`."""
+    forward, backward = backend.implementation("activation", name)
+    return forward, backward, _into(forward), _into(backward)
 
 
 class Dense:
@@ -28,9 +34,8 @@ class Dense:
 
     def __init__(self, backend, spec):
         self.spec = spec
-        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
-        self.act_forward_into = _into(self.act_forward, writes_into(self.act_forward))
-        self.act_backward_into = _into(self.act_backward, writes_into(self.act_backward))
+        self.act_forward, self.act_backward, self.act_forward_into, self.act_backward_into = _activation(
+            backend, spec.activation.name)
         self.activity = None
         if spec.activity_regularizer is not None:
             self.activity = backend.implementation("regularizer", spec.activity_regularizer.name)
@@ -105,9 +110,8 @@ class Activation:
     def __init__(self, backend, spec):
         self.spec = spec
         self.activity = None
-        self.act_forward, self.act_backward = backend.implementation("activation", spec.activation.name)
-        self.act_forward_into = _into(self.act_forward, writes_into(self.act_forward))
-        self.act_backward_into = _into(self.act_backward, writes_into(self.act_backward))
+        self.act_forward, self.act_backward, self.act_forward_into, self.act_backward_into = _activation(
+            backend, spec.activation.name)
 
     def forward(self, params, x, mask=None, workspace=None):
         if workspace is None:

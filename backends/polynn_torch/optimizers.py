@@ -4,12 +4,14 @@ The runtime keeps the weights, the gradients and each optimizer slot in one flat
 the update runs its element-wise rule over chunks small enough to stay in cache, every operation in place
 or into two preallocated scratch chunks, so a step makes one pass over memory instead of a dozen passes
 that each allocate an array the size of the model. Each rule computes the NumPy reference's formula;
-Adam's and Nadam's moments (m + (g - m)(1 - beta)) are one `lerp_` each and Adam's step one `addcdiv_`,
-6 passes over a chunk instead of 12 (Adam over 2.1M float32 weights: 5.1 to 3.8 ms), the same sums
-rounded in a different order, so results agree to rounding, not to the bit. `s` maps the names of Optimizer.step_scalars to this
-step's values as Python floats (exact copies of the plan-dtype scalars the core computed). torch.optim is
-not used: its Adam adds epsilon to the bias-corrected root, which is not the spec's formula. Clipping
-needs whole gradients (norms), so it runs before, on autograd's gradients.
+Adam's and Nadam's moments (m + (g - m)(1 - beta)) are one `lerp_` each and Adam's step one
+`addcdiv_`, 6 passes over a chunk instead of 12 (Adam over 2.1M float32 weights: 5.1 to 3.8 ms), the
+same sums rounded in a different order, so results agree to rounding, not to the bit.
+
+`s` maps the names of Optimizer.step_scalars to this step's values as Python floats (exact copies of
+the plan-dtype scalars the core computed). torch.optim is not used: its Adam adds epsilon to the
+bias-corrected root, which is not the spec's formula. Clipping needs whole gradients (norms), so it
+runs before, on autograd's gradients.
 """
 
 from __future__ import annotations
