@@ -14,6 +14,16 @@ import numpy as np
 from .activations import writes_into
 
 
+def _product(a, b, out=None):
+    """a @ b, b a matrix. With an inner size of 1 the product is an outer product, computed as the
+    broadcast multiply it is: OpenBLAS runs that case through its general kernel, about 5 times
+    slower (256x1 by 1x1024 in float32: 0.62 ms against 0.13 ms). The values are the same; only the
+    sign of a zero may differ (the kernel adds each product to +0)."""
+    if a.shape[-1] == 1:
+        return np.multiply(a, b, out=out)
+    return np.matmul(a, b, out=out)
+
+
 def _into(function):
     """`function` called with `out=` where it takes it, without where it allocates."""
     if writes_into(function):
@@ -43,7 +53,7 @@ class Dense:
     def forward(self, params, x, mask=None, workspace=None):
         if workspace is not None:
             return self._forward_into(workspace, params, x)
-        z = x @ params[0]
+        z = _product(x, params[0])
         if self.spec.use_bias:
             z += params[1]
         y = self.act_forward(self.spec.activation, z)
@@ -52,7 +62,7 @@ class Dense:
     def _forward_into(self, workspace, params, x):
         kernel = params[0]
         shape, dtype = x.shape[:-1] + kernel.shape[1:], np.result_type(x, kernel)
-        z = np.matmul(x, kernel, out=workspace.array("z", shape, dtype))
+        z = _product(x, kernel, out=workspace.array("z", shape, dtype))
         if self.spec.use_bias:
             z += params[1]
         y = self.act_forward_into(self.spec.activation, z, out=workspace.array("y", shape, dtype))
@@ -72,14 +82,14 @@ class Dense:
             dz = self.act_backward_into(self.spec.activation, z, y, dy, out=workspace.array("dz", z.shape, z.dtype))
         x2 = x.reshape(-1, x.shape[-1])
         dz2 = dz.reshape(-1, dz.shape[-1])
-        grads = [np.matmul(x2.T, dz2, out=None if out is None else out[0])]
+        grads = [_product(x2.T, dz2, out=None if out is None else out[0])]
         if self.spec.use_bias:
             grads.append(np.add.reduce(dz2, axis=0, out=None if out is None else out[1]))
         if not need_dx:
             return None, grads
         if workspace is None:
-            return dz @ params[0].T, grads
-        return np.matmul(dz, params[0].T, out=workspace.array("dx", x.shape, np.result_type(dz, params[0]))), grads
+            return _product(dz, params[0].T), grads
+        return _product(dz, params[0].T, out=workspace.array("dx", x.shape, np.result_type(dz, params[0]))), grads
 
 
 class Dropout:
