@@ -37,6 +37,25 @@ def _adam(spec, w, g, slots, s):
     return w - (m * s["alpha"]) / (tf.math.sqrt(v) + spec.epsilon), new_slots
 
 
+def _fused_adam(spec, variables, grads, slot_variables, s):
+    """Adam in TensorFlow's fused kernels, in place on the variables: ResourceApplyAdam computes
+    m += (g - m) * (1 - beta_1); v += (g * g - v) * (1 - beta_2); w -= (m * lr_t) / (sqrt(v) + epsilon)
+    in one pass, lr_t = lr * sqrt(1 - beta_2_power) / (1 - beta_1_power). Given the spec's alpha as lr
+    and powers of 0, lr_t is alpha: the formula of `_adam`, operation for operation (float64: the
+    same bits). The kernel forms 1 - beta in the weights' dtype where `_adam` rounds it from double,
+    so float32 coefficients may differ in their last bit (1 - beta_2: 1.3e-5 relative)."""
+    dtype = variables[0].dtype
+    zero = tf.constant(0, dtype)
+    constants = {"beta1_power": zero, "beta2_power": zero, "lr": s["alpha"], "beta1": tf.constant(spec.beta_1, dtype),
+                 "beta2": tf.constant(spec.beta_2, dtype), "epsilon": tf.constant(spec.epsilon, dtype)}
+    for variable, g, slots in zip(variables, grads, slot_variables):
+        if spec.amsgrad:
+            tf.raw_ops.ResourceApplyAdamWithAmsgrad(var=variable.handle, m=slots[0].handle, v=slots[1].handle,
+                                                    vhat=slots[2].handle, grad=g, **constants)
+        else:
+            tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=slots[0].handle, v=slots[1].handle, grad=g, **constants)
+
+
 def _rmsprop(spec, w, g, slots, s):
     names = spec.slot_names()
     new_slots = list(slots)
@@ -99,6 +118,15 @@ UPDATES = {
 }
 
 
+# Rules with a fused in-place form: fused(spec, variables, grads, slot_variables, s). The runtime
+# uses it for a model with a weight of FUSED_MIN_SIZE elements or more: one kernel per weight costs
+# more than the traced expressions for small weights (blog model, largest weight 640 elements:
+# fit 2.13 s traced, 2.27 s fused, medians of 8 alternating runs) and saves passes over memory for
+# large ones (width 1024, batch 256: 56.7 to 62.9 GFLOP/s, medians of 4).
+FUSED = {_adam: _fused_adam}
+FUSED_MIN_SIZE = 1 << 16
+
+
 def _sum_of_squares(g):
     return tf.math.reduce_sum(g * g)
 
@@ -115,6 +143,17 @@ def clip_gradients(spec, grads):
         norm = tf.math.sqrt(functools.reduce(operator.add, [_sum_of_squares(g) for g in grads]))
         return [g * spec.global_clipnorm / tf.math.maximum(norm, spec.global_clipnorm) for g in grads]
     return grads
+
+
+def apply_fused(spec, fused, variables, grads, slot_variables, s):
+    """One step's clipping, weight decay and fused update, in place on the variables."""
+    if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
+        grads = clip_gradients(spec, grads)
+    decay = s.get("decay")
+    if decay is not None:
+        for variable in variables:
+            variable.assign_sub(variable * decay)
+    fused(spec, variables, grads, slot_variables, s)
 
 
 def apply(spec, update, weights, grads, slots, s):
