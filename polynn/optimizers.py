@@ -122,6 +122,15 @@ class Adam(Optimizer):
     def slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
+    def complement_error(self, dtype) -> float:
+        """How far 1 - beta formed in `dtype` (1 - dtype(beta)) lies from the formula's 1 - beta
+        rounded to `dtype`, relative, the larger over beta_1 and beta_2. A fused engine kernel that
+        forms the moments' weights in the weights' dtype moves its moments by about this much
+        (float32: 1.3e-5 at beta_2 = 0.999, 1.7e-4 at 0.9999; float64: 0 for both)."""
+        dtype = np.dtype(dtype)
+        errors = [abs(float(1 - dtype.type(beta)) / float(dtype.type(1 - beta)) - 1) for beta in (self.beta_1, self.beta_2)]
+        return max(errors)
+
     def step_scalars(self, iterations, learning_rate=None):
         out = super().step_scalars(iterations, learning_rate)
         t = iterations.astype(np.float64) + 1.0

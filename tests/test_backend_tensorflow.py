@@ -276,7 +276,13 @@ def test_each_optimizer_option_agrees_with_numpy(case):
     assert_same_training(ref, got)
 
 
-FUSED_CASES = ["adam", "adam_amsgrad", "clipnorm", "weight_decay", "adamw", "max_norm"]
+FUSED_OPTIMIZERS = {
+    **{case: OPTIMIZER_CASES[case] for case in ("adam", "adam_amsgrad", "clipnorm", "weight_decay", "adamw")},
+    "adam_clipvalue": optimizers.Adam(learning_rate=0.01, clipvalue=0.05),
+    "adam_global_clipnorm": optimizers.Adam(learning_rate=0.01, global_clipnorm=0.2),
+    "max_norm": optimizers.Adam(learning_rate=0.05),
+}
+FUSED_CASES = sorted(FUSED_OPTIMIZERS)
 
 
 def _trained_fused(case, dtype, fused, monkeypatch):
@@ -288,10 +294,9 @@ def _trained_fused(case, dtype, fused, monkeypatch):
     if case == "max_norm":
         model = Sequential([Dense(6, input_dim=FEATURES, activation="tanh", kernel_constraint=constraints.MaxNorm(0.5)),
                             Dense(3, bias_constraint=constraints.NonNeg())])
-        optimizer = optimizers.Adam(learning_rate=0.05)
     else:
-        model, optimizer = _mlp(3, "linear")(), OPTIMIZER_CASES[case]
-    model.compile(optimizer=optimizer, loss="mse", backend="tensorflow", dtype=dtype, seed=11)
+        model = _mlp(3, "linear")()
+    model.compile(optimizer=FUSED_OPTIMIZERS[case], loss="mse", backend="tensorflow", dtype=dtype, seed=11)
     model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
     runtime = model._compiled.runtime
     assert (runtime.fused_update is not None) == fused
@@ -318,14 +323,19 @@ def test_fused_adam_agrees_in_float32(case, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-def test_fused_adam_is_chosen_for_large_weights_only():
+def test_fused_adam_is_chosen_for_large_weights_and_faithful_constants_only():
+    """The fused kernel runs for Adam on a model with a weight of FUSED_MIN_SIZE elements or more,
+    unless the kernel's float32 1 - beta_2 lies too far from the formula's (1.7e-4 at 0.9999)."""
     from polynn_tensorflow import optimizers as tf_optimizers
 
     side = int(tf_optimizers.FUSED_MIN_SIZE ** 0.5)
-    for width, optimizer, fused in ((side, "adam", True), (side - 1, "adam", False), (side, "rmsprop", False)):
+    for width, optimizer, dtype, fused in ((side, "adam", "float32", True), (side - 1, "adam", "float32", False),
+                                           (side, "rmsprop", "float32", False),
+                                           (side, optimizers.Adam(beta_2=0.9999), "float32", False),
+                                           (side, optimizers.Adam(beta_2=0.9999), "float64", True)):
         model = Sequential([Dense(width, input_dim=side), Dense(1)])
-        model.compile(optimizer=optimizer, loss="mse", backend="tensorflow")
-        assert (model._compiled.runtime.fused_update is not None) == fused, (width, optimizer)
+        model.compile(optimizer=optimizer, loss="mse", backend="tensorflow", dtype=dtype)
+        assert (model._compiled.runtime.fused_update is not None) == fused, (width, optimizer, dtype)
 
 
 def test_regularizers_and_constraints_agree_with_numpy():

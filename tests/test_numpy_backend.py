@@ -343,8 +343,9 @@ def test_workspaces_are_chosen_by_size():
     assert in_use[0] is None and in_use[1] is not None and in_use[2] is not None
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("use_workspace", [False, True])
-def test_products_over_one_term_equal_matmul(use_workspace):
+def test_products_over_one_term_equal_matmul(use_workspace, dtype):
     """A 1-input layer's forward product, a 1-unit layer's input gradient and a 1-sample kernel
     gradient have inner size 1: the layer multiplies them out by broadcasting, and the values are
     those of matmul (array_equal: the two may differ in the sign of a zero)."""
@@ -352,16 +353,17 @@ def test_products_over_one_term_equal_matmul(use_workspace):
 
     dense = BACKEND.implementation("layer", "dense")
     rng = np.random.default_rng(5)
-    for units, fan_in, batch in ((1, 6, 4), (3, 1, 4), (5, 6, 1), (1, 1, 1)):
+    for units, fan_in, batch in ((1, 6, (4,)), (3, 1, (4,)), (5, 6, (1,)), (1, 1, (1,)), (1, 6, (2, 3)), (4, 1, (2, 3))):
         layer = dense(BACKEND, Dense(units, activation="tanh"))
-        kernel, bias = rng.normal(size=(fan_in, units)), rng.normal(size=units)
-        x, dy = rng.normal(size=(batch, fan_in)), rng.normal(size=(batch, units))
+        kernel, bias = rng.normal(size=(fan_in, units)).astype(dtype), rng.normal(size=units).astype(dtype)
+        x, dy = rng.normal(size=(*batch, fan_in)).astype(dtype), rng.normal(size=(*batch, units)).astype(dtype)
         workspace = {"workspace": Workspace()} if use_workspace else {}
         y, cache = layer.forward([kernel, bias], x, **workspace)
         dx, (d_kernel, d_bias) = layer.backward([kernel, bias], cache, dy, **workspace)
         dz = dy * (1 - np.tanh(np.matmul(x, kernel) + bias) ** 2)
+        assert y.dtype == dx.dtype == d_kernel.dtype == np.dtype(dtype)
         assert np.array_equal(y, np.tanh(np.matmul(x, kernel) + bias))
-        assert np.array_equal(d_kernel, np.matmul(x.T, dz))
+        assert np.array_equal(d_kernel, np.matmul(x.reshape(-1, fan_in).T, dz.reshape(-1, units)))
         assert np.array_equal(dx, np.matmul(dz, kernel.T))
 
 

@@ -301,3 +301,14 @@ def test_input_layer_only_first():
 def test_layer_names_are_keras_style():
     model = Sequential([Dense(2, input_dim=3), Dropout(0.1), Dense(2), Dense(1)])
     assert model.layer_names() == ["dense", "dropout", "dense_1", "dense_2"]
+
+
+def test_adam_complement_error_measures_one_minus_beta_formed_in_the_dtype():
+    """1 - beta formed in float64 is the formula's 1 - beta rounded; in float32 it is not, and the
+    gap grows as beta nears 1 (a float32 step near 1 over 1 - beta)."""
+    default, slow = optimizers.Adam(), optimizers.Adam(beta_2=0.9999)
+    assert default.complement_error("float64") == slow.complement_error("float64") == 0
+    assert 0 < default.complement_error("float32") < slow.complement_error("float32")
+    one_minus = float(1 - np.float32(0.9999))
+    assert slow.complement_error("float32") == pytest.approx(abs(one_minus / float(np.float32(1 - 0.9999)) - 1))
+    assert optimizers.Adam(beta_2=1 - 1e-9).complement_error("float32") == 1.0  # beta_2 rounds to 1

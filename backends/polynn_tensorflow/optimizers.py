@@ -5,6 +5,9 @@ the step reads like the NumPy reference with no read-after-assign ordering to re
 expressions keep the reference's order of operations, so float64 results agree to the last bits.
 `s` maps the names of Optimizer.step_scalars to this step's values, in the weights' dtype.
 Clipping and weight decay, shared by every optimizer, are in `apply`.
+
+The exception is a large model's Adam and AdamW: TensorFlow's fused kernel updates the variables in
+place (`_fused_adam`, through `apply_fused`), the same operations in one pass over memory.
 """
 
 from __future__ import annotations
@@ -41,9 +44,12 @@ def _fused_adam(spec, variables, grads, slot_variables, s):
     """Adam in TensorFlow's fused kernels, in place on the variables: ResourceApplyAdam computes
     m += (g - m) * (1 - beta_1); v += (g * g - v) * (1 - beta_2); w -= (m * lr_t) / (sqrt(v) + epsilon)
     in one pass, lr_t = lr * sqrt(1 - beta_2_power) / (1 - beta_1_power). Given the spec's alpha as lr
-    and powers of 0, lr_t is alpha: the formula of `_adam`, operation for operation (float64: the
-    same bits). The kernel forms 1 - beta in the weights' dtype where `_adam` rounds it from double,
-    so float32 coefficients may differ in their last bit (1 - beta_2: 1.3e-5 relative)."""
+    and powers of 0, lr_t is alpha: the formula of `_adam`, operation for operation (float64 on the
+    CPU: the same bits). The kernel forms 1 - beta in the weights' dtype where `_adam` rounds it from
+    double: in float32 that moves the moments' weights by Adam.complement_error (1.3e-5 relative for
+    beta_2 = 0.999), which `fused_rule` bounds."""
+    if not variables:
+        return
     dtype = variables[0].dtype
     zero = tf.constant(0, dtype)
     constants = {"beta1_power": zero, "beta2_power": zero, "lr": s["alpha"], "beta1": tf.constant(spec.beta_1, dtype),
@@ -122,9 +128,20 @@ UPDATES = {
 # uses it for a model with a weight of FUSED_MIN_SIZE elements or more: one kernel per weight costs
 # more than the traced expressions for small weights (blog model, largest weight 640 elements:
 # fit 2.13 s traced, 2.27 s fused, medians of 8 alternating runs) and saves passes over memory for
-# large ones (width 1024, batch 256: 56.7 to 62.9 GFLOP/s, medians of 4).
+# large ones (width 1024, batch 256: 56.7 to 62.9 GFLOP/s, medians of 4). It also needs the kernel's
+# 1 - beta within FUSED_MAX_COMPLEMENT_ERROR of the formula's (in float32, Adam's default betas are).
 FUSED = {_adam: _fused_adam}
 FUSED_MIN_SIZE = 1 << 16
+FUSED_MAX_COMPLEMENT_ERROR = 2e-5
+
+
+def fused_rule(spec, update, dtype, largest):
+    """The fused form of `update` for this spec, weights' dtype and largest weight (elements), or
+    None where the traced rule runs."""
+    fused = FUSED.get(update)
+    if fused is None or largest < FUSED_MIN_SIZE or spec.complement_error(dtype) > FUSED_MAX_COMPLEMENT_ERROR:
+        return None
+    return fused
 
 
 def _sum_of_squares(g):
@@ -145,14 +162,15 @@ def clip_gradients(spec, grads):
     return grads
 
 
-def apply_fused(spec, fused, variables, grads, slot_variables, s):
-    """One step's clipping, weight decay and fused update, in place on the variables."""
+def apply_fused(spec, fused, variables, weights, grads, slot_variables, s):
+    """One step's clipping, weight decay and fused update, in place on the variables; `weights` are
+    the values the step read from them."""
     if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
         grads = clip_gradients(spec, grads)
     decay = s.get("decay")
     if decay is not None:
-        for variable in variables:
-            variable.assign_sub(variable * decay)
+        for variable, w in zip(variables, weights):
+            variable.assign(w - w * decay)
     fused(spec, variables, grads, slot_variables, s)
 
 

@@ -67,8 +67,7 @@ class TensorFlowRuntime(Runtime):
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         largest = max((int(np.prod(ws.shape)) for _, ws in plan.weights), default=0)
-        fused = optimizers.FUSED.get(self.update)
-        self.fused_update = fused if largest >= optimizers.FUSED_MIN_SIZE else None
+        self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, plan.dtype, largest)
         self.set_metrics(plan.metrics)
 
     def _placement(self):
@@ -160,9 +159,9 @@ class TensorFlowRuntime(Runtime):
         grads = tape.gradient(loss, current, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
         if self.fused_update is not None:
-            optimizers.apply_fused(self.optimizer, self.fused_update, self.weights, grads, self.slots, s)
+            optimizers.apply_fused(self.optimizer, self.fused_update, self.weights, current, grads, self.slots, s)
             for k, (constraint, project) in self.constrained.items():
-                self.weights[k].assign(project(constraint, self.weights[k]))
+                self.weights[k].assign(project(constraint, tf.convert_to_tensor(self.weights[k])))
             return report, states
         slots = [[tf.convert_to_tensor(v) for v in ws] for ws in self.slots]
         new_weights, new_slots = optimizers.apply(self.optimizer, self.update, current, grads, slots, s)
