@@ -296,15 +296,15 @@ def clip_gradients(spec, grads):
     return _scale_by_norm(grads, [norm] * len(grads), spec.global_clipnorm)
 
 
-def apply(spec, update, state, grads, s):
+def apply(spec, update, state, grads, s, fused=None):
     """One step: clip autograd's gradients, then decay and update chunk by chunk, run by run
-    (see FlatState.runs); a rule with a fused form (FUSED) runs once over every run after the decay."""
+    (see FlatState.runs); `fused`, the rule's fused form where `fused_rule` chose one, runs instead
+    once over every run after the decay."""
     if spec.clipvalue is not None or spec.clipnorm is not None or spec.global_clipnorm is not None:
         grads = clip_gradients(spec, grads)
     if not grads:
         return
     decay = s.get("decay")
-    fused = fused_rule(spec, update, state)
     scratch0, scratch1 = state.scratch
     runs = []
     for run_start, run_stop, indices, gathered in state.runs:

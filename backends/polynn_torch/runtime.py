@@ -43,6 +43,8 @@ class TorchRuntime(Runtime):
         ]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
+        # Chosen once: it depends only on the optimizer spec, its rule and the state's dtype and device.
+        self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, self.state)
         self.slots = self.state.slots
         self.backend = backend
         self.set_metrics(plan.metrics)
@@ -119,7 +121,7 @@ class TorchRuntime(Runtime):
         loss = self._loss(y, p, w, penalties)
         grads = list(torch.autograd.grad(loss, self.weights))
         with torch.no_grad():
-            optimizers.apply(self.optimizer, self.update, self.state, grads, s)
+            optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
             for weight, constraint, project in self.constrained:
                 weight.copy_(project(constraint, weight))
         return loss.detach(), p.detach()
