@@ -378,6 +378,33 @@ def test_relu_backward_stays_in_the_plan_dtype():
     assert forward(spec, x).dtype == np.float32 and backward(spec, x, forward(spec, x), dy).dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_against_a_zero_array_changes_no_bit(dtype):
+    """From ZEROS_FROM elements relu takes the maximum against an array of zeros (NumPy's vector
+    loop); the bits are those of np.maximum(x, 0), with NaN, -0.0 and infinities, written into
+    `out` or not, on shapes that grow and shrink, and the shared zero block stays zero."""
+    from polynn.activations import ReLU
+    from polynn_numpy import activations
+
+    forward, _ = BACKEND.implementation("activation", "relu")
+    spec = ReLU()
+    rng = np.random.default_rng(11)
+    for shape in ((3, 5), (activations.ZEROS_FROM,), (64, 1024), (7, activations.ZEROS_FROM // 4), (2, 3, 4096)):
+        x = rng.normal(size=shape).astype(dtype)
+        flat = x.reshape(-1)
+        spots = rng.choice(flat.size, size=(5, 3), replace=False)
+        for spot, value in zip(spots, (-0.0, 0.0, np.nan, -np.inf, np.inf)):
+            flat[spot] = value
+        expected = np.maximum(x, 0)
+        out = np.full(shape, 7, dtype=dtype)
+        for y in (forward(spec, x), forward(spec, x, out=out)):
+            assert y.dtype == np.dtype(dtype) and y.shape == shape
+            assert y.tobytes() == expected.tobytes()
+        assert out.tobytes() == expected.tobytes()
+    block = activations._zero_blocks[np.dtype(dtype)]
+    assert not block.flags.writeable and not block.any() and not np.signbit(block).any()
+
+
 NUMPY_UPDATE_CASES = {
     "sgd": optimizers.SGD(0.05), "sgd_nesterov": optimizers.SGD(0.05, momentum=0.9, nesterov=True),
     "adam_amsgrad": optimizers.Adam(amsgrad=True), "adamw": optimizers.AdamW(),

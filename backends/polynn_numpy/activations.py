@@ -22,11 +22,32 @@ def writes_into(function) -> bool:
     return "out" in inspect.signature(function).parameters
 
 
+# From this many elements relu takes the maximum against an array of zeros instead of the scalar 0:
+# NumPy (2.4) runs maximum's vector loop only when both operands have unit stride, and against a
+# scalar it is about 3 times slower (256x1024 float32: 197 us against 63 us). The bits are the same,
+# NaN, -0.0 and infinities included. Below this size the lookup costs more than it saves.
+ZEROS_FROM = 1 << 13
+
+_zero_blocks: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros_like(x):
+    """A read-only array of zeros of x's shape and dtype: a view of one zero block per dtype, grown
+    as needed. The block is never written, so its pages stay the kernel's shared zero page: reading
+    it costs no resident memory, and it is read from cache."""
+    block = _zero_blocks.get(x.dtype)
+    if block is None or block.size < x.size:
+        block = np.zeros(x.size, x.dtype)
+        block.flags.writeable = False
+        _zero_blocks[x.dtype] = block
+    return block[:x.size].reshape(x.shape)
+
+
 def _relu(spec, x, out=None):
     if spec.threshold != 0:
         y = np.multiply(x, x > spec.threshold, out=out)
     else:
-        y = np.maximum(x, 0, out=out)
+        y = np.maximum(x, _zeros_like(x) if x.size >= ZEROS_FROM else 0, out=out)
     # y is this call's own array from here on, so the remaining steps may update it in place.
     if spec.max_value is not None:
         np.clip(y, 0, spec.max_value, out=y)
