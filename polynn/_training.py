@@ -42,11 +42,24 @@ def _as_array(name: str, value, dtype) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # reported just below, as a polynn error
         array = np.ascontiguousarray(array, dtype=dtype)
     # A NaN or infinity (or a value too large for the dtype) would silently poison the weights.
-    finite = np.isfinite(array)
-    if not finite.all():
-        raise InvalidArgumentError(name, f"{array.size - int(finite.sum())} values that are NaN or infinite in {dtype}",
-                                   "finite numbers")
+    if not _all_finite(array):
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        raise InvalidArgumentError(name, f"{bad} values that are NaN or infinite in {dtype}", "finite numbers")
     return array
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite. A sum that is finite proves it in one pass that allocates
+    nothing (a NaN or an infinity makes every sum it enters NaN or infinite); a sum that overflowed
+    falls back to the element-wise test. np.isfinite(array).all() writes a mask as large as a
+    quarter of a float32 array first: for 18944x1024 float32, 82 ms in a fresh process (the mask's
+    first touch) against 6.6 ms."""
+    if not np.issubdtype(array.dtype, np.inexact):
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(array, axis=None)):
+            return True
+    return bool(np.isfinite(array).all())
 
 
 def _check_x(model, x, dtype) -> np.ndarray:

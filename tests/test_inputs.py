@@ -58,6 +58,22 @@ def test_non_finite_inputs_are_refused(bad):
         model.fit(X, np.vstack([Y[:-1], [[np.nan]]]), verbose=0)
 
 
+def test_finite_inputs_whose_sum_overflows_are_taken_and_bad_ones_counted():
+    """The finiteness check sums first; a sum that overflows (float32 values near its maximum) must
+    not refuse finite data, and refused data names how many values are bad, +inf and -inf together
+    included (their sum is NaN)."""
+    model = _model()
+    big = np.full((40, 3), 3e38)
+    big[::2] *= -1
+    big[:2] = 3e38  # partial sums overflow both ways: the sum is NaN
+    assert not np.isfinite(np.add.reduce(big.astype(np.float32), axis=None))
+    model.fit(big, Y, epochs=1, verbose=0)
+    x = X.copy()
+    x[0, 0], x[1, 1], x[2, 2] = np.inf, -np.inf, np.nan
+    with pytest.raises(InvalidArgumentError, match="3 values that are NaN or infinite"):
+        model.fit(x, Y, verbose=0)
+
+
 def test_complex_inputs_are_refused():
     with pytest.raises(InvalidArgumentError, match="real numbers"):
         _model().fit(X + 1j, Y, verbose=0)
