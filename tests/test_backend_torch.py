@@ -654,6 +654,37 @@ def test_cpu_device_by_name_and_by_default():
         np.testing.assert_array_equal(a, b)
 
 
+
+def test_cpu_data_shares_a_writable_arrays_memory_and_fit_leaves_it_unchanged():
+    """On the CPU the data tensors are the arrays' own memory (no second training set); a read-only
+    array is copied instead of aliased without a warning; fit, evaluate and predict leave x and y
+    as they were, and train as a copy would."""
+    import warnings
+
+    x, y = _regression_data()
+    model = _mlp(3, "linear")()
+    model.compile(loss="mse", backend="torch", dtype="float64", seed=3)
+    runtime = model._compiled.runtime
+    tx, ty, tw = runtime.put_data(x, y)
+    assert tw is None and tx.data_ptr() == x.ctypes.data and ty.data_ptr() == y.ctypes.data
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copied = runtime.put_data(frozen)[0]
+    assert copied.data_ptr() != frozen.ctypes.data and torch.equal(copied, torch.from_numpy(x))
+    x_before, y_before = x.copy(), y.copy()
+    model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(y, y_before)
+    reference = _mlp(3, "linear")()
+    reference.compile(loss="mse", backend="torch", dtype="float64", seed=3)
+    reference.fit(frozen, y.copy(), batch_size=BATCH, epochs=2, verbose=0)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_agrees_with_numpy():
     ref = run_blog("numpy", "float64", True, 1000, 300)

@@ -78,8 +78,16 @@ class TorchRuntime(Runtime):
                         for m in metrics]
 
     def put_data(self, x, y=None, sample_weight=None):
-        return tuple(None if a is None else torch.tensor(np.asarray(a, dtype=self.np_dtype), device=self.device)
-                     for a in (x, y, sample_weight))
+        return tuple(None if a is None else self._data_tensor(a) for a in (x, y, sample_weight))
+
+    def _data_tensor(self, array):
+        """The array as a tensor on the device. On the CPU the tensor shares a writable array's memory,
+        as the NumPy runtime uses the array itself: the steps only read it, and a copy would cost a
+        second training set in memory and its writing (18944x1024 float32: 78 MB and 30 ms a fit)."""
+        array = np.asarray(array, dtype=self.np_dtype)
+        if self.device.type == "cpu" and array.flags.writeable:
+            return torch.from_numpy(array)
+        return torch.tensor(array, device=self.device)
 
     # ---- one step ---------------------------------------------------------------------
 
