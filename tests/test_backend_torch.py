@@ -654,7 +654,6 @@ def test_cpu_device_by_name_and_by_default():
         np.testing.assert_array_equal(a, b)
 
 
-
 def test_cpu_data_shares_a_writable_arrays_memory_and_fit_leaves_it_unchanged():
     """On the CPU the data tensors are the arrays' own memory (no second training set); a read-only
     array is copied instead of aliased without a warning; fit, evaluate and predict leave x and y
@@ -684,6 +683,7 @@ def test_cpu_data_shares_a_writable_arrays_memory_and_fit_leaves_it_unchanged():
     reference.fit(frozen, y.copy(), batch_size=BATCH, epochs=2, verbose=0)
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_agrees_with_numpy():
