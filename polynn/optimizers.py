@@ -122,6 +122,11 @@ class Adam(Optimizer):
     def slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
+    # The most complement_error may be for a backend to run such a fused kernel in place of the
+    # formula's operations: float32 at the default betas (1.3e-5) is within it, beta_2 = 0.9999
+    # (1.7e-4) is not. One bound for every backend, so they all fall back at the same specs.
+    MAX_COMPLEMENT_ERROR: ClassVar[float] = 2e-5
+
     def complement_error(self, dtype) -> float:
         """How far 1 - beta formed in `dtype` (1 - dtype(beta)) lies from the formula's 1 - beta
         rounded to `dtype`, relative, the larger over beta_1 and beta_2. A fused engine kernel that

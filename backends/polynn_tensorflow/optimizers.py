@@ -129,17 +129,16 @@ UPDATES = {
 # more than the traced expressions for small weights (blog model, largest weight 640 elements:
 # fit 2.13 s traced, 2.27 s fused, medians of 8 alternating runs) and saves passes over memory for
 # large ones (width 1024, batch 256: 56.7 to 62.9 GFLOP/s, medians of 4). It also needs the kernel's
-# 1 - beta within FUSED_MAX_COMPLEMENT_ERROR of the formula's (in float32, Adam's default betas are).
+# 1 - beta within Adam.MAX_COMPLEMENT_ERROR of the formula's (in float32, Adam's default betas are).
 FUSED = {_adam: _fused_adam}
 FUSED_MIN_SIZE = 1 << 16
-FUSED_MAX_COMPLEMENT_ERROR = 2e-5
 
 
 def fused_rule(spec, update, dtype, largest):
     """The fused form of `update` for this spec, weights' dtype and largest weight (elements), or
     None where the traced rule runs."""
     fused = FUSED.get(update)
-    if fused is None or largest < FUSED_MIN_SIZE or spec.complement_error(dtype) > FUSED_MAX_COMPLEMENT_ERROR:
+    if fused is None or largest < FUSED_MIN_SIZE or spec.complement_error(dtype) > spec.MAX_COMPLEMENT_ERROR:
         return None
     return fused
 

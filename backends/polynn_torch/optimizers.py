@@ -10,7 +10,7 @@ same sums rounded in a different order, so results agree to rounding, not to the
 
 On the CPU, Adam and AdamW run instead in torch's fused Adam kernel, one pass over memory on every
 core (`_fused_adam`), where its rounding of the formula's constants stays within
-FUSED_MAX_COMPLEMENT_ERROR: inside a step at width 1024 the update went from 3.5 ms (the chunked
+Adam.MAX_COMPLEMENT_ERROR: inside a step at width 1024 the update went from 3.5 ms (the chunked
 rule's operations, torch profiler) to 1.4 ms.
 
 `s` maps the names of Optimizer.step_scalars to this step's values as Python floats (exact copies of
@@ -173,8 +173,8 @@ _UNCORRECTED_STEP = 2.0 ** 100
 # The fused kernel keeps v as v * beta_2 + (1 - beta_2) * g * g, each weight rounded to the weights'
 # dtype on its own. In float32 the two then miss summing to 1, and v settles off the formula's by
 # about Adam.complement_error (1.3e-5 relative at the default beta_2 = 0.999, 1.7e-4 at 0.9999).
-# Up to this bound the fused kernel runs; beyond it the chunked rule, whose lerp has no such drift.
-FUSED_MAX_COMPLEMENT_ERROR = 2e-5
+# Up to Adam.MAX_COMPLEMENT_ERROR the fused kernel runs; beyond it the chunked rule, whose lerp has
+# no such drift.
 
 
 @functools.cache
@@ -214,7 +214,7 @@ def fused_kernels_available(device) -> bool:
 def fused_rule(spec, update, state):
     """The fused form of `update` for this spec and state, or None where the chunked rule runs."""
     fused = FUSED.get(update) if state.fused else None
-    if fused is None or spec.complement_error(state.dtype) > FUSED_MAX_COMPLEMENT_ERROR:
+    if fused is None or spec.complement_error(state.dtype) > spec.MAX_COMPLEMENT_ERROR:
         return None
     return fused
 
