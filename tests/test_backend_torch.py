@@ -685,6 +685,65 @@ def test_cpu_data_shares_a_writable_arrays_memory_and_fit_leaves_it_unchanged():
         np.testing.assert_array_equal(a, b)
 
 
+# ---- reused gradient tensors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_workspace_gradients_change_no_bit(dtype, monkeypatch):
+    """Training steps on the CPU write Dense's kernel and input gradients into tensors kept from step
+    to step; autograd's own tensors give the same bits (a partial last batch, dropout, an Activation
+    layer, a linear layer feeding another, no bias, kernel and activity regularizers and a
+    validation split included). The size bound is lowered so this small model uses every workspace."""
+    from polynn_torch import layers as torch_layers
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(203, 12))
+    y = (rng.random((203, 1)) > 0.5).astype(float)
+    runs = []
+    for bound in (0, float("inf")):
+        monkeypatch.setattr(torch_layers, "MIN_BYTES", bound)
+        model = Sequential([Dense(16, input_dim=12, activation="relu", kernel_regularizer="l2"), Dropout(0.3),
+                            Dense(8, activation="linear", use_bias=False, activity_regularizer="l1"),
+                            Dense(8, activation="tanh"), Activation("relu"), Dense(1, activation="sigmoid")])
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], backend="torch",
+                      dtype=dtype, seed=3)
+        history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, validation_split=0.2)
+        held = [None if w is None else sorted(w._tensors) for w in model._compiled.runtime.workspaces]
+        if bound == 0:
+            # The first layer takes no input gradient; every other Dense keeps both of its products,
+            # and Dropout and Activation take no workspace.
+            assert held == [["dkernel"], None, ["dkernel", "dx"], ["dkernel", "dx"], None, ["dkernel", "dx"]]
+        else:
+            assert held == [[], None, [], [], None, []]
+        runs.append((model.get_weights(), history.history, model.predict(x, batch_size=32, verbose=0)))
+    (w_reused, h_reused, p_reused), (w_fresh, h_fresh, p_fresh) = runs
+    assert h_reused == h_fresh
+    assert all(np.array_equal(a, b) for a, b in zip(w_reused, w_fresh))
+    assert np.array_equal(p_reused, p_fresh)
+
+
+def test_workspace_gradients_are_chosen_by_size_and_kept_across_steps():
+    """A Dense layer keeps its gradient products when its input (the size of its input gradient) or
+    its kernel is 128 KB or more, in the same memory from one fit to the next (a smaller last batch
+    uses the first rows). At batch 64: the 1024-to-1024 layer (4 MB kernel) and the 1024-to-1 layer
+    (256 KB input) keep theirs; the 8-to-4 and 4-to-1024 layers (at most a 16 KB kernel and 1 KB
+    input) let autograd allocate."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(100, 8)).astype(np.float32)
+    y = (rng.random((100, 1)) > 0.5).astype(np.float32)
+    model = Sequential([Dense(4, input_dim=8), Dense(1024, activation="relu"), Dense(1024, activation="relu"),
+                        Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", backend="torch")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    workspaces = model._compiled.runtime.workspaces
+    held = [dict(w._tensors) for w in workspaces]
+    assert held[0] == {} and held[1] == {}
+    assert sorted(held[2]) == ["dkernel", "dx"] and sorted(held[3]) == ["dkernel", "dx"]
+    assert held[2]["dkernel"].shape == (1024, 1024) and held[3]["dx"].shape == (64, 1024)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    for before, workspace in zip(held, workspaces):
+        assert {k: t.data_ptr() for k, t in before.items()} == {k: t.data_ptr() for k, t in workspace._tensors.items()}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_agrees_with_numpy():
     ref = run_blog("numpy", "float64", True, 1000, 300)

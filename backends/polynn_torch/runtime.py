@@ -6,6 +6,8 @@ Data lives on the device from put_data on; each block of steps crosses to and fr
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -14,6 +16,7 @@ from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
 from . import optimizers
+from .workspace import Workspace
 
 
 class TorchRuntime(Runtime):
@@ -30,6 +33,13 @@ class TorchRuntime(Runtime):
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+        # Training steps on the CPU write large gradients into tensors kept from step to step, one
+        # workspace per layer whose forward takes one (see workspace.py); a third-party layer allocates.
+        self.workspaces = [
+            Workspace() if device.type == "cpu" and "workspace" in inspect.signature(layer.forward).parameters
+            else None
+            for layer, _ in self.layers
+        ]
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
         self.loss_value = backend.implementation("loss", plan.loss.name)
@@ -91,10 +101,14 @@ class TorchRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks=None, penalties=None):
+    def _forward(self, x, masks=None, penalties=None, training=False):
         """Outputs; activity penalties are appended to `penalties` when it is a list."""
-        for (layer, params), slot in zip(self.layers, self.layer_masks):
-            x = layer.forward(params, x, None if slot is None or masks is None else masks[slot])
+        for (layer, params), slot, workspace in zip(self.layers, self.layer_masks, self.workspaces):
+            mask = None if slot is None or masks is None else masks[slot]
+            if training and workspace is not None:
+                x = layer.forward(params, x, mask, workspace=workspace)
+            else:
+                x = layer.forward(params, x, mask)
             if penalties is not None and layer.activity is not None:
                 penalties.append(layer.penalty(x))
         return x
@@ -125,7 +139,7 @@ class TorchRuntime(Runtime):
 
     def _train_step(self, x, y, w, masks, s):
         penalties = []
-        p = self._forward(x, masks, penalties)
+        p = self._forward(x, masks, penalties, training=True)
         loss = self._loss(y, p, w, penalties)
         grads = list(torch.autograd.grad(loss, self.weights))
         with torch.no_grad():

@@ -1,0 +1,36 @@
+"""Tensors a training step writes its large gradients into, reused by the next step.
+
+torch's CPU allocator hands every tensor to the C allocator and back. A large model's backward pass
+frees megabytes at the top of the heap each step; the C allocator returns them to the kernel, and
+the next step faults the same memory in again, page by page. At width 1024 and batch 256 that was
+up to 1,600 page faults and 4 ms of kernel time a step (about 14% of the step), all of it in the
+backward pass. Writing the same products into tensors kept from step to step computes the same
+numbers without that. CUDA's caching allocator already keeps its memory, so only the CPU needs this.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# From this size on a tensor is worth keeping; below it the C allocator reuses freed memory without
+# returning it to the kernel (the same bound as the NumPy backend's workspaces).
+MIN_BYTES = 1 << 17
+
+
+class Workspace:
+    """Named tensors kept from one training step to the next: `tensor(name, shape, like)`.
+
+    A step's gradients are dead when the next step starts: the runtime's update reads them within
+    the step. Rows are the leading axis: a smaller last batch gets the first rows of the same tensor.
+    """
+
+    def __init__(self):
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def tensor(self, name: str, shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
+        """A tensor of `shape` with `like`'s dtype and device, its values undefined."""
+        held = self._tensors.get(name)
+        if (held is None or held.dtype != like.dtype or held.device != like.device
+                or held.shape[1:] != shape[1:] or held.shape[0] < shape[0]):
+            held = self._tensors[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return held[:shape[0]]
