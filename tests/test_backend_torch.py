@@ -723,23 +723,23 @@ def test_workspace_gradients_change_no_bit(dtype, monkeypatch):
 
 def test_workspace_gradients_are_chosen_by_size_and_kept_across_steps():
     """A Dense layer keeps its gradient products when its input (the size of its input gradient) or
-    its kernel is 128 KB or more, in the same memory from one fit to the next (a smaller last batch
-    uses the first rows). At batch 64: the 1024-to-1024 layer (4 MB kernel) and the 1024-to-1 layer
-    (256 KB input) keep theirs; the 8-to-4 and 4-to-1024 layers (at most a 16 KB kernel and 1 KB
+    its kernel is 1 MB or more, in the same memory from one fit to the next (a smaller last batch
+    uses the first rows). At batch 256: the 1024-to-1024 layer (4 MB kernel) and the 1024-to-1 layer
+    (1 MB input) keep theirs; the 8-to-4 and 4-to-1024 layers (at most a 16 KB kernel and 8 KB
     input) let autograd allocate."""
     rng = np.random.default_rng(13)
-    x = rng.normal(size=(100, 8)).astype(np.float32)
-    y = (rng.random((100, 1)) > 0.5).astype(np.float32)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = (rng.random((300, 1)) > 0.5).astype(np.float32)
     model = Sequential([Dense(4, input_dim=8), Dense(1024, activation="relu"), Dense(1024, activation="relu"),
                         Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", backend="torch")
-    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0)
     workspaces = model._compiled.runtime.workspaces
     held = [dict(w._tensors) for w in workspaces]
     assert held[0] == {} and held[1] == {}
     assert sorted(held[2]) == ["dkernel", "dx"] and sorted(held[3]) == ["dkernel", "dx"]
-    assert held[2]["dkernel"].shape == (1024, 1024) and held[3]["dx"].shape == (64, 1024)
-    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    assert held[2]["dkernel"].shape == (1024, 1024) and held[3]["dx"].shape == (256, 1024)
+    model.fit(x, y, epochs=2, batch_size=256, verbose=0)
     for before, workspace in zip(held, workspaces):
         assert {k: t.data_ptr() for k, t in before.items()} == {k: t.data_ptr() for k, t in workspace._tensors.items()}
 
