@@ -70,6 +70,19 @@ def binary_data():
 
 
 @pytest.fixture
+def assert_identical_runs():
+    """Checker that two training runs, each (weights, history, predictions), agree bit for bit."""
+    return _assert_identical_runs
+
+
+def _assert_identical_runs(first, second):
+    (w_first, h_first, p_first), (w_second, h_second, p_second) = first, second
+    assert h_first == h_second
+    assert all(np.array_equal(a, b) for a, b in zip(w_first, w_second))
+    assert np.array_equal(p_first, p_second)
+
+
+@pytest.fixture
 def binary_model():
     """Factory of a small Dense -> (Dropout) -> Dense(sigmoid) classifier on 4 features, compiled."""
     return make_binary_model

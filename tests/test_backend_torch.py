@@ -688,7 +688,7 @@ def test_cpu_data_shares_a_writable_arrays_memory_and_fit_leaves_it_unchanged():
 # ---- reused gradient tensors -----------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_workspace_gradients_change_no_bit(dtype, monkeypatch):
+def test_workspace_gradients_change_no_bit(dtype, monkeypatch, assert_identical_runs):
     """Training steps on the CPU write Dense's kernel and input gradients into tensors kept from step
     to step; autograd's own tensors give the same bits (a partial last batch, dropout, an Activation
     layer, a linear layer feeding another, no bias, kernel and activity regularizers and a
@@ -715,10 +715,7 @@ def test_workspace_gradients_change_no_bit(dtype, monkeypatch):
         else:
             assert held == [[], None, [], [], None, []]
         runs.append((model.get_weights(), history.history, model.predict(x, batch_size=32, verbose=0)))
-    (w_reused, h_reused, p_reused), (w_fresh, h_fresh, p_fresh) = runs
-    assert h_reused == h_fresh
-    assert all(np.array_equal(a, b) for a, b in zip(w_reused, w_fresh))
-    assert np.array_equal(p_reused, p_fresh)
+    assert_identical_runs(*runs)
 
 
 def test_workspace_gradients_are_chosen_by_size_and_kept_across_steps():

@@ -301,7 +301,7 @@ def test_float32_and_float64_agree():
 # ---- reused step arrays ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_workspace_reuse_changes_no_bit(dtype, monkeypatch):
+def test_workspace_reuse_changes_no_bit(dtype, monkeypatch, assert_identical_runs):
     """Training steps write large arrays into arrays kept from step to step; allocating every array
     afresh gives the same bits (a partial last batch, dropout, an Activation layer and a validation
     split included). The size threshold is lowered so this small model uses every workspace."""
@@ -323,10 +323,7 @@ def test_workspace_reuse_changes_no_bit(dtype, monkeypatch):
         in_use = model._compiled.runtime.workspaces
         assert all(w is not None for w in in_use) if threshold == 0 else all(w is None for w in in_use)
         runs.append((model.get_weights(), history.history, model.predict(x, batch_size=32, verbose=0)))
-    (w_reused, h_reused, p_reused), (w_fresh, h_fresh, p_fresh) = runs
-    assert h_reused == h_fresh
-    assert all(np.array_equal(a, b) for a, b in zip(w_reused, w_fresh))
-    assert np.array_equal(p_reused, p_fresh)
+    assert_identical_runs(*runs)
 
 
 def test_workspaces_are_chosen_by_size():
