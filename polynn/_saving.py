@@ -3,8 +3,9 @@
 The polynn documents travel as JSON strings in the safetensors "__metadata__" map:
   format          "polynn.model" or "polynn.weights" (the file's magic), format_version "1";
   model           {"config": Sequential.get_config(), "input_shape": [...] or null};
-  compile         {"optimizer", "loss", "metrics", "steps_per_execution"}, components as registry
-                  names and configs (model files of compiled models only);
+  compile         {"optimizer", "loss", "metrics", "weighted_metrics", "steps_per_execution"},
+                  components as registry names and configs (model files of compiled models only;
+                  "weighted_metrics" may be absent, as in files written before it existed);
   state           {"iterations", "learning_rate" (a callback's override or null), "seed",
                   "optimizer_state" (whether slots are stored)} (model files only);
   info            {"polynn_version", "backend", "engine_version", "dtype"}.
@@ -144,6 +145,7 @@ def save_model(model, path, overwrite: bool = True) -> None:
             "optimizer": _serialize_id(compiled.optimizer, "optimizer"),
             "loss": None if compiled.loss is None else _serialize_id(compiled.loss, "loss"),
             "metrics": [_serialize_id(m, "metric") for m in compiled.metric_ids],
+            "weighted_metrics": [_serialize_id(m, "metric") for m in compiled.weighted_ids],
             "steps_per_execution": compiled.steps_per_execution,
         })
         runtime = compiled.runtime
@@ -215,13 +217,14 @@ def _check_component_name(name, where: str) -> None:
             f"and '_'); model files never name modules or paths")
 
 
-def _doc(docs: dict, key: str, fields: set, nullable: bool = False) -> dict | None:
+def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> dict | None:
     doc = docs[key]
     if doc is None and nullable:
         return None
-    if not isinstance(doc, dict) or set(doc) != fields:
+    if not isinstance(doc, dict) or not fields <= set(doc) <= fields | optional:
         found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise ModelFileError(f"__metadata__[{key!r}] has {found}; accepted: an object with exactly {sorted(fields)}")
+        also = f" (and optionally {sorted(optional)})" if optional else ""
+        raise ModelFileError(f"__metadata__[{key!r}] has {found}; accepted: an object with exactly {sorted(fields)}{also}")
     return doc
 
 
@@ -309,7 +312,8 @@ def load_model(path, backend: str | None = None, dtype: str | None = None):
         raise ModelFileError(f"the recorded dtype is {recorded_dtype!r}; accepted: {', '.join(_FLOAT_CODES)}")
     if info["backend"] is not None and not isinstance(info["backend"], str):
         raise ModelFileError(f"the recorded backend is {info['backend']!r}; accepted: a backend name or null")
-    compile_doc = _doc(docs, "compile", {"optimizer", "loss", "metrics", "steps_per_execution"}, nullable=True)
+    compile_doc = _doc(docs, "compile", {"optimizer", "loss", "metrics", "steps_per_execution"}, nullable=True,
+                       optional=frozenset({"weighted_metrics"}))
     state = _doc(docs, "state", {"iterations", "learning_rate", "seed", "optimizer_state"}, nullable=True)
     if (compile_doc is None) != (state is None):
         raise ModelFileError("__metadata__ 'compile' and 'state' must be both null (an uncompiled model) or both set")
@@ -318,7 +322,7 @@ def load_model(path, backend: str | None = None, dtype: str | None = None):
     expected = list(weights)
     optimizer = None
     if compile_doc is not None:
-        optimizer, loss, metrics = _compile_components(compile_doc)
+        optimizer, loss, metrics, weighted_metrics = _compile_components(compile_doc)
         if not isinstance(state["optimizer_state"], bool):
             raise ModelFileError(f"state.optimizer_state is {state['optimizer_state']!r}; accepted: true or false")
         if state["optimizer_state"]:
@@ -345,7 +349,8 @@ def load_model(path, backend: str | None = None, dtype: str | None = None):
     steps = compile_doc["steps_per_execution"]
     if steps != "auto":
         steps = _int(steps, "compile.steps_per_execution", 1)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=_choose_backend(backend, info["backend"]),
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics,
+                  backend=_choose_backend(backend, info["backend"]),
                   dtype=dtype or recorded_dtype, seed=seed, steps_per_execution=steps)
     # Set after compile(): weights kept across compile() pass through float32 there, which would
     # round a float64 file.
@@ -363,7 +368,7 @@ def load_model(path, backend: str | None = None, dtype: str | None = None):
 
 
 def _compile_components(doc: dict):
-    from . import losses, metrics as metric_specs, optimizers
+    from . import losses, optimizers
 
     for key in ("optimizer", "loss"):
         if isinstance(doc[key], str):
@@ -372,19 +377,26 @@ def _compile_components(doc: dict):
         raise ModelFileError("compile.optimizer is null; accepted: an optimizer name or {class_name, config}")
     optimizer = _guarded("compile.optimizer", optimizers.get, doc["optimizer"])
     loss = None if doc["loss"] is None else _guarded("compile.loss", losses.get, doc["loss"])
-    if not isinstance(doc["metrics"], list):
-        raise ModelFileError(f"compile.metrics is {doc['metrics']!r}; accepted: a list")
+    return optimizer, loss, _metric_ids(doc["metrics"], "compile.metrics"), \
+        _metric_ids(doc.get("weighted_metrics", []), "compile.weighted_metrics")
+
+
+def _metric_ids(entries, what: str) -> list:
+    from . import metrics as metric_specs
+
+    if not isinstance(entries, list):
+        raise ModelFileError(f"{what} is {entries!r}; accepted: a list")
     metrics = []
-    for entry in doc["metrics"]:
+    for entry in entries:
         if isinstance(entry, str):
             # A metric given by name keeps its name: it labels the logs.
-            _check_component_name(entry, "compile.metrics")
+            _check_component_name(entry, what)
             if entry.lower() not in ("accuracy", "acc"):
-                _guarded("compile.metrics", metric_specs.get, entry)
+                _guarded(what, metric_specs.get, entry)
             metrics.append(entry)
         else:
-            metrics.append(_guarded("compile.metrics", metric_specs.get, entry))
-    return optimizer, loss, metrics
+            metrics.append(_guarded(what, metric_specs.get, entry))
+    return metrics
 
 
 def load_weights(model, path) -> None:

@@ -31,6 +31,8 @@ class Plan:
     weights: (layer index, WeightSpec) for every trainable array, in Keras order.
     dropout_layers: indices of Dropout layers with rate > 0; train_steps gets one mask per entry.
     metrics: resolved metric specs (the string 'accuracy' already turned into a class).
+    metric_weighted: for each metric, whether it takes the sample weights (compile's
+        weighted_metrics) or ignores them (compile's metrics), as Keras.
     """
 
     layers: tuple[Layer, ...]
@@ -39,6 +41,7 @@ class Plan:
     weights: tuple[tuple[int, WeightSpec], ...]
     loss: Loss
     metrics: tuple[Metric, ...]
+    metric_weighted: tuple[bool, ...]
     optimizer: Optimizer
     dtype: str
     dropout_layers: tuple[int, ...]
@@ -96,8 +99,9 @@ class Runtime(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def set_metrics(self, metrics: Sequence[Metric]) -> None:
-        """Replace the metrics computed by train_steps and test_steps."""
+    def set_metrics(self, metrics: Sequence[Metric], weighted: Sequence[bool]) -> None:
+        """Replace the metrics computed by train_steps and test_steps; weighted[i] tells whether
+        metric i takes the sample weights (as Plan.metric_weighted)."""
         ...
 
     @abc.abstractmethod

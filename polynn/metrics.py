@@ -3,7 +3,8 @@
 A metric's state is a vector of sums. Backends compute only the per-batch increment of that
 vector; `result(state)` (`compute`) is evaluated once, here, in float64, so every backend reports the same.
 Mean metrics (every metric here) accumulate [sum(w * v), sum(w)] over per-sample values v and
-sample weights w, and report sum(w * v) / sum(w) (0 before any update).
+sample weights w, and report sum(w * v) / sum(w) (0 before any update). As in Keras, w is the
+sample (and class) weights only for compile's `weighted_metrics`; for its `metrics`, w = 1.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+
 import numpy as np
 
 from . import _registry, _training, metrics as _metrics, plugins
 from . import losses as _losses, optimizers as _optimizers, random as _random
-from ._spec import FunctionField, check_choice, resolve
+from ._spec import FunctionField, check_arguments, check_choice, resolve
 from .backend import Plan
 from .errors import InvalidArgumentError, NotCompiledError, ShapeMismatchError
 from .layers import Dropout, Input, Layer
@@ -20,14 +22,67 @@ DTYPES = ("float32", "float64")
 class _Compiled:
     """What compile() fixed: the components, the backend and its runtime."""
 
-    def __init__(self, optimizer, loss, metric_ids, backend, dtype, seed, steps_per_execution, device):
-        self.optimizer, self.loss, self.metric_ids = optimizer, loss, metric_ids
+    def __init__(self, optimizer, loss, metric_ids, weighted_ids, backend, dtype, seed, steps_per_execution, device):
+        self.optimizer, self.loss = optimizer, loss
+        # As given to compile(): `metrics` ignore sample and class weights, `weighted_metrics` use them.
+        self.metric_ids, self.weighted_ids = metric_ids, weighted_ids
         self.backend, self.dtype, self.seed = backend, dtype, seed
         self.steps_per_execution, self.device = steps_per_execution, device
         self.runtime = None
         self.metrics: tuple = ()
+        self.metric_weighted: tuple = ()  # per resolved metric: whether it takes the sample weights
         self.metric_names: list[str] = []
         self.learning_rate: float | None = None  # set by callbacks that change the rate
+
+
+# Keras arguments polynn does not take, and why.
+_KERAS_ONLY = {
+    "loss_weights": "a Sequential model has one output, so one loss",
+    "run_eagerly": "backends choose how they run; steps_per_execution sets the steps per call",
+    "jit_compile": "backends choose how they compile",
+    "auto_scale_loss": "polynn trains in float32 or float64, without loss scaling",
+    "steps_per_epoch": "an epoch is one pass over the arrays given (no generators or datasets)",
+    "validation_steps": "validation runs over the whole of validation_data",
+    "steps": "the arrays given are used whole (no generators or datasets)",
+    "max_queue_size": "no generators or datasets",
+    "workers": "no generators or datasets",
+    "use_multiprocessing": "no generators or datasets",
+}
+
+
+def _refuse_unsupported(method: str, bound, unsupported: dict) -> None:
+    """A keyword the method lacks: an InvalidArgumentError naming it and the accepted ones (and why,
+    for Keras arguments polynn does not take) instead of Python's TypeError."""
+    if unsupported:
+        accepted = [p for p in inspect.signature(bound).parameters if p != "unsupported"]
+        check_arguments(method, accepted, (), unsupported, hints=_KERAS_ONLY)
+
+
+def _metric_list(owner: str, argument: str, value) -> list:
+    """compile()'s metrics or weighted_metrics as a list, each entry checked now, not at fit time."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidArgumentError(argument, value, "a list or tuple of metrics (names, metric objects or "
+                                   "functions), as Keras (a model has one output, so no dict)", owner=owner)
+    for m in value:
+        if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
+            _metrics.get(m)
+    return list(value)
+
+
+def _log_names(names: list[str], weighted: list[bool]) -> list[str]:
+    """Keras' log names: a second metric of one name is name_1, name_2, ...; a weighted metric whose
+    name is already taken is weighted_name (then weighted_name_1, ...)."""
+    taken: dict[str, int] = {}
+    out = []
+    for name, takes_weights in zip(names, weighted):
+        if takes_weights and name in taken:
+            name = f"weighted_{name}"
+        count = taken.get(name, 0)
+        taken[name] = count + 1
+        out.append(name if count == 0 else f"{name}_{count}")
+    return out
 
 
 class Sequential:
@@ -43,6 +98,8 @@ class Sequential:
         self._iterations = 0
         self.history = None
         self.stop_training = False
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise InvalidArgumentError("layers", layers, "a list or tuple of layers, or None", owner=self.name)
         for layer in layers or ():
             self.add(layer)
 
@@ -137,17 +194,20 @@ class Sequential:
 
     # ---- compile ------------------------------------------------------------------------
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, backend: str | None = None,
-                dtype: str = "float32", seed: int | None = None, steps_per_execution="auto",
-                device: str | None = None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None,
+                backend: str | None = None, dtype: str = "float32", seed: int | None = None,
+                steps_per_execution="auto", device: str | None = None, **unsupported) -> None:
         """Fix the optimizer, loss and metrics, and build the model on a backend.
 
+        metrics / weighted_metrics: lists of metrics (names, metric objects or functions). As in
+        Keras, sample and class weights weight the loss and `weighted_metrics`, never `metrics`.
         backend: a registered backend name, else $POLYNN_BACKEND, else "numpy".
         dtype: "float32" or "float64". seed: the seed of the shared random streams (initial weights,
         batch order, dropout), else the one from polynn.set_random_seed, else a random one.
         steps_per_execution: training steps per backend call; "auto" runs a whole epoch per call
         unless a progress bar or a batch-level callback needs the steps one by one.
         """
+        _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
         if steps_per_execution != "auto":
             from ._spec import check_positive_int
@@ -158,10 +218,8 @@ class Sequential:
         if loss is not None and loss.reduction == "none":
             raise InvalidArgumentError("reduction", "none", "a reducing reduction for training: "
                                        + ", ".join(_losses.REDUCTIONS), owner=loss.name)
-        metric_ids = list(metrics or [])
-        for m in metric_ids:
-            if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
-                _metrics.get(m)  # fail now, not at fit time
+        metric_ids = _metric_list(self.name, "metrics", metrics)
+        weighted_ids = _metric_list(self.name, "weighted_metrics", weighted_metrics)
         name = backend or os.environ.get("POLYNN_BACKEND") or "numpy"
         engine = plugins.get_backend(name)
         # Weights set by the user or trained are kept (moving a model to another backend);
@@ -173,13 +231,19 @@ class Sequential:
             # weights held here, not get_weights(), whose float32 copy would lose precision.
             runtime = None if self._compiled is None else self._compiled.runtime
             previous = runtime.get_weights() if runtime is not None else self._weights
-        self._compiled = _Compiled(optimizer, loss, metric_ids, engine, dtype, _random.resolve_seed(seed),
-                                   steps_per_execution, device)
-        self._iterations = 0
-        self._weights = None if previous is None else [np.asarray(w, dtype=np.float64) for w in previous]
-        if self.input_shape is not None:
-            self._ensure_built()
-            self._make_runtime()
+        # A compile() that fails (the backend refusing the device, say) leaves the model as it was.
+        before = (self._compiled, self._iterations, self._weights, self._weights_provisional, self._built_shape)
+        try:
+            self._compiled = _Compiled(optimizer, loss, metric_ids, weighted_ids, engine, dtype,
+                                       _random.resolve_seed(seed), steps_per_execution, device)
+            self._iterations = 0
+            self._weights = None if previous is None else [np.asarray(w, dtype=np.float64) for w in previous]
+            if self.input_shape is not None:
+                self._ensure_built()
+                self._make_runtime()
+        except BaseException:
+            self._compiled, self._iterations, self._weights, self._weights_provisional, self._built_shape = before
+            raise
 
     @property
     def compiled(self) -> bool:
@@ -234,34 +298,31 @@ class Sequential:
             raise NotCompiledError(f"{action}() was called before compile(); call model.compile(optimizer=..., loss=...) first")
         return self._compiled
 
-    def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple, list[str]]:
+    def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple, tuple, list[str]]:
+        """(metric specs, whether each takes the sample weights, log names): `metrics` first, then
+        `weighted_metrics`, named as Keras names them."""
         compiled = self._compiled
         out_shape = self.output_shape
-        resolved, names = [], []
-        for m in compiled.metric_ids:
-            if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
-                y_true_shape = y_shape if y_shape is not None else out_shape
-                resolved.append(_metrics.resolve_accuracy(tuple(y_true_shape), tuple(out_shape)))
-                names.append(m.lower() if m.lower() == "accuracy" else "acc")
-            else:
-                spec = _metrics.get(m)
-                resolved.append(spec)
-                if isinstance(m, str):
-                    names.append(m)
-                elif isinstance(spec, _metrics.CustomMetric):
-                    names.append(FunctionField.display_name(spec))
+        resolved, weighted, names = [], [], []
+        for ids, takes_weights in ((compiled.metric_ids, False), (compiled.weighted_ids, True)):
+            for m in ids:
+                if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
+                    y_true_shape = y_shape if y_shape is not None else out_shape
+                    resolved.append(_metrics.resolve_accuracy(tuple(y_true_shape), tuple(out_shape)))
+                    names.append(m.lower() if m.lower() == "accuracy" else "acc")
                 else:
-                    names.append(spec.name)
-        # Two metrics of one name are told apart as Keras does: auc, auc_1, ...
-        seen: dict[str, int] = {}
-        for k, name in enumerate(names):
-            count = seen.get(name, 0)
-            seen[name] = count + 1
-            if count:
-                names[k] = f"{name}_{count}"
-        return tuple(resolved), names
+                    spec = _metrics.get(m)
+                    resolved.append(spec)
+                    if isinstance(m, str):
+                        names.append(m)
+                    elif isinstance(spec, _metrics.CustomMetric):
+                        names.append(FunctionField.display_name(spec))
+                    else:
+                        names.append(spec.name)
+                weighted.append(takes_weights)
+        return tuple(resolved), tuple(weighted), _log_names(names, weighted)
 
-    def _plan(self, metrics: tuple) -> Plan:
+    def _plan(self, metrics: tuple, weighted: tuple) -> Plan:
         compiled = self._compiled
         shapes = self._shapes(self._built_shape)
         dropout = tuple(i for i, layer in enumerate(self._layers) if isinstance(layer, Dropout) and layer.rate > 0)
@@ -275,14 +336,15 @@ class Sequential:
                         owner=type(ws.constraint).__name__)
         return Plan(tuple(self._layers), self._built_shape, tuple(shapes), weights,
                     compiled.loss if compiled.loss is not None else _losses.MeanSquaredError(), metrics,
-                    compiled.optimizer, compiled.dtype, dropout, compiled.device)
+                    weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device)
 
     def _make_runtime(self, y_shape: tuple | None = None) -> None:
         compiled = self._compiled
-        metrics, names = self._resolve_metrics(y_shape)
-        runtime = compiled.backend.compile(self._plan(metrics))
+        metrics, weighted, names = self._resolve_metrics(y_shape)
+        runtime = compiled.backend.compile(self._plan(metrics, weighted))
         runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
-        compiled.runtime, compiled.metrics, compiled.metric_names = runtime, metrics, names
+        compiled.runtime = runtime
+        compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
 
     def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None):
         """The runtime, built now if the input shape came from data; metrics re-resolved from y."""
@@ -290,11 +352,11 @@ class Sequential:
         self._ensure_built(x_shape)
         if compiled.runtime is None:
             self._make_runtime(y_shape)
-        elif y_shape is not None and compiled.metric_ids:
-            metrics, names = self._resolve_metrics(y_shape)
+        elif y_shape is not None and (compiled.metric_ids or compiled.weighted_ids):
+            metrics, weighted, names = self._resolve_metrics(y_shape)
             if metrics != compiled.metrics:
-                compiled.runtime.set_metrics(metrics)
-                compiled.metrics, compiled.metric_names = metrics, names
+                compiled.runtime.set_metrics(metrics, weighted)
+                compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
         return compiled.runtime
 
     # ---- weights ------------------------------------------------------------------------
@@ -339,8 +401,9 @@ class Sequential:
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, validation_batch_size=None, validation_freq=1):
+            sample_weight=None, initial_epoch=0, validation_batch_size=None, validation_freq=1, **unsupported):
         """Train as keras.Model.fit; returns the History."""
+        _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
         return _training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                              callbacks=callbacks, validation_split=validation_split,
@@ -349,14 +412,16 @@ class Sequential:
                              validation_batch_size=validation_batch_size, validation_freq=validation_freq)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 callbacks=None, return_dict=False):
+                 callbacks=None, return_dict=False, **unsupported):
         """Loss (and metrics) in inference mode, as keras.Model.evaluate."""
+        _refuse_unsupported("evaluate", self.evaluate, unsupported)
         self._require_compiled("evaluate")
         return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
                                   sample_weight=sample_weight, callbacks=callbacks, return_dict=return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None) -> np.ndarray:
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, **unsupported) -> np.ndarray:
         """Outputs in inference mode. Before compile(), runs on the default backend in float32."""
+        _refuse_unsupported("predict", self.predict, unsupported)
         if self._compiled is None:
             drawn_here = self._weights is None or self._weights_provisional
             self.compile(loss=None)

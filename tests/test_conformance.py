@@ -113,8 +113,23 @@ class NoOpsBackend(NumpyBackend):
     implementations = {kind: _without_custom(table) for kind, table in NumpyBackend.implementations.items()}
 
 
+class _WeightsEveryMetricRuntime(NumpyRuntime):
+    def set_metrics(self, metrics, weighted):
+        super().set_metrics(metrics, [True] * len(metrics))
+
+
+class WeightsEveryMetricBackend(NumpyBackend):
+    """Weights every metric by the sample weights, `metrics` too (Keras weights only `weighted_metrics`)."""
+
+    name = "weights_every_metric"
+
+    def compile(self, plan):
+        self.check_plan(plan)
+        return _WeightsEveryMetricRuntime(self, plan)
+
+
 WRONG_BACKENDS = (TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend,
-                  WrongL2Backend, NoOpsBackend)
+                  WrongL2Backend, NoOpsBackend, WeightsEveryMetricBackend)
 
 
 class _WrongBackendsPlugin:
@@ -300,6 +315,16 @@ def test_wrong_l2_gradient_fails_the_cases_using_l2(wrong_backends, dtype):
     assert results["scenario.softmax_rmsprop"].status == "pass"
     failed = {c.name for c in results["scenario.mse_nesterov_l2_maxnorm"].checks if not c.passed}
     assert {"step_loss", "final_weights"} <= failed
+
+
+def test_weighting_the_unweighted_metrics_fails_the_sample_weight_cases_only(wrong_backends):
+    report = run("weights_every_metric", "float64", ["metric.binary_accuracy", "metric.binary_accuracy(sample_weight)",
+                                                     "metric.auc(sample_weight)"])
+    results = _by_name(report)
+    assert results["metric.binary_accuracy"].status == "pass"
+    for name in ("metric.binary_accuracy(sample_weight)", "metric.auc(sample_weight)"):
+        failed = {c.name for c in results[name].checks if not c.passed}
+        assert failed == {"evaluate", "train"}, name  # the weighted observations still agree
 
 
 def test_a_backend_without_ops_support_reports_every_op_case_unsupported(wrong_backends):

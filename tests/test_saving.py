@@ -460,3 +460,25 @@ def test_unregistered_function_metric_is_refused_clearly(tmp_path):
     with pytest.raises(InvalidArgumentError, match="polynn.register"):
         model.save(tmp_path / "lambda.safetensors")
     assert not (tmp_path / "lambda.safetensors").exists()
+
+
+def test_weighted_metrics_round_trip_and_older_files_load(tmp_path):
+    x = np.random.default_rng(0).random((30, 4))
+    y = (x[:, :1] > 0.5).astype(float)
+    sw = np.random.default_rng(1).uniform(0.1, 2.0, size=len(x))
+    model = Sequential([Dense(1, input_dim=4, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"], weighted_metrics=["accuracy"],
+                  dtype="float64", seed=3)
+    path = tmp_path / "m.polynn"
+    model.save(path)
+    logs = model.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    assert load_model(path).evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True) == logs
+    # A file written before weighted_metrics existed has no such key: it loads with none.
+    def drop_weighted_metrics(tensors, metadata):
+        compile_doc = json.loads(metadata["compile"])
+        del compile_doc["weighted_metrics"]
+        metadata["compile"] = json.dumps(compile_doc)
+
+    rewrite(path, drop_weighted_metrics)
+    old = load_model(path).evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    assert old == {"loss": logs["loss"], "accuracy": logs["accuracy"]}

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import polynn
-from polynn import losses, optimizers, regularizers
+from polynn import losses, metrics as metrics_module, optimizers, regularizers
 from polynn import random as _random
 from polynn.callbacks import Callback
 from polynn.layers import Dense, Dropout
+from polynn.errors import InvalidArgumentError
 from polynn.models import Sequential
 
 
@@ -156,11 +157,12 @@ def hand_loss_and_hits(weights, x, y, l2):
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
 def test_logged_loss_and_accuracy_equal_an_independent_recomputation(binary_data, weighted):
+    """As Keras: sample weights weight the loss and `weighted_metrics`, never `metrics`."""
     x, y = binary_data
     l2 = 0.01
     model = Sequential([Dense(1, input_dim=4, activation="sigmoid", kernel_regularizer=regularizers.L2(l2))])
     model.compile(optimizer=optimizers.SGD(0.5), loss="binary_crossentropy", metrics=["accuracy"],
-                  dtype="float64", seed=1)
+                  weighted_metrics=["accuracy"], dtype="float64", seed=1)
     sw = np.random.default_rng(1).uniform(0.1, 2.0, size=len(x)) if weighted else None
     recorder = WeightsAtEachBatch()
     batch = 64  # 200 samples: three batches of 64 and one of 8
@@ -168,7 +170,7 @@ def test_logged_loss_and_accuracy_equal_an_independent_recomputation(binary_data
                         callbacks=[recorder], verbose=0)
     w = np.ones(len(x)) if sw is None else sw
     for epoch in range(2):
-        loss_sum = count = hit_sum = weight_sum = 0.0
+        loss_sum = count = hit_sum = weighted_hit_sum = weight_sum = 0.0
         for k, start in enumerate(range(0, len(x), batch)):
             rows = slice(start, start + batch)
             n = len(x[rows])
@@ -176,30 +178,35 @@ def test_logged_loss_and_accuracy_equal_an_independent_recomputation(binary_data
             batch_loss = np.sum(w[rows] * per_sample) / n + penalty  # sum_over_batch_size
             # the shown loss is a running mean over the epoch weighted by samples per batch
             loss_sum, count = loss_sum + batch_loss * n, count + n
-            hit_sum, weight_sum = hit_sum + np.sum(w[rows] * hits), weight_sum + np.sum(w[rows])
+            hit_sum += np.sum(hits)
+            weighted_hit_sum, weight_sum = weighted_hit_sum + np.sum(w[rows] * hits), weight_sum + np.sum(w[rows])
             logs = recorder.logs[epoch * 4 + k]
             assert logs["loss"] == pytest.approx(loss_sum / count, rel=1e-12)
-            assert logs["accuracy"] == pytest.approx(hit_sum / weight_sum, rel=1e-12)
+            assert logs["accuracy"] == pytest.approx(hit_sum / count, rel=1e-12)
+            assert logs["weighted_accuracy"] == pytest.approx(weighted_hit_sum / weight_sum, rel=1e-12)
         assert history.history["loss"][epoch] == pytest.approx(loss_sum / count, rel=1e-12)
-        assert history.history["accuracy"][epoch] == pytest.approx(hit_sum / weight_sum, rel=1e-12)
+        assert history.history["accuracy"][epoch] == pytest.approx(hit_sum / count, rel=1e-12)
+        assert history.history["weighted_accuracy"][epoch] == pytest.approx(weighted_hit_sum / weight_sum, rel=1e-12)
+    if weighted:  # the weights do change the weighted metric, so the two checks above differ
+        assert history.history["accuracy"] != pytest.approx(history.history["weighted_accuracy"], rel=1e-6)
 
 
 def test_evaluate_equals_an_independent_recomputation(binary_data):
     x, y = binary_data
     l2 = 0.02
     model = Sequential([Dense(1, input_dim=4, activation="sigmoid", kernel_regularizer=regularizers.L2(l2))])
-    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"], dtype="float64", seed=2)
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"], weighted_metrics=["accuracy"],
+                  dtype="float64", seed=2)
     sw = np.random.default_rng(2).uniform(0, 2, size=len(x))
     for weights in (None, sw):
-        loss, accuracy = model.evaluate(x, y, batch_size=64, sample_weight=weights, verbose=0)
+        loss, accuracy, weighted_accuracy = model.evaluate(x, y, batch_size=64, sample_weight=weights, verbose=0)
         w = np.ones(len(x)) if weights is None else weights
         per_sample, penalty, hits = hand_loss_and_hits(model.get_weights(), x, y, l2)
         sizes = [min(64, len(x) - s) for s in range(0, len(x), 64)]
         batch_losses = [np.sum((w * per_sample)[s:s + 64]) / n + penalty for s, n in zip(range(0, len(x), 64), sizes)]
         assert loss == pytest.approx(np.dot(batch_losses, sizes) / len(x), rel=1e-12)
-        assert accuracy == pytest.approx(np.sum(w * hits) / np.sum(w), rel=1e-12)
-    logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "accuracy"}
+        assert accuracy == pytest.approx(np.mean(hits), rel=1e-12)
+        assert weighted_accuracy == pytest.approx(np.sum(w * hits) / np.sum(w), rel=1e-12)
 
 
 # ---- batching, shuffling and validation --------------------------------------------------
@@ -262,18 +269,35 @@ def test_batch_callbacks_do_not_change_the_numbers(binary_data, binary_model):
 
 # ---- weighting -----------------------------------------------------------------------------
 
-def test_sample_weight_scales_the_loss_and_weights_the_metrics(binary_data, binary_model):
+def test_sample_weight_scales_the_loss_and_weights_only_the_weighted_metrics(binary_data, binary_model):
     x, y = binary_data
-    model = binary_model(dtype="float64")
-    base_loss, base_accuracy = model.evaluate(x, y, verbose=0)
-    doubled_loss, doubled_accuracy = model.evaluate(x, y, sample_weight=np.full(len(x), 2.0), verbose=0)
+    model = binary_model(dtype="float64", weighted_metrics=["accuracy"])
+    base_loss, base_accuracy, base_weighted = model.evaluate(x, y, verbose=0)
+    assert base_weighted == base_accuracy
+    doubled_loss, doubled_accuracy, doubled_weighted = model.evaluate(x, y, sample_weight=np.full(len(x), 2.0), verbose=0)
     assert doubled_loss == pytest.approx(2 * base_loss, rel=1e-12)
-    assert doubled_accuracy == pytest.approx(base_accuracy, rel=1e-12)
-    # zero weight removes samples from the accuracy
+    assert doubled_accuracy == doubled_weighted == pytest.approx(base_accuracy, rel=1e-12)
+    # zero weight removes samples from the weighted accuracy only
     keep = np.arange(len(x)) % 3 != 0
-    _, masked_accuracy = model.evaluate(x, y, sample_weight=keep.astype(float), verbose=0)
-    _, subset_accuracy = model.evaluate(x[keep], y[keep], verbose=0)
-    assert masked_accuracy == pytest.approx(subset_accuracy, rel=1e-12)
+    _, masked_accuracy, masked_weighted = model.evaluate(x, y, sample_weight=keep.astype(float), verbose=0)
+    _, subset_accuracy, _ = model.evaluate(x[keep], y[keep], verbose=0)
+    assert masked_weighted == pytest.approx(subset_accuracy, rel=1e-12)
+    assert masked_accuracy == base_accuracy
+    assert masked_accuracy != pytest.approx(masked_weighted, rel=1e-6)
+
+
+def test_metric_log_names_follow_keras(binary_data, binary_model):
+    x, y = binary_data
+    model = binary_model(metrics=["accuracy", "mae", "auc", "auc"], weighted_metrics=["accuracy", "mse", "mse"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "accuracy", "mae", "auc", "auc_1", "weighted_accuracy", "mse", "weighted_mse"]
+
+
+@pytest.mark.parametrize("argument", ["metrics", "weighted_metrics"])
+@pytest.mark.parametrize("value", ["accuracy", {"out": "mae"}, metrics_module.MeanAbsoluteError()])
+def test_metrics_must_be_a_list(binary_model, argument, value):
+    with pytest.raises(InvalidArgumentError, match=f"invalid {argument}=.*accepted: a list or tuple of metrics"):
+        binary_model(**{argument: value})
 
 
 def test_sample_weight_changes_training(binary_data, binary_model):

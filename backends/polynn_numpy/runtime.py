@@ -73,7 +73,7 @@ class NumpyRuntime(Runtime):
         by_slot = [_views(flat, shapes) for flat in self.flat_slots]
         self.slots = [[views[k] for views in by_slot] for k in range(len(shapes))]
         self.backend = backend
-        self.set_metrics(plan.metrics)
+        self.set_metrics(plan.metrics, plan.metric_weighted)
 
     # ---- state ------------------------------------------------------------------------
 
@@ -92,8 +92,9 @@ class NumpyRuntime(Runtime):
             for target, value in zip(slots, values):
                 np.copyto(target, value, casting="unsafe")
 
-    def set_metrics(self, metrics):
-        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+    def set_metrics(self, metrics, weighted):
+        self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
+                        for m, takes_weights in zip(metrics, weighted)]
 
     def put_data(self, x, y=None, sample_weight=None):
         return x, y, sample_weight
@@ -134,8 +135,11 @@ class NumpyRuntime(Runtime):
         return loss, self.loss_vjp(spec, y, p, upstream).astype(self.dtype, copy=False)
 
     def _metric_states(self, y, p, w):
-        return [metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric) else impl(m, y, p, w)
-                for m, impl in self.metrics]
+        states = []
+        for m, impl, takes_weights in self.metrics:
+            mw = w if takes_weights else None
+            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric) else impl(m, y, p, mw))
+        return states
 
     def _train_step(self, x, y, w, masks, s, sizes=None):
         p, caches = self._forward(x, masks, training=True, sizes=sizes)
@@ -166,7 +170,7 @@ class NumpyRuntime(Runtime):
     def train_steps(self, data, batches, masks, scalars):
         x, y, w = data
         losses = np.empty(len(batches))
-        totals = [np.zeros(m.state_size) for m, _ in self.metrics]
+        totals = [np.zeros(m.state_size) for m, _, _ in self.metrics]
         self.workspaces = [None] * len(self.layers)
         gather_into = len(batches) > 0 and len(batches[0]) * x[:1].nbytes >= WORKSPACE_MIN_BYTES
         for step, rows in enumerate(batches):
@@ -190,7 +194,7 @@ class NumpyRuntime(Runtime):
     def test_steps(self, data, batches):
         x, y, w = data
         losses = np.empty(len(batches))
-        totals = [np.zeros(m.state_size) for m, _ in self.metrics]
+        totals = [np.zeros(m.state_size) for m, _, _ in self.metrics]
         for step, rows in enumerate(batches):
             wb = None if w is None else w[rows]
             p, caches = self._forward(x[rows], None)

@@ -68,7 +68,7 @@ class TensorFlowRuntime(Runtime):
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         largest = max((int(np.prod(ws.shape)) for _, ws in plan.weights), default=0)
         self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, plan.dtype, largest)
-        self.set_metrics(plan.metrics)
+        self.set_metrics(plan.metrics, plan.metric_weighted)
 
     def _placement(self):
         return contextlib.nullcontext() if self.device is None else tf.device(self.device)
@@ -90,8 +90,9 @@ class TensorFlowRuntime(Runtime):
             for target, value in zip(slots, values):
                 target.assign(np.asarray(value, dtype=self.plan.dtype))
 
-    def set_metrics(self, metrics):
-        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+    def set_metrics(self, metrics, weighted):
+        self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
+                        for m, takes_weights in zip(metrics, weighted)]
         # Compiled functions bake the metrics in; the next call traces them again.
         self._functions = {}
 
@@ -147,8 +148,11 @@ class TensorFlowRuntime(Runtime):
         return loss, report
 
     def _metric_states(self, y, p, w):
-        return tuple(metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric) else impl(m, y, p, w)
-                     for m, impl in self.metrics)
+        states = []
+        for m, impl, takes_weights in self.metrics:
+            mw = w if takes_weights else None
+            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric) else impl(m, y, p, mw))
+        return tuple(states)
 
     def _train_step(self, x, y, w, masks, s):
         current = self._read()
@@ -185,7 +189,7 @@ class TensorFlowRuntime(Runtime):
             losses, totals = step(t, losses, totals)
             return t + 1, losses, totals
 
-        totals = tuple(tf.zeros([m.state_size], tf.float64) for m, _ in self.metrics)
+        totals = tuple(tf.zeros([m.state_size], tf.float64) for m, _, _ in self.metrics)
         _, losses, totals = tf.while_loop(lambda t, *_: t < steps, body,
                                           (tf.constant(0), tf.TensorArray(tf.float64, size=steps), totals))
         return tf.concat([losses.stack(), *totals], 0)
@@ -264,7 +268,7 @@ class TensorFlowRuntime(Runtime):
     def _result(self, packed, steps):
         packed = packed.numpy()
         totals, offset = [], steps
-        for m, _ in self.metrics:
+        for m, _, _ in self.metrics:
             totals.append(packed[offset:offset + m.state_size])
             offset += m.state_size
         return StepResult(packed[:steps], totals)

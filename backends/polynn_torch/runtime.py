@@ -57,7 +57,7 @@ class TorchRuntime(Runtime):
         self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, self.state)
         self.slots = self.state.slots
         self.backend = backend
-        self.set_metrics(plan.metrics)
+        self.set_metrics(plan.metrics, plan.metric_weighted)
 
     # ---- state ------------------------------------------------------------------------
 
@@ -82,10 +82,10 @@ class TorchRuntime(Runtime):
         for i, values in enumerate(state):
             self._assign([slot[i] for slot in self.slots], values)
 
-    def set_metrics(self, metrics):
+    def set_metrics(self, metrics, weighted):
         # Mean metrics give per-sample values; the others (precision, recall, auc) their state increment.
-        self.metrics = [(m, self.backend.implementation("metric", m.name), isinstance(m, MeanMetric))
-                        for m in metrics]
+        self.metrics = [(m, self.backend.implementation("metric", m.name), isinstance(m, MeanMetric), takes_weights)
+                        for m, takes_weights in zip(metrics, weighted)]
 
     def put_data(self, x, y=None, sample_weight=None):
         return tuple(None if a is None else self._data_tensor(a) for a in (x, y, sample_weight))
@@ -156,7 +156,7 @@ class TorchRuntime(Runtime):
     def _result(self, losses, sums, counts):
         """One transfer for the whole block: the losses as float64 and each metric's state."""
         parts = [torch.stack(losses).to(torch.float64)]
-        for (_, _, mean), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+        for (_, _, mean, _), metric_sums, metric_counts in zip(self.metrics, sums, counts):
             if not mean:
                 parts.append(torch.stack(metric_sums).sum(dim=0))
                 continue
@@ -165,7 +165,7 @@ class TorchRuntime(Runtime):
                 parts.append(torch.stack(metric_counts).sum().reshape(1))
         host = torch.cat(parts).cpu().numpy()
         states, at = [], len(losses)
-        for (metric, _, mean), metric_counts in zip(self.metrics, counts):
+        for (metric, _, mean, _), metric_counts in zip(self.metrics, counts):
             if not mean:
                 states.append(host[at:at + metric.state_size].copy())
                 at += metric.state_size
@@ -181,11 +181,12 @@ class TorchRuntime(Runtime):
         return StepResult(host[:len(losses)].copy(), states)
 
     def _accumulate(self, sums, counts, y, p, w):
-        for (metric, impl, mean), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+        for (metric, impl, mean, takes_weights), metric_sums, metric_counts in zip(self.metrics, sums, counts):
+            mw = w if takes_weights else None
             if not mean:
-                metric_sums.append(impl(metric, y, p, w))
+                metric_sums.append(impl(metric, y, p, mw))
                 continue
-            total, count = metric_impls.mean_state(impl(metric, y, p), w)
+            total, count = metric_impls.mean_state(impl(metric, y, p), mw)
             metric_sums.append(total)
             metric_counts.append(count)
 

@@ -19,9 +19,11 @@ SEED = 1000
 GRADIENT_PROBE_RATE = 2.0 ** 12
 
 
-def compiled_model(layers, *, backend: str, dtype: str, optimizer, loss, metrics=None, weights=None) -> Sequential:
+def compiled_model(layers, *, backend: str, dtype: str, optimizer, loss, metrics=None, weighted_metrics=None,
+                   weights=None) -> Sequential:
     model = Sequential(list(layers))
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=backend, dtype=dtype, seed=SEED)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics,
+                  backend=backend, dtype=dtype, seed=SEED)
     if weights is not None:
         model.set_weights(weights)
     return model

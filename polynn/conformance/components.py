@@ -8,6 +8,8 @@ Each case reaches its component through the public model API only, so it runs on
 - loss: a linear layer whose outputs are exactly the chosen predictions; the loss value and
   dloss/dpredictions from one SGD step, with sample weights where the configuration says;
 - metric: the metric's result from evaluate() over several batches, and from one training epoch;
+  with sample weights, both as an unweighted metric and as a weighted one (compile's metrics and
+  weighted_metrics);
 - optimizer: the weights after each of 8 steps on a least-squares problem;
 - initializer: the initial kernel drawn from the shared stream, exactly, and its statistics;
 - schedule: the weights after each of 8 SGD steps at the schedule's rates, on the same problem;
@@ -75,8 +77,11 @@ def _metric_scenario(spec, config):
         samples, units = p.shape
         # The harness loss must accept the metric's labels; its value is not checked here.
         loss = SparseCategoricalCrossentropy() if inputs.domain(metric) == "sparse" else MeanSquaredError()
+        # With sample weights the metric runs twice, as Keras names them: unweighted under
+        # `metrics` (its log name) and weighted under `weighted_metrics` ("weighted_" + that name).
         model = compiled_model([Dense(units, input_dim=samples)], backend=backend, dtype=dtype,
                                optimizer=SGD(learning_rate=0.0), loss=loss, metrics=[metric],
+                               weighted_metrics=[metric] if config.sample_weight else None,
                                weights=[p, np.zeros(units)])
         x = identity_inputs(samples)
         w = inputs.sample_weights(samples) if config.sample_weight else None
@@ -84,8 +89,13 @@ def _metric_scenario(spec, config):
         logs = model.evaluate(x, y, batch_size=5, sample_weight=w, verbose=0, return_dict=True)
         history = model.fit(x, y, batch_size=5, epochs=1, shuffle=False, sample_weight=w, verbose=0)
         # The metric's log name (its spec name, or a registered function's name) is the one beside 'loss'.
-        (key,) = [k for k in logs if k != "loss"]
-        return {"evaluate": np.asarray(logs[key]), "train": np.asarray(history.history[key][0])}
+        key = next(k for k in logs if k != "loss")
+        result = {"evaluate": np.asarray(logs[key]), "train": np.asarray(history.history[key][0])}
+        if config.sample_weight:
+            weighted = f"weighted_{key}"
+            result.update({"weighted_evaluate": np.asarray(logs[weighted]),
+                           "weighted_train": np.asarray(history.history[weighted][0])})
+        return result
 
     return run
 
@@ -195,12 +205,14 @@ def _configured(kind: str):
 def cases(kinds=KINDS) -> list[Case]:
     found = []
     for kind in kinds:
-        observations = _OBSERVATIONS[kind]
-
-        def tol(dtype, kind=kind, observations=observations):
-            return tolerances.component(dtype, kind, observations)
-
         for cls, config in _configured(kind):
+            observations = _OBSERVATIONS[kind]
+            if kind == "metric" and config.sample_weight:
+                observations = (*observations, *(f"weighted_{name}" for name in observations))
+
+            def tol(dtype, kind=kind, observations=observations):
+                return tolerances.component(dtype, kind, observations)
+
             spec = _instance(cls, config)
             components = () if isinstance(spec, Exception) else (spec,)
             found.append(Case(f"{kind}.{cls.name}{config.label()}", kind, _scenario(kind, spec, config), tol,

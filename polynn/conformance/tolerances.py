@@ -67,6 +67,9 @@ _FLOAT32 = {
         # rtol needed with atol 0: under 1e-7 on both (per-sample values in float32, sums in float64).
         "evaluate": Tolerance(rtol=1e-6, atol=0.0),
         "train": Tolerance(rtol=1e-6, atol=0.0),
+        # The same metrics under weighted_metrics; the same sums with the weights in them.
+        "weighted_evaluate": Tolerance(rtol=1e-6, atol=0.0),
+        "weighted_train": Tolerance(rtol=1e-6, atol=0.0),
     },
     "optimizer": {
         # Displacements after 8 steps. atol needed at rtol 1e-5: 5.7e-8 (torch SGD momentum), 3.6e-8

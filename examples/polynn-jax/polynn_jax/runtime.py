@@ -50,7 +50,7 @@ class JaxRuntime(Runtime):
         ]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
-        self.set_metrics(plan.metrics)
+        self.set_metrics(plan.metrics, plan.metric_weighted)
 
     # ---- state ------------------------------------------------------------------------
 
@@ -72,8 +72,9 @@ class JaxRuntime(Runtime):
     def set_optimizer_state(self, state):
         self.slots = [[self._device(value) for value in values] for values in state]
 
-    def set_metrics(self, metrics):
-        self.metrics = [(m, self.backend.implementation("metric", m.name)) for m in metrics]
+    def set_metrics(self, metrics, weighted):
+        self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
+                        for m, takes_weights in zip(metrics, weighted)]
         # The compiled functions bake the metrics in: new ones are traced on their next call.
         self._train = jax.jit(self._train_block)
         self._test = jax.jit(self._test_block)
@@ -105,8 +106,12 @@ class JaxRuntime(Runtime):
         return loss, report
 
     def _metric_states(self, y, p, w):
-        return tuple(metric_impls.mean_state(impl(m, y, p), w) if isinstance(m, MeanMetric)
-                     else impl(m, y, p, w).astype(jnp.float64) for m, impl in self.metrics)
+        states = []
+        for m, impl, takes_weights in self.metrics:
+            mw = w if takes_weights else None
+            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric)
+                          else impl(m, y, p, mw).astype(jnp.float64))
+        return tuple(states)
 
     @staticmethod
     def _rows(data, rows):
@@ -133,7 +138,7 @@ class JaxRuntime(Runtime):
         return (weights, slots, totals), report
 
     def _zero_totals(self):
-        return tuple(jnp.zeros(m.state_size, jnp.float64) for m, _ in self.metrics)
+        return tuple(jnp.zeros(m.state_size, jnp.float64) for m, _, _ in self.metrics)
 
     # ---- compiled blocks ---------------------------------------------------------------
 
