@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 from typing import Any, ClassVar
@@ -10,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _registry
-from .errors import InvalidArgumentError, UnknownComponentError
+from .errors import ImmutableSpecError, InvalidArgumentError, UnknownComponentError
 
 
 def component_field(kind: str, default: Any = None, *, optional: bool = True):
@@ -28,6 +29,12 @@ class Component:
     kind: ClassVar[str]
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+
+    def __new__(cls, *args, **kwargs):
+        # The dataclass __init__ would raise a bare TypeError for these; say what is accepted.
+        if dataclasses.is_dataclass(cls) and (args or kwargs):
+            check_arguments(cls.__name__, [f.name for f in dataclasses.fields(cls) if f.init], args, kwargs)
+        return super().__new__(cls)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -117,6 +124,35 @@ def resolve(kind: str, identifier: Any):
 
 
 # ---- validation helpers shared by the spec modules -------------------------------------
+
+
+# Keywords Keras users write out of habit, and what polynn has instead.
+_KERAS_HINTS = {
+    "name": "polynn names components as Keras' defaults do (dense, dense_1, ...)",
+    "lr": "the rate is learning_rate, as in Keras 3",
+}
+
+
+def check_arguments(owner: str, accepted: list[str], args: tuple = (), kwargs: dict | None = None,
+                    hints: dict[str, str] | None = None) -> None:
+    """Refuse keywords outside `accepted` (and more positional arguments than it names) with an
+    InvalidArgumentError naming them and the accepted ones; `hints` adds a word for known ones."""
+    if len(args) > len(accepted):
+        raise InvalidArgumentError("positional arguments", f"{len(args)} given", f"at most {len(accepted)}: "
+                                   + ", ".join(accepted), owner=owner)
+    for key, value in (kwargs or {}).items():
+        if key in accepted:
+            continue
+        hint = (hints or {}).get(key)
+        if hint is None:
+            close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else None
+        if hint is None:
+            hint = _KERAS_HINTS.get(key)
+        raise InvalidArgumentError(f"keyword {key}", value, "keywords " + ", ".join(accepted)
+                                   + (f" ({hint})" if hint else ""), owner=owner)
+
+
 
 
 def check_positive_int(owner: str, name: str, value: Any) -> int:
@@ -223,4 +259,16 @@ class FunctionField:
 def spec(cls):
     """Decorator: make a frozen dataclass spec and register it as a built-in."""
     cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
+    cls.__setattr__ = _refuse_assignment
     return _registry.builtin(cls)
+
+
+def _refuse_assignment(self, name: str, value: Any) -> None:
+    """Specs are immutable (a frozen dataclass's assignment error, made a polynn error that says
+    what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
+    owner = type(self).__name__
+    if name == "learning_rate" and getattr(self, "kind", None) == "optimizer":
+        hint = "set model.learning_rate, the compiled model's live rate (Keras' optimizer.learning_rate)"
+    else:
+        hint = f"a new spec: dataclasses.replace(spec, {name}=...)"
+    raise ImmutableSpecError(f"{owner}: specs are immutable, so {name}={value!r} cannot be set; accepted: {hint}")

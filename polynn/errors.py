@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Iterable
 
 __all__ = [
     "PolynnError",
     "InvalidArgumentError",
+    "ImmutableSpecError",
     "UnknownComponentError",
     "ShapeMismatchError",
     "NotCompiledError",
@@ -30,6 +32,10 @@ class InvalidArgumentError(PolynnError, ValueError):
         where = f"{owner}: " if owner else ""
         super().__init__(f"{where}invalid {name}={value!r}; accepted: {accepted}")
         self.name, self.value, self.accepted = name, value, accepted
+
+
+class ImmutableSpecError(PolynnError, dataclasses.FrozenInstanceError):
+    """A field of a spec object was assigned: specs are immutable (frozen dataclasses)."""
 
 
 class UnknownComponentError(PolynnError, ValueError):

@@ -3,6 +3,8 @@ wrong, the value given and what is accepted."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,7 @@ def test_invalid_component_arguments(make, name, value, accepted):
     ({"batch_size": 0}, "batch_size", "0"),
     ({"batch_size": -4}, "batch_size", "-4"),
     ({"batch_size": 2.0}, "batch_size", "2.0"),
-    ({"epochs": 0}, "epochs", "0"),
+    ({"epochs": 1.5}, "epochs", "1.5"),  # epochs=0 is accepted, as Keras: no training
     ({"epochs": -1}, "epochs", "-1"),
     ({"verbose": 3}, "verbose", "3"),
     ({"validation_split": 1.0}, "validation_split", "1.0"),
@@ -235,3 +237,34 @@ def test_backend_whose_engine_is_not_installed(install_plugin):
     # the reference backend is unaffected
     model.compile(optimizer="sgd", loss="mse", backend="numpy")
     assert model.backend == "numpy"
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: Dense(3, name="foo"), r"Dense: invalid keyword name='foo'; accepted: keywords units, .*Keras' defaults"),
+    (lambda: optimizers.Adam(lr=0.01), r"Adam: invalid keyword lr=0.01; accepted: .*learning_rate, as in Keras 3"),
+    (lambda: Dense(3, unts=4), r"invalid keyword unts=4; .*did you mean 'units'"),
+    (lambda: losses.MeanSquaredError("sum", 1, 2), r"invalid positional arguments='3 given'; accepted: at most 1"),
+])
+def test_spec_constructors_name_the_unknown_argument_and_the_accepted_ones(build, message):
+    with pytest.raises(errors.InvalidArgumentError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m: m.compile(loss="mse", jit_compile=True), r"compile: invalid keyword jit_compile=True; .*how they compile"),
+    (lambda m: m.compile(loss="mse", metrcs=["mae"]), r"did you mean 'metrics'"),
+    (lambda m: m.fit(np.ones((4, 3)), np.ones(4), steps_per_epoch=2), r"fit: invalid keyword steps_per_epoch=2"),
+    (lambda m: m.evaluate(np.ones((4, 3)), np.ones(4), steps=2), r"evaluate: invalid keyword steps=2"),
+    (lambda m: m.predict(np.ones((4, 3)), steps=2), r"predict: invalid keyword steps=2"),
+])
+def test_model_methods_refuse_keras_arguments_they_lack_clearly(call, message):
+    with pytest.raises(errors.InvalidArgumentError, match=message):
+        call(compiled())
+
+
+def test_specs_are_immutable_and_the_error_says_what_to_do():
+    model = compiled()
+    with pytest.raises(errors.ImmutableSpecError, match=r"learning_rate=0.5 cannot be set; accepted: set model.learning_rate"):
+        model.optimizer.learning_rate = 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"dataclasses.replace\(spec, units=...\)"):
+        Dense(3).units = 4  # still the dataclass error too, for code that catches that
