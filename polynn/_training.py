@@ -213,7 +213,9 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
     if compiled.loss is None:
         raise InvalidArgumentError("loss", None, "a loss given to compile() before fit()", owner=model.name)
     batch_size = _batch_size(batch_size, "fit")
-    epochs = check_positive_int("fit", "epochs", epochs)
+    # epochs=0 trains nothing and returns an empty History, as Keras.
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise InvalidArgumentError("epochs", epochs, "an integer >= 0", owner="fit")
     verbose = _verbose(verbose)
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch:
         raise InvalidArgumentError("initial_epoch", initial_epoch, "an integer >= 0", owner="fit")
@@ -235,6 +237,10 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
         x_val = _check_x(model, validation_data[0], dtype)
         y_val = _check_y(model, x_val, validation_data[1], dtype)
         sw_val = _check_sample_weight(validation_data[2] if len(validation_data) == 3 else None, len(x_val), dtype)
+        if len(x_val) == 0:
+            # Its loss would be NaN and its metrics 0, read by EarlyStopping and ModelCheckpoint as real.
+            raise InvalidArgumentError("validation_data", "0 samples", "at least one validation sample, or no "
+                                       "validation_data", owner="fit")
     elif validation_split:
         # Keras takes the last fraction, before any shuffling.
         split = int(len(x) * (1.0 - validation_split))

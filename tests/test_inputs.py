@@ -141,6 +141,51 @@ def test_a_device_the_backend_lacks_is_refused():
         model.compile(loss="mse", backend="numpy", device="cuda:0")
 
 
+@pytest.mark.parametrize("layers", ["dense", Dense(3)])
+def test_sequential_takes_a_list_of_layers(layers):
+    with pytest.raises(InvalidArgumentError, match="invalid layers=.*accepted: a list or tuple of layers"):
+        Sequential(layers)
+
+
+def test_epochs_zero_trains_nothing_and_returns_an_empty_history():
+    x = np.random.default_rng(0).random((20, 3))
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"], backend="numpy", seed=1)
+    before = model.get_weights()
+    history = model.fit(x, x[:, :1], epochs=0, verbose=0)
+    assert history.history == {} and history.epoch == [] and model.iterations == 0
+    np.testing.assert_array_equal(model.get_weights()[0], before[0])
+    with pytest.raises(InvalidArgumentError, match=r"invalid epochs=-1; accepted: an integer >= 0"):
+        model.fit(x, x[:, :1], epochs=-1, verbose=0)
+
+
+def test_empty_validation_data_is_refused():
+    x = np.random.default_rng(0).random((20, 3))
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="adam", loss="mse", backend="numpy", seed=1)
+    with pytest.raises(InvalidArgumentError, match="invalid validation_data='0 samples'"):
+        model.fit(x, x[:, :1], validation_data=(x[:0], x[:0, :1]), verbose=0)
+
+
+def test_a_failed_compile_leaves_the_model_as_it_was():
+    x = np.random.default_rng(0).random((20, 3))
+    y = x.sum(axis=1, keepdims=True)
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"], backend="numpy", seed=1)
+    model.fit(x, y, epochs=2, verbose=0)
+    optimizer, iterations, predictions = model.optimizer, model.iterations, model.predict(x, verbose=0)
+    with pytest.raises(InvalidArgumentError, match="device"):
+        model.compile(optimizer="sgd", loss="mae", backend="numpy", device="cuda:0")
+    assert model.optimizer is optimizer and model.iterations == iterations
+    np.testing.assert_array_equal(model.predict(x, verbose=0), predictions)
+    # Training goes on from where it was, Adam's slots included.
+    again = Sequential([Dense(1, input_dim=3)])
+    again.compile(optimizer="adam", loss="mse", metrics=["mae"], backend="numpy", seed=1)
+    again.fit(x, y, epochs=3, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.get_weights()[0], again.get_weights()[0])
+
+
 def test_nadam_scalars_stay_cheap_and_exact_at_large_steps():
     beta_1 = 0.9
     t = 10**6
