@@ -300,8 +300,25 @@ def _choose_backend(requested, recorded):
     return None
 
 
+@contextlib.contextmanager
+def _naming(path):
+    """Every ModelFileError from reading `path` names the file (a truncated header, a bad document)."""
+    try:
+        yield
+    except ModelFileError as error:
+        where = repr(os.fspath(path))
+        if where in str(error):
+            raise
+        raise ModelFileError(f"{where}: {error}") from error
+
+
 def load_model(path, backend: str | None = None, dtype: str | None = None):
     """A model saved by save_model, compiled (if it was) with its weights and training state."""
+    with _naming(path):
+        return _load_model(path, backend, dtype)
+
+
+def _load_model(path, backend, dtype):
     tensors, docs, kind = _read(path)
     if kind != MODEL_FORMAT:
         raise ModelFileError(f"{os.fspath(path)!r} holds weights only ({kind}); load it with model.load_weights()")
@@ -401,6 +418,11 @@ def _metric_ids(entries, what: str) -> list:
 
 def load_weights(model, path) -> None:
     """Set `model`'s weights from a weights file or a model file; names and shapes must match."""
+    with _naming(path):
+        _load_weights(model, path)
+
+
+def _load_weights(model, path) -> None:
     tensors, docs, kind = _read(path)
     shape = model.input_shape
     if shape is None:

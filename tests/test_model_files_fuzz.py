@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -256,3 +257,12 @@ def test_mutated_files_raise_only_polynn_errors(tmp_path, data):
         return
     # A mutation the checks accept (a flipped weight byte, a changed hyperparameter) is a model.
     assert isinstance(model, Sequential)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x08\x00\x00\x00\x00\x00\x00\x00{}", b"not a model file at all"])
+def test_every_file_error_names_the_file(tmp_path, data):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(data)
+    for load in (load_model, lambda p: Sequential([Dense(1, input_dim=2)]).load_weights(p)):
+        with pytest.raises(ModelFileError, match=re.escape(repr(str(path)))):
+            load(path)
