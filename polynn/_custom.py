@@ -73,3 +73,30 @@ def unregister(name: str) -> None:
     """Forget a registered function under every kind (for tests and notebooks)."""
     for table in _FUNCTIONS.values():
         table.pop(name, None)
+
+
+def check_values(spec, values_shape, y_pred_shape) -> None:
+    """A user loss or metric must give values per sample: at least one axis, the batch first (Keras'
+    loss functions give y_pred's shape without its last axis). A backend calls this with the static
+    shapes, so the error comes at the first step, naming the function, not from deep in a reduction."""
+    values_shape, y_pred_shape = tuple(values_shape), tuple(y_pred_shape)
+    if len(values_shape) >= 1 and values_shape[0] == y_pred_shape[0]:
+        return
+    name = name_of(spec.kind, spec.function) or getattr(spec.function, "__name__", "the function")
+    raise InvalidArgumentError(
+        f"values of custom {spec.kind} {name}", f"shape {values_shape}",
+        f"one value per sample: shape {y_pred_shape[:-1]} for y_pred of shape {y_pred_shape} (for example "
+        f"polynn.ops.mean(..., axis=-1)); write it with polynn.ops, whose reductions take an axis")
+
+
+def check_arity(kind: str, function: Callable, owner: str) -> None:
+    """A loss or metric function takes (y_true, y_pred), an activation (x): said at compile, not at fit."""
+    arguments = ("x",) if kind == "activation" else ("y_true", "y_pred")
+    try:
+        inspect.signature(function).bind(*arguments)
+    except ValueError:  # no signature to read (some builtins): the call will tell
+        return
+    except TypeError:
+        raise InvalidArgumentError("function", function, f"a function of {len(arguments)} positional "
+                                   f"argument{'s' if len(arguments) > 1 else ''} ({', '.join(arguments)})",
+                                   owner=owner) from None

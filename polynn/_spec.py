@@ -236,6 +236,7 @@ class FunctionField:
         elif not callable(value):
             raise InvalidArgumentError("function", value, "a callable or the name given to polynn.register",
                                        owner=type(component).__name__)
+        _custom.check_arity(component.kind, component.function, type(component).__name__)
 
     @staticmethod
     def to_json(component) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
 
@@ -32,6 +33,9 @@ def _verbose(value) -> int:
 def _as_array(name: str, value, dtype) -> np.ndarray:
     if value is None:
         raise InvalidArgumentError(name, None, "an array-like of numbers")
+    if isinstance(value, collections.abc.Iterator):
+        raise InvalidArgumentError(name, type(value).__name__, "an array-like of numbers (generators, iterators "
+                                   "and datasets are not taken: pass the arrays, numpy.asarray(list(...)))")
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like

@@ -58,6 +58,14 @@ def _refuse_unsupported(method: str, bound, unsupported: dict) -> None:
         check_arguments(method, accepted, (), unsupported, hints=_KERAS_ONLY)
 
 
+def _weight_array(index: int, value) -> np.ndarray:
+    array = np.asarray(value)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InvalidArgumentError(f"weights[{index}]", f"array of dtype {array.dtype}", "an array of real numbers",
+                                   owner="set_weights")
+    return array
+
+
 def _metric_list(owner: str, argument: str, value) -> list:
     """compile()'s metrics or weighted_metrics as a list, each entry checked now, not at fit time."""
     if value is None:
@@ -379,7 +387,7 @@ class Sequential:
                     "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known", owner=self.name)
             self._ensure_built()
         expected = [ws.shape for _, ws in self._weight_specs(self._built_shape)]
-        weights = [np.asarray(w) for w in weights]
+        weights = [_weight_array(k, w) for k, w in enumerate(weights)]
         if len(weights) != len(expected):
             raise ShapeMismatchError(f"set_weights() got {len(weights)} arrays; the model has {len(expected)} "
                                      f"with shapes {expected}")

@@ -268,3 +268,34 @@ def test_specs_are_immutable_and_the_error_says_what_to_do():
         model.optimizer.learning_rate = 0.5
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"dataclasses.replace\(spec, units=...\)"):
         Dense(3).units = 4  # still the dataclass error too, for code that catches that
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
+def test_a_custom_loss_must_give_one_value_per_sample(backend):
+    pytest.importorskip({"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow"}[backend])
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: polynn.ops.mean(y_pred - y_true), backend=backend)
+    # TensorFlow checks while tracing, where the batch size is None.
+    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
+                                                          r"accepted: one value per sample: shape \((10|None),\)"):
+        model.fit(np.ones((10, 3)), np.ones(10), batch_size=10, verbose=0)
+
+
+@pytest.mark.parametrize("kind", ["loss", "metrics"])
+def test_a_custom_loss_or_metric_of_one_argument_is_refused_at_compile(kind):
+    model = Sequential([Dense(1, input_dim=3)])
+    arguments = {"loss": lambda y: y} if kind == "loss" else {"loss": "mse", "metrics": [lambda y: y]}
+    with pytest.raises(errors.InvalidArgumentError, match=r"a function of 2 positional arguments \(y_true, y_pred\)"):
+        model.compile(optimizer="sgd", **arguments)
+
+
+def test_a_generator_as_data_is_refused_clearly():
+    model = compiled()
+    with pytest.raises(errors.InvalidArgumentError, match=r"invalid x='generator'.*generators, iterators"):
+        model.fit((row for row in np.ones((4, 3))), np.ones(4), verbose=0)
+
+
+def test_set_weights_refuses_non_numbers():
+    model = compiled()
+    with pytest.raises(errors.InvalidArgumentError, match=r"set_weights: invalid weights\[0\]='array of dtype <U1'"):
+        model.set_weights([np.array([["a"], ["b"], ["c"]]), np.zeros(1)])

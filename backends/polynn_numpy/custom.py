@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polynn import ops as polynn_ops
+from polynn._custom import check_values
 
 from . import autodiff
 from . import ops as numpy_ops
@@ -30,7 +31,9 @@ def activation_backward(spec, x, y, dy):
 
 
 def loss(spec, y, p):
-    return _run(spec.function, y, p).astype(p.dtype, copy=False)
+    values = _run(spec.function, y, p)
+    check_values(spec, values.shape, p.shape)
+    return values.astype(p.dtype, copy=False)
 
 
 def loss_vjp(spec, y, p, g):
@@ -38,4 +41,6 @@ def loss_vjp(spec, y, p, g):
 
 
 def metric(spec, y, p):
-    return _run(spec.function, y, p).astype(p.dtype, copy=False)
+    values = _run(spec.function, y, p)
+    check_values(spec, values.shape, p.shape)
+    return values.astype(p.dtype, copy=False)

@@ -11,6 +11,7 @@ import contextlib
 import tensorflow as tf
 
 from polynn import ops as polynn_ops
+from polynn._custom import check_values
 
 from . import ops as tf_ops
 
@@ -32,9 +33,16 @@ def activation(spec, x):
 
 def loss(spec, y, p):
     with _running(p):
-        return _result(spec.function(y, p), p)
+        return _per_sample(spec, _result(spec.function(y, p), p), p)
 
 
 def metric(spec, y, p):
     with _running(p):
-        return _result(spec.function(y, p), p)
+        return _per_sample(spec, _result(spec.function(y, p), p), p)
+
+
+def _per_sample(spec, values, p):
+    # Static shapes while tracing: the batch axis may be unknown (None) there, and then matches.
+    batch = p.shape[0]
+    check_values(spec, [batch if d is None else d for d in values.shape], [batch, *p.shape[1:]])
+    return values

@@ -7,6 +7,7 @@ differentiates it like the rest of the model; numbers and arrays it makes take t
 from __future__ import annotations
 
 from polynn import ops as polynn_ops
+from polynn._custom import check_values
 
 from . import ops as torch_ops
 
@@ -21,8 +22,13 @@ def activation(spec, x):
 
 
 def loss(spec, y, p):
-    return _run(spec.function, p, y, p)
+    return _per_sample(spec, _run(spec.function, p, y, p), p)
 
 
 def metric(spec, y, p):
-    return _run(spec.function, p, y, p)
+    return _per_sample(spec, _run(spec.function, p, y, p), p)
+
+
+def _per_sample(spec, values, p):
+    check_values(spec, values.shape, p.shape)
+    return values

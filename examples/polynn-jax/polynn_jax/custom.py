@@ -11,6 +11,7 @@ import contextlib
 import jax.numpy as jnp
 
 from polynn import ops as polynn_ops
+from polynn._custom import check_values
 
 from . import ops as jax_ops
 
@@ -28,9 +29,14 @@ def activation(spec, x):
 
 def loss(spec, y, p):
     with _running(p):
-        return jnp.asarray(spec.function(y, p)).astype(p.dtype)
+        return _per_sample(spec, jnp.asarray(spec.function(y, p)).astype(p.dtype), p)
 
 
 def metric(spec, y, p):
     with _running(p):
-        return jnp.asarray(spec.function(y, p)).astype(p.dtype)
+        return _per_sample(spec, jnp.asarray(spec.function(y, p)).astype(p.dtype), p)
+
+
+def _per_sample(spec, values, p):
+    check_values(spec, values.shape, p.shape)  # static shapes, also while tracing
+    return values
