@@ -10,6 +10,7 @@ __all__ = [
     "PolynnError",
     "InvalidArgumentError",
     "ImmutableSpecError",
+    "NotSupportedError",
     "UnknownComponentError",
     "ShapeMismatchError",
     "NotCompiledError",
@@ -36,6 +37,10 @@ class InvalidArgumentError(PolynnError, ValueError):
 
 class ImmutableSpecError(PolynnError, dataclasses.FrozenInstanceError):
     """A field of a spec object was assigned: specs are immutable (frozen dataclasses)."""
+
+
+class NotSupportedError(PolynnError, AttributeError):
+    """A Keras model attribute or method polynn's Sequential does not have; the message says what to use."""
 
 
 class UnknownComponentError(PolynnError, ValueError):

@@ -11,7 +11,7 @@ from . import _registry, _training, metrics as _metrics, plugins
 from . import losses as _losses, optimizers as _optimizers, random as _random
 from ._spec import FunctionField, check_arguments, check_choice, resolve
 from .backend import Plan
-from .errors import InvalidArgumentError, NotCompiledError, ShapeMismatchError
+from .errors import InvalidArgumentError, NotCompiledError, NotSupportedError, ShapeMismatchError
 from .layers import Dropout, Input, Layer
 
 __all__ = ["Sequential", "load_model"]
@@ -47,6 +47,20 @@ _KERAS_ONLY = {
     "max_queue_size": "no generators or datasets",
     "workers": "no generators or datasets",
     "use_multiprocessing": "no generators or datasets",
+}
+
+
+# Keras model attributes polynn's Sequential does not have, and what to use.
+_KERAS_ATTRIBUTES = {
+    "train_on_batch": "fit(x, y, batch_size=len(x), epochs=1, shuffle=False)",
+    "test_on_batch": "evaluate(x, y, batch_size=len(x))",
+    "predict_on_batch": "predict(x, batch_size=len(x))",
+    "weights": "get_weights()",
+    "trainable_weights": "get_weights() (every polynn weight is trainable)",
+    "trainable_variables": "get_weights() (every polynn weight is trainable)",
+    "metrics_names": "the keys of evaluate(..., return_dict=True)",
+    "to_json": "json.dumps(model.get_config())",
+    "save_spec": "model.input_shape",
 }
 
 
@@ -110,6 +124,13 @@ class Sequential:
             raise InvalidArgumentError("layers", layers, "a list or tuple of layers, or None", owner=self.name)
         for layer in layers or ():
             self.add(layer)
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes Sequential lacks: Keras' get a word on what to use instead.
+        instead = _KERAS_ATTRIBUTES.get(name)
+        if instead is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise NotSupportedError(f"Sequential has no {name!r} (Keras has); accepted instead: {instead}")
 
     # ---- structure ----------------------------------------------------------------------
 

@@ -299,3 +299,12 @@ def test_set_weights_refuses_non_numbers():
     model = compiled()
     with pytest.raises(errors.InvalidArgumentError, match=r"set_weights: invalid weights\[0\]='array of dtype <U1'"):
         model.set_weights([np.array([["a"], ["b"], ["c"]]), np.zeros(1)])
+
+
+def test_keras_model_attributes_polynn_lacks_say_what_to_use():
+    model = compiled()
+    with pytest.raises(errors.NotSupportedError, match=r"Sequential has no 'train_on_batch'.*fit\(x, y, batch_size"):
+        model.train_on_batch(np.ones((2, 3)), np.ones(2))
+    assert not hasattr(model, "weights")  # still an AttributeError, so hasattr() and getattr(..., default) work
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        model.no_such_thing
