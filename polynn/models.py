@@ -431,7 +431,10 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, validation_batch_size=None, validation_freq=1, **unsupported):
-        """Train as keras.Model.fit; returns the History."""
+        """Train as keras.Model.fit; returns the History.
+
+        class_weight and sample_weight given together multiply, as tf.keras 2 did (Keras 3 refuses
+        the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
         return _training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
