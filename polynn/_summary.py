@@ -18,7 +18,9 @@ def summary_lines(model) -> list[str]:
     widths = (33, 24, 15)
     shape = model.input_shape
     rows = []
-    for name, layer, index in zip(model.layer_names(), model.layers, range(len(model.layers))):
+    for name, layer in zip(model.layer_names(), model.layers):
+        if layer.name == "input":  # Keras 3 lists no row for the Input a Sequential starts with
+            continue
         if shape is None:
             out, params = "?", "0 (unbuilt)"
         else:
