@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 
 import numpy as np
 
@@ -139,6 +140,11 @@ class Sequential:
             layer = resolve("layer", layer)
         if isinstance(layer, Input) and self._layers:
             raise InvalidArgumentError("layer", layer, "an Input layer only as the first layer", owner=self.name)
+        if self._layers and layer.declared_input_shape is not None:
+            # Keras warns too: only the first layer's input shape is the model's.
+            warnings.warn(f"{self.name}: input_dim/input_shape {layer.declared_input_shape} on layer "
+                          f"{len(self._layers)} ({layer.name}) is ignored; only the first layer's declares the "
+                          f"model's input", UserWarning, stacklevel=2)
         self._layers.append(layer)
         self._built_shape = None
         self._weights = None

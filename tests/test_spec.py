@@ -290,6 +290,13 @@ def test_summary_with_input_and_dropout_rows():
                     ["activation (Activation)", str((None, 7, 5)), "0"]]
 
 
+def test_an_input_shape_on_a_later_layer_is_ignored_with_a_warning():
+    model = Sequential([Dense(2, input_dim=3)])
+    with pytest.warns(UserWarning, match=r"input_dim/input_shape \(5,\) on layer 1 \(dense\) is ignored"):
+        model.add(Dense(4, input_dim=5))
+    assert model.input_shape == (3,)
+
+
 def test_input_layer_only_first():
     from polynn.errors import InvalidArgumentError
 
