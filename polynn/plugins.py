@@ -241,7 +241,7 @@ def get_backend(name: str):
     if not entry.engine_installed():
         raise BackendNotInstalledError(name, entry.engine, entry.install)
     try:
-        entry.instance = entry.load()
+        instance = entry.load()
     except ImportError as error:
         entry.error = error
         missing = getattr(error, "name", None) or ""
@@ -256,7 +256,32 @@ def get_backend(name: str):
         raise PluginError(
             f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to load: "
             f"{type(error).__name__}: {error}") from error
-    return entry.instance
+    # Checked before it is kept, so every later use fails the same way instead of on a bad object.
+    try:
+        _check_loaded(entry, instance)
+    except PluginError as error:
+        entry.error = error
+        raise
+    entry.instance = instance
+    return instance
+
+
+def _check_loaded(entry: BackendEntry, instance: Any) -> None:
+    from .backend import Backend
+
+    where = f"backend {entry.name!r} from plugin {entry.plugin!r} ({entry.distribution})"
+    if isinstance(instance, type) and issubclass(instance, Backend):
+        raise PluginError(f"{where}: its load() returned the class {instance.__module__}.{instance.__qualname__}, "
+                          f"not an instance; accepted: an instance of polynn.backend.Backend")
+    if not isinstance(instance, Backend):
+        raise PluginError(
+            f"{where}: its load() returned {type(instance).__module__}.{type(instance).__qualname__} "
+            f"({instance!r:.80}); accepted: an instance of polynn.backend.Backend")
+    if instance.name != entry.name:
+        # Implementations registered for the registered name would never be found under another.
+        raise PluginError(
+            f"{where}: its load() returned a Backend named {instance.name!r}, not {entry.name!r}; "
+            f"accepted: a Backend whose name attribute is the name it is registered under, {entry.name!r}")
 
 
 def component_specs(kind: str) -> list[type]:
