@@ -185,16 +185,48 @@ class _BackendRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
 
-    def __call__(self, name, load, *, engine="", install="", dtypes=("float32", "float64"), devices=("cpu",)):
+    def __call__(self, name, load, *, engine=None, install="", dtypes=("float32", "float64"), devices=("cpu",)):
+        from .models import DTYPES  # what compile(dtype=...) accepts; models imports this module
+
+        where = f"plugin {self.plugin!r} ({self.distribution})"
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {self.plugin!r} registered a backend with invalid name {name!r}")
+            raise PluginError(f"{where} registered a backend with invalid name {name!r}; accepted: a non-empty string")
+        where = f"{where}, backend {name!r}"
+        if not callable(load):
+            raise PluginError(f"{where}: invalid load={load!r}; accepted: a no-argument callable returning "
+                              f"the polynn.backend.Backend instance")
+        if not isinstance(engine, str) or not engine:
+            given = "no engine= argument" if engine is None else f"invalid engine={engine!r}"
+            raise PluginError(f"{where}: {given}; accepted (required): the engine's import name, a non-empty "
+                              f"string (for example 'torch'), which tells a missing engine from a broken plugin")
+        if not isinstance(install, str):
+            raise PluginError(f"{where}: invalid install={install!r}; accepted: a string naming what to pip install")
+        dtypes = _strings(where, "dtypes", dtypes, f"a non-empty tuple of dtype names among {', '.join(DTYPES)}")
+        unknown = [d for d in dtypes if d not in DTYPES]
+        if unknown:
+            raise PluginError(f"{where}: invalid dtypes={dtypes!r} ({', '.join(map(repr, unknown))} unknown); "
+                              f"accepted: dtype names among {', '.join(DTYPES)}, the dtypes compile() accepts")
+        devices = _strings(where, "devices", devices, "a non-empty tuple of device names such as ('cpu',)")
         held = _state.backends.get(name)
         if held is not None:
             raise PluginError(
                 f"backend {name!r} is registered twice: by plugin {held.plugin!r} ({held.distribution}) "
                 f"and by plugin {self.plugin!r} ({self.distribution})")
         _state.backends[name] = BackendEntry(name, load, engine, install or engine, self.plugin, self.distribution,
-                                             tuple(dtypes), tuple(devices))
+                                             dtypes, devices)
+
+
+def _strings(where: str, argument: str, value: Any, accepted: str) -> tuple:
+    """`value` as a tuple of non-empty strings; a lone string is refused, not split into characters."""
+    items = None
+    if not isinstance(value, (str, bytes)):
+        try:
+            items = tuple(value)
+        except TypeError:
+            pass
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise PluginError(f"{where}: invalid {argument}={value!r}; accepted: {accepted}")
+    return items
 
 
 class _ComponentRegistrar:

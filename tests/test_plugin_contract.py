@@ -79,3 +79,40 @@ def test_backends_lists_a_bad_backend_with_its_error_and_the_others(fresh_plugin
     assert " ok " in rows["numpy"]
     assert "load error: backend 'nothing' from plugin 'inline'" in rows["nothing"]
     assert "load error: backend 'renamed'" in rows["renamed"] and "'something_else'" in rows["renamed"]
+
+
+# ---- the arguments of the backend hook's register() --------------------------------------
+
+
+@pytest.mark.parametrize("args,kwargs,expected", [
+    ((123, NumpyBackend), {"engine": "numpy"}, "invalid name 123; accepted: a non-empty string"),
+    (("", NumpyBackend), {"engine": "numpy"}, "invalid name ''; accepted: a non-empty string"),
+    (("bad", NumpyBackend), {}, "backend 'bad': no engine= argument; accepted (required): the engine's import name"),
+    (("bad", NumpyBackend), {"engine": ""}, "invalid engine=''; accepted (required)"),
+    (("bad", "polynn_numpy:NumpyBackend"), {"engine": "numpy"},
+     "invalid load='polynn_numpy:NumpyBackend'; accepted: a no-argument callable"),
+    (("bad", NumpyBackend), {"engine": "numpy", "install": 3}, "invalid install=3; accepted: a string"),
+    (("bad", NumpyBackend), {"engine": "numpy", "dtypes": "float32"},
+     "invalid dtypes='float32'; accepted: a non-empty tuple of dtype names among float32, float64"),
+    (("bad", NumpyBackend), {"engine": "numpy", "dtypes": ("float16",)},
+     "invalid dtypes=('float16',) ('float16' unknown); accepted: dtype names among float32, float64"),
+    (("bad", NumpyBackend), {"engine": "numpy", "dtypes": ()}, "invalid dtypes=()"),
+    (("bad", NumpyBackend), {"engine": "numpy", "devices": "cpu"},
+     "invalid devices='cpu'; accepted: a non-empty tuple of device names"),
+    (("bad", NumpyBackend), {"engine": "numpy", "devices": ("cpu", 0)}, "invalid devices=('cpu', 0)"),
+], ids=["name-int", "name-empty", "no-engine", "engine-empty", "load-not-callable", "install-int", "dtypes-str",
+        "dtype-unknown", "dtypes-empty", "devices-str", "device-int"])
+def test_backend_registration_arguments_are_checked(fresh_plugins, args, kwargs, expected):
+    (failure,) = hook_failures(fresh_plugins, backends_plugin((args, kwargs)))
+    assert isinstance(failure.error, PluginError)
+    assert f"plugin 'inline' ({DIST})" in str(failure.error) and expected in str(failure.error)
+    assert "bad" not in {e.name for e in fresh_plugins.backend_entries()}
+
+
+def test_first_party_and_example_backends_register_without_failures(fresh_plugins):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        entries = {e.name: e for e in fresh_plugins.backend_entries()}
+    assert fresh_plugins.failures() == []
+    assert {"numpy", "tensorflow", "torch"} <= set(entries)
+    assert entries["numpy"].dtypes == ("float32", "float64") and entries["numpy"].devices == ("cpu",)
