@@ -126,7 +126,7 @@ def _call_hooks(plugin_names: list[str]) -> None:
             continue
         distribution = _state.dists.get(name, "unknown distribution")
         for hook_name, register in (
-            ("polynn_register_components", _ComponentRegistrar(name)),
+            ("polynn_register_components", _ComponentRegistrar(name, distribution)),
             ("polynn_register_backends", _BackendRegistrar(name, distribution)),
         ):
             # Each plugin's implementation is called on its own, so one failure names its plugin
@@ -230,19 +230,31 @@ def _strings(where: str, argument: str, value: Any, accepted: str) -> tuple:
 
 
 class _ComponentRegistrar:
-    def __init__(self, plugin: str):
-        self.plugin = plugin
+    def __init__(self, plugin: str, distribution: str):
+        self.plugin, self.distribution = plugin, distribution
 
     def __call__(self, spec_class):
         return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
+        from .backend import COMPUTED_KINDS
+
+        where = f"plugin {self.plugin!r} ({self.distribution}) registered an implementation with"
+        # A backend name nobody has registered is fine: its plugin may be installed later.
+        if not isinstance(backend, str) or not backend:
+            raise PluginError(f"{where} invalid backend={backend!r}; accepted: a backend name, a non-empty string")
+        if kind not in COMPUTED_KINDS:
+            raise PluginError(f"{where} invalid kind={kind!r}; accepted: one of {', '.join(COMPUTED_KINDS)} "
+                              f"(the kinds a backend computes)")
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{where} invalid name={name!r}; accepted: the component's name, a non-empty string")
         key = (backend, kind, name.lower())
         held = _state.implementations.get(key)
         if held is not None:
             raise PluginError(
-                f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} and by plugin {self.plugin!r}")
-        _state.implementations[key] = (impl, f"plugin {self.plugin!r}")
+                f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} "
+                f"and by plugin {self.plugin!r} ({self.distribution})")
+        _state.implementations[key] = (impl, f"plugin {self.plugin!r} ({self.distribution})")
 
 
 def component_implementation(backend: str, kind: str, name: str) -> Any | None:

@@ -116,3 +116,54 @@ def test_first_party_and_example_backends_register_without_failures(fresh_plugin
     assert fresh_plugins.failures() == []
     assert {"numpy", "tensorflow", "torch"} <= set(entries)
     assert entries["numpy"].dtypes == ("float32", "float64") and entries["numpy"].devices == ("cpu",)
+
+
+# ---- register.implementation() -----------------------------------------------------------
+
+
+def components_plugin(body):
+    """A plugin whose component hook runs body(register)."""
+
+    class Plugin:
+        @hookimpl
+        def polynn_register_components(self, register):
+            body(register)
+
+    return Plugin()
+
+
+def _identity(spec, x):
+    return x
+
+
+@pytest.mark.parametrize("args,expected", [
+    (("numpy", "activaton", "snake"), "invalid kind='activaton'; accepted: one of layer, activation, loss, metric, "
+                                      "optimizer, regularizer, constraint"),
+    (("numpy", "initializer", "snake"), "invalid kind='initializer'"),
+    (("", "activation", "snake"), "invalid backend=''; accepted: a backend name, a non-empty string"),
+    ((None, "activation", "snake"), "invalid backend=None"),
+    (("numpy", "activation", ""), "invalid name=''; accepted: the component's name, a non-empty string"),
+    (("numpy", "activation", 7), "invalid name=7"),
+], ids=["misspelled-kind", "core-kind", "empty-backend", "no-backend", "empty-name", "int-name"])
+def test_implementation_arguments_are_checked(fresh_plugins, args, expected):
+    (failure,) = hook_failures(fresh_plugins, components_plugin(
+        lambda register: register.implementation(*args, (_identity, None))))
+    message = str(failure.error)
+    assert isinstance(failure.error, PluginError)
+    assert f"plugin 'inline' ({DIST}) registered an implementation with {expected}" in message
+
+
+def test_an_implementation_for_a_backend_not_installed_is_accepted(fresh_plugins):
+    assert hook_failures(fresh_plugins, components_plugin(
+        lambda register: register.implementation("not_installed_yet", "activation", "relu", _identity))) == []
+    assert fresh_plugins.component_implementation("not_installed_yet", "activation", "relu") is _identity
+
+
+def test_an_implementation_given_twice_names_both_distributions(fresh_plugins):
+    def body(register):
+        register.implementation("numpy", "activation", "inline_act", (_identity, None))
+
+    assert hook_failures(fresh_plugins, components_plugin(body), name="first") == []
+    (failure,) = hook_failures(fresh_plugins, components_plugin(body), name="second")
+    assert str(failure.error) == (f"activation 'inline_act' for backend 'numpy' is implemented twice: "
+                                  f"by plugin 'first' ({DIST}) and by plugin 'second' ({DIST})")
