@@ -3,12 +3,24 @@ refused with a PluginError naming the plugin, what was wrong, the value and what
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from typing import ClassVar
 
+import numpy as np
 import pytest
 
-from polynn import hookimpl
+from polynn import _registry, hookimpl
+from polynn._spec import Component
+from polynn.activations import Activation, ReLU
 from polynn.errors import PluginError
+from polynn.initializers import Initializer
+from polynn.layers import Dense
+from polynn.losses import Loss
+from polynn.metrics import Metric
+from polynn.models import Sequential
+from polynn.optimizers import Optimizer
+from polynn.schedules import LearningRateSchedule
 
 from polynn_numpy.backend import NumpyBackend
 
@@ -167,3 +179,127 @@ def test_an_implementation_given_twice_names_both_distributions(fresh_plugins):
     (failure,) = hook_failures(fresh_plugins, components_plugin(body), name="second")
     assert str(failure.error) == (f"activation 'inline_act' for backend 'numpy' is implemented twice: "
                                   f"by plugin 'first' ({DIST}) and by plugin 'second' ({DIST})")
+
+
+# ---- spec classes given to register() ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NoReduction(Loss):
+    """l = mean(|p - y|), without the reduction field a loss needs."""
+    name: ClassVar[str] = "inline_noreduction"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoName(Activation):
+    """A name was forgotten."""
+
+
+class NotADataclass(Activation):
+    name = "inline_notdataclass"
+
+
+@dataclasses.dataclass
+class NotFrozen(Activation):
+    name: ClassVar[str] = "inline_notfrozen"
+
+
+class Undecorated(ReLU):
+    """Inherits ReLU's dataclass machinery without being a dataclass itself."""
+    name = "inline_undecorated"
+
+
+@dataclasses.dataclass(frozen=True)
+class NameAsField(Activation):
+    name: str = "inline_namefield"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoLearningRate(Optimizer):
+    name: ClassVar[str] = "inline_nolr"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoCompute(Metric):
+    name: ClassVar[str] = "inline_nocompute"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoEvaluate(LearningRateSchedule):
+    name: ClassVar[str] = "inline_noevaluate"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSample(Initializer):
+    name: ClassVar[str] = "inline_nosample"
+
+
+@dataclasses.dataclass(frozen=True)
+class BadAliases(Activation):
+    name: ClassVar[str] = "inline_badaliases"
+    aliases: ClassVar[tuple] = ("ok", 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class WrongBase(Component):
+    kind: ClassVar[str] = "loss"
+    name: ClassVar[str] = "inline_wrongbase"
+    reduction: str = "sum_over_batch_size"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnknownKind(Component):
+    kind: ClassVar[str] = "widget"
+    name: ClassVar[str] = "inline_widget"
+
+
+@pytest.mark.parametrize("spec_class,problem,accepted", [
+    ("snake", "spec class 'snake' (str) is not a component class",
+     "a frozen dataclass subclassing one of polynn's component bases"),
+    (NoName, "(test_plugin_contract.NoName) has name None", 'name: ClassVar[str] = "my_name"'),
+    (Activation, "(polynn.activations.Activation) is not itself a frozen dataclass",
+     "@dataclasses.dataclass(frozen=True)"),
+    (NotADataclass, "is not itself a frozen dataclass", "@dataclasses.dataclass(frozen=True)"),
+    (Undecorated, "is not itself a frozen dataclass", "@dataclasses.dataclass(frozen=True)"),
+    (NotFrozen, "is a dataclass that is not frozen", "@dataclasses.dataclass(frozen=True)"),
+    (NameAsField, "declares name or kind as a dataclass field", "name: ClassVar[str]"),
+    (NoReduction, "is a loss without a 'reduction' field",
+     'a loss declares reduction: str = "sum_over_batch_size"'),
+    (NoLearningRate, "is an optimizer without a 'learning_rate' field", "learning_rate: float"),
+    (NoCompute, "is a metric that does not define compute()", "polynn.metrics.Metric.compute()"),
+    (NoEvaluate, "is a schedule that does not define evaluate()",
+     "polynn.schedules.LearningRateSchedule.evaluate()"),
+    (NoSample, "is an initializer that does not define sample()", "polynn.initializers.Initializer.sample()"),
+    (BadAliases, "has aliases ('ok', 3)", "a tuple of non-empty strings"),
+    (WrongBase, "has kind 'loss' but does not subclass polynn.losses.Loss", "subclasses polynn.losses.Loss"),
+    (UnknownKind, "has kind 'widget'", "one of layer, activation, loss"),
+], ids=lambda value: getattr(value, "__name__", None) if isinstance(value, type) else None)
+def test_spec_classes_are_checked_at_registration(fresh_plugins, spec_class, problem, accepted):
+    (failure,) = hook_failures(fresh_plugins, components_plugin(lambda register: register(spec_class)))
+    message = str(failure.error)
+    assert isinstance(failure.error, PluginError)
+    assert message.startswith("plugin 'inline': spec class ") and problem in message
+    assert f"; accepted: {accepted}" in message or accepted in message.split("; accepted: ")[1]
+    assert f"plugin 'inline' ({DIST}) failed in its polynn_register_components hook" in str(failure)
+    name = getattr(spec_class, "name", None)
+    if isinstance(name, str):
+        assert all(name not in _registry.names(kind) for kind in _registry.KINDS)
+
+
+def test_a_loss_with_a_reduction_field_registers_and_trains(fresh_plugins):
+    @dataclasses.dataclass(frozen=True)
+    class MeanAbsolute(Loss):
+        """l = mean(|p - y|)."""
+        name: ClassVar[str] = "inline_mae"
+        reduction: str = "sum_over_batch_size"
+
+    def body(register):
+        register(MeanAbsolute)
+        register.implementation("numpy", "loss", "inline_mae", (
+            lambda spec, y, p: np.abs(p - y).mean(-1), lambda spec, y, p, g: g[:, None] * np.sign(p - y) / p.shape[-1]))
+
+    assert hook_failures(fresh_plugins, components_plugin(body)) == []
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="sgd", loss="inline_mae", backend="numpy", seed=0)
+    history = model.fit(np.ones((4, 3)), np.zeros((4, 1)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
