@@ -154,6 +154,20 @@ def lookup(kind: str, name: str) -> type:
         raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
 
 
+def snapshot() -> tuple:
+    """The registry's contents, for restore() to put back (a plugin hook that failed halfway)."""
+    return {kind: dict(table) for kind, table in _BY_NAME.items()}, dict(_SOURCE)
+
+
+def restore(state: tuple) -> None:
+    tables, sources = state
+    for kind, table in tables.items():
+        _BY_NAME[kind].clear()
+        _BY_NAME[kind].update(table)
+    _SOURCE.clear()
+    _SOURCE.update(sources)
+
+
 def forget_plugin_specs() -> None:
     """Drop every spec a plugin registered (polynn's own stay), so a rescan registers them afresh."""
     for table in _BY_NAME.values():

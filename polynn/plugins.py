@@ -33,9 +33,14 @@ class PluginFailure:
     distribution: str
     stage: str
     error: BaseException
+    # backends the failed hook had registered before raising, withdrawn with the rest of its work
+    withdrawn: tuple = ()
 
     def __str__(self):
-        return f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+        text = f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+        if self.withdrawn:
+            text += f" (its backends {', '.join(map(repr, self.withdrawn))} were withdrawn)"
+        return text
 
 
 @dataclasses.dataclass
@@ -91,8 +96,8 @@ def _disabled() -> set[str]:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _fail(plugin: str, distribution: str, stage: str, error: BaseException) -> None:
-    failure = PluginFailure(plugin, distribution, stage, error)
+def _fail(plugin: str, distribution: str, stage: str, error: BaseException, withdrawn: tuple = ()) -> None:
+    failure = PluginFailure(plugin, distribution, stage, error, withdrawn)
     _state.failures.append(failure)
     if _strict():
         # kept, so every later use fails too instead of running on a half-loaded plugin set
@@ -134,10 +139,17 @@ def _call_hooks(plugin_names: list[str]) -> None:
             for impl in getattr(_state.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin_name != name:
                     continue
+                # A hook that raises registers nothing: what it registered before raising is
+                # withdrawn, so no half-registered plugin is left to fail later and elsewhere.
+                backends, implementations = dict(_state.backends), dict(_state.implementations)
+                specs = _registry.snapshot()
                 try:
                     impl.function(register=register)
                 except Exception as error:
-                    _fail(name, distribution, f"in its {hook_name} hook", error)
+                    withdrawn = tuple(n for n in _state.backends if n not in backends)
+                    _state.backends, _state.implementations = backends, implementations
+                    _registry.restore(specs)
+                    _fail(name, distribution, f"in its {hook_name} hook", error, withdrawn)
 
 
 def _ensure_loaded() -> None:

@@ -303,3 +303,41 @@ def test_a_loss_with_a_reduction_field_registers_and_trains(fresh_plugins):
     model.compile(optimizer="sgd", loss="inline_mae", backend="numpy", seed=0)
     history = model.fit(np.ones((4, 3)), np.zeros((4, 1)), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# ---- a hook that raises registers nothing --------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfActivation(Activation):
+    name: ClassVar[str] = "inline_half"
+
+
+def test_a_hook_that_raises_leaves_nothing_registered(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def polynn_register_components(self, register):
+            register(HalfActivation)
+            register.implementation("numpy", "activation", "inline_half", (_identity, None))
+            raise ValueError("boom after registering a spec")
+
+        @hookimpl
+        def polynn_register_backends(self, register):
+            register("inline_half_backend", NumpyBackend, engine="numpy")
+            raise ValueError("boom after registering a backend")
+
+    failures = hook_failures(fresh_plugins, Plugin())
+    assert [f.stage for f in failures] == ["in its polynn_register_components hook",
+                                           "in its polynn_register_backends hook"]
+    assert "inline_half" not in _registry.names("activation")
+    assert fresh_plugins.component_implementation("numpy", "activation", "inline_half") is None
+    assert "inline_half_backend" not in {e.name for e in fresh_plugins.backend_entries()}
+    assert failures[1].withdrawn == ("inline_half_backend",)
+    assert str(failures[1]).endswith("boom after registering a backend (its backends 'inline_half_backend' "
+                                     "were withdrawn)")
+    # the registry was restored, not emptied: polynn's own and the other plugins' entries stay
+    assert "relu" in _registry.names("activation") and "numpy" in {e.name for e in fresh_plugins.backend_entries()}
+    # and the plugin, fixed, can register the same names afterwards
+    fixed = components_plugin(lambda register: register(HalfActivation))
+    assert hook_failures(fresh_plugins, fixed, name="fixed") == []
+    assert _registry.source_of(HalfActivation) == "plugin 'fixed'"
