@@ -9,9 +9,12 @@ POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
+import re
 import threading
 import warnings
 from typing import Any, Callable
@@ -118,10 +121,26 @@ def _register_module(plugin: Any, name: str, distribution: str) -> bool:
     except Exception as error:  # pluggy.PluginValidationError and friends
         if _state.pm.is_registered(plugin):
             _state.pm.unregister(plugin)
-        _fail(name, distribution, "validation of its hooks", error)
+        _fail(name, distribution, "validation of its hooks", _hook_error(error))
         return False
     _state.dists[name] = distribution
     return True
+
+
+def _hook_error(error: BaseException) -> PluginError:
+    """pluggy's complaint about a plugin's hooks, on one line, with the hooks polynn defines (pluggy
+    names only the wrong one), chained from it."""
+    text = " ".join(str(error).split())
+    hooks = {hook: list(inspect.signature(getattr(hookspecs, hook)).parameters)
+             for hook in dir(hookspecs) if hook.startswith("polynn_")}
+    unknown = re.search(r"unknown hook '([^']+)'", text)
+    close = difflib.get_close_matches(unknown.group(1), hooks, n=1) if unknown else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    defined = ", ".join(f"{hook}({', '.join(arguments)})" for hook, arguments in sorted(hooks.items()))
+    wrapped = PluginError(f"{text}{hint}; accepted: the hooks polynn defines, "
+                          f"with these argument names: {defined}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _call_hooks(plugin_names: list[str]) -> None:
@@ -291,6 +310,7 @@ def get_backend(name: str):
     _ensure_loaded()
     entry = _state.backends.get(name)
     if entry is None:
+        _raise_if_its_plugin_failed(name)
         raise UnknownBackendError(name, _state.backends)
     if entry.instance is not None:
         return entry.instance
@@ -320,6 +340,25 @@ def get_backend(name: str):
         raise
     entry.instance = instance
     return instance
+
+
+def _raise_if_its_plugin_failed(name: str) -> None:
+    """A backend unknown because the plugin registering it failed is reported as that failure: a
+    plugin whose hook registered it and then raised, else one named after it (entry point
+    'name', distribution 'name' or 'polynn-name') that failed before registering anything."""
+    def project(failure):
+        return failure.distribution.rsplit(" ", 1)[0].lower().replace("_", "-")
+
+    available = ", ".join(sorted(_state.backends)) or "none"
+    for failure in _state.failures:
+        if name in failure.withdrawn:
+            raise PluginError(f"backend {name!r} is unavailable: plugin {failure.plugin!r} registered it, then "
+                              f"failed, so it was withdrawn: {failure}. Available backends: {available}")
+    wanted = {name.lower().replace("_", "-"), f"polynn-{name.lower().replace('_', '-')}"}
+    for failure in _state.failures:
+        if failure.plugin == name or project(failure) in wanted:
+            raise PluginError(f"unknown backend {name!r}, probably because the plugin that would register it "
+                              f"failed: {failure}. Available backends: {available}")
 
 
 def _check_loaded(entry: BackendEntry, instance: Any) -> None:

@@ -341,3 +341,72 @@ def test_a_hook_that_raises_leaves_nothing_registered(fresh_plugins):
     fixed = components_plugin(lambda register: register(HalfActivation))
     assert hook_failures(fresh_plugins, fixed, name="fixed") == []
     assert _registry.source_of(HalfActivation) == "plugin 'fixed'"
+
+
+# ---- messages that point at the cause --------------------------------------------------------
+
+
+HOOKS = "polynn_register_backends(register), polynn_register_components(register)"
+
+
+def test_a_misspelled_hook_lists_the_hooks_polynn_defines(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def polynn_register_backend(self, register):
+            pass
+
+    (failure,) = hook_failures(fresh_plugins, Plugin())
+    message = str(failure)
+    assert "failed validation of its hooks" in message and "unknown hook 'polynn_register_backend'" in message
+    assert "(did you mean 'polynn_register_backends'?)" in message
+    assert f"accepted: the hooks polynn defines, with these argument names: {HOOKS}" in message
+
+
+def test_a_wrong_hook_argument_name_lists_the_hooks_and_their_argument(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def polynn_register_backends(self, reg):
+            pass
+
+    (failure,) = hook_failures(fresh_plugins, Plugin())
+    message = str(failure)
+    assert "polynn_register_backends(reg)" in message and "{'reg'}" in message and "\n" not in message
+    assert f"with these argument names: {HOOKS}" in message
+
+
+def test_a_backend_withdrawn_with_its_failed_hook_names_the_failure(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def polynn_register_backends(self, register):
+            register("inline_fast", NumpyBackend, engine="numpy")
+            raise RuntimeError("could not find the device")
+
+    hook_failures(fresh_plugins, Plugin())
+    model = Sequential([Dense(1, input_dim=3)])
+    with pytest.raises(PluginError) as info:
+        model.compile(optimizer="sgd", loss="mse", backend="inline_fast")
+    message = str(info.value)
+    assert message.startswith("backend 'inline_fast' is unavailable: plugin 'inline' registered it, then failed")
+    assert f"plugin 'inline' ({DIST}) failed in its polynn_register_backends hook: RuntimeError: could not find " \
+           "the device" in message
+    assert "Available backends: " in message and "numpy" in message
+
+
+@pytest.mark.parametrize("entry_point,distribution", [("fancy", "polynn-other"), ("other", "polynn-fancy")])
+def test_a_backend_whose_plugin_failed_to_import_names_the_failure(install_plugin, fresh_plugins, entry_point,
+                                                                   distribution):
+    install_plugin(distribution, entry_point, "polynn_fancy_plugin", "import polynn_no_such_module_xyz\n")
+    with pytest.warns(RuntimeWarning):
+        fresh_plugins.backend_entries()
+    with pytest.raises(PluginError) as info:
+        fresh_plugins.get_backend("fancy")
+    message = str(info.value)
+    assert message.startswith("unknown backend 'fancy', probably because the plugin that would register it failed")
+    assert f"plugin {entry_point!r} ({distribution} 1.0) failed to import: ModuleNotFoundError" in message
+
+
+def test_an_unknown_backend_with_no_failed_plugin_is_still_unknown(fresh_plugins):
+    from polynn.errors import UnknownBackendError
+
+    with pytest.raises(UnknownBackendError, match="unknown backend 'nmupy'. Did you mean 'numpy'"):
+        fresh_plugins.get_backend("nmupy")
