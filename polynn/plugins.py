@@ -24,8 +24,8 @@ import pluggy
 from . import _registry, hookspecs
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
-__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "get_backend", "failures", "load",
-           "register_plugin", "component_implementation", "reset"]
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
+           "failures", "load", "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
 
@@ -377,6 +377,14 @@ def _check_loaded(entry: BackendEntry, instance: Any) -> None:
         raise PluginError(
             f"{where}: its load() returned a Backend named {instance.name!r}, not {entry.name!r}; "
             f"accepted: a Backend whose name attribute is the name it is registered under, {entry.name!r}")
+
+
+def describe_backend(name: str) -> str:
+    """'backend NAME from plugin P (DISTRIBUTION)', for errors about what a backend did."""
+    entry = _state.backends.get(name)
+    if entry is None:
+        return f"backend {name!r}"
+    return f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution})"
 
 
 def component_specs(kind: str) -> list[type]:

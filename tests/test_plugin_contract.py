@@ -13,7 +13,8 @@ import pytest
 from polynn import _registry, hookimpl
 from polynn._spec import Component
 from polynn.activations import Activation, ReLU
-from polynn.errors import PluginError
+from polynn.backend import Runtime
+from polynn.errors import InvalidArgumentError, PluginError
 from polynn.initializers import Initializer
 from polynn.layers import Dense
 from polynn.losses import Loss
@@ -410,3 +411,63 @@ def test_an_unknown_backend_with_no_failed_plugin_is_still_unknown(fresh_plugins
 
     with pytest.raises(UnknownBackendError, match="unknown backend 'nmupy'. Did you mean 'numpy'"):
         fresh_plugins.get_backend("nmupy")
+
+
+# ---- what a backend's compile(plan) raises or returns ----------------------------------------
+
+
+class IncompleteRuntime(Runtime):
+    """Lacks every method but __init__: instantiating it raises TypeError."""
+
+    def __init__(self, backend, plan):
+        pass
+
+
+class CompileFailures(NumpyBackend):
+    """compile() does what the class attribute `outcome` says."""
+
+    outcome = "abstract"
+
+    def compile(self, plan):
+        if self.outcome == "abstract":
+            return IncompleteRuntime(self, plan)
+        if self.outcome == "polynn-error":
+            raise InvalidArgumentError("device", plan.device, "'cpu'", owner=f"backend {self.name!r}")
+        return None
+
+
+@pytest.fixture
+def compile_failures(fresh_plugins):
+    class Backend(CompileFailures):
+        name = "inline_compile"
+
+    hook_failures(fresh_plugins, backends_plugin((("inline_compile", Backend), {"engine": "numpy"})))
+    return Backend
+
+
+def test_a_runtime_missing_a_method_is_a_plugin_error_naming_the_backend(compile_failures):
+    compile_failures.outcome = "abstract"
+    model = Sequential([Dense(1, input_dim=3)])
+    with pytest.raises(PluginError) as info:
+        model.compile(optimizer="sgd", loss="mse", backend="inline_compile")
+    message = str(info.value)
+    assert message.startswith(f"backend 'inline_compile' from plugin 'inline' ({DIST}) failed to compile the "
+                              f"model: TypeError: Can't instantiate abstract class IncompleteRuntime")
+    assert "predict_steps" in message
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_a_polynn_error_from_compile_passes_unchanged(compile_failures):
+    compile_failures.outcome = "polynn-error"
+    model = Sequential([Dense(1, input_dim=3)])
+    with pytest.raises(InvalidArgumentError, match=r"backend 'inline_compile': invalid device=None; accepted: 'cpu'"):
+        model.compile(optimizer="sgd", loss="mse", backend="inline_compile")
+
+
+def test_compile_must_return_a_runtime(compile_failures):
+    compile_failures.outcome = "none"
+    model = Sequential([Dense(1, input_dim=3)])
+    with pytest.raises(PluginError, match=r"backend 'inline_compile' from plugin 'inline' \(polynn-inline 1.0\): "
+                                          r"compile\(plan\) returned builtins.NoneType; accepted: an instance of "
+                                          r"polynn.backend.Runtime"):
+        model.compile(optimizer="sgd", loss="mse", backend="inline_compile")
