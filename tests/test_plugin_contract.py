@@ -13,7 +13,7 @@ import pytest
 from polynn import _registry, hookimpl
 from polynn._spec import Component
 from polynn.activations import Activation, ReLU
-from polynn.backend import Runtime
+from polynn.backend import Runtime, StepResult
 from polynn.errors import InvalidArgumentError, PluginError
 from polynn.initializers import Initializer
 from polynn.layers import Dense
@@ -24,6 +24,7 @@ from polynn.optimizers import Optimizer
 from polynn.schedules import LearningRateSchedule
 
 from polynn_numpy.backend import NumpyBackend
+from polynn_numpy.runtime import NumpyRuntime
 
 DIST = "polynn-inline 1.0"
 
@@ -471,3 +472,78 @@ def test_compile_must_return_a_runtime(compile_failures):
                                           r"compile\(plan\) returned builtins.NoneType; accepted: an instance of "
                                           r"polynn.backend.Runtime"):
         model.compile(optimizer="sgd", loss="mse", backend="inline_compile")
+
+
+# ---- what a runtime's train_steps and test_steps return --------------------------------------
+
+
+class MiscountingRuntime(NumpyRuntime):
+    """Spoils its StepResults as the class attribute `spoil` says."""
+
+    spoil = None
+
+    def _spoiled(self, result):
+        losses, states = result
+        if self.spoil == "one loss fewer":
+            return StepResult(losses[:-1], states)
+        if self.spoil == "a state fewer":
+            return StepResult(losses, states[:-1])
+        if self.spoil == "short state":
+            return StepResult(losses, [state[:-1] for state in states])
+        if self.spoil == "tuple of losses":
+            return losses
+        return result
+
+    def train_steps(self, data, batches, masks, scalars):
+        return self._spoiled(super().train_steps(data, batches, masks, scalars))
+
+    def test_steps(self, data, batches):
+        return self._spoiled(super().test_steps(data, batches))
+
+
+@pytest.fixture
+def miscounting(fresh_plugins):
+    class Backend(NumpyBackend):
+        name = "inline_miscount"
+
+        def compile(self, plan):
+            self.check_plan(plan)
+            return MiscountingRuntime(self, plan)
+
+    hook_failures(fresh_plugins, backends_plugin((("inline_miscount", Backend), {"engine": "numpy"})))
+    model = Sequential([Dense(1, input_dim=3, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy", "auc"],
+                  backend="inline_miscount", seed=0, steps_per_execution=8)
+    x, y = np.ones((64, 3)), np.ones((64, 1))
+
+    def run(spoil, action):
+        MiscountingRuntime.spoil = spoil
+        try:
+            if action == "fit":
+                return model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            return model.evaluate(x, y, batch_size=8, verbose=0)
+        finally:
+            MiscountingRuntime.spoil = None
+
+    return run
+
+
+@pytest.mark.parametrize("action,method", [("fit", "train_steps"), ("evaluate", "test_steps")])
+@pytest.mark.parametrize("spoil,returned,accepted", [
+    ("one loss fewer", "returned 7 losses for 8 steps", "one loss per step, an array of shape (8,)"),
+    ("a state fewer", "returned 1 metric states for 2 metrics",
+     "one state per metric, in the order of the plan's metrics (binary_accuracy, auc)"),
+    ("short state", "returned a state of shape (1,) for metric 'accuracy' (binary_accuracy)",
+     "a vector of the metric's state_size, shape (2,)"),
+    ("tuple of losses", "returned numpy.ndarray", "a polynn.backend.StepResult(losses, metric_states)"),
+])
+def test_step_results_are_checked(miscounting, action, method, spoil, returned, accepted):
+    with pytest.raises(PluginError) as info:
+        miscounting(spoil, action)
+    assert str(info.value) == (f"backend 'inline_miscount' from plugin 'inline' ({DIST}) {returned} from {method}; "
+                               f"accepted: {accepted}")
+
+
+def test_well_formed_step_results_pass(miscounting):
+    history = miscounting(None, "fit")
+    assert np.isfinite(history.history["loss"][0]) and 0 <= history.history["accuracy"][0] <= 1
