@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 from .errors import PluginError, UnknownComponentError
@@ -53,6 +54,10 @@ REQUIRED = {
     "schedule": ((), ("evaluate",)),  # the optimizer evaluates its schedule at each step
     "initializer": ((), ("sample",)),  # the core draws initial weights with it
 }
+_FIELD_EXAMPLES = {
+    "reduction": 'reduction: str = "sum_over_batch_size" (or another of polynn.losses.REDUCTIONS)',
+    "learning_rate": "learning_rate: float = 0.01 (a number, or a schedule)",
+}
 
 
 def _describe(cls: Any) -> str:
@@ -67,9 +72,7 @@ def _a(kind: str) -> str:
 
 def check_spec_class(cls: Any, source: str) -> None:
     """Raise PluginError, naming `source` and the class, unless `cls` is a spec class polynn can use."""
-    import importlib
-
-    from ._spec import Component
+    from ._spec import Component  # _spec imports this module
 
     def refuse(problem: str, accepted: str):
         raise PluginError(f"{source}: {_describe(cls)} {problem}; accepted: {accepted}")
@@ -105,15 +108,10 @@ def check_spec_class(cls: Any, source: str) -> None:
         if field not in fields:
             refuse(f"is {_a(kind)} without a {field!r} field", f"{_a(kind)} declares {_FIELD_EXAMPLES[field]}")
     for method in needed_methods:
-        if getattr(cls, method, None) is getattr(base, method, None) or method in getattr(cls, "__abstractmethods__", ()):
+        inherited = getattr(cls, method, None) is getattr(base, method, None)
+        if inherited or method in getattr(cls, "__abstractmethods__", ()):
             refuse(f"is {_a(kind)} that does not define {method}()",
                    f"{_a(kind)} overrides {base.__module__}.{base.__qualname__}.{method}()")
-
-
-_FIELD_EXAMPLES = {
-    "reduction": 'reduction: str = "sum_over_batch_size" (or another of polynn.losses.REDUCTIONS)',
-    "learning_rate": "learning_rate: float = 0.01 (a number, or a schedule)",
-}
 
 
 def register_spec(cls: type, *, source: str = "polynn") -> type:

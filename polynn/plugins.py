@@ -121,7 +121,9 @@ def _register_module(plugin: Any, name: str, distribution: str) -> bool:
     except Exception as error:  # pluggy.PluginValidationError and friends
         if _state.pm.is_registered(plugin):
             _state.pm.unregister(plugin)
-        _fail(name, distribution, "validation of its hooks", _hook_error(error))
+        if isinstance(error, pluggy.PluginValidationError):
+            error = _hook_error(error)
+        _fail(name, distribution, "validation of its hooks", error)
         return False
     _state.dists[name] = distribution
     return True
