@@ -25,6 +25,10 @@ KINDS = ("layer", "activation", "loss", "metric", "optimizer", "schedule", "init
 MODULES = {"layer": "layers", "activation": "activations", "loss": "losses", "metric": "metrics",
            "optimizer": "optimizers", "schedule": "schedules", "initializer": "initializers",
            "regularizer": "regularizers", "constraint": "constraints"}
+# Section headings; not kind.capitalize() + "s", which spells "Losss".
+TITLES = {"layer": "Layers", "activation": "Activations", "loss": "Losses", "metric": "Metrics",
+          "optimizer": "Optimizers", "schedule": "Schedules", "initializer": "Initializers",
+          "regularizer": "Regularizers", "constraint": "Constraints"}
 # Computed by the core for every backend at once (see polynn/backend.py).
 NEUTRAL = ("schedule", "initializer")
 
@@ -89,9 +93,14 @@ def render() -> str:
         "each backend trains with exactly those values. Without a report a cell says whether the",
         "backend implements the component.",
         "",
+        "The deviation is the largest |backend - reference| / |reference| over the cases' checked values;",
+        "a value passes when |backend - reference| <= atol + rtol * |reference|, so near zero atol decides:",
+        "`pass (1, 1e+00)` is a reference value close to 0 that the backend computes as 0 (gelu far below",
+        "zero, say), within atol.",
+        "",
     ]
     for kind in KINDS:
-        lines += [f"## {kind.capitalize()}s", "",
+        lines += [f"## {TITLES[kind]}", "",
                   f"| name | spec | formula | {' | '.join(BACKENDS)} |",
                   "|---|---|---|" + "---|" * len(BACKENDS)]
         for cls in _registry.builtin_specs(kind):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any
 
 from .errors import PluginError, UnknownComponentError
@@ -29,11 +31,93 @@ def _keys(cls: type) -> list[str]:
     return list(dict.fromkeys(k.lower() for k in keys))
 
 
+# kind -> (module, class) of the base every spec of the kind subclasses; imported when checked,
+# as those modules import this one.
+_BASES = {
+    "layer": ("polynn.layers", "Layer"),
+    "activation": ("polynn.activations", "Activation"),
+    "loss": ("polynn.losses", "Loss"),
+    "metric": ("polynn.metrics", "Metric"),
+    "optimizer": ("polynn.optimizers", "Optimizer"),
+    "schedule": ("polynn.schedules", "LearningRateSchedule"),
+    "initializer": ("polynn.initializers", "Initializer"),
+    "regularizer": ("polynn.regularizers", "Regularizer"),
+    "constraint": ("polynn.constraints", "Constraint"),
+}
+
+# What the core reads from every spec of a kind and the base does not define (docs/plugins.md §4):
+# kind -> (dataclass fields, methods the subclass must override).
+REQUIRED = {
+    "loss": (("reduction",), ()),  # compile() refuses 'none', Loss.validate() checks it
+    "optimizer": (("learning_rate",), ()),  # Optimizer.validate() and learning_rates() read it
+    "metric": ((), ("compute",)),  # Metric.result() calls it
+    "schedule": ((), ("evaluate",)),  # the optimizer evaluates its schedule at each step
+    "initializer": ((), ("sample",)),  # the core draws initial weights with it
+}
+_FIELD_EXAMPLES = {
+    "reduction": 'reduction: str = "sum_over_batch_size" (or another of polynn.losses.REDUCTIONS)',
+    "learning_rate": "learning_rate: float = 0.01 (a number, or a schedule)",
+}
+
+
+def _describe(cls: Any) -> str:
+    if isinstance(cls, type):
+        return f"spec class {cls.__qualname__} ({cls.__module__}.{cls.__qualname__})"
+    return f"spec class {cls!r} ({type(cls).__name__})"
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def check_spec_class(cls: Any, source: str) -> None:
+    """Raise PluginError, naming `source` and the class, unless `cls` is a spec class polynn can use."""
+    from ._spec import Component  # _spec imports this module
+
+    def refuse(problem: str, accepted: str):
+        raise PluginError(f"{source}: {_describe(cls)} {problem}; accepted: {accepted}")
+
+    if not isinstance(cls, type) or not issubclass(cls, Component):
+        refuse("is not a component class",
+               "a frozen dataclass subclassing one of polynn's component bases (polynn.activations.Activation, "
+               "polynn.losses.Loss, ...)")
+    kind = getattr(cls, "kind", None)
+    if kind not in KINDS:
+        refuse(f"has kind {kind!r}", f"a subclass of a component base, which sets kind to one of {', '.join(KINDS)}")
+    module, base_name = _BASES[kind]
+    base = getattr(importlib.import_module(module), base_name)
+    if not issubclass(cls, base):
+        refuse(f"has kind {kind!r} but does not subclass {module}.{base_name}",
+               f"{_a(kind)} spec subclasses {module}.{base_name}")
+    params = cls.__dict__.get("__dataclass_params__")  # set on the class itself by @dataclass
+    if params is None or not params.frozen:
+        refuse("is not itself a frozen dataclass" if params is None else "is a dataclass that is not frozen",
+               "a class decorated with @dataclasses.dataclass(frozen=True)")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    name = getattr(cls, "name", None)
+    if "name" in fields or "kind" in fields:
+        refuse("declares name or kind as a dataclass field",
+               'class variables: name: ClassVar[str] = "my_name" (kind comes from the base)')
+    if not isinstance(name, str) or not name:
+        refuse(f"has name {name!r}", 'a non-empty string class variable: name: ClassVar[str] = "my_name"')
+    aliases = getattr(cls, "aliases", ())
+    if not isinstance(aliases, (tuple, list)) or not all(isinstance(a, str) and a for a in aliases):
+        refuse(f"has aliases {aliases!r}", "a tuple of non-empty strings")
+    needed_fields, needed_methods = REQUIRED.get(kind, ((), ()))
+    for field in needed_fields:
+        if field not in fields:
+            refuse(f"is {_a(kind)} without a {field!r} field", f"{_a(kind)} declares {_FIELD_EXAMPLES[field]}")
+    for method in needed_methods:
+        inherited = getattr(cls, method, None) is getattr(base, method, None)
+        if inherited or method in getattr(cls, "__abstractmethods__", ()):
+            refuse(f"is {_a(kind)} that does not define {method}()",
+                   f"{_a(kind)} overrides {base.__module__}.{base.__qualname__}.{method}()")
+
+
 def register_spec(cls: type, *, source: str = "polynn") -> type:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
+    check_spec_class(cls, source)
     kind = cls.kind
-    if kind not in _BY_NAME:
-        raise PluginError(f"{source}: spec {cls.__name__} has unknown kind {kind!r}; accepted: {', '.join(KINDS)}")
     table = _BY_NAME[kind]
     for key in _keys(cls):
         holder = table.get(key)
@@ -66,6 +150,20 @@ def lookup(kind: str, name: str) -> type:
         return table[name.lower()]
     except KeyError:
         raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
+
+
+def snapshot() -> tuple:
+    """The registry's contents, for restore() to put back (a plugin hook that failed halfway)."""
+    return {kind: dict(table) for kind, table in _BY_NAME.items()}, dict(_SOURCE)
+
+
+def restore(state: tuple) -> None:
+    tables, sources = state
+    for kind, table in tables.items():
+        _BY_NAME[kind].clear()
+        _BY_NAME[kind].update(table)
+    _SOURCE.clear()
+    _SOURCE.update(sources)
 
 
 def forget_plugin_specs() -> None:

@@ -8,12 +8,13 @@ import numbers
 
 import numpy as np
 
+from . import plugins
 from . import random as _random
 from ._progress import Progress, epoch_header
 from ._spec import check_number, check_positive_int
 from .callbacks import CallbackList, History
 from .callbacks import checked as checked_callbacks
-from .errors import InvalidArgumentError, ShapeMismatchError
+from .errors import InvalidArgumentError, PluginError, ShapeMismatchError
 
 # Dropout masks for one backend call stay under this many bytes; blocks of steps shrink to fit.
 _MASK_BUDGET_BYTES = 64 * 2**20
@@ -195,17 +196,49 @@ class _Totals:
         self.count = 0
         self.states = [np.zeros(m.state_size) for m in compiled.metrics]
 
-    def add(self, result, batch: int):
-        self.loss_sum += float(np.sum(result.losses)) * batch
-        self.count += len(result.losses) * batch
-        for total, state in zip(self.states, result.metric_states):
-            total += np.asarray(state, dtype=np.float64)
+    def add(self, result, block: np.ndarray, method: str):
+        """Add what runtime.`method` returned for `block`, a (steps, batch) array of row indices."""
+        losses, states = _checked_result(self.compiled, result, len(block), method)
+        batch = block.shape[1]
+        self.loss_sum += float(np.sum(losses)) * batch
+        self.count += len(losses) * batch
+        for total, state in zip(self.states, states):
+            total += state
 
     def logs(self, prefix: str = "") -> dict:
         logs = {prefix + "loss": self.loss_sum / self.count if self.count else float("nan")}
         for name, metric, state in zip(self.compiled.metric_names, self.compiled.metrics, self.states):
             logs[prefix + name] = metric.result(state)
         return logs
+
+
+def _checked_result(compiled, result, steps: int, method: str):
+    """The losses and metric states of a StepResult, as float64 arrays, after checking their counts
+    and sizes: one missing would otherwise shift or drop values from the logs without a word."""
+    def refuse(what: str, accepted: str):
+        raise PluginError(f"{plugins.describe_backend(compiled.backend.name)} returned {what} from {method}; "
+                          f"accepted: {accepted}")
+
+    losses = getattr(result, "losses", None)
+    states = getattr(result, "metric_states", None)
+    if losses is None or states is None:
+        refuse(f"{type(result).__module__}.{type(result).__qualname__}",
+               "a polynn.backend.StepResult(losses, metric_states)")
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.shape != (steps,):
+        count = f"{losses.size} losses" if losses.ndim == 1 else f"losses of shape {losses.shape}"
+        refuse(f"{count} for {steps} steps", f"one loss per step, an array of shape ({steps},)")
+    metrics = compiled.metrics
+    states = [np.asarray(state, dtype=np.float64) for state in states]
+    if len(states) != len(metrics):
+        names = ", ".join(m.name for m in metrics) or "none"
+        refuse(f"{len(states)} metric states for {len(metrics)} metrics",
+               f"one state per metric, in the order of the plan's metrics ({names})")
+    for name, metric, state in zip(compiled.metric_names, metrics, states):
+        if state.shape != (metric.state_size,):
+            refuse(f"a state of shape {state.shape} for metric {name!r} ({metric.name})",
+                   f"a vector of the metric's state_size, shape ({metric.state_size},)")
+    return losses, states
 
 
 # ---- fit / evaluate / predict ----------------------------------------------------------
@@ -314,7 +347,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
                                  compiled.seed, iterations, block.shape[1], dtype)
             result = runtime.train_steps(data, block, masks, scalars)
             model._iterations += len(block)
-            totals.add(result, block.shape[1])
+            totals.add(result, block, "train_steps")
             done += len(block)
             if progress.interactive or batch_hooks:
                 batch_logs = totals.logs()
@@ -339,7 +372,7 @@ def fit(model, x, y, *, batch_size, epochs, verbose, callbacks, validation_split
 def _evaluate_data(model, runtime, data, n: int, batch_size: int, prefix: str = "") -> dict:
     totals = _Totals(model._compiled)
     for block in _index_blocks(np.arange(n), batch_size, max(1, n // batch_size)):
-        totals.add(runtime.test_steps(data, block), block.shape[1])
+        totals.add(runtime.test_steps(data, block), block, "test_steps")
     return totals.logs(prefix)
 
 

@@ -133,6 +133,17 @@ def cmd_conformance(args) -> int:
             require_matplotlib()
     except PolynnError as error:
         return _error(str(error))
+    from .conformance import selection
+    from .conformance.plugin import output_problems
+    from .conformance.runner import all_cases
+
+    # Checked here too, so these usage errors exit 2 as every other one of the command line.
+    problems = output_problems((("--report", args.report), ("--plot", args.plot)))
+    problems += selection.problems(args.case or (), all_cases())
+    if problems:
+        for problem in problems:
+            _error(problem)
+        return 2
     return int(pytest.main(pytest_arguments(args)))
 
 

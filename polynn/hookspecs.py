@@ -22,9 +22,13 @@ def polynn_register_backends(register):
     - name: the backend's name, as given to ``compile(backend=...)``;
     - load: a no-argument callable returning the `polynn.backend.Backend` instance; it is called
       only when the backend is first used, so registering must not import the engine;
-    - engine: the import name of the engine package (for example "torch"), used to tell a
-      missing engine from a broken plugin;
-    - install: what to pip install to get the engine (for example "polynn[torch]").
+    - engine (required): the import name of the engine package (for example "torch"), used to
+      tell a missing engine from a broken plugin;
+    - install: what to pip install to get the engine (for example "polynn[torch]"; default: engine);
+    - dtypes: a tuple of the dtypes compile() accepts ("float32", "float64") that the backend runs;
+    - devices: a tuple of device names (strings).
+
+    Arguments outside these are refused with a PluginError naming the plugin.
     """
 
 

@@ -11,8 +11,9 @@ import numpy as np
 from . import _registry, _training, metrics as _metrics, plugins
 from . import losses as _losses, optimizers as _optimizers, random as _random
 from ._spec import FunctionField, check_arguments, check_choice, resolve
-from .backend import Plan
-from .errors import InvalidArgumentError, NotCompiledError, NotSupportedError, ShapeMismatchError
+from .backend import Plan, Runtime
+from .errors import (InvalidArgumentError, NotCompiledError, NotSupportedError, PluginError, PolynnError,
+                     ShapeMismatchError)
 from .layers import Dropout, Input, Layer
 
 __all__ = ["Sequential", "load_model"]
@@ -376,7 +377,7 @@ class Sequential:
     def _make_runtime(self, y_shape: tuple | None = None) -> None:
         compiled = self._compiled
         metrics, weighted, names = self._resolve_metrics(y_shape)
-        runtime = compiled.backend.compile(self._plan(metrics, weighted))
+        runtime = _compile_on(compiled.backend, self._plan(metrics, weighted))
         runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
         compiled.runtime = runtime
         compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
@@ -509,6 +510,23 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self._layers)} layers, backend={self.backend}>"
+
+
+def _compile_on(backend, plan: Plan) -> Runtime:
+    """backend.compile(plan), with whatever else than a polynn error it raises, or a result that is
+    not a Runtime, reported as the plugin's fault, naming it (the core checked the plan)."""
+    try:
+        runtime = backend.compile(plan)
+    except PolynnError:
+        raise
+    except Exception as error:
+        raise PluginError(f"{plugins.describe_backend(backend.name)} failed to compile the model: "
+                          f"{type(error).__name__}: {error}") from error
+    if not isinstance(runtime, Runtime):
+        raise PluginError(f"{plugins.describe_backend(backend.name)}: compile(plan) returned "
+                          f"{type(runtime).__module__}.{type(runtime).__qualname__}; accepted: an instance of "
+                          f"polynn.backend.Runtime")
+    return runtime
 
 
 def load_model(filepath, backend: str | None = None, dtype: str | None = None) -> Sequential:

@@ -9,9 +9,12 @@ POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
+import re
 import threading
 import warnings
 from typing import Any, Callable
@@ -21,8 +24,8 @@ import pluggy
 from . import _registry, hookspecs
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
-__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "get_backend", "failures", "load",
-           "register_plugin", "component_implementation", "reset"]
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
+           "failures", "load", "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
 
@@ -33,9 +36,14 @@ class PluginFailure:
     distribution: str
     stage: str
     error: BaseException
+    # backends the failed hook had registered before raising, withdrawn with the rest of its work
+    withdrawn: tuple = ()
 
     def __str__(self):
-        return f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+        text = f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+        if self.withdrawn:
+            text += f" (its backends {', '.join(map(repr, self.withdrawn))} were withdrawn)"
+        return text
 
 
 @dataclasses.dataclass
@@ -91,8 +99,8 @@ def _disabled() -> set[str]:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _fail(plugin: str, distribution: str, stage: str, error: BaseException) -> None:
-    failure = PluginFailure(plugin, distribution, stage, error)
+def _fail(plugin: str, distribution: str, stage: str, error: BaseException, withdrawn: tuple = ()) -> None:
+    failure = PluginFailure(plugin, distribution, stage, error, withdrawn)
     _state.failures.append(failure)
     if _strict():
         # kept, so every later use fails too instead of running on a half-loaded plugin set
@@ -113,10 +121,28 @@ def _register_module(plugin: Any, name: str, distribution: str) -> bool:
     except Exception as error:  # pluggy.PluginValidationError and friends
         if _state.pm.is_registered(plugin):
             _state.pm.unregister(plugin)
+        if isinstance(error, pluggy.PluginValidationError):
+            error = _hook_error(error)
         _fail(name, distribution, "validation of its hooks", error)
         return False
     _state.dists[name] = distribution
     return True
+
+
+def _hook_error(error: BaseException) -> PluginError:
+    """pluggy's complaint about a plugin's hooks, on one line, with the hooks polynn defines (pluggy
+    names only the wrong one), chained from it."""
+    text = " ".join(str(error).split())
+    hooks = {hook: list(inspect.signature(getattr(hookspecs, hook)).parameters)
+             for hook in dir(hookspecs) if hook.startswith("polynn_")}
+    unknown = re.search(r"unknown hook '([^']+)'", text)
+    close = difflib.get_close_matches(unknown.group(1), hooks, n=1) if unknown else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    defined = ", ".join(f"{hook}({', '.join(arguments)})" for hook, arguments in sorted(hooks.items()))
+    wrapped = PluginError(f"{text}{hint}; accepted: the hooks polynn defines, "
+                          f"with these argument names: {defined}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _call_hooks(plugin_names: list[str]) -> None:
@@ -126,7 +152,7 @@ def _call_hooks(plugin_names: list[str]) -> None:
             continue
         distribution = _state.dists.get(name, "unknown distribution")
         for hook_name, register in (
-            ("polynn_register_components", _ComponentRegistrar(name)),
+            ("polynn_register_components", _ComponentRegistrar(name, distribution)),
             ("polynn_register_backends", _BackendRegistrar(name, distribution)),
         ):
             # Each plugin's implementation is called on its own, so one failure names its plugin
@@ -134,10 +160,17 @@ def _call_hooks(plugin_names: list[str]) -> None:
             for impl in getattr(_state.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin_name != name:
                     continue
+                # A hook that raises registers nothing: what it registered before raising is
+                # withdrawn, so no half-registered plugin is left to fail later and elsewhere.
+                backends, implementations = dict(_state.backends), dict(_state.implementations)
+                specs = _registry.snapshot()
                 try:
                     impl.function(register=register)
                 except Exception as error:
-                    _fail(name, distribution, f"in its {hook_name} hook", error)
+                    withdrawn = tuple(n for n in _state.backends if n not in backends)
+                    _state.backends, _state.implementations = backends, implementations
+                    _registry.restore(specs)
+                    _fail(name, distribution, f"in its {hook_name} hook", error, withdrawn)
 
 
 def _ensure_loaded() -> None:
@@ -185,32 +218,76 @@ class _BackendRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
 
-    def __call__(self, name, load, *, engine="", install="", dtypes=("float32", "float64"), devices=("cpu",)):
+    def __call__(self, name, load, *, engine=None, install="", dtypes=("float32", "float64"), devices=("cpu",)):
+        from .models import DTYPES  # what compile(dtype=...) accepts; models imports this module
+
+        where = f"plugin {self.plugin!r} ({self.distribution})"
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {self.plugin!r} registered a backend with invalid name {name!r}")
+            raise PluginError(f"{where} registered a backend with invalid name {name!r}; accepted: a non-empty string")
+        where = f"{where}, backend {name!r}"
+        if not callable(load):
+            raise PluginError(f"{where}: invalid load={load!r}; accepted: a no-argument callable returning "
+                              f"the polynn.backend.Backend instance")
+        if not isinstance(engine, str) or not engine:
+            given = "no engine= argument" if engine is None else f"invalid engine={engine!r}"
+            raise PluginError(f"{where}: {given}; accepted (required): the engine's import name, a non-empty "
+                              f"string (for example 'torch'), which tells a missing engine from a broken plugin")
+        if not isinstance(install, str):
+            raise PluginError(f"{where}: invalid install={install!r}; accepted: a string naming what to pip install")
+        dtypes = _strings(where, "dtypes", dtypes, f"a non-empty tuple of dtype names among {', '.join(DTYPES)}")
+        unknown = [d for d in dtypes if d not in DTYPES]
+        if unknown:
+            raise PluginError(f"{where}: invalid dtypes={dtypes!r} ({', '.join(map(repr, unknown))} unknown); "
+                              f"accepted: dtype names among {', '.join(DTYPES)}, the dtypes compile() accepts")
+        devices = _strings(where, "devices", devices, "a non-empty tuple of device names such as ('cpu',)")
         held = _state.backends.get(name)
         if held is not None:
             raise PluginError(
                 f"backend {name!r} is registered twice: by plugin {held.plugin!r} ({held.distribution}) "
                 f"and by plugin {self.plugin!r} ({self.distribution})")
         _state.backends[name] = BackendEntry(name, load, engine, install or engine, self.plugin, self.distribution,
-                                             tuple(dtypes), tuple(devices))
+                                             dtypes, devices)
+
+
+def _strings(where: str, argument: str, value: Any, accepted: str) -> tuple:
+    """`value` as a tuple of non-empty strings; a lone string is refused, not split into characters."""
+    items = None
+    if not isinstance(value, (str, bytes)):
+        try:
+            items = tuple(value)
+        except TypeError:
+            pass
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise PluginError(f"{where}: invalid {argument}={value!r}; accepted: {accepted}")
+    return items
 
 
 class _ComponentRegistrar:
-    def __init__(self, plugin: str):
-        self.plugin = plugin
+    def __init__(self, plugin: str, distribution: str):
+        self.plugin, self.distribution = plugin, distribution
 
     def __call__(self, spec_class):
         return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
+        from .backend import COMPUTED_KINDS
+
+        where = f"plugin {self.plugin!r} ({self.distribution}) registered an implementation with"
+        # A backend name nobody has registered is fine: its plugin may be installed later.
+        if not isinstance(backend, str) or not backend:
+            raise PluginError(f"{where} invalid backend={backend!r}; accepted: a backend name, a non-empty string")
+        if kind not in COMPUTED_KINDS:
+            raise PluginError(f"{where} invalid kind={kind!r}; accepted: one of {', '.join(COMPUTED_KINDS)} "
+                              f"(the kinds a backend computes)")
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{where} invalid name={name!r}; accepted: the component's name, a non-empty string")
         key = (backend, kind, name.lower())
         held = _state.implementations.get(key)
         if held is not None:
             raise PluginError(
-                f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} and by plugin {self.plugin!r}")
-        _state.implementations[key] = (impl, f"plugin {self.plugin!r}")
+                f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} "
+                f"and by plugin {self.plugin!r} ({self.distribution})")
+        _state.implementations[key] = (impl, f"plugin {self.plugin!r} ({self.distribution})")
 
 
 def component_implementation(backend: str, kind: str, name: str) -> Any | None:
@@ -235,13 +312,14 @@ def get_backend(name: str):
     _ensure_loaded()
     entry = _state.backends.get(name)
     if entry is None:
+        _raise_if_its_plugin_failed(name)
         raise UnknownBackendError(name, _state.backends)
     if entry.instance is not None:
         return entry.instance
     if not entry.engine_installed():
         raise BackendNotInstalledError(name, entry.engine, entry.install)
     try:
-        entry.instance = entry.load()
+        instance = entry.load()
     except ImportError as error:
         entry.error = error
         missing = getattr(error, "name", None) or ""
@@ -256,7 +334,59 @@ def get_backend(name: str):
         raise PluginError(
             f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to load: "
             f"{type(error).__name__}: {error}") from error
-    return entry.instance
+    # Checked before it is kept, so every later use fails the same way instead of on a bad object.
+    try:
+        _check_loaded(entry, instance)
+    except PluginError as error:
+        entry.error = error
+        raise
+    entry.instance = instance
+    return instance
+
+
+def _raise_if_its_plugin_failed(name: str) -> None:
+    """A backend unknown because the plugin registering it failed is reported as that failure: a
+    plugin whose hook registered it and then raised, else one named after it (entry point
+    'name', distribution 'name' or 'polynn-name') that failed before registering anything."""
+    def project(failure):
+        return failure.distribution.rsplit(" ", 1)[0].lower().replace("_", "-")
+
+    available = ", ".join(sorted(_state.backends)) or "none"
+    for failure in _state.failures:
+        if name in failure.withdrawn:
+            raise PluginError(f"backend {name!r} is unavailable: plugin {failure.plugin!r} registered it, then "
+                              f"failed, so it was withdrawn: {failure}. Available backends: {available}")
+    wanted = {name.lower().replace("_", "-"), f"polynn-{name.lower().replace('_', '-')}"}
+    for failure in _state.failures:
+        if failure.plugin == name or project(failure) in wanted:
+            raise PluginError(f"unknown backend {name!r}, probably because the plugin that would register it "
+                              f"failed: {failure}. Available backends: {available}")
+
+
+def _check_loaded(entry: BackendEntry, instance: Any) -> None:
+    from .backend import Backend
+
+    where = f"backend {entry.name!r} from plugin {entry.plugin!r} ({entry.distribution})"
+    if isinstance(instance, type) and issubclass(instance, Backend):
+        raise PluginError(f"{where}: its load() returned the class {instance.__module__}.{instance.__qualname__}, "
+                          f"not an instance; accepted: an instance of polynn.backend.Backend")
+    if not isinstance(instance, Backend):
+        raise PluginError(
+            f"{where}: its load() returned {type(instance).__module__}.{type(instance).__qualname__} "
+            f"({instance!r:.80}); accepted: an instance of polynn.backend.Backend")
+    if instance.name != entry.name:
+        # Implementations registered for the registered name would never be found under another.
+        raise PluginError(
+            f"{where}: its load() returned a Backend named {instance.name!r}, not {entry.name!r}; "
+            f"accepted: a Backend whose name attribute is the name it is registered under, {entry.name!r}")
+
+
+def describe_backend(name: str) -> str:
+    """'backend NAME from plugin P (DISTRIBUTION)', for errors about what a backend did."""
+    entry = _state.backends.get(name)
+    if entry is None:
+        return f"backend {name!r}"
+    return f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution})"
 
 
 def component_specs(kind: str) -> list[type]:

@@ -171,3 +171,52 @@ def test_conformance_plot_needs_a_blog_case(capsys, tmp_path):
     code = main(["conformance", "numpy", "--case", "activation.relu", "--plot", str(tmp_path / "x.png")])
     assert code == 4  # pytest's usage error
     assert "select a blog case" in capsys.readouterr().err
+
+
+def test_conformance_case_matching_nothing_is_a_usage_error(capsys):
+    assert main(["conformance", "numpy", "--case", "nomatch*"]) == 2
+    err = capsys.readouterr().err
+    assert "polynn: error: --case 'nomatch*' matches no case." in err
+    assert "list them with: pytest --pyargs polynn.conformance --collect-only -q" in err
+    # one pattern matching nothing among others that match is not dropped silently
+    assert main(["conformance", "numpy", "--case", "blog", "--case", "loss.mse"]) == 2
+    err = capsys.readouterr().err
+    assert "--case 'loss.mse' matches no case. Close case names: 'loss.mean_squared_error'" in err
+    assert "'blog'" not in err
+
+
+def test_conformance_report_that_cannot_be_written(capsys, tmp_path, monkeypatch):
+    missing = tmp_path / "no_such_folder" / "report.json"
+    assert main(["conformance", "numpy", "--case", "activation.relu", "--report", str(missing)]) == 2
+    assert (f"--report {missing}: the file cannot be written: its folder {missing.parent} does not exist"
+            in capsys.readouterr().err)
+    assert main(["conformance", "numpy", "--case", "activation.relu", "--report", str(tmp_path)]) == 2
+    assert "the file cannot be written: it is a folder" in capsys.readouterr().err
+
+    # a write that fails after the run (disk full, say) still fails the command
+    from polynn.conformance.report import Report
+
+    def fail(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Report, "write_json", fail)
+    code = main(["conformance", "numpy", "--case", "activation.relu", "--report", str(tmp_path / "r.json")])
+    assert code != 0
+    assert "report files not written: OSError: [Errno 28] No space left on device" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options,expected", [
+    (["--polynn-backend", "nmupy", "--polynn-case", "activation.relu"],
+     "ERROR: --polynn-backend nmupy: unknown backend 'nmupy'. Did you mean 'numpy'?"),
+    (["--polynn-backend", "numpy", "--polynn-case", "activation.relu", "--polynn-case", "nomatch*"],
+     "ERROR: --polynn-case 'nomatch*' matches no case."),
+    (["--polynn-case", "activation.relu", "--polynn-report", "/no_such_folder_xyz/r.json"],
+     "ERROR: --polynn-report /no_such_folder_xyz/r.json: the file cannot be written"),
+], ids=["unknown-backend", "case-matching-nothing", "report-folder-missing"])
+def test_the_pytest_entry_point_reports_usage_errors(tmp_path, options, expected):
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-c", os.devnull, "-p", "no:cacheprovider", "-q", "--pyargs",
+         "polynn.conformance", *options], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 4, completed.stdout + completed.stderr  # pytest's usage error
+    assert expected in completed.stderr
+    assert "Traceback" not in completed.stdout + completed.stderr and "failed" not in completed.stdout

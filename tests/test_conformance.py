@@ -241,6 +241,16 @@ def test_a_component_registered_later_gets_cases(monkeypatch):
     assert "conformance_test_cube" in result.message and "numpy" in result.message
 
 
+def test_run_refuses_a_pattern_matching_no_case():
+    from polynn.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as info:
+        run("numpy", "float64", ["activation.relu", "loss.mse*"])
+    message = str(info.value)
+    assert message.startswith("conformance.run: invalid patterns=['loss.mse*']; accepted: patterns each matching a "
+                              "case (close to 'loss.mse*': 'loss.mean_squared_error*'")
+
+
 # ---- the engines: the whole kit, both dtypes ---------------------------------------------
 
 

@@ -60,8 +60,19 @@ class KitSession:
         return Report.create(self.backend, self.dtype, self.results, strict=self.strict)
 
 
+def output_problems(paths) -> list[str]:
+    """A message for each (option, path) whose file could not be written."""
+    from .report import unwritable
+
+    return [f"{option} {path}: the file cannot be written: {why}; accepted: a file path in an existing, "
+            f"writable folder" for option, path in paths if path and (why := unwritable(path))]
+
+
 def pytest_configure(config):
     kit = KitSession(config)
+    problems = output_problems((("--polynn-report", kit.report_path), ("--polynn-plot", kit.plot_path)))
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
     if kit.plot_path:
         from ..errors import PolynnError
         from .plot import require_matplotlib
@@ -75,6 +86,26 @@ def pytest_configure(config):
                 f"--polynn-plot {kit.plot_path}: the cases selected by {list(kit.patterns)} have no per-step "
                 f"losses to plot; select a blog case (blog, blog_dropout) or a scenario case (scenario.*) too")
     config.stash[_KIT] = kit
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """When the kit's tests are collected: an unknown backend, or a --polynn-case pattern matching no
+    case, is a usage error, not a failure (or a skip) of every case."""
+    kit = config.stash.get(_KIT, None)
+    if kit is None or not any("conformance_case" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    from .. import plugins
+    from ..errors import PolynnError
+    from . import selection
+    from .runner import all_cases
+
+    try:
+        plugins.get_backend(kit.backend)
+    except PolynnError as error:
+        raise pytest.UsageError(f"--polynn-backend {kit.backend}: {error}") from None
+    problems = selection.problems(kit.patterns, all_cases(), option="--polynn-case")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
 
 
 @pytest.fixture

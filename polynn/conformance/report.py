@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 
 from .. import __version__, plugins
 from ._case import CaseResult
@@ -96,3 +97,17 @@ class Report:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(self.to_json(), handle, indent=2, allow_nan=False)
             handle.write("\n")
+
+
+def unwritable(path) -> str | None:
+    """Why a file could not be written at `path`, or None: checked before the cases run, so a bad
+    path fails in a second instead of after the whole kit."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.path.isdir(folder):
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
-
 import numpy as np
 
 from .. import plugins
-from ..errors import UnsupportedComponentError
-from . import blog, components, op_cases, scenarios
+from ..errors import InvalidArgumentError, UnsupportedComponentError
+from . import blog, components, op_cases, scenarios, selection
 from ._case import Case, CaseResult
 from ._compare import compare
 
@@ -20,10 +18,7 @@ def all_cases(patterns=()) -> list[Case]:
     """Every case: the blog, the scenarios, the components, the ops; with patterns (fnmatch), only the
     names matching one."""
     plugins.backend_entries()  # component plugins register their specs when plugins load
-    found = blog.cases() + scenarios.cases() + components.cases() + op_cases.cases()
-    if patterns:
-        found = [c for c in found if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
-    return found
+    return selection.matching(blog.cases() + scenarios.cases() + components.cases() + op_cases.cases(), patterns)
 
 
 def _reference(case: Case, dtype: str):
@@ -76,5 +71,12 @@ def run(backend: str, dtype: str = "float64", patterns=(), strict: bool = False)
     from .report import Report
 
     plugins.get_backend(backend)  # a backend that cannot load fails the run, naming why
+    cases = all_cases()
+    unmatched = selection.unmatched(patterns, cases)
+    if unmatched:
+        close = "".join(f" (close to {p!r}: {', '.join(map(repr, c))})"
+                        for p in unmatched if (c := selection.close_names(p, cases)))
+        raise InvalidArgumentError("patterns", unmatched, f"patterns each matching a case{close}; "
+                                   f"{selection.accepted()}", owner="conformance.run")
     results = [run_case(case, backend, dtype) for case in all_cases(patterns)]
     return Report.create(backend, dtype, results, strict=strict)
