@@ -295,8 +295,9 @@ def _choose_backend(requested, recorded):
     for entry in plugins.backend_entries():
         if entry.name == recorded and entry.engine_installed():
             return recorded
+    # stacklevel: the caller of polynn.load_model, through load_model's two wrappers.
     warnings.warn(f"the model was trained on backend {recorded!r}, which is not installed here; "
-                  f"loading it on the default backend (pass backend= to choose)", RuntimeWarning, stacklevel=3)
+                  f"loading it on the default backend (pass backend= to choose)", RuntimeWarning, stacklevel=5)
     return None
 
 
