@@ -547,3 +547,11 @@ def test_step_results_are_checked(miscounting, action, method, spoil, returned, 
 def test_well_formed_step_results_pass(miscounting):
     history = miscounting(None, "fit")
     assert np.isfinite(history.history["loss"][0]) and 0 <= history.history["accuracy"][0] <= 1
+
+
+def test_every_builtin_spec_class_passes_the_check_plugins_get():
+    # register_spec skips the check for polynn's own classes at import; this holds them to it.
+    builtins = [cls for kind in _registry.KINDS for cls in _registry.builtin_specs(kind)]
+    assert len(builtins) > 80
+    for cls in builtins:
+        _registry.check_spec_class(cls, "polynn")
