@@ -118,6 +118,10 @@ def register_spec(cls: type, *, source: str = "polynn") -> type:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
     if source != "polynn":  # polynn's own are checked by a test, not at every import (8 ms)
         check_spec_class(cls, source)
+        # Assigning a field says what to do instead, as for polynn's own specs (still a FrozenInstanceError).
+        from ._spec import refuse_assignment
+
+        cls.__setattr__ = refuse_assignment
     kind = cls.kind
     table = _BY_NAME[kind]
     for key in _keys(cls):
@@ -159,11 +163,16 @@ def snapshot() -> tuple:
 
 
 def restore(state: tuple) -> None:
+    # Only what was added since the snapshot is removed, never a cleared table refilled: lookup()
+    # reads the tables without a lock, and another thread must not find 'dense' missing meanwhile.
     tables, sources = state
-    for kind, table in tables.items():
-        _BY_NAME[kind].clear()
-        _BY_NAME[kind].update(table)
-    _SOURCE.clear()
+    for kind, saved in tables.items():
+        table = _BY_NAME[kind]
+        for key in set(table) - set(saved):
+            del table[key]
+        table.update(saved)
+    for cls in set(_SOURCE) - set(sources):
+        del _SOURCE[cls]
     _SOURCE.update(sources)
 
 

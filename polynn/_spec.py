@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import inspect
 import math
 import numbers
 from typing import Any, ClassVar
@@ -32,8 +34,10 @@ class Component:
 
     def __new__(cls, *args, **kwargs):
         # The dataclass __init__ would raise a bare TypeError for these; say what is accepted.
-        if dataclasses.is_dataclass(cls) and (args or kwargs):
-            check_arguments(cls.__name__, [f.name for f in dataclasses.fields(cls) if f.init], args, kwargs)
+        if args or kwargs:
+            accepted = _init_parameters(cls)
+            if accepted is not None:
+                check_arguments(cls.__name__, accepted, args, kwargs)
         return super().__new__(cls)
 
     def __post_init__(self):
@@ -126,6 +130,16 @@ def resolve(kind: str, identifier: Any):
 # ---- validation helpers shared by the spec modules -------------------------------------
 
 
+@functools.cache
+def _init_parameters(cls) -> list[str] | None:
+    """The argument names cls(...) takes (InitVars included), or None when it takes *args or
+    **kwargs (then its __init__ is left to judge)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        return None
+    return [p.name for p in parameters]
+
+
 # Keywords Keras users write out of habit, and what polynn has instead.
 _KERAS_HINTS = {
     "name": "polynn names components as Keras' defaults do (dense, dense_1, ...)",
@@ -141,13 +155,16 @@ def check_arguments(owner: str, accepted: list[str], args: tuple = (), kwargs: d
         raise InvalidArgumentError("positional arguments", f"{len(args)} given", f"at most {len(accepted)}: "
                                    + ", ".join(accepted), owner=owner)
     for key, value in (kwargs or {}).items():
+        if key in accepted[:len(args)]:
+            raise InvalidArgumentError(f"keyword {key}", value, f"{key} given once: it is also positional "
+                                       f"argument {accepted.index(key) + 1}", owner=owner)
         if key in accepted:
             continue
         hint = (hints or {}).get(key)
         if hint is None:
             close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else None
-        if hint is None:
+        if hint is None and (key != "lr" or "learning_rate" in accepted):
             hint = _KERAS_HINTS.get(key)
         raise InvalidArgumentError(f"keyword {key}", value, "keywords " + ", ".join(accepted)
                                    + (f" ({hint})" if hint else ""), owner=owner)
@@ -260,11 +277,11 @@ class FunctionField:
 def spec(cls):
     """Decorator: make a frozen dataclass spec and register it as a built-in."""
     cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
-    cls.__setattr__ = _refuse_assignment
+    cls.__setattr__ = refuse_assignment
     return _registry.builtin(cls)
 
 
-def _refuse_assignment(self, name: str, value: Any) -> None:
+def refuse_assignment(self, name: str, value: Any) -> None:
     """Specs are immutable (a frozen dataclass's assignment error, made a polynn error that says
     what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
     owner = type(self).__name__

@@ -127,13 +127,6 @@ class Sequential:
         for layer in layers or ():
             self.add(layer)
 
-    def __getattr__(self, name: str):
-        # Only reached for attributes Sequential lacks: Keras' get a word on what to use instead.
-        instead = _KERAS_ATTRIBUTES.get(name)
-        if instead is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        raise NotSupportedError(f"Sequential has no {name!r} (Keras has); accepted instead: {instead}")
-
     # ---- structure ----------------------------------------------------------------------
 
     def add(self, layer) -> None:
@@ -510,6 +503,20 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential {self.name!r}: {len(self._layers)} layers, backend={self.backend}>"
+
+
+def _not_supported(name: str, instead: str) -> property:
+    def refuse(self):
+        raise NotSupportedError(f"Sequential has no {name!r} (Keras has); accepted instead: {instead}")
+
+    return property(refuse, doc=f"Not in polynn: use {instead}.")
+
+
+# Properties, not __getattr__: that would also catch an AttributeError raised inside a real property
+# and report the property itself as missing.
+for _name, _instead in _KERAS_ATTRIBUTES.items():
+    setattr(Sequential, _name, _not_supported(_name, _instead))
+del _name, _instead
 
 
 def _compile_on(backend, plan: Plan) -> Runtime:

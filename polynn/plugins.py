@@ -218,10 +218,14 @@ class _BackendRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
 
-    def __call__(self, name, load, *, engine=None, install="", dtypes=("float32", "float64"), devices=("cpu",)):
+    def __call__(self, name=None, load=None, *, engine=None, install="", dtypes=("float32", "float64"),
+                 devices=("cpu",), **extra):
         from .models import DTYPES  # what compile(dtype=...) accepts; models imports this module
 
         where = f"plugin {self.plugin!r} ({self.distribution})"
+        if extra:
+            raise PluginError(f"{where} called register() with unknown argument(s) {sorted(extra)}; accepted: "
+                              f"register(name, load, *, engine, install, dtypes, devices)")
         if not isinstance(name, str) or not name:
             raise PluginError(f"{where} registered a backend with invalid name {name!r}; accepted: a non-empty string")
         where = f"{where}, backend {name!r}"

@@ -244,6 +244,8 @@ def test_backend_whose_engine_is_not_installed(install_plugin):
     (lambda: optimizers.Adam(lr=0.01), r"Adam: invalid keyword lr=0.01; accepted: .*learning_rate, as in Keras 3"),
     (lambda: Dense(3, unts=4), r"invalid keyword unts=4; .*did you mean 'units'"),
     (lambda: losses.MeanSquaredError("sum", 1, 2), r"invalid positional arguments='3 given'; accepted: at most 1"),
+    (lambda: Dense(3, units=4), r"invalid keyword units=4; accepted: units given once: it is also positional argument 1"),
+    (lambda: Dense(3, lr=4), r"invalid keyword lr=4; accepted: keywords units, [a-z_, ]*input_shape$"),  # no rate hint
 ])
 def test_spec_constructors_name_the_unknown_argument_and_the_accepted_ones(build, message):
     with pytest.raises(errors.InvalidArgumentError, match=message):
@@ -299,6 +301,16 @@ def test_set_weights_refuses_non_numbers():
     model = compiled()
     with pytest.raises(errors.InvalidArgumentError, match=r"set_weights: invalid weights\[0\]='array of dtype <U1'"):
         model.set_weights([np.array([["a"], ["b"], ["c"]]), np.zeros(1)])
+
+
+def test_an_attribute_error_inside_a_property_is_not_reported_as_a_missing_property():
+    class Broken(Sequential):
+        @property
+        def output_shape(self):
+            raise AttributeError("the real cause")
+
+    with pytest.raises(AttributeError, match="the real cause"):
+        Broken([Dense(1, input_dim=3)]).output_shape
 
 
 def test_keras_model_attributes_polynn_lacks_say_what_to_use():

@@ -14,7 +14,7 @@ from polynn import _registry, hookimpl
 from polynn._spec import Component
 from polynn.activations import Activation, ReLU
 from polynn.backend import Runtime, StepResult
-from polynn.errors import InvalidArgumentError, PluginError
+from polynn.errors import ImmutableSpecError, InvalidArgumentError, PluginError
 from polynn.initializers import Initializer
 from polynn.layers import Dense
 from polynn.losses import Loss
@@ -114,8 +114,10 @@ def test_backends_lists_a_bad_backend_with_its_error_and_the_others(fresh_plugin
     (("bad", NumpyBackend), {"engine": "numpy", "devices": "cpu"},
      "invalid devices='cpu'; accepted: a non-empty tuple of device names"),
     (("bad", NumpyBackend), {"engine": "numpy", "devices": ("cpu", 0)}, "invalid devices=('cpu', 0)"),
+    (("bad", NumpyBackend), {"engine": "numpy", "flavour": "x"},
+     "unknown argument(s) ['flavour']; accepted: register(name, load, *, engine, install, dtypes, devices)"),
 ], ids=["name-int", "name-empty", "no-engine", "engine-empty", "load-not-callable", "install-int", "dtypes-str",
-        "dtype-unknown", "dtypes-empty", "devices-str", "device-int"])
+        "dtype-unknown", "dtypes-empty", "devices-str", "device-int", "unknown-keyword"])
 def test_backend_registration_arguments_are_checked(fresh_plugins, args, kwargs, expected):
     (failure,) = hook_failures(fresh_plugins, backends_plugin((args, kwargs)))
     assert isinstance(failure.error, PluginError)
@@ -555,3 +557,49 @@ def test_every_builtin_spec_class_passes_the_check_plugins_get():
     assert len(builtins) > 80
     for cls in builtins:
         _registry.check_spec_class(cls, "polynn")
+
+
+def test_restoring_the_registry_removes_only_what_was_added():
+    dense = _registry.lookup("layer", "dense")
+    state = _registry.snapshot()
+
+    @dataclasses.dataclass(frozen=True)
+    class Transient(Activation):
+        name: ClassVar[str] = "transient_activation"
+
+    _registry.register_spec(Transient, source="plugin 'transient'")
+    tables = dict(_registry._BY_NAME)
+    _registry.restore(state)
+    assert all(_registry._BY_NAME[kind] is table for kind, table in tables.items())  # the same tables, changed in place
+    assert "transient_activation" not in _registry._BY_NAME["activation"]
+    assert Transient not in _registry._SOURCE
+    assert _registry.lookup("layer", "dense") is dense
+
+
+def test_a_plugin_spec_refuses_assignment_as_polynn_specs_do(fresh_plugins):
+    @dataclasses.dataclass(frozen=True)
+    class Scaled(Activation):
+        name: ClassVar[str] = "scaled_for_assignment"
+        scale: float = 2.0
+
+    _registry.register_spec(Scaled, source="plugin 'inline'")
+    try:
+        with pytest.raises(ImmutableSpecError, match=r"scale=3.0 cannot be set; accepted: a new spec"):
+            Scaled().scale = 3.0
+    finally:
+        _registry.forget_plugin_specs()
+
+
+def test_a_plugin_spec_with_an_initvar_takes_it():
+    @dataclasses.dataclass(frozen=True)
+    class WithInitVar(Activation):
+        name: ClassVar[str] = "with_initvar"
+        factor: float = 1.0
+        double: dataclasses.InitVar[bool] = False
+
+        def __post_init__(self, double):
+            if double:
+                self._set("factor", 2 * self.factor)
+            super().__post_init__()
+
+    assert WithInitVar(factor=1.5, double=True).factor == 3.0

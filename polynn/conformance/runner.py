@@ -78,5 +78,5 @@ def run(backend: str, dtype: str = "float64", patterns=(), strict: bool = False)
                         for p in unmatched if (c := selection.close_names(p, cases)))
         raise InvalidArgumentError("patterns", unmatched, f"patterns each matching a case{close}; "
                                    f"{selection.accepted()}", owner="conformance.run")
-    results = [run_case(case, backend, dtype) for case in all_cases(patterns)]
+    results = [run_case(case, backend, dtype) for case in selection.matching(cases, patterns)]
     return Report.create(backend, dtype, results, strict=strict)

@@ -199,7 +199,8 @@ def test_sample_weights_class_weights_and_validation_split():
     x, y = _data(60, classes=True)
     w = np.random.RandomState(4).uniform(0.0, 2.0, len(x))
     compile_kwargs = dict(optimizer=optimizers.Nadam(0.01), loss=losses.CategoricalCrossentropy(label_smoothing=0.1),
-                          metrics=["accuracy", metrics.AUC(num_thresholds=9), metrics.Precision(class_id=1)])
+                          metrics=["accuracy", metrics.AUC(num_thresholds=9), metrics.Precision(class_id=1)],
+                          weighted_metrics=["accuracy", metrics.AUC(num_thresholds=9)])
     ref, got = train_both(build, compile_kwargs, x, y,
                           dict(batch_size=9, epochs=2, sample_weight=w, class_weight={0: 2.0, 2: 0.5},
                                validation_split=0.25))
@@ -207,6 +208,14 @@ def test_sample_weights_class_weights_and_validation_split():
     for backend_run in (ref, got):
         backend_run["evaluated"] = backend_run["model"].evaluate(x, y, batch_size=11, sample_weight=w, verbose=0)
     np.testing.assert_allclose(got["evaluated"], ref["evaluated"], rtol=1e-9, atol=1e-9)
+
+
+def test_a_custom_loss_must_give_one_value_per_sample():
+    model = Sequential([Dense(1, input_dim=3)])
+    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: ops.mean(y_pred - y_true), backend="jax")
+    with pytest.raises(InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
+                                                   r"accepted: one value per sample"):
+        model.fit(np.ones((10, 3)), np.ones(10), batch_size=10, verbose=0)
 
 
 @pytest.mark.parametrize("steps_per_execution", [1, 3, "auto"])
