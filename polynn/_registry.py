@@ -116,12 +116,12 @@ def check_spec_class(cls: Any, source: str) -> None:
 
 def register_spec(cls: type, *, source: str = "polynn") -> type:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
+    from ._spec import refuse_assignment  # _spec imports this module
+
     if source != "polynn":  # polynn's own are checked by a test, not at every import (8 ms)
         check_spec_class(cls, source)
-        # Assigning a field says what to do instead, as for polynn's own specs (still a FrozenInstanceError).
-        from ._spec import refuse_assignment
-
-        cls.__setattr__ = refuse_assignment
+    # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
+    cls.__setattr__ = refuse_assignment
     kind = cls.kind
     table = _BY_NAME[kind]
     for key in _keys(cls):

@@ -277,7 +277,6 @@ class FunctionField:
 def spec(cls):
     """Decorator: make a frozen dataclass spec and register it as a built-in."""
     cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
-    cls.__setattr__ = refuse_assignment
     return _registry.builtin(cls)
 
 
