@@ -157,6 +157,11 @@ def lookup(kind: str, name: str) -> type:
         raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
 
 
+def find(kind: str, name: str) -> type | None:
+    """The spec class registered for `name` (case-insensitive) now, or None; loads no plugin."""
+    return _BY_NAME.get(kind, {}).get(name.lower())
+
+
 def snapshot() -> tuple:
     """The registry's contents, for restore() to put back (a plugin hook that failed halfway)."""
     return {kind: dict(table) for kind, table in _BY_NAME.items()}, dict(_SOURCE)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import math
+
+from . import ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from . import _registry
@@ -23,7 +26,11 @@ def check_axis(owner: str, axis) -> None:
 
 
 class Activation(Component):
-    """Calling an activation on an array computes it with the NumPy reference backend."""
+    """Calling an activation on an array computes it with the NumPy reference backend.
+
+    `call(x)` is the activation written once on polynn.ops: every backend with an ops namespace
+    runs it on its own tensors (and differentiates it) unless it has an override of its own.
+    """
 
     kind: ClassVar[str] = "activation"
 
@@ -38,6 +45,9 @@ class Linear(Activation):
     """linear(x) = x. Gradient: 1."""
 
     name: ClassVar[str] = "linear"
+
+    def call(self, x):
+        return x
 
 
 @spec
@@ -59,6 +69,15 @@ class ReLU(Activation):
             check_number("ReLU", "max_value", self.max_value, low=0.0)
         check_number("ReLU", "threshold", self.threshold)
 
+    def call(self, x):
+        # Selects rather than products and max: the gradient at each kink is the one above.
+        y = ops.where(ops.greater(x, self.threshold), x, ops.zeros_like(x))
+        if self.max_value is not None:
+            y = ops.clip(y, 0.0, self.max_value)
+        if self.negative_slope != 0:
+            y = y - self.negative_slope * ops.where(ops.less(x, self.threshold), self.threshold - x, ops.zeros_like(x))
+        return y
+
 
 @spec
 class Sigmoid(Activation):
@@ -66,12 +85,18 @@ class Sigmoid(Activation):
 
     name: ClassVar[str] = "sigmoid"
 
+    def call(self, x):
+        return ops.sigmoid(x)
+
 
 @spec
 class Tanh(Activation):
     """tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x)). Gradient: 1 - tanh(x)**2."""
 
     name: ClassVar[str] = "tanh"
+
+    def call(self, x):
+        return ops.tanh(x)
 
 
 @spec
@@ -87,6 +112,9 @@ class Softmax(Activation):
     def validate(self):
         check_axis("Softmax", self.axis)
 
+    def call(self, x):
+        return ops.softmax(x, axis=self.axis)
+
 
 @spec
 class LogSoftmax(Activation):
@@ -99,6 +127,9 @@ class LogSoftmax(Activation):
     def validate(self):
         check_axis("LogSoftmax", self.axis)
 
+    def call(self, x):
+        return ops.log_softmax(x, axis=self.axis)
+
 
 @spec
 class ELU(Activation):
@@ -109,6 +140,23 @@ class ELU(Activation):
 
     def validate(self):
         check_number("ELU", "alpha", self.alpha)
+
+    def call(self, x):
+        return elu_of(x, self.alpha)
+
+
+def elu_of(x, alpha):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise; the gradient at 0 is alpha (the left side's)."""
+    # expm1 sees min(x, 0) only, so the unused side never overflows; the tie sends its slope to x.
+    return ops.where(ops.greater(x, 0), x, alpha * ops.expm1(ops.minimum(x, 0)))
+
+
+def relu6_of(x):
+    """min(max(x, 0), 6), with gradient 1 on the open interval (0, 6) and 0 at both corners."""
+    return ops.where(ops.greater(x, 0), ops.where(ops.less(x, 6), x, ops.zeros_like(x) + 6), ops.zeros_like(x))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
 
 
 # Keras's SELU constants (Klambauer et al. 2017).
@@ -122,6 +170,9 @@ class SELU(Activation):
 
     name: ClassVar[str] = "selu"
 
+    def call(self, x):
+        return SELU_SCALE * elu_of(x, SELU_ALPHA)
+
 
 @spec
 class Softplus(Activation):
@@ -129,12 +180,18 @@ class Softplus(Activation):
 
     name: ClassVar[str] = "softplus"
 
+    def call(self, x):
+        return ops.softplus(x)
+
 
 @spec
 class Softsign(Activation):
     """softsign(x) = x / (1 + |x|). Gradient: 1 / (1 + |x|)**2."""
 
     name: ClassVar[str] = "softsign"
+
+    def call(self, x):
+        return x / (1 + ops.abs(x))
 
 
 @spec
@@ -148,6 +205,11 @@ class GELU(Activation):
     def validate(self):
         check_bool("GELU", "approximate", self.approximate)
 
+    def call(self, x):
+        if self.approximate:
+            return 0.5 * x * (1 + ops.tanh(_GELU_C * (x + 0.044715 * (x * x * x))))
+        return 0.5 * x * (1 + ops.erf(x / math.sqrt(2)))
+
 
 @spec
 class SiLU(Activation):
@@ -155,6 +217,9 @@ class SiLU(Activation):
 
     name: ClassVar[str] = "silu"
     aliases: ClassVar[tuple] = ("swish",)
+
+    def call(self, x):
+        return x * ops.sigmoid(x)
 
 
 @spec
@@ -168,12 +233,18 @@ class LeakyReLU(Activation):
     def validate(self):
         check_number("LeakyReLU", "negative_slope", self.negative_slope)
 
+    def call(self, x):
+        return ops.where(ops.greater(x, 0), x, self.negative_slope * x)
+
 
 @spec
 class ReLU6(Activation):
     """relu6(x) = min(max(x, 0), 6). Gradient: 1 for 0 < x < 6, else 0."""
 
     name: ClassVar[str] = "relu6"
+
+    def call(self, x):
+        return relu6_of(x)
 
 
 @spec
@@ -182,6 +253,9 @@ class Exponential(Activation):
 
     name: ClassVar[str] = "exponential"
 
+    def call(self, x):
+        return ops.exp(x)
+
 
 @spec
 class HardSigmoid(Activation):
@@ -189,6 +263,9 @@ class HardSigmoid(Activation):
     -3 < x < 3, else 0."""
 
     name: ClassVar[str] = "hard_sigmoid"
+
+    def call(self, x):
+        return relu6_of(x + 3) / 6
 
 
 @spec
@@ -199,12 +276,18 @@ class HardSiLU(Activation):
     name: ClassVar[str] = "hard_silu"
     aliases: ClassVar[tuple] = ("hard_swish",)
 
+    def call(self, x):
+        return x * relu6_of(x + 3) / 6
+
 
 @spec
 class Mish(Activation):
     """mish(x) = x * tanh(softplus(x)). Gradient: t + x (1 - t**2) sigmoid(x), t = tanh(softplus(x))."""
 
     name: ClassVar[str] = "mish"
+
+    def call(self, x):
+        return x * ops.tanh(ops.softplus(x))
 
 
 @spec

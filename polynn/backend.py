@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from . import ops as polynn_ops
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import Metric
@@ -140,12 +141,20 @@ class Runtime(abc.ABC):
 COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
 
 
+# What each kind's spec class defines when it is written once on polynn.ops (see SHARED_SIGNATURES).
+SHARED_METHODS = {"activation": "call", "loss": "call", "metric": "call", "regularizer": "call",
+                  "constraint": "call"}
+
+
 class Backend(abc.ABC):
     """A backend: compiles a Plan into a Runtime for one engine.
 
     A plugin registers one through the polynn_register_backends hook. Class attributes describe
-    it without importing its engine. `implementations` maps each kind in COMPUTED_KINDS to
-    {component name: implementation}; component plugins can add more for this backend's name.
+    it without importing its engine. `ops` is the backend's polynn.ops namespace (every name in
+    polynn.ops.OP_NAMES, on its tensors); with it, every component written once on polynn.ops runs
+    on this backend with no code of its own. `implementations` maps each kind in COMPUTED_KINDS
+    to {component name: implementation}: the backend's own versions, which override the shared
+    ones (for speed, measured); component plugins can add more for this backend's name.
     """
 
     name: str = ""
@@ -153,18 +162,58 @@ class Backend(abc.ABC):
     dtypes: tuple[str, ...] = ("float32", "float64")
     devices: tuple[str, ...] = ("cpu",)
     implementations: dict[str, dict[str, Any]] = {}
+    ops: Any = None
 
     def engine_version(self) -> str:
         return "unknown"
 
     def implementation(self, kind: str, name: str) -> Any | None:
-        """This backend's implementation of component `kind`/`name`, or None."""
+        """This backend's implementation of component `kind`/`name`, or None: its own override,
+        else one a component plugin registered for it, else the shared one (`shared_implementation`)."""
         impl = self.implementations.get(kind, {}).get(name)
         if impl is None:
             from . import plugins
 
             impl = plugins.component_implementation(self.name, kind, name)
+        if impl is None:
+            impl = self.shared_implementation(kind, name)
         return impl
+
+    def shared_implementation(self, kind: str, name: str) -> Any | None:
+        """The component's implementation written once on polynn.ops (its spec class's `call`),
+        adapted to this backend by `adapt`; None when the backend has no ops namespace or the spec
+        class has no shared implementation."""
+        if self.ops is None or kind not in SHARED_METHODS:
+            return None
+        from . import _registry
+
+        spec_class = _registry.find(kind, name)
+        if spec_class is None or not callable(getattr(spec_class, SHARED_METHODS[kind], None)):
+            return None
+        return self.adapt(kind, spec_class)
+
+    def run_ops(self, function, like, *args):
+        """function(*args) with this backend's ops as polynn.ops; `like` is a tensor of the model's
+        float dtype (and device). A backend whose ops make constants in a dtype of their own
+        overrides this to set it from `like`."""
+        with polynn_ops.using(self.ops):
+            return function(*args)
+
+    def adapt(self, kind: str, spec_class) -> Any:
+        """The shared implementation in the form this backend's runtime calls, for an engine that
+        differentiates what its ops compute (autograd, GradientTape, jax.grad):
+        activation f(spec, x); loss f(spec, y, p) per-sample values; mean metric f(spec, y, p)
+        per-sample values, other metric f(spec, y, p, w) state increment; regularizer f(spec, w)
+        scalar penalty; constraint f(spec, w) projected weight. A backend without autodiff
+        (NumPy) overrides this to add the gradients."""
+        run = self.run_ops
+        if kind == "activation":
+            return lambda spec, x: run(spec.call, x, x)
+        if kind in ("regularizer", "constraint"):
+            return lambda spec, w: run(spec.call, w, w)
+        if kind == "metric" and not getattr(spec_class, "per_sample", True):
+            return lambda spec, y, p, w: run(spec.call, p, y, p, w)
+        return lambda spec, y, p: run(spec.call, p, y, p)
 
     def supports(self, component) -> bool:
         return component.kind not in COMPUTED_KINDS or self.implementation(component.kind, component.name) is not None

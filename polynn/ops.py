@@ -23,6 +23,7 @@ __all__ = [
     "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
+    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -35,6 +36,10 @@ OP_NAMES = (
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
 )
+
+# Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
+# for a namespace without them, so a backend written against OP_NAMES alone runs every component.
+EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax")
 
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
@@ -149,3 +154,72 @@ def ones_like(x): return current().ones_like(x)
 def convert_to_tensor(x, dtype=None):
     """x as the backend's tensor (of dtype when given; the model's float dtype for floats)."""
     return current().convert_to_tensor(x, dtype)
+
+
+# ---- ops beyond OP_NAMES: native where the namespace has them, composed otherwise ----------
+
+
+def _native(name):
+    return getattr(current(), name, None)
+
+
+def expm1(x):
+    """exp(x) - 1, exact near 0. Gradient: exp(x)."""
+    native = _native("expm1")
+    if native is not None:
+        return native(x)
+    # exp(x) - 1 loses digits near 0; there the series x + x^2/2 + x^3/6 + x^4/24 is exact to
+    # rounding for |x| < 1e-3 (the next term is below 2**-52 relative).
+    small = less(abs(x), 1e-3)
+    safe = where(small, x, zeros_like(x))
+    series = safe * (1 + safe * (0.5 + safe * (1 / 6 + safe / 24)))
+    return where(small, series, exp(x) - 1)
+
+
+_ERF_SWITCH = 3.0
+_ERF_TERMS = 90
+
+
+def erf(x):
+    """The error function 2/sqrt(pi) * integral_0^x exp(-t^2) dt. Gradient: 2/sqrt(pi) exp(-x^2)."""
+    native = _native("erf")
+    if native is not None:
+        return native(x)
+    # The NumPy reference's algorithm: a series below |x| = 3, the continued fraction of erfc above.
+    # Each branch sees only inputs where it is finite, so the other branch's gradient stays 0.
+    small = less(abs(x), _ERF_SWITCH)
+    xs = where(small, x, zeros_like(x))
+    two_x2 = 2 * xs * xs
+    term = ones_like(xs)
+    total = ones_like(xs)
+    for n in range(1, _ERF_TERMS):
+        term = term * two_x2 / (2 * n + 1)
+        total = total + term
+    series = 2 / math.sqrt(math.pi) * xs * exp(-xs * xs) * total
+    xl = where(small, ones_like(x) * _ERF_SWITCH, abs(x))
+    f = xl
+    for k in range(_ERF_TERMS, 0, -1):
+        f = xl + (k / 2) / f
+    tail = sign(x) * (1 - exp(-xl * xl) / math.sqrt(math.pi) / f)
+    return where(small, series, tail)
+
+
+def softmax(x, axis=-1):
+    """exp(x - max(x)) / sum(exp(x - max(x))) along axis.
+    Gradient (vector-Jacobian product): dx = s * (dy - sum(dy * s, axis))."""
+    native = _native("softmax")
+    if native is not None:
+        return native(x, axis=axis)
+    # The shift changes no value of softmax, so it is held constant (and ties in max are moot).
+    e = exp(x - stop_gradient(max(x, axis=axis, keepdims=True)))
+    return e / sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """x - max(x) - log(sum(exp(x - max(x)))) along axis.
+    Gradient: dx = dy - softmax(x) * sum(dy, axis)."""
+    native = _native("log_softmax")
+    if native is not None:
+        return native(x, axis=axis)
+    shifted = x - stop_gradient(max(x, axis=axis, keepdims=True))
+    return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))

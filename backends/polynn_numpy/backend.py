@@ -7,7 +7,7 @@ import numpy as np
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers, shared
 
 
 class NumpyBackend(Backend):
@@ -25,8 +25,17 @@ class NumpyBackend(Backend):
         "constraint": constraints.IMPLEMENTATIONS,
     }
 
+    ops = ops
+
     def engine_version(self) -> str:
         return np.__version__
+
+    def run_ops(self, function, like, *args):
+        return shared.run(function, like, *args)
+
+    def adapt(self, kind, spec_class):
+        # No autodiff engine underneath: the gradients come from polynn_numpy.autodiff.
+        return shared.adapt(kind, spec_class)
 
     def compile(self, plan):
         from .runtime import NumpyRuntime

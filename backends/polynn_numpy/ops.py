@@ -10,10 +10,14 @@ import numpy as np
 from polynn.errors import InvalidArgumentError
 
 from . import autodiff as ad
+from .special import erf as _erf
+from .special import log_softmax as _log_softmax
 from .special import sigmoid as _sigmoid
+from .special import softmax as _softmax
 from .special import softplus as _softplus
 from .autodiff import Tensor, traced, unary, value_of
 
+_TWO_OVER_SQRT_PI = 2 / np.sqrt(np.pi)
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
 
 
@@ -316,3 +320,23 @@ def convert_to_tensor(x, dtype=None):
     array = np.asarray(x)
     return array if dtype is None else array.astype(_dtype(dtype))
 
+
+
+# ---- ops beyond OP_NAMES (polynn.ops.EXTRA_OP_NAMES), native here --------------------------
+
+expm1 = _elementwise(np.expm1, lambda a, out: out + 1)
+erf = _elementwise(_erf, lambda a, out: _TWO_OVER_SQRT_PI * np.exp(-a * a))
+
+
+def softmax(x, axis=-1):
+    if not traced(x):
+        return _softmax(x, axis)
+    out = _softmax(x.value, axis)
+    return unary(x, out, lambda g: out * (g - np.sum(g * out, axis=axis, keepdims=True)))
+
+
+def log_softmax(x, axis=-1):
+    if not traced(x):
+        return _log_softmax(x, axis)
+    out = _log_softmax(x.value, axis)
+    return unary(x, out, lambda g: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))

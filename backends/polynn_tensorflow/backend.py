@@ -5,7 +5,9 @@ from __future__ import annotations
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from polynn import ops as polynn_ops
+
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -24,6 +26,12 @@ class TensorFlowBackend(Backend):
         "regularizer": regularizers.IMPLEMENTATIONS,
         "constraint": constraints.IMPLEMENTATIONS,
     }
+
+    ops = ops
+
+    def run_ops(self, function, like, *args):
+        with polynn_ops.using(ops), ops.floats(like.dtype):
+            return function(*args)
 
     def engine_version(self) -> str:
         import tensorflow as tf

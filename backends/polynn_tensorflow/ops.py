@@ -363,3 +363,22 @@ def convert_to_tensor(x, dtype=None):
     if dtype is not None:
         return cast(x, dtype)
     return _tensor(x)
+
+
+# ---- ops beyond OP_NAMES (polynn.ops.EXTRA_OP_NAMES), native here --------------------------
+
+
+def expm1(x):
+    return tf.math.expm1(_floating(x))
+
+
+def erf(x):
+    return tf.math.erf(_floating(x))
+
+
+def softmax(x, axis=-1):
+    return special.softmax(_floating(x), axis)
+
+
+def log_softmax(x, axis=-1):
+    return special.log_softmax(_floating(x), axis)

@@ -7,7 +7,9 @@ import torch
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from polynn import ops as polynn_ops
+
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 
 def resolve_device(requested):
@@ -52,8 +54,14 @@ class TorchBackend(Backend):
         "constraint": constraints.IMPLEMENTATIONS,
     }
 
+    ops = ops
+
     def engine_version(self) -> str:
         return torch.__version__
+
+    def run_ops(self, function, like, *args):
+        with polynn_ops.using(ops), ops.floats(like.dtype, like.device):
+            return function(*args)
 
     def compile(self, plan):
         from .runtime import TorchRuntime

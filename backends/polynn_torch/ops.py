@@ -324,3 +324,18 @@ def ones_like(x):
 def convert_to_tensor(x, dtype=None):
     x = _tensor(x)
     return x if dtype is None else x.to(_dtype(dtype))
+
+
+# ---- ops beyond OP_NAMES (polynn.ops.EXTRA_OP_NAMES), native here --------------------------
+
+expm1 = _unary(torch.expm1)
+erf = _unary(torch.erf)
+
+
+def softmax(x, axis=-1):
+    # exp(x - max) / sum(...); its backward is s * (dy - sum(dy * s)), as the reference.
+    return torch.softmax(_tensor(x), dim=axis)
+
+
+def log_softmax(x, axis=-1):
+    return torch.log_softmax(_tensor(x), dim=axis)
