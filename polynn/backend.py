@@ -17,7 +17,7 @@ import numpy as np
 from . import ops as polynn_ops
 from .layers import Layer, WeightSpec
 from .losses import Loss
-from .metrics import Metric
+from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
 __all__ = ["Backend", "Runtime", "Plan", "StepResult"]
@@ -141,9 +141,14 @@ class Runtime(abc.ABC):
 COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
 
 
-# What each kind's spec class defines when it is written once on polynn.ops (see SHARED_SIGNATURES).
-SHARED_METHODS = {"activation": "call", "loss": "call", "metric": "call", "regularizer": "call",
-                  "constraint": "call"}
+
+def shared_method(kind: str, spec_class) -> str | None:
+    """The name of the method a spec class of `kind` defines when it is written once on polynn.ops:
+    `call` (a mean metric's per-sample values included), or `increment` for a metric that is not a
+    mean (its state increment for a batch); None for kinds the core computes itself."""
+    if kind == "metric" and not issubclass(spec_class, MeanMetric):
+        return "increment"
+    return "call" if kind in ("activation", "loss", "metric", "regularizer", "constraint") else None
 
 
 class Backend(abc.ABC):
@@ -183,12 +188,13 @@ class Backend(abc.ABC):
         """The component's implementation written once on polynn.ops (its spec class's `call`),
         adapted to this backend by `adapt`; None when the backend has no ops namespace or the spec
         class has no shared implementation."""
-        if self.ops is None or kind not in SHARED_METHODS:
+        if self.ops is None:
             return None
         from . import _registry
 
         spec_class = _registry.find(kind, name)
-        if spec_class is None or not callable(getattr(spec_class, SHARED_METHODS[kind], None)):
+        method = None if spec_class is None else shared_method(kind, spec_class)
+        if method is None or not callable(getattr(spec_class, method, None)):
             return None
         return self.adapt(kind, spec_class)
 
@@ -211,8 +217,8 @@ class Backend(abc.ABC):
             return lambda spec, x: run(spec.call, x, x)
         if kind in ("regularizer", "constraint"):
             return lambda spec, w: run(spec.call, w, w)
-        if kind == "metric" and not getattr(spec_class, "per_sample", True):
-            return lambda spec, y, p, w: run(spec.call, p, y, p, w)
+        if kind == "metric" and not issubclass(spec_class, MeanMetric):
+            return lambda spec, y, p, w: run(spec.increment, p, y, p, w)
         return lambda spec, y, p: run(spec.call, p, y, p)
 
     def supports(self, component) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polynn import ops as polynn_ops
+from polynn.metrics import MeanMetric
 
 from . import autodiff
 from . import ops as numpy_ops
@@ -38,6 +39,6 @@ def adapt(kind: str, spec_class):
                 lambda spec, w: gradient(spec.call, w, (w,), np.ones((), w.dtype), 0))
     if kind == "constraint":
         return lambda spec, w: run(spec.call, w, w).astype(w.dtype, copy=False)
-    if getattr(spec_class, "per_sample", True):
+    if issubclass(spec_class, MeanMetric):
         return lambda spec, y, p: run(spec.call, p, y, p).astype(p.dtype, copy=False)
-    return lambda spec, y, p, w: run(spec.call, p, y, p, w).astype(np.float64, copy=False)
+    return lambda spec, y, p, w: run(spec.increment, p, y, p, w).astype(np.float64, copy=False)
