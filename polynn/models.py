@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -22,7 +23,7 @@ DTYPES = ("float32", "float64")
 
 
 class _Compiled:
-    """What compile() fixed: the components, the backend and its runtime."""
+    """What compile() fixed: the components, the backend, and the plan and runtime built from them."""
 
     def __init__(self, optimizer, loss, metric_ids, weighted_ids, backend, dtype, seed, steps_per_execution, device):
         self.optimizer, self.loss = optimizer, loss
@@ -31,9 +32,8 @@ class _Compiled:
         self.backend, self.dtype, self.seed = backend, dtype, seed
         self.steps_per_execution, self.device = steps_per_execution, device
         self.runtime = None
-        self.metrics: tuple = ()
-        self.metric_weighted: tuple = ()  # per resolved metric: whether it takes the sample weights
-        self.metric_names: list[str] = []
+        self.plan: Plan | None = None  # the runtime's; its metrics resolved from the last data's labels
+        self.metric_names: list[str] = []  # the log name of each plan metric
         self.learning_rate: float | None = None  # set by callbacks that change the rate
 
 
@@ -143,7 +143,7 @@ class Sequential:
         self._built_shape = None
         self._weights = None
         if self._compiled is not None:
-            self._compiled.runtime = None
+            self._compiled.runtime = self._compiled.plan = None
 
     def pop(self) -> Layer:
         if not self._layers:
@@ -151,7 +151,7 @@ class Sequential:
         layer = self._layers.pop()
         self._built_shape, self._weights = None, None
         if self._compiled is not None:
-            self._compiled.runtime = None
+            self._compiled.runtime = self._compiled.plan = None
         return layer
 
     @property
@@ -370,10 +370,10 @@ class Sequential:
     def _make_runtime(self, y_shape: tuple | None = None) -> None:
         compiled = self._compiled
         metrics, weighted, names = self._resolve_metrics(y_shape)
-        runtime = _compile_on(compiled.backend, self._plan(metrics, weighted))
+        plan = self._plan(metrics, weighted)
+        runtime = _compile_on(compiled.backend, plan)
         runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
-        compiled.runtime = runtime
-        compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
+        compiled.runtime, compiled.plan, compiled.metric_names = runtime, plan, names
 
     def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None):
         """The runtime, built now if the input shape came from data; metrics re-resolved from y."""
@@ -383,9 +383,10 @@ class Sequential:
             self._make_runtime(y_shape)
         elif y_shape is not None and (compiled.metric_ids or compiled.weighted_ids):
             metrics, weighted, names = self._resolve_metrics(y_shape)
-            if metrics != compiled.metrics:
+            if metrics != compiled.plan.metrics:
                 compiled.runtime.set_metrics(metrics, weighted)
-                compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
+                compiled.plan = dataclasses.replace(compiled.plan, metrics=metrics, metric_weighted=weighted)
+                compiled.metric_names = names
         return compiled.runtime
 
     # ---- weights ------------------------------------------------------------------------
@@ -437,7 +438,7 @@ class Sequential:
         the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
-        return _training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+        return _training.fit(self, _Trainee(self), x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                              callbacks=callbacks, validation_split=validation_split,
                              validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
                              sample_weight=sample_weight, initial_epoch=initial_epoch,
@@ -448,7 +449,7 @@ class Sequential:
         """Loss (and metrics) in inference mode, as keras.Model.evaluate."""
         _refuse_unsupported("evaluate", self.evaluate, unsupported)
         self._require_compiled("evaluate")
-        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+        return _training.evaluate(self, _Trainee(self), x, y, batch_size=batch_size, verbose=verbose,
                                   sample_weight=sample_weight, callbacks=callbacks, return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, **unsupported) -> np.ndarray:
@@ -460,7 +461,7 @@ class Sequential:
             # Weights drawn for this implicit compile stay provisional: a later compile(seed=...)
             # draws them again from its seed.
             self._weights_provisional = drawn_here
-        return _training.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+        return _training.predict(self, _Trainee(self), x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
     # ---- files --------------------------------------------------------------------------
 
@@ -517,6 +518,44 @@ def _not_supported(name: str, instead: str) -> property:
 for _name, _instead in _KERAS_ATTRIBUTES.items():
     setattr(Sequential, _name, _not_supported(_name, _instead))
 del _name, _instead
+
+
+class _Trainee:
+    """A compiled Sequential as the training loop uses it (polynn._training.Trainee): the plan and
+    runtime for the data's shapes, the metrics' log names, the seed, the step counter."""
+
+    def __init__(self, model: Sequential):
+        self._model = model
+        self._compiled = model._compiled
+
+    @property
+    def plan(self) -> Plan:
+        return self._compiled.plan
+
+    @property
+    def seed(self) -> int:
+        return self._compiled.seed
+
+    @property
+    def steps_per_execution(self):
+        return self._compiled.steps_per_execution
+
+    @property
+    def learning_rate(self) -> float | None:
+        return self._compiled.learning_rate
+
+    @property
+    def metric_names(self) -> list[str]:
+        return self._compiled.metric_names
+
+    def build(self, x_shape: tuple) -> None:
+        self._model._ensure_built(x_shape)
+
+    def prepare(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
+        return self._model._runtime_for(x_shape, y_shape)
+
+    def advance(self, steps: int) -> None:
+        self._model._iterations += steps
 
 
 def _compile_on(backend, plan: Plan) -> Runtime:
