@@ -80,9 +80,8 @@ def as_array(name: str, value, dtype) -> np.ndarray:
 
 
 def all_finite(array: np.ndarray) -> bool:
-    """Whether every value is finite. A finite sum proves it in one pass that allocates nothing (a
-    NaN or an infinity makes every sum it enters NaN or infinite); a sum that overflowed falls back
-    to the element-wise test. Why not np.isfinite(array).all(): docs/performance.md#finite-check."""
+    """Whether every value is finite: a finite sum proves it in one pass that allocates nothing,
+    unlike np.isfinite's mask (docs/performance.md#checking-that-inputs-are-finite)."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(np.add.reduce(array, axis=None)):
             return True
