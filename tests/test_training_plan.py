@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from polynn import hookimpl, random as polynn_random
+from polynn import hookimpl, metrics, random as polynn_random
 from polynn._blocks import TrainingBlocks
 from polynn.layers import Dense, Dropout
 from polynn.models import Sequential
@@ -112,3 +112,18 @@ def test_the_block_size_changes_nothing_drawn(fresh_plugins):
     assert sum(rows[:6], []) == polynn_random.batch_order(9, 0, 23).tolist()
     np.testing.assert_array_equal(masks[0][0], polynn_random.dropout_mask(9, 0, 1, (4, 6), 0.3, "float32"))
     np.testing.assert_array_equal(masks[1][7], polynn_random.dropout_mask(9, 7, 3, (4, 1), 0.2, "float32"))
+
+
+def test_the_kept_plan_follows_the_metrics_the_labels_resolve():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4))
+    labels = rng.integers(0, 3, size=12)
+    model = Sequential([Dense(3, activation="softmax", input_dim=4)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  weighted_metrics=["accuracy"], backend="numpy", seed=1)
+    # Compiled before any labels are seen, 'accuracy' is resolved from the output shape alone.
+    assert model._compiled.plan.metrics == (metrics.CategoricalAccuracy(),) * 2
+    logs = model.evaluate(x, labels, verbose=0, return_dict=True)
+    assert model._compiled.plan.metrics == (metrics.SparseCategoricalAccuracy(),) * 2
+    assert model._compiled.plan.metric_weighted == (False, True)
+    assert logs["accuracy"] == np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == labels)
