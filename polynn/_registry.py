@@ -118,7 +118,9 @@ def register_spec(cls: type, *, source: str = "polynn") -> type:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
     from ._spec import refuse_assignment  # _spec imports this module
 
-    if source != "polynn":  # polynn's own are checked by a test, not at every import (8 ms)
+    # polynn's own classes are checked once by a test instead of at every import
+    # (measured: docs/performance.md#spec-class-checks-at-import).
+    if source != "polynn":
         check_spec_class(cls, source)
     # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
     cls.__setattr__ = refuse_assignment
