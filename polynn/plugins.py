@@ -1,4 +1,5 @@
-"""The plugin manager: finds plugins through entry points, loads them guardedly, and keeps the backends.
+"""The plugin manager: loads polynn's own plugins by module name and third parties' through entry
+points, guardedly, and keeps the backends.
 
 A plugin that fails to import, whose hooks do not match the hookspecs, or that raises inside a
 hook is recorded as a failure naming the plugin and its distribution; every other plugin keeps
@@ -9,6 +10,7 @@ POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import difflib
 import importlib.metadata
 import importlib.util
@@ -22,12 +24,19 @@ from typing import Any, Callable
 import pluggy
 
 from . import _registry, hookspecs
+from ._version import __version__
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
 __all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
            "failures", "load", "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
+
+# polynn's first-party backends, registered by module name (as pytest's default_plugins), so a plain
+# source tree on sys.path finds them without entry-point metadata. Each registers as the plugin
+# named after its module without the "polynn_" prefix ("numpy"), the name POLYNN_DISABLE_PLUGINS
+# takes. Importing one does not import its engine; a missing engine shows when the backend loads.
+DEFAULT_PLUGINS = ("polynn_numpy", "polynn_tensorflow", "polynn_torch")
 
 
 @dataclasses.dataclass
@@ -183,10 +192,22 @@ def _ensure_loaded() -> None:
         disabled = _disabled()
         names = []
         # polynn's own plugins first, so a third party reusing a first-party name is the one refused
-        entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-                              key=lambda ep: getattr(getattr(ep, "dist", None), "name", None) != "polynn")
-        for ep in entry_points:
-            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None:
+        for module_name in DEFAULT_PLUGINS:
+            name = _default_plugin_name(module_name)
+            if name in disabled or module_name in disabled:
+                continue
+            distribution = f"polynn {__version__}"
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as error:
+                _fail(name, distribution, "to import", error)
+                continue
+            if _register_module(module, name, distribution):
+                names.append(name)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            # An older polynn's metadata may still list its own backends as entry points: they are
+            # registered above already, by module name.
+            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None or ep.module in DEFAULT_PLUGINS:
                 continue
             distribution = _distribution_label(ep)
             try:
@@ -197,6 +218,10 @@ def _ensure_loaded() -> None:
             if _register_module(module, ep.name, distribution):
                 names.append(ep.name)
         _call_hooks(names)
+
+
+def _default_plugin_name(module_name: str) -> str:
+    return module_name.removeprefix("polynn_")
 
 
 def load() -> None:
