@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
-from . import _registry
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
@@ -28,8 +28,6 @@ class Activation(Component):
     kind: ClassVar[str] = "activation"
 
     def __call__(self, x):
-        from . import _reference
-
         return _reference.activation(self, x)
 
 

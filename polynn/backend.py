@@ -146,6 +146,9 @@ class Backend(abc.ABC):
     A plugin registers one through the polynn_register_backends hook. Class attributes describe
     it without importing its engine. `implementations` maps each kind in COMPUTED_KINDS to
     {component name: implementation}; component plugins can add more for this backend's name.
+    `ops` is the backend's polynn.ops namespace (a module or object with one attribute per name
+    in polynn.ops.OP_NAMES), or None for a backend without one; polynn.ops uses the NumPy
+    backend's outside any model.
     """
 
     name: str = ""
@@ -153,6 +156,7 @@ class Backend(abc.ABC):
     dtypes: tuple[str, ...] = ("float32", "float64")
     devices: tuple[str, ...] = ("cpu",)
     implementations: dict[str, dict[str, Any]] = {}
+    ops: Any = None
 
     def engine_version(self) -> str:
         return "unknown"
