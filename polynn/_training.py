@@ -15,6 +15,7 @@ from ._spec import check_number, check_positive_int
 from .callbacks import CallbackList, History
 from .callbacks import checked as checked_callbacks
 from .errors import InvalidArgumentError, PluginError, ShapeMismatchError
+from .metrics import CustomMetric
 
 # Dropout masks for one backend call stay under this many bytes; blocks of steps shrink to fit.
 _MASK_BUDGET_BYTES = 64 * 2**20
@@ -108,8 +109,6 @@ def _check_y(model, x, y, dtype) -> np.ndarray:
 def _check_metric_labels(model, y_shape: tuple) -> None:
     """Each metric's labels must have the form it reads: integer labels for the sparse metrics,
     one value per output unit for the others (user functions decide for themselves)."""
-    from .metrics import CustomMetric
-
     compiled = model._compiled
     out = tuple(model.output_shape)
     sparse = (out[:-1], (*out[:-1], 1))

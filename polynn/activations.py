@@ -22,6 +22,7 @@ def check_axis(owner: str, axis) -> None:
         raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
 
 
+@_registry.register_base
 class Activation(Component):
     """Calling an activation on an array computes it with the NumPy reference backend."""
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _reference
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -66,6 +66,7 @@ def reduce(spec, values, w, dtype, gradient=False):
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 
 
+@_registry.register_base
 class Loss(Component):
     """Calling a loss, loss(y_true, y_pred, sample_weight=None), returns its reduced value (per-sample
     values for reduction 'none'), computed with the NumPy reference backend."""

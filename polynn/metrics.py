@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _reference
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
@@ -40,6 +40,7 @@ def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
                      np.add.reduce(w, axis=None, dtype=np.float64)])
 
 
+@_registry.register_base
 class Metric(Component, abc.ABC):
     """A backend implements a MeanMetric as per-sample values v (the core-side state is
     [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector."""
@@ -386,6 +387,4 @@ def get(identifier) -> Metric:
         return resolve("metric", identifier)
     except UnknownComponentError:
         # compile() also accepts 'accuracy', so a misspelling of it should be pointed back to it
-        from . import _registry
-
         raise UnknownComponentError("metric", identifier, [*_registry.names("metric"), "accuracy"]) from None

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import _registry, hookspecs
+from .hookspecs import COMPUTED_KINDS, DTYPES
 from ._version import __version__
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
@@ -245,8 +246,6 @@ class _BackendRegistrar:
 
     def __call__(self, name=None, load=None, *, engine=None, install="", dtypes=("float32", "float64"),
                  devices=("cpu",), **extra):
-        from .models import DTYPES  # what compile(dtype=...) accepts; models imports this module
-
         where = f"plugin {self.plugin!r} ({self.distribution})"
         if extra:
             raise PluginError(f"{where} called register() with unknown argument(s) {sorted(extra)}; accepted: "
@@ -299,8 +298,6 @@ class _ComponentRegistrar:
         return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
-        from .backend import COMPUTED_KINDS
-
         where = f"plugin {self.plugin!r} ({self.distribution}) registered an implementation with"
         # A backend name nobody has registered is fine: its plugin may be installed later.
         if not isinstance(backend, str) or not backend:
@@ -392,9 +389,18 @@ def _raise_if_its_plugin_failed(name: str) -> None:
                               f"failed: {failure}. Available backends: {available}")
 
 
-def _check_loaded(entry: BackendEntry, instance: Any) -> None:
-    from .backend import Backend
+# polynn.backend.Backend, handed over by polynn.backend (which imports this module) as it defines it.
+_backend_class: type | None = None
 
+
+def accept_backends_of(cls: type) -> None:
+    """Record the class every backend's load() must return an instance of (polynn.backend.Backend)."""
+    global _backend_class
+    _backend_class = cls
+
+
+def _check_loaded(entry: BackendEntry, instance: Any) -> None:
+    Backend = _backend_class
     where = f"backend {entry.name!r} from plugin {entry.plugin!r} ({entry.distribution})"
     if isinstance(instance, type) and issubclass(instance, Backend):
         raise PluginError(f"{where}: its load() returned the class {instance.__module__}.{instance.__qualname__}, "
@@ -416,6 +422,14 @@ def describe_backend(name: str) -> str:
     if entry is None:
         return f"backend {name!r}"
     return f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution})"
+
+
+def lookup(kind: str, name: str) -> type:
+    """The spec class registered for `name` (case-insensitive), loading the plugins first when it
+    is unknown (it may come from a component plugin not loaded yet); else UnknownComponentError."""
+    if not _registry.known(kind, name):
+        load()
+    return _registry.lookup(kind, name)
 
 
 def component_specs(kind: str) -> list[type]:

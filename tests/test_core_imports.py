@@ -100,3 +100,10 @@ def test_no_core_module_imports_a_backend_package_or_an_engine():
                  if module.split(".")[0] in FORBIDDEN]
     assert not offenders, "\n".join(offenders)
 
+
+def test_no_two_core_modules_import_each_other():
+    graph = _graph()
+    assert len(graph) > 40 and "polynn.plugins" in graph["polynn.models"]  # the graph is really read
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(
+        f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:])) + f" -> {cycle[-1]}"
