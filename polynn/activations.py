@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
-from . import _registry
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
@@ -22,14 +22,13 @@ def check_axis(owner: str, axis) -> None:
         raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
 
 
+@_registry.register_base
 class Activation(Component):
     """Calling an activation on an array computes it with the NumPy reference backend."""
 
     kind: ClassVar[str] = "activation"
 
     def __call__(self, x):
-        from . import _reference
-
         return _reference.activation(self, x)
 
 

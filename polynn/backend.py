@@ -14,6 +14,9 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from . import plugins
+from .errors import InvalidArgumentError, UnsupportedComponentError
+from .hookspecs import COMPUTED_KINDS
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import Metric
@@ -136,8 +139,6 @@ class Runtime(abc.ABC):
         ...
 
 
-# Component kinds a backend computes; initializers and schedules are computed by the core.
-COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
 
 
 class Backend(abc.ABC):
@@ -146,6 +147,9 @@ class Backend(abc.ABC):
     A plugin registers one through the polynn_register_backends hook. Class attributes describe
     it without importing its engine. `implementations` maps each kind in COMPUTED_KINDS to
     {component name: implementation}; component plugins can add more for this backend's name.
+    `ops` is the backend's polynn.ops namespace (a module or object with one attribute per name
+    in polynn.ops.OP_NAMES), or None for a backend without one; polynn.ops uses the NumPy
+    backend's outside any model.
     """
 
     name: str = ""
@@ -153,6 +157,7 @@ class Backend(abc.ABC):
     dtypes: tuple[str, ...] = ("float32", "float64")
     devices: tuple[str, ...] = ("cpu",)
     implementations: dict[str, dict[str, Any]] = {}
+    ops: Any = None
 
     def engine_version(self) -> str:
         return "unknown"
@@ -161,8 +166,6 @@ class Backend(abc.ABC):
         """This backend's implementation of component `kind`/`name`, or None."""
         impl = self.implementations.get(kind, {}).get(name)
         if impl is None:
-            from . import plugins
-
             impl = plugins.component_implementation(self.name, kind, name)
         return impl
 
@@ -171,19 +174,19 @@ class Backend(abc.ABC):
 
     def check_plan(self, plan: Plan) -> None:
         """Raise UnsupportedComponentError for the first component of `plan` this backend lacks."""
-        from . import plugins
-        from .errors import UnsupportedComponentError
-
         for component in plan.components():
             if not self.supports(component):
                 others = [e.name for e in plugins.backend_entries()
                           if e.instance is not None and e.instance.supports(component)]
                 raise UnsupportedComponentError(component.kind, component.name, self.name, others)
         if plan.dtype not in self.dtypes:
-            from .errors import InvalidArgumentError
-
             raise InvalidArgumentError("dtype", plan.dtype, ", ".join(self.dtypes), owner=f"backend {self.name!r}")
 
     @abc.abstractmethod
     def compile(self, plan: Plan) -> Runtime:
         """Build a Runtime for `plan`, its weights not yet set (the core sets them next)."""
+
+
+# The plugin manager checks every loaded backend against this class; it is handed over here, not
+# imported there, as this interface asks the manager for plugins' implementations.
+plugins.accept_backends_of(Backend)

@@ -10,16 +10,17 @@ import warnings
 import numpy as np
 
 from . import _registry, _training, metrics as _metrics, plugins
-from . import losses as _losses, optimizers as _optimizers, random as _random
-from ._spec import FunctionField, check_arguments, check_choice, resolve
+from . import losses as _losses, optimizers as _optimizers, random as _random, schedules as _schedules
+from ._spec import FunctionField, check_arguments, check_choice, check_number, check_positive_int, resolve
 from .backend import Plan, Runtime
 from .errors import (InvalidArgumentError, NotCompiledError, NotSupportedError, PluginError, PolynnError,
                      ShapeMismatchError)
+from ._summary import summary_lines
+from .hookspecs import DTYPES
 from .layers import Dropout, Input, Layer
 
 __all__ = ["Sequential", "load_model"]
 
-DTYPES = ("float32", "float64")
 
 
 class _Compiled:
@@ -239,8 +240,6 @@ class Sequential:
         _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
         if steps_per_execution != "auto":
-            from ._spec import check_positive_int
-
             check_positive_int(self.name, "steps_per_execution", steps_per_execution)
         optimizer = _optimizers.get(optimizer)
         loss = None if loss is None else _losses.get(loss)
@@ -306,11 +305,8 @@ class Sequential:
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
-        from ._spec import check_number
-        from .schedules import LearningRateSchedule
-
         compiled = self._require_compiled("learning_rate")
-        if isinstance(compiled.optimizer.learning_rate, LearningRateSchedule):
+        if isinstance(compiled.optimizer.learning_rate, _schedules.LearningRateSchedule):
             raise InvalidArgumentError(
                 "learning_rate", value, "no new rate: the optimizer follows a LearningRateSchedule (as Keras)",
                 owner=self.name)
@@ -468,27 +464,19 @@ class Sequential:
     def save(self, filepath, overwrite: bool = True) -> None:
         """Write the model to one safetensors file: spec, weights, optimizer state, training position
         and metadata. Atomic: the file is written beside the target, then renamed over it."""
-        from . import _saving
-
-        _saving.save_model(self, filepath, overwrite)
+        _files().save_model(self, filepath, overwrite)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Write only the weights (safetensors, atomically)."""
-        from . import _saving
-
-        _saving.save_weights(self, filepath, overwrite)
+        _files().save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match."""
-        from . import _saving
-
-        _saving.load_weights(self, filepath)
+        _files().load_weights(self, filepath)
 
     # ---- description --------------------------------------------------------------------
 
     def summary(self, print_fn=None) -> None:
-        from ._summary import summary_lines
-
         emit = print_fn or print
         for line in summary_lines(self):
             emit(line)
@@ -558,6 +546,13 @@ class _Trainee:
         self._model._iterations += steps
 
 
+def _files():
+    """polynn._saving, imported on first use: it and json would add to every `import polynn`."""
+    from . import _saving
+
+    return _saving
+
+
 def _compile_on(backend, plan: Plan) -> Runtime:
     """backend.compile(plan), with whatever else than a polynn error it raises, or a result that is
     not a Runtime, reported as the plugin's fault, naming it (the core checked the plan)."""
@@ -583,6 +578,4 @@ def load_model(filepath, backend: str | None = None, dtype: str | None = None) -
     dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
     a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
     """
-    from . import _saving
-
-    return _saving.load_model(filepath, backend=backend, dtype=dtype)
+    return _files().load_model(filepath, Sequential, backend=backend, dtype=dtype)

@@ -7,7 +7,7 @@ import numpy as np
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 
 class NumpyBackend(Backend):
@@ -15,6 +15,7 @@ class NumpyBackend(Backend):
     engine = "numpy"
     dtypes = ("float32", "float64")
     devices = ("cpu",)
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,

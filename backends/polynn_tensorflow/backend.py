@@ -5,7 +5,7 @@ from __future__ import annotations
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -15,6 +15,7 @@ class TensorFlowBackend(Backend):
     engine = "tensorflow"
     dtypes = ("float32", "float64")
     devices = ("cpu", "gpu")
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,

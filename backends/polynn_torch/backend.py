@@ -7,7 +7,7 @@ import torch
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 
 def resolve_device(requested):
@@ -42,6 +42,7 @@ class TorchBackend(Backend):
     engine = "torch"
     dtypes = ("float32", "float64")
     devices = ("cpu", "cuda")
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,
