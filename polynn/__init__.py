@@ -5,9 +5,8 @@ from . import ops, optimizers, regularizers, schedules
 from ._custom import register
 from .hookspecs import hookimpl
 from .models import Sequential, load_model
+from ._version import __version__
 from .random import get_random_seed, set_random_seed
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

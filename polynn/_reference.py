@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import plugins
 from .errors import InvalidArgumentError, ShapeMismatchError, UnsupportedComponentError
 
 
-def _implementation(kind: str, name: str):
-    from . import plugins
-
+def implementation(kind: str, name: str):
+    """The NumPy backend's implementation of component kind/name, or UnsupportedComponentError."""
     impl = plugins.get_backend("numpy").implementation(kind, name)
     if impl is None:
         raise UnsupportedComponentError(kind, name, "numpy")
@@ -24,7 +24,7 @@ def as_float(x, like: np.ndarray | None = None) -> np.ndarray:
     return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
 
 
-def _pair(spec, y_true, y_pred):
+def pair(spec, y_true, y_pred):
     """y_pred as floats and y_true in its dtype, checked against each other as fit() checks them."""
     p = as_float(y_pred)
     y = as_float(y_true, p)
@@ -45,7 +45,8 @@ def _pair(spec, y_true, y_pred):
     return y, p
 
 
-def _weights(sample_weight, like: np.ndarray):
+def weights(sample_weight, like: np.ndarray):
+    """sample_weight as a float vector of one weight per sample of `like`, or None."""
     if sample_weight is None:
         return None
     w = as_float(sample_weight, like).reshape(-1)
@@ -56,42 +57,18 @@ def _weights(sample_weight, like: np.ndarray):
 
 
 def activation(spec, x) -> np.ndarray:
-    forward, _ = _implementation("activation", spec.name)
+    forward, _ = implementation("activation", spec.name)
     return forward(spec, as_float(x))
 
 
 def loss_values(spec, y_true, y_pred) -> np.ndarray:
-    value, _ = _implementation("loss", spec.name)
-    y, p = _pair(spec, y_true, y_pred)
+    """Per-sample values of a loss (the caller reduces them: polynn.losses.reduce)."""
+    value, _ = implementation("loss", spec.name)
+    y, p = pair(spec, y_true, y_pred)
     return value(spec, y, p)
-
-
-def loss(spec, y_true, y_pred, sample_weight=None):
-    from polynn_numpy.losses import reduce
-
-    values = loss_values(spec, y_true, y_pred)
-    w = _weights(sample_weight, values)
-    if spec.reduction == "none":
-        return values if w is None else values * w.reshape((-1,) + (1,) * (values.ndim - 1))
-    reduced, _ = reduce(spec, values, w, values.dtype)
-    return reduced
 
 
 def metric_values(spec, y_true, y_pred) -> np.ndarray:
     """Per-sample values of a mean metric."""
-    y, p = _pair(spec, y_true, y_pred)
-    return _implementation("metric", spec.name)(spec, y, p)
-
-
-def metric_increment(spec, y_true, y_pred, sample_weight=None) -> np.ndarray:
-    """The state increment of any metric for one batch."""
-    from polynn_numpy.metrics import mean_state
-
-    from .metrics import MeanMetric
-
-    y, p = _pair(spec, y_true, y_pred)
-    w = _weights(sample_weight, p)
-    impl = _implementation("metric", spec.name)
-    if isinstance(spec, MeanMetric):
-        return mean_state(impl(spec, y, p), w)
-    return np.asarray(impl(spec, y, p, w), dtype=np.float64)
+    y, p = pair(spec, y_true, y_pred)
+    return implementation("metric", spec.name)(spec, y, p)

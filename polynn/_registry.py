@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
-from .errors import PluginError, UnknownComponentError
+from .errors import ImmutableSpecError, PluginError, UnknownComponentError
 
 KINDS = (
     "layer",
@@ -31,19 +30,21 @@ def _keys(cls: type) -> list[str]:
     return list(dict.fromkeys(k.lower() for k in keys))
 
 
-# kind -> (module, class) of the base every spec of the kind subclasses; imported when checked,
-# as those modules import this one.
-_BASES = {
-    "layer": ("polynn.layers", "Layer"),
-    "activation": ("polynn.activations", "Activation"),
-    "loss": ("polynn.losses", "Loss"),
-    "metric": ("polynn.metrics", "Metric"),
-    "optimizer": ("polynn.optimizers", "Optimizer"),
-    "schedule": ("polynn.schedules", "LearningRateSchedule"),
-    "initializer": ("polynn.initializers", "Initializer"),
-    "regularizer": ("polynn.regularizers", "Regularizer"),
-    "constraint": ("polynn.constraints", "Constraint"),
-}
+# The classes a plugin's spec class is checked against: the root of every spec (polynn._spec's
+# Component) and the base of each kind (polynn.layers.Layer, ...). Those modules import this one,
+# so they hand their classes over with register_base as they define them.
+_ROOT: list[type] = []
+_BASES: dict[str, type] = {}
+
+
+def register_base(cls: type) -> type:
+    """Class decorator for polynn's spec root (no kind of its own) and its base of each kind."""
+    kind = cls.__dict__.get("kind")
+    if kind is None:
+        _ROOT[:] = [cls]
+    else:
+        _BASES[kind] = cls
+    return cls
 
 # What the core reads from every spec of a kind and the base does not define (docs/plugins.md §4):
 # kind -> (dataclass fields, methods the subclass must override).
@@ -72,20 +73,18 @@ def _a(kind: str) -> str:
 
 def check_spec_class(cls: Any, source: str) -> None:
     """Raise PluginError, naming `source` and the class, unless `cls` is a spec class polynn can use."""
-    from ._spec import Component  # _spec imports this module
-
     def refuse(problem: str, accepted: str):
         raise PluginError(f"{source}: {_describe(cls)} {problem}; accepted: {accepted}")
 
-    if not isinstance(cls, type) or not issubclass(cls, Component):
+    if not isinstance(cls, type) or not issubclass(cls, _ROOT[0]):
         refuse("is not a component class",
                "a frozen dataclass subclassing one of polynn's component bases (polynn.activations.Activation, "
                "polynn.losses.Loss, ...)")
     kind = getattr(cls, "kind", None)
     if kind not in KINDS:
         refuse(f"has kind {kind!r}", f"a subclass of a component base, which sets kind to one of {', '.join(KINDS)}")
-    module, base_name = _BASES[kind]
-    base = getattr(importlib.import_module(module), base_name)
+    base = _BASES[kind]
+    module, base_name = base.__module__, base.__qualname__
     if not issubclass(cls, base):
         refuse(f"has kind {kind!r} but does not subclass {module}.{base_name}",
                f"{_a(kind)} spec subclasses {module}.{base_name}")
@@ -114,11 +113,22 @@ def check_spec_class(cls: Any, source: str) -> None:
                    f"{_a(kind)} overrides {base.__module__}.{base.__qualname__}.{method}()")
 
 
+def refuse_assignment(self, name: str, value: Any) -> None:
+    """Specs are immutable (a frozen dataclass's assignment error, made a polynn error that says
+    what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
+    owner = type(self).__name__
+    if name == "learning_rate" and getattr(self, "kind", None) == "optimizer":
+        hint = "set model.learning_rate, the compiled model's live rate (Keras' optimizer.learning_rate)"
+    else:
+        hint = f"a new spec: dataclasses.replace(spec, {name}=...)"
+    raise ImmutableSpecError(f"{owner}: specs are immutable, so {name}={value!r} cannot be set; accepted: {hint}")
+
+
 def register_spec(cls: type, *, source: str = "polynn") -> type:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
-    from ._spec import refuse_assignment  # _spec imports this module
-
-    if source != "polynn":  # polynn's own are checked by a test, not at every import (8 ms)
+    # polynn's own classes are checked once by a test instead of at every import
+    # (measured: docs/performance.md#spec-class-checks-at-import).
+    if source != "polynn":
         check_spec_class(cls, source)
     # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
     cls.__setattr__ = refuse_assignment
@@ -143,14 +153,15 @@ def builtin(cls: type) -> type:
     return register_spec(cls, source="polynn")
 
 
-def lookup(kind: str, name: str) -> type:
-    """The spec class registered for `name` (case-insensitive), or UnknownComponentError."""
-    table = _BY_NAME[kind]
-    if name.lower() not in table:
-        # a name may come from a component plugin not loaded yet
-        from . import plugins
+def known(kind: str, name: str) -> bool:
+    """Whether a spec class is registered for `name` (case-insensitive)."""
+    return name.lower() in _BY_NAME[kind]
 
-        plugins.load()
+
+def lookup(kind: str, name: str) -> type:
+    """The spec class registered for `name` (case-insensitive), or UnknownComponentError; without
+    loading plugins (polynn.plugins.lookup loads them first when the name is unknown)."""
+    table = _BY_NAME[kind]
     try:
         return table[name.lower()]
     except KeyError:

@@ -27,7 +27,8 @@ import warnings
 
 import numpy as np
 
-from . import _registry, _safetensors, plugins
+from . import _registry, _safetensors, losses, metrics as metric_specs, optimizers, plugins
+from ._version import __version__
 from ._spec import resolve
 from .errors import InvalidArgumentError, ModelFileError, PolynnError, UnknownComponentError
 
@@ -65,8 +66,6 @@ def _model_doc(model) -> dict:
 
 
 def _info(model) -> dict:
-    from . import __version__
-
     compiled = model._compiled
     if compiled is None:
         return {"polynn_version": __version__, "backend": None, "engine_version": None, "dtype": "float32"}
@@ -114,8 +113,6 @@ def _atomic_write(path, tensors: dict, metadata: dict) -> None:
 
 
 def _check_overwrite(path, overwrite: bool) -> None:
-    from .errors import InvalidArgumentError
-
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError("overwrite", overwrite, "True or False")
     if not overwrite and os.path.exists(path):
@@ -250,11 +247,9 @@ def _guarded(what: str, build, *args):
         raise ModelFileError(f"{what} is malformed: {type(error).__name__}: {error}") from None
 
 
-def _model_from_doc(docs: dict):
-    from .models import Sequential
-
+def _model_from_doc(docs: dict, model_class):
     doc = _doc(docs, "model", {"config", "input_shape"})
-    model = _guarded("the model config", Sequential.from_config, doc["config"])
+    model = _guarded("the model config", model_class.from_config, doc["config"])
     shape = doc["input_shape"]
     if shape is not None:
         if not isinstance(shape, list) or not shape or len(shape) > _safetensors.MAX_RANK:
@@ -313,17 +308,18 @@ def _naming(path):
         raise ModelFileError(f"{where}: {error}") from error
 
 
-def load_model(path, backend: str | None = None, dtype: str | None = None):
-    """A model saved by save_model, compiled (if it was) with its weights and training state."""
+def load_model(path, model_class, backend: str | None = None, dtype: str | None = None):
+    """A model saved by save_model, compiled (if it was) with its weights and training state, built
+    with model_class.from_config (polynn.models.Sequential, which imports this module)."""
     with _naming(path):
-        return _load_model(path, backend, dtype)
+        return _load_model(path, model_class, backend, dtype)
 
 
-def _load_model(path, backend, dtype):
+def _load_model(path, model_class, backend, dtype):
     tensors, docs, kind = _read(path)
     if kind != MODEL_FORMAT:
         raise ModelFileError(f"{os.fspath(path)!r} holds weights only ({kind}); load it with model.load_weights()")
-    model, shape = _model_from_doc(docs)
+    model, shape = _model_from_doc(docs, model_class)
     info = _doc(docs, "info", {"polynn_version", "backend", "engine_version", "dtype"})
     recorded_dtype = info["dtype"]
     if not isinstance(recorded_dtype, str) or recorded_dtype not in _FLOAT_CODES:
@@ -386,8 +382,6 @@ def _load_model(path, backend, dtype):
 
 
 def _compile_components(doc: dict):
-    from . import losses, optimizers
-
     for key in ("optimizer", "loss"):
         if isinstance(doc[key], str):
             _check_component_name(doc[key], f"compile.{key}")
@@ -400,8 +394,6 @@ def _compile_components(doc: dict):
 
 
 def _metric_ids(entries, what: str) -> list:
-    from . import metrics as metric_specs
-
     if not isinstance(entries, list):
         raise ModelFileError(f"{what} is {entries!r}; accepted: a list")
     metrics = []
@@ -427,7 +419,7 @@ def _load_weights(model, path) -> None:
     tensors, docs, kind = _read(path)
     shape = model.input_shape
     if shape is None:
-        _, shape = _model_from_doc(docs)
+        _, shape = _model_from_doc(docs, type(model))
         if shape is None:
             raise ModelFileError(f"{os.fspath(path)!r} holds no weights and the model's input shape is unknown")
     weights = _expected_weights(model, shape)

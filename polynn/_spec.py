@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _registry
-from .errors import ImmutableSpecError, InvalidArgumentError, UnknownComponentError
+from . import _custom, _registry, plugins
+from .errors import InvalidArgumentError, UnknownComponentError
 
 
 def component_field(kind: str, default: Any = None, *, optional: bool = True):
@@ -21,6 +21,7 @@ def component_field(kind: str, default: Any = None, *, optional: bool = True):
     return dataclasses.field(default=default, metadata={"kind": kind, "optional": optional})
 
 
+@_registry.register_base
 class Component:
     """Shared behaviour of spec dataclasses.
 
@@ -107,15 +108,13 @@ def resolve(kind: str, identifier: Any):
         return identifier
     if isinstance(identifier, str):
         try:
-            return _registry.lookup(kind, identifier)()
+            return plugins.lookup(kind, identifier)()
         except UnknownComponentError:
-            from . import _custom
-
             if _custom.function(kind, identifier) is None:
                 raise
-            return _registry.lookup(kind, f"custom_{kind}")(function=identifier)
+            return plugins.lookup(kind, f"custom_{kind}")(function=identifier)
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _registry.lookup(kind, str(identifier["class_name"]))
+        cls = plugins.lookup(kind, str(identifier["class_name"]))
         return cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, type) and issubclass(identifier, Component) and identifier.kind == kind:
         return identifier()
@@ -123,7 +122,7 @@ def resolve(kind: str, identifier: Any):
     if spec_class is not None and callable(identifier) and getattr(spec_class, "kind", None) == kind:
         return spec_class()
     if callable(identifier) and spec_class is None and kind in ("loss", "metric", "activation"):
-        return _registry.lookup(kind, f"custom_{kind}")(function=identifier)
+        return plugins.lookup(kind, f"custom_{kind}")(function=identifier)
     raise UnknownComponentError(kind, identifier, _registry.names(kind))
 
 
@@ -241,8 +240,6 @@ class FunctionField:
 
     @staticmethod
     def validate(component) -> None:
-        from . import _custom
-
         value = component.function
         if isinstance(value, str):
             held = _custom.function(component.kind, value)
@@ -257,8 +254,6 @@ class FunctionField:
 
     @staticmethod
     def to_json(component) -> str:
-        from . import _custom
-
         name = _custom.name_of(component.kind, component.function)
         if name is None:
             raise InvalidArgumentError(
@@ -269,8 +264,6 @@ class FunctionField:
 
     @staticmethod
     def display_name(component) -> str:
-        from . import _custom
-
         return _custom.name_of(component.kind, component.function) or getattr(component.function, "__name__", "custom")
 
 
@@ -278,14 +271,3 @@ def spec(cls):
     """Decorator: make a frozen dataclass spec and register it as a built-in."""
     cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
     return _registry.builtin(cls)
-
-
-def refuse_assignment(self, name: str, value: Any) -> None:
-    """Specs are immutable (a frozen dataclass's assignment error, made a polynn error that says
-    what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
-    owner = type(self).__name__
-    if name == "learning_rate" and getattr(self, "kind", None) == "optimizer":
-        hint = "set model.learning_rate, the compiled model's live rate (Keras' optimizer.learning_rate)"
-    else:
-        hint = f"a new spec: dataclasses.replace(spec, {name}=...)"
-    raise ImmutableSpecError(f"{owner}: specs are immutable, so {name}={value!r} cannot be set; accepted: {hint}")

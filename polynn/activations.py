@@ -6,10 +6,9 @@ from typing import ClassVar
 
 import math
 
-from . import ops
+from . import _reference, _registry, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
-from . import _registry
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
@@ -25,6 +24,7 @@ def check_axis(owner: str, axis) -> None:
         raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
 
 
+@_registry.register_base
 class Activation(Component):
     """Calling an activation on an array computes it with the NumPy reference backend.
 
@@ -35,8 +35,6 @@ class Activation(Component):
     kind: ClassVar[str] = "activation"
 
     def __call__(self, x):
-        from . import _reference
-
         return _reference.activation(self, x)
 
 

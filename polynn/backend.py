@@ -14,7 +14,10 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from . import _registry, plugins
 from . import ops as polynn_ops
+from .errors import InvalidArgumentError, UnsupportedComponentError
+from .hookspecs import COMPUTED_KINDS
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric
@@ -137,8 +140,6 @@ class Runtime(abc.ABC):
         ...
 
 
-# Component kinds a backend computes; initializers and schedules are computed by the core.
-COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
 
 
 
@@ -159,7 +160,9 @@ class Backend(abc.ABC):
     polynn.ops.OP_NAMES, on its tensors); with it, every component written once on polynn.ops runs
     on this backend with no code of its own. `implementations` maps each kind in COMPUTED_KINDS
     to {component name: implementation}: the backend's own versions, which override the shared
-    ones (for speed, measured); component plugins can add more for this backend's name.
+    ones (for speed, measured); component plugins can add more for this backend's name. A backend
+    without an ops namespace (ops None) implements every component itself. polynn.ops uses the
+    NumPy backend's namespace outside any model.
     """
 
     name: str = ""
@@ -177,8 +180,6 @@ class Backend(abc.ABC):
         else one a component plugin registered for it, else the shared one (`shared_implementation`)."""
         impl = self.implementations.get(kind, {}).get(name)
         if impl is None:
-            from . import plugins
-
             impl = plugins.component_implementation(self.name, kind, name)
         if impl is None:
             impl = self.shared_implementation(kind, name)
@@ -190,8 +191,6 @@ class Backend(abc.ABC):
         class has no shared implementation."""
         if self.ops is None:
             return None
-        from . import _registry
-
         spec_class = _registry.find(kind, name)
         method = None if spec_class is None else shared_method(kind, spec_class)
         if method is None or not callable(getattr(spec_class, method, None)):
@@ -226,19 +225,19 @@ class Backend(abc.ABC):
 
     def check_plan(self, plan: Plan) -> None:
         """Raise UnsupportedComponentError for the first component of `plan` this backend lacks."""
-        from . import plugins
-        from .errors import UnsupportedComponentError
-
         for component in plan.components():
             if not self.supports(component):
                 others = [e.name for e in plugins.backend_entries()
                           if e.instance is not None and e.instance.supports(component)]
                 raise UnsupportedComponentError(component.kind, component.name, self.name, others)
         if plan.dtype not in self.dtypes:
-            from .errors import InvalidArgumentError
-
             raise InvalidArgumentError("dtype", plan.dtype, ", ".join(self.dtypes), owner=f"backend {self.name!r}")
 
     @abc.abstractmethod
     def compile(self, plan: Plan) -> Runtime:
         """Build a Runtime for `plan`, its weights not yet set (the core sets them next)."""
+
+
+# The plugin manager checks every loaded backend against this class; it is handed over here, not
+# imported there, as this interface asks the manager for plugins' implementations.
+plugins.accept_backends_of(Backend)

@@ -96,9 +96,7 @@ def cmd_backends(args) -> int:
 
 def pytest_arguments(args) -> list[str]:
     """The pytest command line that runs the kit's tests as `args` asks."""
-    import polynn
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(polynn.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding polynn/
     # An empty config file keeps the caller's pytest settings (addopts, testpaths) out of the kit.
     # The plugin is named explicitly and its "pytest11" entry point blocked, so it is registered
     # exactly once whether or not the entry point is visible (stale metadata, autoload disabled).
@@ -128,11 +126,12 @@ def cmd_conformance(args) -> int:
     try:
         plugins.get_backend(args.backend)
         if args.plot:
-            from .conformance.plot import require_matplotlib
+            from .conformance.plot import require_matplotlib  # the kit loads only for this command
 
             require_matplotlib()
     except PolynnError as error:
         return _error(str(error))
+    # the kit (its cases, pytest) loads only for this command, not for `polynn backends`
     from .conformance import selection
     from .conformance.plugin import output_problems
     from .conformance.runner import all_cases

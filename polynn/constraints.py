@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from . import _registry
 from ._spec import Component, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -23,6 +24,7 @@ def _check_axis(owner, axis):
     return axis
 
 
+@_registry.register_base
 class Constraint(Component):
     kind: ClassVar[str] = "constraint"
 

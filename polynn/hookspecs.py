@@ -12,6 +12,12 @@ import pluggy
 hookspec = pluggy.HookspecMarker("polynn")
 hookimpl = pluggy.HookimplMarker("polynn")
 
+# The dtypes compile(dtype=...) accepts, among which register(dtypes=...) names a backend's.
+DTYPES = ("float32", "float64")
+# Component kinds a backend computes (register.implementation's kind); initializers and schedules
+# are computed by the core.
+COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
+
 
 @hookspec
 def polynn_register_backends(register):

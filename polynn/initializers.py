@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _registry
 from ._spec import Component, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -29,6 +30,7 @@ def compute_fans(shape: tuple) -> tuple[float, float]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+@_registry.register_base
 class Initializer(Component):
     """sample(shape, rng) returns float64 values drawn from `rng`, a numpy Generator on the shared stream."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from . import activations as _activations
-from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, spec
+from . import _registry, activations as _activations
+from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, resolve, spec
 from .errors import InvalidArgumentError
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get"]
@@ -21,6 +21,7 @@ class WeightSpec(NamedTuple):
     constraint: Component | None
 
 
+@_registry.register_base
 class Layer(Component):
     """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order."""
 
@@ -158,7 +159,5 @@ class Activation(Layer):
 
 
 def get(identifier) -> Layer:
-    from ._spec import resolve
-
     return resolve("layer", identifier)
 

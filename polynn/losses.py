@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -28,10 +31,42 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
+
+
+def reduce(spec, values, w, dtype, gradient=False):
+    """The reduced loss of per-sample NumPy `values` with sample weights `w` (a vector, or None:
+    all 1) as this module's docstring says, for `spec.reduction`, and, when `gradient`,
+    d(reduced)/d(values) (else None): (reduced, gradient)."""
+    if w is None:
+        weights = None
+        total = np.add.reduce(values, axis=None)
+        weight_sum = values.size
+    else:
+        weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(dtype)
+        total = np.add.reduce(values * weights, axis=None)
+        weight_sum = np.add.reduce(weights, axis=None)
+    if spec.reduction == "sum":
+        divisor = 1
+    elif spec.reduction == "mean_with_sample_weight":
+        divisor = weight_sum
+    else:
+        divisor = values.size
+    # Keras divides "no nan": an all-zero weight sum gives a zero loss, not a NaN.
+    reduced = total / divisor if divisor else total * 0
+    if not gradient:
+        return reduced, None
+    if not divisor:
+        upstream = np.zeros(values.shape, dtype=dtype)
+    elif weights is None:
+        upstream = np.full(values.shape, 1 / divisor, dtype=dtype)
+    else:
+        upstream = weights / divisor
+    return reduced, upstream
 # The reductions training accepts; 'none' (per-sample values) only when calling a loss directly.
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 
 
+@_registry.register_base
 class Loss(Component):
     """Calling a loss, loss(y_true, y_pred, sample_weight=None), returns its reduced value (per-sample
     values for reduction 'none'), computed with the NumPy reference backend."""
@@ -41,9 +76,12 @@ class Loss(Component):
     sparse_labels: ClassVar[bool] = False
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        from . import _reference
-
-        return _reference.loss(self, y_true, y_pred, sample_weight)
+        values = _reference.loss_values(self, y_true, y_pred)
+        w = _reference.weights(sample_weight, values)
+        if self.reduction == "none":
+            return values if w is None else values * w.reshape((-1,) + (1,) * (values.ndim - 1))
+        reduced, _ = reduce(self, values, w, values.dtype)
+        return reduced
 
     def validate(self):
         owner = type(self).__name__
@@ -244,8 +282,6 @@ def _function(cls):
     """Keras's loss functions: f(y_true, y_pred, **options) -> per-sample values."""
 
     def call(loss, y_true, y_pred):
-        from . import _reference
-
         return _reference.loss_values(loss, y_true, y_pred)
 
     return as_function(cls, call)

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _reference, _registry
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
@@ -29,6 +30,17 @@ __all__ = [
 ]
 
 
+def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """A mean metric's state increment for per-sample NumPy `values` and sample `weights` (a
+    vector, or None: all 1): [sum(w * v), sum(w)] in float64, w broadcast over v's trailing axes."""
+    if weights is None:
+        return np.array([np.add.reduce(values, axis=None, dtype=np.float64), values.size], dtype=np.float64)
+    w = np.broadcast_to(weights.reshape(weights.shape + (1,) * (values.ndim - 1)), values.shape)
+    return np.array([np.add.reduce(w * values, axis=None, dtype=np.float64),
+                     np.add.reduce(w, axis=None, dtype=np.float64)])
+
+
+@_registry.register_base
 class Metric(Component, abc.ABC):
     """A backend implements a MeanMetric as per-sample values v (the core-side state is
     [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector."""
@@ -48,9 +60,14 @@ class Metric(Component, abc.ABC):
         return state
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        from . import _reference
-
-        self._running()[...] += _reference.metric_increment(self, y_true, y_pred, sample_weight)
+        y, p = _reference.pair(self, y_true, y_pred)
+        w = _reference.weights(sample_weight, p)
+        impl = _reference.implementation("metric", self.name)
+        if isinstance(self, MeanMetric):
+            increment = mean_state(impl(self, y, p), w)
+        else:
+            increment = np.asarray(impl(self, y, p, w), dtype=np.float64)
+        self._running()[...] += increment
 
     def reset_state(self) -> None:
         self._running()[...] = 0.0
@@ -332,8 +349,6 @@ def _function(cls):
     """Keras's metric functions: f(y_true, y_pred, **options) -> per-sample values."""
 
     def call(metric, y_true, y_pred):
-        from . import _reference
-
         return _reference.metric_values(metric, y_true, y_pred)
 
     return as_function(cls, call)
@@ -372,6 +387,4 @@ def get(identifier) -> Metric:
         return resolve("metric", identifier)
     except UnknownComponentError:
         # compile() also accepts 'accuracy', so a misspelling of it should be pointed back to it
-        from . import _registry
-
         raise UnknownComponentError("metric", identifier, [*_registry.names("metric"), "accuracy"]) from None

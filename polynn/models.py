@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -9,20 +10,21 @@ import warnings
 import numpy as np
 
 from . import _registry, _training, metrics as _metrics, plugins
-from . import losses as _losses, optimizers as _optimizers, random as _random
-from ._spec import FunctionField, check_arguments, check_choice, resolve
+from . import losses as _losses, optimizers as _optimizers, random as _random, schedules as _schedules
+from ._spec import FunctionField, check_arguments, check_choice, check_number, check_positive_int, resolve
 from .backend import Plan, Runtime
 from .errors import (InvalidArgumentError, NotCompiledError, NotSupportedError, PluginError, PolynnError,
                      ShapeMismatchError)
+from ._summary import summary_lines
+from .hookspecs import DTYPES
 from .layers import Dropout, Input, Layer
 
 __all__ = ["Sequential", "load_model"]
 
-DTYPES = ("float32", "float64")
 
 
 class _Compiled:
-    """What compile() fixed: the components, the backend and its runtime."""
+    """What compile() fixed: the components, the backend, and the plan and runtime built from them."""
 
     def __init__(self, optimizer, loss, metric_ids, weighted_ids, backend, dtype, seed, steps_per_execution, device):
         self.optimizer, self.loss = optimizer, loss
@@ -31,9 +33,8 @@ class _Compiled:
         self.backend, self.dtype, self.seed = backend, dtype, seed
         self.steps_per_execution, self.device = steps_per_execution, device
         self.runtime = None
-        self.metrics: tuple = ()
-        self.metric_weighted: tuple = ()  # per resolved metric: whether it takes the sample weights
-        self.metric_names: list[str] = []
+        self.plan: Plan | None = None  # the runtime's; its metrics resolved from the last data's labels
+        self.metric_names: list[str] = []  # the log name of each plan metric
         self.learning_rate: float | None = None  # set by callbacks that change the rate
 
 
@@ -143,7 +144,7 @@ class Sequential:
         self._built_shape = None
         self._weights = None
         if self._compiled is not None:
-            self._compiled.runtime = None
+            self._compiled.runtime = self._compiled.plan = None
 
     def pop(self) -> Layer:
         if not self._layers:
@@ -151,7 +152,7 @@ class Sequential:
         layer = self._layers.pop()
         self._built_shape, self._weights = None, None
         if self._compiled is not None:
-            self._compiled.runtime = None
+            self._compiled.runtime = self._compiled.plan = None
         return layer
 
     @property
@@ -239,8 +240,6 @@ class Sequential:
         _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
         if steps_per_execution != "auto":
-            from ._spec import check_positive_int
-
             check_positive_int(self.name, "steps_per_execution", steps_per_execution)
         optimizer = _optimizers.get(optimizer)
         loss = None if loss is None else _losses.get(loss)
@@ -306,11 +305,8 @@ class Sequential:
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
-        from ._spec import check_number
-        from .schedules import LearningRateSchedule
-
         compiled = self._require_compiled("learning_rate")
-        if isinstance(compiled.optimizer.learning_rate, LearningRateSchedule):
+        if isinstance(compiled.optimizer.learning_rate, _schedules.LearningRateSchedule):
             raise InvalidArgumentError(
                 "learning_rate", value, "no new rate: the optimizer follows a LearningRateSchedule (as Keras)",
                 owner=self.name)
@@ -370,10 +366,10 @@ class Sequential:
     def _make_runtime(self, y_shape: tuple | None = None) -> None:
         compiled = self._compiled
         metrics, weighted, names = self._resolve_metrics(y_shape)
-        runtime = _compile_on(compiled.backend, self._plan(metrics, weighted))
+        plan = self._plan(metrics, weighted)
+        runtime = _compile_on(compiled.backend, plan)
         runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
-        compiled.runtime = runtime
-        compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
+        compiled.runtime, compiled.plan, compiled.metric_names = runtime, plan, names
 
     def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None):
         """The runtime, built now if the input shape came from data; metrics re-resolved from y."""
@@ -383,9 +379,10 @@ class Sequential:
             self._make_runtime(y_shape)
         elif y_shape is not None and (compiled.metric_ids or compiled.weighted_ids):
             metrics, weighted, names = self._resolve_metrics(y_shape)
-            if metrics != compiled.metrics:
+            if metrics != compiled.plan.metrics:
                 compiled.runtime.set_metrics(metrics, weighted)
-                compiled.metrics, compiled.metric_weighted, compiled.metric_names = metrics, weighted, names
+                compiled.plan = dataclasses.replace(compiled.plan, metrics=metrics, metric_weighted=weighted)
+                compiled.metric_names = names
         return compiled.runtime
 
     # ---- weights ------------------------------------------------------------------------
@@ -437,7 +434,7 @@ class Sequential:
         the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
-        return _training.fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+        return _training.fit(self, _Trainee(self), x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                              callbacks=callbacks, validation_split=validation_split,
                              validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
                              sample_weight=sample_weight, initial_epoch=initial_epoch,
@@ -448,7 +445,7 @@ class Sequential:
         """Loss (and metrics) in inference mode, as keras.Model.evaluate."""
         _refuse_unsupported("evaluate", self.evaluate, unsupported)
         self._require_compiled("evaluate")
-        return _training.evaluate(self, x, y, batch_size=batch_size, verbose=verbose,
+        return _training.evaluate(self, _Trainee(self), x, y, batch_size=batch_size, verbose=verbose,
                                   sample_weight=sample_weight, callbacks=callbacks, return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, **unsupported) -> np.ndarray:
@@ -460,34 +457,26 @@ class Sequential:
             # Weights drawn for this implicit compile stay provisional: a later compile(seed=...)
             # draws them again from its seed.
             self._weights_provisional = drawn_here
-        return _training.predict(self, x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+        return _training.predict(self, _Trainee(self), x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
     # ---- files --------------------------------------------------------------------------
 
     def save(self, filepath, overwrite: bool = True) -> None:
         """Write the model to one safetensors file: spec, weights, optimizer state, training position
         and metadata. Atomic: the file is written beside the target, then renamed over it."""
-        from . import _saving
-
-        _saving.save_model(self, filepath, overwrite)
+        _files().save_model(self, filepath, overwrite)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Write only the weights (safetensors, atomically)."""
-        from . import _saving
-
-        _saving.save_weights(self, filepath, overwrite)
+        _files().save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match."""
-        from . import _saving
-
-        _saving.load_weights(self, filepath)
+        _files().load_weights(self, filepath)
 
     # ---- description --------------------------------------------------------------------
 
     def summary(self, print_fn=None) -> None:
-        from ._summary import summary_lines
-
         emit = print_fn or print
         for line in summary_lines(self):
             emit(line)
@@ -519,6 +508,51 @@ for _name, _instead in _KERAS_ATTRIBUTES.items():
 del _name, _instead
 
 
+class _Trainee:
+    """A compiled Sequential as the training loop uses it (polynn._training.Trainee): the plan and
+    runtime for the data's shapes, the metrics' log names, the seed, the step counter."""
+
+    def __init__(self, model: Sequential):
+        self._model = model
+        self._compiled = model._compiled
+
+    @property
+    def plan(self) -> Plan:
+        return self._compiled.plan
+
+    @property
+    def seed(self) -> int:
+        return self._compiled.seed
+
+    @property
+    def steps_per_execution(self):
+        return self._compiled.steps_per_execution
+
+    @property
+    def learning_rate(self) -> float | None:
+        return self._compiled.learning_rate
+
+    @property
+    def metric_names(self) -> list[str]:
+        return self._compiled.metric_names
+
+    def build(self, x_shape: tuple) -> None:
+        self._model._ensure_built(x_shape)
+
+    def prepare(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
+        return self._model._runtime_for(x_shape, y_shape)
+
+    def advance(self, steps: int) -> None:
+        self._model._iterations += steps
+
+
+def _files():
+    """polynn._saving, imported on first use: it and json would add to every `import polynn`."""
+    from . import _saving
+
+    return _saving
+
+
 def _compile_on(backend, plan: Plan) -> Runtime:
     """backend.compile(plan), with whatever else than a polynn error it raises, or a result that is
     not a Runtime, reported as the plugin's fault, naming it (the core checked the plan)."""
@@ -544,6 +578,4 @@ def load_model(filepath, backend: str | None = None, dtype: str | None = None) -
     dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
     a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
     """
-    from . import _saving
-
-    return _saving.load_model(filepath, backend=backend, dtype=dtype)
+    return _files().load_model(filepath, Sequential, backend=backend, dtype=dtype)

@@ -16,6 +16,8 @@ import contextlib
 import contextvars
 import math
 
+from . import plugins
+
 __all__ = [
     "OP_NAMES", "using", "current", "epsilon", "pi",
     "abs", "square", "sqrt", "exp", "log", "log1p", "tanh", "sigmoid", "softplus", "negative", "sign", "power",
@@ -44,16 +46,10 @@ EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax")
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
 
-def _numpy_ops():
-    from polynn_numpy import ops as numpy_ops
-
-    return numpy_ops
-
-
 def current():
-    """The ops namespace in force: the running backend's, else NumPy's."""
+    """The ops namespace in force: the running backend's, else the NumPy backend's (its `ops`)."""
     namespace = _current.get()
-    return namespace if namespace is not None else _numpy_ops()
+    return namespace if namespace is not None else plugins.get_backend("numpy").ops
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _registry
 from ._spec import Component, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from .schedules import LearningRateSchedule
@@ -29,6 +30,7 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"
 
 
 @dataclasses.dataclass(frozen=True)
+@_registry.register_base
 class Optimizer(Component):
     kind: ClassVar[str] = "optimizer"
     weight_decay: float | None = dataclasses.field(default=None, kw_only=True)

@@ -1,4 +1,5 @@
-"""The plugin manager: finds plugins through entry points, loads them guardedly, and keeps the backends.
+"""The plugin manager: loads polynn's own plugins by module name and third parties' through entry
+points, guardedly, and keeps the backends.
 
 A plugin that fails to import, whose hooks do not match the hookspecs, or that raises inside a
 hook is recorded as a failure naming the plugin and its distribution; every other plugin keeps
@@ -9,6 +10,7 @@ POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import difflib
 import importlib.metadata
 import importlib.util
@@ -22,12 +24,20 @@ from typing import Any, Callable
 import pluggy
 
 from . import _registry, hookspecs
+from .hookspecs import COMPUTED_KINDS, DTYPES
+from ._version import __version__
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
 
 __all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
            "failures", "load", "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
+
+# polynn's first-party backends, registered by module name (as pytest's default_plugins), so a plain
+# source tree on sys.path finds them without entry-point metadata. Each registers as the plugin
+# named after its module without the "polynn_" prefix ("numpy"), the name POLYNN_DISABLE_PLUGINS
+# takes. Importing one does not import its engine; a missing engine shows when the backend loads.
+DEFAULT_PLUGINS = ("polynn_numpy", "polynn_tensorflow", "polynn_torch")
 
 
 @dataclasses.dataclass
@@ -183,10 +193,22 @@ def _ensure_loaded() -> None:
         disabled = _disabled()
         names = []
         # polynn's own plugins first, so a third party reusing a first-party name is the one refused
-        entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-                              key=lambda ep: getattr(getattr(ep, "dist", None), "name", None) != "polynn")
-        for ep in entry_points:
-            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None:
+        for module_name in DEFAULT_PLUGINS:
+            name = _default_plugin_name(module_name)
+            if name in disabled or module_name in disabled:
+                continue
+            distribution = f"polynn {__version__}"
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as error:
+                _fail(name, distribution, "to import", error)
+                continue
+            if _register_module(module, name, distribution):
+                names.append(name)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            # An older polynn's metadata may still list its own backends as entry points: they are
+            # registered above already, by module name.
+            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None or ep.module in DEFAULT_PLUGINS:
                 continue
             distribution = _distribution_label(ep)
             try:
@@ -197,6 +219,10 @@ def _ensure_loaded() -> None:
             if _register_module(module, ep.name, distribution):
                 names.append(ep.name)
         _call_hooks(names)
+
+
+def _default_plugin_name(module_name: str) -> str:
+    return module_name.removeprefix("polynn_")
 
 
 def load() -> None:
@@ -220,8 +246,6 @@ class _BackendRegistrar:
 
     def __call__(self, name=None, load=None, *, engine=None, install="", dtypes=("float32", "float64"),
                  devices=("cpu",), **extra):
-        from .models import DTYPES  # what compile(dtype=...) accepts; models imports this module
-
         where = f"plugin {self.plugin!r} ({self.distribution})"
         if extra:
             raise PluginError(f"{where} called register() with unknown argument(s) {sorted(extra)}; accepted: "
@@ -274,8 +298,6 @@ class _ComponentRegistrar:
         return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
-        from .backend import COMPUTED_KINDS
-
         where = f"plugin {self.plugin!r} ({self.distribution}) registered an implementation with"
         # A backend name nobody has registered is fine: its plugin may be installed later.
         if not isinstance(backend, str) or not backend:
@@ -367,9 +389,18 @@ def _raise_if_its_plugin_failed(name: str) -> None:
                               f"failed: {failure}. Available backends: {available}")
 
 
-def _check_loaded(entry: BackendEntry, instance: Any) -> None:
-    from .backend import Backend
+# polynn.backend.Backend, handed over by polynn.backend (which imports this module) as it defines it.
+_backend_class: type | None = None
 
+
+def accept_backends_of(cls: type) -> None:
+    """Record the class every backend's load() must return an instance of (polynn.backend.Backend)."""
+    global _backend_class
+    _backend_class = cls
+
+
+def _check_loaded(entry: BackendEntry, instance: Any) -> None:
+    Backend = _backend_class
     where = f"backend {entry.name!r} from plugin {entry.plugin!r} ({entry.distribution})"
     if isinstance(instance, type) and issubclass(instance, Backend):
         raise PluginError(f"{where}: its load() returned the class {instance.__module__}.{instance.__qualname__}, "
@@ -391,6 +422,14 @@ def describe_backend(name: str) -> str:
     if entry is None:
         return f"backend {name!r}"
     return f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution})"
+
+
+def lookup(kind: str, name: str) -> type:
+    """The spec class registered for `name` (case-insensitive), loading the plugins first when it
+    is unknown (it may come from a component plugin not loaded yet); else UnknownComponentError."""
+    if not _registry.known(kind, name):
+        load()
+    return _registry.lookup(kind, name)
 
 
 def component_specs(kind: str) -> list[type]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from . import _registry
 from ._spec import Component, check_number, resolve, spec
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
 
+@_registry.register_base
 class Regularizer(Component):
     kind: ClassVar[str] = "regularizer"
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _registry
 from ._spec import Component, check_bool, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 
+@_registry.register_base
 class LearningRateSchedule(Component):
     kind: ClassVar[str] = "schedule"
 

@@ -195,3 +195,19 @@ def test_ops_outside_a_model_are_plain_numpy():
     out = ops.mean(ops.abs(X - Y), axis=-1)
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, np.mean(np.abs(X - Y), axis=-1))
+
+
+def test_outside_a_model_the_ops_are_the_numpy_backends_found_through_the_plugins():
+    assert polynn.backend.Backend.ops is None  # a backend without an ops namespace says so
+    assert polynn.plugins.get_backend("numpy").ops is numpy_ops
+    assert ops.current() is numpy_ops
+    with ops.using(numpy_ops) as namespace:
+        assert ops.current() is namespace
+
+
+@pytest.mark.parametrize("name", ["numpy", "tensorflow", "torch"])
+def test_every_first_party_backend_publishes_its_ops(name):
+    pytest.importorskip(name)
+    namespace = polynn.plugins.get_backend(name).ops
+    assert namespace.__name__ == f"polynn_{name}.ops"
+    assert all(callable(getattr(namespace, op)) for op in ops.OP_NAMES)

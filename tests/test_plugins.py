@@ -3,6 +3,13 @@ through the "polynn" entry-point group, loaded guardedly."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -28,10 +35,59 @@ def test_hookspecs_project_and_prefix():
     assert set(hooks) >= {"polynn_register_backends", "polynn_register_components"}
 
 
-def test_numpy_backend_comes_from_the_entry_point_group(fresh_plugins):
+def test_first_party_backends_are_registered_by_module_name(fresh_plugins):
     entries = {e.name: e for e in fresh_plugins.backend_entries()}
     assert entries["numpy"].plugin == "numpy" and entries["numpy"].distribution.startswith("polynn ")
+    assert fresh_plugins.DEFAULT_PLUGINS == ("polynn_numpy", "polynn_tensorflow", "polynn_torch")
     assert fresh_plugins.ENTRY_POINT_GROUP == "polynn"
+
+
+def test_first_party_backends_need_no_entry_point_metadata(fresh_plugins, monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **selection: [])
+    fresh_plugins.reset()
+    entries = {e.name: e for e in fresh_plugins.backend_entries()}
+    assert {"numpy", "tensorflow", "torch"} <= set(entries) and not fresh_plugins.failures()
+    assert fresh_plugins.get_backend("numpy").name == "numpy"
+    assert numpy_still_works()
+
+
+def test_an_old_entry_point_for_a_first_party_backend_is_not_registered_twice(install_plugin):
+    # What an older polynn's metadata declared: its own backends in the entry-point group.
+    install_plugin("polynn-stale", "numpy_again", "polynn_numpy", "")
+    names = [e.name for e in polynn.plugins.backend_entries()]
+    assert names.count("numpy") == 1 and not polynn.plugins.failures()
+
+
+def test_a_first_party_backend_without_its_engine_says_how_to_install_it(fresh_plugins, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    entry = {e.name: e for e in fresh_plugins.backend_entries()}["torch"]
+    assert entry.plugin == "torch" and not entry.engine_installed()
+    with pytest.raises(errors.BackendNotInstalledError, match=r"pip install 'polynn\[torch\]'"):
+        fresh_plugins.get_backend("torch")
+
+
+def test_a_plain_source_tree_finds_the_first_party_backends(tmp_path):
+    # No distribution metadata at all (a checkout on PYTHONPATH, never pip-installed): the
+    # entry-point group is empty, yet the backends are found.
+    repo = pathlib.Path(polynn.__file__).parent.parent
+    code = textwrap.dedent("""
+        import importlib.metadata
+        importlib.metadata.entry_points = lambda **selection: []
+        from polynn import errors, plugins
+        try:
+            plugins.get_backend("no_such_backend")
+        except errors.UnknownBackendError as error:
+            print(error)
+        print(sorted(e.name for e in plugins.backend_entries()), plugins.failures())
+        """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "backends")])}
+    env.pop("POLYNN_DISABLE_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          check=True)
+    assert "Available backends: none" not in done.stdout
+    assert "numpy" in done.stdout.splitlines()[0]
+    assert done.stdout.splitlines()[-1] == "['numpy', 'tensorflow', 'torch'] []"
 
 
 GOOD_BACKEND = """

@@ -164,7 +164,7 @@ def test_accuracy_string_resolves_from_shapes_as_keras():
 def test_compile_resolves_accuracy_for_one_output_unit():
     model = Sequential([Dense(1, input_dim=3, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    assert model._compiled.metrics == (metrics.BinaryAccuracy(threshold=0.5),)
+    assert model._compiled.plan.metrics == (metrics.BinaryAccuracy(threshold=0.5),)
     assert model._compiled.metric_names == ["accuracy"]
 
 

@@ -1,4 +1,4 @@
-"""polynn's NumPy reference backend, registered through the "polynn" entry-point group."""
+"""polynn's NumPy reference backend, registered by polynn.plugins.DEFAULT_PLUGINS."""
 
 from polynn import hookimpl
 

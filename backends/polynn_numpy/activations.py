@@ -23,9 +23,9 @@ def writes_into(function) -> bool:
 
 
 # From this many elements relu takes the maximum against an array of zeros instead of the scalar 0:
-# NumPy (2.4) runs maximum's vector loop only when both operands have unit stride, and against a
-# scalar it is about 3 times slower (256x1024 float32: 197 us against 63 us). The bits are the same,
-# NaN, -0.0 and infinities included. Below this size the lookup costs more than it saves.
+# NumPy (2.4) runs maximum's vector loop only when both operands have unit stride, so against a
+# scalar it is slower (measured: docs/performance.md#numpy-relu-against-zeros). The bits are the
+# same, NaN, -0.0 and infinities included. Below this size the lookup costs more than it saves.
 ZEROS_FROM = 1 << 13
 
 _zero_blocks: dict[np.dtype, np.ndarray] = {}

@@ -15,6 +15,7 @@ class NumpyBackend(Backend):
     engine = "numpy"
     dtypes = ("float32", "float64")
     devices = ("cpu",)
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,
@@ -24,8 +25,6 @@ class NumpyBackend(Backend):
         "regularizer": regularizers.IMPLEMENTATIONS,
         "constraint": constraints.IMPLEMENTATIONS,
     }
-
-    ops = ops
 
     def engine_version(self) -> str:
         return np.__version__

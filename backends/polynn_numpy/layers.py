@@ -16,9 +16,9 @@ from .activations import writes_into
 
 def _product(a, b, out=None):
     """a @ b, b a matrix. With an inner size of 1 the product is an outer product, computed as the
-    broadcast multiply it is: OpenBLAS runs that case through its general kernel, about 5 times
-    slower (256x1 by 1x1024 in float32: 0.62 ms against 0.13 ms). The values are the same; only the
-    sign of a zero may differ (the kernel adds each product to +0)."""
+    broadcast multiply it is: OpenBLAS runs that case through its general kernel, several times slower
+    (measured: docs/performance.md#numpy-products-with-an-inner-size-of-1). The values are the same;
+    only the sign of a zero may differ (the kernel adds each product to +0)."""
     if a.shape[-1] == 1:
         return np.multiply(a, b, out=out)
     return np.matmul(a, b, out=out)

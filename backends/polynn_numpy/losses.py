@@ -7,40 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from polynn.losses import EPSILON
+from polynn.losses import EPSILON, reduce  # noqa: F401 (reduce: the runtime's, and outside plugins')
 
 from . import custom
 from .special import clip, log_softmax, mean, sigmoid, softmax, softplus
-
-
-def reduce(spec, values, w, dtype, gradient=False):
-    """The reduced loss of per-sample `values` with sample weights `w` (None: all 1), as
-    polynn.losses documents, and, when `gradient`, d(reduced)/d(values)."""
-    if w is None:
-        weights = None
-        total = np.add.reduce(values, axis=None)
-        weight_sum = values.size
-    else:
-        weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(dtype)
-        total = np.add.reduce(values * weights, axis=None)
-        weight_sum = np.add.reduce(weights, axis=None)
-    if spec.reduction == "sum":
-        divisor = 1
-    elif spec.reduction == "mean_with_sample_weight":
-        divisor = weight_sum
-    else:
-        divisor = values.size
-    # Keras divides "no nan": an all-zero weight sum gives a zero loss, not a NaN.
-    reduced = total / divisor if divisor else total * 0
-    if not gradient:
-        return reduced, None
-    if not divisor:
-        upstream = np.zeros(values.shape, dtype=dtype)
-    elif weights is None:
-        upstream = np.full(values.shape, 1 / divisor, dtype=dtype)
-    else:
-        upstream = weights / divisor
-    return reduced, upstream
 
 
 def _mean_over(g, p, axis):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from polynn.metrics import mean_state  # noqa: F401 (the runtime's, and outside plugins')
+
 from . import custom, losses
-from .special import sigmoid, total
+from .special import sigmoid
 from .losses import sparse_labels
 
 
@@ -80,11 +82,3 @@ IMPLEMENTATIONS = {
     "auc": _auc,
     "custom_metric": custom.metric,
 }
-
-
-def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    """[sum(w * v), sum(w)] with w broadcast over v's trailing axes (1 when no weights)."""
-    if weights is None:
-        return np.array([total(values, np.float64), values.size], dtype=np.float64)
-    w = np.broadcast_to(weights.reshape(weights.shape + (1,) * (values.ndim - 1)), values.shape)
-    return np.array([total(w * values, np.float64), total(w, np.float64)])

@@ -187,9 +187,8 @@ def clip_gradients(spec, flat_grads, grads):
 
 # Elements per piece of the flat buffers the rule runs on: a piece of every buffer (weights,
 # gradients, slots, the two scratch arrays) stays in cache, so a large model's update reads memory
-# about once instead of once per operation. Measured for Adam over 2.1M float32 weights inside a
-# training step: pieces of 32K with NumPy allocating the temporaries, 34.9 ms a step; into scratch,
-# 32K 33.6 ms, 128K 31.8 ms. The rules are element-wise, so the numbers do not change.
+# about once instead of once per operation (measured: docs/performance.md#numpy-optimizer-chunk-size).
+# The rules are element-wise, so the numbers do not change.
 CHUNK = 1 << 17
 
 

@@ -16,7 +16,8 @@ from .workspace import Workspace
 
 # Arrays from this size on are written into a workspace while training (see workspace.py); below it
 # the C allocator reuses freed memory without returning it to the kernel, and keeping an array per
-# layer would only add Python calls to a small model's step (the blog model's step: 0.13 ms).
+# layer would only add Python calls to a small model's short step (measured:
+# docs/performance.md#numpy-workspace-threshold).
 WORKSPACE_MIN_BYTES = 1 << 17
 
 

@@ -2,8 +2,7 @@
 
 NumPy allocates every result anew. For a large model each step's arrays are megabytes, which the C
 allocator hands back to the kernel when the step frees them, so the next step faults the same
-memory in again, page by page (at width 1024 and batch 256, up to 2,700 page faults a step, about
-a quarter of it; how often depends on the sizes the process freed before). Writing into arrays
+memory in again, page by page (measured: docs/performance.md#numpy-workspace). Writing into arrays
 kept from step to step computes the same numbers without that.
 """
 

@@ -1,4 +1,4 @@
-"""polynn's TensorFlow backend, registered through the "polynn" entry-point group (TensorFlow loads lazily)."""
+"""polynn's TensorFlow backend, registered by polynn.plugins.DEFAULT_PLUGINS (TensorFlow loads lazily)."""
 
 from polynn import hookimpl
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from polynn.backend import Backend
-from polynn.errors import InvalidArgumentError
-
 from polynn import ops as polynn_ops
+from polynn.errors import InvalidArgumentError
 
 from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
@@ -17,6 +16,7 @@ class TensorFlowBackend(Backend):
     engine = "tensorflow"
     dtypes = ("float32", "float64")
     devices = ("cpu", "gpu")
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,
@@ -26,8 +26,6 @@ class TensorFlowBackend(Backend):
         "regularizer": regularizers.IMPLEMENTATIONS,
         "constraint": constraints.IMPLEMENTATIONS,
     }
-
-    ops = ops
 
     def run_ops(self, function, like, *args):
         with polynn_ops.using(ops), ops.floats(like.dtype):

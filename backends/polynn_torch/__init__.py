@@ -1,4 +1,4 @@
-"""polynn's PyTorch backend, registered through the "polynn" entry-point group (torch is imported only on use)."""
+"""polynn's PyTorch backend, registered by polynn.plugins.DEFAULT_PLUGINS (torch is imported only on use)."""
 
 from polynn import hookimpl
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from polynn.backend import Backend
-from polynn.errors import InvalidArgumentError
-
 from polynn import ops as polynn_ops
+from polynn.errors import InvalidArgumentError
 
 from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
 
@@ -44,6 +43,7 @@ class TorchBackend(Backend):
     engine = "torch"
     dtypes = ("float32", "float64")
     devices = ("cpu", "cuda")
+    ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,
@@ -53,8 +53,6 @@ class TorchBackend(Backend):
         "regularizer": regularizers.IMPLEMENTATIONS,
         "constraint": constraints.IMPLEMENTATIONS,
     }
-
-    ops = ops
 
     def engine_version(self) -> str:
         return torch.__version__

@@ -5,13 +5,12 @@ the update runs its element-wise rule over chunks small enough to stay in cache,
 or into two preallocated scratch chunks, so a step makes one pass over memory instead of a dozen passes
 that each allocate an array the size of the model. Each rule computes the NumPy reference's formula;
 Adam's and Nadam's moments (m + (g - m)(1 - beta)) are one `lerp_` each and Adam's step one
-`addcdiv_`, 6 passes over a chunk instead of 12 (Adam over 2.1M float32 weights: 5.1 to 3.8 ms), the
-same sums rounded in a different order, so results agree to rounding, not to the bit.
+`addcdiv_`, 6 passes over a chunk instead of 12 (measured: docs/performance.md#torch-adam-moments-as-lerp),
+the same sums rounded in a different order, so results agree to rounding, not to the bit.
 
 On the CPU, Adam and AdamW run instead in torch's fused Adam kernel, one pass over memory on every
 core (`_fused_adam`), where its rounding of the formula's constants stays within
-Adam.MAX_COMPLEMENT_ERROR: inside a step at width 1024 the update went from 3.5 ms (the chunked
-rule's operations, torch profiler) to 1.4 ms.
+Adam.MAX_COMPLEMENT_ERROR (measured: docs/performance.md#torch-fused-adam-kernel).
 
 `s` maps the names of Optimizer.step_scalars to this step's values as Python floats (exact copies of
 the plan-dtype scalars the core computed). torch.optim's Adam is not used as such: it adds epsilon
@@ -25,10 +24,9 @@ import functools
 
 import torch
 
-# Elements per chunk. The six arrays a chunk touches (weights, gradients, two slots, two scratch) fill
-# 6 MB in float32, 12 MB in float64: inside the 32 MB L3. Smaller chunks lost more to per-op dispatch
-# than they gained in cache (Adam over 2.1M float32 weights on 2 cores: 11.3 ms as whole-array
-# foreach ops; chunks of 32K 11.0 ms, 128K 6.6 ms, 256K 5.2 ms, 512K 4.7 ms, 1M 4.5 ms, one chunk 5.1 ms).
+# Elements per chunk: the six arrays a chunk touches (weights, gradients, two slots, two scratch) stay
+# in L3 in either dtype, and smaller chunks lost more to per-op dispatch than they gained in cache
+# (measured: docs/performance.md#torch-optimizer-chunk-size).
 CHUNK = 262144
 
 # A weight of this many elements or more is updated from its gradient where autograd left it; the
@@ -252,8 +250,8 @@ class FlatState:
         self.slots = [self._views(flat, shapes, sizes) for flat in self.flat_slots]
         # The update walks runs of consecutive weights: a weight of GATHER_BELOW elements or more is
         # a run of its own, its gradient read where autograd left it (gathering it would read and
-        # write it once more: 17 MB a step at width 1024); smaller weights are gathered into
-        # flat_grads first.
+        # write it once more; measured: docs/performance.md#torch-gradients-read-where-they-lie);
+        # smaller weights are gathered into flat_grads first.
         self.runs, at, small = [], 0, []
         for index, size in enumerate(sizes):
             if size >= GATHER_BELOW:

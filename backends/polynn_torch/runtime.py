@@ -93,7 +93,8 @@ class TorchRuntime(Runtime):
     def _data_tensor(self, array):
         """The array as a tensor on the device. On the CPU the tensor shares a writable array's memory,
         as the NumPy runtime uses the array itself: the steps only read it, and a copy would cost a
-        second training set in memory and its writing (18944x1024 float32: 78 MB and 30 ms a fit)."""
+        second training set in memory and its writing
+        (measured: docs/performance.md#torch-data-shares-the-array)."""
         array = np.asarray(array, dtype=self.np_dtype)
         if self.device.type == "cpu" and array.flags.writeable:
             return torch.from_numpy(array)

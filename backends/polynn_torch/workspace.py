@@ -2,21 +2,19 @@
 
 torch's CPU allocator hands every tensor to the C allocator and back. A large model's backward pass
 frees megabytes at the top of the heap each step; the C allocator returns them to the kernel, and
-the next step faults the same memory in again, page by page. At width 1024 and batch 256 that was
-up to 1,600 page faults and 4 ms of kernel time a step (about 14% of the step), all of it in the
-backward pass. Writing the same products into tensors kept from step to step computes the same
-numbers without that. CUDA's caching allocator already keeps its memory, so only the CPU needs this.
+the next step faults the same memory in again, page by page (measured:
+docs/performance.md#torch-gradient-workspace). Writing the same products into tensors kept from
+step to step computes the same numbers without that. CUDA's caching allocator already keeps its
+memory, so only the CPU needs this.
 """
 
 from __future__ import annotations
 
 import torch
 
-# From this size of a layer's kernel or input on, its gradients are worth keeping. Routing a layer
-# through the workspace costs about 60 us a step (a Python autograd Function instead of addmm's C++
-# node), which smaller layers do not earn back: width 256, batch 256 (256 KB each) barely faults
-# (7 to 22 faults a step) and ran 0.2 to 0.9 ms a step slower with it; width 512 (a 1 MB kernel,
-# 95 to 350 faults) came out even; width 1024 (4 MB) gained 4 ms.
+# From this size of a layer's kernel or input on, its gradients are worth keeping: the workspace needs a
+# Python autograd Function instead of addmm's C++ node, which smaller layers, whose gradients barely
+# fault, do not earn back (measured: docs/performance.md#torch-workspace-threshold).
 MIN_BYTES = 1 << 20
 
 

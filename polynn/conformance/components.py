@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _registry
+from .. import _custom, _registry
 from ..layers import Dense
 from ..losses import MeanSquaredError, SparseCategoricalCrossentropy
 from ..optimizers import SGD
@@ -184,8 +184,6 @@ def _scenario(kind, spec, config):
 def _registered_functions(kind: str):
     """(custom spec class, function name) for each user function polynn.register holds for `kind`;
     they run through the kind's custom_* spec, which the registry does not enumerate."""
-    from .. import _custom
-
     names = sorted(_custom._FUNCTIONS.get(kind, {}))
     if not names:
         return []

@@ -11,6 +11,8 @@ import os
 
 import pytest
 
+# The functions below import polynn and the kit only when used: this plugin is loaded in every
+# pytest run of an environment where polynn is installed.
 _KIT = pytest.StashKey["KitSession"]()
 
 

@@ -9,6 +9,7 @@ from ..errors import InvalidArgumentError, UnsupportedComponentError
 from . import blog, components, op_cases, scenarios, selection
 from ._case import Case, CaseResult
 from ._compare import compare
+from .report import Report
 
 REFERENCE = "numpy"
 _reference_cache: dict[tuple[str, str], dict | BaseException] = {}
@@ -68,8 +69,6 @@ def run_case(case: Case, backend_name: str, dtype: str) -> CaseResult:
 
 def run(backend: str, dtype: str = "float64", patterns=(), strict: bool = False):
     """Run every case (or those matching `patterns`) on `backend`; returns a Report."""
-    from .report import Report
-
     plugins.get_backend(backend)  # a backend that cannot load fails the run, naming why
     cases = all_cases()
     unmatched = selection.unmatched(patterns, cases)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 
-from .. import _registry
+from .. import _registry, plugins
 from ..errors import UnknownComponentError
 
 LISTING = "pytest --pyargs polynn.conformance --collect-only -q"
@@ -25,7 +25,7 @@ def _alias_suggestion(pattern: str) -> str | None:
         return None
     name = rest.split("(")[0].rstrip("*?[")
     try:
-        canonical = _registry.lookup(kind, name).name if name else None
+        canonical = plugins.lookup(kind, name).name if name else None
     except UnknownComponentError:
         return None
     if canonical is None or canonical == name:

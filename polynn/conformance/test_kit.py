@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from .plugin import _KIT
+
 
 def pytest_generate_tests(metafunc):
     if "conformance_case" in metafunc.fixturenames:
-        from .plugin import _KIT
-
         kit = metafunc.config.stash.get(_KIT, None)
         if kit is None:
             raise pytest.UsageError("polynn's pytest plugin is not active: add -p polynn.conformance.plugin")

@@ -1,0 +1,73 @@
+"""Outside plugins written against an earlier release keep working: polynn-jax and polynn-extras as of c35eb6d.
+
+tests/data holds the two example plugins exactly as main had them at c35eb6d (`git archive` of
+examples/polynn-jax and examples/polynn-extras), before the components were written once on
+polynn.ops. They are installed unchanged into a folder of their own, which goes first on the
+path of a fresh process, so their modules and entry points shadow the in-repo examples
+(importlib.metadata keeps the first distribution of a name it finds on the path). Their own test
+suites then run there: the JAX one runs the whole conformance kit on its backend, both dtypes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jax")
+
+DATA = Path(__file__).parent / "data"
+RELEASE = "c35eb6d"
+PLUGINS = ("polynn-jax", "polynn-extras")
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory):
+    """(folder with the old plugins installed, folder with their unpacked sources)."""
+    root = tmp_path_factory.mktemp("legacy")
+    # Laid out as the repository: the JAX plugin's tests run ../../blog.py, today's blog example.
+    site, sources = root / "site", root / "examples"
+    sources.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "examples" / "blog.py", sources / "blog.py")
+    for plugin in PLUGINS:
+        with tarfile.open(DATA / f"{plugin}-{RELEASE}.tar.gz") as archive:
+            archive.extractall(sources, filter="data")
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+             "--target", str(site), str(sources / f"{plugin}-{RELEASE}")],
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return site, sources
+
+
+def _run(legacy, *args, timeout):
+    site, _ = legacy
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=site.parent)
+
+
+def test_the_old_plugins_are_the_ones_loaded(legacy):
+    site, _ = legacy
+    done = _run(legacy, "-c", "import polynn_jax, polynn_extras, polynn.plugins as p; "
+                "print(polynn_jax.__file__); print(polynn_extras.__file__); "
+                "print(p.get_backend('jax').name); print(p.failures())", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    jax_file, extras_file, name, failures = done.stdout.strip().splitlines()[-4:]
+    assert Path(jax_file).is_relative_to(site) and Path(extras_file).is_relative_to(site)
+    assert name == "jax"
+    assert failures in ("[]", "{}", "()"), failures
+
+
+def test_the_old_plugins_pass_their_own_tests_and_the_kit(legacy):
+    _, sources = legacy
+    suites = [str(sources / f"{plugin}-{RELEASE}" / "tests") for plugin in PLUGINS]
+    done = _run(legacy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *suites, timeout=3000)
+    tail = (done.stdout + done.stderr)[-6000:]
+    assert done.returncode == 0, tail
+    assert " passed" in done.stdout and " failed" not in done.stdout, tail
