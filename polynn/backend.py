@@ -152,6 +152,22 @@ def shared_method(kind: str, spec_class) -> str | None:
     return "call" if kind in ("activation", "loss", "metric", "regularizer", "constraint") else None
 
 
+def _computed_as(kind: str, spec_class) -> type | None:
+    """The nearest registered spec class that `spec_class` subclasses without changing its math
+    (it inherits the shared method unchanged), so that the parent's implementations serve it: a
+    plugin's Dropout under another name is a Dropout on every backend. None otherwise."""
+    if spec_class is None:
+        return None
+    method = shared_method(kind, spec_class)
+    for base in spec_class.__mro__[1:]:
+        if _registry.find(kind, getattr(base, "name", None) or "") is not base:
+            continue
+        if method is None or getattr(spec_class, method, None) is getattr(base, method, None):
+            return base
+        return None
+    return None
+
+
 class Backend(abc.ABC):
     """A backend: compiles a Plan into a Runtime for one engine.
 
@@ -181,6 +197,10 @@ class Backend(abc.ABC):
         impl = self.implementations.get(kind, {}).get(name)
         if impl is None:
             impl = plugins.component_implementation(self.name, kind, name)
+        if impl is None:
+            parent = _computed_as(kind, _registry.find(kind, name))
+            if parent is not None:
+                impl = self.implementation(kind, parent.name)
         if impl is None:
             impl = self.shared_implementation(kind, name)
         return impl

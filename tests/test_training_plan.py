@@ -33,14 +33,12 @@ def _backends() -> list:
 
 
 def _register(plugins, backend: str) -> None:
-    """Register NamedDropout, implemented on `backend` by that backend's own dropout."""
-    dropout = plugins.get_backend(backend).implementation("layer", "dropout")
+    """Register NamedDropout alone: every backend computes it as the Dropout it subclasses."""
 
     class Plugin:
         @hookimpl
         def polynn_register_components(self, register):
             register(NamedDropout)
-            register.implementation(backend, "layer", NamedDropout.name, dropout)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
