@@ -80,7 +80,8 @@ def check_values(spec, values_shape, y_pred_shape) -> None:
     loss functions give y_pred's shape without its last axis). A backend calls this with the static
     shapes, so the error comes at the first step, naming the function, not from deep in a reduction."""
     values_shape, y_pred_shape = tuple(values_shape), tuple(y_pred_shape)
-    if len(values_shape) >= 1 and values_shape[0] == y_pred_shape[0]:
+    # A graph engine may not know the batch size while it traces (None): that matches.
+    if len(values_shape) >= 1 and (values_shape[0] == y_pred_shape[0] or None in (values_shape[0], y_pred_shape[0])):
         return
     name = name_of(spec.kind, spec.function) or getattr(spec.function, "__name__", "the function")
     raise InvalidArgumentError(

@@ -300,6 +300,10 @@ class CustomActivation(Activation):
     def validate(self):
         FunctionField.validate(self)
 
+    def call(self, x):
+        # The function may return a Python number, an array or another float dtype: x's it is.
+        return ops.cast(ops.convert_to_tensor(self.function(x)), ops.dtype(x))
+
 
 def _function(cls):
     return as_function(cls, lambda activation, x: activation(x))

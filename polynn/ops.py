@@ -25,7 +25,7 @@ __all__ = [
     "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
-    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax",
+    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -41,7 +41,7 @@ OP_NAMES = (
 
 # Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
 # for a namespace without them, so a backend written against OP_NAMES alone runs every component.
-EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax")
+EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype")
 
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
@@ -219,3 +219,17 @@ def log_softmax(x, axis=-1):
         return native(x, axis=axis)
     shifted = x - stop_gradient(max(x, axis=axis, keepdims=True))
     return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))
+
+
+def dtype(x):
+    """x's dtype as polynn spells it: "float32", "float64", "int32", "int64" or "bool"."""
+    native = _native("dtype")
+    if native is not None:
+        return native(x)
+    # Every engine's tensors carry a dtype whose name (or text) ends with NumPy's spelling:
+    # float32, torch.float32, tf.float32's "float32", jax's numpy dtype.
+    spelled = getattr(x, "dtype", None)
+    if spelled is None:
+        spelled = type(x).__name__ if isinstance(x, (bool, int, float)) else "float64"
+        return {"bool": "bool", "int": "int64", "float": "float64"}.get(spelled, spelled)
+    return (getattr(spelled, "name", None) or str(spelled)).rsplit(".", 1)[-1]

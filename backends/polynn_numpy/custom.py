@@ -1,4 +1,4 @@
-"""NumPy implementations of user functions (custom_activation, custom_loss, custom_metric), via autodiff."""
+"""NumPy implementations of user functions (custom_loss, custom_metric), via autodiff."""
 
 from __future__ import annotations
 
@@ -20,14 +20,6 @@ def _gradient(function, arrays, seed, wrt):
     with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(arrays[-1].dtype):
         return autodiff.vjp(lambda *ts: function(*(ts[k] if k == wrt else arrays[k] for k in range(len(arrays)))),
                             arrays, seed)[wrt]
-
-
-def activation(spec, x):
-    return _run(spec.function, x).astype(x.dtype, copy=False)
-
-
-def activation_backward(spec, x, y, dy):
-    return _gradient(spec.function, (x,), dy, 0)
 
 
 def loss(spec, y, p):

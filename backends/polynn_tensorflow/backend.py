@@ -6,7 +6,7 @@ from polynn.backend import Backend
 from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -19,7 +19,6 @@ class TensorFlowBackend(Backend):
     ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
-        "activation": activations.IMPLEMENTATIONS,
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,

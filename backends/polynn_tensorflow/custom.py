@@ -1,4 +1,4 @@
-"""TensorFlow implementations of user functions (custom_activation, custom_loss, custom_metric).
+"""TensorFlow implementations of user functions (custom_loss, custom_metric).
 
 The function runs on TF tensors under polynn.ops.using(this backend's ops) while the step's
 tf.function traces, so it becomes part of the graph and GradientTape differentiates it.
@@ -24,11 +24,6 @@ def _running(like):
 
 def _result(value, like):
     return tf.cast(tf_ops.convert_to_tensor(value), like.dtype)
-
-
-def activation(spec, x):
-    with _running(x):
-        return _result(spec.function(x), x)
 
 
 def loss(spec, y, p):

@@ -8,7 +8,7 @@ from polynn.backend import Backend
 from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import constraints, layers, losses, metrics, ops, optimizers, regularizers
 
 
 def resolve_device(requested):
@@ -46,7 +46,6 @@ class TorchBackend(Backend):
     ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
-        "activation": activations.IMPLEMENTATIONS,
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,

@@ -1,4 +1,4 @@
-"""Torch implementations of user functions (custom_activation, custom_loss, custom_metric).
+"""Torch implementations of user functions (custom_loss, custom_metric).
 
 The function runs on the step's tensors under polynn.ops.using(this backend's ops), so autograd
 differentiates it like the rest of the model; numbers and arrays it makes take the model's dtype.
@@ -15,10 +15,6 @@ from . import ops as torch_ops
 def _run(function, like, *tensors):
     with polynn_ops.using(torch_ops), torch_ops.floats(like.dtype, like.device):
         return torch_ops.convert_to_tensor(function(*tensors)).to(like.dtype)
-
-
-def activation(spec, x):
-    return _run(spec.function, x, x)
 
 
 def loss(spec, y, p):
