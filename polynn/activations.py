@@ -53,7 +53,8 @@ class ReLU(Activation):
     """relu(x) = clip(x * (x > threshold), 0, max_value) - negative_slope * max(threshold - x, 0)
     (Keras 3; with the defaults, max(x, 0)). The clip applies only when max_value is set, and with
     threshold 0 the first term is max(x, 0). Gradient: 1 where threshold < x (and 0 <= x <= max_value
-    when max_value is set), plus negative_slope where x < threshold.
+    when max_value is set, the cap included), plus negative_slope where x < threshold; at x ==
+    threshold neither, so 0 (relu's slope at 0 is 0 with the defaults).
     """
 
     name: ClassVar[str] = "relu"
@@ -79,7 +80,8 @@ class ReLU(Activation):
 
 @spec
 class Sigmoid(Activation):
-    """sigmoid(x) = 1 / (1 + exp(-x)). Gradient: s * (1 - s) with s = sigmoid(x)."""
+    """sigmoid(x) = 1 / (1 + exp(-x)). Gradient: s * (1 - s) with s = sigmoid(x); 0.25 at 0, where
+    overflow-free formulas switch branches."""
 
     name: ClassVar[str] = "sigmoid"
 
@@ -131,7 +133,8 @@ class LogSoftmax(Activation):
 
 @spec
 class ELU(Activation):
-    """elu(x) = x for x > 0, alpha * (exp(x) - 1) otherwise. Gradient: 1, or alpha * exp(x)."""
+    """elu(x) = x for x > 0, alpha * (exp(x) - 1) otherwise. Gradient: 1 for x > 0, alpha * exp(x)
+    for x <= 0, so alpha at 0."""
 
     name: ClassVar[str] = "elu"
     alpha: float = 1.0
@@ -164,7 +167,8 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 @spec
 class SELU(Activation):
-    """selu(x) = SELU_SCALE * elu(x, SELU_ALPHA)."""
+    """selu(x) = SELU_SCALE * elu(x, SELU_ALPHA). Gradient: SELU_SCALE times elu's, so
+    SELU_SCALE * SELU_ALPHA at 0."""
 
     name: ClassVar[str] = "selu"
 
@@ -174,7 +178,8 @@ class SELU(Activation):
 
 @spec
 class Softplus(Activation):
-    """softplus(x) = log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). Gradient: sigmoid(x)."""
+    """softplus(x) = log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). Gradient: sigmoid(x),
+    0.5 at 0 (where the formula's max and |x| have kinks whose slopes cancel)."""
 
     name: ClassVar[str] = "softplus"
 
@@ -237,7 +242,7 @@ class LeakyReLU(Activation):
 
 @spec
 class ReLU6(Activation):
-    """relu6(x) = min(max(x, 0), 6). Gradient: 1 for 0 < x < 6, else 0."""
+    """relu6(x) = min(max(x, 0), 6). Gradient: 1 for 0 < x < 6, else 0 (0 at 0 and at 6)."""
 
     name: ClassVar[str] = "relu6"
 
@@ -258,7 +263,7 @@ class Exponential(Activation):
 @spec
 class HardSigmoid(Activation):
     """hard_sigmoid(x) = relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1) (Keras 3). Gradient: 1/6 for
-    -3 < x < 3, else 0."""
+    -3 < x < 3, else 0 (0 at -3 and at 3)."""
 
     name: ClassVar[str] = "hard_sigmoid"
 
@@ -269,7 +274,7 @@ class HardSigmoid(Activation):
 @spec
 class HardSiLU(Activation):
     """hard_silu(x) = hard_swish(x) = x * relu6(x + 3) / 6. Gradient: relu6(x + 3) / 6 + x / 6 for
-    -3 < x < 3, else relu6(x + 3) / 6."""
+    -3 < x < 3, else relu6(x + 3) / 6 (so 0 at -3 and 1 at 3)."""
 
     name: ClassVar[str] = "hard_silu"
     aliases: ClassVar[tuple] = ("hard_swish",)

@@ -26,6 +26,10 @@ def _check_axis(owner, axis):
 
 @_registry.register_base
 class Constraint(Component):
+    """A projection of a weight, applied after each update and never differentiated, so it has no
+    gradient rule; at its boundaries (w == 0 for NonNeg, a norm equal to a bound) the formulas
+    below are continuous."""
+
     kind: ClassVar[str] = "constraint"
 
     def validate(self):
@@ -49,7 +53,7 @@ class MaxNorm(Constraint):
 
 @spec
 class NonNeg(Constraint):
-    """w <- w * (w >= 0)."""
+    """w <- w * (w >= 0): negative elements become 0, and w == 0 stays as it is."""
 
     name: ClassVar[str] = "non_neg"
     aliases: ClassVar[tuple] = ("nonneg",)

@@ -8,6 +8,8 @@ sample weights w_i (1 when none are given):
 - 'sum': sum_i(w_i * l_i)
 
 EPSILON = 1e-7 is Keras's backend epsilon; probabilities are clipped to [EPSILON, 1 - EPSILON].
+Gradients are with respect to y_pred (y_true takes none); each docstring gives the rule at the
+formula's kinks, where a clip passes the gradient on its closed interval (bounds included).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class Loss(Component):
 
 @spec
 class MeanSquaredError(Loss):
-    """l = mean((y_pred - y_true)**2, axis=-1)."""
+    """l = mean((y_pred - y_true)**2, axis=-1). Gradient: 2 (y_pred - y_true) / n, n units."""
 
     name: ClassVar[str] = "mean_squared_error"
     aliases: ClassVar[tuple] = ("mse",)
@@ -108,7 +110,8 @@ class MeanSquaredError(Loss):
 
 @spec
 class MeanAbsoluteError(Loss):
-    """l = mean(|y_pred - y_true|, axis=-1). Gradient of |d| at d == 0: 0."""
+    """l = mean(|y_pred - y_true|, axis=-1). Gradient: sign(y_pred - y_true) / n, so 0 where
+    y_pred == y_true."""
 
     name: ClassVar[str] = "mean_absolute_error"
     aliases: ClassVar[tuple] = ("mae",)
@@ -121,7 +124,8 @@ class BinaryCrossentropy(Loss):
 
     from_logits=False: p = clip(y_pred, EPSILON, 1 - EPSILON) and
         l = mean(-(y * log(p) + (1 - y) * log(1 - p)), axis)
-    (the gradient is zero where the clip is active, as in Keras on every backend but TF).
+    (the gradient is zero where the clip is active, as in Keras on every backend but TF, and
+    passes at y_pred == EPSILON and y_pred == 1 - EPSILON, the clip's interval being closed).
     from_logits=True, with x = y_pred:
         l = mean(max(x, 0) - x * y + log(1 + exp(-|x|)), axis)
     """
@@ -139,7 +143,8 @@ class CategoricalCrossentropy(Loss):
     """One-hot labels y, smoothed first: y <- y * (1 - label_smoothing) + label_smoothing / K.
 
     from_logits=False: p = clip(y_pred / sum(y_pred, axis), EPSILON, 1 - EPSILON),
-        l = -sum(y * log(p), axis).
+        l = -sum(y * log(p), axis); the gradient goes through the clip where
+        EPSILON <= y_pred / sum(y_pred) <= 1 - EPSILON, the bounds included, and is 0 beyond.
     from_logits=True: l = -sum(y * log_softmax(y_pred, axis), axis),
         log_softmax(x) = x - max(x) - log(sum(exp(x - max(x)))).
     """
@@ -155,7 +160,8 @@ class CategoricalCrossentropy(Loss):
 @spec
 class SparseCategoricalCrossentropy(Loss):
     """Integer labels y (shape (N,) or (N, 1)); l = -log(q[y]) where
-    q = clip(y_pred / sum(y_pred, axis), EPSILON, 1 - EPSILON) (from_logits=False), or
+    q = clip(y_pred / sum(y_pred, axis), EPSILON, 1 - EPSILON) (from_logits=False; the gradient
+    goes through the clip on its closed interval, as categorical_crossentropy's), or
     log q = log_softmax(y_pred, axis) (from_logits=True).
     """
 
@@ -169,7 +175,8 @@ class SparseCategoricalCrossentropy(Loss):
 
 @spec
 class MeanAbsolutePercentageError(Loss):
-    """l = 100 * mean(|(y_true - y_pred) / max(|y_true|, EPSILON)|, axis=-1)."""
+    """l = 100 * mean(|(y_true - y_pred) / max(|y_true|, EPSILON)|, axis=-1). Gradient:
+    100 sign(y_pred - y_true) / (n max(|y_true|, EPSILON)), so 0 where y_pred == y_true."""
 
     name: ClassVar[str] = "mean_absolute_percentage_error"
     aliases: ClassVar[tuple] = ("mape",)
@@ -178,7 +185,9 @@ class MeanAbsolutePercentageError(Loss):
 
 @spec
 class MeanSquaredLogarithmicError(Loss):
-    """l = mean((log(max(y_pred, EPSILON) + 1) - log(max(y_true, EPSILON) + 1))**2, axis=-1)."""
+    """l = mean((log(max(y_pred, EPSILON) + 1) - log(max(y_true, EPSILON) + 1))**2, axis=-1).
+    Gradient: 2 d / (n (y_pred + 1)) where y_pred > EPSILON, d the difference of logs; 0 where
+    y_pred <= EPSILON, at EPSILON too (unlike polynn.ops.maximum, which would pass it at the tie)."""
 
     name: ClassVar[str] = "mean_squared_logarithmic_error"
     aliases: ClassVar[tuple] = ("msle",)
@@ -187,7 +196,8 @@ class MeanSquaredLogarithmicError(Loss):
 
 @spec
 class Huber(Loss):
-    """With d = y_pred - y_true: l = mean(0.5 d**2 where |d| <= delta, else delta |d| - 0.5 delta**2, axis=-1)."""
+    """With d = y_pred - y_true: l = mean(0.5 d**2 where |d| <= delta, else delta |d| - 0.5 delta**2, axis=-1).
+    Gradient: d / n where |d| <= delta, delta sign(d) / n beyond; the two agree at |d| == delta."""
 
     name: ClassVar[str] = "huber"
     aliases: ClassVar[tuple] = ("huber_loss",)
@@ -201,7 +211,8 @@ class Huber(Loss):
 
 @spec
 class LogCosh(Loss):
-    """With d = y_pred - y_true: l = mean(d + softplus(-2 d) - log(2), axis=-1) (= log(cosh(d)), without overflow)."""
+    """With d = y_pred - y_true: l = mean(d + softplus(-2 d) - log(2), axis=-1) (= log(cosh(d)), without overflow).
+    Gradient: tanh(d) / n."""
 
     name: ClassVar[str] = "log_cosh"
     aliases: ClassVar[tuple] = ("logcosh",)
@@ -214,7 +225,8 @@ class _HingeLoss(Loss):
 
 @spec
 class Hinge(_HingeLoss):
-    """l = mean(max(1 - y_true * y_pred, 0), axis=-1), labels as _HingeLoss."""
+    """l = mean(max(1 - y_true * y_pred, 0), axis=-1), labels as _HingeLoss. Gradient: -y_true / n
+    where y_true * y_pred < 1, and 0 elsewhere, at the margin y_true * y_pred == 1 too."""
 
     name: ClassVar[str] = "hinge"
     reduction: str = "sum_over_batch_size"
@@ -222,7 +234,8 @@ class Hinge(_HingeLoss):
 
 @spec
 class SquaredHinge(_HingeLoss):
-    """l = mean(max(1 - y_true * y_pred, 0)**2, axis=-1), labels as _HingeLoss."""
+    """l = mean(max(1 - y_true * y_pred, 0)**2, axis=-1), labels as _HingeLoss. Gradient:
+    -2 y_true max(1 - y_true * y_pred, 0) / n, 0 at the margin."""
 
     name: ClassVar[str] = "squared_hinge"
     reduction: str = "sum_over_batch_size"
@@ -230,7 +243,10 @@ class SquaredHinge(_HingeLoss):
 
 @spec
 class CategoricalHinge(Loss):
-    """pos = sum(y_true * y_pred, -1), neg = max((1 - y_true) * y_pred, -1); l = max(neg - pos + 1, 0)."""
+    """pos = sum(y_true * y_pred, -1), neg = max((1 - y_true) * y_pred, -1); l = max(neg - pos + 1, 0).
+    Gradient where neg - pos + 1 > 0: -y_true, plus (1 - y_true) / k at each of the k classes where
+    (1 - y_true) * y_pred is largest (ties share it evenly); 0 where neg - pos + 1 <= 0, at the
+    margin too."""
 
     name: ClassVar[str] = "categorical_hinge"
     reduction: str = "sum_over_batch_size"
@@ -238,7 +254,8 @@ class CategoricalHinge(Loss):
 
 @spec
 class KLDivergence(Loss):
-    """With t = clip(y_true, EPSILON, 1) and q = clip(y_pred, EPSILON, 1): l = sum(t * log(t / q), axis=-1)."""
+    """With t = clip(y_true, EPSILON, 1) and q = clip(y_pred, EPSILON, 1): l = sum(t * log(t / q), axis=-1).
+    Gradient: -t / q where EPSILON <= y_pred <= 1, the bounds included, and 0 beyond."""
 
     name: ClassVar[str] = "kl_divergence"
     aliases: ClassVar[tuple] = ("kld", "kullback_leibler_divergence")
@@ -247,7 +264,7 @@ class KLDivergence(Loss):
 
 @spec
 class Poisson(Loss):
-    """l = mean(y_pred - y_true * log(y_pred + EPSILON), axis=-1)."""
+    """l = mean(y_pred - y_true * log(y_pred + EPSILON), axis=-1). Gradient: (1 - y_true / (y_pred + EPSILON)) / n."""
 
     name: ClassVar[str] = "poisson"
     reduction: str = "sum_over_batch_size"
@@ -256,7 +273,8 @@ class Poisson(Loss):
 @spec
 class CosineSimilarity(Loss):
     """l = -sum(t * q, axis) with t = y_true / max(||y_true||, EPSILON), q = y_pred / max(||y_pred||, EPSILON),
-    the norms taken along `axis`."""
+    the norms taken along `axis`. Gradient: -(t - q * sum(t * q)) / ||y_pred|| where ||y_pred|| > EPSILON;
+    where ||y_pred|| <= EPSILON, at EPSILON too, the divisor is the constant EPSILON: -t / EPSILON."""
 
     name: ClassVar[str] = "cosine_similarity"
     axis: int = -1

@@ -7,7 +7,8 @@ backend's tensors directly. On the NumPy backend the same functions are differen
 small reverse-mode autodiff, so a custom loss trains there too.
 
 A backend implements the op set as a namespace (module or object) with one attribute per name in
-OP_NAMES, taking and returning its own tensors; see docs/plugins.md.
+OP_NAMES, taking and returning its own tensors; see docs/plugins.md. Each op's docstring below is
+its contract: the value, and the gradient, at kinks and ties too.
 """
 
 from __future__ import annotations
@@ -62,79 +63,248 @@ def using(namespace):
         _current.reset(token)
 
 
-# Each op below is documented by its NumPy namesake unless a line says otherwise. Gradients where
-# the math has none, the same on every backend: abs and sign at 0 have slope sign(0) = 0 and 0;
-# maximum/minimum send a tie's gradient to their first argument; max/min reductions share it
-# evenly among tied elements; clip passes it on the closed interval [x_min, x_max].
+# The contract of the arithmetic: each op's docstring gives its value (NumPy's namesake unless it
+# says otherwise) and its gradient, including the slope every backend gives at a kink or a tie,
+# where the math has none. In short: abs and sign have slope 0 at 0; maximum and minimum send a
+# tie's gradient to their first argument (so maximum(x, 0.0) has slope 1 at 0, where the relu
+# activation has 0); clip passes it on the closed interval [x_min, x_max]; max and min reductions
+# share it evenly among tied elements; sort is stable; argmax picks the first of tied elements.
+# The conformance kit's op cases hold inputs on each of these points (conformance/op_functions.py).
 
-def abs(x): return current().abs(x)  # noqa: A001
-def square(x): return current().square(x)
-def sqrt(x): return current().sqrt(x)
-def exp(x): return current().exp(x)
-def log(x): return current().log(x)
-def log1p(x): return current().log1p(x)
-def tanh(x): return current().tanh(x)
-def negative(x): return current().negative(x)
-def sign(x): return current().sign(x)
-def power(x, y): return current().power(x, y)
+
+def abs(x):  # noqa: A001
+    """|x|. Gradient: sign(x): -1, 1, and 0 at x == 0."""
+    return current().abs(x)
+
+
+def square(x):
+    """x**2. Gradient: 2 x."""
+    return current().square(x)
+
+
+def sqrt(x):
+    """The square root of x >= 0. Gradient: 0.5 / sqrt(x) (inf at 0)."""
+    return current().sqrt(x)
+
+
+def exp(x):
+    """e**x. Gradient: exp(x)."""
+    return current().exp(x)
+
+
+def log(x):
+    """The natural logarithm of x > 0. Gradient: 1 / x."""
+    return current().log(x)
+
+
+def log1p(x):
+    """log(1 + x), accurate near 0. Gradient: 1 / (1 + x)."""
+    return current().log1p(x)
+
+
+def tanh(x):
+    """The hyperbolic tangent. Gradient: 1 - tanh(x)**2."""
+    return current().tanh(x)
+
+
+def negative(x):
+    """-x. Gradient: -1."""
+    return current().negative(x)
+
+
+def sign(x):
+    """-1, 0 or 1 as x < 0, x == 0 or x > 0. Gradient: 0 everywhere, at 0 too."""
+    return current().sign(x)
+
+
+def power(x, y):
+    """x**y, either a tensor or a number. Gradients: y x**(y - 1) for x; x**y log(x) for y where
+    x > 0, and 0 where x <= 0 (not NaN)."""
+    return current().power(x, y)
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)), without overflow. Gradient: s (1 - s), s = sigmoid(x); 0.25 at 0, where
+    implementations switch formulas."""
     return current().sigmoid(x)
 
 
 def softplus(x):
-    """log(1 + exp(x)), without overflow."""
+    """log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). Gradient: sigmoid(x), 0.5 at 0
+    (the formula's max and |x| have kinks there; their slopes cancel)."""
     return current().softplus(x)
 
 
-def maximum(x, y): return current().maximum(x, y)
-def minimum(x, y): return current().minimum(x, y)
-def clip(x, x_min, x_max): return current().clip(x, x_min, x_max)
-def where(condition, x, y): return current().where(condition, x, y)
-def equal(x, y): return current().equal(x, y)
-def not_equal(x, y): return current().not_equal(x, y)
-def greater(x, y): return current().greater(x, y)
-def greater_equal(x, y): return current().greater_equal(x, y)
-def less(x, y): return current().less(x, y)
-def less_equal(x, y): return current().less_equal(x, y)
-def logical_and(x, y): return current().logical_and(x, y)
-def logical_or(x, y): return current().logical_or(x, y)
-def logical_not(x): return current().logical_not(x)
+def maximum(x, y):
+    """The element-wise larger of x and y (broadcast). Gradient: to x where x >= y, to y where
+    x < y: a tie sends all of it to the first argument (TensorFlow's rule; torch.maximum would
+    split it), so maximum(x, 0.0) has slope 1 at x == 0."""
+    return current().maximum(x, y)
+
+
+def minimum(x, y):
+    """The element-wise smaller of x and y. Gradient: to x where x <= y, to y where x > y; a tie
+    sends all of it to the first argument."""
+    return current().minimum(x, y)
+
+
+def clip(x, x_min, x_max):
+    """x limited to [x_min, x_max] (numbers). Gradient: 1 on the closed interval x_min <= x <=
+    x_max, the bounds included, and 0 outside; the bounds take none."""
+    return current().clip(x, x_min, x_max)
+
+
+def where(condition, x, y):
+    """x where condition holds, else y. Gradient: to x where condition holds, to y elsewhere; the
+    condition takes none."""
+    return current().where(condition, x, y)
+
+
+def equal(x, y):
+    """x == y, element-wise, as booleans; like every comparison and logical op, no gradient."""
+    return current().equal(x, y)
+
+
+def not_equal(x, y):
+    """x != y, element-wise, as booleans."""
+    return current().not_equal(x, y)
+
+
+def greater(x, y):
+    """x > y, element-wise, as booleans (False on a tie)."""
+    return current().greater(x, y)
+
+
+def greater_equal(x, y):
+    """x >= y, element-wise, as booleans (True on a tie)."""
+    return current().greater_equal(x, y)
+
+
+def less(x, y):
+    """x < y, element-wise, as booleans (False on a tie)."""
+    return current().less(x, y)
+
+
+def less_equal(x, y):
+    """x <= y, element-wise, as booleans (True on a tie)."""
+    return current().less_equal(x, y)
+
+
+def logical_and(x, y):
+    """x and y, element-wise, on booleans."""
+    return current().logical_and(x, y)
+
+
+def logical_or(x, y):
+    """x or y, element-wise, on booleans."""
+    return current().logical_or(x, y)
+
+
+def logical_not(x):
+    """not x, element-wise, on booleans."""
+    return current().logical_not(x)
 
 
 def cast(x, dtype):
-    """x converted to dtype: "float32", "float64", "int32", "int64" or "bool"."""
+    """x converted to dtype: "float32", "float64", "int32", "int64" or "bool"; floats to integers
+    truncate toward 0. Gradient: passed back (in x's dtype) between float dtypes; none through an
+    integer or boolean result."""
     return current().cast(x, dtype)
 
 
-def sum(x, axis=None, keepdims=False): return current().sum(x, axis=axis, keepdims=keepdims)  # noqa: A001
-def mean(x, axis=None, keepdims=False): return current().mean(x, axis=axis, keepdims=keepdims)
-def max(x, axis=None, keepdims=False): return current().max(x, axis=axis, keepdims=keepdims)  # noqa: A001
-def min(x, axis=None, keepdims=False): return current().min(x, axis=axis, keepdims=keepdims)  # noqa: A001
-def prod(x, axis=None, keepdims=False): return current().prod(x, axis=axis, keepdims=keepdims)
-def argmax(x, axis=None): return current().argmax(x, axis=axis)
-def matmul(x, y): return current().matmul(x, y)
-def reshape(x, shape): return current().reshape(x, shape)
-def expand_dims(x, axis): return current().expand_dims(x, axis)
-def squeeze(x, axis=None): return current().squeeze(x, axis=axis)
-def concatenate(xs, axis=0): return current().concatenate(xs, axis=axis)
-def stack(xs, axis=0): return current().stack(xs, axis=axis)
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    """The sum over axis (all axes when None). Gradient: 1 for every element summed."""
+    return current().sum(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """The mean over axis (all axes when None). Gradient: 1 / n for each of the n elements."""
+    return current().mean(x, axis=axis, keepdims=keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """The largest element over axis (all axes when None). Gradient: to the largest element; k tied
+    largest elements get 1 / k of it each."""
+    return current().max(x, axis=axis, keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    """The smallest element over axis. Gradient: to the smallest element; k tied smallest elements
+    get 1 / k of it each."""
+    return current().min(x, axis=axis, keepdims=keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    """The product over axis (all axes when None). Gradient: the product of the other elements,
+    exact where x holds zeros (not prod / x)."""
+    return current().prod(x, axis=axis, keepdims=keepdims)
+
+
+def argmax(x, axis=None):
+    """The index of the largest element over axis (of the flattened x when None), an integer
+    tensor; the first of tied elements. No gradient."""
+    return current().argmax(x, axis=axis)
+
+
+def matmul(x, y):
+    """The matrix product, NumPy's matmul (batched over leading axes, vectors promoted). Gradients:
+    g @ y^T for x and x^T @ g for y."""
+    return current().matmul(x, y)
+
+
+def reshape(x, shape):
+    """x with a new shape of as many elements (one dimension may be -1). Gradient: reshaped back."""
+    return current().reshape(x, shape)
+
+
+def expand_dims(x, axis):
+    """x with a new axis of length 1 at axis. Gradient: reshaped back."""
+    return current().expand_dims(x, axis)
+
+
+def squeeze(x, axis=None):
+    """x without its axes of length 1 (only axis when given). Gradient: reshaped back."""
+    return current().squeeze(x, axis=axis)
+
+
+def concatenate(xs, axis=0):
+    """The tensors xs joined along an existing axis. Gradient: split back to each input."""
+    return current().concatenate(xs, axis=axis)
+
+
+def stack(xs, axis=0):
+    """The tensors xs (of one shape) joined along a new axis. Gradient: split back to each input."""
+    return current().stack(xs, axis=axis)
 
 
 def one_hot(indices, num_classes):
-    """An array of the model's float dtype with a new last axis of num_classes, 1 at each index."""
+    """An array of the model's float dtype with a new last axis of num_classes, 1 at each index.
+    No gradient."""
     return current().one_hot(indices, num_classes)
 
 
-def take_along_axis(x, indices, axis): return current().take_along_axis(x, indices, axis)
-def cumsum(x, axis=None): return current().cumsum(x, axis=axis)
-def sort(x, axis=-1): return current().sort(x, axis=axis)
+def take_along_axis(x, indices, axis):
+    """NumPy's take_along_axis: the elements of x at integer indices along axis (indices broadcast
+    on the other axes). Gradient: added back at the positions taken (twice for an index taken
+    twice); the indices take none."""
+    return current().take_along_axis(x, indices, axis)
+
+
+def cumsum(x, axis=None):
+    """The running sum along axis (of the flattened x when None). Gradient: the reversed running
+    sum of the upstream gradient."""
+    return current().cumsum(x, axis=axis)
+
+
+def sort(x, axis=-1):
+    """x sorted ascending along axis, stably: tied elements keep their order. Gradient: each
+    sorted position's goes back to the element sorted there, so among ties the first in x gets
+    the first tied position's."""
+    return current().sort(x, axis=axis)
 
 
 def stop_gradient(x):
-    """x, treated as a constant by differentiation."""
+    """x, treated as a constant by differentiation: gradient 0."""
     return current().stop_gradient(x)
 
 
@@ -143,12 +313,19 @@ def shape(x):
     return current().shape(x)
 
 
-def zeros_like(x): return current().zeros_like(x)
-def ones_like(x): return current().ones_like(x)
+def zeros_like(x):
+    """Zeros of x's shape and dtype; a constant (no gradient to x)."""
+    return current().zeros_like(x)
+
+
+def ones_like(x):
+    """Ones of x's shape and dtype; a constant (no gradient to x)."""
+    return current().ones_like(x)
 
 
 def convert_to_tensor(x, dtype=None):
-    """x as the backend's tensor (of dtype when given; the model's float dtype for floats)."""
+    """x as the backend's tensor (of dtype when given; the model's float dtype for floats). A
+    tensor passes unchanged, its gradient too."""
     return current().convert_to_tensor(x, dtype)
 
 

@@ -39,7 +39,7 @@ class L2(Regularizer):
 
 @spec
 class L1L2(Regularizer):
-    """penalty(w) = l1 * sum(|w|) + l2 * sum(w**2)."""
+    """penalty(w) = l1 * sum(|w|) + l2 * sum(w**2). Gradient: l1 * sign(w) + 2 * l2 * w (0 at w == 0)."""
 
     name: ClassVar[str] = "l1_l2"
     aliases: ClassVar[tuple] = ("l1l2",)

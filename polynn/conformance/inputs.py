@@ -5,16 +5,22 @@ A loss or metric gets predictions and labels of a *domain*, chosen from its spec
 - "binary": independent probabilities and 0/1 labels ("binary" in the name);
 - "real": any real predictions and targets (the regression losses and metrics named below);
 - "exact": 0/1 predictions and labels, so equality holds on some (exact accuracy);
+- "margin": real predictions and one-hot labels (the hinge losses);
 - "categorical", the default: softmax rows and one-hot labels, which every loss and metric
   spelled as Keras's accepts, so components added later get valid inputs without a table entry.
 With from_logits=True the predictions are real logits instead of probabilities.
-Each domain also holds a few edge values: probabilities outside the clip range [1e-7, 1 - 1e-7],
-and a prediction equal to its target (the documented zero gradient of |d| at d == 0).
+Each domain also holds edge values, on the kinks its losses' specs give a gradient for:
+probabilities outside the clip range [1e-7, 1 - 1e-7] and on its bounds, a prediction equal to its
+target (the zero gradient of |d| at d == 0) and |d| equal to huber's delta, hinge margins y * p == 1
+and categorical_hinge's margin and ties.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..losses import EPSILON
+from .options import ACTIVATION
 
 # Names whose domain the spec alone does not tell.
 DOMAINS = {
@@ -24,6 +30,9 @@ DOMAINS = {
     "huber": "real",
     "log_cosh": "real",
     "cosine_similarity": "real",
+    "hinge": "margin",
+    "squared_hinge": "margin",
+    "categorical_hinge": "margin",
     "exact_accuracy": "exact",
     "precision": "binary",
     "recall": "binary",
@@ -50,6 +59,21 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+# Rows whose predictions sit on a kink of the losses of their domain, so their gradient there is
+# compared with the rule their spec states. The values are exact in float64; in float32 they round
+# to the float32 numbers the backends compare with (EPSILON and 1 - EPSILON rounded).
+#
+# categorical and sparse: each row sums to exactly 1 (in float32 too), so y_pred / sum(y_pred)
+# lands on the clip bounds EPSILON and 1 - EPSILON, at the labelled class (cce, scce), and
+# kl_divergence's and msle's bounds at EPSILON.
+BOUND_ROWS = ((1, 0, (EPSILON, 1 - EPSILON, 0.0, 0.0)), (2, 2, (0.0, 0.0, 1 - EPSILON, EPSILON)))
+# margin (labels one-hot, so hinge's are -1/1 after mapping): row 0 has y * y_pred == 1 at the
+# labelled class 0 and at class 1; row 1 has categorical_hinge's neg - pos + 1 == 0; row 2 a tie
+# for categorical_hinge's max over the other classes, with a positive loss.
+MARGIN_ROWS = ((0, 0, (1.0, -1.0, 0.375, -1.625)), (1, 0, (1.5, 0.5, -0.25, 0.25)),
+               (2, 0, (0.25, 0.75, 0.75, -0.5)))
+
+
 def predictions_and_labels(spec, samples: int = SAMPLES, units: int = UNITS, seed: int = 7):
     """(predictions (samples, units), labels) in the spec's domain; integer labels have shape (samples,)."""
     rng = np.random.RandomState(seed)
@@ -58,6 +82,9 @@ def predictions_and_labels(spec, samples: int = SAMPLES, units: int = UNITS, see
         p = rng.uniform(-2.0, 2.0, (samples, units))
         y = rng.uniform(-2.0, 2.0, (samples, units))
         y[0, 0] = p[0, 0]
+        # |y_pred - y_true| equal to huber's delta: 1 (its default) and 0.5 (options.LOSS).
+        p[1, 1], y[1, 1] = 0.5, -0.5
+        p[2, 1], y[2, 1] = 0.25, 0.75
     elif kind == "exact":
         p = rng.randint(2, size=(samples, units)).astype(np.float64)
         y = rng.randint(2, size=(samples, units)).astype(np.float64)
@@ -65,11 +92,22 @@ def predictions_and_labels(spec, samples: int = SAMPLES, units: int = UNITS, see
         p = rng.uniform(0.02, 0.98, (samples, units))
         y = rng.randint(2, size=(samples, units)).astype(np.float64)
         p[0, 0], p[1, 0], p[2, 0] = 0.0, 1.0, 1e-9
+        # The clip bounds themselves, under each label.
+        p[3, :2], y[3, :2] = EPSILON, (1.0, 0.0)
+        p[4, :2], y[4, :2] = 1 - EPSILON, (0.0, 1.0)
+    elif kind == "margin":
+        p = rng.uniform(-2.0, 2.0, (samples, units))
+        classes = rng.randint(units, size=samples)
+        for row, label, values in MARGIN_ROWS:
+            p[row], classes[row] = values, label
+        y = np.eye(units)[classes]
     else:
         p = _softmax(rng.normal(0.0, 1.5, (samples, units)))
         classes = rng.randint(units, size=samples)
         classes[0] = 0
         p[0, 0] = 1e-9
+        for row, label, values in BOUND_ROWS:
+            p[row], classes[row] = values, label
         y = classes.astype(np.float64) if kind == "sparse" else np.eye(units)[classes]
     if getattr(spec, "from_logits", False):
         p = rng.normal(0.0, 3.0, (samples, units))
@@ -83,10 +121,26 @@ def sample_weights(samples: int = SAMPLES, seed: int = 11) -> np.ndarray:
     return w
 
 
+# The kinks of the built-in activations: 0 (relu, leaky_relu, relu6, elu, selu; sigmoid and
+# softplus switch formulas there), -3 and 3 (hard_sigmoid, hard_silu), 6 (relu6). The activation
+# options' thresholds and caps (options.ACTIVATION) are added to these.
+ACTIVATION_KINKS = (0.0, -3.0, 3.0, 6.0)
+
+
+def activation_kinks() -> tuple:
+    """ACTIVATION_KINKS and the relu options' threshold and max_value, on which activation_grid lands."""
+    configured = [value for config in ACTIVATION for key, value in config.kwargs
+                  if key in ("threshold", "max_value")]
+    return tuple(dict.fromkeys((*ACTIVATION_KINKS, *map(float, configured))))
+
+
 def activation_grid() -> np.ndarray:
-    """Pre-activations (7 samples x 7 units) from -8 to 8, 0 included (the kink of relu and kin),
-    shuffled with a fixed permutation so each row (softmax's axis) mixes signs and sizes."""
+    """Pre-activations (7 samples x 7 units) from -8 to 8 in steps of 1/3, the grid value nearest
+    each of activation_kinks() moved onto it, shuffled with a fixed permutation so each row
+    (softmax's axis) mixes signs and sizes."""
     values = np.linspace(-8.0, 8.0, 49)
+    for kink in activation_kinks():
+        values[np.argmin(np.abs(values - kink))] = kink
     return values[np.random.RandomState(3).permutation(49)].reshape(7, 7)
 
 
@@ -106,10 +160,11 @@ def optimizer_problem(samples: int = 32, features: int = 5, units: int = 3):
     return x, y, kernel, bias
 
 
-def op_grid(domain: str, samples: int = 6, units: int = 5, tie: float | None = None) -> np.ndarray:
+def op_grid(domain: str, samples: int = 6, units: int = 5, held=()) -> np.ndarray:
     """Inputs of an op case, (samples, units): distinct odd multiples of 1/128, exact in float32 and
-    never 0, an integer or a half, so no op meets a kink or a tie, except at `tie` (an odd multiple
-    of 1/128 too), which a real grid holds on purpose.
+    never 0, an integer or a half, so no op meets a kink or a tie by chance; `held` gives the cells
+    ((row, column, value), values multiples of 1/128 too) a "real" grid sets on purpose, on the op
+    cases' kinks and ties, and no drawn value equals one of them.
 
     "real": in (-2.5, 2.5); "positive": in (0.19, 3); "near_one": magnitudes in (0.5, 1.5), either
     sign, so products of a row stay near 1."""
@@ -120,12 +175,14 @@ def op_grid(domain: str, samples: int = 6, units: int = 5, tie: float | None = N
     elif domain == "near_one":
         halves = rng.choice(np.arange(32, 96), count, replace=False) * rng.choice([-1, 1], count)
     else:
-        candidates = np.arange(-160, 160)
-        forced = [] if tie is None else [int(round(tie * 64 - 0.5))]
-        halves = rng.choice(np.setdiff1d(candidates, forced), count - len(forced), replace=False)
-        halves = rng.permutation(np.concatenate([halves, forced]).astype(np.int64))
+        taken = [int(round(value * 64 - 0.5)) for _, _, value in held]
+        halves = rng.choice(np.setdiff1d(np.arange(-160, 160), taken), count, replace=False)
     values = (halves + np.where(halves >= 0, 0.5, -0.5)) / 64.0 if domain == "near_one" else (halves + 0.5) / 64.0
-    return values.reshape(samples, units)
+    grid = values.reshape(samples, units)
+    if domain == "real":
+        for row, column, value in held:
+            grid[row, column] = value
+    return grid
 
 
 def op_probabilities(samples: int = 6, units: int = 5):

@@ -18,7 +18,7 @@ KIND = "op"
 
 def _activation_scenario(entry, spec):
     def run(backend, dtype):
-        grid = inputs.op_grid(entry.domain, units=op_functions.UNITS, tie=op_functions.THRESHOLD)
+        grid = inputs.op_grid(entry.domain, units=op_functions.UNITS, held=op_functions.HELD)
         return activation_probe(spec, grid, inputs.activation_upstream(grid.shape), backend=backend, dtype=dtype)
 
     return run

@@ -22,6 +22,17 @@ from .. import ops
 UNITS = 5
 # A value the grid holds on purpose: comparisons against it meet a tie, where > and >= differ.
 THRESHOLD = 37.5 / 64
+# The cells (row, column, value) the "real" grid holds on purpose, each on a kink or a tie of the
+# functions below, so a backend's gradient there meets polynn.ops's rule (see its docstring):
+HELD = (
+    (5, 4, THRESHOLD),
+    (0, 0, 0.0),  # abs and sign at 0
+    (1, 1, 0.25),  # maximum(x, 0.5 - x), minimum(x, 0.5 - x) and maximum(x, 0.25): x equals the other argument
+    (2, 2, -0.25),  # minimum(x, -0.25): a tie too
+    (3, 3, -1.0), (4, 4, 1.5),  # clip(x, -1.0, 1.5): both bounds
+    (5, 0, 2.5), (5, 2, 2.5),  # max over a row and over the batch, sort and argmax: a tie at the top
+    (4, 1, -2.5), (4, 3, -2.5),  # min and sort: a tie at the bottom
+)
 
 
 def _eighths(rows: int, cols: int, offset: int) -> np.ndarray:
@@ -51,8 +62,9 @@ def _tie_select(condition):
 
 
 def _cast(x):
-    # float -> float64 (differentiable), float -> int32 (truncation; the grid has no integers),
-    # bool -> float64; the custom activation casts the float64 result to the model's dtype.
+    # float -> float64 (differentiable), float -> int32 (truncation toward 0; 2x is an integer only
+    # at HELD values, where it is exact), bool -> float64; the custom activation casts the float64
+    # result to the model's dtype.
     wide = ops.cast(x, "float64")
     return wide * ops.cast(ops.cast(2.0 * x, "int32"), "float64") + ops.cast(ops.greater(x, 0.3), "float64")
 
@@ -86,7 +98,8 @@ _ACTIVATIONS = {
     "sigmoid": (ops.sigmoid, "real"),
     "softplus": (ops.softplus, "real"),
     "negative": (ops.negative, "real"),
-    "sign": (lambda x: ops.sign(x) * ops.square(x), "real"),
+    # sign(x) (x**2 + 1): the gradient at 0 is sign's slope there.
+    "sign": (lambda x: ops.sign(x) * (ops.square(x) + 1.0), "real"),
     # A number and a tensor exponent: the exponent's gradient x**x log(x) is checked too.
     "power": (lambda x: ops.power(x, 2.5) + ops.power(x, x), "positive"),
     "maximum": (lambda x: ops.maximum(x, 0.5 - x) + ops.maximum(x, 0.25), "real"),
@@ -120,7 +133,7 @@ _ACTIVATIONS = {
                                 * ops.convert_to_tensor(STACK_WEIGHTS), axis=1), "real"),
     "cumsum": (lambda x: ops.cumsum(x, axis=-1) * ops.convert_to_tensor(RAMP)
                + 0.125 * ops.reshape(ops.cumsum(x), (-1, UNITS)), "real"),
-    # Along the units and along the batch; every grid value is distinct, so no ties.
+    # Along the units and along the batch; the ties of HELD (rows 4 and 5) are sorted stably.
     "sort": (lambda x: ops.sort(x, axis=-1) * ops.convert_to_tensor(RAMP) + 0.25 * ops.sort(x, axis=0), "real"),
     # x * constant(x): the value x**2, the gradient x (not 2x).
     "stop_gradient": (lambda x: x * ops.stop_gradient(x), "real"),
