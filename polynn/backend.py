@@ -15,12 +15,14 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from . import ops as polynn_ops
+from ._custom import check_values
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
-__all__ = ["Backend", "Runtime", "Plan", "StepResult"]
+# check_values: what a backend's custom_loss and custom_metric check a user function's values with.
+__all__ = ["Backend", "Runtime", "Plan", "StepResult", "check_values"]
 
 
 @dataclasses.dataclass(frozen=True)
