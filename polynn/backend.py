@@ -18,12 +18,14 @@ from . import _registry, plugins
 from . import ops as polynn_ops
 from .errors import InvalidArgumentError, UnsupportedComponentError
 from .hookspecs import COMPUTED_KINDS
+from ._custom import check_values
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
-__all__ = ["Backend", "Runtime", "Plan", "StepResult"]
+# check_values: what a backend's custom_loss and custom_metric check a user function's values with.
+__all__ = ["Backend", "Runtime", "Plan", "StepResult", "check_values"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,10 +147,13 @@ class Runtime(abc.ABC):
 
 def shared_method(kind: str, spec_class) -> str | None:
     """The name of the method a spec class of `kind` defines when it is written once on polynn.ops:
-    `call` (a mean metric's per-sample values included), or `increment` for a metric that is not a
-    mean (its state increment for a batch); None for kinds the core computes itself."""
+    `call` (a mean metric's per-sample values included), `increment` for a metric that is not a
+    mean (its state increment for a batch), `update` for an optimizer (one weight's rule); None for
+    kinds the core computes itself."""
     if kind == "metric" and not issubclass(spec_class, MeanMetric):
         return "increment"
+    if kind == "optimizer":
+        return "update"
     return "call" if kind in ("activation", "loss", "metric", "regularizer", "constraint") else None
 
 
@@ -194,15 +199,19 @@ class Backend(abc.ABC):
     def implementation(self, kind: str, name: str) -> Any | None:
         """This backend's implementation of component `kind`/`name`, or None: its own override,
         else one a component plugin registered for it, else the shared one (`shared_implementation`)."""
-        impl = self.implementations.get(kind, {}).get(name)
-        if impl is None:
-            impl = plugins.component_implementation(self.name, kind, name)
+        impl = self.own_implementation(kind, name)
         if impl is None:
             parent = _computed_as(kind, _registry.find(kind, name))
             if parent is not None:
                 impl = self.implementation(kind, parent.name)
+        return impl if impl is not None else self.shared_implementation(kind, name)
+
+    def own_implementation(self, kind: str, name: str) -> Any | None:
+        """The implementation of `kind`/`name` written for this backend: its own override, else one a
+        component plugin registered for it; None where only the shared one (if any) applies."""
+        impl = self.implementations.get(kind, {}).get(name)
         if impl is None:
-            impl = self.shared_implementation(kind, name)
+            impl = plugins.component_implementation(self.name, kind, name)
         return impl
 
     def shared_implementation(self, kind: str, name: str) -> Any | None:
@@ -229,9 +238,12 @@ class Backend(abc.ABC):
         differentiates what its ops compute (autograd, GradientTape, jax.grad):
         activation f(spec, x); loss f(spec, y, p) per-sample values; mean metric f(spec, y, p)
         per-sample values, other metric f(spec, y, p, w) state increment; regularizer f(spec, w)
-        scalar penalty; constraint f(spec, w) projected weight. A backend without autodiff
-        (NumPy) overrides this to add the gradients."""
+        scalar penalty; constraint f(spec, w) projected weight; optimizer f(spec, w, g, slots,
+        scalars) -> (new w, new slots), the `update` argument of polynn.optimizers.apply_updates.
+        A backend without autodiff (NumPy) overrides this to add the gradients."""
         run = self.run_ops
+        if kind == "optimizer":
+            return lambda spec, w, g, slots, s: run(spec.update, w, w, g, slots, s)
         if kind == "activation":
             return lambda spec, x: run(spec.call, x, x)
         if kind in ("regularizer", "constraint"):

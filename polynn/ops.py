@@ -26,7 +26,7 @@ __all__ = [
     "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
-    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype",
+    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -42,7 +42,7 @@ OP_NAMES = (
 
 # Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
 # for a namespace without them, so a backend written against OP_NAMES alone runs every component.
-EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype")
+EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take")
 
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
@@ -410,3 +410,22 @@ def dtype(x):
         spelled = type(x).__name__ if isinstance(x, (bool, int, float)) else "float64"
         return {"bool": "bool", "int": "int64", "float": "float64"}.get(spelled, spelled)
     return (getattr(spelled, "name", None) or str(spelled)).rsplit(".", 1)[-1]
+
+
+def take(x, indices, axis=0):
+    """x's entries at integer `indices` along `axis` (NumPy's take; indices in [0, x.shape[axis])):
+    shape x.shape[:axis] + indices.shape + x.shape[axis + 1:]. Gradient: dy added back at each index.
+    A runtime gathers a batch's rows with it."""
+    native = _native("take")
+    if native is not None:
+        return native(x, indices, axis=axis)
+    # take_along_axis with the indices on `axis` and length 1 elsewhere, broadcast over x's other axes.
+    rank = len(shape(x))
+    axis = axis % rank
+    index_shape = shape(indices)
+    flat = reshape(indices, [1] * axis + [-1] + [1] * (rank - axis - 1))
+    out = take_along_axis(x, flat, axis)
+    if len(index_shape) == 1:
+        return out
+    x_shape = shape(x)
+    return reshape(out, (*x_shape[:axis], *index_shape, *x_shape[axis + 1:]))

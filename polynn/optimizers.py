@@ -8,6 +8,12 @@ Order within one training step, for every optimizer (as Keras 3):
 3. the optimizer's own update below;
 4. the weight's constraint, if any.
 
+Steps 1 to 3 are written once here on polynn.ops: each optimizer's `update(w, g, slots, scalars)`
+returns the new weight and slots, and `apply_updates` runs a whole step's clipping, decay and
+rule over every weight. A backend runs them on its ops (its engine differentiates nothing here),
+or keeps its own rule where a measurement shows that pays; the runtime applies constraints after.
+The rules keep the NumPy reference's order of operations, so float64 results agree to the bit.
+
 t counts updates already made (0 at the first step). lr_t is the learning rate, or the schedule
 evaluated at t. The core computes every per-step scalar (lr_t, decay, Adam's alpha_t) once in
 float64 for a block of steps (`step_scalars`) and hands them to the backend in its dtype.
@@ -21,17 +27,23 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _registry
+from . import _registry, ops
 from ._spec import Component, check_bool, check_number, resolve, spec
 from .errors import InvalidArgumentError
 from .schedules import LearningRateSchedule
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get",
+           "apply_updates", "clip_gradients"]
 
 
 @dataclasses.dataclass(frozen=True)
 @_registry.register_base
 class Optimizer(Component):
+    """The base of optimizer specs. A subclass written once on polynn.ops defines
+    `update(self, w, g, slots, scalars) -> (new_w, new_slots)`: one weight's rule (step 3 above),
+    pure, `slots` in slot_names() order and `scalars` this step's values of step_scalars (tensors or
+    numbers in the weights' dtype); with it the optimizer runs on every backend with an ops namespace."""
+
     kind: ClassVar[str] = "optimizer"
     weight_decay: float | None = dataclasses.field(default=None, kw_only=True)
     clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
@@ -98,6 +110,20 @@ class SGD(Optimizer):
     def slot_names(self):
         return ("momentum",) if self.momentum else ()
 
+    def update(self, w, g, slots, scalars):
+        step = g * scalars["lr"]
+        if not self.momentum:
+            return w - step, ()
+        m = slots[0] * self.momentum - step
+        if self.nesterov:
+            return w + (m * self.momentum - step), (m,)
+        return w + m, (m,)
+
+
+def _moments(spec, g, m, v):
+    """Adam's and Nadam's moments: m + (g - m) * (1 - beta_1) and v + (g * g - v) * (1 - beta_2)."""
+    return m + (g - m) * (1 - spec.beta_1), v + (g * g - v) * (1 - spec.beta_2)
+
 
 @spec
 class Adam(Optimizer):
@@ -123,6 +149,14 @@ class Adam(Optimizer):
 
     def slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
+
+    def update(self, w, g, slots, scalars):
+        m, v = _moments(self, g, slots[0], slots[1])
+        new_slots = [m, v]
+        if self.amsgrad:
+            v = ops.maximum(slots[2], v)
+            new_slots.append(v)
+        return w - (m * scalars["alpha"]) / (ops.sqrt(v) + self.epsilon), tuple(new_slots)
 
     # The most complement_error may be for a backend to run such a fused kernel in place of the
     # formula's operations: float32 at the default betas (1.3e-5) is within it, beta_2 = 0.9999
@@ -174,6 +208,23 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return tuple(names)
 
+    def update(self, w, g, slots, scalars):
+        names = self.slot_names()
+        new_slots = list(slots)
+        velocity = new_slots[0] = slots[0] * self.rho + (g * g) * (1 - self.rho)
+        if self.centered:
+            k = names.index("average_gradient")
+            average = new_slots[k] = slots[k] * self.rho + g * (1 - self.rho)
+            denominator = velocity - average * average + self.epsilon
+        else:
+            denominator = velocity + self.epsilon
+        increment = (g * scalars["lr"]) / ops.sqrt(denominator)
+        if not self.momentum:
+            return w - increment, tuple(new_slots)
+        k = names.index("momentum")
+        momentum = new_slots[k] = slots[k] * self.momentum + increment
+        return w - momentum, tuple(new_slots)
+
 
 @spec
 class AdamW(Adam):
@@ -205,6 +256,10 @@ class Adagrad(Optimizer):
     def slot_initial_values(self):
         return (self.initial_accumulator_value,)
 
+    def update(self, w, g, slots, scalars):
+        accumulator = slots[0] + g * g
+        return w - (g * scalars["lr"]) / ops.sqrt(accumulator + self.epsilon), (accumulator,)
+
 
 @spec
 class Adadelta(Optimizer):
@@ -224,6 +279,12 @@ class Adadelta(Optimizer):
 
     def slot_names(self):
         return ("accumulated_grad", "accumulated_delta")
+
+    def update(self, w, g, slots, scalars):
+        accumulated_grad = slots[0] * self.rho + (g * g) * (1 - self.rho)
+        delta = -((ops.sqrt(slots[1] + self.epsilon) * g) / ops.sqrt(accumulated_grad + self.epsilon))
+        accumulated_delta = slots[1] * self.rho + (delta * delta) * (1 - self.rho)
+        return w + delta * scalars["lr"], (accumulated_grad, accumulated_delta)
 
 
 @spec
@@ -245,6 +306,11 @@ class Adamax(Optimizer):
 
     def slot_names(self):
         return ("m", "u")
+
+    def update(self, w, g, slots, scalars):
+        m = slots[0] + (g - slots[0]) * (1 - self.beta_1)
+        u = ops.maximum(slots[1] * self.beta_2, ops.abs(g))
+        return w - (m * scalars["lr"]) / ((u + self.epsilon) * scalars["correction"]), (m, u)
 
     def step_scalars(self, iterations, learning_rate=None):
         out = super().step_scalars(iterations, learning_rate)
@@ -286,6 +352,12 @@ class Nadam(Optimizer):
     def slot_names(self):
         return ("m", "v")
 
+    def update(self, w, g, slots, scalars):
+        m, v = _moments(self, g, slots[0], slots[1])
+        m_hat = m * scalars["c_m"] + g * scalars["c_g"]
+        v_hat = v * scalars["c_v"]
+        return w - (m_hat * scalars["lr"]) / (ops.sqrt(v_hat) + self.epsilon), (m, v)
+
     def step_scalars(self, iterations, learning_rate=None):
         out = super().step_scalars(iterations, learning_rate)
         s = iterations.astype(np.int64) + 1
@@ -305,4 +377,40 @@ class Nadam(Optimizer):
 
 def get(identifier) -> Optimizer:
     return resolve("optimizer", identifier)
+
+
+def clip_gradients(optimizer: Optimizer, grads: list) -> list:
+    """The gradients after the one clipping `optimizer` sets (step 1 above), on polynn.ops:
+    clipvalue, clipnorm per weight, or global_clipnorm over every gradient; unchanged without."""
+    if optimizer.clipvalue is not None:
+        return [ops.clip(g, -optimizer.clipvalue, optimizer.clipvalue) for g in grads]
+    if optimizer.clipnorm is not None:
+        limit = optimizer.clipnorm
+        return [g * (limit / ops.maximum(ops.sqrt(ops.sum(g * g)), limit)) for g in grads]
+    if optimizer.global_clipnorm is not None and grads:
+        # One flat vector of every gradient, summed as the reference sums its flat buffer.
+        flat = ops.concatenate([ops.reshape(g, (-1,)) for g in grads])
+        limit = optimizer.global_clipnorm
+        scale = limit / ops.maximum(ops.sqrt(ops.sum(flat * flat)), limit)
+        return [g * scale for g in grads]
+    return list(grads)
+
+
+def apply_updates(optimizer: Optimizer, weights, grads, slots, scalars, update=None) -> tuple[list, list]:
+    """One training step's update of every weight, steps 1 to 3 above, on polynn.ops (run it with a
+    backend's ops in force: Backend.run_ops). Returns (new weights, new slots), `slots[i]` weight i's
+    in slot_names() order; `scalars` this step's values of step_scalars, in the weights' dtype.
+    `update(spec, w, g, slots, scalars) -> (w, slots)` replaces the spec's own rule (a backend's
+    override, Backend.implementation('optimizer', name)); constraints are the caller's, after."""
+    rule = update if update is not None else type(optimizer).update
+    grads = clip_gradients(optimizer, list(grads))
+    decay = scalars.get("decay")
+    new_weights, new_slots = [], []
+    for w, g, ws in zip(weights, grads, slots):
+        if decay is not None:
+            w = w - w * decay
+        w, ws = rule(optimizer, w, g, tuple(ws), scalars)
+        new_weights.append(w)
+        new_slots.append(list(ws))
+    return new_weights, new_slots
 

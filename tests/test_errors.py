@@ -283,6 +283,19 @@ def test_a_custom_loss_must_give_one_value_per_sample(backend):
         model.fit(np.ones((10, 3)), np.ones(10), batch_size=10, verbose=0)
 
 
+def test_a_plugin_checks_custom_values_with_the_public_check_values():
+    """polynn.backend.check_values, for a plugin backend's custom_loss and custom_metric; the name in
+    polynn._custom, which plugins imported before, is the same function."""
+    from polynn import _custom, backend, losses
+
+    assert backend.check_values is _custom.check_values
+    spec = losses.CustomLoss(function=lambda y_true, y_pred: y_pred)
+    backend.check_values(spec, (4,), (4, 2))
+    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
+                                                          r"accepted: one value per sample: shape \(4,\)"):
+        backend.check_values(spec, (), (4, 2))
+
+
 @pytest.mark.parametrize("kind", ["loss", "metrics"])
 def test_a_custom_loss_or_metric_of_one_argument_is_refused_at_compile(kind):
     model = Sequential([Dense(1, input_dim=3)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polynn import ops as polynn_ops
-from polynn._custom import check_values
+from polynn.backend import check_values
 
 from . import autodiff
 from . import ops as numpy_ops

@@ -340,3 +340,20 @@ def log_softmax(x, axis=-1):
         return _log_softmax(x, axis)
     out = _log_softmax(x.value, axis)
     return unary(x, out, lambda g: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True))
+
+
+def take(x, indices, axis=0):
+    idx = np.asarray(value_of(indices)).astype(np.int64, copy=False)
+    if not traced(x):
+        return np.take(x, idx, axis=axis)
+    a = x.value
+    axis = axis % a.ndim
+
+    def vjp(g):
+        out = np.zeros_like(a)
+        # Repeated indices add their gradients, as the reference's take_along_axis.
+        np.add.at(np.moveaxis(out, axis, 0), idx.reshape(-1),
+                  np.moveaxis(np.reshape(g, a.shape[:axis] + (idx.size,) + a.shape[axis + 1:]), axis, 0))
+        return (out,)
+
+    return ad.node(np.take(a, idx, axis=axis), (x,), vjp)

@@ -24,10 +24,22 @@ def gradient(function, like, args, seed, wrt):
             lambda *ts: function(*(ts[k] if k == wrt else args[k] for k in range(len(args)))), args, seed)[wrt]
 
 
+def update_in_place(spec, w, g, slots, s, t0, t1):
+    """The spec's `update` in polynn_numpy.optimizers' form: w and its slots changed in place (the
+    scratch arrays t0 and t1 go unused)."""
+    with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(w.dtype):
+        new_w, new_slots = spec.update(w, g, tuple(slots), s)
+    np.copyto(w, new_w, casting="same_kind")
+    for slot, value in zip(slots, new_slots):
+        np.copyto(slot, value, casting="same_kind")
+
+
 def adapt(kind: str, spec_class):
     """The shared implementation in the NumPy runtime's form (see polynn_numpy's component modules):
     activation (forward, backward), loss (value, vjp), regularizer (penalty, gradient),
-    constraint project, metric per-sample values or state increment."""
+    constraint project, metric per-sample values or state increment, optimizer in-place update."""
+    if kind == "optimizer":
+        return update_in_place
     if kind == "activation":
         return (lambda spec, x: run(spec.call, x, x).astype(x.dtype, copy=False),
                 lambda spec, x, y, dy: gradient(spec.call, x, (x,), dy, 0))

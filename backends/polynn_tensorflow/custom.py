@@ -11,7 +11,7 @@ import contextlib
 import tensorflow as tf
 
 from polynn import ops as polynn_ops
-from polynn._custom import check_values
+from polynn.backend import check_values
 
 from . import ops as tf_ops
 

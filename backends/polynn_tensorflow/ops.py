@@ -382,3 +382,9 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     return special.log_softmax(_floating(x), axis)
+
+
+def take(x, indices, axis=0):
+    x = _tensor(x)
+    # tf.gather's gradient adds the gradient of repeated indices, as the reference.
+    return tf.gather(x, tf.cast(_tensor(indices), tf.int64), axis=axis % x.shape.rank)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from polynn.backend import Runtime, StepResult
 from polynn.metrics import MeanMetric
+from polynn.optimizers import apply_updates
 
 from . import metrics as metric_impls
 from . import optimizers
@@ -67,7 +68,8 @@ class TensorFlowRuntime(Runtime):
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         largest = max((int(np.prod(ws.shape)) for _, ws in plan.weights), default=0)
-        self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, plan.dtype, largest)
+        shared = backend.own_implementation("optimizer", plan.optimizer.name) is None
+        self.fused_update = optimizers.fused_rule(plan.optimizer, shared, plan.dtype, largest)
         self.set_metrics(plan.metrics, plan.metric_weighted)
 
     def _placement(self):
@@ -162,13 +164,16 @@ class TensorFlowRuntime(Runtime):
             loss, report = self._loss(current, y, p, w, activity)
         grads = tape.gradient(loss, current, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
+        # The update runs on this backend's ops, floats in the plan's dtype (s["lr"] is one).
+        run = self.backend.run_ops
         if self.fused_update is not None:
-            optimizers.apply_fused(self.optimizer, self.fused_update, self.weights, current, grads, self.slots, s)
+            run(optimizers.apply_fused, s["lr"], self.optimizer, self.fused_update, self.weights, current, grads,
+                self.slots, s)
             for k, (constraint, project) in self.constrained.items():
                 self.weights[k].assign(project(constraint, tf.convert_to_tensor(self.weights[k])))
             return report, states
         slots = [[tf.convert_to_tensor(v) for v in ws] for ws in self.slots]
-        new_weights, new_slots = optimizers.apply(self.optimizer, self.update, current, grads, slots, s)
+        new_weights, new_slots = run(apply_updates, s["lr"], self.optimizer, current, grads, slots, s, self.update)
         for k, (constraint, project) in self.constrained.items():
             new_weights[k] = project(constraint, new_weights[k])
         for variable, value in zip(self.weights, new_weights):

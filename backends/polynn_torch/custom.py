@@ -7,7 +7,7 @@ differentiates it like the rest of the model; numbers and arrays it makes take t
 from __future__ import annotations
 
 from polynn import ops as polynn_ops
-from polynn._custom import check_values
+from polynn.backend import check_values
 
 from . import ops as torch_ops
 

@@ -339,3 +339,12 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     return torch.log_softmax(_tensor(x), dim=axis)
+
+
+def take(x, indices, axis=0):
+    x = _tensor(x)
+    idx = _tensor(indices, like=x).to(torch.int64)
+    axis = axis % x.dim()
+    # index_select's backward adds the gradient of repeated indices, as the reference.
+    out = torch.index_select(x, axis, idx.reshape(-1))
+    return out if idx.dim() == 1 else out.reshape(x.shape[:axis] + idx.shape + x.shape[axis + 1:])

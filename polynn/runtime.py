@@ -1,0 +1,252 @@
+"""OpsRuntime: the whole Runtime written on polynn.ops, for a backend that adds only its engine's autodiff."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from . import ops
+from .backend import Runtime, StepResult
+from .metrics import MeanMetric
+from .optimizers import apply_updates
+
+__all__ = ["OpsRuntime"]
+
+
+class OpsRuntime(Runtime):
+    """A Runtime on a backend's ops namespace (`Backend.ops`) and its component implementations.
+
+    Every step runs under `backend.run_ops`: the layers' forward passes (`implementation("layer",
+    name)(backend, spec)` with `forward(params, x, mask)`, `activity` and `penalty(y)`), the loss
+    reduced as polynn.losses documents (an all-zero weight sum gives a zero loss, never 0/0), the
+    regularizer and activity penalties, the reported loss summed in float64, the metric states
+    ([sum(w * v), sum(w)] in float64 for a mean metric, the increment for any other), the update
+    of polynn.optimizers.apply_updates (the optimizer implementation, if the backend has its own,
+    in its pure form `update(spec, w, g, slots, scalars) -> (w, slots)`), then the constraints.
+    Weights and slots are immutable tensors, replaced each step; a block of steps is a Python loop
+    over one per-step function.
+
+    A subclass supplies `value_and_gradients`, and where its engine wants them `compile_step` (a
+    jit) and `to_tensor`/`to_numpy` (a device, say). Backend.compile returns `cls(backend, plan)`.
+    """
+
+    def __init__(self, backend, plan):
+        self.backend = backend
+        self.plan = plan
+        self.dtype = np.dtype(plan.dtype)
+        with ops.using(backend.ops):
+            # A scalar of the plan's float dtype: what run_ops reads the dtype (and device) from.
+            self.like = ops.cast(ops.convert_to_tensor(0.0), plan.dtype)
+        self.layers = []
+        for index, spec in enumerate(plan.layers):
+            owned = [k for k, (owner, _) in enumerate(plan.weights) if owner == index]
+            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
+        mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
+        self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
+        self.loss_value = backend.implementation("loss", plan.loss.name)
+        self.regularized = [(k, ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
+                            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None]
+        self.constrained = [(k, ws.constraint, backend.implementation("constraint", ws.constraint.name))
+                            for k, (_, ws) in enumerate(plan.weights) if ws.constraint is not None]
+        self.update = backend.implementation("optimizer", plan.optimizer.name)
+        starts = plan.optimizer.slot_initial_values()
+        self.weights = [self.to_tensor(np.zeros(ws.shape, self.dtype)) for _, ws in plan.weights]
+        self.slots = [[self.to_tensor(np.full(ws.shape, start, self.dtype)) for start in starts]
+                      for _, ws in plan.weights]
+        self.set_metrics(plan.metrics, plan.metric_weighted)
+
+    # ---- what a subclass supplies -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def value_and_gradients(self, objective, params):
+        """((loss, aux), grads): objective(params) -> (loss, aux) evaluated, and d loss / d params,
+        one gradient per param (zeros for a param the loss does not reach). The engine's autodiff:
+        torch.autograd.grad, tf.GradientTape, jax.value_and_grad(has_aux=True)."""
+
+    def compile_step(self, function):
+        """`function` compiled for the engine (jax.jit, tf.function); it takes and returns tensors,
+        lists, tuples, dicts and None. Eager engines keep it as it is."""
+        return function
+
+    def to_tensor(self, array):
+        """A NumPy array as the engine's tensor, of the array's dtype (an engine may copy it)."""
+        return self.backend.run_ops(ops.convert_to_tensor, self.like, array, str(array.dtype))
+
+    def to_numpy(self, tensor):
+        """An engine tensor as a NumPy array (it may share the tensor's memory)."""
+        return np.asarray(tensor)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _arrays(self, arrays):
+        return [self.to_tensor(np.array(a, dtype=self.dtype)) for a in arrays]
+
+    def get_weights(self):
+        return [np.array(self.to_numpy(w), dtype=self.dtype) for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = self._arrays(weights)
+
+    def get_optimizer_state(self):
+        return [[np.array(self.to_numpy(s), dtype=self.dtype) for s in slots] for slots in self.slots]
+
+    def set_optimizer_state(self, state):
+        self.slots = [self._arrays(values) for values in state]
+
+    def set_metrics(self, metrics, weighted):
+        self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
+                        for m, takes_weights in zip(metrics, weighted)]
+        # Compiled steps bake the metrics in: new ones are compiled on their next use.
+        self._steps = {}
+
+    def put_data(self, x, y=None, sample_weight=None):
+        arrays = (x, y, None if sample_weight is None else np.asarray(sample_weight, self.dtype))
+        return tuple(None if a is None else self.to_tensor(np.asarray(a)) for a in arrays)
+
+    # ---- one step, on the backend's ops -----------------------------------------------------
+
+    def _forward(self, weights, x, masks):
+        """Outputs and the activity penalties of the layers that have one; masks None in inference."""
+        activity = []
+        for (layer, owned), slot in zip(self.layers, self.layer_masks):
+            mask = None if masks is None or slot is None else masks[slot]
+            x = layer.forward([weights[k] for k in owned], x, mask)
+            if layer.activity is not None:
+                activity.append(layer.penalty(x))
+        return x, activity
+
+    def _loss(self, weights, y, p, w, activity):
+        """The loss to differentiate (plan dtype) and the one to report (float64), in the reference's
+        order: the reduced loss, each weight's penalty, each layer's activity penalty."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        size = _size(values)
+        if w is None:
+            total, weight_sum = ops.sum(values), size
+        else:
+            spread = _spread(w, values)
+            total, weight_sum = ops.sum(values * spread), ops.sum(spread)
+        if spec.reduction == "sum":
+            loss = total
+        elif spec.reduction == "mean_with_sample_weight" and w is not None:
+            nonzero = ops.not_equal(weight_sum, 0)
+            loss = ops.where(nonzero, total / ops.where(nonzero, weight_sum, ops.ones_like(weight_sum)), total * 0)
+        elif isinstance(size, int) and size == 0:
+            loss = total * 0
+        else:
+            loss = total / size
+        report = ops.cast(loss, "float64")
+        for term in [penalty(reg, weights[k]) for k, reg, penalty in self.regularized] + activity:
+            loss = loss + term
+            report = report + ops.cast(term, "float64")
+        return loss, report
+
+    def _metric_states(self, y, p, w):
+        states = []
+        for m, impl, takes_weights in self.metrics:
+            mw = w if takes_weights else None
+            if not isinstance(m, MeanMetric):
+                states.append(ops.cast(impl(m, y, p, mw), "float64"))
+                continue
+            values = impl(m, y, p)
+            if mw is None:
+                count = _size(values)
+                count = ops.convert_to_tensor(count) if isinstance(count, int) else count
+                states.append(ops.stack([ops.sum(ops.cast(values, "float64")), ops.cast(count, "float64")]))
+            else:
+                spread = _spread(mw, values)
+                states.append(ops.stack([ops.sum(ops.cast(spread * values, "float64")),
+                                         ops.sum(ops.cast(spread, "float64"))]))
+        return states
+
+    @staticmethod
+    def _rows(data, rows):
+        return tuple(None if t is None else ops.take(t, rows, axis=0) for t in data)
+
+    def _train_step(self, weights, slots, data, rows, masks, scalars):
+        x, y, w = self._rows(data, rows)
+
+        def objective(params):
+            p, activity = self._forward(params, x, masks)
+            loss, report = self._loss(params, y, p, w, activity)
+            return loss, (report, p)
+
+        if weights:
+            (_, (report, p)), grads = self.value_and_gradients(objective, list(weights))
+        else:
+            (_, (report, p)), grads = objective([]), []
+        report, p = ops.stop_gradient(report), ops.stop_gradient(p)
+        # Metric increments use this step's training-mode predictions, before its update.
+        states = self._metric_states(y, p, w)
+        weights, slots = apply_updates(self.plan.optimizer, weights, grads, slots, scalars, update=self.update)
+        for k, constraint, project in self.constrained:
+            weights[k] = project(constraint, weights[k])
+        return weights, slots, report, states
+
+    def _test_step(self, weights, data, rows):
+        x, y, w = self._rows(data, rows)
+        p, activity = self._forward(weights, x, None)
+        _, report = self._loss(weights, y, p, w, activity)
+        return report, self._metric_states(y, p, w)
+
+    def _predict_step(self, weights, x, rows):
+        return self._forward(weights, ops.take(x, rows, axis=0), None)[0]
+
+    # ---- blocks of steps --------------------------------------------------------------------
+
+    def _step(self, name):
+        """The per-step function `name`, run on the backend's ops and compiled once."""
+        if name not in self._steps:
+            function = getattr(self, f"_{name}_step")
+            self._steps[name] = self.compile_step(lambda *args: self.backend.run_ops(function, self.like, *args))
+        return self._steps[name]
+
+    def _result(self, reports, totals):
+        losses = self.to_numpy(self.backend.run_ops(ops.stack, self.like, reports)) if reports else np.zeros(0)
+        states = [np.zeros(m.state_size) for m, _, _ in self.metrics] if totals is None else \
+            [np.array(self.to_numpy(t), dtype=np.float64) for t in totals]
+        return StepResult(np.array(losses, dtype=np.float64), states)
+
+    def train_steps(self, data, batches, masks, scalars):
+        step = self._step("train")
+        rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
+        masks = [self.to_tensor(np.asarray(m, self.dtype)) for m in masks]
+        scalars = {name: self.to_tensor(np.asarray(values, self.dtype)) for name, values in scalars.items()}
+        reports, totals = [], None
+        for t in range(len(batches)):
+            self.weights, self.slots, report, states = step(
+                self.weights, self.slots, data, rows[t], [m[t] for m in masks],
+                {name: values[t] for name, values in scalars.items()})
+            reports.append(report)
+            totals = states if totals is None else [a + b for a, b in zip(totals, states)]
+        return self._result(reports, totals)
+
+    def test_steps(self, data, batches):
+        step = self._step("test")
+        rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
+        reports, totals = [], None
+        for t in range(len(batches)):
+            report, states = step(self.weights, data, rows[t])
+            reports.append(report)
+            totals = states if totals is None else [a + b for a, b in zip(totals, states)]
+        return self._result(reports, totals)
+
+    def predict_steps(self, data, batches):
+        step = self._step("predict")
+        rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
+        outputs = [self.to_numpy(step(self.weights, data[0], rows[t])) for t in range(len(batches))]
+        return np.concatenate(outputs, axis=0)
+
+
+def _spread(w, values):
+    """Sample weights (one per row) repeated over each row's values."""
+    return ops.reshape(w, (-1,) + (1,) * (len(ops.shape(values)) - 1)) * ops.ones_like(values)
+
+
+def _size(values):
+    """The number of values: an int where the shape is static, else counted on the engine."""
+    shape = ops.shape(values)
+    if all(isinstance(d, int) for d in shape):
+        return int(np.prod(shape, dtype=np.int64))
+    return ops.sum(ops.ones_like(values))
