@@ -43,6 +43,7 @@ MIX = _eighths(UNITS, UNITS, 1)
 MIX_WIDE = _eighths(2 * UNITS, UNITS, 3)
 STACK_WEIGHTS = _eighths(3, UNITS, 2)
 RAMP = np.arange(1, UNITS + 1) / 4.0
+TAKEN = np.array([4, 0, 0, 2, 1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +145,22 @@ _ACTIVATIONS = {
                           + ops.convert_to_tensor(0.5), "real"),
 }
 
+# The extra ops: native in some backends, composed from OP_NAMES in others; each case checks both.
+_EXTRA = {
+    "expm1": (lambda x: ops.expm1(x) * ops.convert_to_tensor(RAMP), "real"),
+    "erf": (lambda x: ops.erf(x) * ops.convert_to_tensor(RAMP), "real"),
+    # Along the units and along the batch, weighted so the gradient is not zero.
+    "softmax": (lambda x: ops.softmax(x, axis=-1) * ops.convert_to_tensor(RAMP) + 0.25 * ops.softmax(x, axis=0),
+                "real"),
+    "log_softmax": (lambda x: ops.log_softmax(x, axis=-1) * ops.convert_to_tensor(RAMP)
+                    + 0.25 * ops.log_softmax(x, axis=0), "real"),
+    # A cast to the dtype ops.dtype names: a wrong name raises, a wrong dtype changes the values.
+    "dtype": (lambda x: ops.cast(ops.greater(x, 0.3), ops.dtype(x)) * x + x, "real"),
+    # A repeated index: its gradient is the sum of both uses.
+    "take": (lambda x: ops.take(x, TAKEN, axis=1) * ops.convert_to_tensor(RAMP) + x, "real"),
+}
+_ACTIVATIONS.update(_EXTRA)
+
 _LOSSES = {
     "one_hot": _one_hot_loss,
     "take_along_axis": _take_along_axis_loss,
@@ -151,9 +168,9 @@ _LOSSES = {
 
 
 def functions() -> list[OpFunction]:
-    """One OpFunction per name in polynn.ops.OP_NAMES, in that order."""
+    """One OpFunction per name in polynn.ops.OP_NAMES, then EXTRA_OP_NAMES, in that order."""
     found = []
-    for name in ops.OP_NAMES:
+    for name in (*ops.OP_NAMES, *ops.EXTRA_OP_NAMES):
         if name in _LOSSES:
             entry = OpFunction(name, "loss", _LOSSES[name], "probabilities")
         else:
