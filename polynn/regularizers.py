@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from . import ops
 from ._spec import Component, check_number, resolve, spec
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
 
 class Regularizer(Component):
+    """`call(w)` is the penalty written once on polynn.ops: a scalar that every backend with an ops
+    namespace computes (and differentiates) on its own tensors unless it has an override of its own."""
+
     kind: ClassVar[str] = "regularizer"
+
+
+def _l1(l1, w):
+    # abs has slope sign(w): 0 at w == 0, as the L1 docstring states.
+    return l1 * ops.sum(ops.abs(w))
+
+
+def _l2(l2, w):
+    # square's gradient 2 * w, one product, where w * w would add two.
+    return l2 * ops.sum(ops.square(w))
 
 
 @spec
@@ -23,6 +37,9 @@ class L1(Regularizer):
     def validate(self):
         check_number("L1", "l1", self.l1, low=0.0)
 
+    def call(self, w):
+        return _l1(self.l1, w)
+
 
 @spec
 class L2(Regularizer):
@@ -34,10 +51,13 @@ class L2(Regularizer):
     def validate(self):
         check_number("L2", "l2", self.l2, low=0.0)
 
+    def call(self, w):
+        return _l2(self.l2, w)
+
 
 @spec
 class L1L2(Regularizer):
-    """penalty(w) = l1 * sum(|w|) + l2 * sum(w**2)."""
+    """penalty(w) = l1 * sum(|w|) + l2 * sum(w**2). Gradient: l1 * sign(w) + 2 * l2 * w."""
 
     name: ClassVar[str] = "l1_l2"
     aliases: ClassVar[tuple] = ("l1l2",)
@@ -47,6 +67,9 @@ class L1L2(Regularizer):
     def validate(self):
         check_number("L1L2", "l1", self.l1, low=0.0)
         check_number("L1L2", "l2", self.l2, low=0.0)
+
+    def call(self, w):
+        return _l1(self.l1, w) + _l2(self.l2, w)
 
 
 def get(identifier):

@@ -7,7 +7,7 @@ from polynn.errors import InvalidArgumentError
 
 from polynn import ops as polynn_ops
 
-from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import activations, layers, losses, metrics, ops, optimizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -23,8 +23,6 @@ class TensorFlowBackend(Backend):
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,
-        "regularizer": regularizers.IMPLEMENTATIONS,
-        "constraint": constraints.IMPLEMENTATIONS,
     }
 
     ops = ops

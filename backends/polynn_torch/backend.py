@@ -9,7 +9,7 @@ from polynn.errors import InvalidArgumentError
 
 from polynn import ops as polynn_ops
 
-from . import activations, constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import activations, layers, losses, metrics, ops, optimizers
 
 
 def resolve_device(requested):
@@ -50,8 +50,6 @@ class TorchBackend(Backend):
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,
-        "regularizer": regularizers.IMPLEMENTATIONS,
-        "constraint": constraints.IMPLEMENTATIONS,
     }
 
     ops = ops
