@@ -27,7 +27,10 @@ def gradient(function, like, args, seed, wrt):
 def adapt(kind: str, spec_class):
     """The shared implementation in the NumPy runtime's form (see polynn_numpy's component modules):
     activation (forward, backward), loss (value, vjp), regularizer (penalty, gradient),
-    constraint project, metric per-sample values or state increment."""
+    constraint project, metric per-sample values or state increment; None for a layer (the NumPy
+    runtime runs only layers with a hand-written backward: polynn_numpy.layers)."""
+    if kind == "layer":
+        return None
     if kind == "activation":
         return (lambda spec, x: run(spec.call, x, x).astype(x.dtype, copy=False),
                 lambda spec, x, y, dy: gradient(spec.call, x, (x,), dy, 0))

@@ -7,7 +7,7 @@ from polynn.errors import InvalidArgumentError
 
 from polynn import ops as polynn_ops
 
-from . import activations, layers, losses, metrics, ops, optimizers
+from . import activations, losses, metrics, ops, optimizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -18,7 +18,6 @@ class TensorFlowBackend(Backend):
     dtypes = ("float32", "float64")
     devices = ("cpu", "gpu")
     implementations = {
-        "layer": layers.IMPLEMENTATIONS,
         "activation": activations.IMPLEMENTATIONS,
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
