@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -24,8 +25,8 @@ from .losses import Loss
 from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
+__all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values"]
 # check_values: what a backend's custom_loss and custom_metric check a user function's values with.
-__all__ = ["Backend", "Runtime", "Plan", "StepResult", "check_values"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +143,6 @@ class Runtime(abc.ABC):
         ...
 
 
-
-
-
 def shared_method(kind: str, spec_class) -> str | None:
     """The name of the method a spec class of `kind` defines when it is written once on polynn.ops:
     `call` (a mean metric's per-sample values included), `increment` for a metric that is not a
@@ -154,7 +152,46 @@ def shared_method(kind: str, spec_class) -> str | None:
         return "increment"
     if kind == "optimizer":
         return "update"
-    return "call" if kind in ("activation", "loss", "metric", "regularizer", "constraint") else None
+    return "call" if kind in ("layer", "activation", "loss", "metric", "regularizer", "constraint") else None
+
+
+def _rows(y):
+    """The number of rows of y: a number where the engine knows it, else a scalar of y's dtype
+    (a graph traced for any batch size)."""
+    shape = polynn_ops.shape(y)
+    if shape[0] is not None:
+        return shape[0]
+    ones = polynn_ops.ones_like(y)
+    if len(shape) > 1:
+        ones = polynn_ops.mean(ones, axis=tuple(range(1, len(shape))))
+    return polynn_ops.sum(ones)
+
+
+class SharedLayer:
+    """A layer written once on polynn.ops (its spec's `call`), in the form the runtimes of engines
+    with autodiff build: cls(backend, spec); forward(params, x, mask=None) -> y, run on the
+    backend's ops with its implementation of the layer's activation (its override or a user
+    function's, else the activation's shared `call`); `activity`, the implementation of the
+    activity regularizer (None without one), and penalty(y), its penalty of y divided by the
+    batch size (Keras 3). A backend's own layer may subclass it to override `forward`."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.backend = backend
+        self.activation = None
+        activation = getattr(spec, "activation", None)
+        if getattr(activation, "kind", None) == "activation":
+            own = backend.own_implementation("activation", activation.name)
+            # Without an override the shared call runs inside the layer's own run_ops.
+            self.activation = activation.call if own is None else functools.partial(own, activation)
+        regularizer = getattr(spec, "activity_regularizer", None)
+        self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
+
+    def forward(self, params, x, mask=None):
+        return self.backend.run_ops(self.spec.call, x, params, x, mask, self.activation)
+
+    def penalty(self, y):
+        return self.activity(self.spec.activity_regularizer, y) / self.backend.run_ops(_rows, y, y)
 
 
 def _computed_as(kind: str, spec_class) -> type | None:
@@ -235,13 +272,16 @@ class Backend(abc.ABC):
 
     def adapt(self, kind: str, spec_class) -> Any:
         """The shared implementation in the form this backend's runtime calls, for an engine that
-        differentiates what its ops compute (autograd, GradientTape, jax.grad):
-        activation f(spec, x); loss f(spec, y, p) per-sample values; mean metric f(spec, y, p)
-        per-sample values, other metric f(spec, y, p, w) state increment; regularizer f(spec, w)
-        scalar penalty; constraint f(spec, w) projected weight; optimizer f(spec, w, g, slots,
-        scalars) -> (new w, new slots), the `update` argument of polynn.optimizers.apply_updates.
-        A backend without autodiff (NumPy) overrides this to add the gradients."""
+        differentiates what its ops compute (autograd, GradientTape, jax.grad): layer, the class
+        SharedLayer; activation f(spec, x); loss f(spec, y, p) per-sample values; mean metric
+        f(spec, y, p) per-sample values, other metric f(spec, y, p, w) state increment; regularizer
+        f(spec, w) scalar penalty; constraint f(spec, w) projected weight; optimizer f(spec, w, g,
+        slots, scalars) -> (new w, new slots), the `update` argument of
+        polynn.optimizers.apply_updates. A backend without autodiff (NumPy) overrides this to add
+        the gradients."""
         run = self.run_ops
+        if kind == "layer":
+            return SharedLayer
         if kind == "optimizer":
             return lambda spec, w, g, slots, s: run(spec.update, w, w, g, slots, s)
         if kind == "activation":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from . import _registry
+from . import _registry, ops
 from ._spec import Component, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -24,11 +24,16 @@ def _check_axis(owner, axis):
     return axis
 
 
+def _norms(w, axis):
+    return ops.sqrt(ops.sum(w * w, axis=axis, keepdims=True))
+
+
 @_registry.register_base
 class Constraint(Component):
-    """A projection of a weight, applied after each update and never differentiated, so it has no
-    gradient rule; at its boundaries (w == 0 for NonNeg, a norm equal to a bound) the formulas
-    below are continuous."""
+    """`call(w)` is the projection written once on polynn.ops: every backend with an ops namespace
+    applies it to its own tensors (after each update, outside differentiation) unless it has an
+    override of its own. It has no gradient rule; at its boundaries (w == 0 for NonNeg, a norm
+    equal to a bound) the formulas below are continuous."""
 
     kind: ClassVar[str] = "constraint"
 
@@ -50,6 +55,10 @@ class MaxNorm(Constraint):
         super().validate()
         check_number("MaxNorm", "max_value", self.max_value, low=0.0)
 
+    def call(self, w):
+        n = _norms(w, self.axis)
+        return w * (ops.clip(n, 0, self.max_value) / (EPSILON + n))
+
 
 @spec
 class NonNeg(Constraint):
@@ -57,6 +66,10 @@ class NonNeg(Constraint):
 
     name: ClassVar[str] = "non_neg"
     aliases: ClassVar[tuple] = ("nonneg",)
+
+    def call(self, w):
+        # w * 0 where w < 0 rather than 0: the docstring's product, -0.0 and NaN included.
+        return ops.where(ops.greater_equal(w, 0), w, w * 0)
 
 
 @spec
@@ -66,6 +79,9 @@ class UnitNorm(Constraint):
     name: ClassVar[str] = "unit_norm"
     aliases: ClassVar[tuple] = ("unitnorm",)
     axis: int = 0
+
+    def call(self, w):
+        return w / (EPSILON + _norms(w, self.axis))
 
 
 @spec
@@ -86,6 +102,11 @@ class MinMaxNorm(Constraint):
         check_number("MinMaxNorm", "max_value", self.max_value, low=self.min_value,
                      accepted=f"a finite number >= min_value ({self.min_value})")
         check_number("MinMaxNorm", "rate", self.rate, low=0.0, high=1.0)
+
+    def call(self, w):
+        n = _norms(w, self.axis)
+        desired = self.rate * ops.clip(n, self.min_value, self.max_value) + (1 - self.rate) * n
+        return w * (desired / (EPSILON + n))
 
 
 def get(identifier):

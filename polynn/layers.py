@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from . import _registry, activations as _activations
+from . import _registry, ops
+from . import activations as _activations
 from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -23,7 +24,15 @@ class WeightSpec(NamedTuple):
 
 @_registry.register_base
 class Layer(Component):
-    """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order."""
+    """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order.
+
+    `call(params, x, mask=None, activation=None)` is the layer's forward pass written once on
+    polynn.ops: params are its weights in `weights()` order, mask the scaled keep mask of a dropout
+    layer in training (else None), and activation the function z -> y the runtime computes the
+    layer's activation spec with (its own implementation, or a user function's), by default the
+    spec's own `call`. Every backend with an ops namespace and an autodiff engine runs it (see
+    polynn.backend.SharedLayer) unless it has an override of its own.
+    """
 
     kind: ClassVar[str] = "layer"
 
@@ -54,6 +63,9 @@ class Input(Layer):
     @property
     def declared_input_shape(self):
         return self.shape
+
+    def call(self, params, x, mask=None, activation=None):
+        return x
 
 
 InputLayer = Input
@@ -116,6 +128,12 @@ class Dense(Layer):
     def output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
+    def call(self, params, x, mask=None, activation=None):
+        z = ops.matmul(x, params[0])
+        if self.use_bias:
+            z = z + params[1]
+        return (self.activation.call if activation is None else activation)(z)
+
 
 @spec
 class Dropout(Layer):
@@ -149,6 +167,9 @@ class Dropout(Layer):
                 owner="Dropout")
         return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_input_shape))
 
+    def call(self, params, x, mask=None, activation=None):
+        return x if mask is None else x * mask
+
 
 @spec
 class Activation(Layer):
@@ -156,6 +177,9 @@ class Activation(Layer):
 
     name: ClassVar[str] = "activation"
     activation: Component = component_field("activation", "linear", optional=False)
+
+    def call(self, params, x, mask=None, activation=None):
+        return (self.activation.call if activation is None else activation)(x)
 
 
 def get(identifier) -> Layer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from . import _registry
+from . import _registry, ops
 from ._spec import Component, check_number, resolve, spec
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
@@ -12,7 +12,20 @@ __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
 @_registry.register_base
 class Regularizer(Component):
+    """`call(w)` is the penalty written once on polynn.ops: a scalar that every backend with an ops
+    namespace computes (and differentiates) on its own tensors unless it has an override of its own."""
+
     kind: ClassVar[str] = "regularizer"
+
+
+def _l1(l1, w):
+    # abs has slope sign(w): 0 at w == 0, as the L1 docstring states.
+    return l1 * ops.sum(ops.abs(w))
+
+
+def _l2(l2, w):
+    # square's gradient 2 * w, one product, where w * w would add two.
+    return l2 * ops.sum(ops.square(w))
 
 
 @spec
@@ -25,6 +38,9 @@ class L1(Regularizer):
     def validate(self):
         check_number("L1", "l1", self.l1, low=0.0)
 
+    def call(self, w):
+        return _l1(self.l1, w)
+
 
 @spec
 class L2(Regularizer):
@@ -35,6 +51,9 @@ class L2(Regularizer):
 
     def validate(self):
         check_number("L2", "l2", self.l2, low=0.0)
+
+    def call(self, w):
+        return _l2(self.l2, w)
 
 
 @spec
@@ -49,6 +68,9 @@ class L1L2(Regularizer):
     def validate(self):
         check_number("L1L2", "l1", self.l1, low=0.0)
         check_number("L1L2", "l2", self.l2, low=0.0)
+
+    def call(self, w):
+        return _l1(self.l1, w) + _l2(self.l2, w)
 
 
 def get(identifier):

@@ -37,9 +37,13 @@ def update_in_place(spec, w, g, slots, s, t0, t1):
 def adapt(kind: str, spec_class):
     """The shared implementation in the NumPy runtime's form (see polynn_numpy's component modules):
     activation (forward, backward), loss (value, vjp), regularizer (penalty, gradient),
-    constraint project, metric per-sample values or state increment, optimizer in-place update."""
+    constraint project, metric per-sample values or state increment, optimizer in-place update;
+    None for a layer (the NumPy runtime runs only layers with a hand-written backward:
+    polynn_numpy.layers)."""
     if kind == "optimizer":
         return update_in_place
+    if kind == "layer":
+        return None
     if kind == "activation":
         return (lambda spec, x: run(spec.call, x, x).astype(x.dtype, copy=False),
                 lambda spec, x, y, dy: gradient(spec.call, x, (x,), dy, 0))

@@ -6,7 +6,7 @@ from polynn.backend import Backend
 from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
-from . import constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import losses, metrics, ops, optimizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -18,12 +18,9 @@ class TensorFlowBackend(Backend):
     devices = ("cpu", "gpu")
     ops = ops
     implementations = {
-        "layer": layers.IMPLEMENTATIONS,
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,
-        "regularizer": regularizers.IMPLEMENTATIONS,
-        "constraint": constraints.IMPLEMENTATIONS,
     }
 
     def run_ops(self, function, like, *args):

@@ -8,7 +8,7 @@ from polynn.backend import Backend
 from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
-from . import constraints, layers, losses, metrics, ops, optimizers, regularizers
+from . import layers, losses, metrics, ops, optimizers
 
 
 def resolve_device(requested):
@@ -49,8 +49,6 @@ class TorchBackend(Backend):
         "loss": losses.IMPLEMENTATIONS,
         "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,
-        "regularizer": regularizers.IMPLEMENTATIONS,
-        "constraint": constraints.IMPLEMENTATIONS,
     }
 
     def engine_version(self) -> str:
