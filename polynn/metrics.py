@@ -128,8 +128,8 @@ class BinaryAccuracy(MeanMetric):
         check_number("BinaryAccuracy", "threshold", self.threshold)
 
     def call(self, y_true, y_pred):
-        predicted = indicator(ops.greater(y_pred, self.threshold), y_pred)
-        return ops.mean(indicator(ops.equal(y_true, predicted), y_pred), axis=-1)
+        # The labels meet the predicted booleans as NumPy compares them: True == 1.0, False == 0.0.
+        return ops.mean(indicator(ops.equal(y_true, ops.greater(y_pred, self.threshold)), y_pred), axis=-1)
 
 
 @spec

@@ -1,5 +1,6 @@
-"""Torch metrics: only user functions, and the mean state the runtime accumulates; every built-in
-metric is its spec's call() (per-sample values) or increment() (state increment) on polynn.ops."""
+"""Torch metrics: user functions, one measured override, and the mean state the runtime accumulates;
+every other built-in metric is its spec's call() (per-sample values) or increment() (state
+increment) on polynn.ops."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import torch
 
 from . import custom
 
+def _binary_accuracy(spec, y, p):
+    # The blog fit's metric, in direct torch calls (docs/performance.md, "Losses and metrics on torch").
+    return torch.mean((y == (p > spec.threshold)).to(p.dtype), dim=-1)
+
+
 IMPLEMENTATIONS = {
+    "binary_accuracy": _binary_accuracy,
     "custom_metric": custom.metric,
 }
 
