@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
-from . import _registry
+from . import _registry, ops
 from .errors import InvalidArgumentError, PluginError
 
 KINDS = ("loss", "metric", "activation")
@@ -101,3 +101,12 @@ def check_arity(kind: str, function: Callable, owner: str) -> None:
         raise InvalidArgumentError("function", function, f"a function of {len(arguments)} positional "
                                    f"argument{'s' if len(arguments) > 1 else ''} ({', '.join(arguments)})",
                                    owner=owner) from None
+
+
+def per_sample_values(spec, y_true, y_pred):
+    """A custom loss's or metric's values, spec.function(y_true, y_pred) on polynn.ops, as a tensor of
+    y_pred's dtype (the function may return a number, an array or another float dtype), checked to
+    give one value per sample."""
+    values = ops.cast(ops.convert_to_tensor(spec.function(y_true, y_pred)), ops.dtype(y_pred))
+    check_values(spec, ops.shape(values), ops.shape(y_pred))
+    return values

@@ -10,15 +10,21 @@ sample weights w_i (1 when none are given):
 EPSILON = 1e-7 is Keras's backend epsilon; probabilities are clipped to [EPSILON, 1 - EPSILON].
 Gradients are with respect to y_pred (y_true takes none); each docstring gives the rule at the
 formula's kinks, where a clip passes the gradient on its closed interval (bounds included).
+
+Each loss's `call(y_true, y_pred)` is its per-sample formula written once on polynn.ops, with the
+gradient its docstring states at every kink and clip bound; every backend with an ops namespace
+runs (and differentiates) it unless it registers an override. The helpers below (label smoothing,
+sparse labels, hinge labels, normalisation, unit vectors) are shared by losses and metrics.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 
-from . import _reference, _registry
+from . import _custom, _reference, _registry, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -68,10 +74,75 @@ def reduce(spec, values, w, dtype, gradient=False):
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 
 
+# ---- helpers shared by the losses and metrics, written on polynn.ops -----------------------
+
+
+def smooth_binary_labels(y, label_smoothing):
+    """y * (1 - label_smoothing) + 0.5 * label_smoothing (y itself when label_smoothing is 0)."""
+    if label_smoothing:
+        return y * (1 - label_smoothing) + 0.5 * label_smoothing
+    return y
+
+
+def smooth_categorical_labels(y, label_smoothing, axis=-1):
+    """y * (1 - label_smoothing) + label_smoothing / K, K the number of classes along axis."""
+    if label_smoothing:
+        return y * (1 - label_smoothing) + label_smoothing / ops.shape(y)[axis]
+    return y
+
+
+def sparse_labels(y_true, y_pred):
+    """Integer class labels (int64) shaped like y_pred without its class axis: y_true has that
+    shape, or one more trailing axis of 1, which is dropped."""
+    y_shape, p_shape = ops.shape(y_true), ops.shape(y_pred)
+    if len(y_shape) == len(p_shape) and y_shape[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)
+    return ops.cast(y_true, "int64")
+
+
+def hinge_labels(y):
+    """0/1 labels become -1/1 when every label of the batch is 0 or 1; others pass unchanged.
+    A select, not a branch, so an engine never waits for the test's value."""
+    other = ops.logical_not(ops.logical_or(ops.equal(y, 0), ops.equal(y, 1)))
+    return ops.where(ops.equal(ops.sum(other), 0), 2 * y - 1, y)
+
+
+def normalized(p, axis=-1):
+    """p / sum(p, axis): predictions made a distribution along axis."""
+    return p / ops.sum(p, axis=axis, keepdims=True)
+
+
+def unit_vectors(x, axis=-1):
+    """x / max(||x||, EPSILON), norms along axis. Where ||x|| <= EPSILON the divisor is the constant
+    EPSILON (gradient 1 / EPSILON); elsewhere the norm is differentiated."""
+    squares = ops.sum(x * x, axis=axis, keepdims=True)
+    large = ops.greater(ops.sqrt(ops.stop_gradient(squares)), EPSILON)
+    # The root only where it is used: sqrt's slope at 0 would send 0 * inf = NaN back.
+    norm = ops.sqrt(ops.where(large, squares, 1.0))
+    return x / ops.where(large, norm, EPSILON)
+
+
+def log_probabilities(p, from_logits, axis=-1):
+    """log q of the class probabilities: log_softmax(p) for logits, else
+    log(clip(p / sum(p), EPSILON, 1 - EPSILON)) (the gradient zero where the clip is active)."""
+    if from_logits:
+        return ops.log_softmax(p, axis=axis)
+    return ops.log(ops.clip(normalized(p, axis), EPSILON, 1 - EPSILON))
+
+
+def positive_part(x):
+    """max(x, 0), with slope 0 at x == 0 (a select on x > 0), as the hinges' kinks take."""
+    return ops.where(ops.greater(x, 0), x, 0.0)
+
+
 @_registry.register_base
 class Loss(Component):
     """Calling a loss, loss(y_true, y_pred, sample_weight=None), returns its reduced value (per-sample
-    values for reduction 'none'), computed with the NumPy reference backend."""
+    values for reduction 'none'), computed with the NumPy reference backend.
+
+    `call(y_true, y_pred)` is the per-sample formula on polynn.ops (y_true in y_pred's float dtype);
+    reduction and sample weights are the runtime's.
+    """
 
     kind: ClassVar[str] = "loss"
     # True when y_true holds class indices rather than one value per output unit.
@@ -107,6 +178,10 @@ class MeanSquaredError(Loss):
     aliases: ClassVar[tuple] = ("mse",)
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        d = y_pred - y_true
+        return ops.mean(d * d, axis=-1)
+
 
 @spec
 class MeanAbsoluteError(Loss):
@@ -116,6 +191,9 @@ class MeanAbsoluteError(Loss):
     name: ClassVar[str] = "mean_absolute_error"
     aliases: ClassVar[tuple] = ("mae",)
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.abs(y_pred - y_true), axis=-1)
 
 
 @spec
@@ -137,6 +215,19 @@ class BinaryCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        y = smooth_binary_labels(y_true, self.label_smoothing)
+        if self.from_logits:
+            # max(x, 0) and -|x| as selects on x >= 0: at x == 0 their slopes add up to
+            # 1 - 1/2 - y = sigmoid(0) - y, the true derivative (relu and abs would give -y).
+            positive = ops.greater_equal(y_pred, 0)
+            elem = (ops.where(positive, y_pred, 0.0) - y_pred * y
+                    + ops.log1p(ops.exp(ops.where(positive, -y_pred, y_pred))))
+        else:
+            q = ops.clip(y_pred, EPSILON, 1 - EPSILON)
+            elem = -(y * ops.log(q) + (1 - y) * ops.log(1 - q))
+        return ops.mean(elem, axis=self.axis)
+
 
 @spec
 class CategoricalCrossentropy(Loss):
@@ -156,6 +247,10 @@ class CategoricalCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        y = smooth_categorical_labels(y_true, self.label_smoothing, self.axis)
+        return -ops.sum(y * log_probabilities(y_pred, self.from_logits, self.axis), axis=self.axis)
+
 
 @spec
 class SparseCategoricalCrossentropy(Loss):
@@ -172,6 +267,11 @@ class SparseCategoricalCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        labels = ops.expand_dims(sparse_labels(y_true, y_pred), self.axis)
+        logq = log_probabilities(y_pred, self.from_logits, self.axis)
+        return -ops.squeeze(ops.take_along_axis(logq, labels, self.axis), axis=self.axis)
+
 
 @spec
 class MeanAbsolutePercentageError(Loss):
@@ -181,6 +281,10 @@ class MeanAbsolutePercentageError(Loss):
     name: ClassVar[str] = "mean_absolute_percentage_error"
     aliases: ClassVar[tuple] = ("mape",)
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        # abs has slope 0 at 0: no gradient where y_pred == y_true.
+        return 100 * ops.mean(ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON)), axis=-1)
 
 
 @spec
@@ -192,6 +296,12 @@ class MeanSquaredLogarithmicError(Loss):
     name: ClassVar[str] = "mean_squared_logarithmic_error"
     aliases: ClassVar[tuple] = ("msle",)
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        # A select on y_pred > EPSILON: no gradient at the bound itself (maximum would pass it).
+        shifted = ops.where(ops.greater(y_pred, EPSILON), y_pred, EPSILON) + 1
+        d = ops.log(shifted) - ops.log(ops.maximum(y_true, EPSILON) + 1)
+        return ops.mean(d * d, axis=-1)
 
 
 @spec
@@ -208,6 +318,13 @@ class Huber(Loss):
         super().validate()
         check_number("Huber", "delta", self.delta, low=0.0, low_open=True)
 
+    def call(self, y_true, y_pred):
+        # At |d| == delta the quadratic side is chosen: slope d (= delta sign(d)).
+        d = y_pred - y_true
+        a = ops.abs(d)
+        return ops.mean(ops.where(ops.less_equal(a, self.delta), 0.5 * (d * d),
+                                  self.delta * a - 0.5 * self.delta ** 2), axis=-1)
+
 
 @spec
 class LogCosh(Loss):
@@ -217,6 +334,10 @@ class LogCosh(Loss):
     name: ClassVar[str] = "log_cosh"
     aliases: ClassVar[tuple] = ("logcosh",)
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        d = y_pred - y_true
+        return ops.mean(d + ops.softplus(-2 * d) - math.log(2.0), axis=-1)
 
 
 class _HingeLoss(Loss):
@@ -231,6 +352,9 @@ class Hinge(_HingeLoss):
     name: ClassVar[str] = "hinge"
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        return ops.mean(positive_part(1 - hinge_labels(y_true) * y_pred), axis=-1)
+
 
 @spec
 class SquaredHinge(_HingeLoss):
@@ -239,6 +363,10 @@ class SquaredHinge(_HingeLoss):
 
     name: ClassVar[str] = "squared_hinge"
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        m = positive_part(1 - hinge_labels(y_true) * y_pred)
+        return ops.mean(m * m, axis=-1)
 
 
 @spec
@@ -251,6 +379,12 @@ class CategoricalHinge(Loss):
     name: ClassVar[str] = "categorical_hinge"
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        pos = ops.sum(y_true * y_pred, axis=-1)
+        # max shares its gradient evenly among tied classes; slope 0 at the kink itself.
+        neg = ops.max((1 - y_true) * y_pred, axis=-1)
+        return positive_part(neg - pos + 1)
+
 
 @spec
 class KLDivergence(Loss):
@@ -261,6 +395,11 @@ class KLDivergence(Loss):
     aliases: ClassVar[tuple] = ("kld", "kullback_leibler_divergence")
     reduction: str = "sum_over_batch_size"
 
+    def call(self, y_true, y_pred):
+        # clip passes the gradient on [EPSILON, 1], both ends included.
+        t = ops.clip(y_true, EPSILON, 1)
+        return ops.sum(t * ops.log(t / ops.clip(y_pred, EPSILON, 1)), axis=-1)
+
 
 @spec
 class Poisson(Loss):
@@ -268,6 +407,9 @@ class Poisson(Loss):
 
     name: ClassVar[str] = "poisson"
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
 
 
 @spec
@@ -279,6 +421,9 @@ class CosineSimilarity(Loss):
     name: ClassVar[str] = "cosine_similarity"
     axis: int = -1
     reduction: str = "sum_over_batch_size"
+
+    def call(self, y_true, y_pred):
+        return -ops.sum(unit_vectors(y_true, self.axis) * unit_vectors(y_pred, self.axis), axis=self.axis)
 
 
 @spec
@@ -294,6 +439,9 @@ class CustomLoss(Loss):
     def validate(self):
         super().validate()
         FunctionField.validate(self)
+
+    def call(self, y_true, y_pred):
+        return _custom.per_sample_values(self, y_true, y_pred)
 
 
 def _function(cls):

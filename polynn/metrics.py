@@ -5,6 +5,10 @@ vector; `result(state)` (`compute`) is evaluated once, here, in float64, so ever
 Mean metrics (every metric here) accumulate [sum(w * v), sum(w)] over per-sample values v and
 sample weights w, and report sum(w * v) / sum(w) (0 before any update). As in Keras, w is the
 sample (and class) weights only for compile's `weighted_metrics`; for its `metrics`, w = 1.
+
+Each metric is written once on polynn.ops: a mean metric's `call(y_true, y_pred)` gives its
+per-sample values, any other metric's `increment(y_true, y_pred, sample_weight)` its float64 state
+increment for a batch; a backend runs them unless it registers an override.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _reference, _registry
+from . import _custom, _reference, _registry, losses, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError, UnknownComponentError
 
@@ -28,6 +32,31 @@ __all__ = [
     "mean_absolute_percentage_error", "mape", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy",
 ]
+
+
+def float_name(x) -> str:
+    """The name of x's float dtype, "float32" or "float64" (the dtypes polynn trains in), for
+    ops.cast: read from the engine's dtype, which every tensor type spells with its width."""
+    return "float64" if "64" in str(x.dtype) else "float32"
+
+
+def indicator(condition, like):
+    """1 where condition holds, else 0, in like's float dtype."""
+    return ops.cast(condition, float_name(like))
+
+
+def element_weights(sample_weight, like):
+    """The sample weights (one per sample) broadcast over like's elements; ones without weights."""
+    if sample_weight is None:
+        return ops.ones_like(like)
+    trailing = (1,) * (len(ops.shape(like)) - 1)
+    return ops.reshape(sample_weight, (-1, *trailing)) * ops.ones_like(like)
+
+
+def in_top_k(labels, y_pred, k):
+    """1 where fewer than k classes score strictly above the labelled class (ties count for it)."""
+    true_score = ops.take_along_axis(y_pred, ops.expand_dims(labels, -1), -1)
+    return indicator(ops.less(ops.sum(ops.greater(y_pred, true_score), axis=-1), k), y_pred)
 
 
 def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
@@ -100,6 +129,9 @@ class Accuracy(MeanMetric):
     name: ClassVar[str] = "exact_accuracy"
     aliases: ClassVar[tuple] = ()
 
+    def call(self, y_true, y_pred):
+        return ops.mean(indicator(ops.equal(y_true, y_pred), y_pred), axis=-1)
+
 
 @spec
 class BinaryAccuracy(MeanMetric):
@@ -111,12 +143,19 @@ class BinaryAccuracy(MeanMetric):
     def validate(self):
         check_number("BinaryAccuracy", "threshold", self.threshold)
 
+    def call(self, y_true, y_pred):
+        # The labels meet the predicted booleans as NumPy compares them: True == 1.0, False == 0.0.
+        return ops.mean(indicator(ops.equal(y_true, ops.greater(y_pred, self.threshold)), y_pred), axis=-1)
+
 
 @spec
 class CategoricalAccuracy(MeanMetric):
     """v = (argmax(y_true, -1) == argmax(y_pred, -1)); ties go to the first index."""
 
     name: ClassVar[str] = "categorical_accuracy"
+
+    def call(self, y_true, y_pred):
+        return indicator(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)), y_pred)
 
 
 @spec
@@ -126,6 +165,9 @@ class SparseCategoricalAccuracy(MeanMetric):
     name: ClassVar[str] = "sparse_categorical_accuracy"
     sparse_labels: ClassVar[bool] = True
 
+    def call(self, y_true, y_pred):
+        return indicator(ops.equal(losses.sparse_labels(y_true, y_pred), ops.argmax(y_pred, axis=-1)), y_pred)
+
 
 @spec
 class MeanSquaredError(MeanMetric):
@@ -134,6 +176,9 @@ class MeanSquaredError(MeanMetric):
     name: ClassVar[str] = "mean_squared_error"
     aliases: ClassVar[tuple] = ("mse",)
 
+    def call(self, y_true, y_pred):
+        return losses.MeanSquaredError.call(self, y_true, y_pred)
+
 
 @spec
 class MeanAbsoluteError(MeanMetric):
@@ -141,6 +186,9 @@ class MeanAbsoluteError(MeanMetric):
 
     name: ClassVar[str] = "mean_absolute_error"
     aliases: ClassVar[tuple] = ("mae",)
+
+    def call(self, y_true, y_pred):
+        return losses.MeanAbsoluteError.call(self, y_true, y_pred)
 
 
 @spec
@@ -155,6 +203,10 @@ class RootMeanSquaredError(MeanMetric):
         total, count = float(state[0]), float(state[1])
         return float(np.sqrt(total / count)) if count else 0.0
 
+    def call(self, y_true, y_pred):
+        d = y_pred - y_true
+        return d * d
+
 
 @spec
 class MeanAbsolutePercentageError(MeanMetric):
@@ -162,6 +214,9 @@ class MeanAbsolutePercentageError(MeanMetric):
 
     name: ClassVar[str] = "mean_absolute_percentage_error"
     aliases: ClassVar[tuple] = ("mape",)
+
+    def call(self, y_true, y_pred):
+        return losses.MeanAbsolutePercentageError.call(self, y_true, y_pred)
 
 
 @spec
@@ -175,6 +230,9 @@ class TopKCategoricalAccuracy(MeanMetric):
     def validate(self):
         check_positive_int("TopKCategoricalAccuracy", "k", self.k)
 
+    def call(self, y_true, y_pred):
+        return in_top_k(ops.argmax(y_true, axis=-1), y_pred, self.k)
+
 
 @spec
 class SparseTopKCategoricalAccuracy(MeanMetric):
@@ -186,6 +244,9 @@ class SparseTopKCategoricalAccuracy(MeanMetric):
 
     def validate(self):
         check_positive_int("SparseTopKCategoricalAccuracy", "k", self.k)
+
+    def call(self, y_true, y_pred):
+        return in_top_k(losses.sparse_labels(y_true, y_pred), y_pred, self.k)
 
 
 @spec
@@ -201,6 +262,10 @@ class BinaryCrossentropy(MeanMetric):
         check_bool("BinaryCrossentropy", "from_logits", self.from_logits)
         check_number("BinaryCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
 
+    def call(self, y_true, y_pred):
+        # The loss's call reads only the options this metric carries too.
+        return losses.BinaryCrossentropy.call(self, y_true, y_pred)
+
 
 @spec
 class CategoricalCrossentropy(MeanMetric):
@@ -215,6 +280,9 @@ class CategoricalCrossentropy(MeanMetric):
         check_bool("CategoricalCrossentropy", "from_logits", self.from_logits)
         check_number("CategoricalCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
 
+    def call(self, y_true, y_pred):
+        return losses.CategoricalCrossentropy.call(self, y_true, y_pred)
+
 
 @spec
 class SparseCategoricalCrossentropy(MeanMetric):
@@ -228,6 +296,9 @@ class SparseCategoricalCrossentropy(MeanMetric):
     def validate(self):
         check_bool("SparseCategoricalCrossentropy", "from_logits", self.from_logits)
 
+    def call(self, y_true, y_pred):
+        return losses.SparseCategoricalCrossentropy.call(self, y_true, y_pred)
+
 
 class _ConfusionMetric(Metric):
     """Counts over every element: a prediction is positive when y_pred > threshold, a label when
@@ -239,6 +310,18 @@ class _ConfusionMetric(Metric):
         if self.class_id is not None:
             if isinstance(self.class_id, bool) or not isinstance(self.class_id, int) or self.class_id < 0:
                 raise InvalidArgumentError("class_id", self.class_id, "None or an integer >= 0", owner=owner)
+
+    def _confusion_inputs(self, y_true, y_pred, sample_weight):
+        """(predicted positive, labelled positive, element weights) of the kept column(s)."""
+        if self.class_id is not None:
+            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
+        return (ops.greater(y_pred, self.thresholds), ops.not_equal(y_true, 0),
+                element_weights(sample_weight, y_pred))
+
+    @staticmethod
+    def _counts(weights, *masks):
+        """[sum of the weights where each mask holds], summed in the weights' dtype, as float64."""
+        return ops.cast(ops.stack([ops.sum(ops.where(mask, weights, 0.0)) for mask in masks]), "float64")
 
 
 @spec
@@ -253,6 +336,11 @@ class Precision(_ConfusionMetric):
         tp, fp = float(state[0]), float(state[1])
         return tp / (tp + fp) if tp + fp else 0.0
 
+    def increment(self, y_true, y_pred, sample_weight):
+        predicted, actual, weights = self._confusion_inputs(y_true, y_pred, sample_weight)
+        return self._counts(weights, ops.logical_and(predicted, actual),
+                            ops.logical_and(predicted, ops.logical_not(actual)))
+
 
 @spec
 class Recall(_ConfusionMetric):
@@ -265,6 +353,11 @@ class Recall(_ConfusionMetric):
     def compute(self, state):
         tp, fn = float(state[0]), float(state[1])
         return tp / (tp + fn) if tp + fn else 0.0
+
+    def increment(self, y_true, y_pred, sample_weight):
+        predicted, actual, weights = self._confusion_inputs(y_true, y_pred, sample_weight)
+        return self._counts(weights, ops.logical_and(predicted, actual),
+                            ops.logical_and(ops.logical_not(predicted), actual))
 
 
 @spec
@@ -300,6 +393,19 @@ class AUC(Metric):
         t = self.num_thresholds
         inner = [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)]
         return np.array([0.0 - 1e-7, *inner, 1.0 + 1e-7])
+
+    def increment(self, y_true, y_pred, sample_weight):
+        if self.from_logits:
+            y_pred = ops.sigmoid(y_pred)
+        # The thresholds rounded once from float64 to the scores' dtype, as on every backend.
+        thresholds = ops.cast(ops.convert_to_tensor(self.thresholds()), float_name(y_pred))
+        scores = ops.reshape(y_pred, (-1,))
+        actual = ops.reshape(ops.not_equal(y_true, 0), (-1,))
+        weights = ops.reshape(element_weights(sample_weight, y_pred), (-1,))
+        above = indicator(ops.greater(ops.expand_dims(scores, 0), ops.expand_dims(thresholds, -1)), scores)
+        pos, neg = ops.where(actual, weights, 0.0), ops.where(actual, 0.0, weights)
+        tp, fp = ops.matmul(above, pos), ops.matmul(above, neg)
+        return ops.cast(ops.concatenate([tp, fp, ops.sum(neg) - fp, ops.sum(pos) - tp]), "float64")
 
     def compute(self, state):
         t = self.num_thresholds
@@ -343,6 +449,9 @@ class CustomMetric(MeanMetric):
 
     def validate(self):
         FunctionField.validate(self)
+
+    def call(self, y_true, y_pred):
+        return _custom.per_sample_values(self, y_true, y_pred)
 
 
 def _function(cls):

@@ -591,15 +591,21 @@ def test_kinks_take_the_spec_gradient_exactly_at_the_corner():
                                    err_msg=spec.name)
 
 
+def _torch_implementation(kind, name):
+    """The torch backend's implementation: its override, else the spec's shared call on torch's ops."""
+    from polynn import plugins
+
+    return plugins.get_backend("torch").implementation(kind, name)
+
+
 def test_from_logits_crossentropy_has_the_true_gradient_at_zero():
     from polynn_numpy import losses as numpy_losses
-    from polynn_torch import losses as torch_losses
 
     spec = losses.BinaryCrossentropy(from_logits=True)
     p = np.array([[0.0, 0.0, 2.0, -2.0]])
     y = np.array([[1.0, 0.0, 1.0, 0.0]])
     t = torch.tensor(p, requires_grad=True)
-    (grad,) = torch.autograd.grad(torch_losses.IMPLEMENTATIONS["binary_crossentropy"](spec, torch.tensor(y), t).sum(), t)
+    (grad,) = torch.autograd.grad(_torch_implementation("loss", "binary_crossentropy")(spec, torch.tensor(y), t).sum(), t)
     want = numpy_losses.IMPLEMENTATIONS["binary_crossentropy"][1](spec, y, p, np.ones(1))
     np.testing.assert_allclose(grad.numpy(), want, rtol=1e-12, atol=1e-15)
 
@@ -795,7 +801,6 @@ KINK_CASES = {
 @pytest.mark.parametrize("case", sorted(KINK_CASES))
 def test_each_new_loss_takes_the_reference_value_and_gradient_at_its_kinks(case):
     from polynn_numpy import losses as numpy_losses
-    from polynn_torch import losses as torch_losses
 
     spec, y, p = KINK_CASES[case]
     y, p = np.array(y), np.array(p)
@@ -803,7 +808,7 @@ def test_each_new_loss_takes_the_reference_value_and_gradient_at_its_kinks(case)
     want = value(spec, y, p)
     seed = np.random.default_rng(3).uniform(0.5, 2.0, size=want.shape)
     t = torch.tensor(p, requires_grad=True)
-    got = torch_losses.IMPLEMENTATIONS[spec.name](spec, torch.tensor(y), t)
+    got = _torch_implementation("loss", spec.name)(spec, torch.tensor(y), t)
     (grad,) = torch.autograd.grad(torch.sum(got * torch.tensor(seed)), t)
     np.testing.assert_allclose(got.detach().numpy(), want, **F64)
     np.testing.assert_allclose(grad.numpy(), vjp(spec, y, p, seed), **F64)
@@ -837,7 +842,6 @@ def test_state_metrics_and_mape_agree_with_numpy_in_training_and_evaluation():
 def test_state_metric_increments_equal_the_reference_increments():
     """The increment of each state vector for one batch, with weights, including scores exactly at a threshold."""
     from polynn_numpy import metrics as numpy_metrics
-    from polynn_torch import metrics as torch_metrics
 
     rng = np.random.default_rng(12)
     p = rng.uniform(size=(40, 3))
@@ -849,7 +853,7 @@ def test_state_metric_increments_equal_the_reference_increments():
                  metrics.AUC(from_logits=True), metrics.Precision(thresholds=0.0)):
         for weights in (None, w):
             want = numpy_metrics.IMPLEMENTATIONS[spec.name](spec, y, p, weights)
-            got = torch_metrics.IMPLEMENTATIONS[spec.name](
+            got = _torch_implementation("metric", spec.name)(
                 spec, torch.tensor(y), torch.tensor(p), None if weights is None else torch.tensor(weights))
             assert got.dtype == torch.float64 and got.shape == want.shape == (spec.state_size,)
             np.testing.assert_allclose(got.numpy(), want, **F64, err_msg=repr(spec))

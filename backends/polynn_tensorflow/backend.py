@@ -1,12 +1,12 @@
-"""The TensorFlow backend: each spec's forward math on TF core ops; gradients come from GradientTape."""
+"""The TensorFlow backend: TF core ops as polynn.ops, run in tf.function blocks that GradientTape differentiates."""
 
 from __future__ import annotations
 
-from polynn.backend import Backend
 from polynn import ops as polynn_ops
+from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import losses, metrics, ops, optimizers
+from . import ops, optimizers
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -18,8 +18,6 @@ class TensorFlowBackend(Backend):
     devices = ("cpu", "gpu")
     ops = ops
     implementations = {
-        "loss": losses.IMPLEMENTATIONS,
-        "metric": metrics.IMPLEMENTATIONS,
         "optimizer": optimizers.UPDATES,
     }
 
