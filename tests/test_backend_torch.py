@@ -1036,14 +1036,14 @@ def test_custom_activation_loss_and_metric_agree_with_numpy(dtype):
 
 
 def test_custom_activation_is_the_builtin_mish_on_torch():
-    from polynn import activations
-    from polynn_torch import activations as torch_activations
+    from polynn import activations, plugins
 
+    torch_backend = plugins.get_backend("torch")
     x = torch.tensor(_ops_input().reshape(-1), requires_grad=True)
     custom = activations.get(mish_by_ops)
     assert custom.name == "custom_activation"
-    got = torch_activations.IMPLEMENTATIONS["custom_activation"](custom, x)
-    want = torch_activations.IMPLEMENTATIONS["mish"](activations.Mish(), x)
+    got = torch_backend.implementation("activation", "custom_activation")(custom, x)
+    want = torch_backend.implementation("activation", "mish")(activations.Mish(), x)
     np.testing.assert_array_equal(got.detach().numpy(), want.detach().numpy())
     (g_got,) = torch.autograd.grad(got.sum(), x)
     (g_want,) = torch.autograd.grad(want.sum(), x)

@@ -77,9 +77,10 @@ class WrongReluGradientBackend(NumpyBackend):
 
 
 class PartialBackend(NumpyBackend):
-    """Lacks the tanh activation and the RMSprop optimizer."""
+    """Lacks the tanh activation and the RMSprop optimizer (and, without ops, user functions)."""
 
     name = "partial"
+    ops = None
     implementations = {
         **NumpyBackend.implementations,
         "activation": {k: v for k, v in NumpyBackend.implementations["activation"].items() if k != "tanh"},
