@@ -13,7 +13,6 @@ its contract: the value, and the gradient, at kinks and ties too.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import math
 
@@ -53,14 +52,22 @@ def current():
     return namespace if namespace is not None else plugins.get_backend("numpy").ops
 
 
-@contextlib.contextmanager
-def using(namespace):
+class using:  # noqa: N801 (a function to its callers: `with polynn.ops.using(namespace):`)
     """Make `namespace` (a backend's ops) the target of every polynn.ops call in this context."""
-    token = _current.set(namespace)
-    try:
-        yield namespace
-    finally:
-        _current.reset(token)
+
+    # A class, not a generator context manager: backends enter it around every component call, and
+    # this costs a fraction of contextlib's overhead (docs/performance.md#entering-the-ops-context).
+    __slots__ = ("namespace", "_token")
+
+    def __init__(self, namespace):
+        self.namespace = namespace
+
+    def __enter__(self):
+        self._token = _current.set(self.namespace)
+        return self.namespace
+
+    def __exit__(self, *exc):
+        _current.reset(self._token)
 
 
 # The contract of the arithmetic: each op's docstring gives its value (NumPy's namesake unless it

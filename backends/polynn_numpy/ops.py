@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 
 import numpy as np
@@ -241,13 +240,20 @@ stack = _join(np.stack, _split_stack)
 _FLOAT = contextvars.ContextVar("polynn_numpy_float", default=np.float32)
 
 
-@contextlib.contextmanager
-def float_dtype(dtype):
-    token = _FLOAT.set(np.dtype(dtype).type)
-    try:
-        yield
-    finally:
-        _FLOAT.reset(token)
+class float_dtype:  # noqa: N801
+    """Make `dtype` the float dtype of the floats ops make from nothing (one_hot)."""
+
+    # A class, entered around every shared component call (see polynn.ops.using).
+    __slots__ = ("dtype", "_token")
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype).type
+
+    def __enter__(self):
+        self._token = _FLOAT.set(self.dtype)
+
+    def __exit__(self, *exc):
+        _FLOAT.reset(self._token)
 
 
 def one_hot(indices, num_classes):

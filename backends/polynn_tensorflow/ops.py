@@ -11,7 +11,6 @@ Python or NumPy alone takes the float dtype of the model running the user functi
 from __future__ import annotations
 
 import builtins
-import contextlib
 import contextvars
 
 import numpy as np
@@ -25,14 +24,20 @@ _DTYPES = {"float32": tf.float32, "float64": tf.float64, "int32": tf.int32, "int
 _float_dtype = contextvars.ContextVar("polynn_tensorflow_float_dtype", default=tf.float32)
 
 
-@contextlib.contextmanager
-def floats(dtype):
+class floats:  # noqa: N801
     """Make `dtype` the float dtype of values that user functions convert from Python or NumPy."""
-    token = _float_dtype.set(tf.as_dtype(dtype))
-    try:
-        yield
-    finally:
-        _float_dtype.reset(token)
+
+    # A class, entered around every component call (see polynn.ops.using).
+    __slots__ = ("dtype", "_token")
+
+    def __init__(self, dtype):
+        self.dtype = tf.as_dtype(dtype)
+
+    def __enter__(self):
+        self._token = _float_dtype.set(self.dtype)
+
+    def __exit__(self, *exc):
+        _float_dtype.reset(self._token)
 
 
 # ---- conversions --------------------------------------------------------------------------

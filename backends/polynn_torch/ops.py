@@ -11,7 +11,6 @@ function (`floats`).
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import numbers
 
@@ -27,14 +26,20 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.in
 _floats = contextvars.ContextVar("polynn_torch_floats", default=(torch.float32, torch.device("cpu")))
 
 
-@contextlib.contextmanager
-def floats(dtype, device):
+class floats:  # noqa: N801
     """Make (dtype, device) those of the floats that user functions convert from Python or NumPy."""
-    token = _floats.set((dtype, torch.device(device)))
-    try:
-        yield
-    finally:
-        _floats.reset(token)
+
+    # A class, entered around every component call (see polynn.ops.using).
+    __slots__ = ("value", "_token")
+
+    def __init__(self, dtype, device):
+        self.value = (dtype, device if isinstance(device, torch.device) else torch.device(device))
+
+    def __enter__(self):
+        self._token = _floats.set(self.value)
+
+    def __exit__(self, *exc):
+        _floats.reset(self._token)
 
 
 def _is_number(x) -> bool:
