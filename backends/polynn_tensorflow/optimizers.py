@@ -41,9 +41,8 @@ def _fused_adam(spec, variables, grads, slot_variables, s):
 
 
 # The fused form runs for a model with a weight of FUSED_MIN_SIZE elements or more: one kernel per
-# weight costs more than the traced expressions for small weights (blog model, largest weight 640
-# elements: fit 2.13 s traced, 2.27 s fused, medians of 8 alternating runs) and saves passes over
-# memory for large ones (width 1024, batch 256: 56.7 to 62.9 GFLOP/s, medians of 4). It also needs the
+# weight costs more than the traced expressions for small weights and saves passes over memory for
+# large ones (measured: docs/performance.md#tensorflow-fused-adam-threshold). It also needs the
 # kernel's 1 - beta within Adam.MAX_COMPLEMENT_ERROR of the formula's (in float32, Adam's default
 # betas are).
 FUSED_MIN_SIZE = 1 << 16
