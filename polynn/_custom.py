@@ -8,6 +8,7 @@ with a custom function only works where the program has registered that function
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Callable
 
 from . import _registry, ops
@@ -75,7 +76,7 @@ def unregister(name: str) -> None:
         table.pop(name, None)
 
 
-def check_values(spec, values_shape, y_pred_shape) -> None:
+def per_sample_check(spec, values_shape, y_pred_shape) -> None:
     """A user loss or metric must give values per sample: at least one axis, the batch first (Keras'
     loss functions give y_pred's shape without its last axis). A backend calls this with the static
     shapes, so the error comes at the first step, naming the function, not from deep in a reduction."""
@@ -108,5 +109,14 @@ def per_sample_values(spec, y_true, y_pred):
     y_pred's dtype (the function may return a number, an array or another float dtype), checked to
     give one value per sample."""
     values = ops.cast(ops.convert_to_tensor(spec.function(y_true, y_pred)), ops.dtype(y_pred))
-    check_values(spec, ops.shape(values), ops.shape(y_pred))
+    per_sample_check(spec, ops.shape(values), ops.shape(y_pred))
     return values
+
+
+def __getattr__(name):
+    # polynn._custom.check_values was what plugins imported before it became public.
+    if name == "check_values":
+        warnings.warn("polynn._custom.check_values is deprecated: import polynn.backend.check_values",
+                      DeprecationWarning, stacklevel=2)
+        return per_sample_check
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

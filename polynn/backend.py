@@ -19,7 +19,7 @@ from . import _registry, plugins
 from . import ops as polynn_ops
 from .errors import InvalidArgumentError, UnsupportedComponentError
 from .hookspecs import COMPUTED_KINDS
-from ._custom import check_values
+from ._custom import per_sample_check as check_values
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric

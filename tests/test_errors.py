@@ -285,10 +285,11 @@ def test_a_custom_loss_must_give_one_value_per_sample(backend):
 
 def test_a_plugin_checks_custom_values_with_the_public_check_values():
     """polynn.backend.check_values, for a plugin backend's custom_loss and custom_metric; the name in
-    polynn._custom, which plugins imported before, is the same function."""
+    polynn._custom, which plugins imported before, is the same function and warns that it moved."""
     from polynn import _custom, backend, losses
 
-    assert backend.check_values is _custom.check_values
+    with pytest.warns(DeprecationWarning, match="import polynn.backend.check_values"):
+        assert backend.check_values is _custom.check_values
     spec = losses.CustomLoss(function=lambda y_true, y_pred: y_pred)
     backend.check_values(spec, (4,), (4, 2))
     with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
