@@ -34,16 +34,64 @@ def update_in_place(spec, w, g, slots, s, t0, t1):
         np.copyto(slot, value, casting="same_kind")
 
 
+class SharedLayer:
+    """A layer written once on polynn.ops (its spec's call), in the NumPy runtime's layer form:
+    forward(params, x, mask) -> (y, cache) run on autodiff Tensors, backward(params, cache, dy)
+    -> (dx, weight gradients) by autodiff, penalty(cache) for an activity regularizer. The layer's
+    activation is this backend's implementation (its hand-written pair, or a shared one)."""
+
+    def __init__(self, backend, spec):
+        self.spec = spec
+        self.activation = None
+        activation = getattr(spec, "activation", None)
+        if getattr(activation, "kind", None) == "activation":
+            self.activation = _differentiable(activation, *backend.implementation("activation", activation.name))
+        regularizer = getattr(spec, "activity_regularizer", None)
+        self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
+
+    def forward(self, params, x, mask=None):
+        inputs = [autodiff.Tensor(x), *(autodiff.Tensor(p) for p in params)]
+        with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(x.dtype):
+            out = self.spec.call(inputs[1:], inputs[0], mask, self.activation)
+        return np.asarray(autodiff.value_of(out), dtype=x.dtype), (inputs, out)
+
+    def penalty(self, cache):
+        y = autodiff.value_of(cache[1])
+        return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
+
+    def backward(self, params, cache, dy, need_dx=True):
+        inputs, out = cache
+        if self.activity is not None:
+            y = autodiff.value_of(out)
+            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
+        if not isinstance(out, autodiff.Tensor):  # the output does not depend on x or the weights
+            grads = [np.zeros_like(t.value) for t in inputs]
+        else:
+            grads = autodiff.gradient(out, inputs, dy)
+        return (grads[0] if need_dx else None), grads[1:]
+
+
+def _differentiable(spec, forward, backward):
+    """The activation pair (forward, backward) as a function of autodiff Tensors."""
+
+    def activation(z):
+        if not autodiff.traced(z):
+            return forward(spec, z)
+        y = forward(spec, z.value)
+        return autodiff.node(y, (z,), lambda g: (backward(spec, z.value, y, g),))
+
+    return activation
+
+
 def adapt(kind: str, spec_class):
     """The shared implementation in the NumPy runtime's form (see polynn_numpy's component modules):
     activation (forward, backward), loss (value, vjp), regularizer (penalty, gradient),
-    constraint project, metric per-sample values or state increment, optimizer in-place update;
-    None for a layer (the NumPy runtime runs only layers with a hand-written backward:
-    polynn_numpy.layers)."""
+    constraint project, metric per-sample values or state increment, optimizer in-place update,
+    layer the class SharedLayer."""
     if kind == "optimizer":
         return update_in_place
     if kind == "layer":
-        return None
+        return SharedLayer
     if kind == "activation":
         return (lambda spec, x: run(spec.call, x, x).astype(x.dtype, copy=False),
                 lambda spec, x, y, dy: gradient(spec.call, x, (x,), dy, 0))

@@ -58,6 +58,10 @@ class TorchBackend(Backend):
         with polynn_ops.using(ops), ops.floats(like.dtype, like.device):
             return function(*args)
 
+    def adapt(self, kind, spec_class):
+        # The runtime updates its flat buffers in place, chunk by chunk (polynn_torch.optimizers).
+        return optimizers.in_place(self.run_ops) if kind == "optimizer" else super().adapt(kind, spec_class)
+
     def compile(self, plan):
         from .runtime import TorchRuntime
 

@@ -217,6 +217,17 @@ def fused_rule(spec, update, state):
     return fused
 
 
+def in_place(run_ops):
+    """A spec's shared `update` rule in this module's in-place form (its scratch unused)."""
+
+    def update(spec, w, g, slots, s, t0, t1):
+        new_w, new_slots = run_ops(spec.update, w, w, g, tuple(slots), s)
+        for target, value in zip((w, *slots), (new_w, *new_slots)):
+            target.copy_(value)
+
+    return update
+
+
 UPDATES = {
     "sgd": _sgd,
     "adam": _adam,
