@@ -76,7 +76,9 @@ def _fit(backend, dense, optimizer):
 @pytest.mark.parametrize("backend", _backends())
 def test_a_layer_written_only_on_ops_trains_as_the_builtin(registered, backend):
     engine = registered.get_backend(backend)
-    assert engine.implementation("layer", "ops_dense") is not engine.implementation("layer", "dense")
+    # A new component: the shared call runs, not the built-in Dense's implementation.
+    assert engine.own_implementation("layer", "ops_dense") is None
+    assert engine.implementation("layer", "ops_dense") is engine.shared_implementation("layer", "ops_dense")
     losses, weights, outputs = _fit(backend, OpsDense, SGD(0.05, momentum=0.9))
     ref_losses, ref_weights, ref_outputs = _fit(backend, Dense, SGD(0.05, momentum=0.9))
     # Autodiff (NumPy) or the shared layer (torch's Dense override is one addmm) round differently.
