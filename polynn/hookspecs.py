@@ -45,6 +45,6 @@ def polynn_register_components(register):
     ``register(spec_class)`` adds a spec class (a frozen dataclass subclassing one of polynn's
     component bases) to the registry, so its name resolves in models and configs.
     ``register.implementation(backend, kind, name, impl)`` adds the implementation of the
-    component `kind`/`name` for backend `backend`; what `impl` is depends on the backend and is
-    documented in that backend's module for the kind.
+    component `kind`/`name` for backend `backend`, overriding the shared one (the spec's method on
+    polynn.ops); `impl` takes the form that backend's runtime calls (docs/plugins.md, section 5).
     """
