@@ -25,10 +25,11 @@ class OpsRuntime(Runtime):
     of polynn.optimizers.apply_updates (the optimizer implementation, if the backend has its own,
     in its pure form `update(spec, w, g, slots, scalars) -> (w, slots)`), then the constraints.
     Weights and slots are immutable tensors, replaced each step; a block of steps is a Python loop
-    over one per-step function.
+    over one per-step function, unless the subclass runs it as one program (`compile_block`).
 
     A subclass supplies `value_and_gradients`, and where its engine wants them `compile_step` (a
-    jit) and `to_tensor`/`to_numpy` (a device, say). Backend.compile returns `cls(backend, plan)`.
+    jit) or `compile_block` (a compiled loop: jax.lax.scan), and `to_tensor`/`to_numpy` (a device,
+    say). Backend.compile returns `cls(backend, plan)`.
     """
 
     def __init__(self, backend, plan):
@@ -66,8 +67,28 @@ class OpsRuntime(Runtime):
 
     def compile_step(self, function):
         """`function` compiled for the engine (jax.jit, tf.function); it takes and returns tensors,
-        lists, tuples, dicts and None. Eager engines keep it as it is."""
+        lists, tuples, dicts and None. Eager engines keep it as it is. Used by compile_block."""
         return function
+
+    def compile_block(self, step):
+        """A block of steps: `step(constants, carry, inputs) -> (carry, output)` applied once per step,
+        returned as `block(constants, carry, sequences) -> (last carry, outputs)`. `sequences` holds
+        each step's inputs on the leading axis of its tensors (in tuples, lists and dicts); `outputs`
+        stacks each step's output tensor on a new leading axis (None for no steps); `constants` (the
+        data set, say) are the same every step, arguments rather than closure constants so a compiled
+        block serves every data set. jax.lax.scan's contract, with constants passed through. The
+        default calls compile_step(step) in a Python loop; an engine that compiles loops overrides
+        this to run a whole block as one program (jax.jit of jax.lax.scan)."""
+        step = self.compile_step(step)
+
+        def block(constants, carry, sequences):
+            outputs = []
+            for t in range(_length(sequences)):
+                carry, output = step(constants, carry, _at(sequences, t))
+                outputs.append(output)
+            return carry, self.backend.run_ops(ops.stack, self.like, outputs) if outputs else None
+
+        return block
 
     def to_tensor(self, array):
         """A NumPy array as the engine's tensor, of the array's dtype (an engine may copy it)."""
@@ -195,48 +216,55 @@ class OpsRuntime(Runtime):
 
     # ---- blocks of steps --------------------------------------------------------------------
 
-    def _step(self, name):
-        """The per-step function `name`, run on the backend's ops and compiled once."""
+    def _block(self, name):
+        """The block function for the per-step function `name`, run on the backend's ops, built once."""
         if name not in self._steps:
-            function = getattr(self, f"_{name}_step")
-            self._steps[name] = self.compile_step(lambda *args: self.backend.run_ops(function, self.like, *args))
+            function = getattr(self, f"_{name}_block_step")
+            self._steps[name] = self.compile_block(
+                lambda *args: self.backend.run_ops(function, self.like, *args))
         return self._steps[name]
 
+    def _train_block_step(self, data, carry, inputs):
+        weights, slots, totals = carry
+        rows, masks, scalars = inputs
+        weights, slots, report, states = self._train_step(weights, slots, data, rows, masks, scalars)
+        return (weights, slots, [a + b for a, b in zip(totals, states)]), report
+
+    def _test_block_step(self, constants, totals, rows):
+        report, states = self._test_step(*constants, rows)
+        return [a + b for a, b in zip(totals, states)], report
+
+    def _predict_block_step(self, constants, carry, rows):
+        return carry, self._predict_step(*constants, rows)
+
+    def _zero_totals(self):
+        return [self.to_tensor(np.zeros(m.state_size)) for m, _, _ in self.metrics]
+
     def _result(self, reports, totals):
-        losses = self.to_numpy(self.backend.run_ops(ops.stack, self.like, reports)) if reports else np.zeros(0)
-        states = [np.zeros(m.state_size) for m, _, _ in self.metrics] if totals is None else \
-            [np.array(self.to_numpy(t), dtype=np.float64) for t in totals]
+        losses = np.zeros(0) if reports is None else self.to_numpy(reports)
+        states = [np.array(self.to_numpy(t), dtype=np.float64) for t in totals]
         return StepResult(np.array(losses, dtype=np.float64), states)
 
     def train_steps(self, data, batches, masks, scalars):
-        step = self._step("train")
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
         masks = [self.to_tensor(np.asarray(m, self.dtype)) for m in masks]
         scalars = {name: self.to_tensor(np.asarray(values, self.dtype)) for name, values in scalars.items()}
-        reports, totals = [], None
-        for t in range(len(batches)):
-            self.weights, self.slots, report, states = step(
-                self.weights, self.slots, data, rows[t], [m[t] for m in masks],
-                {name: values[t] for name, values in scalars.items()})
-            reports.append(report)
-            totals = states if totals is None else [a + b for a, b in zip(totals, states)]
+        (self.weights, self.slots, totals), reports = self._block("train")(
+            data, (self.weights, self.slots, self._zero_totals()), (rows, masks, scalars))
         return self._result(reports, totals)
 
     def test_steps(self, data, batches):
-        step = self._step("test")
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
-        reports, totals = [], None
-        for t in range(len(batches)):
-            report, states = step(self.weights, data, rows[t])
-            reports.append(report)
-            totals = states if totals is None else [a + b for a, b in zip(totals, states)]
+        totals, reports = self._block("test")((self.weights, data), self._zero_totals(), rows)
         return self._result(reports, totals)
 
     def predict_steps(self, data, batches):
-        step = self._step("predict")
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
-        outputs = [self.to_numpy(step(self.weights, data[0], rows[t])) for t in range(len(batches))]
-        return np.concatenate(outputs, axis=0)
+        _, outputs = self._block("predict")((self.weights, data[0]), (), rows)
+        if outputs is None:
+            return np.zeros((0, *self.plan.shapes[-1]), self.dtype)
+        outputs = np.asarray(self.to_numpy(outputs))
+        return outputs.reshape((-1, *outputs.shape[2:]))
 
 
 def _spread(w, values):
@@ -250,3 +278,21 @@ def _size(values):
     if all(isinstance(d, int) for d in shape):
         return int(np.prod(shape, dtype=np.int64))
     return ops.sum(ops.ones_like(values))
+
+
+def _at(tree, t):
+    """Step t's entries of a block's sequences: each tensor's row t, in the same tuples, lists and dicts."""
+    if isinstance(tree, dict):
+        return {key: _at(value, t) for key, value in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_at(value, t) for value in tree)
+    return tree[t]
+
+
+def _length(tree):
+    """The number of steps in a block's sequences: the leading length of their first tensor."""
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return next((n for n in map(_length, tree) if n is not None), None)
+    return len(tree)

@@ -1,11 +1,15 @@
-"""The JAX backend: each spec's math on jax.numpy; blocks of training steps run as one jit-compiled scan."""
+"""The JAX backend: every component is polynn's shared one, run on this package's ops in x64 mode."""
 
 from __future__ import annotations
 
+import jax
+
+from polynn import ops as polynn_ops
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, constraints, layers, losses, metrics, optimizers, regularizers
+from . import ops
+from .precision import x64
 
 
 class JaxBackend(Backend):
@@ -13,20 +17,15 @@ class JaxBackend(Backend):
     engine = "jax"
     dtypes = ("float32", "float64")
     devices = ("cpu",)
-    implementations = {
-        "layer": layers.IMPLEMENTATIONS,
-        "activation": activations.IMPLEMENTATIONS,
-        "loss": losses.IMPLEMENTATIONS,
-        "metric": metrics.IMPLEMENTATIONS,
-        "optimizer": optimizers.UPDATES,
-        "regularizer": regularizers.IMPLEMENTATIONS,
-        "constraint": constraints.IMPLEMENTATIONS,
-    }
+    ops = ops
 
     def engine_version(self) -> str:
-        import jax
-
         return jax.__version__
+
+    def run_ops(self, function, like, *args):
+        # x64 for float32 models too: metric states and reported losses are float64.
+        with x64(), polynn_ops.using(ops), ops.floats(like.dtype):
+            return function(*args)
 
     def compile(self, plan):
         from .runtime import JaxRuntime

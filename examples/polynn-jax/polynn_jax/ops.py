@@ -1,10 +1,10 @@
-"""The JAX backend's polynn.ops: jax.numpy, with the reference's gradients at ties, clips and kinks.
+"""The JAX backend's polynn.ops: jax.numpy, with the contract's gradients at ties, clips and kinks.
 
-Every name in polynn.ops.OP_NAMES is here, with the semantics of the NumPy backend's ops (see
-polynn_numpy.ops): maximum and minimum send a tie's gradient to x, clip passes the gradient on
-[x_min, x_max] ends included, abs has slope 0 at 0, and a reduced max or min shares its gradient
-evenly between ties (as jnp.max already does). Floats made from Python values take the float
-dtype of the model running the user function (`floats`).
+Every name in polynn.ops.OP_NAMES is here, as polynn.ops documents it: maximum and minimum send a
+tie's gradient to x, clip passes the gradient on [x_min, x_max] ends included, abs has slope 0 at
+0, and a reduced max or min shares its gradient evenly between ties (as jnp.max already does);
+the extra ops (polynn.ops.EXTRA_OP_NAMES) are JAX's own. Floats made from Python values take the
+float dtype of the model running (`floats`). The backend calls these ops in JAX's x64 mode.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import contextvars
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 
 from polynn.errors import InvalidArgumentError
-
-from . import special
 
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "int32": jnp.int32, "int64": jnp.int64,
            "bool": jnp.bool_}
@@ -35,15 +34,41 @@ def floats(dtype):
         _float_dtype.reset(token)
 
 
-abs = special.abs  # noqa: A001
+def _with_derivative(value, derivative):
+    """value(x) as an element-wise function whose derivative is derivative(x, value(x)): autodiff of
+    a formula's pieces can pick another slope at a kink than the contract's (jnp.abs has slope 1 at 0)."""
+
+    @jax.custom_jvp
+    def f(x):
+        return value(x)
+
+    @f.defjvp
+    def jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        y = value(x)
+        return y, derivative(x, y) * t
+
+    return f
+
+
+def _sigmoid(x):
+    # exp of -|x| only, so no overflow: 1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below.
+    e = jnp.exp(-jnp.abs(x))
+    return jnp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+abs = _with_derivative(jnp.abs, lambda x, y: jnp.sign(x))  # noqa: A001
+sigmoid = _with_derivative(_sigmoid, lambda x, y: y * (1 - y))
+softplus = _with_derivative(lambda x: jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x))),
+                            lambda x, y: _sigmoid(x))
+
+
 square = jnp.square
 sqrt = jnp.sqrt
 exp = jnp.exp
 log = jnp.log
 log1p = jnp.log1p
-tanh = special.tanh
-sigmoid = special.sigmoid
-softplus = special.softplus
+tanh = jnp.tanh
 negative = jnp.negative
 sign = jnp.sign
 power = jnp.power
@@ -178,3 +203,27 @@ def convert_to_tensor(x, dtype=None):
     if np.issubdtype(array.dtype, np.floating):
         return jnp.asarray(array, dtype=_float_dtype.get())
     return jnp.asarray(array)
+
+
+# ---- ops beyond OP_NAMES (polynn.ops.EXTRA_OP_NAMES), native here --------------------------
+
+expm1 = jnp.expm1
+erf = jax.scipy.special.erf
+
+
+def softmax(x, axis=-1):
+    # exp(x - max) / sum(...), the max held constant; its gradient is s * (dy - sum(dy * s)).
+    return jax.nn.softmax(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return jax.nn.log_softmax(x, axis=axis)
+
+
+def dtype(x):
+    return jnp.asarray(x).dtype.name
+
+
+def take(x, indices, axis=0):
+    # Its gradient adds up at repeated indices, as the contract.
+    return jnp.take(x, jnp.asarray(indices).astype(jnp.int64), axis=axis)

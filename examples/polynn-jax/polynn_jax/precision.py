@@ -3,12 +3,10 @@
 JAX computes in 32 bits unless jax_enable_x64 is on, and that switch is global when set with
 jax.config.update. This backend instead enters JAX's scoped x64 context around everything it
 traces or runs (for float32 plans too: metric sums and reported losses are float64, as on the
-other backends), and restores the caller's setting on the way out.
+other backends), and the caller's setting is back on the way out.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 
@@ -19,14 +17,3 @@ def x64():
     if scoped is None:  # JAX releases before the top-level context manager
         from jax.experimental import enable_x64 as scoped
     return scoped(True)
-
-
-def in_x64(method):
-    """Run `method` inside x64()."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with x64():
-            return method(*args, **kwargs)
-
-    return wrapper
