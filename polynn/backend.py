@@ -251,6 +251,16 @@ class Backend(abc.ABC):
             impl = plugins.component_implementation(self.name, kind, name)
         return impl
 
+    def weight_implementations(self, plan: Plan, kind: str) -> list[tuple[int, Any, Any]]:
+        """(k, spec, implementation) for each weight k of `plan` whose WeightSpec has a `kind`
+        ("regularizer" or "constraint"), in Plan.weights order: what a runtime applies per weight."""
+        found = []
+        for k, (_, weight) in enumerate(plan.weights):
+            spec = getattr(weight, kind)
+            if spec is not None:
+                found.append((k, spec, self.implementation(kind, spec.name)))
+        return found
+
     def shared_implementation(self, kind: str, name: str) -> Any | None:
         """The component's implementation written once on polynn.ops (its spec class's `call`),
         adapted to this backend by `adapt`; None when the backend has no ops namespace or the spec
