@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import sys
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -231,7 +232,9 @@ class Backend(abc.ABC):
     ops: Any = None
 
     def engine_version(self) -> str:
-        return "unknown"
+        """The engine's version: by default the `__version__` of the module named `engine`, once
+        something has imported it (the backend's own modules have), else "unknown"."""
+        return str(getattr(sys.modules.get(self.engine), "__version__", None) or "unknown")
 
     def implementation(self, kind: str, name: str) -> Any | None:
         """This backend's implementation of component `kind`/`name`, or None: its own override,
