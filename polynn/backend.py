@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import sys
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -231,7 +232,9 @@ class Backend(abc.ABC):
     ops: Any = None
 
     def engine_version(self) -> str:
-        return "unknown"
+        """The engine's version: by default the `__version__` of the module named `engine`, once
+        something has imported it (the backend's own modules have), else "unknown"."""
+        return str(getattr(sys.modules.get(self.engine), "__version__", None) or "unknown")
 
     def implementation(self, kind: str, name: str) -> Any | None:
         """This backend's implementation of component `kind`/`name`, or None: its own override,
@@ -250,6 +253,16 @@ class Backend(abc.ABC):
         if impl is None:
             impl = plugins.component_implementation(self.name, kind, name)
         return impl
+
+    def weight_implementations(self, plan: Plan, kind: str) -> list[tuple[int, Any, Any]]:
+        """(k, spec, implementation) for each weight k of `plan` whose WeightSpec has a `kind`
+        ("regularizer" or "constraint"), in Plan.weights order: what a runtime applies per weight."""
+        found = []
+        for k, (_, weight) in enumerate(plan.weights):
+            spec = getattr(weight, kind)
+            if spec is not None:
+                found.append((k, spec, self.implementation(kind, spec.name)))
+        return found
 
     def shared_implementation(self, kind: str, name: str) -> Any | None:
         """The component's implementation written once on polynn.ops (its spec class's `call`),

@@ -17,6 +17,7 @@ import contextvars
 import math
 
 from . import plugins
+from .errors import InvalidArgumentError
 
 __all__ = [
     "OP_NAMES", "using", "current", "epsilon", "pi",
@@ -26,6 +27,7 @@ __all__ = [
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
     "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take",
+    "DTYPES", "check_dtype",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -42,6 +44,9 @@ OP_NAMES = (
 # Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
 # for a namespace without them, so a backend written against OP_NAMES alone runs every component.
 EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take")
+
+# The dtype names cast and convert_to_tensor take, and dtype returns.
+DTYPES = ("float32", "float64", "int32", "int64", "bool")
 
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
@@ -68,6 +73,16 @@ class using:  # noqa: N801 (a function to its callers: `with polynn.ops.using(na
 
     def __exit__(self, *exc):
         _current.reset(self._token)
+
+
+def check_dtype(dtype) -> str:
+    """dtype's name, one of DTYPES (a name, or anything whose str() is one, as a NumPy dtype);
+    else an InvalidArgumentError. A backend's cast and convert_to_tensor check their dtype with it,
+    then map the name to their engine's dtype."""
+    name = str(dtype)
+    if name not in DTYPES:
+        raise InvalidArgumentError("dtype", dtype, ", ".join(DTYPES), owner="polynn.ops.cast")
+    return name
 
 
 # The contract of the arithmetic: each op's docstring gives its value (NumPy's namesake unless it

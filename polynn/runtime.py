@@ -46,10 +46,8 @@ class OpsRuntime(Runtime):
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
         self.loss_value = backend.implementation("loss", plan.loss.name)
-        self.regularized = [(k, ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
-                            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None]
-        self.constrained = [(k, ws.constraint, backend.implementation("constraint", ws.constraint.name))
-                            for k, (_, ws) in enumerate(plan.weights) if ws.constraint is not None]
+        self.regularized = backend.weight_implementations(plan, "regularizer")
+        self.constrained = backend.weight_implementations(plan, "constraint")
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         starts = plan.optimizer.slot_initial_values()
         self.weights = [self.to_tensor(np.zeros(ws.shape, self.dtype)) for _, ws in plan.weights]

@@ -320,9 +320,10 @@ def _trained_with(monkeypatch, case, dtype, **constants):
 
 
 def _fused(case):
+    from polynn import plugins
     from polynn_torch import optimizers as torch_optimizers
 
-    rule = torch_optimizers.UPDATES[OPTIMIZER_CASES[case].name]
+    rule = plugins.get_backend("torch").implementation("optimizer", OPTIMIZER_CASES[case].name)
     return rule in torch_optimizers.FUSED and torch_optimizers.fused_kernels_available("cpu")
 
 

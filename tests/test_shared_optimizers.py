@@ -30,7 +30,7 @@ def _configured():
 def _reference(spec, weights, grads_per_step, scalars, dtype, update=None):
     """The NumPy backend's update: flat buffers changed in place by polynn_numpy.optimizers.apply
     with its own rule, or `update` in its form."""
-    update = update or numpy_optimizers.UPDATES[spec.name]
+    update = update or plugins.get_backend("numpy").implementation("optimizer", spec.name)
     shapes = [w.shape for w in weights]
     sizes = [w.size for w in weights]
     flat_weights = np.concatenate([w.ravel() for w in weights]).astype(dtype)

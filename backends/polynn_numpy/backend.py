@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
@@ -13,8 +11,6 @@ from . import activations, constraints, layers, losses, metrics, ops, optimizers
 class NumpyBackend(Backend):
     name = "numpy"
     engine = "numpy"
-    dtypes = ("float32", "float64")
-    devices = ("cpu",)
     ops = ops
     implementations = {
         "layer": layers.IMPLEMENTATIONS,
@@ -25,9 +21,6 @@ class NumpyBackend(Backend):
         "regularizer": regularizers.IMPLEMENTATIONS,
         "constraint": constraints.IMPLEMENTATIONS,
     }
-
-    def engine_version(self) -> str:
-        return np.__version__
 
     def run_ops(self, function, like, *args):
         return shared.run(function, like, *args)

@@ -6,7 +6,7 @@ import contextvars
 
 import numpy as np
 
-from polynn.errors import InvalidArgumentError
+from polynn import ops as polynn_ops
 
 from . import autodiff as ad
 from .special import erf as _erf
@@ -93,29 +93,17 @@ def _compare(function):
     return op
 
 
-equal = _compare(np.equal)
-not_equal = _compare(np.not_equal)
-greater = _compare(np.greater)
-greater_equal = _compare(np.greater_equal)
-less = _compare(np.less)
-less_equal = _compare(np.less_equal)
-logical_and = _compare(np.logical_and)
-logical_or = _compare(np.logical_or)
+# On the values: comparisons and logical ops take no gradient.
+equal, not_equal, greater, greater_equal, less, less_equal, logical_and, logical_or = map(_compare, (
+    np.equal, np.not_equal, np.greater, np.greater_equal, np.less, np.less_equal, np.logical_and, np.logical_or))
 
 
 def logical_not(x):
     return np.logical_not(value_of(x))
 
 
-def _dtype(dtype):
-    try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise InvalidArgumentError("dtype", dtype, ", ".join(_DTYPES), owner="polynn.ops.cast") from None
-
-
 def cast(x, dtype):
-    target = _dtype(dtype)
+    target = _DTYPES[polynn_ops.check_dtype(dtype)]
     if not traced(x):
         return np.asarray(x).astype(target)
     out = x.value.astype(target)
@@ -324,7 +312,7 @@ def convert_to_tensor(x, dtype=None):
     if isinstance(x, Tensor):
         return x if dtype is None else cast(x, dtype)
     array = np.asarray(x)
-    return array if dtype is None else array.astype(_dtype(dtype))
+    return array if dtype is None else array.astype(_DTYPES[polynn_ops.check_dtype(dtype)])
 
 
 

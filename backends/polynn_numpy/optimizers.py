@@ -161,16 +161,9 @@ def _nadam(spec, w, g, slots, s, t0, t1):
     w -= m_hat
 
 
-UPDATES = {
-    "sgd": _sgd,
-    "adam": _adam,
-    "adamw": _adam,
-    "rmsprop": _rmsprop,
-    "adagrad": _adagrad,
-    "adadelta": _adadelta,
-    "adamax": _adamax,
-    "nadam": _nadam,
-}
+# No "adamw": AdamW inherits Adam's rule, so Backend.implementation gives it "adam"'s.
+UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop, "adagrad": _adagrad, "adadelta": _adadelta,
+           "adamax": _adamax, "nadam": _nadam}
 
 
 def clip_gradients(spec, flat_grads, grads):

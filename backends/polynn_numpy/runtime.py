@@ -58,14 +58,10 @@ class NumpyRuntime(Runtime):
         self.batch_workspace = Workspace()
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value, self.loss_vjp = backend.implementation("loss", plan.loss.name)
-        self.regularized = [
-            (k, ws.regularizer, *backend.implementation("regularizer", ws.regularizer.name))
-            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
-        ]
-        self.constrained = [
-            (w, ws.constraint, backend.implementation("constraint", ws.constraint.name))
-            for w, (_, ws) in zip(self.weights, plan.weights) if ws.constraint is not None
-        ]
+        # Per weight: (k, spec, penalty, gradient) and (weight, spec, project).
+        self.regularized = [(k, spec, *pair) for k, spec, pair in backend.weight_implementations(plan, "regularizer")]
+        self.constrained = [(self.weights[k], spec, project)
+                            for k, spec, project in backend.weight_implementations(plan, "constraint")]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         starts = plan.optimizer.slot_initial_values()

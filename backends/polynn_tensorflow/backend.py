@@ -6,7 +6,7 @@ from polynn import ops as polynn_ops
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import ops, optimizers
+from . import ops
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -14,21 +14,12 @@ DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     engine = "tensorflow"
-    dtypes = ("float32", "float64")
     devices = ("cpu", "gpu")
     ops = ops
-    implementations = {
-        "optimizer": optimizers.UPDATES,
-    }
 
     def run_ops(self, function, like, *args):
         with polynn_ops.using(ops), ops.floats(like.dtype):
             return function(*args)
-
-    def engine_version(self) -> str:
-        import tensorflow as tf
-
-        return tf.__version__
 
     def compile(self, plan):
         from .runtime import TensorFlowRuntime

@@ -16,7 +16,7 @@ import contextvars
 import numpy as np
 import tensorflow as tf
 
-from polynn.errors import InvalidArgumentError
+from polynn import ops as polynn_ops
 
 from . import special
 
@@ -224,15 +224,8 @@ def logical_not(x):
     return tf.math.logical_not(_truth(x))
 
 
-def _dtype(dtype):
-    try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise InvalidArgumentError("dtype", dtype, ", ".join(_DTYPES), owner="polynn.ops.cast") from None
-
-
 def cast(x, dtype):
-    target = _dtype(dtype)
+    target = _DTYPES[polynn_ops.check_dtype(dtype)]
     return tf.cast(x, target) if tf.is_tensor(x) else _constant(x, target)
 
 

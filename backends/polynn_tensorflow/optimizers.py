@@ -14,9 +14,6 @@ import tensorflow as tf
 
 from polynn.optimizers import Adam, clip_gradients
 
-# No rule of this backend's own: the shared ones pass the kit (`fused_rule` picks the exception).
-UPDATES: dict = {}
-
 
 def _fused_adam(spec, variables, grads, slot_variables, s):
     """Adam in TensorFlow's fused kernels, in place on the variables: ResourceApplyAdam computes

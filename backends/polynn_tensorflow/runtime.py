@@ -57,14 +57,9 @@ class TensorFlowRuntime(Runtime):
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value = backend.implementation("loss", plan.loss.name)
-        self.regularized = [
-            (k, ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
-            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
-        ]
-        self.constrained = {
-            k: (ws.constraint, backend.implementation("constraint", ws.constraint.name))
-            for k, (_, ws) in enumerate(plan.weights) if ws.constraint is not None
-        }
+        self.regularized = backend.weight_implementations(plan, "regularizer")
+        self.constrained = {k: (spec, project)
+                            for k, spec, project in backend.weight_implementations(plan, "constraint")}
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         largest = max((int(np.prod(ws.shape)) for _, ws in plan.weights), default=0)

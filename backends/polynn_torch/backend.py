@@ -41,18 +41,10 @@ def resolve_device(requested):
 class TorchBackend(Backend):
     name = "torch"
     engine = "torch"
-    dtypes = ("float32", "float64")
     devices = ("cpu", "cuda")
     ops = ops
-    implementations = {
-        "layer": layers.IMPLEMENTATIONS,
-        "loss": losses.IMPLEMENTATIONS,
-        "metric": metrics.IMPLEMENTATIONS,
-        "optimizer": optimizers.UPDATES,
-    }
-
-    def engine_version(self) -> str:
-        return torch.__version__
+    implementations = {"layer": layers.IMPLEMENTATIONS, "loss": losses.IMPLEMENTATIONS,
+                       "metric": metrics.IMPLEMENTATIONS, "optimizer": optimizers.UPDATES}
 
     def run_ops(self, function, like, *args):
         with polynn_ops.using(ops), ops.floats(like.dtype, like.device):

@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 import torch
 
-from polynn.errors import InvalidArgumentError
+from polynn import ops as polynn_ops
 
 from . import special
 
@@ -198,15 +198,8 @@ def logical_not(x):
     return torch.logical_not(_tensor(x))
 
 
-def _dtype(dtype):
-    try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise InvalidArgumentError("dtype", dtype, ", ".join(_DTYPES), owner="polynn.ops.cast") from None
-
-
 def cast(x, dtype):
-    return _tensor(x).to(_dtype(dtype))
+    return _tensor(x).to(_DTYPES[polynn_ops.check_dtype(dtype)])
 
 
 def _dims(axis):
@@ -328,7 +321,7 @@ def ones_like(x):
 
 def convert_to_tensor(x, dtype=None):
     x = _tensor(x)
-    return x if dtype is None else x.to(_dtype(dtype))
+    return x if dtype is None else x.to(_DTYPES[polynn_ops.check_dtype(dtype)])
 
 
 # ---- ops beyond OP_NAMES (polynn.ops.EXTRA_OP_NAMES), native here --------------------------

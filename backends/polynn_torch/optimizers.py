@@ -63,9 +63,7 @@ def _adam(spec, w, g, slots, s, t0, t1):
     m, v = slots[0], slots[1]
     _moments(spec, g, m, v, t0)
     if spec.amsgrad:
-        v_hat = slots[2]
-        torch.maximum(v_hat, v, out=v_hat)
-        v = v_hat
+        v = torch.maximum(slots[2], v, out=slots[2])  # v_hat
     torch.sqrt(v, out=t1)
     t1.add_(spec.epsilon)
     w.addcdiv_(m, t1, value=-s["alpha"])
@@ -151,8 +149,7 @@ def _adamax(spec, w, g, slots, s, t0, t1):
 def _nadam(spec, w, g, slots, s, t0, t1):
     m, v = slots
     _moments(spec, g, m, v, t0)
-    m_hat = t0
-    torch.mul(m, s["c_m"], out=m_hat)
+    m_hat = torch.mul(m, s["c_m"], out=t0)
     torch.mul(g, s["c_g"], out=t1)
     m_hat.add_(t1)
     torch.mul(v, s["c_v"], out=t1)
@@ -228,16 +225,9 @@ def in_place(run_ops):
     return update
 
 
-UPDATES = {
-    "sgd": _sgd,
-    "adam": _adam,
-    "adamw": _adam,
-    "rmsprop": _rmsprop,
-    "adagrad": _adagrad,
-    "adadelta": _adadelta,
-    "adamax": _adamax,
-    "nadam": _nadam,
-}
+# No "adamw": AdamW inherits Adam's rule, so Backend.implementation gives it "adam"'s.
+UPDATES = {"sgd": _sgd, "adam": _adam, "rmsprop": _rmsprop, "adagrad": _adagrad, "adadelta": _adadelta,
+           "adamax": _adamax, "nadam": _nadam}
 
 
 class FlatState:

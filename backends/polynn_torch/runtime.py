@@ -43,14 +43,11 @@ class TorchRuntime(Runtime):
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
         self.loss_value = backend.implementation("loss", plan.loss.name)
-        self.regularized = [
-            (self.weights[k], ws.regularizer, backend.implementation("regularizer", ws.regularizer.name))
-            for k, (_, ws) in enumerate(plan.weights) if ws.regularizer is not None
-        ]
-        self.constrained = [
-            (w, ws.constraint, backend.implementation("constraint", ws.constraint.name))
-            for w, (_, ws) in zip(self.weights, plan.weights) if ws.constraint is not None
-        ]
+        # The weight tensors themselves, which the step reads without indexing.
+        self.regularized = [(self.weights[k], spec, penalty)
+                            for k, spec, penalty in backend.weight_implementations(plan, "regularizer")]
+        self.constrained = [(self.weights[k], spec, project)
+                            for k, spec, project in backend.weight_implementations(plan, "constraint")]
         self.optimizer = plan.optimizer
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         # Chosen once: it depends only on the optimizer spec, its rule and the state's dtype and device.
