@@ -27,7 +27,8 @@ from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
 __all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values"]
-# check_values: what a backend's custom_loss and custom_metric check a user function's values with.
+# check_values(spec, values_shape, y_pred_shape): a user loss's or metric's values are per sample; a
+# backend that runs user functions itself (not through the shared calls) checks them with it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,8 +183,12 @@ class SharedLayer:
         self.activation = None
         activation = getattr(spec, "activation", None)
         if getattr(activation, "kind", None) == "activation":
+            # An override (the activation's, or its parent's when it keeps the parent's math) runs as
+            # the backend has it; without one the shared call runs inside the layer's own run_ops.
+            parent = _computed_as("activation", type(activation))
             own = backend.own_implementation("activation", activation.name)
-            # Without an override the shared call runs inside the layer's own run_ops.
+            if own is None and parent is not None:
+                own = backend.own_implementation("activation", parent.name)
             self.activation = activation.call if own is None else functools.partial(own, activation)
         regularizer = getattr(spec, "activity_regularizer", None)
         self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)

@@ -70,6 +70,8 @@ def reduce(spec, values, w, dtype, gradient=False):
     else:
         upstream = weights / divisor
     return reduced, upstream
+
+
 # The reductions training accepts; 'none' (per-sample values) only when calling a loss directly.
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 

@@ -34,15 +34,9 @@ __all__ = [
 ]
 
 
-def float_name(x) -> str:
-    """The name of x's float dtype, "float32" or "float64" (the dtypes polynn trains in), for
-    ops.cast: read from the engine's dtype, which every tensor type spells with its width."""
-    return "float64" if "64" in str(x.dtype) else "float32"
-
-
 def indicator(condition, like):
     """1 where condition holds, else 0, in like's float dtype."""
-    return ops.cast(condition, float_name(like))
+    return ops.cast(condition, ops.dtype(like))
 
 
 def element_weights(sample_weight, like):
@@ -314,7 +308,8 @@ class _ConfusionMetric(Metric):
     def _confusion_inputs(self, y_true, y_pred, sample_weight):
         """(predicted positive, labelled positive, element weights) of the kept column(s)."""
         if self.class_id is not None:
-            y_true, y_pred = y_true[..., self.class_id], y_pred[..., self.class_id]
+            # A column kept as an axis of 1, through an op (indexing is not in the ops contract).
+            y_true, y_pred = (ops.take(v, [self.class_id], axis=-1) for v in (y_true, y_pred))
         return (ops.greater(y_pred, self.thresholds), ops.not_equal(y_true, 0),
                 element_weights(sample_weight, y_pred))
 
@@ -398,7 +393,7 @@ class AUC(Metric):
         if self.from_logits:
             y_pred = ops.sigmoid(y_pred)
         # The thresholds rounded once from float64 to the scores' dtype, as on every backend.
-        thresholds = ops.cast(ops.convert_to_tensor(self.thresholds()), float_name(y_pred))
+        thresholds = ops.cast(ops.convert_to_tensor(self.thresholds()), ops.dtype(y_pred))
         scores = ops.reshape(y_pred, (-1,))
         actual = ops.reshape(ops.not_equal(y_true, 0), (-1,))
         weights = ops.reshape(element_weights(sample_weight, y_pred), (-1,))

@@ -22,7 +22,6 @@ from .layers import Dropout, Input, Layer
 __all__ = ["Sequential", "load_model"]
 
 
-
 class _Compiled:
     """What compile() fixed: the components, the backend, and the plan and runtime built from them."""
 

@@ -1,9 +1,10 @@
-"""polynn.ops: one array namespace, in NumPy's spelling, for custom losses, metrics and activations.
+"""polynn.ops: one array namespace, in NumPy's spelling, for every component and user function.
 
 A function written with these ops runs on every backend: each op dispatches to the ops of the
-backend that is running the model (a backend enters `using(its_ops)` around user code), and to
-plain NumPy outside any model. Arithmetic operators (+ - * / ** and unary -) work on the
-backend's tensors directly. On the NumPy backend the same functions are differentiated by a
+backend that is running the model (a backend enters `using(its_ops)` around component code), and
+outside any model to the NumPy backend's ops on plain arrays (found through the plugin manager, so
+POLYNN_DISABLE_PLUGINS=numpy leaves none). Arithmetic operators (+ - * / ** and unary -) work on
+the backend's tensors directly. On the NumPy backend the same functions are differentiated by a
 small reverse-mode autodiff, so a custom loss trains there too.
 
 A backend implements the op set as a namespace (module or object) with one attribute per name in
@@ -27,7 +28,7 @@ __all__ = [
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
     "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take",
-    "DTYPES", "check_dtype",
+    "CAST_DTYPES", "check_dtype",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -46,7 +47,7 @@ OP_NAMES = (
 EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take")
 
 # The dtype names cast and convert_to_tensor take, and dtype returns.
-DTYPES = ("float32", "float64", "int32", "int64", "bool")
+CAST_DTYPES = ("float32", "float64", "int32", "int64", "bool")
 
 _current = contextvars.ContextVar("polynn_ops", default=None)
 
@@ -76,12 +77,12 @@ class using:  # noqa: N801 (a function to its callers: `with polynn.ops.using(na
 
 
 def check_dtype(dtype) -> str:
-    """dtype's name, one of DTYPES (a name, or anything whose str() is one, as a NumPy dtype);
+    """dtype's name, one of CAST_DTYPES (a name, or anything whose str() is one, as a NumPy dtype);
     else an InvalidArgumentError. A backend's cast and convert_to_tensor check their dtype with it,
     then map the name to their engine's dtype."""
     name = str(dtype)
-    if name not in DTYPES:
-        raise InvalidArgumentError("dtype", dtype, ", ".join(DTYPES), owner="polynn.ops.cast")
+    if name not in CAST_DTYPES:
+        raise InvalidArgumentError("dtype", dtype, ", ".join(CAST_DTYPES), owner="polynn.ops.cast")
     return name
 
 

@@ -1049,3 +1049,20 @@ def test_custom_activation_is_the_builtin_mish_on_torch():
     (g_got,) = torch.autograd.grad(got.sum(), x)
     (g_want,) = torch.autograd.grad(want.sum(), x)
     np.testing.assert_array_equal(g_got.numpy(), g_want.numpy())
+
+
+def test_small_constants_reach_an_accelerator_once():
+    """AUC's thresholds and other small arrays a component converts every step are copied to a
+    non-CPU device once (a copy per step would wait for the queued steps); on the CPU, as they are.
+    The meta device stands in for an accelerator here."""
+    from polynn import ops as polynn_ops
+    from polynn_torch import ops as torch_ops
+
+    thresholds = np.linspace(0.0, 1.0, 200)
+    with polynn_ops.using(torch_ops), torch_ops.floats(torch.float32, "meta"):
+        first = polynn_ops.convert_to_tensor(thresholds)
+        assert polynn_ops.convert_to_tensor(thresholds.copy()) is first
+        assert polynn_ops.convert_to_tensor(thresholds + 1e-3) is not first
+        assert first.device.type == "meta" and first.dtype == torch.float32
+    with polynn_ops.using(torch_ops), torch_ops.floats(torch.float32, "cpu"):
+        assert polynn_ops.convert_to_tensor(thresholds) is not polynn_ops.convert_to_tensor(thresholds)

@@ -44,6 +44,20 @@ class OpsSGD(SGD):
         return w + m, (m,)
 
 
+@dataclasses.dataclass(frozen=True)
+class NormalizedSGD(SGD):
+    """A rule that reads the whole weight: each step has length lr, w - lr * g / ||g||."""
+
+    name: ClassVar[str] = "normalized_sgd"
+    aliases: ClassVar[tuple] = ()
+
+    def slot_names(self):
+        return ()
+
+    def update(self, w, g, slots, scalars):
+        return w - scalars["lr"] * g / (ops.sqrt(ops.sum(g * g)) + 1e-12), ()
+
+
 def _backends():
     return [pytest.param(name, marks=() if importlib.util.find_spec(name) else pytest.mark.skip(f"no {name}"))
             for name in ("numpy", "torch", "tensorflow")]
@@ -56,6 +70,7 @@ def registered(fresh_plugins):
         def polynn_register_components(self, register):
             register(OpsDense)
             register(OpsSGD)
+            register(NormalizedSGD)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -96,3 +111,29 @@ def test_an_optimizer_written_only_on_ops_trains_as_the_builtin(registered, back
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
     for got, want in zip(weights, ref_weights):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+
+
+def test_a_rule_reading_the_whole_weight_gets_one_weight_at_a_time_on_every_backend(registered):
+    # NumPy and torch update flat buffers chunk by chunk; a shared rule must still see each weight.
+    runs = {backend: _fit(backend, Dense, NormalizedSGD(0.05)) for backend in ("numpy", "torch", "tensorflow")
+            if importlib.util.find_spec(backend)}
+    reference_losses, reference_weights, _ = runs.pop("numpy")
+    # One step moves each weight by exactly lr: per weight, not per concatenation of all of them.
+    assert len(reference_weights) == 4
+    for backend, (losses, weights, _) in runs.items():
+        np.testing.assert_allclose(losses, reference_losses, rtol=1e-12, err_msg=backend)
+        for got, want in zip(weights, reference_weights):
+            np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14, err_msg=backend)
+
+
+def test_one_step_of_a_rule_reading_the_whole_weight_moves_each_weight_by_the_rate(registered):
+    for backend in ("numpy", "torch", "tensorflow"):
+        if not importlib.util.find_spec(backend):
+            continue
+        model = Sequential([Dense(3, input_dim=4), Dense(2)])
+        model.compile(optimizer=NormalizedSGD(0.05), loss="mse", backend=backend, dtype="float64", seed=1)
+        before = model.get_weights()
+        x = np.linspace(-1, 1, 32).reshape(8, 4)
+        model.fit(x, np.ones((8, 2)), batch_size=8, epochs=1, verbose=0, shuffle=False)
+        moved = [np.sqrt(np.sum((a - b) ** 2)) for a, b in zip(model.get_weights(), before)]
+        np.testing.assert_allclose(moved, 0.05, rtol=1e-9, err_msg=backend)

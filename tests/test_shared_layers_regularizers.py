@@ -10,7 +10,6 @@ from polynn import ops as polynn_ops
 from polynn.backend import Backend, SharedLayer
 from polynn._spec import Component
 from polynn.conformance import options
-from polynn.errors import UnsupportedComponentError
 from polynn.layers import Activation, Dense, Dropout, Input
 from polynn.models import Sequential
 from polynn_numpy import autodiff
@@ -166,20 +165,30 @@ def test_layer_call_takes_the_runtime_activation():
     np.testing.assert_array_equal(_numpy_call(Activation("relu").call, x, [], x, None, activation), 3 * x)
 
 
-def test_numpy_has_no_shared_layer_and_refuses_a_layer_without_its_own():
-    """NumPy's runtime needs a backward for each layer, so it adapts no shared layer: a layer with a
-    shared call but no NumPy implementation is reported unsupported, not run wrongly."""
+def test_numpy_runs_a_layer_without_its_own_through_autodiff():
+    """NumPy's runtime needs a backward for each layer: without its own Dense it differentiates the
+    shared call (polynn_numpy.shared.SharedLayer) and trains as its hand-written Dense does."""
     backend = plugins.get_backend("numpy")
-    assert backend.shared_implementation("layer", "dense") is None
     assert backend.implementation("layer", "dense") is backend.implementations["layer"]["dense"]
+
+    def fit():
+        x = np.linspace(-1, 1, 24).reshape(8, 3)
+        model = Sequential([Dense(4, input_dim=3, activation="tanh", kernel_regularizer="l2"), Dense(2)])
+        model.compile(optimizer="adam", loss="mse", backend="numpy", dtype="float64", seed=2)
+        history = model.fit(x, np.ones((8, 2)), batch_size=4, epochs=2, verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    own_losses, own_weights = fit()
     saved = backend.implementations
     backend.implementations = {**saved, "layer": {k: v for k, v in saved["layer"].items() if k != "dense"}}
     try:
-        model = Sequential([Dense(2, input_dim=3)])
-        with pytest.raises(UnsupportedComponentError, match="dense"):
-            model.compile(loss="mse", backend="numpy")
+        assert backend.implementation("layer", "dense") is backend.shared_implementation("layer", "dense")
+        losses, weights = fit()
     finally:
         backend.implementations = saved
+    np.testing.assert_allclose(losses, own_losses, rtol=1e-13)
+    for got, want in zip(weights, own_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
 def test_engines_with_autodiff_adapt_layers_to_the_shared_layer():

@@ -29,13 +29,20 @@ def _configured():
 
 def _reference(spec, weights, grads_per_step, scalars, dtype, update=None):
     """The NumPy backend's update: flat buffers changed in place by polynn_numpy.optimizers.apply
-    with its own rule, or `update` in its form."""
+    with its own rule, or `update` in its form (a shared rule one weight's views at a time)."""
     update = update or plugins.get_backend("numpy").implementation("optimizer", spec.name)
     shapes = [w.shape for w in weights]
     sizes = [w.size for w in weights]
     flat_weights = np.concatenate([w.ravel() for w in weights]).astype(dtype)
     flat_slots = [np.full(flat_weights.size, start, dtype) for start in spec.slot_initial_values()]
     scratch = numpy_optimizers.scratch(flat_weights.size, dtype)
+    offsets = np.cumsum(sizes)[:-1]
+
+    def per_weight(flat):
+        return [v.reshape(shape) for v, shape in zip(np.split(flat, offsets), shapes)]
+
+    weight_views = per_weight(flat_weights)
+    slot_views = [list(slots) for slots in zip(*(per_weight(flat) for flat in flat_slots))] or [[] for _ in shapes]
     history = []
     for step, grads in enumerate(grads_per_step):
         flat_grads = np.concatenate([g.ravel() for g in grads]).astype(dtype)
@@ -43,7 +50,7 @@ def _reference(spec, weights, grads_per_step, scalars, dtype, update=None):
         views = [v.reshape(shape) for v, shape in zip(views, shapes)]
         s = {name: values[step] for name, values in scalars.items()}
         numpy_optimizers.apply(spec, update, flat_weights, flat_grads, views,
-                               flat_slots, s, scratch)
+                               flat_slots, s, scratch, weight_views, slot_views)
         history.append((flat_weights.copy(), [flat.copy() for flat in flat_slots]))
     return history
 
@@ -80,7 +87,7 @@ def test_shared_rules_give_the_numpy_reference_updates(cls, kwargs, dtype):
 @pytest.mark.parametrize("cls, kwargs", _configured())
 def test_the_numpy_backends_shared_form_runs_in_its_flat_buffers(cls, kwargs):
     """Backend.shared_implementation('optimizer', name) on NumPy: the spec's update in the in-place
-    form its runtime calls, over pieces of flat buffers; the same bits as its own rule."""
+    form its runtime calls, on each weight's views of the flat buffers; the same bits as its own rule."""
     spec = cls(**kwargs)
     shared = plugins.get_backend("numpy").shared_implementation("optimizer", spec.name)
     rng = np.random.default_rng(5)

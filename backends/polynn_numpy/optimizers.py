@@ -191,11 +191,19 @@ def scratch(size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(n, dtype), np.empty(n, dtype)
 
 
-def apply(spec, update, flat_weights, flat_grads, grads, flat_slots, s, scratch_arrays):
+def apply(spec, update, flat_weights, flat_grads, grads, flat_slots, s, scratch_arrays, weights=(), slots=()):
     """One update of every weight: clipping, weight decay, then the rule, on the flat buffers
-    (`grads` are the per-weight views of `flat_grads`, for per-weight clipping)."""
+    (`grads` are the per-weight views of `flat_grads`, for per-weight clipping). A rule marked
+    `per_weight` (a spec's shared update) runs on each weight's views (`weights`, `slots`) instead."""
     clip_gradients(spec, flat_grads, grads)
     decay = s.get("decay")
+    if getattr(update, "per_weight", False):
+        # A shared rule may read a whole weight (its shape, its norm), as it does on every backend.
+        for w, g, weight_slots in zip(weights, grads, slots):
+            if decay is not None:
+                w -= w * decay
+            update(spec, w, g, weight_slots, s, None, None)
+        return
     size = flat_weights.size
     step = scratch_arrays[0].size
     for start in range(0, max(size, 1), step):

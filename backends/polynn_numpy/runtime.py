@@ -157,7 +157,7 @@ class NumpyRuntime(Runtime):
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
         optimizers.apply(self.optimizer, self.update, self.flat_weights, self.flat_grads, self.grads,
-                         self.flat_slots, s, self.update_scratch)
+                         self.flat_slots, s, self.update_scratch, self.weights, self.slots)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
         return loss, states

@@ -34,6 +34,9 @@ def update_in_place(spec, w, g, slots, s, t0, t1):
         np.copyto(slot, value, casting="same_kind")
 
 
+update_in_place.per_weight = True  # one weight at a time (polynn_numpy.optimizers.apply)
+
+
 class SharedLayer:
     """A layer written once on polynn.ops (its spec's call), in the NumPy runtime's layer form:
     forward(params, x, mask) -> (y, cache) run on autodiff Tensors, backward(params, cache, dy)

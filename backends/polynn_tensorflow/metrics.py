@@ -1,11 +1,9 @@
-"""TensorFlow metrics: only user functions, and the mean state the runtime accumulates; every built-in
-metric is its spec's call() (per-sample values) or increment() (state increment) on polynn.ops."""
+"""The mean state the TensorFlow runtime accumulates; every metric is its spec's call() (per-sample
+values) or increment() (state increment) on polynn.ops."""
 
 from __future__ import annotations
 
 import tensorflow as tf
-
-
 
 
 def mean_state(values, weights):

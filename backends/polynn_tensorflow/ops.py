@@ -1,7 +1,7 @@
 """The TensorFlow backend's polynn.ops: TF core ops in NumPy's spelling, with the reference's gradients.
 
-Every name in polynn.ops.OP_NAMES is here, with the semantics of the NumPy backend's ops (see
-polynn_numpy.ops): maximum and minimum send a tie's gradient to x, clip passes the gradient on
+Every name in polynn.ops.OP_NAMES and EXTRA_OP_NAMES is here, with the value and gradient the
+polynn.ops docstrings give: maximum and minimum send a tie's gradient to x, clip passes the gradient on
 [x_min, x_max] ends included, abs and sign have slope 0 at 0, a reduced max or min shares its
 gradient evenly between ties (as tf.reduce_max already does), sort is stable. Python and NumPy
 values take the dtype of the tensor they meet (NumPy's weak scalars), and a float made from

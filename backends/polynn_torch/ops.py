@@ -1,7 +1,7 @@
 """The torch backend's polynn.ops: torch on tensors, in NumPy's spelling, with the reference's gradients.
 
-Every name in polynn.ops.OP_NAMES is here, with the semantics of the NumPy backend's ops (see
-polynn_numpy.ops): maximum and minimum send a tie's gradient to x, clip passes the gradient on
+Every name in polynn.ops.OP_NAMES and EXTRA_OP_NAMES is here, with the value and gradient the
+polynn.ops docstrings give: maximum and minimum send a tie's gradient to x, clip passes the gradient on
 [x_min, x_max] ends included, abs and sign have slope 0 at 0, a reduced max or min shares its
 gradient evenly between ties, and power's exponent gradient is 0 where the base is not positive.
 Python numbers stay Python numbers where torch takes them, so they keep the tensor's dtype; arrays
@@ -60,9 +60,30 @@ def _tensor(x, like=None):
         # A fill on the device: a host-to-device copy would wait for the queued steps.
         kind = {"b": torch.bool, "f": dtype}.get(array.dtype.kind, torch.int64)
         return torch.full((), array.item(), dtype=kind, device=device)
+    if device.type != "cpu" and array.nbytes <= _CONSTANT_BYTES:
+        return _device_constant(array, device, dtype)
     if array.dtype.kind == "f":
         return torch.as_tensor(array, device=device).to(dtype)
     return torch.as_tensor(array, device=device)
+
+
+# Small arrays a component makes every step (AUC's thresholds, a kit case's weights) are copied to an
+# accelerator once, not at every step: a host-to-device copy would wait for the queued steps. Keyed
+# by content, so an equal array finds its copy; treat what convert_to_tensor returns as read-only.
+_CONSTANT_BYTES = 1 << 14
+_device_constants: dict = {}
+
+
+def _device_constant(array, device, dtype):
+    key = (array.tobytes(), array.dtype.str, array.shape, device, dtype if array.dtype.kind == "f" else None)
+    tensor = _device_constants.get(key)
+    if tensor is None:
+        if len(_device_constants) >= 256:
+            _device_constants.clear()
+        tensor = torch.as_tensor(array, device=device)
+        tensor = tensor.to(dtype) if array.dtype.kind == "f" else tensor
+        _device_constants[key] = tensor
+    return tensor
 
 
 def _pair(x, y):

@@ -222,6 +222,7 @@ def in_place(run_ops):
         for target, value in zip((w, *slots), (new_w, *new_slots)):
             target.copy_(value)
 
+    update.per_weight = True  # one weight at a time (see apply)
     return update
 
 
@@ -304,6 +305,13 @@ def apply(spec, update, state, grads, s, fused=None):
     if not grads:
         return
     decay = s.get("decay")
+    if getattr(update, "per_weight", False):
+        # A shared rule may read a whole weight (its shape, its norm), as it does on every backend.
+        for i, (w, g) in enumerate(zip(state.weights, grads)):
+            if decay is not None:
+                w.sub_(w * decay)
+            update(spec, w, g, [slot[i] for slot in state.slots], s, None, None)
+        return
     scratch0, scratch1 = state.scratch
     runs = []
     for run_start, run_stop, indices, gathered in state.runs:
