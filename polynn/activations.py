@@ -68,6 +68,11 @@ class ReLU(Activation):
             check_number("ReLU", "max_value", self.max_value, low=0.0)
         check_number("ReLU", "threshold", self.threshold)
 
+    @property
+    def plain(self) -> bool:
+        """Whether this is max(x, 0) (the defaults): an engine's own relu computes it, slope 0 at 0."""
+        return self.threshold == 0 and self.max_value is None and self.negative_slope == 0
+
     def call(self, x):
         # Selects rather than products and max: the gradient at each kink is the one above.
         y = ops.where(ops.greater(x, self.threshold), x, ops.zeros_like(x))

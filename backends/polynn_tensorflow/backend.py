@@ -6,7 +6,7 @@ from polynn import ops as polynn_ops
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import ops
+from . import activations, ops
 
 DEVICES = {None: None, "cpu": "/CPU:0", "gpu": "/GPU:0"}
 
@@ -16,6 +16,7 @@ class TensorFlowBackend(Backend):
     engine = "tensorflow"
     devices = ("cpu", "gpu")
     ops = ops
+    implementations = {"activation": activations.IMPLEMENTATIONS}
 
     def run_ops(self, function, like, *args):
         with polynn_ops.using(ops), ops.floats(like.dtype):

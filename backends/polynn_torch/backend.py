@@ -8,7 +8,7 @@ from polynn.backend import Backend
 from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
-from . import layers, losses, metrics, ops, optimizers
+from . import activations, layers, losses, metrics, ops, optimizers
 
 
 def resolve_device(requested):
@@ -43,7 +43,8 @@ class TorchBackend(Backend):
     engine = "torch"
     devices = ("cpu", "cuda")
     ops = ops
-    implementations = {"layer": layers.IMPLEMENTATIONS, "loss": losses.IMPLEMENTATIONS,
+    implementations = {"layer": layers.IMPLEMENTATIONS, "activation": activations.IMPLEMENTATIONS,
+                       "loss": losses.IMPLEMENTATIONS,
                        "metric": metrics.IMPLEMENTATIONS, "optimizer": optimizers.UPDATES}
 
     def run_ops(self, function, like, *args):
