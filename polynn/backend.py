@@ -181,6 +181,7 @@ class SharedLayer:
         self.spec = spec
         self.backend = backend
         self.activation = None
+        self.activation_in_ops = False
         activation = getattr(spec, "activation", None)
         if getattr(activation, "kind", None) == "activation":
             # An override (the activation's, or its parent's when it keeps the parent's math) runs as
@@ -190,6 +191,8 @@ class SharedLayer:
             if own is None and parent is not None:
                 own = backend.own_implementation("activation", parent.name)
             self.activation = activation.call if own is None else functools.partial(own, activation)
+            # An override runs on the engine's tensors as they are; a shared call needs run_ops.
+            self.activation_in_ops = own is None
         regularizer = getattr(spec, "activity_regularizer", None)
         self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
 

@@ -54,7 +54,7 @@ class Dense(SharedLayer):
             z = torch.addmm(params[1], x, kernel)
         else:
             return super().forward(params, x, mask)
-        return self.backend.run_ops(self.activation, z, z)
+        return self.backend.run_ops(self.activation, z, z) if self.activation_in_ops else self.activation(z)
 
 
 IMPLEMENTATIONS = {"dense": Dense}
