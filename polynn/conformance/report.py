@@ -25,9 +25,13 @@ class BackendInfo:
         backend = plugins.get_backend(name)  # an unknown name raises UnknownBackendError here
         entry = next(e for e in plugins.backend_entries() if e.name == name)
         distribution, version = entry.distribution, None
-        for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=entry.plugin):
-            if getattr(ep, "dist", None) is not None:
-                distribution, version = ep.dist.name, ep.dist.version
+        if f"polynn_{entry.plugin}" in plugins.DEFAULT_PLUGINS:
+            # Registered by polynn itself, by module name: whatever entry points old metadata lists.
+            distribution, version = "polynn", __version__
+        else:
+            for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=entry.plugin):
+                if getattr(ep, "dist", None) is not None:
+                    distribution, version = ep.dist.name, ep.dist.version
         try:
             engine_version = backend.engine_version()
         except Exception as error:  # the version is reported, not needed: say why it is missing
