@@ -39,11 +39,14 @@ Y_VAL = rng.integers(0, 2, size=(32, 1))
 
 
 def need(*names):
-    """Skip while a backend is not registered yet; a registered one that fails to load fails the test."""
-    registered = {entry.name for entry in plugins.backend_entries()}
+    """Skip for a backend that is not registered or whose engine is not installed (a NumPy-only
+    environment); a registered backend whose engine is installed but fails to load fails the test."""
+    entries = {entry.name: entry for entry in plugins.backend_entries()}
     for name in names:
-        if name not in registered:
-            pytest.skip(f"backend {name!r} is not registered yet")
+        if name not in entries:
+            pytest.skip(f"backend {name!r} is not registered")
+        if not entries[name].engine_installed():
+            pytest.skip(f"backend {name!r} needs {entries[name].engine}, which is not installed")
 
 
 def make_model(backend="numpy", dtype="float64", optimizer=None, seed=7, dropout=0.25):

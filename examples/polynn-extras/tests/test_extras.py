@@ -12,8 +12,10 @@ from polynn import plugins
 from polynn.errors import UnsupportedComponentError
 from polynn.layers import Dense
 from polynn.models import Sequential
-from polynn_extras import LayerNormalization, Squareplus
-from polynn_extras import numpy_impl
+
+pytest.importorskip("polynn_extras", reason="the example plugin is not installed: pip install ./examples/polynn-extras")
+from polynn_extras import LayerNormalization, Squareplus  # noqa: E402
+from polynn_extras import numpy_impl  # noqa: E402
 
 BACKENDS = ["numpy", "tensorflow", "torch"]
 
