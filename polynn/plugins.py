@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import difflib
+import functools
 import importlib.metadata
 import importlib.util
 import inspect
@@ -73,15 +74,29 @@ class BackendEntry:
         return importlib.util.find_spec(self.engine) is not None if self.engine else True
 
     def engine_version(self) -> str | None:
-        try:
-            return importlib.metadata.version(self.engine)
-        except importlib.metadata.PackageNotFoundError:
-            for candidate in (f"{self.engine}-cpu", f"{self.engine}-gpu"):
-                try:
-                    return importlib.metadata.version(candidate)
-                except importlib.metadata.PackageNotFoundError:
-                    pass
-            return None
+        """The version of the distribution that provides the engine's package (tensorflow-cpu's for
+        "tensorflow"), or None when none is installed."""
+        package = self.engine.partition(".")[0]
+        # One named like the package first; the metadata of an editable install may name no package.
+        candidates = sorted(_packages_distributions().get(package, []),
+                            key=lambda dist: _normal(dist) != _normal(package))
+        for dist in (*candidates, package):
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        return None
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+@functools.lru_cache(maxsize=None)
+def _packages_distributions() -> dict[str, list[str]]:
+    """Import name -> the distributions providing it, computed once: it reads every installed
+    distribution's file list."""
+    return importlib.metadata.packages_distributions()
 
 
 class _State:
@@ -104,9 +119,13 @@ def _strict() -> bool:
     return os.environ.get("POLYNN_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _disabled() -> set[str]:
+def _block_disabled() -> None:
+    """Block the plugin names POLYNN_DISABLE_PLUGINS lists (pluggy then refuses to register them);
+    a plugin registered already stays, as its backends do."""
     raw = os.environ.get("POLYNN_DISABLE_PLUGINS", "")
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    for name in {name.strip() for name in raw.split(",") if name.strip()}:
+        if not _state.pm.has_plugin(name):
+            _state.pm.set_blocked(name)
 
 
 def _fail(plugin: str, distribution: str, stage: str, error: BaseException, withdrawn: tuple = ()) -> None:
@@ -126,33 +145,50 @@ def _distribution_label(ep) -> str:
 
 def _register_module(plugin: Any, name: str, distribution: str) -> bool:
     try:
-        _state.pm.register(plugin, name=name)
-        _state.pm.check_pending()
+        if _state.pm.register(plugin, name=name) is None:
+            return False  # a name POLYNN_DISABLE_PLUGINS blocked
+        try:
+            _state.pm.check_pending()
+        except pluggy.PluginValidationError as error:
+            # read while the plugin is registered: which of its hooks no hookspec declares
+            raise _hook_error(error, _unknown_hooks(error.plugin)) from error
     except Exception as error:  # pluggy.PluginValidationError and friends
+        if isinstance(error, pluggy.PluginValidationError):  # from register(): a hook's arguments
+            error = _hook_error(error, [])
         if _state.pm.is_registered(plugin):
             _state.pm.unregister(plugin)
-        if isinstance(error, pluggy.PluginValidationError):
-            error = _hook_error(error)
         _fail(name, distribution, "validation of its hooks", error)
         return False
     _state.dists[name] = distribution
     return True
 
 
-def _hook_error(error: BaseException) -> PluginError:
-    """pluggy's complaint about a plugin's hooks, on one line, with the hooks polynn defines (pluggy
-    names only the wrong one), chained from it."""
-    text = " ".join(str(error).split())
+def _hook_error(error: pluggy.PluginValidationError, unknown: list[str]) -> PluginError:
+    """A plugin's wrong hooks on one line, with the hooks polynn defines (pluggy names only the
+    wrong one), chained from pluggy's complaint: the `unknown` hook names, or else its text."""
     hooks = {hook: list(inspect.signature(getattr(hookspecs, hook)).parameters)
              for hook in dir(hookspecs) if hook.startswith("polynn_")}
-    unknown = re.search(r"unknown hook '([^']+)'", text)
-    close = difflib.get_close_matches(unknown.group(1), hooks, n=1) if unknown else []
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if unknown:
+        # pluggy's own text names the plugin by its repr (a module's file path); the failure names it
+        text = "; ".join(f"unknown hook {hook!r}{_did_you_mean(hook, hooks)}" for hook in unknown)
+    else:
+        text = " ".join(str(error).split())
     defined = ", ".join(f"{hook}({', '.join(arguments)})" for hook, arguments in sorted(hooks.items()))
-    wrapped = PluginError(f"{text}{hint}; accepted: the hooks polynn defines, "
-                          f"with these argument names: {defined}")
+    wrapped = PluginError(f"{text}; accepted: the hooks polynn defines, with these argument names: {defined}")
     wrapped.__cause__ = error
     return wrapped
+
+
+def _did_you_mean(hook: str, hooks: dict[str, list[str]]) -> str:
+    close = difflib.get_close_matches(hook, hooks, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_hooks(plugin: Any) -> list[str]:
+    """The hooks `plugin` implements (not as optionalhook) that no hookspec declares, in name order."""
+    return sorted({caller.name for caller in _state.pm.get_hookcallers(plugin) or ()
+                   if not caller.has_spec()
+                   and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())})
 
 
 def _call_hooks(plugin_names: list[str]) -> None:
@@ -190,12 +226,13 @@ def _ensure_loaded() -> None:
         if _state.loaded:
             return
         _state.loaded = True
-        disabled = _disabled()
+        _block_disabled()
         names = []
         # polynn's own plugins first, so a third party reusing a first-party name is the one refused
         for module_name in DEFAULT_PLUGINS:
             name = _default_plugin_name(module_name)
-            if name in disabled or module_name in disabled:
+            # checked before importing: a disabled plugin's module is never imported
+            if _state.pm.is_blocked(name) or _state.pm.is_blocked(module_name):
                 continue
             distribution = f"polynn {__version__}"
             try:
@@ -208,7 +245,7 @@ def _ensure_loaded() -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             # An older polynn's metadata may still list its own backends as entry points: they are
             # registered above already, by module name.
-            if ep.name in disabled or _state.pm.get_plugin(ep.name) is not None or ep.module in DEFAULT_PLUGINS:
+            if _state.pm.is_blocked(ep.name) or _state.pm.has_plugin(ep.name) or ep.module in DEFAULT_PLUGINS:
                 continue
             distribution = _distribution_label(ep)
             try:
@@ -234,8 +271,7 @@ def register_plugin(plugin: Any, name: str, distribution: str = "registered at r
     """Register a plugin object directly (tests, notebooks), guarded like an installed one."""
     with _state.lock:
         _ensure_loaded()
-        if name in _disabled():
-            return
+        _block_disabled()  # the variable as it is now, as for a plugin loaded now
         if _register_module(plugin, name, distribution):
             _call_hooks([name])
 
@@ -442,4 +478,5 @@ def reset() -> None:
     """Forget every plugin and backend, so the next use loads them again (for tests)."""
     global _state
     _state = _State()
+    _packages_distributions.cache_clear()
     _registry.forget_plugin_specs()

@@ -8,6 +8,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
+import pluggy
 import pytest
 
 from polynn import _registry, hookimpl
@@ -364,6 +365,32 @@ def test_a_misspelled_hook_lists_the_hooks_polynn_defines(fresh_plugins):
     assert "failed validation of its hooks" in message and "unknown hook 'polynn_register_backend'" in message
     assert "(did you mean 'polynn_register_backends'?)" in message
     assert f"accepted: the hooks polynn defines, with these argument names: {HOOKS}" in message
+
+
+def test_every_unknown_hook_is_named_and_an_optional_one_is_accepted(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def polynn_register_component(self, register):
+            pass
+
+        @hookimpl
+        def polynn_make_coffee(self, register):
+            pass
+
+        @hookimpl(optionalhook=True)
+        def polynn_from_a_later_polynn(self, register):
+            pass
+
+    plugin = Plugin()
+    (failure,) = hook_failures(fresh_plugins, plugin)
+    message = str(failure)
+    assert ("unknown hook 'polynn_make_coffee'; unknown hook 'polynn_register_component' "
+            "(did you mean 'polynn_register_components'?); accepted:") in message
+    assert "polynn_from_a_later_polynn" not in message
+    assert isinstance(failure.error.__cause__, pluggy.PluginValidationError)
+    assert failure.error.__cause__.plugin is plugin
+    # the plugin was withdrawn whole: pluggy holds none of its hooks
+    assert not fresh_plugins._state.pm.is_registered(plugin)
 
 
 def test_a_wrong_hook_argument_name_lists_the_hooks_and_their_argument(fresh_plugins):

@@ -205,6 +205,26 @@ def test_disable_plugins_skips_the_named_ones(install_plugin, monkeypatch):
     assert polynn.plugins.failures() == []
 
 
+@pytest.mark.parametrize("listed", ["torch", "polynn_torch"])
+def test_disable_plugins_skips_a_first_party_backend_by_plugin_or_module_name(fresh_plugins, monkeypatch, listed):
+    monkeypatch.setenv("POLYNN_DISABLE_PLUGINS", listed)
+    names = {e.name for e in fresh_plugins.backend_entries()}
+    assert "torch" not in names and {"numpy", "tensorflow"} <= names
+
+
+def test_disable_plugins_applies_to_a_plugin_registered_at_run_time(fresh_plugins, monkeypatch):
+    class Plugin:
+        @polynn.hookimpl
+        def polynn_register_backends(self, register):
+            register("runtime_disabled", lambda: None, engine="numpy")
+
+    fresh_plugins.backend_entries()
+    monkeypatch.setenv("POLYNN_DISABLE_PLUGINS", "inline")  # set after the installed plugins loaded
+    fresh_plugins.register_plugin(Plugin(), "inline")
+    assert "runtime_disabled" not in {e.name for e in fresh_plugins.backend_entries()}
+    assert fresh_plugins.failures() == []
+
+
 DUPLICATE_BACKEND = """
 from polynn import hookimpl
 
@@ -336,3 +356,30 @@ def test_register_plugin_at_run_time(fresh_plugins):
     assert entry.plugin == "inline" and not entry.engine_installed()
     with pytest.raises(errors.BackendNotInstalledError, match=r"pip install 'polynn\[x\]'"):
         fresh_plugins.get_backend("runtime_registered")
+
+
+def test_the_engine_version_comes_from_the_distribution_providing_it(fresh_plugins, monkeypatch, tmp_path):
+    # an engine package provided by a distribution named unlike it (as tensorflow by tensorflow-cpu)
+    (tmp_path / "polynn_fake_engine").mkdir()
+    (tmp_path / "polynn_fake_engine" / "__init__.py").write_text("")
+    info = tmp_path / "acme_engine_build-3.4.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-engine-build\nVersion: 3.4.1\n")
+    (info / "RECORD").write_text("polynn_fake_engine/__init__.py,,\nacme_engine_build-3.4.1.dist-info/METADATA,,\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fresh_plugins.reset()  # the map of packages to distributions is read again
+
+    def make(engine):
+        return fresh_plugins.BackendEntry("fake", lambda: None, engine, engine, "inline", "test")
+
+    assert make("polynn_fake_engine").engine_version() == "3.4.1"
+    assert make("polynn_fake_engine.submodule").engine_version() == "3.4.1"
+    assert make("polynn_no_such_engine_xyz").engine_version() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["tensorflow", "torch"])
+def test_the_first_party_engines_versions_are_the_installed_ones(fresh_plugins, engine):
+    module = pytest.importorskip(engine)  # tensorflow comes as tensorflow-cpu where README's pins are used
+    entry = {e.name: e for e in fresh_plugins.backend_entries()}[engine]
+    assert entry.engine == engine and entry.engine_version() == module.__version__
