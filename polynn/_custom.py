@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from . import _registry, ops
 from .errors import InvalidArgumentError, PluginError

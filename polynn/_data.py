@@ -117,7 +117,8 @@ def check_y(x, y, dtype, output_shape, loss) -> np.ndarray:
                 f"expected integer labels of shape {(None, *label_shape)} or {(None, *label_shape, 1)}")
         if y.size and (np.any(y < 0) or np.any(y >= out[-1]) or np.any(y != np.floor(y))):
             raise InvalidArgumentError(
-                "y", f"labels in [{y.min()}, {y.max()}]", f"integer class labels in [0, {out[-1] - 1}]", owner=loss.name)
+                "y", f"labels in [{y.min()}, {y.max()}]", f"integer class labels in [0, {out[-1] - 1}]",
+                owner=loss.name)
         return y
     if tuple(y.shape[1:]) == out:
         return y

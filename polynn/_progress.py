@@ -60,7 +60,10 @@ class Progress:
     def _bar_line(self, done: int, logs: dict) -> str:
         elapsed = time.perf_counter() - self.start
         filled = int(self.WIDTH * done / max(self.steps, 1))
-        bar = "\u2501" * filled + " " * (self.WIDTH - filled) if self._unicode() else "=" * filled + "." * (self.WIDTH - filled)
+        if self._unicode():
+            bar = "\u2501" * filled + " " * (self.WIDTH - filled)
+        else:
+            bar = "=" * filled + "." * (self.WIDTH - filled)
         width = len(str(self.steps))
         per = _per_step(elapsed / max(done, 1))
         return f"{done:>{width}}/{self.steps} {bar} {elapsed:.0f}s {per}{format_logs(logs)}"

@@ -57,7 +57,8 @@ def header_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None
         array = np.asarray(value)
         code = _CODES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype)
         if code is None:
-            raise ModelFileError(f"tensor {name!r} has dtype {array.dtype}; accepted: {', '.join(map(str, DTYPES.values()))}")
+            raise ModelFileError(f"tensor {name!r} has dtype {array.dtype}; "
+                                 f"accepted: {', '.join(map(str, DTYPES.values()))}")
         array = np.asarray(array, dtype=DTYPES[code], order="C")  # ascontiguousarray would make 0-d arrays 1-d
         header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
@@ -165,8 +166,10 @@ def read(stream: BinaryIO, size: int) -> tuple[dict[str, np.ndarray], dict[str, 
     position = 0
     for begin, end, name, _, _ in entries:
         if begin != position:
-            problem = "overlaps the previous tensor" if begin < position else f"leaves a hole of {begin - position} bytes"
-            raise ModelFileError(f"tensor {name!r} starts at byte {begin}, which {problem}; accepted: tensors packed back to back")
+            problem = ("overlaps the previous tensor" if begin < position
+                       else f"leaves a hole of {begin - position} bytes")
+            raise ModelFileError(f"tensor {name!r} starts at byte {begin}, which {problem}; "
+                                 "accepted: tensors packed back to back")
         position = end
     if position != data_size:
         raise ModelFileError(

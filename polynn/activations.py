@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
+from typing import ClassVar
 
 from . import _reference, _registry, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
@@ -12,7 +11,8 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
-    "Softsign", "CustomActivation", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
+    "Softsign", "CustomActivation", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU",
+    "Mish",
     "get", "serialize", "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "selu", "softplus",
     "softsign", "gelu", "silu", "swish", "leaky_relu", "relu6", "exponential", "hard_sigmoid", "hard_silu",
     "hard_swish", "mish",

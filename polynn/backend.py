@@ -12,15 +12,16 @@ import abc
 import dataclasses
 import functools
 import sys
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _registry, plugins
 from . import ops as polynn_ops
+from ._custom import per_sample_check as check_values
 from .errors import InvalidArgumentError, UnsupportedComponentError
 from .hookspecs import COMPUTED_KINDS
-from ._custom import per_sample_check as check_values
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric

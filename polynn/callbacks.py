@@ -10,7 +10,8 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,8 @@ class _MonitorCallback(Callback):
         super().__init__()
         owner = type(self).__name__
         if not isinstance(monitor, str) or not monitor:
-            raise InvalidArgumentError("monitor", monitor, "the name of a logged quantity, e.g. 'val_loss'", owner=owner)
+            raise InvalidArgumentError("monitor", monitor, "the name of a logged quantity, e.g. 'val_loss'",
+                                       owner=owner)
         self.monitor = monitor
         self.mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
         self.best = None if baseline is None else check_number(owner, "baseline", baseline)
@@ -357,7 +359,8 @@ class LearningRateScheduler(Callback):
     def __init__(self, schedule, verbose=0):
         super().__init__()
         if not callable(schedule):
-            raise InvalidArgumentError("schedule", schedule, "a function (epoch, lr) -> lr", owner="LearningRateScheduler")
+            raise InvalidArgumentError("schedule", schedule, "a function (epoch, lr) -> lr",
+                                       owner="LearningRateScheduler")
         self.schedule = schedule
         self.verbose = verbose
 

@@ -163,7 +163,8 @@ class Dropout(Layer):
             return tuple(batch_input_shape)
         if len(self.noise_shape) != len(batch_input_shape):
             raise InvalidArgumentError(
-                "noise_shape", self.noise_shape, f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
+                "noise_shape", self.noise_shape,
+                f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
                 owner="Dropout")
         return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_input_shape))
 

@@ -31,7 +31,8 @@ from .errors import InvalidArgumentError
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
     "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh", "Hinge",
-    "SquaredHinge", "CustomLoss", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
+    "SquaredHinge", "CustomLoss", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON",
+    "REDUCTIONS",
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
     "mean_squared_logarithmic_error", "msle", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "huber", "log_cosh", "hinge", "squared_hinge", "categorical_hinge",

@@ -19,7 +19,17 @@ from typing import ClassVar
 import numpy as np
 
 from . import _custom, _reference, _registry, losses, ops
-from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
+from ._spec import (
+    Component,
+    FunctionField,
+    as_function,
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    resolve,
+    spec,
+)
 from .errors import InvalidArgumentError, UnknownComponentError
 
 __all__ = [

@@ -9,13 +9,23 @@ import warnings
 
 import numpy as np
 
-from . import _registry, _training, metrics as _metrics, plugins
-from . import losses as _losses, optimizers as _optimizers, random as _random, schedules as _schedules
+from . import _registry, _training, plugins
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from . import random as _random
+from . import schedules as _schedules
 from ._spec import FunctionField, check_arguments, check_choice, check_number, check_positive_int, resolve
-from .backend import Plan, Runtime
-from .errors import (InvalidArgumentError, NotCompiledError, NotSupportedError, PluginError, PolynnError,
-                     ShapeMismatchError)
 from ._summary import summary_lines
+from .backend import Plan, Runtime
+from .errors import (
+    InvalidArgumentError,
+    NotCompiledError,
+    NotSupportedError,
+    PluginError,
+    PolynnError,
+    ShapeMismatchError,
+)
 from .hookspecs import DTYPES
 from .layers import Dropout, Input, Layer
 
@@ -205,7 +215,8 @@ class Sequential:
         shape = tuple(input_shape) if input_shape is not None else declared
         if shape is None:
             raise InvalidArgumentError(
-                "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data", owner=self.name)
+                "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data",
+                owner=self.name)
         if declared is not None and tuple(declared) != tuple(shape):
             raise ShapeMismatchError(
                 f"input shape {tuple(shape)} does not match the model's declared input shape {tuple(declared)}")
@@ -319,7 +330,8 @@ class Sequential:
 
     def _require_compiled(self, action: str) -> _Compiled:
         if self._compiled is None:
-            raise NotCompiledError(f"{action}() was called before compile(); call model.compile(optimizer=..., loss=...) first")
+            raise NotCompiledError(f"{action}() was called before compile(); "
+                                   "call model.compile(optimizer=..., loss=...) first")
         return self._compiled
 
     def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple, tuple, list[str]]:
@@ -401,7 +413,8 @@ class Sequential:
         if self._weights is None:
             if self.input_shape is None:
                 raise InvalidArgumentError(
-                    "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known", owner=self.name)
+                    "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known",
+                    owner=self.name)
             self._ensure_built()
         expected = [ws.shape for _, ws in self._weight_specs(self._built_shape)]
         weights = [_weight_array(k, w) for k, w in enumerate(weights)]
@@ -410,7 +423,8 @@ class Sequential:
                                      f"with shapes {expected}")
         for k, (w, shape) in enumerate(zip(weights, expected)):
             if tuple(w.shape) != tuple(shape):
-                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; expected {tuple(shape)}")
+                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; "
+                                         f"expected {tuple(shape)}")
         self._weights = [w.astype(np.float64) for w in weights]
         self._weights_provisional = False
         if self._compiled is not None and self._compiled.runtime is not None:
@@ -484,7 +498,7 @@ class Sequential:
         return {"name": self.name, "layers": [_registry.serialize(layer) for layer in self._layers]}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Sequential":
+    def from_config(cls, config: dict) -> Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise InvalidArgumentError("config", config, "a dict with a 'layers' list, from Sequential.get_config()")
         return cls([resolve("layer", layer) for layer in config["layers"]], name=config.get("name"))

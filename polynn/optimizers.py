@@ -61,7 +61,8 @@ class Optimizer(Component):
             value = getattr(self, name)
             if value is not None:
                 check_number(owner, name, value, low=0.0, low_open=name != "weight_decay")
-        clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(self, n) is not None}
+        clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm")
+                    if getattr(self, n) is not None}
         if len(clipping) > 1:
             raise InvalidArgumentError(
                 "clipping", clipping, "at most one of clipnorm, clipvalue and global_clipnorm (as Keras)", owner=owner)
@@ -169,7 +170,8 @@ class Adam(Optimizer):
         forms the moments' weights in the weights' dtype moves its moments by about this much
         (float32: 1.3e-5 at beta_2 = 0.999, 1.7e-4 at 0.9999; float64: 0 for both)."""
         dtype = np.dtype(dtype)
-        errors = [abs(float(1 - dtype.type(beta)) / float(dtype.type(1 - beta)) - 1) for beta in (self.beta_1, self.beta_2)]
+        errors = [abs(float(1 - dtype.type(beta)) / float(dtype.type(1 - beta)) - 1)
+                  for beta in (self.beta_1, self.beta_2)]
         return max(errors)
 
     def step_scalars(self, iterations, learning_rate=None):

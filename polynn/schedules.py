@@ -76,7 +76,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         for b in self.boundaries:
             check_number("PiecewiseConstantDecay", "boundaries", b, low=0.0)
         if list(self.boundaries) != sorted(self.boundaries):
-            raise InvalidArgumentError("boundaries", self.boundaries, "increasing values", owner="PiecewiseConstantDecay")
+            raise InvalidArgumentError("boundaries", self.boundaries, "increasing values",
+                                       owner="PiecewiseConstantDecay")
         for v in self.values:
             check_number("PiecewiseConstantDecay", "values", v, low=0.0)
 

@@ -13,7 +13,7 @@ float32, so a backend that rounds a float64 constant to float32 computes the sam
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -21,7 +21,7 @@ class BackendInfo:
     engine_version: str | None
 
     @classmethod
-    def of(cls, name: str) -> "BackendInfo":
+    def of(cls, name: str) -> BackendInfo:
         backend = plugins.get_backend(name)  # an unknown name raises UnknownBackendError here
         entry = next(e for e in plugins.backend_entries() if e.name == name)
         distribution, version = entry.distribution, None
@@ -59,7 +59,7 @@ class Report:
     strict: bool = False
 
     @classmethod
-    def create(cls, backend: str, dtype: str, results, strict: bool = False) -> "Report":
+    def create(cls, backend: str, dtype: str, results, strict: bool = False) -> Report:
         return cls(BackendInfo.of(backend), dtype, list(results), strict)
 
     def count(self, status: str) -> int:
