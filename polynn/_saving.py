@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def save_weights(model, path, overwrite: bool = True) -> None:
 # ---- reading ---------------------------------------------------------------------------
 
 
-def _read(path) -> tuple[dict, dict, dict]:
+def _read(path) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """(tensors, documents, format) of a polynn file, every document parsed and shape-checked."""
     try:
         stream = open(path, "rb")
@@ -216,7 +217,8 @@ def _check_component_name(name, where: str) -> None:
             f"and '_'); model files never name modules or paths")
 
 
-def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> dict | None:
+def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> Any:
+    """The parsed JSON object docs[key], checked to hold `fields` (None where nullable)."""
     doc = docs[key]
     if doc is None and nullable:
         return None
@@ -338,7 +340,7 @@ def _load_model(path, model_class, backend, dtype):
 
     weights = _expected_weights(model, shape)
     expected = list(weights)
-    optimizer = None
+    optimizer: Any = None
     if compile_doc is not None:
         optimizer, loss, metrics, weighted_metrics = _compile_components(compile_doc)
         if not isinstance(state["optimizer_state"], bool):
