@@ -320,7 +320,8 @@ class Backend(abc.ABC):
             return lambda spec, y, p, w: run(spec.increment, p, y, p, w)
         return lambda spec, y, p: run(spec.call, p, y, p)
 
-    def supports(self, component: Component) -> bool:
+    def supports(self, component: Component | type[Component]) -> bool:
+        """Whether this backend computes `component` (a spec, or a spec class: kind and name suffice)."""
         return component.kind not in COMPUTED_KINDS or self.implementation(component.kind, component.name) is not None
 
     def check_plan(self, plan: Plan) -> None:
