@@ -7,7 +7,7 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
@@ -475,6 +475,25 @@ class Sequential:
                              validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
                              sample_weight=sample_weight, initial_epoch=initial_epoch,
                              validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+
+    # The return type follows return_dict: the loss (and metrics, as a list) or a dict of them all.
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, return_dict: Literal[False] = False,
+                 **unsupported: Any) -> float | list[float]: ...
+
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, *, return_dict: Literal[True],
+                 **unsupported: Any) -> dict[str, float]: ...
+
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, return_dict: bool = False,
+                 **unsupported: Any) -> float | list[float] | dict[str, float]: ...
 
     def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
                  verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
