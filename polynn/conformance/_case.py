@@ -12,6 +12,9 @@ from ._compare import Check, Tolerance, finite_or_none
 
 STATUSES = ("pass", "fail", "unsupported", "error")
 
+# A case's scenario: (backend name, dtype) -> named observations.
+Scenario = Callable[[str, str], dict[str, Any]]
+
 
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -25,7 +28,7 @@ class Case:
 
     name: str
     kind: str
-    scenario: Callable[[str, str], dict[str, Any]]
+    scenario: Scenario
     tolerances: Callable[[str], dict[str, Tolerance]]
     components: tuple = ()
     plotted: tuple[str, ...] = ()
@@ -66,7 +69,7 @@ class CaseResult:
                  for c in self.checks if c.tolerance is not None and not c.passed]
         return "; ".join(lines)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "case": self.name,
             "kind": self.kind,
