@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import IO
 
 
 def format_value(value: float) -> str:
@@ -28,7 +29,7 @@ class Progress:
 
     WIDTH = 20
 
-    def __init__(self, steps: int, verbose: int, stream=None):
+    def __init__(self, steps: int, verbose: int, stream: IO[str] | None = None) -> None:
         self.steps, self.verbose = steps, verbose
         self.stream = stream or sys.stdout
         self.interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
