@@ -315,7 +315,7 @@ def _table(report) -> str:
     lines = [f"Machine: {report['machine']['processor']}, {report['machine']['cores']} cores, "
              f"Python {report['machine']['python']}; blog example, {report['epochs']} epochs, batch 32, "
              f"median of {report['runs']} runs", "",
-             f"| workload | fit (s) | process wall (s) | peak RSS (MB) | vs Keras same engine | vs hand-written |",
+             "| workload | fit (s) | process wall (s) | peak RSS (MB) | vs Keras same engine | vs hand-written |",
              "|---|---|---|---|---|---|"]
     keras = {"numpy": "keras-tensorflow", "tensorflow": "keras-tensorflow", "torch": "keras-torch"}
     hand = {"numpy": "hand-numpy", "tensorflow": "hand-tensorflow-epoch", "torch": "hand-torch"}

@@ -1,11 +1,24 @@
 """polynn: write a neural network once, in the Keras spelling, and train it on any backend."""
 
-from . import activations, callbacks, constraints, errors, initializers, layers, losses, metrics, models
-from . import ops, optimizers, regularizers, schedules
+from . import (
+    activations,
+    callbacks,
+    constraints,
+    errors,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    regularizers,
+    schedules,
+)
 from ._custom import register
+from ._version import __version__
 from .hookspecs import hookimpl
 from .models import Sequential, load_model
-from ._version import __version__
 from .random import get_random_seed, set_random_seed
 
 __all__ = [

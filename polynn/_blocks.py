@@ -14,7 +14,7 @@ def index_blocks(order: np.ndarray, batch_size: int, steps_per_call: int) -> lis
     """Split an epoch's sample order into (steps, batch) index blocks; the short last batch alone."""
     n = len(order)
     full = n // batch_size
-    blocks = []
+    blocks: list[np.ndarray] = []
     if full:
         grid = order[: full * batch_size].reshape(full, batch_size)
         blocks.extend(grid[i:i + steps_per_call] for i in range(0, full, steps_per_call))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import _registry, ops
+from ._typing import Tensor
 from .errors import InvalidArgumentError, PluginError
 
 KINDS = ("loss", "metric", "activation")
@@ -31,7 +33,10 @@ def _kinds_from_arity(function: Callable) -> tuple[str, ...]:
     return KINDS
 
 
-def register(name: str, kind: str | None = None):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def register(name: str, kind: str | None = None) -> Callable[[_F], _F]:
     """Decorator: register `function` under `name` as a loss, metric or activation.
 
     kind defaults to what the signature suggests: one argument (x) makes an activation, two
@@ -43,7 +48,7 @@ def register(name: str, kind: str | None = None):
     if kind is not None and kind not in KINDS:
         raise InvalidArgumentError("kind", kind, "None, " + ", ".join(KINDS), owner="polynn.register")
 
-    def decorator(function: Callable) -> Callable:
+    def decorator(function: _F) -> _F:
         if not callable(function):
             raise InvalidArgumentError("function", function, "a callable", owner="polynn.register")
         for k in (kind,) if kind else _kinds_from_arity(function):
@@ -104,7 +109,7 @@ def check_arity(kind: str, function: Callable, owner: str) -> None:
                                    owner=owner) from None
 
 
-def per_sample_values(spec, y_true, y_pred):
+def per_sample_values(spec: Any, y_true: Tensor, y_pred: Tensor) -> Tensor:
     """A custom loss's or metric's values, spec.function(y_true, y_pred) on polynn.ops, as a tensor of
     y_pred's dtype (the function may return a number, an array or another float dtype), checked to
     give one value per sample."""
@@ -113,7 +118,7 @@ def per_sample_values(spec, y_true, y_pred):
     return values
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # polynn._custom.check_values was what plugins imported before it became public.
     if name == "check_values":
         warnings.warn("polynn._custom.check_values is deprecated: import polynn.backend.check_values",

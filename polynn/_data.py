@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import numbers
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -45,13 +45,15 @@ def fit_arguments(batch_size_, epochs, verbose_, initial_epoch, validation_freq,
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise InvalidArgumentError("epochs", epochs, "an integer >= 0", owner="fit")
     level = verbose(verbose_)
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or not 0 <= initial_epoch:
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
         raise InvalidArgumentError("initial_epoch", initial_epoch, "an integer >= 0", owner="fit")
     validation_freq = check_positive_int("fit", "validation_freq", validation_freq)
     validation_split = check_number("fit", "validation_split", validation_split, low=0.0, high=1.0, high_open=True)
     if not isinstance(shuffle, bool):
         raise InvalidArgumentError("shuffle", shuffle, "True or False", owner="fit")
-    return FitArguments(size, epochs, level, initial_epoch, validation_freq, validation_split, shuffle)
+    # epochs and initial_epoch are any Integral (a NumPy integer too), kept as given.
+    return FitArguments(size, cast(int, epochs), level, cast(int, initial_epoch), validation_freq, validation_split,
+                        shuffle)
 
 
 # ---- arrays ----------------------------------------------------------------------------
@@ -117,7 +119,8 @@ def check_y(x, y, dtype, output_shape, loss) -> np.ndarray:
                 f"expected integer labels of shape {(None, *label_shape)} or {(None, *label_shape, 1)}")
         if y.size and (np.any(y < 0) or np.any(y >= out[-1]) or np.any(y != np.floor(y))):
             raise InvalidArgumentError(
-                "y", f"labels in [{y.min()}, {y.max()}]", f"integer class labels in [0, {out[-1] - 1}]", owner=loss.name)
+                "y", f"labels in [{y.min()}, {y.max()}]", f"integer class labels in [0, {out[-1] - 1}]",
+                owner=loss.name)
         return y
     if tuple(y.shape[1:]) == out:
         return y

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import IO
 
 
 def format_value(value: float) -> str:
@@ -28,7 +29,7 @@ class Progress:
 
     WIDTH = 20
 
-    def __init__(self, steps: int, verbose: int, stream=None):
+    def __init__(self, steps: int, verbose: int, stream: IO[str] | None = None) -> None:
         self.steps, self.verbose = steps, verbose
         self.stream = stream or sys.stdout
         self.interactive = verbose == 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -60,7 +61,10 @@ class Progress:
     def _bar_line(self, done: int, logs: dict) -> str:
         elapsed = time.perf_counter() - self.start
         filled = int(self.WIDTH * done / max(self.steps, 1))
-        bar = "\u2501" * filled + " " * (self.WIDTH - filled) if self._unicode() else "=" * filled + "." * (self.WIDTH - filled)
+        if self._unicode():
+            bar = "\u2501" * filled + " " * (self.WIDTH - filled)
+        else:
+            bar = "=" * filled + "." * (self.WIDTH - filled)
         width = len(str(self.steps))
         per = _per_step(elapsed / max(done, 1))
         return f"{done:>{width}}/{self.steps} {bar} {elapsed:.0f}s {per}{format_logs(logs)}"

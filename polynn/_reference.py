@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import plugins
 from .errors import InvalidArgumentError, ShapeMismatchError, UnsupportedComponentError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def implementation(kind: str, name: str):
+
+def implementation(kind: str, name: str) -> Any:
     """The NumPy backend's implementation of component kind/name, or UnsupportedComponentError."""
     impl = plugins.get_backend("numpy").implementation(kind, name)
     if impl is None:
@@ -16,7 +21,7 @@ def implementation(kind: str, name: str):
     return impl
 
 
-def as_float(x, like: np.ndarray | None = None) -> np.ndarray:
+def as_float(x: ArrayLike, like: np.ndarray | None = None) -> np.ndarray:
     """A float array: the dtype of `like`, else x's own float dtype, else float32 (Keras's floatx)."""
     array = np.asarray(x)
     if like is not None:
@@ -24,7 +29,7 @@ def as_float(x, like: np.ndarray | None = None) -> np.ndarray:
     return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
 
 
-def pair(spec, y_true, y_pred):
+def pair(spec: Any, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """y_pred as floats and y_true in its dtype, checked against each other as fit() checks them."""
     p = as_float(y_pred)
     y = as_float(y_true, p)
@@ -45,7 +50,7 @@ def pair(spec, y_true, y_pred):
     return y, p
 
 
-def weights(sample_weight, like: np.ndarray):
+def weights(sample_weight: ArrayLike | None, like: np.ndarray) -> np.ndarray | None:
     """sample_weight as a float vector of one weight per sample of `like`, or None."""
     if sample_weight is None:
         return None
@@ -56,19 +61,19 @@ def weights(sample_weight, like: np.ndarray):
     return w
 
 
-def activation(spec, x) -> np.ndarray:
+def activation(spec: Any, x: ArrayLike) -> np.ndarray:
     forward, _ = implementation("activation", spec.name)
     return forward(spec, as_float(x))
 
 
-def loss_values(spec, y_true, y_pred) -> np.ndarray:
+def loss_values(spec: Any, y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """Per-sample values of a loss (the caller reduces them: polynn.losses.reduce)."""
     value, _ = implementation("loss", spec.name)
     y, p = pair(spec, y_true, y_pred)
     return value(spec, y, p)
 
 
-def metric_values(spec, y_true, y_pred) -> np.ndarray:
+def metric_values(spec: Any, y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
     """Per-sample values of a mean metric."""
     y, p = pair(spec, y_true, y_pred)
     return implementation("metric", spec.name)(spec, y, p)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import ImmutableSpecError, PluginError, UnknownComponentError
 
@@ -20,12 +20,12 @@ KINDS = (
 )
 
 # kind -> lower-case name or alias -> spec class
-_BY_NAME: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+_BY_NAME: dict[str, dict[str, type[Any]]] = {kind: {} for kind in KINDS}
 # spec class -> where it was registered from (a plugin or distribution name)
-_SOURCE: dict[type, str] = {}
+_SOURCE: dict[type[Any], str] = {}
 
 
-def _keys(cls: type) -> list[str]:
+def _keys(cls: type[Any]) -> list[str]:
     keys = [cls.name, cls.__name__, *getattr(cls, "aliases", ())]
     return list(dict.fromkeys(k.lower() for k in keys))
 
@@ -33,11 +33,11 @@ def _keys(cls: type) -> list[str]:
 # The classes a plugin's spec class is checked against: the root of every spec (polynn._spec's
 # Component) and the base of each kind (polynn.layers.Layer, ...). Those modules import this one,
 # so they hand their classes over with register_base as they define them.
-_ROOT: list[type] = []
-_BASES: dict[str, type] = {}
+_ROOT: list[type[Any]] = []
+_BASES: dict[str, type[Any]] = {}
 
 
-def register_base(cls: type) -> type:
+def register_base(cls: type[Any]) -> type[Any]:
     """Class decorator for polynn's spec root (no kind of its own) and its base of each kind."""
     kind = cls.__dict__.get("kind")
     if kind is None:
@@ -73,7 +73,7 @@ def _a(kind: str) -> str:
 
 def check_spec_class(cls: Any, source: str) -> None:
     """Raise PluginError, naming `source` and the class, unless `cls` is a spec class polynn can use."""
-    def refuse(problem: str, accepted: str):
+    def refuse(problem: str, accepted: str) -> NoReturn:
         raise PluginError(f"{source}: {_describe(cls)} {problem}; accepted: {accepted}")
 
     if not isinstance(cls, type) or not issubclass(cls, _ROOT[0]):
@@ -113,7 +113,7 @@ def check_spec_class(cls: Any, source: str) -> None:
                    f"{_a(kind)} overrides {base.__module__}.{base.__qualname__}.{method}()")
 
 
-def refuse_assignment(self, name: str, value: Any) -> None:
+def refuse_assignment(self: Any, name: str, value: Any) -> None:
     """Specs are immutable (a frozen dataclass's assignment error, made a polynn error that says
     what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
     owner = type(self).__name__
@@ -124,14 +124,14 @@ def refuse_assignment(self, name: str, value: Any) -> None:
     raise ImmutableSpecError(f"{owner}: specs are immutable, so {name}={value!r} cannot be set; accepted: {hint}")
 
 
-def register_spec(cls: type, *, source: str = "polynn") -> type:
+def register_spec(cls: type[Any], *, source: str = "polynn") -> type[Any]:
     """Add a spec class under its name, its class name and its aliases, refusing clashes."""
     # polynn's own classes are checked once by a test instead of at every import
     # (measured: docs/performance.md#spec-class-checks-at-import).
     if source != "polynn":
         check_spec_class(cls, source)
     # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
-    cls.__setattr__ = refuse_assignment
+    cls.__setattr__ = refuse_assignment  # type: ignore[assignment]  # a plain function: a method of the class
     kind = cls.kind
     table = _BY_NAME[kind]
     for key in _keys(cls):
@@ -148,7 +148,7 @@ def register_spec(cls: type, *, source: str = "polynn") -> type:
     return cls
 
 
-def builtin(cls: type) -> type:
+def builtin(cls: type[Any]) -> type[Any]:
     """Class decorator for polynn's own specs."""
     return register_spec(cls, source="polynn")
 
@@ -158,7 +158,7 @@ def known(kind: str, name: str) -> bool:
     return name.lower() in _BY_NAME[kind]
 
 
-def lookup(kind: str, name: str) -> type:
+def lookup(kind: str, name: str) -> type[Any]:
     """The spec class registered for `name` (case-insensitive), or UnknownComponentError; without
     loading plugins (polynn.plugins.lookup loads them first when the name is unknown)."""
     table = _BY_NAME[kind]
@@ -168,7 +168,7 @@ def lookup(kind: str, name: str) -> type:
         raise UnknownComponentError(kind, name, {c.name for c in table.values()}) from None
 
 
-def find(kind: str, name: str) -> type | None:
+def find(kind: str, name: str) -> type[Any] | None:
     """The spec class registered for `name` (case-insensitive) now, or None; loads no plugin."""
     return _BY_NAME.get(kind, {}).get(name.lower())
 
@@ -206,18 +206,18 @@ def names(kind: str) -> list[str]:
     return [c.name for c in specs(kind)]
 
 
-def specs(kind: str) -> list[type]:
+def specs(kind: str) -> list[type[Any]]:
     """Every registered component class of a kind, in name order. The custom_* wrappers of user
     functions are left out: they are a mechanism, not a component, and need a function to exist."""
     return sorted({c for c in _BY_NAME[kind].values() if getattr(c, "enumerable", True)}, key=lambda c: c.name)
 
 
-def builtin_specs(kind: str) -> list[type]:
+def builtin_specs(kind: str) -> list[type[Any]]:
     """specs(kind) limited to polynn's own components (not those plugins registered)."""
     return [c for c in specs(kind) if _SOURCE.get(c) == "polynn"]
 
 
-def source_of(cls: type) -> str:
+def source_of(cls: type[Any]) -> str:
     return _SOURCE.get(cls, "?")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .errors import ModelFileError
 __all__ = ["DTYPES", "MAX_HEADER_BYTES", "MAX_RANK", "header_bytes", "write", "read"]
 
 # safetensors dtype code -> numpy dtype (little-endian). Only plain numeric types: no objects.
-DTYPES = {
+DTYPES: dict[str, np.dtype[Any]] = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
@@ -52,12 +52,13 @@ def header_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None
                 raise ModelFileError(f"metadata entry {key!r}: {type(value).__name__}; accepted: str -> str")
         header["__metadata__"] = dict(metadata)
     arrays, offset = [], 0
-    for name, value in tensors.items():
+    for name, tensor in tensors.items():
         _check_name(name)
-        array = np.asarray(value)
+        array = np.asarray(tensor)
         code = _CODES.get(array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype)
         if code is None:
-            raise ModelFileError(f"tensor {name!r} has dtype {array.dtype}; accepted: {', '.join(map(str, DTYPES.values()))}")
+            raise ModelFileError(f"tensor {name!r} has dtype {array.dtype}; "
+                                 f"accepted: {', '.join(map(str, DTYPES.values()))}")
         array = np.asarray(array, dtype=DTYPES[code], order="C")  # ascontiguousarray would make 0-d arrays 1-d
         header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
@@ -73,7 +74,8 @@ def write(stream: BinaryIO, tensors: dict[str, np.ndarray], metadata: dict[str, 
     prefix, arrays = header_bytes(tensors, metadata)
     stream.write(prefix)
     for array in arrays:
-        stream.write(memoryview(array.reshape(-1)).cast("B"))
+        # numpy's stubs declare ndarray's buffer protocol only from Python 3.12 on.
+        stream.write(memoryview(array.reshape(-1)).cast("B"))  # type: ignore[arg-type]
 
 
 def _reject_constant(token):
@@ -165,8 +167,10 @@ def read(stream: BinaryIO, size: int) -> tuple[dict[str, np.ndarray], dict[str, 
     position = 0
     for begin, end, name, _, _ in entries:
         if begin != position:
-            problem = "overlaps the previous tensor" if begin < position else f"leaves a hole of {begin - position} bytes"
-            raise ModelFileError(f"tensor {name!r} starts at byte {begin}, which {problem}; accepted: tensors packed back to back")
+            problem = ("overlaps the previous tensor" if begin < position
+                       else f"leaves a hole of {begin - position} bytes")
+            raise ModelFileError(f"tensor {name!r} starts at byte {begin}, which {problem}; "
+                                 "accepted: tensors packed back to back")
         position = end
     if position != data_size:
         raise ModelFileError(

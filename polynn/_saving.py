@@ -24,12 +24,14 @@ import os
 import re
 import tempfile
 import warnings
+from typing import Any
 
 import numpy as np
 
-from . import _registry, _safetensors, losses, metrics as metric_specs, optimizers, plugins
-from ._version import __version__
+from . import _registry, _safetensors, losses, optimizers, plugins
+from . import metrics as metric_specs
 from ._spec import resolve
+from ._version import __version__
 from .errors import InvalidArgumentError, ModelFileError, PolynnError, UnknownComponentError
 
 __all__ = ["save_model", "save_weights", "load_model", "load_weights", "MODEL_FORMAT", "WEIGHTS_FORMAT"]
@@ -168,7 +170,7 @@ def save_weights(model, path, overwrite: bool = True) -> None:
 # ---- reading ---------------------------------------------------------------------------
 
 
-def _read(path) -> tuple[dict, dict, dict]:
+def _read(path) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """(tensors, documents, format) of a polynn file, every document parsed and shape-checked."""
     try:
         stream = open(path, "rb")
@@ -183,7 +185,8 @@ def _read(path) -> tuple[dict, dict, dict]:
             f"accepted: {MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelFileError(f"{os.fspath(path)!r} has format_version {version!r}; this polynn reads {FORMAT_VERSION!r}")
+        raise ModelFileError(f"{os.fspath(path)!r} has format_version {version!r}; "
+                             f"this polynn reads {FORMAT_VERSION!r}")
     if set(metadata) != _KEYS[kind]:
         raise ModelFileError(
             f"a {kind} file's __metadata__ has keys {sorted(metadata)}; accepted: exactly {sorted(_KEYS[kind])}")
@@ -214,14 +217,16 @@ def _check_component_name(name, where: str) -> None:
             f"and '_'); model files never name modules or paths")
 
 
-def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> dict | None:
+def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> Any:
+    """The parsed JSON object docs[key], checked to hold `fields` (None where nullable)."""
     doc = docs[key]
     if doc is None and nullable:
         return None
     if not isinstance(doc, dict) or not fields <= set(doc) <= fields | optional:
         found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
         also = f" (and optionally {sorted(optional)})" if optional else ""
-        raise ModelFileError(f"__metadata__[{key!r}] has {found}; accepted: an object with exactly {sorted(fields)}{also}")
+        raise ModelFileError(f"__metadata__[{key!r}] has {found}; "
+                             f"accepted: an object with exactly {sorted(fields)}{also}")
     return doc
 
 
@@ -257,7 +262,8 @@ def _model_from_doc(docs: dict, model_class):
         shape = tuple(_int(d, "an input_shape dimension", 1) for d in shape)
         declared = model.layers[0].declared_input_shape if model.layers else None
         if declared is not None and tuple(declared) != shape:
-            raise ModelFileError(f"the model's input_shape {list(shape)} contradicts its first layer's {list(declared)}")
+            raise ModelFileError(f"the model's input_shape {list(shape)} "
+                                 f"contradicts its first layer's {list(declared)}")
     return model, shape if shape is not None else model.input_shape
 
 
@@ -334,7 +340,7 @@ def _load_model(path, model_class, backend, dtype):
 
     weights = _expected_weights(model, shape)
     expected = list(weights)
-    optimizer = None
+    optimizer: Any = None
     if compile_doc is not None:
         optimizer, loss, metrics, weighted_metrics = _compile_components(compile_doc)
         if not isinstance(state["optimizer_state"], bool):

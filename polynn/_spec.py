@@ -8,15 +8,24 @@ import functools
 import inspect
 import math
 import numbers
-from typing import Any, ClassVar
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
 from . import _custom, _registry, plugins
 from .errors import InvalidArgumentError, UnknownComponentError
 
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:  # typing's from Python 3.11; for type checkers
+        return lambda decorated: decorated
 
-def component_field(kind: str, default: Any = None, *, optional: bool = True):
+_C = TypeVar("_C", bound="Component")
+
+
+def component_field(kind: str, default: Any = None, *, optional: bool = True) -> Any:
     """A dataclass field holding another component, resolved from a name, dict or instance."""
     return dataclasses.field(default=default, metadata={"kind": kind, "optional": optional})
 
@@ -32,16 +41,17 @@ class Component:
     kind: ClassVar[str]
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls: type[_C], *args: Any, **kwargs: Any) -> _C:
         # The dataclass __init__ would raise a bare TypeError for these; say what is accepted.
         if args or kwargs:
-            accepted = _init_parameters(cls)
+            accepted = _init_parameters(cls)  # type: ignore[arg-type]  # mypy finds no class Hashable
             if accepted is not None:
                 check_arguments(cls.__name__, accepted, args, kwargs)
         return super().__new__(cls)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (np.generic, tuple, list)):
@@ -61,14 +71,14 @@ class Component:
     def _set(self, field: str, value: Any) -> None:
         object.__setattr__(self, field, value)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         config = {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if "function" in config:
             config["function"] = FunctionField.to_json(self)
         return config
 
     @classmethod
-    def from_config(cls, config: dict):
+    def from_config(cls: type[_C], config: dict[str, Any]) -> _C:
         if not isinstance(config, dict):
             raise InvalidArgumentError("config", config, "a dict from get_config()", owner=cls.__name__)
         known = {f.name for f in dataclasses.fields(cls)}
@@ -100,7 +110,7 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def resolve(kind: str, identifier: Any):
+def resolve(kind: str, identifier: Any) -> Any:
     """Turn a name (any case), a {'class_name', 'config'} dict or an instance into a spec."""
     if isinstance(identifier, Component):
         if identifier.kind != kind:
@@ -114,7 +124,7 @@ def resolve(kind: str, identifier: Any):
                 raise
             return plugins.lookup(kind, f"custom_{kind}")(function=identifier)
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = plugins.lookup(kind, str(identifier["class_name"]))
+        cls: type[Any] = plugins.lookup(kind, str(identifier["class_name"]))
         return cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, type) and issubclass(identifier, Component) and identifier.kind == kind:
         return identifier()
@@ -130,7 +140,7 @@ def resolve(kind: str, identifier: Any):
 
 
 @functools.cache
-def _init_parameters(cls) -> list[str] | None:
+def _init_parameters(cls: type[Any]) -> list[str] | None:
     """The argument names cls(...) takes (InitVars included), or None when it takes *args or
     **kwargs (then its __init__ is left to judge)."""
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
@@ -177,8 +187,8 @@ def check_positive_int(owner: str, name: str, value: Any) -> int:
     return int(value)
 
 
-def check_number(owner: str, name: str, value: Any, *, low=None, high=None,
-                 low_open=False, high_open=False, accepted: str | None = None) -> float:
+def check_number(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, accepted: str | None = None) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
@@ -193,7 +203,7 @@ def check_number(owner: str, name: str, value: Any, *, low=None, high=None,
     return float(value)
 
 
-def check_choice(owner: str, name: str, value: Any, choices) -> Any:
+def check_choice(owner: str, name: str, value: Any, choices: Collection[Any]) -> Any:
     if value not in choices:
         raise InvalidArgumentError(name, value, "one of " + ", ".join(repr(c) for c in choices), owner=owner)
     return value
@@ -221,17 +231,17 @@ def check_shape(owner: str, name: str, value: Any, *, allow_none: bool = False) 
     return tuple(None if d is None else int(d) for d in dims)
 
 
-def as_function(cls, call):
+def as_function(cls: type[Component], call: Callable[..., Any]) -> Callable[..., Any]:
     """A module-level function for spec class `cls` (Keras's keras.activations.relu and the like):
     calling it evaluates `call(cls(**options), *arrays)`; passing it where a component is expected
     means cls() with its defaults."""
 
-    def function(*arrays, **options):
+    def function(*arrays: Any, **options: Any) -> Any:
         return call(cls(**options), *arrays)
 
     function.__name__ = function.__qualname__ = cls.name
     function.__doc__ = cls.__doc__
-    function.__polynn_spec__ = cls
+    function.__polynn_spec__ = cls  # type: ignore[attr-defined]  # an attribute of this function object
     return function
 
 
@@ -239,7 +249,7 @@ class FunctionField:
     """Validation and serialization of the `function` field of the custom_* specs."""
 
     @staticmethod
-    def validate(component) -> None:
+    def validate(component: Any) -> None:
         value = component.function
         if isinstance(value, str):
             held = _custom.function(component.kind, value)
@@ -253,7 +263,7 @@ class FunctionField:
         _custom.check_arity(component.kind, component.function, type(component).__name__)
 
     @staticmethod
-    def to_json(component) -> str:
+    def to_json(component: Any) -> str:
         name = _custom.name_of(component.kind, component.function)
         if name is None:
             raise InvalidArgumentError(
@@ -263,11 +273,15 @@ class FunctionField:
         return name
 
     @staticmethod
-    def display_name(component) -> str:
-        return _custom.name_of(component.kind, component.function) or getattr(component.function, "__name__", "custom")
+    def display_name(component: Any) -> str:
+        name = _custom.name_of(component.kind, component.function)
+        if name:
+            return name
+        return getattr(component.function, "__name__", "custom")
 
 
-def spec(cls):
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+def spec(cls: type[_C]) -> type[_C]:
     """Decorator: make a frozen dataclass spec and register it as a built-in."""
     cls = dataclasses.dataclass(frozen=True, repr=True, eq=True)(cls)
     return _registry.builtin(cls)

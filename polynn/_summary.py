@@ -38,17 +38,17 @@ def summary_lines(model) -> list[str]:
 
     total = model.count_params()
     itemsize = np.dtype(model.dtype or "float32").itemsize
-    out = [f'Model: "{model.name}"',
-           line("\u250f", "\u2533", "\u2513", "\u2501"),
-           "\u2503 " + f"{'Layer (type)':<{widths[0] - 2}} \u2503 {'Output Shape':<{widths[1] - 2}} \u2503 "
-           f"{'Param #':>{widths[2] - 2}} \u2503",
-           line("\u2521", "\u2547", "\u2529", "\u2501")]
+    lines = [f'Model: "{model.name}"',
+             line("\u250f", "\u2533", "\u2513", "\u2501"),
+             "\u2503 " + f"{'Layer (type)':<{widths[0] - 2}} \u2503 {'Output Shape':<{widths[1] - 2}} \u2503 "
+             f"{'Param #':>{widths[2] - 2}} \u2503",
+             line("\u2521", "\u2547", "\u2529", "\u2501")]
     for k, cells in enumerate(rows):
-        out.append(row(cells))
+        lines.append(row(cells))
         if k != len(rows) - 1:
-            out.append(line("\u251c", "\u253c", "\u2524", "\u2500"))
-    out.append(line("\u2514", "\u2534", "\u2518", "\u2500"))
-    out.append(f" Total params: {total:,} ({_bytes(total, itemsize)})")
-    out.append(f" Trainable params: {total:,} ({_bytes(total, itemsize)})")
-    out.append(f" Non-trainable params: 0 ({_bytes(0, itemsize)})")
-    return out
+            lines.append(line("\u251c", "\u253c", "\u2524", "\u2500"))
+    lines.append(line("\u2514", "\u2534", "\u2518", "\u2500"))
+    lines.append(f" Total params: {total:,} ({_bytes(total, itemsize)})")
+    lines.append(f" Trainable params: {total:,} ({_bytes(total, itemsize)})")
+    lines.append(f" Non-trainable params: 0 ({_bytes(0, itemsize)})")
+    return lines

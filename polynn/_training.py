@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import numpy as np
 
@@ -21,11 +21,26 @@ if TYPE_CHECKING:
 class Trainee(Protocol):
     """What the loop needs of a compiled model beyond its public API (models.Sequential gives it)."""
 
-    plan: Plan  # the plan the runtime was compiled from (metrics as last resolved)
-    seed: int  # of the shared random streams
-    steps_per_execution: int | str  # training steps per backend call, or "auto"
-    learning_rate: float | None  # a callback's override of the optimizer's rate, read at each block
-    metric_names: list[str]  # the log name of each Plan.metrics entry
+    # Read-only: the loop never sets them.
+    @property
+    def plan(self) -> Plan:
+        """The plan the runtime was compiled from (metrics as last resolved)."""
+
+    @property
+    def seed(self) -> int:
+        """Of the shared random streams."""
+
+    @property
+    def steps_per_execution(self) -> int | str:
+        """Training steps per backend call, or "auto"."""
+
+    @property
+    def learning_rate(self) -> float | None:
+        """A callback's override of the optimizer's rate, read at each block."""
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The log name of each Plan.metrics entry."""
 
     def build(self, x_shape: tuple) -> None:
         """Fix the input shape from the data's (and draw the weights) if not done yet."""
@@ -67,7 +82,7 @@ class _Totals:
     def _checked(self, result, steps: int, method: str):
         """The losses and metric states of a StepResult, as float64 arrays, after checking their counts
         and sizes: one missing would otherwise shift or drop values from the logs without a word."""
-        def refuse(what: str, accepted: str):
+        def refuse(what: str, accepted: str) -> NoReturn:
             raise PluginError(f"{plugins.describe_backend(self.backend)} returned {what} from {method}; "
                               f"accepted: {accepted}")
 
@@ -101,8 +116,9 @@ def _require_loss(model, action: str) -> None:
 def _steps_per_call(trainee: Trainee, steps: int, batch_hooks: bool, interactive: bool) -> int:
     """Steps per backend call: compile's steps_per_execution, else the whole epoch, one step at a time
     for batch-level callbacks, about 30 calls an epoch for a progress bar redrawn in place."""
-    if trainee.steps_per_execution != "auto":
-        return trainee.steps_per_execution
+    per_call = trainee.steps_per_execution
+    if not isinstance(per_call, str):  # a count; the one string compile() accepts is "auto"
+        return per_call
     if batch_hooks:
         return 1
     if interactive:
@@ -166,7 +182,7 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
                 if model.stop_training:  # a batch-level callback (TerminateOnNaN) stops mid-epoch, as Keras
                     break
         logs = totals.logs()
-        if val_data is not None and (epoch + 1) % args.validation_freq == 0:
+        if val_data is not None and validation is not None and (epoch + 1) % args.validation_freq == 0:
             logs.update(_evaluate_data(model, trainee, runtime, val_data, len(validation.x), val_batch,
                                        prefix="val_"))
         progress.finish(logs)

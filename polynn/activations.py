@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from . import _reference, _registry, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
+from ._typing import Tensor
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "Activation", "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "ELU", "SELU", "Softplus",
-    "Softsign", "CustomActivation", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU", "Mish",
+    "Softsign", "CustomActivation", "GELU", "SiLU", "LeakyReLU", "ReLU6", "Exponential", "HardSigmoid", "HardSiLU",
+    "Mish",
     "get", "serialize", "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "selu", "softplus",
     "softsign", "gelu", "silu", "swish", "leaky_relu", "relu6", "exponential", "hard_sigmoid", "hard_silu",
     "hard_swish", "mish",
 ]
 
 
-def check_axis(owner: str, axis) -> None:
+def check_axis(owner: str, axis: Any) -> None:
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
 
@@ -34,7 +41,12 @@ class Activation(Component):
 
     kind: ClassVar[str] = "activation"
 
-    def __call__(self, x):
+    if TYPE_CHECKING:
+        # For type checkers only: a class without `call` has no shared implementation (a backend
+        # must have its own), so the base defines none.
+        def call(self, x: Tensor) -> Tensor: ...
+
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         return _reference.activation(self, x)
 
 
@@ -44,7 +56,7 @@ class Linear(Activation):
 
     name: ClassVar[str] = "linear"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x
 
 
@@ -62,7 +74,7 @@ class ReLU(Activation):
     max_value: float | None = None
     threshold: float = 0.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("ReLU", "negative_slope", self.negative_slope)
         if self.max_value is not None:
             check_number("ReLU", "max_value", self.max_value, low=0.0)
@@ -73,7 +85,7 @@ class ReLU(Activation):
         """Whether this is max(x, 0) (the defaults): an engine's own relu computes it, slope 0 at 0."""
         return self.threshold == 0 and self.max_value is None and self.negative_slope == 0
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         # Selects rather than products and max: the gradient at each kink is the one above.
         y = ops.where(ops.greater(x, self.threshold), x, ops.zeros_like(x))
         if self.max_value is not None:
@@ -90,7 +102,7 @@ class Sigmoid(Activation):
 
     name: ClassVar[str] = "sigmoid"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.sigmoid(x)
 
 
@@ -100,7 +112,7 @@ class Tanh(Activation):
 
     name: ClassVar[str] = "tanh"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.tanh(x)
 
 
@@ -114,10 +126,10 @@ class Softmax(Activation):
     name: ClassVar[str] = "softmax"
     axis: int = -1
 
-    def validate(self):
+    def validate(self) -> None:
         check_axis("Softmax", self.axis)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.softmax(x, axis=self.axis)
 
 
@@ -129,10 +141,10 @@ class LogSoftmax(Activation):
     name: ClassVar[str] = "log_softmax"
     axis: int = -1
 
-    def validate(self):
+    def validate(self) -> None:
         check_axis("LogSoftmax", self.axis)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.log_softmax(x, axis=self.axis)
 
 
@@ -144,20 +156,20 @@ class ELU(Activation):
     name: ClassVar[str] = "elu"
     alpha: float = 1.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("ELU", "alpha", self.alpha)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return elu_of(x, self.alpha)
 
 
-def elu_of(x, alpha):
+def elu_of(x: Tensor, alpha: float) -> Tensor:
     """x for x > 0, alpha * (exp(x) - 1) otherwise; the gradient at 0 is alpha (the left side's)."""
     # expm1 sees min(x, 0) only, so the unused side never overflows; the tie sends its slope to x.
     return ops.where(ops.greater(x, 0), x, alpha * ops.expm1(ops.minimum(x, 0)))
 
 
-def relu6_of(x):
+def relu6_of(x: Tensor) -> Tensor:
     """min(max(x, 0), 6), with gradient 1 on the open interval (0, 6) and 0 at both corners."""
     return ops.where(ops.greater(x, 0), ops.where(ops.less(x, 6), x, ops.zeros_like(x) + 6), ops.zeros_like(x))
 
@@ -177,7 +189,7 @@ class SELU(Activation):
 
     name: ClassVar[str] = "selu"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return SELU_SCALE * elu_of(x, SELU_ALPHA)
 
 
@@ -188,7 +200,7 @@ class Softplus(Activation):
 
     name: ClassVar[str] = "softplus"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.softplus(x)
 
 
@@ -198,7 +210,7 @@ class Softsign(Activation):
 
     name: ClassVar[str] = "softsign"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x / (1 + ops.abs(x))
 
 
@@ -210,10 +222,10 @@ class GELU(Activation):
     name: ClassVar[str] = "gelu"
     approximate: bool = True
 
-    def validate(self):
+    def validate(self) -> None:
         check_bool("GELU", "approximate", self.approximate)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         if self.approximate:
             return 0.5 * x * (1 + ops.tanh(_GELU_C * (x + 0.044715 * (x * x * x))))
         return 0.5 * x * (1 + ops.erf(x / math.sqrt(2)))
@@ -226,7 +238,7 @@ class SiLU(Activation):
     name: ClassVar[str] = "silu"
     aliases: ClassVar[tuple] = ("swish",)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x * ops.sigmoid(x)
 
 
@@ -238,10 +250,10 @@ class LeakyReLU(Activation):
     name: ClassVar[str] = "leaky_relu"
     negative_slope: float = 0.2
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("LeakyReLU", "negative_slope", self.negative_slope)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.where(ops.greater(x, 0), x, self.negative_slope * x)
 
 
@@ -251,7 +263,7 @@ class ReLU6(Activation):
 
     name: ClassVar[str] = "relu6"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return relu6_of(x)
 
 
@@ -261,7 +273,7 @@ class Exponential(Activation):
 
     name: ClassVar[str] = "exponential"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return ops.exp(x)
 
 
@@ -272,7 +284,7 @@ class HardSigmoid(Activation):
 
     name: ClassVar[str] = "hard_sigmoid"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return relu6_of(x + 3) / 6
 
 
@@ -284,7 +296,7 @@ class HardSiLU(Activation):
     name: ClassVar[str] = "hard_silu"
     aliases: ClassVar[tuple] = ("hard_swish",)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x * relu6_of(x + 3) / 6
 
 
@@ -294,7 +306,7 @@ class Mish(Activation):
 
     name: ClassVar[str] = "mish"
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         return x * ops.tanh(ops.softplus(x))
 
 
@@ -305,17 +317,17 @@ class CustomActivation(Activation):
 
     name: ClassVar[str] = "custom_activation"
     enumerable: ClassVar[bool] = False
-    function: object = None
+    function: Any = None  # a callable, or the name it was registered under
 
-    def validate(self):
+    def validate(self) -> None:
         FunctionField.validate(self)
 
-    def call(self, x):
+    def call(self, x: Tensor) -> Tensor:
         # The function may return a Python number, an array or another float dtype: x's it is.
         return ops.cast(ops.convert_to_tensor(self.function(x)), ops.dtype(x))
 
 
-def _function(cls):
+def _function(cls: type[Activation]) -> Callable[..., Any]:
     return as_function(cls, lambda activation, x: activation(x))
 
 
@@ -339,12 +351,12 @@ hard_silu = hard_swish = _function(HardSiLU)
 mish = _function(Mish)
 
 
-def get(identifier) -> Activation:
+def get(identifier: Any) -> Activation:
     """Resolve a name (any case), a config dict or an instance; None means linear."""
     if identifier is None:
         return Linear()
     return resolve("activation", identifier)
 
 
-def serialize(activation: Activation) -> dict:
+def serialize(activation: Activation | None) -> dict[str, Any] | None:
     return _registry.serialize(activation)

@@ -12,15 +12,18 @@ import abc
 import dataclasses
 import functools
 import sys
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _registry, plugins
 from . import ops as polynn_ops
+from ._custom import per_sample_check as check_values
+from ._spec import Component
+from ._typing import Tensor
 from .errors import InvalidArgumentError, UnsupportedComponentError
 from .hookspecs import COMPUTED_KINDS
-from ._custom import per_sample_check as check_values
 from .layers import Layer, WeightSpec
 from .losses import Loss
 from .metrics import MeanMetric, Metric
@@ -56,11 +59,11 @@ class Plan:
     dropout_layers: tuple[int, ...]
     device: str | None = None
 
-    def components(self) -> list:
+    def components(self) -> list[Component]:
         """Every component spec the plan uses, nested ones included (for support checks)."""
-        found = []
+        found: list[Component] = []
 
-        def visit(component):
+        def visit(component: Any) -> None:
             if component is None or component in found:
                 return
             found.append(component)
@@ -145,7 +148,7 @@ class Runtime(abc.ABC):
         ...
 
 
-def shared_method(kind: str, spec_class) -> str | None:
+def shared_method(kind: str, spec_class: type[Any]) -> str | None:
     """The name of the method a spec class of `kind` defines when it is written once on polynn.ops:
     `call` (a mean metric's per-sample values included), `increment` for a metric that is not a
     mean (its state increment for a batch), `update` for an optimizer (one weight's rule); None for
@@ -157,7 +160,7 @@ def shared_method(kind: str, spec_class) -> str | None:
     return "call" if kind in ("layer", "activation", "loss", "metric", "regularizer", "constraint") else None
 
 
-def _rows(y):
+def _rows(y: Tensor) -> Any:
     """The number of rows of y: a number where the engine knows it, else a scalar of y's dtype
     (a graph traced for any batch size)."""
     shape = polynn_ops.shape(y)
@@ -177,12 +180,12 @@ class SharedLayer:
     activity regularizer (None without one), and penalty(y), its penalty of y divided by the
     batch size (Keras 3). A backend's own layer may subclass it to override `forward`."""
 
-    def __init__(self, backend, spec):
+    def __init__(self, backend: Backend, spec: Layer) -> None:
         self.spec = spec
         self.backend = backend
-        self.activation = None
+        self.activation: Callable[..., Tensor] | None = None
         self.activation_in_ops = False
-        activation = getattr(spec, "activation", None)
+        activation: Any = getattr(spec, "activation", None)
         if getattr(activation, "kind", None) == "activation":
             # An override (the activation's, or its parent's when it keeps the parent's math) runs as
             # the backend has it; without one the shared call runs inside the layer's own run_ops.
@@ -194,16 +197,18 @@ class SharedLayer:
             # An override runs on the engine's tensors as they are; a shared call needs run_ops.
             self.activation_in_ops = own is None
         regularizer = getattr(spec, "activity_regularizer", None)
-        self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
+        # The backend's implementation of the regularizer, f(spec, y) -> penalty, or None.
+        self.activity: Any = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
 
-    def forward(self, params, x, mask=None):
+    def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.backend.run_ops(self.spec.call, x, params, x, mask, self.activation)
 
-    def penalty(self, y):
-        return self.activity(self.spec.activity_regularizer, y) / self.backend.run_ops(_rows, y, y)
+    def penalty(self, y: Tensor) -> Tensor:
+        regularizer = self.spec.activity_regularizer  # type: ignore[attr-defined]  # set where activity is
+        return self.activity(regularizer, y) / self.backend.run_ops(_rows, y, y)
 
 
-def _computed_as(kind: str, spec_class) -> type | None:
+def _computed_as(kind: str, spec_class: type[Any] | None) -> type[Any] | None:
     """The nearest registered spec class that `spec_class` subclasses without changing its math
     (it inherits the shared method unchanged), so that the parent's implementations serve it: a
     plugin's Dropout under another name is a Dropout on every backend. None otherwise."""
@@ -279,19 +284,21 @@ class Backend(abc.ABC):
         if self.ops is None:
             return None
         spec_class = _registry.find(kind, name)
-        method = None if spec_class is None else shared_method(kind, spec_class)
+        if spec_class is None:
+            return None
+        method = shared_method(kind, spec_class)
         if method is None or not callable(getattr(spec_class, method, None)):
             return None
         return self.adapt(kind, spec_class)
 
-    def run_ops(self, function, like, *args):
+    def run_ops(self, function: Callable[..., Any], like: Tensor, *args: Any) -> Any:
         """function(*args) with this backend's ops as polynn.ops; `like` is a tensor of the model's
         float dtype (and device). A backend whose ops make constants in a dtype of their own
         overrides this to set it from `like`."""
         with polynn_ops.using(self.ops):
             return function(*args)
 
-    def adapt(self, kind: str, spec_class) -> Any:
+    def adapt(self, kind: str, spec_class: type[Any]) -> Any:
         """The shared implementation in the form this backend's runtime calls, for an engine that
         differentiates what its ops compute (autograd, GradientTape, jax.grad): layer, the class
         SharedLayer; activation f(spec, x); loss f(spec, y, p) per-sample values; mean metric
@@ -313,7 +320,8 @@ class Backend(abc.ABC):
             return lambda spec, y, p, w: run(spec.increment, p, y, p, w)
         return lambda spec, y, p: run(spec.call, p, y, p)
 
-    def supports(self, component) -> bool:
+    def supports(self, component: Component | type[Component]) -> bool:
+        """Whether this backend computes `component` (a spec, or a spec class: kind and name suffice)."""
         return component.kind not in COMPUTED_KINDS or self.implementation(component.kind, component.name) is not None
 
     def check_plan(self, plan: Plan) -> None:

@@ -10,7 +10,8 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -29,37 +30,38 @@ _BATCH_HOOKS = (
 class Callback:
     """Base class: override the hooks you need. `self.model` and `self.params` are set by fit()."""
 
-    def __init__(self):
-        self.model = None
+    def __init__(self) -> None:
+        # The model fit() (evaluate(), predict()) runs, a Sequential; None until set_model().
+        self.model: Any = None
         self.params: dict[str, Any] = {}
 
-    def set_model(self, model):
+    def set_model(self, model: Any) -> None:
         self.model = model
 
-    def set_params(self, params):
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_test_begin(self, logs=None): ...
-    def on_test_end(self, logs=None): ...
-    def on_predict_begin(self, logs=None): ...
-    def on_predict_end(self, logs=None): ...
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None: ...
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.on_batch_begin(batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.on_batch_end(batch, logs)
 
-    def on_batch_begin(self, batch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
-    def on_test_batch_begin(self, batch, logs=None): ...
-    def on_test_batch_end(self, batch, logs=None): ...
-    def on_predict_batch_begin(self, batch, logs=None): ...
-    def on_predict_batch_end(self, batch, logs=None): ...
+    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
 
     def wants_batches(self) -> bool:
         """True when a batch-level hook is overridden: fit then runs one step per backend call."""
@@ -69,15 +71,15 @@ class Callback:
 class History(Callback):
     """Records each epoch's logs: `history` maps each name to its per-epoch floats; `epoch` lists epochs."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.epoch = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
@@ -85,7 +87,7 @@ class History(Callback):
             self.model.history = self
 
 
-def checked(callbacks) -> list[Callback]:
+def checked(callbacks: Any) -> list[Callback]:
     """`callbacks` as a list, refusing anything but a list or tuple of Callback objects (or None)."""
     if callbacks is None:
         return []
@@ -100,7 +102,7 @@ def checked(callbacks) -> list[Callback]:
 class CallbackList:
     """Calls every callback's hook in order."""
 
-    def __init__(self, callbacks: Iterable[Callback], model, params: dict):
+    def __init__(self, callbacks: Iterable[Callback], model: Any, params: dict[str, Any]) -> None:
         self.callbacks = checked(callbacks)
         for callback in self.callbacks:
             callback.set_model(model)
@@ -109,18 +111,18 @@ class CallbackList:
     def wants_batches(self) -> bool:
         return any(c.wants_batches() for c in self.callbacks)
 
-    def __getattr__(self, hook):
+    def __getattr__(self, hook: str) -> Callable[..., None]:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> None:
             for callback in self.callbacks:
                 getattr(callback, hook)(*args, **kwargs)
 
         return call
 
 
-def _check_count(owner: str, name: str, value) -> int:
+def _check_count(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise InvalidArgumentError(name, value, "an integer >= 0", owner=owner)
     return int(value)
@@ -134,18 +136,20 @@ _DOWN = ("loss", "error", "crossentropy", "hinge", "divergence", "mse", "mae", "
 class _MonitorCallback(Callback):
     """A callback watching one logged quantity: Keras' MonitorCallback (mode, min_delta, baseline)."""
 
-    def __init__(self, monitor="val_loss", mode="auto", baseline=None, min_delta=0):
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", baseline: float | None = None,
+                 min_delta: float = 0) -> None:
         super().__init__()
         owner = type(self).__name__
         if not isinstance(monitor, str) or not monitor:
-            raise InvalidArgumentError("monitor", monitor, "the name of a logged quantity, e.g. 'val_loss'", owner=owner)
+            raise InvalidArgumentError("monitor", monitor, "the name of a logged quantity, e.g. 'val_loss'",
+                                       owner=owner)
         self.monitor = monitor
         self.mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
-        self.best = None if baseline is None else check_number(owner, "baseline", baseline)
+        self.best: float | None = None if baseline is None else check_number(owner, "baseline", baseline)
         self.min_delta = abs(check_number(owner, "min_delta", min_delta))
-        self.monitor_op = None
+        self.monitor_op: Any = None  # np.less or np.greater, once the mode is known
 
-    def _set_monitor_op(self):
+    def _set_monitor_op(self) -> None:
         mode = self.mode
         if mode == "auto":
             name = self.monitor.removeprefix("val_").lower()
@@ -161,12 +165,12 @@ class _MonitorCallback(Callback):
         if mode == "min":
             self.min_delta = -abs(self.min_delta)
 
-    def _is_improvement(self, value, reference) -> bool:
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
         if reference is None:
             return True
         return bool(self.monitor_op(value - self.min_delta, reference))
 
-    def _monitor_value(self, logs, what: str):
+    def _monitor_value(self, logs: dict[str, Any] | None, what: str) -> Any:
         value = (logs or {}).get(self.monitor)
         if value is None:
             warnings.warn(f"{what} conditioned on metric `{self.monitor}` which is not available. "
@@ -182,8 +186,9 @@ class EarlyStopping(_MonitorCallback):
     are not watched (warm-up). As keras.callbacks.EarlyStopping.
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
-                 restore_best_weights=False, start_from_epoch=0):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
         self.patience = _check_count("EarlyStopping", "patience", patience)
         self.verbose = verbose
@@ -192,17 +197,17 @@ class EarlyStopping(_MonitorCallback):
         self.start_from_epoch = _check_count("EarlyStopping", "start_from_epoch", start_from_epoch)
         self.wait = 0
         self.stopped_epoch = 0
-        self.best_weights = None
+        self.best_weights: list[np.ndarray] | None = None
         self.best_epoch = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         current = self._monitor_value(logs, "Early stopping")
@@ -224,7 +229,7 @@ class EarlyStopping(_MonitorCallback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -242,8 +247,9 @@ class ModelCheckpoint(_MonitorCallback):
     with model.save / model.save_weights, atomically. As keras.callbacks.ModelCheckpoint.
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
-                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+    def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 save_freq: str | int = "epoch", initial_value_threshold: float | None = None) -> None:
         super().__init__(monitor, mode, initial_value_threshold)
         self.filepath = os.fspath(filepath)
         self.verbose = verbose
@@ -255,17 +261,17 @@ class ModelCheckpoint(_MonitorCallback):
                                        owner="ModelCheckpoint")
         self.save_freq = save_freq
         self._batches_seen_since_last_saving = 0
-        self._last_batch_seen = None
+        self._last_batch_seen: int | None = None
         self._current_epoch = 0
 
     def wants_batches(self) -> bool:
         return self.save_freq != "epoch"
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if isinstance(self.save_freq, str):  # "epoch", the one string __init__ accepts
             return
         # A batch index that did not move forward starts a new epoch.
         if self._last_batch_seen is None or batch <= self._last_batch_seen:
@@ -277,13 +283,13 @@ class ModelCheckpoint(_MonitorCallback):
             self._batches_seen_since_last_saving = 0
             self._save_model(self._current_epoch, batch, logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         if self.save_freq == "epoch":
             self._save_model(epoch, None, logs)
 
-    def _file_path(self, epoch, batch, logs) -> str:
+    def _file_path(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> str:
         fields = dict(logs or {})
         fields["epoch"] = epoch + 1
         if batch is not None and "batch" not in fields:
@@ -296,7 +302,7 @@ class ModelCheckpoint(_MonitorCallback):
                 f"({', '.join(sorted(fields))}); formatting failed with {type(error).__name__}: {error}",
                 owner="ModelCheckpoint") from None
 
-    def _should_save(self, epoch, logs, filepath) -> bool:
+    def _should_save(self, epoch: int, logs: dict[str, Any] | None, filepath: str) -> bool:
         if not self.save_best_only:
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
@@ -318,7 +324,7 @@ class ModelCheckpoint(_MonitorCallback):
             print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
         return False
 
-    def _save_model(self, epoch, batch, logs):
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
         filepath = self._file_path(epoch, batch, logs)
         if not self._should_save(epoch, logs, filepath):
             return
@@ -334,14 +340,14 @@ class ModelCheckpoint(_MonitorCallback):
 class TerminateOnNaN(Callback):
     """Stop training as soon as a batch's loss is NaN or infinite."""
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 
-def _takes_one_argument(function) -> bool:
+def _takes_one_argument(function: Callable[..., Any]) -> bool:
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
@@ -354,14 +360,15 @@ class LearningRateScheduler(Callback):
     """At each epoch's start, set the learning rate to schedule(epoch, lr) (or schedule(epoch)),
     epoch 0-based; logs the rate as "learning_rate". As keras.callbacks.LearningRateScheduler."""
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
         super().__init__()
         if not callable(schedule):
-            raise InvalidArgumentError("schedule", schedule, "a function (epoch, lr) -> lr", owner="LearningRateScheduler")
+            raise InvalidArgumentError("schedule", schedule, "a function (epoch, lr) -> lr",
+                                       owner="LearningRateScheduler")
         self.schedule = schedule
         self.verbose = verbose
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if _takes_one_argument(self.schedule):
             learning_rate = self.schedule(epoch)
         else:
@@ -373,7 +380,7 @@ class LearningRateScheduler(Callback):
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(learning_rate)}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = self.model.learning_rate
 
@@ -383,8 +390,8 @@ class ReduceLROnPlateau(_MonitorCallback):
     `patience` epochs; then wait `cooldown` epochs; never below min_lr. Logs "learning_rate".
     As keras.callbacks.ReduceLROnPlateau."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
-                 cooldown=0, min_lr=0.0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta=min_delta)
         self.factor = check_number("ReduceLROnPlateau", "factor", factor, low=0.0, high=1.0, high_open=True,
                                    accepted="a number in [0, 1): Keras refuses factor >= 1")
@@ -395,7 +402,7 @@ class ReduceLROnPlateau(_MonitorCallback):
         self.cooldown_counter = 0
         self.wait = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.best = None
         self.cooldown_counter = 0
         self.wait = 0
@@ -403,7 +410,7 @@ class ReduceLROnPlateau(_MonitorCallback):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         logs = logs if logs is not None else {}
@@ -435,19 +442,19 @@ class CSVLogger(Callback):
     """Write each epoch's logs as a row of a CSV file (columns: epoch, then the sorted log names).
     append=True continues an existing file without repeating its header. As keras.callbacks.CSVLogger."""
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         super().__init__()
         self.filename = os.fspath(filename)
         if not isinstance(separator, str) or len(separator) != 1:
             raise InvalidArgumentError("separator", separator, "a one-character string", owner="CSVLogger")
         self.sep = separator
         self.append = check_bool("CSVLogger", "append", append)
-        self.writer = None
-        self.keys = None
+        self.writer: csv.DictWriter[str] | None = None
+        self.keys: list[str] | None = None
         self.append_header = True
-        self.csv_file = None
+        self.csv_file: IO[str] | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.append:
             if os.path.exists(self.filename):
                 with open(self.filename, newline="") as existing:
@@ -461,8 +468,9 @@ class CSVLogger(Callback):
         self.writer = None
         self.keys = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
+        csv_file = cast("IO[str]", self.csv_file)  # opened by on_train_begin
         if self.keys is None:
             self.keys = sorted(logs)
             # Keras' layout: without validation this epoch, reserve the val_ columns anyway.
@@ -474,15 +482,15 @@ class CSVLogger(Callback):
             class Dialect(csv.excel):
                 delimiter = separator
 
-            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch", *self.keys], dialect=Dialect)
+            self.writer = csv.DictWriter(csv_file, fieldnames=["epoch", *self.keys], dialect=Dialect)
             if self.append_header:
                 self.writer.writeheader()
         row = {"epoch": epoch}
         row.update((key, logs.get(key, "NA")) for key in self.keys)
         self.writer.writerow(row)
-        self.csv_file.flush()
+        csv_file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
         self.writer = None
@@ -496,8 +504,10 @@ class LambdaCallback(Callback):
     _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",
               "on_train_batch_begin", "on_train_batch_end")
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
-                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+    def __init__(self, on_epoch_begin: Callable[..., Any] | None = None, on_epoch_end: Callable[..., Any] | None = None,
+                 on_train_begin: Callable[..., Any] | None = None, on_train_end: Callable[..., Any] | None = None,
+                 on_train_batch_begin: Callable[..., Any] | None = None,
+                 on_train_batch_end: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.__dict__.update(kwargs)
         given = dict(zip(self._HOOKS, (on_epoch_begin, on_epoch_end, on_train_begin, on_train_end,

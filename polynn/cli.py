@@ -6,10 +6,16 @@ import argparse
 import os
 import sys
 import textwrap
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
 
 from . import __version__, _registry, plugins
 from .backend import COMPUTED_KINDS
 from .errors import BackendNotInstalledError, PolynnError
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .plugins import BackendEntry
 
 _PLUGIN_MODULE = "polynn.conformance.plugin"
 _ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group (pyproject.toml)
@@ -22,7 +28,7 @@ _ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group
 _OPS_COMPONENTS = (("activation", "custom_activation"), ("loss", "custom_loss"), ("metric", "custom_metric"))
 
 
-def _load(entry):
+def _load(entry: BackendEntry) -> tuple[Backend | None, str, str | None]:
     """(backend or None, status text, engine version)."""
     try:
         backend = plugins.get_backend(entry.name)
@@ -33,7 +39,7 @@ def _load(entry):
     return backend, "ok", backend.engine_version()
 
 
-def _ops_support(backend) -> str:
+def _ops_support(backend: Backend | None) -> str:
     if backend is None:
         return "-"
     missing = [name for kind, name in _OPS_COMPONENTS if backend.implementation(kind, name) is None]
@@ -44,7 +50,7 @@ def _ops_support(backend) -> str:
     return f"partial (lacks {', '.join(missing)})"
 
 
-def lacking(backend) -> dict[str, list[str]]:
+def lacking(backend: Backend) -> dict[str, list[str]]:
     """kind -> names of the registered components of that kind the backend has no implementation of,
     for each computed kind (initializers and schedules are computed by the core for every backend)."""
     plugins.load()  # component plugins register their specs when plugins load
@@ -53,20 +59,20 @@ def lacking(backend) -> dict[str, list[str]]:
             if (missing := [cls.name for cls in _registry.specs(kind) if not backend.supports(cls)])}
 
 
-def _lacking_text(backend) -> str:
+def _lacking_text(backend: Backend | None) -> str:
     if backend is None:
         return "unknown: the backend did not load"
     missing = lacking(backend)
     return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items()) or "none"
 
 
-def _print_table(rows: list[list[str]], out) -> None:
+def _print_table(rows: list[list[str]], out: IO[str]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
 
 
-def cmd_backends(args) -> int:
+def cmd_backends(args: argparse.Namespace) -> int:
     rows = [["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES", "POLYNN.OPS"]]
     lacks = []
     for entry in plugins.backend_entries():
@@ -94,7 +100,7 @@ def cmd_backends(args) -> int:
 # ---- polynn conformance ----------------------------------------------------------------
 
 
-def pytest_arguments(args) -> list[str]:
+def pytest_arguments(args: argparse.Namespace) -> list[str]:
     """The pytest command line that runs the kit's tests as `args` asks."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding polynn/
     # An empty config file keeps the caller's pytest settings (addopts, testpaths) out of the kit.
@@ -117,7 +123,7 @@ def pytest_arguments(args) -> list[str]:
     return argv
 
 
-def cmd_conformance(args) -> int:
+def cmd_conformance(args: argparse.Namespace) -> int:
     try:
         import pytest
     except ImportError:
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from . import _registry, ops
 from ._spec import Component, check_number, resolve, spec
+from ._typing import Tensor
 from .errors import InvalidArgumentError
 
 __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "EPSILON"]
@@ -14,7 +15,7 @@ __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "
 EPSILON = 1e-7
 
 
-def _check_axis(owner, axis):
+def _check_axis(owner: str, axis: Any) -> int | tuple[int, ...]:
     if isinstance(axis, list):
         axis = tuple(axis)
     ok = isinstance(axis, int) and not isinstance(axis, bool)
@@ -24,7 +25,7 @@ def _check_axis(owner, axis):
     return axis
 
 
-def _norms(w, axis):
+def _norms(w: Tensor, axis: int | tuple[int, ...]) -> Tensor:
     return ops.sqrt(ops.sum(w * w, axis=axis, keepdims=True))
 
 
@@ -37,7 +38,7 @@ class Constraint(Component):
 
     kind: ClassVar[str] = "constraint"
 
-    def validate(self):
+    def validate(self) -> None:
         if hasattr(self, "axis"):
             self._set("axis", _check_axis(type(self).__name__, self.axis))
 
@@ -49,13 +50,13 @@ class MaxNorm(Constraint):
     name: ClassVar[str] = "max_norm"
     aliases: ClassVar[tuple] = ("maxnorm",)
     max_value: float = 2.0
-    axis: int = 0
+    axis: int | tuple[int, ...] = 0
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("MaxNorm", "max_value", self.max_value, low=0.0)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         n = _norms(w, self.axis)
         return w * (ops.clip(n, 0, self.max_value) / (EPSILON + n))
 
@@ -67,7 +68,7 @@ class NonNeg(Constraint):
     name: ClassVar[str] = "non_neg"
     aliases: ClassVar[tuple] = ("nonneg",)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         # w * 0 where w < 0 rather than 0: the docstring's product, -0.0 and NaN included.
         return ops.where(ops.greater_equal(w, 0), w, w * 0)
 
@@ -78,9 +79,9 @@ class UnitNorm(Constraint):
 
     name: ClassVar[str] = "unit_norm"
     aliases: ClassVar[tuple] = ("unitnorm",)
-    axis: int = 0
+    axis: int | tuple[int, ...] = 0
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         return w / (EPSILON + _norms(w, self.axis))
 
 
@@ -94,20 +95,20 @@ class MinMaxNorm(Constraint):
     min_value: float = 0.0
     max_value: float = 1.0
     rate: float = 1.0
-    axis: int = 0
+    axis: int | tuple[int, ...] = 0
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("MinMaxNorm", "min_value", self.min_value, low=0.0)
         check_number("MinMaxNorm", "max_value", self.max_value, low=self.min_value,
                      accepted=f"a finite number >= min_value ({self.min_value})")
         check_number("MinMaxNorm", "rate", self.rate, low=0.0, high=1.0)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         n = _norms(w, self.axis)
         desired = self.rate * ops.clip(n, self.min_value, self.max_value) + (1 - self.rate) * n
         return w * (desired / (EPSILON + n))
 
 
-def get(identifier):
+def get(identifier: Any) -> Constraint | None:
     return None if identifier is None else resolve("constraint", identifier)

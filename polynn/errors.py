@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "PolynnError",
@@ -29,7 +30,7 @@ class PolynnError(Exception):
 class InvalidArgumentError(PolynnError, ValueError):
     """An argument has a value outside what is accepted."""
 
-    def __init__(self, name: str, value, accepted: str, *, owner: str | None = None):
+    def __init__(self, name: str, value: Any, accepted: str, *, owner: str | None = None) -> None:
         where = f"{owner}: " if owner else ""
         super().__init__(f"{where}invalid {name}={value!r}; accepted: {accepted}")
         self.name, self.value, self.accepted = name, value, accepted
@@ -46,7 +47,7 @@ class NotSupportedError(PolynnError, AttributeError):
 class UnknownComponentError(PolynnError, ValueError):
     """A component was named that no registry entry answers to."""
 
-    def __init__(self, kind: str, value, known: Iterable[str]):
+    def __init__(self, kind: str, value: Any, known: Iterable[str]) -> None:
         known = sorted(set(known))
         close = difflib.get_close_matches(str(value).lower(), known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -68,7 +69,7 @@ class NotCompiledError(PolynnError, RuntimeError):
 class UnknownBackendError(PolynnError, ValueError):
     """A backend name was given that no installed plugin registers."""
 
-    def __init__(self, value, known: Iterable[str]):
+    def __init__(self, value: Any, known: Iterable[str]) -> None:
         known = sorted(known)
         close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -81,7 +82,7 @@ class UnknownBackendError(PolynnError, ValueError):
 class BackendNotInstalledError(PolynnError, ImportError):
     """A known backend whose engine is not installed."""
 
-    def __init__(self, backend: str, engine: str, install: str, cause: BaseException | None = None):
+    def __init__(self, backend: str, engine: str, install: str, cause: BaseException | None = None) -> None:
         detail = f" ({type(cause).__name__}: {cause})" if cause else ""
         super().__init__(
             f"backend {backend!r} needs the {engine!r} package, which is not installed{detail}. "
@@ -93,7 +94,7 @@ class BackendNotInstalledError(PolynnError, ImportError):
 class UnsupportedComponentError(PolynnError, ValueError):
     """A model uses a component that the chosen backend has no implementation for."""
 
-    def __init__(self, kind: str, name: str, backend: str, supported: Iterable[str] = ()):
+    def __init__(self, kind: str, name: str, backend: str, supported: Iterable[str] = ()) -> None:
         supported = sorted(supported)
         tail = f"; backends implementing it: {', '.join(supported)}" if supported else ""
         super().__init__(

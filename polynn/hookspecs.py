@@ -7,6 +7,8 @@ needs a backend or component. Hooks here are never firstresult: every plugin's a
 
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("polynn")
@@ -20,7 +22,7 @@ COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regular
 
 
 @hookspec
-def polynn_register_backends(register):
+def polynn_register_backends(register: Any) -> None:
     """Register backends by calling ``register`` once per backend.
 
     ``register(name, load, *, engine, install, dtypes=("float32", "float64"), devices=("cpu",))``
@@ -39,7 +41,7 @@ def polynn_register_backends(register):
 
 
 @hookspec
-def polynn_register_components(register):
+def polynn_register_components(register: Any) -> None:
     """Register new component specs, and implementations of components for backends.
 
     ``register(spec_class)`` adds a spec class (a frozen dataclass subclassing one of polynn's

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class Zeros(Initializer):
     name: ClassVar[str] = "zeros"
     aliases: ClassVar[tuple] = ("zero",)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(shape)
 
 
@@ -58,7 +58,7 @@ class Ones(Initializer):
     name: ClassVar[str] = "ones"
     aliases: ClassVar[tuple] = ("one",)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return np.ones(shape)
 
 
@@ -69,10 +69,10 @@ class Constant(Initializer):
     name: ClassVar[str] = "constant"
     value: float = 0.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("Constant", "value", self.value)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return np.full(shape, float(self.value))
 
 
@@ -85,12 +85,12 @@ class RandomUniform(Initializer):
     minval: float = -0.05
     maxval: float = 0.05
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("RandomUniform", "minval", self.minval)
         check_number("RandomUniform", "maxval", self.maxval, low=self.minval, low_open=True,
                      accepted=f"a finite number > minval ({self.minval})")
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(self.minval, self.maxval, size=shape)
 
 
@@ -103,15 +103,15 @@ class RandomNormal(Initializer):
     mean: float = 0.0
     stddev: float = 0.05
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("RandomNormal", "mean", self.mean)
         check_number("RandomNormal", "stddev", self.stddev, low=0.0)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return rng.normal(self.mean, self.stddev, size=shape)
 
 
-def _truncated_standard_normal(shape, rng):
+def _truncated_standard_normal(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     """N(0, 1) restricted to [-2, 2], by redrawing the values that fall outside."""
     out = rng.standard_normal(size=shape)
     bad = np.abs(out) > 2.0
@@ -129,11 +129,11 @@ class TruncatedNormal(Initializer):
     mean: float = 0.0
     stddev: float = 0.05
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("TruncatedNormal", "mean", self.mean)
         check_number("TruncatedNormal", "stddev", self.stddev, low=0.0)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return self.mean + self.stddev * _truncated_standard_normal(shape, rng)
 
 
@@ -154,13 +154,13 @@ class VarianceScaling(Initializer):
     mode: str = "fan_in"
     distribution: str = "truncated_normal"
 
-    def validate(self):
+    def validate(self) -> None:
         owner = type(self).__name__
         check_number(owner, "scale", self.scale, low=0.0, low_open=True)
         check_choice(owner, "mode", self.mode, ("fan_in", "fan_out", "fan_avg"))
         check_choice(owner, "distribution", self.distribution, ("truncated_normal", "untruncated_normal", "uniform"))
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         fan_in, fan_out = compute_fans(tuple(shape))
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         s = self.scale / max(1.0, n)
@@ -172,8 +172,9 @@ class VarianceScaling(Initializer):
         return (math.sqrt(s) / _TRUNCATION_STD) * _truncated_standard_normal(shape, rng)
 
 
-def _variance_scaling_preset(class_name: str, registry_name: str, scale: float, mode: str, distribution: str, doc: str):
-    def sample(self, shape, rng):
+def _variance_scaling_preset(class_name: str, registry_name: str, scale: float, mode: str, distribution: str,
+                             doc: str) -> type[Initializer]:
+    def sample(self: Initializer, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return VarianceScaling(scale, mode, distribution).sample(shape, rng)
 
     cls = type(class_name, (Initializer,), {
@@ -209,10 +210,10 @@ class Orthogonal(Initializer):
     name: ClassVar[str] = "orthogonal"
     gain: float = 1.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("Orthogonal", "gain", self.gain)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if len(shape) < 2:
             raise InvalidArgumentError("shape", tuple(shape), "at least 2 dimensions", owner="Orthogonal")
         rows = int(np.prod(shape[:-1]))
@@ -232,14 +233,14 @@ class Identity(Initializer):
     name: ClassVar[str] = "identity"
     gain: float = 1.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("Identity", "gain", self.gain)
 
-    def sample(self, shape, rng):
+    def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if len(shape) != 2:
             raise InvalidArgumentError("shape", tuple(shape), "exactly 2 dimensions", owner="Identity")
         return self.gain * np.eye(*shape)
 
 
-def get(identifier) -> Initializer:
+def get(identifier: Any) -> Initializer:
     return resolve("initializer", identifier)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from . import _registry, ops
 from . import activations as _activations
 from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, resolve, spec
+from ._typing import Tensor
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .constraints import Constraint
+    from .initializers import Initializer
+    from .regularizers import Regularizer
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get"]
 
@@ -17,9 +24,9 @@ class WeightSpec(NamedTuple):
 
     name: str
     shape: tuple
-    initializer: Component
-    regularizer: Component | None
-    constraint: Component | None
+    initializer: Initializer
+    regularizer: Regularizer | None
+    constraint: Constraint | None
 
 
 @_registry.register_base
@@ -35,6 +42,12 @@ class Layer(Component):
     """
 
     kind: ClassVar[str] = "layer"
+
+    if TYPE_CHECKING:
+        # For type checkers only: a class without `call` has no shared implementation (a backend
+        # must have its own), so the base defines none.
+        def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+                 activation: Callable[[Tensor], Tensor] | None = None) -> Tensor: ...
 
     @property
     def declared_input_shape(self) -> tuple | None:
@@ -55,16 +68,17 @@ class Input(Layer):
     aliases: ClassVar[tuple] = ("inputlayer",)
     shape: tuple = ()
 
-    def validate(self):
+    def validate(self) -> None:
         self._set("shape", check_shape("Input", "shape", self.shape))
         if not self.shape:
             raise InvalidArgumentError("shape", self.shape, "a non-empty tuple of positive integers", owner="Input")
 
     @property
-    def declared_input_shape(self):
+    def declared_input_shape(self) -> tuple | None:
         return self.shape
 
-    def call(self, params, x, mask=None, activation=None):
+    def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+             activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         return x
 
 
@@ -83,24 +97,26 @@ class Dense(Layer):
 
     name: ClassVar[str] = "dense"
     units: int = 1
-    activation: Component = component_field("activation", None)
+    # Component fields are typed Any: each takes a name, a config dict, a class or an instance, and
+    # holds the resolved spec once constructed.
+    activation: Any = component_field("activation", None)
     use_bias: bool = True
-    kernel_initializer: Component = component_field("initializer", "glorot_uniform", optional=False)
-    bias_initializer: Component = component_field("initializer", "zeros", optional=False)
-    kernel_regularizer: Component | None = component_field("regularizer")
-    bias_regularizer: Component | None = component_field("regularizer")
-    activity_regularizer: Component | None = component_field("regularizer")
-    kernel_constraint: Component | None = component_field("constraint")
-    bias_constraint: Component | None = component_field("constraint")
+    kernel_initializer: Any = component_field("initializer", "glorot_uniform", optional=False)
+    bias_initializer: Any = component_field("initializer", "zeros", optional=False)
+    kernel_regularizer: Any = component_field("regularizer")
+    bias_regularizer: Any = component_field("regularizer")
+    activity_regularizer: Any = component_field("regularizer")
+    kernel_constraint: Any = component_field("constraint")
+    bias_constraint: Any = component_field("constraint")
     input_dim: int | None = None
     input_shape: tuple | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.activation is None:
             object.__setattr__(self, "activation", _activations.Linear())
         super().__post_init__()
 
-    def validate(self):
+    def validate(self) -> None:
         check_positive_int("Dense", "units", self.units)
         check_bool("Dense", "use_bias", self.use_bias)
         if self.input_dim is not None:
@@ -112,12 +128,12 @@ class Dense(Layer):
                     "input_shape", self.input_shape, f"a shape ending in input_dim={self.input_dim}", owner="Dense")
 
     @property
-    def declared_input_shape(self):
+    def declared_input_shape(self) -> tuple | None:
         if self.input_shape is not None:
             return self.input_shape
         return None if self.input_dim is None else (self.input_dim,)
 
-    def weights(self, input_shape):
+    def weights(self, input_shape: tuple) -> list[WeightSpec]:
         kernel = WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
                             self.kernel_regularizer, self.kernel_constraint)
         if not self.use_bias:
@@ -125,10 +141,11 @@ class Dense(Layer):
         bias = WeightSpec("bias", (self.units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         return [kernel, bias]
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: tuple) -> tuple:
         return (*input_shape[:-1], self.units)
 
-    def call(self, params, x, mask=None, activation=None):
+    def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+             activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         z = ops.matmul(x, params[0])
         if self.use_bias:
             z = z + params[1]
@@ -150,7 +167,7 @@ class Dropout(Layer):
     noise_shape: tuple | None = None
     seed: int | None = None
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("Dropout", "rate", self.rate, low=0.0, high=1.0, high_open=True)
         if self.noise_shape is not None:
             self._set("noise_shape", check_shape("Dropout", "noise_shape", self.noise_shape, allow_none=True))
@@ -163,11 +180,13 @@ class Dropout(Layer):
             return tuple(batch_input_shape)
         if len(self.noise_shape) != len(batch_input_shape):
             raise InvalidArgumentError(
-                "noise_shape", self.noise_shape, f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
+                "noise_shape", self.noise_shape,
+                f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
                 owner="Dropout")
         return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_input_shape))
 
-    def call(self, params, x, mask=None, activation=None):
+    def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+             activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         return x if mask is None else x * mask
 
 
@@ -176,12 +195,13 @@ class Activation(Layer):
     """y = activation(x)."""
 
     name: ClassVar[str] = "activation"
-    activation: Component = component_field("activation", "linear", optional=False)
+    activation: Any = component_field("activation", "linear", optional=False)  # a name, config or spec
 
-    def call(self, params, x, mask=None, activation=None):
+    def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+             activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         return (self.activation.call if activation is None else activation)(x)
 
 
-def get(identifier) -> Layer:
+def get(identifier: Any) -> Layer:
     return resolve("layer", identifier)
 

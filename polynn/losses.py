@@ -20,18 +20,24 @@ sparse labels, hinge labels, normalisation, unit vectors) are shared by losses a
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 from . import _custom, _reference, _registry, ops
 from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
+from ._typing import Tensor
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
     "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh", "Hinge",
-    "SquaredHinge", "CustomLoss", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON", "REDUCTIONS",
+    "SquaredHinge", "CustomLoss", "CategoricalHinge", "KLDivergence", "Poisson", "CosineSimilarity", "get", "EPSILON",
+    "REDUCTIONS",
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
     "mean_squared_logarithmic_error", "msle", "binary_crossentropy", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "huber", "log_cosh", "hinge", "squared_hinge", "categorical_hinge",
@@ -41,7 +47,8 @@ __all__ = [
 EPSILON = 1e-7
 
 
-def reduce(spec, values, w, dtype, gradient=False):
+def reduce(spec: Loss, values: np.ndarray, w: np.ndarray | None, dtype: DTypeLike,
+           gradient: bool = False) -> tuple[Any, np.ndarray | None]:
     """The reduced loss of per-sample NumPy `values` with sample weights `w` (a vector, or None:
     all 1) as this module's docstring says, for `spec.reduction`, and, when `gradient`,
     d(reduced)/d(values) (else None): (reduced, gradient)."""
@@ -79,21 +86,22 @@ REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
 # ---- helpers shared by the losses and metrics, written on polynn.ops -----------------------
 
 
-def smooth_binary_labels(y, label_smoothing):
+def smooth_binary_labels(y: Tensor, label_smoothing: float) -> Tensor:
     """y * (1 - label_smoothing) + 0.5 * label_smoothing (y itself when label_smoothing is 0)."""
     if label_smoothing:
         return y * (1 - label_smoothing) + 0.5 * label_smoothing
     return y
 
 
-def smooth_categorical_labels(y, label_smoothing, axis=-1):
+def smooth_categorical_labels(y: Tensor, label_smoothing: float, axis: int = -1) -> Tensor:
     """y * (1 - label_smoothing) + label_smoothing / K, K the number of classes along axis."""
     if label_smoothing:
-        return y * (1 - label_smoothing) + label_smoothing / ops.shape(y)[axis]
+        classes = cast(int, ops.shape(y)[axis])  # a static size: the model's output units
+        return y * (1 - label_smoothing) + label_smoothing / classes
     return y
 
 
-def sparse_labels(y_true, y_pred):
+def sparse_labels(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Integer class labels (int64) shaped like y_pred without its class axis: y_true has that
     shape, or one more trailing axis of 1, which is dropped."""
     y_shape, p_shape = ops.shape(y_true), ops.shape(y_pred)
@@ -102,19 +110,19 @@ def sparse_labels(y_true, y_pred):
     return ops.cast(y_true, "int64")
 
 
-def hinge_labels(y):
+def hinge_labels(y: Tensor) -> Tensor:
     """0/1 labels become -1/1 when every label of the batch is 0 or 1; others pass unchanged.
     A select, not a branch, so an engine never waits for the test's value."""
     other = ops.logical_not(ops.logical_or(ops.equal(y, 0), ops.equal(y, 1)))
     return ops.where(ops.equal(ops.sum(other), 0), 2 * y - 1, y)
 
 
-def normalized(p, axis=-1):
+def normalized(p: Tensor, axis: int = -1) -> Tensor:
     """p / sum(p, axis): predictions made a distribution along axis."""
     return p / ops.sum(p, axis=axis, keepdims=True)
 
 
-def unit_vectors(x, axis=-1):
+def unit_vectors(x: Tensor, axis: int = -1) -> Tensor:
     """x / max(||x||, EPSILON), norms along axis. Where ||x|| <= EPSILON the divisor is the constant
     EPSILON (gradient 1 / EPSILON); elsewhere the norm is differentiated."""
     squares = ops.sum(x * x, axis=axis, keepdims=True)
@@ -124,7 +132,7 @@ def unit_vectors(x, axis=-1):
     return x / ops.where(large, norm, EPSILON)
 
 
-def log_probabilities(p, from_logits, axis=-1):
+def log_probabilities(p: Tensor, from_logits: bool, axis: int = -1) -> Tensor:
     """log q of the class probabilities: log_softmax(p) for logits, else
     log(clip(p / sum(p), EPSILON, 1 - EPSILON)) (the gradient zero where the clip is active)."""
     if from_logits:
@@ -132,7 +140,7 @@ def log_probabilities(p, from_logits, axis=-1):
     return ops.log(ops.clip(normalized(p, axis), EPSILON, 1 - EPSILON))
 
 
-def positive_part(x):
+def positive_part(x: Tensor) -> Tensor:
     """max(x, 0), with slope 0 at x == 0 (a select on x > 0), as the hinges' kinks take."""
     return ops.where(ops.greater(x, 0), x, 0.0)
 
@@ -150,7 +158,14 @@ class Loss(Component):
     # True when y_true holds class indices rather than one value per output unit.
     sparse_labels: ClassVar[bool] = False
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    if TYPE_CHECKING:
+        # For type checkers only: every loss declares the field (polynn._registry.REQUIRED); a class
+        # without `call` has no shared implementation (a backend must have its own).
+        reduction: str
+
+        def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor: ...
+
+    def __call__(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> Any:
         values = _reference.loss_values(self, y_true, y_pred)
         w = _reference.weights(sample_weight, values)
         if self.reduction == "none":
@@ -158,7 +173,7 @@ class Loss(Component):
         reduced, _ = reduce(self, values, w, values.dtype)
         return reduced
 
-    def validate(self):
+    def validate(self) -> None:
         owner = type(self).__name__
         if self.reduction is None:
             self._set("reduction", "none")
@@ -180,7 +195,7 @@ class MeanSquaredError(Loss):
     aliases: ClassVar[tuple] = ("mse",)
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         d = y_pred - y_true
         return ops.mean(d * d, axis=-1)
 
@@ -194,7 +209,7 @@ class MeanAbsoluteError(Loss):
     aliases: ClassVar[tuple] = ("mae",)
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return ops.mean(ops.abs(y_pred - y_true), axis=-1)
 
 
@@ -217,7 +232,7 @@ class BinaryCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y = smooth_binary_labels(y_true, self.label_smoothing)
         if self.from_logits:
             # max(x, 0) and -|x| as selects on x >= 0: at x == 0 their slopes add up to
@@ -249,7 +264,7 @@ class CategoricalCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y = smooth_categorical_labels(y_true, self.label_smoothing, self.axis)
         return -ops.sum(y * log_probabilities(y_pred, self.from_logits, self.axis), axis=self.axis)
 
@@ -269,7 +284,7 @@ class SparseCategoricalCrossentropy(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         labels = ops.expand_dims(sparse_labels(y_true, y_pred), self.axis)
         logq = log_probabilities(y_pred, self.from_logits, self.axis)
         return -ops.squeeze(ops.take_along_axis(logq, labels, self.axis), axis=self.axis)
@@ -284,7 +299,7 @@ class MeanAbsolutePercentageError(Loss):
     aliases: ClassVar[tuple] = ("mape",)
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # abs has slope 0 at 0: no gradient where y_pred == y_true.
         return 100 * ops.mean(ops.abs((y_true - y_pred) / ops.maximum(ops.abs(y_true), EPSILON)), axis=-1)
 
@@ -299,7 +314,7 @@ class MeanSquaredLogarithmicError(Loss):
     aliases: ClassVar[tuple] = ("msle",)
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # A select on y_pred > EPSILON: no gradient at the bound itself (maximum would pass it).
         shifted = ops.where(ops.greater(y_pred, EPSILON), y_pred, EPSILON) + 1
         d = ops.log(shifted) - ops.log(ops.maximum(y_true, EPSILON) + 1)
@@ -316,11 +331,11 @@ class Huber(Loss):
     delta: float = 1.0
     reduction: str = "sum_over_batch_size"
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Huber", "delta", self.delta, low=0.0, low_open=True)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # At |d| == delta the quadratic side is chosen: slope d (= delta sign(d)).
         d = y_pred - y_true
         a = ops.abs(d)
@@ -337,7 +352,7 @@ class LogCosh(Loss):
     aliases: ClassVar[tuple] = ("logcosh",)
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         d = y_pred - y_true
         return ops.mean(d + ops.softplus(-2 * d) - math.log(2.0), axis=-1)
 
@@ -354,7 +369,7 @@ class Hinge(_HingeLoss):
     name: ClassVar[str] = "hinge"
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return ops.mean(positive_part(1 - hinge_labels(y_true) * y_pred), axis=-1)
 
 
@@ -366,7 +381,7 @@ class SquaredHinge(_HingeLoss):
     name: ClassVar[str] = "squared_hinge"
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         m = positive_part(1 - hinge_labels(y_true) * y_pred)
         return ops.mean(m * m, axis=-1)
 
@@ -381,7 +396,7 @@ class CategoricalHinge(Loss):
     name: ClassVar[str] = "categorical_hinge"
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         pos = ops.sum(y_true * y_pred, axis=-1)
         # max shares its gradient evenly among tied classes; slope 0 at the kink itself.
         neg = ops.max((1 - y_true) * y_pred, axis=-1)
@@ -397,7 +412,7 @@ class KLDivergence(Loss):
     aliases: ClassVar[tuple] = ("kld", "kullback_leibler_divergence")
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # clip passes the gradient on [EPSILON, 1], both ends included.
         t = ops.clip(y_true, EPSILON, 1)
         return ops.sum(t * ops.log(t / ops.clip(y_pred, EPSILON, 1)), axis=-1)
@@ -410,7 +425,7 @@ class Poisson(Loss):
     name: ClassVar[str] = "poisson"
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return ops.mean(y_pred - y_true * ops.log(y_pred + EPSILON), axis=-1)
 
 
@@ -424,7 +439,7 @@ class CosineSimilarity(Loss):
     axis: int = -1
     reduction: str = "sum_over_batch_size"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return -ops.sum(unit_vectors(y_true, self.axis) * unit_vectors(y_pred, self.axis), axis=self.axis)
 
 
@@ -435,21 +450,21 @@ class CustomLoss(Loss):
 
     name: ClassVar[str] = "custom_loss"
     enumerable: ClassVar[bool] = False
-    function: object = None
+    function: Any = None  # a callable, or the name it was registered under
     reduction: str = "sum_over_batch_size"
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         FunctionField.validate(self)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return _custom.per_sample_values(self, y_true, y_pred)
 
 
-def _function(cls):
+def _function(cls: type[Loss]) -> Callable[..., Any]:
     """Keras's loss functions: f(y_true, y_pred, **options) -> per-sample values."""
 
-    def call(loss, y_true, y_pred):
+    def call(loss: Loss, y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
         return _reference.loss_values(loss, y_true, y_pred)
 
     return as_function(cls, call)
@@ -472,7 +487,7 @@ poisson = _function(Poisson)
 cosine_similarity = _function(CosineSimilarity)
 
 
-def get(identifier) -> Loss:
+def get(identifier: Any) -> Loss:
     if identifier is None:
         raise InvalidArgumentError("loss", None, "a loss name, such as 'binary_crossentropy', or a Loss object")
     return resolve("loss", identifier)

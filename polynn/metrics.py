@@ -14,13 +14,28 @@ increment for a batch; a backend runs them unless it registers an override.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from . import _custom, _reference, _registry, losses, ops
-from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, check_positive_int, resolve, spec
+from ._spec import (
+    Component,
+    FunctionField,
+    as_function,
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    resolve,
+    spec,
+)
+from ._typing import Tensor
 from .errors import InvalidArgumentError, UnknownComponentError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "Metric", "MeanMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
@@ -34,12 +49,12 @@ __all__ = [
 ]
 
 
-def indicator(condition, like):
+def indicator(condition: Tensor, like: Tensor) -> Tensor:
     """1 where condition holds, else 0, in like's float dtype."""
     return ops.cast(condition, ops.dtype(like))
 
 
-def element_weights(sample_weight, like):
+def element_weights(sample_weight: Tensor | None, like: Tensor) -> Tensor:
     """The sample weights (one per sample) broadcast over like's elements; ones without weights."""
     if sample_weight is None:
         return ops.ones_like(like)
@@ -47,7 +62,7 @@ def element_weights(sample_weight, like):
     return ops.reshape(sample_weight, (-1, *trailing)) * ops.ones_like(like)
 
 
-def in_top_k(labels, y_pred, k):
+def in_top_k(labels: Tensor, y_pred: Tensor, k: int) -> Tensor:
     """1 where fewer than k classes score strictly above the labelled class (ties count for it)."""
     true_score = ops.take_along_axis(y_pred, ops.expand_dims(labels, -1), -1)
     return indicator(ops.less(ops.sum(ops.greater(y_pred, true_score), axis=-1), k), y_pred)
@@ -82,7 +97,7 @@ class Metric(Component, abc.ABC):
             object.__setattr__(self, "_state", state)
         return state
 
-    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+    def update_state(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> None:
         y, p = _reference.pair(self, y_true, y_pred)
         w = _reference.weights(sample_weight, p)
         impl = _reference.implementation("metric", self.name)
@@ -107,7 +122,11 @@ class Metric(Component, abc.ABC):
 class MeanMetric(Metric):
     """Sample-weighted mean of a per-sample value v: state [sum(w * v), sum(w)]."""
 
-    def compute(self, state):
+    if TYPE_CHECKING:
+        # For type checkers only: a class without `call` has no shared implementation.
+        def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor: ...
+
+    def compute(self, state: np.ndarray) -> float:
         total, count = float(state[0]), float(state[1])
         return total / count if count else 0.0
 
@@ -123,7 +142,7 @@ class Accuracy(MeanMetric):
     name: ClassVar[str] = "exact_accuracy"
     aliases: ClassVar[tuple] = ()
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return ops.mean(indicator(ops.equal(y_true, y_pred), y_pred), axis=-1)
 
 
@@ -134,10 +153,10 @@ class BinaryAccuracy(MeanMetric):
     name: ClassVar[str] = "binary_accuracy"
     threshold: float = 0.5
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("BinaryAccuracy", "threshold", self.threshold)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # The labels meet the predicted booleans as NumPy compares them: True == 1.0, False == 0.0.
         return ops.mean(indicator(ops.equal(y_true, ops.greater(y_pred, self.threshold)), y_pred), axis=-1)
 
@@ -148,7 +167,7 @@ class CategoricalAccuracy(MeanMetric):
 
     name: ClassVar[str] = "categorical_accuracy"
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return indicator(ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1)), y_pred)
 
 
@@ -159,7 +178,7 @@ class SparseCategoricalAccuracy(MeanMetric):
     name: ClassVar[str] = "sparse_categorical_accuracy"
     sparse_labels: ClassVar[bool] = True
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return indicator(ops.equal(losses.sparse_labels(y_true, y_pred), ops.argmax(y_pred, axis=-1)), y_pred)
 
 
@@ -170,8 +189,8 @@ class MeanSquaredError(MeanMetric):
     name: ClassVar[str] = "mean_squared_error"
     aliases: ClassVar[tuple] = ("mse",)
 
-    def call(self, y_true, y_pred):
-        return losses.MeanSquaredError.call(self, y_true, y_pred)
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return losses.MeanSquaredError.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 @spec
@@ -181,8 +200,8 @@ class MeanAbsoluteError(MeanMetric):
     name: ClassVar[str] = "mean_absolute_error"
     aliases: ClassVar[tuple] = ("mae",)
 
-    def call(self, y_true, y_pred):
-        return losses.MeanAbsoluteError.call(self, y_true, y_pred)
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return losses.MeanAbsoluteError.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 @spec
@@ -193,11 +212,11 @@ class RootMeanSquaredError(MeanMetric):
     name: ClassVar[str] = "root_mean_squared_error"
     aliases: ClassVar[tuple] = ("rmse",)
 
-    def compute(self, state):
+    def compute(self, state: np.ndarray) -> float:
         total, count = float(state[0]), float(state[1])
         return float(np.sqrt(total / count)) if count else 0.0
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         d = y_pred - y_true
         return d * d
 
@@ -209,8 +228,8 @@ class MeanAbsolutePercentageError(MeanMetric):
     name: ClassVar[str] = "mean_absolute_percentage_error"
     aliases: ClassVar[tuple] = ("mape",)
 
-    def call(self, y_true, y_pred):
-        return losses.MeanAbsolutePercentageError.call(self, y_true, y_pred)
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return losses.MeanAbsolutePercentageError.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 @spec
@@ -221,10 +240,10 @@ class TopKCategoricalAccuracy(MeanMetric):
     name: ClassVar[str] = "top_k_categorical_accuracy"
     k: int = 5
 
-    def validate(self):
+    def validate(self) -> None:
         check_positive_int("TopKCategoricalAccuracy", "k", self.k)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return in_top_k(ops.argmax(y_true, axis=-1), y_pred, self.k)
 
 
@@ -236,10 +255,10 @@ class SparseTopKCategoricalAccuracy(MeanMetric):
     sparse_labels: ClassVar[bool] = True
     k: int = 5
 
-    def validate(self):
+    def validate(self) -> None:
         check_positive_int("SparseTopKCategoricalAccuracy", "k", self.k)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return in_top_k(losses.sparse_labels(y_true, y_pred), y_pred, self.k)
 
 
@@ -252,13 +271,13 @@ class BinaryCrossentropy(MeanMetric):
     label_smoothing: float = 0.0
     axis: int = -1
 
-    def validate(self):
+    def validate(self) -> None:
         check_bool("BinaryCrossentropy", "from_logits", self.from_logits)
         check_number("BinaryCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # The loss's call reads only the options this metric carries too.
-        return losses.BinaryCrossentropy.call(self, y_true, y_pred)
+        return losses.BinaryCrossentropy.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 @spec
@@ -270,12 +289,12 @@ class CategoricalCrossentropy(MeanMetric):
     label_smoothing: float = 0.0
     axis: int = -1
 
-    def validate(self):
+    def validate(self) -> None:
         check_bool("CategoricalCrossentropy", "from_logits", self.from_logits)
         check_number("CategoricalCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
 
-    def call(self, y_true, y_pred):
-        return losses.CategoricalCrossentropy.call(self, y_true, y_pred)
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return losses.CategoricalCrossentropy.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 @spec
@@ -287,25 +306,31 @@ class SparseCategoricalCrossentropy(MeanMetric):
     from_logits: bool = False
     axis: int = -1
 
-    def validate(self):
+    def validate(self) -> None:
         check_bool("SparseCategoricalCrossentropy", "from_logits", self.from_logits)
 
-    def call(self, y_true, y_pred):
-        return losses.SparseCategoricalCrossentropy.call(self, y_true, y_pred)
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        return losses.SparseCategoricalCrossentropy.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
 
 
 class _ConfusionMetric(Metric):
     """Counts over every element: a prediction is positive when y_pred > threshold, a label when
     y_true != 0; each element counts with its sample's weight. class_id keeps one column."""
 
-    def validate(self):
+    if TYPE_CHECKING:
+        # For type checkers only: the fields every subclass declares.
+        thresholds: float
+        class_id: int | None
+
+    def validate(self) -> None:
         owner = type(self).__name__
         check_number(owner, "thresholds", self.thresholds, low=0.0, high=1.0)
         if self.class_id is not None:
             if isinstance(self.class_id, bool) or not isinstance(self.class_id, int) or self.class_id < 0:
                 raise InvalidArgumentError("class_id", self.class_id, "None or an integer >= 0", owner=owner)
 
-    def _confusion_inputs(self, y_true, y_pred, sample_weight):
+    def _confusion_inputs(self, y_true: Tensor, y_pred: Tensor,
+                          sample_weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """(predicted positive, labelled positive, element weights) of the kept column(s)."""
         if self.class_id is not None:
             # A column kept as an axis of 1, through an op (indexing is not in the ops contract).
@@ -314,7 +339,7 @@ class _ConfusionMetric(Metric):
                 element_weights(sample_weight, y_pred))
 
     @staticmethod
-    def _counts(weights, *masks):
+    def _counts(weights: Tensor, *masks: Tensor) -> Tensor:
         """[sum of the weights where each mask holds], summed in the weights' dtype, as float64."""
         return ops.cast(ops.stack([ops.sum(ops.where(mask, weights, 0.0)) for mask in masks]), "float64")
 
@@ -327,11 +352,11 @@ class Precision(_ConfusionMetric):
     thresholds: float = 0.5
     class_id: int | None = None
 
-    def compute(self, state):
+    def compute(self, state: np.ndarray) -> float:
         tp, fp = float(state[0]), float(state[1])
         return tp / (tp + fp) if tp + fp else 0.0
 
-    def increment(self, y_true, y_pred, sample_weight):
+    def increment(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None) -> Tensor:
         predicted, actual, weights = self._confusion_inputs(y_true, y_pred, sample_weight)
         return self._counts(weights, ops.logical_and(predicted, actual),
                             ops.logical_and(predicted, ops.logical_not(actual)))
@@ -345,11 +370,11 @@ class Recall(_ConfusionMetric):
     thresholds: float = 0.5
     class_id: int | None = None
 
-    def compute(self, state):
+    def compute(self, state: np.ndarray) -> float:
         tp, fn = float(state[0]), float(state[1])
         return tp / (tp + fn) if tp + fn else 0.0
 
-    def increment(self, y_true, y_pred, sample_weight):
+    def increment(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None) -> Tensor:
         predicted, actual, weights = self._confusion_inputs(y_true, y_pred, sample_weight)
         return self._counts(weights, ops.logical_and(predicted, actual),
                             ops.logical_and(ops.logical_not(predicted), actual))
@@ -371,7 +396,7 @@ class AUC(Metric):
     summation_method: str = "interpolation"
     from_logits: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         check_positive_int("AUC", "num_thresholds", self.num_thresholds)
         if self.num_thresholds < 2:
             raise InvalidArgumentError("num_thresholds", self.num_thresholds, "an integer > 1", owner="AUC")
@@ -381,7 +406,7 @@ class AUC(Metric):
         check_bool("AUC", "from_logits", self.from_logits)
 
     @property
-    def state_size(self) -> int:
+    def state_size(self) -> int:  # type: ignore[override]  # the base's class variable, here from a field
         return 4 * self.num_thresholds
 
     def thresholds(self) -> np.ndarray:
@@ -389,7 +414,7 @@ class AUC(Metric):
         inner = [(i + 1) * 1.0 / (t - 1) for i in range(t - 2)]
         return np.array([0.0 - 1e-7, *inner, 1.0 + 1e-7])
 
-    def increment(self, y_true, y_pred, sample_weight):
+    def increment(self, y_true: Tensor, y_pred: Tensor, sample_weight: Tensor | None) -> Tensor:
         if self.from_logits:
             y_pred = ops.sigmoid(y_pred)
         # The thresholds rounded once from float64 to the scores' dtype, as on every backend.
@@ -402,11 +427,11 @@ class AUC(Metric):
         tp, fp = ops.matmul(above, pos), ops.matmul(above, neg)
         return ops.cast(ops.concatenate([tp, fp, ops.sum(neg) - fp, ops.sum(pos) - tp]), "float64")
 
-    def compute(self, state):
+    def compute(self, state: np.ndarray) -> float:
         t = self.num_thresholds
         tp, fp, tn, fn = (np.asarray(state[k * t:(k + 1) * t], dtype=np.float64) for k in range(4))
 
-        def ratio(a, b):
+        def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
 
         if self.curve == "PR" and self.summation_method == "interpolation":
@@ -440,19 +465,19 @@ class CustomMetric(MeanMetric):
 
     name: ClassVar[str] = "custom_metric"
     enumerable: ClassVar[bool] = False
-    function: object = None
+    function: Any = None  # a callable, or the name it was registered under
 
-    def validate(self):
+    def validate(self) -> None:
         FunctionField.validate(self)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return _custom.per_sample_values(self, y_true, y_pred)
 
 
-def _function(cls):
+def _function(cls: type[Metric]) -> Callable[..., Any]:
     """Keras's metric functions: f(y_true, y_pred, **options) -> per-sample values."""
 
-    def call(metric, y_true, y_pred):
+    def call(metric: Metric, y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
         return _reference.metric_values(metric, y_true, y_pred)
 
     return as_function(cls, call)
@@ -482,7 +507,7 @@ def resolve_accuracy(y_true_shape: tuple, y_pred_shape: tuple) -> Metric:
     return CategoricalAccuracy()
 
 
-def get(identifier) -> Metric:
+def get(identifier: Any) -> Metric:
     if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
         raise InvalidArgumentError(
             "metric", identifier, "'accuracy' only inside compile(metrics=[...]), where shapes resolve it"

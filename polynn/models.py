@@ -6,18 +6,39 @@ import dataclasses
 import inspect
 import os
 import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
-from . import _registry, _training, metrics as _metrics, plugins
-from . import losses as _losses, optimizers as _optimizers, random as _random, schedules as _schedules
+from . import _registry, _training, plugins
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from . import random as _random
+from . import schedules as _schedules
 from ._spec import FunctionField, check_arguments, check_choice, check_number, check_positive_int, resolve
-from .backend import Plan, Runtime
-from .errors import (InvalidArgumentError, NotCompiledError, NotSupportedError, PluginError, PolynnError,
-                     ShapeMismatchError)
 from ._summary import summary_lines
+from .backend import Plan, Runtime
+from .errors import (
+    InvalidArgumentError,
+    NotCompiledError,
+    NotSupportedError,
+    PluginError,
+    PolynnError,
+    ShapeMismatchError,
+)
 from .hookspecs import DTYPES
-from .layers import Dropout, Input, Layer
+from .layers import Dropout, Input, Layer, WeightSpec
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .backend import Backend
+    from .callbacks import Callback, History
+    from .losses import Loss
+    from .metrics import Metric
+    from .optimizers import Optimizer
 
 __all__ = ["Sequential", "load_model"]
 
@@ -25,13 +46,14 @@ __all__ = ["Sequential", "load_model"]
 class _Compiled:
     """What compile() fixed: the components, the backend, and the plan and runtime built from them."""
 
-    def __init__(self, optimizer, loss, metric_ids, weighted_ids, backend, dtype, seed, steps_per_execution, device):
+    def __init__(self, optimizer: Optimizer, loss: Loss | None, metric_ids: list[Any], weighted_ids: list[Any],
+                 backend: Backend, dtype: str, seed: int, steps_per_execution: int | str, device: str | None) -> None:
         self.optimizer, self.loss = optimizer, loss
         # As given to compile(): `metrics` ignore sample and class weights, `weighted_metrics` use them.
         self.metric_ids, self.weighted_ids = metric_ids, weighted_ids
         self.backend, self.dtype, self.seed = backend, dtype, seed
         self.steps_per_execution, self.device = steps_per_execution, device
-        self.runtime = None
+        self.runtime: Runtime | None = None
         self.plan: Plan | None = None  # the runtime's; its metrics resolved from the last data's labels
         self.metric_names: list[str] = []  # the log name of each plan metric
         self.learning_rate: float | None = None  # set by callbacks that change the rate
@@ -66,7 +88,7 @@ _KERAS_ATTRIBUTES = {
 }
 
 
-def _refuse_unsupported(method: str, bound, unsupported: dict) -> None:
+def _refuse_unsupported(method: str, bound: Callable[..., Any], unsupported: dict[str, Any]) -> None:
     """A keyword the method lacks: an InvalidArgumentError naming it and the accepted ones (and why,
     for Keras arguments polynn does not take) instead of Python's TypeError."""
     if unsupported:
@@ -74,7 +96,7 @@ def _refuse_unsupported(method: str, bound, unsupported: dict) -> None:
         check_arguments(method, accepted, (), unsupported, hints=_KERAS_ONLY)
 
 
-def _weight_array(index: int, value) -> np.ndarray:
+def _weight_array(index: int, value: ArrayLike) -> np.ndarray:
     array = np.asarray(value)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise InvalidArgumentError(f"weights[{index}]", f"array of dtype {array.dtype}", "an array of real numbers",
@@ -82,7 +104,7 @@ def _weight_array(index: int, value) -> np.ndarray:
     return array
 
 
-def _metric_list(owner: str, argument: str, value) -> list:
+def _metric_list(owner: str, argument: str, value: Any) -> list[Any]:
     """compile()'s metrics or weighted_metrics as a list, each entry checked now, not at fit time."""
     if value is None:
         return []
@@ -99,7 +121,7 @@ def _log_names(names: list[str], weighted: list[bool]) -> list[str]:
     """Keras' log names: a second metric of one name is name_1, name_2, ...; a weighted metric whose
     name is already taken is weighted_name (then weighted_name_1, ...)."""
     taken: dict[str, int] = {}
-    out = []
+    out: list[str] = []
     for name, takes_weights in zip(names, weighted):
         if takes_weights and name in taken:
             name = f"weighted_{name}"
@@ -112,7 +134,7 @@ def _log_names(names: list[str], weighted: list[bool]) -> list[str]:
 class Sequential:
     """A linear stack of layers, spelled as keras.Sequential."""
 
-    def __init__(self, layers=None, name: str | None = None):
+    def __init__(self, layers: Sequence[Any] | None = None, name: str | None = None) -> None:
         self.name = name or "sequential"
         self._layers: list[Layer] = []
         self._built_shape: tuple | None = None
@@ -120,7 +142,7 @@ class Sequential:
         self._weights_provisional = False
         self._compiled: _Compiled | None = None
         self._iterations = 0
-        self.history = None
+        self.history: History | None = None
         self.stop_training = False
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise InvalidArgumentError("layers", layers, "a list or tuple of layers, or None", owner=self.name)
@@ -129,7 +151,7 @@ class Sequential:
 
     # ---- structure ----------------------------------------------------------------------
 
-    def add(self, layer) -> None:
+    def add(self, layer: Any) -> None:
         if isinstance(layer, (str, dict)) or not isinstance(layer, Layer):
             layer = resolve("layer", layer)
         if isinstance(layer, Input) and self._layers:
@@ -161,7 +183,7 @@ class Sequential:
     def layer_names(self) -> list[str]:
         """Keras-style unique names: dense, dense_1, dropout, ..."""
         seen: dict[str, int] = {}
-        names = []
+        names: list[str] = []
         for layer in self._layers:
             count = seen.get(layer.name, 0)
             names.append(layer.name if count == 0 else f"{layer.name}_{count}")
@@ -175,7 +197,8 @@ class Sequential:
         return self._layers[0].declared_input_shape if self._layers else None
 
     def _shapes(self, input_shape: tuple) -> list[tuple]:
-        shapes, shape = [], input_shape
+        shapes: list[tuple] = []
+        shape = input_shape
         for layer in self._layers:
             shape = layer.output_shape(shape)
             shapes.append(shape)
@@ -186,8 +209,9 @@ class Sequential:
         shape = self.input_shape
         return None if shape is None or not self._layers else self._shapes(shape)[-1]
 
-    def _weight_specs(self, input_shape: tuple) -> list:
-        specs, shape = [], input_shape
+    def _weight_specs(self, input_shape: tuple) -> list[tuple[int, WeightSpec]]:
+        specs: list[tuple[int, WeightSpec]] = []
+        shape = input_shape
         for index, layer in enumerate(self._layers):
             specs.extend((index, w) for w in layer.weights(shape))
             shape = layer.output_shape(shape)
@@ -197,7 +221,7 @@ class Sequential:
     def built(self) -> bool:
         return self._built_shape is not None
 
-    def build(self, input_shape=None) -> None:
+    def build(self, input_shape: Iterable[int] | None = None) -> None:
         """Fix the input shape (per sample, without the batch axis) and draw initial weights."""
         if not self._layers:
             raise InvalidArgumentError("layers", [], "a model with at least one layer", owner=self.name)
@@ -205,7 +229,8 @@ class Sequential:
         shape = tuple(input_shape) if input_shape is not None else declared
         if shape is None:
             raise InvalidArgumentError(
-                "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data", owner=self.name)
+                "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data",
+                owner=self.name)
         if declared is not None and tuple(declared) != tuple(shape):
             raise ShapeMismatchError(
                 f"input shape {tuple(shape)} does not match the model's declared input shape {tuple(declared)}")
@@ -223,9 +248,10 @@ class Sequential:
 
     # ---- compile ------------------------------------------------------------------------
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None,
-                backend: str | None = None, dtype: str = "float32", seed: int | None = None,
-                steps_per_execution="auto", device: str | None = None, **unsupported) -> None:
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Sequence[Any] | None = None, *,
+                weighted_metrics: Sequence[Any] | None = None, backend: str | None = None, dtype: str = "float32",
+                seed: int | None = None, steps_per_execution: int | str = "auto", device: str | None = None,
+                **unsupported: Any) -> None:
         """Fix the optimizer, loss and metrics, and build the model on a backend.
 
         metrics / weighted_metrics: lists of metrics (names, metric objects or functions). As in
@@ -285,11 +311,11 @@ class Sequential:
         return None if self._compiled is None else self._compiled.dtype
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer | None:
         return None if self._compiled is None else self._compiled.optimizer
 
     @property
-    def loss(self):
+    def loss(self) -> Loss | None:
         return None if self._compiled is None else self._compiled.loss
 
     @property
@@ -303,7 +329,7 @@ class Sequential:
         return float(compiled.optimizer.learning_rates(np.array([self._iterations]))[0])
 
     @learning_rate.setter
-    def learning_rate(self, value) -> None:
+    def learning_rate(self, value: float | None) -> None:
         compiled = self._require_compiled("learning_rate")
         if isinstance(compiled.optimizer.learning_rate, _schedules.LearningRateSchedule):
             raise InvalidArgumentError(
@@ -319,15 +345,18 @@ class Sequential:
 
     def _require_compiled(self, action: str) -> _Compiled:
         if self._compiled is None:
-            raise NotCompiledError(f"{action}() was called before compile(); call model.compile(optimizer=..., loss=...) first")
+            raise NotCompiledError(f"{action}() was called before compile(); "
+                                   "call model.compile(optimizer=..., loss=...) first")
         return self._compiled
 
-    def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple, tuple, list[str]]:
+    def _resolve_metrics(self, y_shape: tuple | None) -> tuple[tuple[Metric, ...], tuple[bool, ...], list[str]]:
         """(metric specs, whether each takes the sample weights, log names): `metrics` first, then
         `weighted_metrics`, named as Keras names them."""
-        compiled = self._compiled
-        out_shape = self.output_shape
-        resolved, weighted, names = [], [], []
+        compiled = cast(_Compiled, self._compiled)  # compile() has set it
+        out_shape = cast(tuple, self.output_shape)  # the model is built
+        resolved: list[Metric] = []
+        weighted: list[bool] = []
+        names: list[str] = []
         for ids, takes_weights in ((compiled.metric_ids, False), (compiled.weighted_ids, True)):
             for m in ids:
                 if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
@@ -346,11 +375,12 @@ class Sequential:
                 weighted.append(takes_weights)
         return tuple(resolved), tuple(weighted), _log_names(names, weighted)
 
-    def _plan(self, metrics: tuple, weighted: tuple) -> Plan:
-        compiled = self._compiled
-        shapes = self._shapes(self._built_shape)
+    def _plan(self, metrics: tuple[Metric, ...], weighted: tuple[bool, ...]) -> Plan:
+        compiled = cast(_Compiled, self._compiled)  # compile() has set it
+        built_shape = cast(tuple, self._built_shape)  # and the model is built
+        shapes = self._shapes(built_shape)
         dropout = tuple(i for i, layer in enumerate(self._layers) if isinstance(layer, Dropout) and layer.rate > 0)
-        weights = tuple(self._weight_specs(self._built_shape))
+        weights = tuple(self._weight_specs(built_shape))
         for _, ws in weights:
             axes = getattr(ws.constraint, "axis", None)
             for axis in (axes if isinstance(axes, tuple) else () if axes is None else (axes,)):
@@ -358,31 +388,33 @@ class Sequential:
                     raise InvalidArgumentError(
                         "axis", axes, f"axes of the {len(ws.shape)}-d {ws.name} of shape {ws.shape}",
                         owner=type(ws.constraint).__name__)
-        return Plan(tuple(self._layers), self._built_shape, tuple(shapes), weights,
+        return Plan(tuple(self._layers), built_shape, tuple(shapes), weights,
                     compiled.loss if compiled.loss is not None else _losses.MeanSquaredError(), metrics,
                     weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device)
 
     def _make_runtime(self, y_shape: tuple | None = None) -> None:
-        compiled = self._compiled
+        compiled = cast(_Compiled, self._compiled)  # compile() has set it
+        weights = cast("list[np.ndarray]", self._weights)  # and the model is built
         metrics, weighted, names = self._resolve_metrics(y_shape)
         plan = self._plan(metrics, weighted)
         runtime = _compile_on(compiled.backend, plan)
-        runtime.set_weights([w.astype(compiled.dtype) for w in self._weights])
+        runtime.set_weights([w.astype(compiled.dtype) for w in weights])
         compiled.runtime, compiled.plan, compiled.metric_names = runtime, plan, names
 
-    def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None):
+    def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
         """The runtime, built now if the input shape came from data; metrics re-resolved from y."""
-        compiled = self._compiled
+        compiled = cast(_Compiled, self._compiled)  # compile() has set it
         self._ensure_built(x_shape)
         if compiled.runtime is None:
             self._make_runtime(y_shape)
         elif y_shape is not None and (compiled.metric_ids or compiled.weighted_ids):
             metrics, weighted, names = self._resolve_metrics(y_shape)
-            if metrics != compiled.plan.metrics:
+            plan = cast(Plan, compiled.plan)  # set with the runtime
+            if metrics != plan.metrics:
                 compiled.runtime.set_metrics(metrics, weighted)
-                compiled.plan = dataclasses.replace(compiled.plan, metrics=metrics, metric_weighted=weighted)
+                compiled.plan = dataclasses.replace(plan, metrics=metrics, metric_weighted=weighted)
                 compiled.metric_names = names
-        return compiled.runtime
+        return cast(Runtime, compiled.runtime)  # made above if it was not
 
     # ---- weights ------------------------------------------------------------------------
 
@@ -395,26 +427,28 @@ class Sequential:
                 return []
             self._ensure_built()
         dtype = self._compiled.dtype if self._compiled is not None else "float32"
-        return [w.astype(dtype) for w in self._weights]
+        return [w.astype(dtype) for w in cast("list[np.ndarray]", self._weights)]  # built just above
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         if self._weights is None:
             if self.input_shape is None:
                 raise InvalidArgumentError(
-                    "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known", owner=self.name)
+                    "weights", f"{len(weights)} arrays", "set_weights() only once the input shape is known",
+                    owner=self.name)
             self._ensure_built()
-        expected = [ws.shape for _, ws in self._weight_specs(self._built_shape)]
-        weights = [_weight_array(k, w) for k, w in enumerate(weights)]
-        if len(weights) != len(expected):
-            raise ShapeMismatchError(f"set_weights() got {len(weights)} arrays; the model has {len(expected)} "
+        expected = [ws.shape for _, ws in self._weight_specs(cast(tuple, self._built_shape))]  # built above
+        arrays = [_weight_array(k, w) for k, w in enumerate(weights)]
+        if len(arrays) != len(expected):
+            raise ShapeMismatchError(f"set_weights() got {len(arrays)} arrays; the model has {len(expected)} "
                                      f"with shapes {expected}")
-        for k, (w, shape) in enumerate(zip(weights, expected)):
+        for k, (w, shape) in enumerate(zip(arrays, expected)):
             if tuple(w.shape) != tuple(shape):
-                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; expected {tuple(shape)}")
-        self._weights = [w.astype(np.float64) for w in weights]
+                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; "
+                                         f"expected {tuple(shape)}")
+        self._weights = [w.astype(np.float64) for w in arrays]
         self._weights_provisional = False
         if self._compiled is not None and self._compiled.runtime is not None:
-            self._compiled.runtime.set_weights([w.astype(self._compiled.dtype) for w in weights])
+            self._compiled.runtime.set_weights([w.astype(self._compiled.dtype) for w in arrays])
 
     def count_params(self) -> int:
         shape = self.input_shape
@@ -424,9 +458,12 @@ class Sequential:
 
     # ---- training -----------------------------------------------------------------------
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
-            sample_weight=None, initial_epoch=0, validation_batch_size=None, validation_freq=1, **unsupported):
+    def fit(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+            epochs: int = 1, verbose: int | str = "auto", callbacks: Sequence[Callback] | None = None,
+            validation_split: float = 0.0, validation_data: tuple | None = None, shuffle: bool = True,
+            class_weight: dict[int, float] | None = None, sample_weight: ArrayLike | None = None,
+            initial_epoch: int = 0, validation_batch_size: int | None = None, validation_freq: int = 1,
+            **unsupported: Any) -> History:
         """Train as keras.Model.fit; returns the History.
 
         class_weight and sample_weight given together multiply, as tf.keras 2 did (Keras 3 refuses
@@ -439,15 +476,37 @@ class Sequential:
                              sample_weight=sample_weight, initial_epoch=initial_epoch,
                              validation_batch_size=validation_batch_size, validation_freq=validation_freq)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 callbacks=None, return_dict=False, **unsupported):
+    # The return type follows return_dict: the loss (and metrics, as a list) or a dict of them all.
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, return_dict: Literal[False] = False,
+                 **unsupported: Any) -> float | list[float]: ...
+
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, *, return_dict: Literal[True],
+                 **unsupported: Any) -> dict[str, float]: ...
+
+    @overload
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, return_dict: bool = False,
+                 **unsupported: Any) -> float | list[float] | dict[str, float]: ...
+
+    def evaluate(self, x: ArrayLike | None = None, y: ArrayLike | None = None, batch_size: int | None = None,
+                 verbose: int | str = "auto", sample_weight: ArrayLike | None = None,
+                 callbacks: Sequence[Callback] | None = None, return_dict: bool = False,
+                 **unsupported: Any) -> float | list[float] | dict[str, float]:
         """Loss (and metrics) in inference mode, as keras.Model.evaluate."""
         _refuse_unsupported("evaluate", self.evaluate, unsupported)
         self._require_compiled("evaluate")
         return _training.evaluate(self, _Trainee(self), x, y, batch_size=batch_size, verbose=verbose,
                                   sample_weight=sample_weight, callbacks=callbacks, return_dict=return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, **unsupported) -> np.ndarray:
+    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int | str = "auto",
+                callbacks: Sequence[Callback] | None = None, **unsupported: Any) -> np.ndarray:
         """Outputs in inference mode. Before compile(), runs on the default backend in float32."""
         _refuse_unsupported("predict", self.predict, unsupported)
         if self._compiled is None:
@@ -460,31 +519,31 @@ class Sequential:
 
     # ---- files --------------------------------------------------------------------------
 
-    def save(self, filepath, overwrite: bool = True) -> None:
+    def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Write the model to one safetensors file: spec, weights, optimizer state, training position
         and metadata. Atomic: the file is written beside the target, then renamed over it."""
         _files().save_model(self, filepath, overwrite)
 
-    def save_weights(self, filepath, overwrite: bool = True) -> None:
+    def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Write only the weights (safetensors, atomically)."""
         _files().save_weights(self, filepath, overwrite)
 
-    def load_weights(self, filepath) -> None:
+    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match."""
         _files().load_weights(self, filepath)
 
     # ---- description --------------------------------------------------------------------
 
-    def summary(self, print_fn=None) -> None:
+    def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
         emit = print_fn or print
         for line in summary_lines(self):
             emit(line)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "layers": [_registry.serialize(layer) for layer in self._layers]}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Sequential":
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise InvalidArgumentError("config", config, "a dict with a 'layers' list, from Sequential.get_config()")
         return cls([resolve("layer", layer) for layer in config["layers"]], name=config.get("name"))
@@ -494,7 +553,7 @@ class Sequential:
 
 
 def _not_supported(name: str, instead: str) -> property:
-    def refuse(self):
+    def refuse(self: Sequential) -> Any:
         raise NotSupportedError(f"Sequential has no {name!r} (Keras has); accepted instead: {instead}")
 
     return property(refuse, doc=f"Not in polynn: use {instead}.")
@@ -511,20 +570,20 @@ class _Trainee:
     """A compiled Sequential as the training loop uses it (polynn._training.Trainee): the plan and
     runtime for the data's shapes, the metrics' log names, the seed, the step counter."""
 
-    def __init__(self, model: Sequential):
+    def __init__(self, model: Sequential) -> None:
         self._model = model
-        self._compiled = model._compiled
+        self._compiled = cast(_Compiled, model._compiled)  # fit(), evaluate() and predict() compile first
 
     @property
     def plan(self) -> Plan:
-        return self._compiled.plan
+        return cast(Plan, self._compiled.plan)  # read once prepare() made the runtime
 
     @property
     def seed(self) -> int:
         return self._compiled.seed
 
     @property
-    def steps_per_execution(self):
+    def steps_per_execution(self) -> int | str:
         return self._compiled.steps_per_execution
 
     @property
@@ -545,14 +604,14 @@ class _Trainee:
         self._model._iterations += steps
 
 
-def _files():
+def _files() -> Any:
     """polynn._saving, imported on first use: it and json would add to every `import polynn`."""
     from . import _saving
 
     return _saving
 
 
-def _compile_on(backend, plan: Plan) -> Runtime:
+def _compile_on(backend: Backend, plan: Plan) -> Runtime:
     """backend.compile(plan), with whatever else than a polynn error it raises, or a result that is
     not a Runtime, reported as the plugin's fault, naming it (the core checked the plan)."""
     try:
@@ -569,7 +628,7 @@ def _compile_on(backend, plan: Plan) -> Runtime:
     return runtime
 
 
-def load_model(filepath, backend: str | None = None, dtype: str | None = None) -> Sequential:
+def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dtype: str | None = None) -> Sequential:
     """A model written by Sequential.save(), compiled with its weights, optimizer state, iteration
     count, learning-rate override and seed restored, so training resumes exactly.
 

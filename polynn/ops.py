@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import contextvars
 import math
+import typing
+from collections.abc import Sequence
+from typing import Any
 
 from . import plugins
+from ._typing import Axis, Tensor
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -49,10 +53,10 @@ EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take")
 # The dtype names cast and convert_to_tensor take, and dtype returns.
 CAST_DTYPES = ("float32", "float64", "int32", "int64", "bool")
 
-_current = contextvars.ContextVar("polynn_ops", default=None)
+_current: contextvars.ContextVar[Any] = contextvars.ContextVar("polynn_ops", default=None)
 
 
-def current():
+def current() -> Any:
     """The ops namespace in force: the running backend's, else the NumPy backend's (its `ops`)."""
     namespace = _current.get()
     return namespace if namespace is not None else plugins.get_backend("numpy").ops
@@ -65,18 +69,18 @@ class using:  # noqa: N801 (a function to its callers: `with polynn.ops.using(na
     # this costs a fraction of contextlib's overhead (docs/performance.md#entering-the-ops-context).
     __slots__ = ("namespace", "_token")
 
-    def __init__(self, namespace):
+    def __init__(self, namespace: Any) -> None:
         self.namespace = namespace
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         self._token = _current.set(self.namespace)
         return self.namespace
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         _current.reset(self._token)
 
 
-def check_dtype(dtype) -> str:
+def check_dtype(dtype: Any) -> str:
     """dtype's name, one of CAST_DTYPES (a name, or anything whose str() is one, as a NumPy dtype);
     else an InvalidArgumentError. A backend's cast and convert_to_tensor check their dtype with it,
     then map the name to their engine's dtype."""
@@ -95,258 +99,258 @@ def check_dtype(dtype) -> str:
 # The conformance kit's op cases hold inputs on each of these points (conformance/op_functions.py).
 
 
-def abs(x):  # noqa: A001
+def abs(x: Tensor) -> Tensor:  # noqa: A001
     """|x|. Gradient: sign(x): -1, 1, and 0 at x == 0."""
     return current().abs(x)
 
 
-def square(x):
+def square(x: Tensor) -> Tensor:
     """x**2. Gradient: 2 x."""
     return current().square(x)
 
 
-def sqrt(x):
+def sqrt(x: Tensor) -> Tensor:
     """The square root of x >= 0. Gradient: 0.5 / sqrt(x) (inf at 0)."""
     return current().sqrt(x)
 
 
-def exp(x):
+def exp(x: Tensor) -> Tensor:
     """e**x. Gradient: exp(x)."""
     return current().exp(x)
 
 
-def log(x):
+def log(x: Tensor) -> Tensor:
     """The natural logarithm of x > 0. Gradient: 1 / x."""
     return current().log(x)
 
 
-def log1p(x):
+def log1p(x: Tensor) -> Tensor:
     """log(1 + x), accurate near 0. Gradient: 1 / (1 + x)."""
     return current().log1p(x)
 
 
-def tanh(x):
+def tanh(x: Tensor) -> Tensor:
     """The hyperbolic tangent. Gradient: 1 - tanh(x)**2."""
     return current().tanh(x)
 
 
-def negative(x):
+def negative(x: Tensor) -> Tensor:
     """-x. Gradient: -1."""
     return current().negative(x)
 
 
-def sign(x):
+def sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 as x < 0, x == 0 or x > 0. Gradient: 0 everywhere, at 0 too."""
     return current().sign(x)
 
 
-def power(x, y):
+def power(x: Tensor, y: Tensor) -> Tensor:
     """x**y, either a tensor or a number. Gradients: y x**(y - 1) for x; x**y log(x) for y where
     x > 0, and 0 where x <= 0 (not NaN)."""
     return current().power(x, y)
 
 
-def sigmoid(x):
+def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)), without overflow. Gradient: s (1 - s), s = sigmoid(x); 0.25 at 0, where
     implementations switch formulas."""
     return current().sigmoid(x)
 
 
-def softplus(x):
+def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). Gradient: sigmoid(x), 0.5 at 0
     (the formula's max and |x| have kinks there; their slopes cancel)."""
     return current().softplus(x)
 
 
-def maximum(x, y):
+def maximum(x: Tensor, y: Tensor) -> Tensor:
     """The element-wise larger of x and y (broadcast). Gradient: to x where x >= y, to y where
     x < y: a tie sends all of it to the first argument (TensorFlow's rule; torch.maximum would
     split it), so maximum(x, 0.0) has slope 1 at x == 0."""
     return current().maximum(x, y)
 
 
-def minimum(x, y):
+def minimum(x: Tensor, y: Tensor) -> Tensor:
     """The element-wise smaller of x and y. Gradient: to x where x <= y, to y where x > y; a tie
     sends all of it to the first argument."""
     return current().minimum(x, y)
 
 
-def clip(x, x_min, x_max):
+def clip(x: Tensor, x_min: float, x_max: float) -> Tensor:
     """x limited to [x_min, x_max] (numbers). Gradient: 1 on the closed interval x_min <= x <=
     x_max, the bounds included, and 0 outside; the bounds take none."""
     return current().clip(x, x_min, x_max)
 
 
-def where(condition, x, y):
+def where(condition: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """x where condition holds, else y. Gradient: to x where condition holds, to y elsewhere; the
     condition takes none."""
     return current().where(condition, x, y)
 
 
-def equal(x, y):
+def equal(x: Tensor, y: Tensor) -> Tensor:
     """x == y, element-wise, as booleans; like every comparison and logical op, no gradient."""
     return current().equal(x, y)
 
 
-def not_equal(x, y):
+def not_equal(x: Tensor, y: Tensor) -> Tensor:
     """x != y, element-wise, as booleans."""
     return current().not_equal(x, y)
 
 
-def greater(x, y):
+def greater(x: Tensor, y: Tensor) -> Tensor:
     """x > y, element-wise, as booleans (False on a tie)."""
     return current().greater(x, y)
 
 
-def greater_equal(x, y):
+def greater_equal(x: Tensor, y: Tensor) -> Tensor:
     """x >= y, element-wise, as booleans (True on a tie)."""
     return current().greater_equal(x, y)
 
 
-def less(x, y):
+def less(x: Tensor, y: Tensor) -> Tensor:
     """x < y, element-wise, as booleans (False on a tie)."""
     return current().less(x, y)
 
 
-def less_equal(x, y):
+def less_equal(x: Tensor, y: Tensor) -> Tensor:
     """x <= y, element-wise, as booleans (True on a tie)."""
     return current().less_equal(x, y)
 
 
-def logical_and(x, y):
+def logical_and(x: Tensor, y: Tensor) -> Tensor:
     """x and y, element-wise, on booleans."""
     return current().logical_and(x, y)
 
 
-def logical_or(x, y):
+def logical_or(x: Tensor, y: Tensor) -> Tensor:
     """x or y, element-wise, on booleans."""
     return current().logical_or(x, y)
 
 
-def logical_not(x):
+def logical_not(x: Tensor) -> Tensor:
     """not x, element-wise, on booleans."""
     return current().logical_not(x)
 
 
-def cast(x, dtype):
+def cast(x: Tensor, dtype: str) -> Tensor:
     """x converted to dtype: "float32", "float64", "int32", "int64" or "bool"; floats to integers
     truncate toward 0. Gradient: passed back (in x's dtype) between float dtypes; none through an
     integer or boolean result."""
     return current().cast(x, dtype)
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """The sum over axis (all axes when None). Gradient: 1 for every element summed."""
     return current().sum(x, axis=axis, keepdims=keepdims)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """The mean over axis (all axes when None). Gradient: 1 / n for each of the n elements."""
     return current().mean(x, axis=axis, keepdims=keepdims)
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
+def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """The largest element over axis (all axes when None). Gradient: to the largest element; k tied
     largest elements get 1 / k of it each."""
     return current().max(x, axis=axis, keepdims=keepdims)
 
 
-def min(x, axis=None, keepdims=False):  # noqa: A001
+def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """The smallest element over axis. Gradient: to the smallest element; k tied smallest elements
     get 1 / k of it each."""
     return current().min(x, axis=axis, keepdims=keepdims)
 
 
-def prod(x, axis=None, keepdims=False):
+def prod(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """The product over axis (all axes when None). Gradient: the product of the other elements,
     exact where x holds zeros (not prod / x)."""
     return current().prod(x, axis=axis, keepdims=keepdims)
 
 
-def argmax(x, axis=None):
+def argmax(x: Tensor, axis: int | None = None) -> Tensor:
     """The index of the largest element over axis (of the flattened x when None), an integer
     tensor; the first of tied elements. No gradient."""
     return current().argmax(x, axis=axis)
 
 
-def matmul(x, y):
+def matmul(x: Tensor, y: Tensor) -> Tensor:
     """The matrix product, NumPy's matmul (batched over leading axes, vectors promoted). Gradients:
     g @ y^T for x and x^T @ g for y."""
     return current().matmul(x, y)
 
 
-def reshape(x, shape):
+def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
     """x with a new shape of as many elements (one dimension may be -1). Gradient: reshaped back."""
     return current().reshape(x, shape)
 
 
-def expand_dims(x, axis):
+def expand_dims(x: Tensor, axis: int) -> Tensor:
     """x with a new axis of length 1 at axis. Gradient: reshaped back."""
     return current().expand_dims(x, axis)
 
 
-def squeeze(x, axis=None):
+def squeeze(x: Tensor, axis: Axis = None) -> Tensor:
     """x without its axes of length 1 (only axis when given). Gradient: reshaped back."""
     return current().squeeze(x, axis=axis)
 
 
-def concatenate(xs, axis=0):
+def concatenate(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     """The tensors xs joined along an existing axis. Gradient: split back to each input."""
     return current().concatenate(xs, axis=axis)
 
 
-def stack(xs, axis=0):
+def stack(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
     """The tensors xs (of one shape) joined along a new axis. Gradient: split back to each input."""
     return current().stack(xs, axis=axis)
 
 
-def one_hot(indices, num_classes):
+def one_hot(indices: Tensor, num_classes: int) -> Tensor:
     """An array of the model's float dtype with a new last axis of num_classes, 1 at each index.
     No gradient."""
     return current().one_hot(indices, num_classes)
 
 
-def take_along_axis(x, indices, axis):
+def take_along_axis(x: Tensor, indices: Tensor, axis: int) -> Tensor:
     """NumPy's take_along_axis: the elements of x at integer indices along axis (indices broadcast
     on the other axes). Gradient: added back at the positions taken (twice for an index taken
     twice); the indices take none."""
     return current().take_along_axis(x, indices, axis)
 
 
-def cumsum(x, axis=None):
+def cumsum(x: Tensor, axis: int | None = None) -> Tensor:
     """The running sum along axis (of the flattened x when None). Gradient: the reversed running
     sum of the upstream gradient."""
     return current().cumsum(x, axis=axis)
 
 
-def sort(x, axis=-1):
+def sort(x: Tensor, axis: int = -1) -> Tensor:
     """x sorted ascending along axis, stably: tied elements keep their order. Gradient: each
     sorted position's goes back to the element sorted there, so among ties the first in x gets
     the first tied position's."""
     return current().sort(x, axis=axis)
 
 
-def stop_gradient(x):
+def stop_gradient(x: Tensor) -> Tensor:
     """x, treated as a constant by differentiation: gradient 0."""
     return current().stop_gradient(x)
 
 
-def shape(x):
+def shape(x: Tensor) -> tuple[int | None, ...]:
     """The static shape of x as a tuple (None for a dimension only known at run time)."""
     return current().shape(x)
 
 
-def zeros_like(x):
+def zeros_like(x: Tensor) -> Tensor:
     """Zeros of x's shape and dtype; a constant (no gradient to x)."""
     return current().zeros_like(x)
 
 
-def ones_like(x):
+def ones_like(x: Tensor) -> Tensor:
     """Ones of x's shape and dtype; a constant (no gradient to x)."""
     return current().ones_like(x)
 
 
-def convert_to_tensor(x, dtype=None):
+def convert_to_tensor(x: Any, dtype: str | None = None) -> Tensor:
     """x as the backend's tensor (of dtype when given; the model's float dtype for floats). A
     tensor passes unchanged, its gradient too."""
     return current().convert_to_tensor(x, dtype)
@@ -355,11 +359,11 @@ def convert_to_tensor(x, dtype=None):
 # ---- ops beyond OP_NAMES: native where the namespace has them, composed otherwise ----------
 
 
-def _native(name):
+def _native(name: str) -> Any:
     return getattr(current(), name, None)
 
 
-def expm1(x):
+def expm1(x: Tensor) -> Tensor:
     """exp(x) - 1, exact near 0. Gradient: exp(x)."""
     native = _native("expm1")
     if native is not None:
@@ -376,7 +380,7 @@ _ERF_SWITCH = 3.0
 _ERF_TERMS = 90
 
 
-def erf(x):
+def erf(x: Tensor) -> Tensor:
     """The error function 2/sqrt(pi) * integral_0^x exp(-t^2) dt. Gradient: 2/sqrt(pi) exp(-x^2)."""
     native = _native("erf")
     if native is not None:
@@ -403,7 +407,7 @@ def erf(x):
     return cast(where(small, series, tail), given)
 
 
-def softmax(x, axis=-1):
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x - max(x)) / sum(exp(x - max(x))) along axis.
     Gradient (vector-Jacobian product): dx = s * (dy - sum(dy * s, axis))."""
     native = _native("softmax")
@@ -414,7 +418,7 @@ def softmax(x, axis=-1):
     return e / sum(e, axis=axis, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - max(x) - log(sum(exp(x - max(x)))) along axis.
     Gradient: dx = dy - softmax(x) * sum(dy, axis)."""
     native = _native("log_softmax")
@@ -424,7 +428,7 @@ def log_softmax(x, axis=-1):
     return shifted - log(sum(exp(shifted), axis=axis, keepdims=True))
 
 
-def dtype(x):
+def dtype(x: Tensor) -> str:
     """x's dtype as polynn spells it: "float32", "float64", "int32", "int64" or "bool"."""
     native = _native("dtype")
     if native is not None:
@@ -438,7 +442,7 @@ def dtype(x):
     return (getattr(spelled, "name", None) or str(spelled)).rsplit(".", 1)[-1]
 
 
-def take(x, indices, axis=0):
+def take(x: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
     """x's entries at integer `indices` along `axis` (NumPy's take; indices in [0, x.shape[axis])):
     shape x.shape[:axis] + indices.shape + x.shape[axis + 1:]. Gradient: dy added back at each index.
     A runtime gathers a batch's rows with it."""
@@ -453,5 +457,6 @@ def take(x, indices, axis=0):
     out = take_along_axis(x, flat, axis)
     if len(index_shape) == 1:
         return out
-    x_shape = shape(x)
-    return reshape(out, (*x_shape[:axis], *index_shape, *x_shape[axis + 1:]))
+    # reshape takes ints: this composition needs static shapes.
+    x_shape = typing.cast("tuple[int, ...]", shape(x))
+    return reshape(out, (*x_shape[:axis], *typing.cast("tuple[int, ...]", index_shape), *x_shape[axis + 1:]))

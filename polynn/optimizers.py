@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from . import _registry, ops
 from ._spec import Component, check_bool, check_number, resolve, spec
+from ._typing import Tensor
 from .errors import InvalidArgumentError
 from .schedules import LearningRateSchedule
 
@@ -50,7 +52,15 @@ class Optimizer(Component):
     clipvalue: float | None = dataclasses.field(default=None, kw_only=True)
     global_clipnorm: float | None = dataclasses.field(default=None, kw_only=True)
 
-    def validate(self):
+    if TYPE_CHECKING:
+        # For type checkers only: every optimizer declares the field (polynn._registry.REQUIRED); a
+        # class without `update` has no shared implementation (a backend must have its own).
+        learning_rate: float | LearningRateSchedule
+
+        def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+                   scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]: ...
+
+    def validate(self) -> None:
         owner = type(self).__name__
         lr = self.learning_rate
         if isinstance(lr, (dict, str)):
@@ -61,7 +71,8 @@ class Optimizer(Component):
             value = getattr(self, name)
             if value is not None:
                 check_number(owner, name, value, low=0.0, low_open=name != "weight_decay")
-        clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(self, n) is not None}
+        clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm")
+                    if getattr(self, n) is not None}
         if len(clipping) > 1:
             raise InvalidArgumentError(
                 "clipping", clipping, "at most one of clipnorm, clipvalue and global_clipnorm (as Keras)", owner=owner)
@@ -98,19 +109,20 @@ class SGD(Optimizer):
     w <- w + m, or with nesterov w <- w + momentum * m - lr_t * g."""
 
     name: ClassVar[str] = "sgd"
-    learning_rate: float = 0.01
+    learning_rate: float | LearningRateSchedule = 0.01
     momentum: float = 0.0
     nesterov: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("SGD", "momentum", self.momentum, low=0.0, high=1.0)
         check_bool("SGD", "nesterov", self.nesterov)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("momentum",) if self.momentum else ()
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         step = g * scalars["lr"]
         if not self.momentum:
             return w - step, ()
@@ -120,7 +132,7 @@ class SGD(Optimizer):
         return w + m, (m,)
 
 
-def _moments(spec, g, m, v):
+def _moments(spec: Any, g: Tensor, m: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     """Adam's and Nadam's moments: m + (g - m) * (1 - beta_1) and v + (g * g - v) * (1 - beta_2)."""
     return m + (g - m) * (1 - spec.beta_1), v + (g * g - v) * (1 - spec.beta_2)
 
@@ -134,23 +146,24 @@ class Adam(Optimizer):
     epsilon is added outside the root of the uncorrected v (Keras), unlike torch.optim.Adam."""
 
     name: ClassVar[str] = "adam"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
     amsgrad: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Adam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         check_number("Adam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         check_number("Adam", "epsilon", self.epsilon, low=0.0)
         check_bool("Adam", "amsgrad", self.amsgrad)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         m, v = _moments(self, g, slots[0], slots[1])
         new_slots = [m, v]
         if self.amsgrad:
@@ -163,16 +176,17 @@ class Adam(Optimizer):
     # (1.7e-4) is not. One bound for every backend, so they all fall back at the same specs.
     MAX_COMPLEMENT_ERROR: ClassVar[float] = 2e-5
 
-    def complement_error(self, dtype) -> float:
+    def complement_error(self, dtype: str | np.dtype[Any] | type[np.floating[Any]]) -> float:
         """How far 1 - beta formed in `dtype` (1 - dtype(beta)) lies from the formula's 1 - beta
         rounded to `dtype`, relative, the larger over beta_1 and beta_2. A fused engine kernel that
         forms the moments' weights in the weights' dtype moves its moments by about this much
         (float32: 1.3e-5 at beta_2 = 0.999, 1.7e-4 at 0.9999; float64: 0 for both)."""
-        dtype = np.dtype(dtype)
-        errors = [abs(float(1 - dtype.type(beta)) / float(dtype.type(1 - beta)) - 1) for beta in (self.beta_1, self.beta_2)]
+        number = np.dtype(dtype).type
+        errors = [abs(float(1 - number(beta)) / float(number(1 - beta)) - 1)
+                  for beta in (self.beta_1, self.beta_2)]
         return max(errors)
 
-    def step_scalars(self, iterations, learning_rate=None):
+    def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
         t = iterations.astype(np.float64) + 1.0
         out["alpha"] = out["lr"] * np.sqrt(1.0 - np.power(self.beta_2, t)) / (1.0 - np.power(self.beta_1, t))
@@ -187,20 +201,20 @@ class RMSprop(Optimizer):
     with momentum (slot 'momentum'): m <- momentum * m + increment, w <- w - m; else w <- w - increment."""
 
     name: ClassVar[str] = "rmsprop"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     rho: float = 0.9
     momentum: float = 0.0
     epsilon: float = 1e-7
     centered: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("RMSprop", "rho", self.rho, low=0.0, high=1.0)
         check_number("RMSprop", "momentum", self.momentum, low=0.0, high=1.0)
         check_number("RMSprop", "epsilon", self.epsilon, low=0.0)
         check_bool("RMSprop", "centered", self.centered)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         names = ["velocity"]
         if self.momentum:
             names.append("momentum")
@@ -208,7 +222,8 @@ class RMSprop(Optimizer):
             names.append("average_gradient")
         return tuple(names)
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         names = self.slot_names()
         new_slots = list(slots)
         velocity = new_slots[0] = slots[0] * self.rho + (g * g) * (1 - self.rho)
@@ -241,22 +256,23 @@ class Adagrad(Optimizer):
     w <- w - (lr_t * g) / sqrt(a + epsilon)."""
 
     name: ClassVar[str] = "adagrad"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     initial_accumulator_value: float = 0.1
     epsilon: float = 1e-7
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Adagrad", "initial_accumulator_value", self.initial_accumulator_value, low=0.0)
         check_number("Adagrad", "epsilon", self.epsilon, low=0.0)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("accumulator",)
 
-    def slot_initial_values(self):
+    def slot_initial_values(self) -> tuple[float, ...]:
         return (self.initial_accumulator_value,)
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         accumulator = slots[0] + g * g
         return w - (g * scalars["lr"]) / ops.sqrt(accumulator + self.epsilon), (accumulator,)
 
@@ -268,19 +284,20 @@ class Adadelta(Optimizer):
     d <- rho * d + (1 - rho) * delta**2; w <- w + lr_t * delta."""
 
     name: ClassVar[str] = "adadelta"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     rho: float = 0.95
     epsilon: float = 1e-7
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Adadelta", "rho", self.rho, low=0.0, high=1.0)
         check_number("Adadelta", "epsilon", self.epsilon, low=0.0)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("accumulated_grad", "accumulated_delta")
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         accumulated_grad = slots[0] * self.rho + (g * g) * (1 - self.rho)
         delta = -((ops.sqrt(slots[1] + self.epsilon) * g) / ops.sqrt(accumulated_grad + self.epsilon))
         accumulated_delta = slots[1] * self.rho + (delta * delta) * (1 - self.rho)
@@ -293,26 +310,27 @@ class Adamax(Optimizer):
     w <- w - (lr_t * m) / (c_t * (u + epsilon)), c_t = 1 - beta_1**(t+1) (scalar 'correction')."""
 
     name: ClassVar[str] = "adamax"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Adamax", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         check_number("Adamax", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         check_number("Adamax", "epsilon", self.epsilon, low=0.0)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("m", "u")
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         m = slots[0] + (g - slots[0]) * (1 - self.beta_1)
         u = ops.maximum(slots[1] * self.beta_2, ops.abs(g))
         return w - (m * scalars["lr"]) / ((u + self.epsilon) * scalars["correction"]), (m, u)
 
-    def step_scalars(self, iterations, learning_rate=None):
+    def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
         out["correction"] = 1.0 - np.power(self.beta_1, iterations.astype(np.float64) + 1.0)
         return out
@@ -338,27 +356,28 @@ class Nadam(Optimizer):
     c_m, c_g and c_v are per-step scalars the core computes in float64."""
 
     name: ClassVar[str] = "nadam"
-    learning_rate: float = 0.001
+    learning_rate: float | LearningRateSchedule = 0.001
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
 
-    def validate(self):
+    def validate(self) -> None:
         super().validate()
         check_number("Nadam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         check_number("Nadam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         check_number("Nadam", "epsilon", self.epsilon, low=0.0)
 
-    def slot_names(self):
+    def slot_names(self) -> tuple[str, ...]:
         return ("m", "v")
 
-    def update(self, w, g, slots, scalars):
+    def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
+               scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
         m, v = _moments(self, g, slots[0], slots[1])
         m_hat = m * scalars["c_m"] + g * scalars["c_g"]
         v_hat = v * scalars["c_v"]
         return w - (m_hat * scalars["lr"]) / (ops.sqrt(v_hat) + self.epsilon), (m, v)
 
-    def step_scalars(self, iterations, learning_rate=None):
+    def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
         s = iterations.astype(np.int64) + 1
         mu, product = _nadam_momenta(self.beta_1)
@@ -375,11 +394,11 @@ class Nadam(Optimizer):
         return out
 
 
-def get(identifier) -> Optimizer:
+def get(identifier: Any) -> Optimizer:
     return resolve("optimizer", identifier)
 
 
-def clip_gradients(optimizer: Optimizer, grads: list) -> list:
+def clip_gradients(optimizer: Optimizer, grads: Sequence[Tensor]) -> list[Tensor]:
     """The gradients after the one clipping `optimizer` sets (step 1 above), on polynn.ops:
     clipvalue, clipnorm per weight, or global_clipnorm over every gradient; unchanged without."""
     if optimizer.clipvalue is not None:
@@ -396,7 +415,10 @@ def clip_gradients(optimizer: Optimizer, grads: list) -> list:
     return list(grads)
 
 
-def apply_updates(optimizer: Optimizer, weights, grads, slots, scalars, update=None) -> tuple[list, list]:
+def apply_updates(optimizer: Optimizer, weights: Sequence[Tensor], grads: Sequence[Tensor],
+                  slots: Sequence[Sequence[Tensor]], scalars: Mapping[str, Tensor],
+                  update: Callable[..., tuple[Tensor, Sequence[Tensor]]] | None = None,
+                  ) -> tuple[list[Tensor], list[list[Tensor]]]:
     """One training step's update of every weight, steps 1 to 3 above, on polynn.ops (run it with a
     backend's ops in force: Backend.run_ops). Returns (new weights, new slots), `slots[i]` weight i's
     in slot_names() order; `scalars` this step's values of step_scalars, in the weights' dtype.
@@ -405,7 +427,8 @@ def apply_updates(optimizer: Optimizer, weights, grads, slots, scalars, update=N
     rule = update if update is not None else type(optimizer).update
     grads = clip_gradients(optimizer, list(grads))
     decay = scalars.get("decay")
-    new_weights, new_slots = [], []
+    new_weights: list[Tensor] = []
+    new_slots: list[list[Tensor]] = []
     for w, g, ws in zip(weights, grads, slots):
         if decay is not None:
             w = w - w * decay

@@ -9,10 +9,16 @@ resumed run sees exactly the stream an uninterrupted one would.
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from .layers import WeightSpec
 
 __all__ = ["set_random_seed", "get_random_seed", "resolve_seed", "initial_value", "batch_order", "dropout_mask"]
 
@@ -20,7 +26,7 @@ _INIT, _SHUFFLE, _DROPOUT = 1, 2, 3
 _global_seed: int | None = None
 
 
-def _check_seed(seed) -> int:
+def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise InvalidArgumentError("seed", seed, "an integer in [0, 2**63)")
     return int(seed)
@@ -51,7 +57,7 @@ def _generator(seed: int, purpose: int, a: int, b: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=key, counter=counter))
 
 
-def initial_value(seed: int, layer_index: int, weight_index: int, weight_spec) -> np.ndarray:
+def initial_value(seed: int, layer_index: int, weight_index: int, weight_spec: WeightSpec) -> np.ndarray:
     """The float64 initial value of one weight, from its initializer on the shared stream."""
     rng = _generator(seed, _INIT, layer_index, weight_index)
     return np.asarray(weight_spec.initializer.sample(tuple(weight_spec.shape), rng), dtype=np.float64)
@@ -62,7 +68,8 @@ def batch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return _generator(seed, _SHUFFLE, epoch, 0).permutation(n)
 
 
-def dropout_mask(seed: int, step: int, layer_index: int, shape: tuple, rate: float, dtype) -> np.ndarray:
+def dropout_mask(seed: int, step: int, layer_index: int, shape: tuple[int, ...], rate: float,
+                 dtype: DTypeLike) -> np.ndarray:
     """The scaled keep mask (u >= rate) / (1 - rate) of one dropout layer at one training step."""
     u = _generator(seed, _DROPOUT, step, layer_index).random(shape)
     return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0).astype(dtype, copy=False)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from . import _registry, ops
 from ._spec import Component, check_number, resolve, spec
+from ._typing import Tensor
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
@@ -18,12 +19,12 @@ class Regularizer(Component):
     kind: ClassVar[str] = "regularizer"
 
 
-def _l1(l1, w):
+def _l1(l1: float, w: Tensor) -> Tensor:
     # abs has slope sign(w): 0 at w == 0, as the L1 docstring states.
     return l1 * ops.sum(ops.abs(w))
 
 
-def _l2(l2, w):
+def _l2(l2: float, w: Tensor) -> Tensor:
     # square's gradient 2 * w, one product, where w * w would add two.
     return l2 * ops.sum(ops.square(w))
 
@@ -35,10 +36,10 @@ class L1(Regularizer):
     name: ClassVar[str] = "l1"
     l1: float = 0.01
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("L1", "l1", self.l1, low=0.0)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         return _l1(self.l1, w)
 
 
@@ -49,10 +50,10 @@ class L2(Regularizer):
     name: ClassVar[str] = "l2"
     l2: float = 0.01
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("L2", "l2", self.l2, low=0.0)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         return _l2(self.l2, w)
 
 
@@ -65,13 +66,13 @@ class L1L2(Regularizer):
     l1: float = 0.0
     l2: float = 0.0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("L1L2", "l1", self.l1, low=0.0)
         check_number("L1L2", "l2", self.l2, low=0.0)
 
-    def call(self, w):
+    def call(self, w: Tensor) -> Tensor:
         return _l1(self.l1, w) + _l2(self.l2, w)
 
 
-def get(identifier):
+def get(identifier: Any) -> Regularizer | None:
     return None if identifier is None else resolve("regularizer", identifier)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import ops
-from .backend import Runtime, StepResult
-from .metrics import MeanMetric
+from ._typing import Tensor
+from .backend import Backend, Plan, Runtime, StepResult
+from .metrics import MeanMetric, Metric
 from .optimizers import apply_updates
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["OpsRuntime"]
 
@@ -32,20 +38,22 @@ class OpsRuntime(Runtime):
     say). Backend.compile returns `cls(backend, plan)`.
     """
 
-    def __init__(self, backend, plan):
+    def __init__(self, backend: Backend, plan: Plan) -> None:
         self.backend = backend
         self.plan = plan
         self.dtype = np.dtype(plan.dtype)
         with ops.using(backend.ops):
             # A scalar of the plan's float dtype: what run_ops reads the dtype (and device) from.
             self.like = ops.cast(ops.convert_to_tensor(0.0), plan.dtype)
-        self.layers = []
+        self.layers: list[tuple[Any, list[int]]] = []  # (the layer's implementation, its weights' indices)
         for index, spec in enumerate(plan.layers):
             owned = [k for k, (owner, _) in enumerate(plan.weights) if owner == index]
-            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
+            # Not None: the backends' compile() runs check_plan(plan) first.
+            build: Any = backend.implementation("layer", spec.name)
+            self.layers.append((build(backend, spec), owned))
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
-        self.loss_value = backend.implementation("loss", plan.loss.name)
+        self.loss_value: Any = backend.implementation("loss", plan.loss.name)
         self.regularized = backend.weight_implementations(plan, "regularizer")
         self.constrained = backend.weight_implementations(plan, "constraint")
         self.update = backend.implementation("optimizer", plan.optimizer.name)
@@ -58,17 +66,18 @@ class OpsRuntime(Runtime):
     # ---- what a subclass supplies -----------------------------------------------------------
 
     @abc.abstractmethod
-    def value_and_gradients(self, objective, params):
+    def value_and_gradients(self, objective: Callable[[list[Tensor]], tuple[Tensor, Any]],
+                            params: list[Tensor]) -> tuple[tuple[Tensor, Any], Sequence[Tensor]]:
         """((loss, aux), grads): objective(params) -> (loss, aux) evaluated, and d loss / d params,
         one gradient per param (zeros for a param the loss does not reach). The engine's autodiff:
         torch.autograd.grad, tf.GradientTape, jax.value_and_grad(has_aux=True)."""
 
-    def compile_step(self, function):
+    def compile_step(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function` compiled for the engine (jax.jit, tf.function); it takes and returns tensors,
         lists, tuples, dicts and None. Eager engines keep it as it is. Used by compile_block."""
         return function
 
-    def compile_block(self, step):
+    def compile_block(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """A block of steps: `step(constants, carry, inputs) -> (carry, output)` applied once per step,
         returned as `block(constants, carry, sequences) -> (last carry, outputs)`. `sequences` holds
         each step's inputs on the leading axis of its tensors (in tuples, lists and dicts); `outputs`
@@ -79,53 +88,56 @@ class OpsRuntime(Runtime):
         this to run a whole block as one program (jax.jit of jax.lax.scan)."""
         step = self.compile_step(step)
 
-        def block(constants, carry, sequences):
+        def block(constants: Any, carry: Any, sequences: Any) -> tuple[Any, Any]:
             outputs = []
-            for t in range(_length(sequences)):
+            for t in range(cast(int, _length(sequences))):  # every block has rows
                 carry, output = step(constants, carry, _at(sequences, t))
                 outputs.append(output)
             return carry, self.backend.run_ops(ops.stack, self.like, outputs) if outputs else None
 
         return block
 
-    def to_tensor(self, array):
+    def to_tensor(self, array: np.ndarray) -> Tensor:
         """A NumPy array as the engine's tensor, of the array's dtype (an engine may copy it)."""
         return self.backend.run_ops(ops.convert_to_tensor, self.like, array, str(array.dtype))
 
-    def to_numpy(self, tensor):
+    def to_numpy(self, tensor: Tensor) -> np.ndarray:
         """An engine tensor as a NumPy array (it may share the tensor's memory)."""
         return np.asarray(tensor)
 
     # ---- state ------------------------------------------------------------------------------
 
-    def _arrays(self, arrays):
+    def _arrays(self, arrays: Iterable[ArrayLike]) -> list[Tensor]:
         return [self.to_tensor(np.array(a, dtype=self.dtype)) for a in arrays]
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         return [np.array(self.to_numpy(w), dtype=self.dtype) for w in self.weights]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         self.weights = self._arrays(weights)
 
-    def get_optimizer_state(self):
+    def get_optimizer_state(self) -> list[list[np.ndarray]]:
         return [[np.array(self.to_numpy(s), dtype=self.dtype) for s in slots] for slots in self.slots]
 
-    def set_optimizer_state(self, state):
+    def set_optimizer_state(self, state: Sequence[Sequence[np.ndarray]]) -> None:
         self.slots = [self._arrays(values) for values in state]
 
-    def set_metrics(self, metrics, weighted):
-        self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
-                        for m, takes_weights in zip(metrics, weighted)]
+    def set_metrics(self, metrics: Sequence[Metric], weighted: Sequence[bool]) -> None:
+        self.metrics: list[tuple[Metric, Any, bool]] = [
+            (m, self.backend.implementation("metric", m.name), takes_weights)
+            for m, takes_weights in zip(metrics, weighted)]
         # Compiled steps bake the metrics in: new ones are compiled on their next use.
-        self._steps = {}
+        self._steps: dict[str, Callable[..., Any]] = {}
 
-    def put_data(self, x, y=None, sample_weight=None):
+    def put_data(self, x: np.ndarray, y: np.ndarray | None = None,
+                 sample_weight: np.ndarray | None = None) -> tuple[Tensor | None, ...]:
         arrays = (x, y, None if sample_weight is None else np.asarray(sample_weight, self.dtype))
         return tuple(None if a is None else self.to_tensor(np.asarray(a)) for a in arrays)
 
     # ---- one step, on the backend's ops -----------------------------------------------------
 
-    def _forward(self, weights, x, masks):
+    def _forward(self, weights: Sequence[Tensor], x: Tensor,
+                 masks: Sequence[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
         """Outputs and the activity penalties of the layers that have one; masks None in inference."""
         activity = []
         for (layer, owned), slot in zip(self.layers, self.layer_masks):
@@ -135,7 +147,8 @@ class OpsRuntime(Runtime):
                 activity.append(layer.penalty(x))
         return x, activity
 
-    def _loss(self, weights, y, p, w, activity):
+    def _loss(self, weights: Sequence[Tensor], y: Tensor, p: Tensor, w: Tensor | None,
+              activity: list[Tensor]) -> tuple[Tensor, Tensor]:
         """The loss to differentiate (plan dtype) and the one to report (float64), in the reference's
         order: the reduced loss, each weight's penalty, each layer's activity penalty."""
         spec = self.plan.loss
@@ -161,7 +174,7 @@ class OpsRuntime(Runtime):
             report = report + ops.cast(term, "float64")
         return loss, report
 
-    def _metric_states(self, y, p, w):
+    def _metric_states(self, y: Tensor, p: Tensor, w: Tensor | None) -> list[Tensor]:
         states = []
         for m, impl, takes_weights in self.metrics:
             mw = w if takes_weights else None
@@ -180,13 +193,15 @@ class OpsRuntime(Runtime):
         return states
 
     @staticmethod
-    def _rows(data, rows):
+    def _rows(data: Sequence[Tensor | None], rows: Tensor) -> tuple[Tensor | None, ...]:
         return tuple(None if t is None else ops.take(t, rows, axis=0) for t in data)
 
-    def _train_step(self, weights, slots, data, rows, masks, scalars):
+    def _train_step(self, weights: list[Tensor], slots: list[list[Tensor]], data: Sequence[Tensor | None],
+                    rows: Tensor, masks: list[Tensor], scalars: dict[str, Tensor],
+                    ) -> tuple[list[Tensor], list[list[Tensor]], Tensor, list[Tensor]]:
         x, y, w = self._rows(data, rows)
 
-        def objective(params):
+        def objective(params: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
             p, activity = self._forward(params, x, masks)
             loss, report = self._loss(params, y, p, w, activity)
             return loss, (report, p)
@@ -203,18 +218,19 @@ class OpsRuntime(Runtime):
             weights[k] = project(constraint, weights[k])
         return weights, slots, report, states
 
-    def _test_step(self, weights, data, rows):
+    def _test_step(self, weights: Sequence[Tensor], data: Sequence[Tensor | None],
+                   rows: Tensor) -> tuple[Tensor, list[Tensor]]:
         x, y, w = self._rows(data, rows)
         p, activity = self._forward(weights, x, None)
         _, report = self._loss(weights, y, p, w, activity)
         return report, self._metric_states(y, p, w)
 
-    def _predict_step(self, weights, x, rows):
+    def _predict_step(self, weights: Sequence[Tensor], x: Tensor, rows: Tensor) -> Tensor:
         return self._forward(weights, ops.take(x, rows, axis=0), None)[0]
 
     # ---- blocks of steps --------------------------------------------------------------------
 
-    def _block(self, name):
+    def _block(self, name: str) -> Callable[..., Any]:
         """The block function for the per-step function `name`, run on the backend's ops, built once."""
         if name not in self._steps:
             function = getattr(self, f"_{name}_block_step")
@@ -222,28 +238,31 @@ class OpsRuntime(Runtime):
                 lambda *args: self.backend.run_ops(function, self.like, *args))
         return self._steps[name]
 
-    def _train_block_step(self, data, carry, inputs):
+    def _train_block_step(self, data: Sequence[Tensor | None], carry: Any, inputs: Any) -> tuple[Any, Tensor]:
         weights, slots, totals = carry
         rows, masks, scalars = inputs
         weights, slots, report, states = self._train_step(weights, slots, data, rows, masks, scalars)
         return (weights, slots, [a + b for a, b in zip(totals, states)]), report
 
-    def _test_block_step(self, constants, totals, rows):
+    def _test_block_step(self, constants: tuple[Sequence[Tensor], Sequence[Tensor | None]], totals: list[Tensor],
+                         rows: Tensor) -> tuple[list[Tensor], Tensor]:
         report, states = self._test_step(*constants, rows)
         return [a + b for a, b in zip(totals, states)], report
 
-    def _predict_block_step(self, constants, carry, rows):
+    def _predict_block_step(self, constants: tuple[Sequence[Tensor], Tensor], carry: Any,
+                            rows: Tensor) -> tuple[Any, Tensor]:
         return carry, self._predict_step(*constants, rows)
 
-    def _zero_totals(self):
+    def _zero_totals(self) -> list[Tensor]:
         return [self.to_tensor(np.zeros(m.state_size)) for m, _, _ in self.metrics]
 
-    def _result(self, reports, totals):
+    def _result(self, reports: Tensor | None, totals: Sequence[Tensor]) -> StepResult:
         losses = np.zeros(0) if reports is None else self.to_numpy(reports)
         states = [np.array(self.to_numpy(t), dtype=np.float64) for t in totals]
         return StepResult(np.array(losses, dtype=np.float64), states)
 
-    def train_steps(self, data, batches, masks, scalars):
+    def train_steps(self, data: Any, batches: np.ndarray, masks: Sequence[np.ndarray],
+                    scalars: dict[str, np.ndarray]) -> StepResult:
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
         masks = [self.to_tensor(np.asarray(m, self.dtype)) for m in masks]
         scalars = {name: self.to_tensor(np.asarray(values, self.dtype)) for name, values in scalars.items()}
@@ -251,12 +270,12 @@ class OpsRuntime(Runtime):
             data, (self.weights, self.slots, self._zero_totals()), (rows, masks, scalars))
         return self._result(reports, totals)
 
-    def test_steps(self, data, batches):
+    def test_steps(self, data: Any, batches: np.ndarray) -> StepResult:
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
         totals, reports = self._block("test")((self.weights, data), self._zero_totals(), rows)
         return self._result(reports, totals)
 
-    def predict_steps(self, data, batches):
+    def predict_steps(self, data: Any, batches: np.ndarray) -> np.ndarray:
         rows = self.to_tensor(np.asarray(batches, dtype=np.int64))
         _, outputs = self._block("predict")((self.weights, data[0]), (), rows)
         if outputs is None:
@@ -265,20 +284,21 @@ class OpsRuntime(Runtime):
         return outputs.reshape((-1, *outputs.shape[2:]))
 
 
-def _spread(w, values):
+def _spread(w: Tensor, values: Tensor) -> Tensor:
     """Sample weights (one per row) repeated over each row's values."""
     return ops.reshape(w, (-1,) + (1,) * (len(ops.shape(values)) - 1)) * ops.ones_like(values)
 
 
-def _size(values):
+def _size(values: Tensor) -> Any:
     """The number of values: an int where the shape is static, else counted on the engine."""
     shape = ops.shape(values)
-    if all(isinstance(d, int) for d in shape):
-        return int(np.prod(shape, dtype=np.int64))
+    dims = [d for d in shape if isinstance(d, int)]
+    if len(dims) == len(shape):
+        return int(np.prod(dims, dtype=np.int64))
     return ops.sum(ops.ones_like(values))
 
 
-def _at(tree, t):
+def _at(tree: Any, t: int) -> Any:
     """Step t's entries of a block's sequences: each tensor's row t, in the same tuples, lists and dicts."""
     if isinstance(tree, dict):
         return {key: _at(value, t) for key, value in tree.items()}
@@ -287,7 +307,7 @@ def _at(tree, t):
     return tree[t]
 
 
-def _length(tree):
+def _length(tree: Any) -> int | None:
     """The number of steps in a block's sequences: the leading length of their first tensor."""
     if isinstance(tree, dict):
         tree = list(tree.values())

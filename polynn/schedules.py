@@ -8,13 +8,16 @@ to the backend, so no backend can drift on it.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from . import _registry
 from ._spec import Component, check_bool, check_number, check_positive_int, resolve, spec
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "InverseTimeDecay",
@@ -26,7 +29,7 @@ __all__ = [
 class LearningRateSchedule(Component):
     kind: ClassVar[str] = "schedule"
 
-    def __call__(self, step) -> np.ndarray:
+    def __call__(self, step: ArrayLike) -> np.ndarray:
         return self.evaluate(np.asarray(step, dtype=np.float64))
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -44,13 +47,13 @@ class ExponentialDecay(LearningRateSchedule):
     decay_rate: float = 0.96
     staircase: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("ExponentialDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
         check_positive_int("ExponentialDecay", "decay_steps", self.decay_steps)
         check_number("ExponentialDecay", "decay_rate", self.decay_rate, low=0.0)
         check_bool("ExponentialDecay", "staircase", self.staircase)
 
-    def evaluate(self, t):
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
         p = t / self.decay_steps
         if self.staircase:
             p = np.floor(p)
@@ -66,7 +69,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     boundaries: tuple = (1000,)
     values: tuple = (0.01, 0.001)
 
-    def validate(self):
+    def validate(self) -> None:
         self._set("boundaries", tuple(self.boundaries))
         self._set("values", tuple(self.values))
         if len(self.values) != len(self.boundaries) + 1:
@@ -76,11 +79,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         for b in self.boundaries:
             check_number("PiecewiseConstantDecay", "boundaries", b, low=0.0)
         if list(self.boundaries) != sorted(self.boundaries):
-            raise InvalidArgumentError("boundaries", self.boundaries, "increasing values", owner="PiecewiseConstantDecay")
+            raise InvalidArgumentError("boundaries", self.boundaries, "increasing values",
+                                       owner="PiecewiseConstantDecay")
         for v in self.values:
             check_number("PiecewiseConstantDecay", "values", v, low=0.0)
 
-    def evaluate(self, t):
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
         index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="left")
         return np.asarray(self.values, dtype=np.float64)[index]
 
@@ -96,13 +100,13 @@ class InverseTimeDecay(LearningRateSchedule):
     decay_rate: float = 0.5
     staircase: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("InverseTimeDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
         check_positive_int("InverseTimeDecay", "decay_steps", self.decay_steps)
         check_number("InverseTimeDecay", "decay_rate", self.decay_rate, low=0.0)
         check_bool("InverseTimeDecay", "staircase", self.staircase)
 
-    def evaluate(self, t):
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
         p = t / self.decay_steps
         if self.staircase:
             p = np.floor(p)
@@ -121,14 +125,15 @@ class PolynomialDecay(LearningRateSchedule):
     power: float = 1.0
     cycle: bool = False
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("PolynomialDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
         check_positive_int("PolynomialDecay", "decay_steps", self.decay_steps)
         check_number("PolynomialDecay", "end_learning_rate", self.end_learning_rate, low=0.0)
         check_number("PolynomialDecay", "power", self.power)
         check_bool("PolynomialDecay", "cycle", self.cycle)
 
-    def evaluate(self, t):
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
+        d: np.ndarray | float
         if self.cycle:
             d = self.decay_steps * np.maximum(1.0, np.ceil(t / self.decay_steps))
             s = t
@@ -152,7 +157,7 @@ class CosineDecay(LearningRateSchedule):
     warmup_target: float | None = None
     warmup_steps: int = 0
 
-    def validate(self):
+    def validate(self) -> None:
         check_number("CosineDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
         check_positive_int("CosineDecay", "decay_steps", self.decay_steps)
         check_number("CosineDecay", "alpha", self.alpha, low=0.0, high=1.0)
@@ -161,7 +166,7 @@ class CosineDecay(LearningRateSchedule):
         if self.warmup_steps != 0:
             check_positive_int("CosineDecay", "warmup_steps", self.warmup_steps)
 
-    def evaluate(self, t):
+    def evaluate(self, t: np.ndarray) -> np.ndarray:
         peak = self.initial_learning_rate if self.warmup_target is None else self.warmup_target
         f = np.minimum(np.maximum(t - self.warmup_steps, 0.0), self.decay_steps) / self.decay_steps
         decayed = peak * ((1.0 - self.alpha) * 0.5 * (1.0 + np.cos(math.pi * f)) + self.alpha)
@@ -171,5 +176,5 @@ class CosineDecay(LearningRateSchedule):
         return np.where(t < self.warmup_steps, warm, decayed)
 
 
-def get(identifier):
+def get(identifier: Any) -> LearningRateSchedule:
     return resolve("schedule", identifier)

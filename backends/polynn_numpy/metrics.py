@@ -7,8 +7,8 @@ import numpy as np
 from polynn.metrics import mean_state  # noqa: F401 (the runtime's, and outside plugins')
 
 from . import losses
-from .special import sigmoid
 from .losses import sparse_labels
+from .special import sigmoid
 
 
 def _sparse_accuracy(spec, y, p):

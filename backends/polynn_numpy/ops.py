@@ -9,12 +9,12 @@ import numpy as np
 from polynn import ops as polynn_ops
 
 from . import autodiff as ad
+from .autodiff import Tensor, traced, unary, value_of
 from .special import erf as _erf
 from .special import log_softmax as _log_softmax
 from .special import sigmoid as _sigmoid
 from .special import softmax as _softmax
 from .special import softplus as _softplus
-from .autodiff import Tensor, traced, unary, value_of
 
 _TWO_OVER_SQRT_PI = 2 / np.sqrt(np.pi)
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32, "int64": np.int64, "bool": np.bool_}

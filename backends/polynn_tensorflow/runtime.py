@@ -148,7 +148,8 @@ class TensorFlowRuntime(Runtime):
         states = []
         for m, impl, takes_weights in self.metrics:
             mw = w if takes_weights else None
-            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric) else impl(m, y, p, mw))
+            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric)
+                          else impl(m, y, p, mw))
         return tuple(states)
 
     def _train_step(self, x, y, w, masks, s):

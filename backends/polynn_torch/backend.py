@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from polynn.backend import Backend
 from polynn import ops as polynn_ops
+from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
 from . import activations, layers, losses, metrics, ops, optimizers

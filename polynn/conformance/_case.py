@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ._compare import Check, Tolerance, finite_or_none
 
 STATUSES = ("pass", "fail", "unsupported", "error")
+
+# A case's scenario: (backend name, dtype) -> named observations.
+Scenario = Callable[[str, str], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +28,7 @@ class Case:
 
     name: str
     kind: str
-    scenario: Callable[[str, str], dict[str, Any]]
+    scenario: Scenario
     tolerances: Callable[[str], dict[str, Tolerance]]
     components: tuple = ()
     plotted: tuple[str, ...] = ()
@@ -65,7 +69,7 @@ class CaseResult:
                  for c in self.checks if c.tolerance is not None and not c.passed]
         return "; ".join(lines)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "case": self.name,
             "kind": self.kind,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ class Tolerance:
     rtol: float
     atol: float
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"rtol": self.rtol, "atol": self.atol}
 
 
@@ -33,7 +34,7 @@ class Check:
     passed: bool
     detail: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "checked": self.tolerance is not None,
@@ -45,11 +46,11 @@ class Check:
         }
 
 
-def finite_or_none(value):
+def finite_or_none(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def compare(name: str, actual, reference, tolerance: Tolerance | None) -> Check:
+def compare(name: str, actual: Any, reference: Any, tolerance: Tolerance | None) -> Check:
     if actual is None:
         return Check(name, None, None, tolerance, False, "the backend produced no value")
     a = np.asarray(actual, dtype=np.float64)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..layers import Dense, Dropout
+from ..layers import Dense, Dropout, Layer
 from . import tolerances
-from ._case import Case
+from ._case import Case, Scenario
+from ._compare import Tolerance
 from ._harness import StepLosses, compiled_model, flat
 
 EPOCHS = 2
@@ -15,7 +18,7 @@ DROPOUT_RATE = 0.2
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-def blog_data():
+def blog_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The blog's data: np.random.seed(1000), then training, validation and test sets in that order.
 
     A RandomState seeded with 1000 draws the same numbers as the global np.random after
@@ -30,9 +33,9 @@ def blog_data():
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 
-def blog_layers(dropout: bool):
+def blog_layers(dropout: bool) -> list[Layer]:
     units = (64, 32, 16, 8, 4)
-    layers = []
+    layers: list[Layer] = []
     for i, n in enumerate(units):
         layers.append(Dense(n, input_dim=10, activation="relu") if i == 0 else Dense(n, activation="relu"))
         if dropout:
@@ -41,8 +44,8 @@ def blog_layers(dropout: bool):
     return layers
 
 
-def _scenario(dropout: bool):
-    def run(backend: str, dtype: str) -> dict:
+def _scenario(dropout: bool) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         x_train, y_train, x_val, y_val, x_test, _ = blog_data()
         model = compiled_model(blog_layers(dropout), backend=backend, dtype=dtype, optimizer="Adam",
                                loss="binary_crossentropy", metrics=["accuracy"])
@@ -60,7 +63,7 @@ def _scenario(dropout: bool):
 
 
 def cases() -> list[Case]:
-    def tol(dtype):
+    def tol(dtype: str) -> dict[str, Tolerance]:
         return tolerances.blog(dtype, HISTORY_KEYS)
 
     return [

@@ -18,6 +18,9 @@ Each case reaches its component through the public model API only, so it runs on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from .. import _custom, _registry
@@ -25,13 +28,14 @@ from ..layers import Dense
 from ..losses import MeanSquaredError, SparseCategoricalCrossentropy
 from ..optimizers import SGD
 from . import inputs, options, tolerances, trajectories
-from ._case import Case
+from ._case import Case, Scenario
+from ._compare import Tolerance
 from ._harness import WeightTrajectory, activation_probe, compiled_model, flat, identity_inputs, loss_probe
 
 KINDS = ("activation", "loss", "metric", "optimizer", "initializer", "layer", "regularizer", "constraint", "schedule")
 
 
-def _instance(cls, config):
+def _instance(cls: type[Any], config: options.Config) -> Any:
     """The spec instance, or the error its construction raised (reported by the case)."""
     try:
         return cls(**dict(config.kwargs))
@@ -39,7 +43,7 @@ def _instance(cls, config):
         return error
 
 
-def _built(spec):
+def _built(spec: Any) -> Any:
     if isinstance(spec, Exception):
         raise spec
     return spec
@@ -48,8 +52,8 @@ def _built(spec):
 # ---- activations and losses -------------------------------------------------------------
 
 
-def _activation_scenario(spec):
-    def run(backend, dtype):
+def _activation_scenario(spec: Any) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         grid = inputs.activation_grid()
         return activation_probe(_built(spec), grid, inputs.activation_upstream(grid.shape), backend=backend,
                                 dtype=dtype)
@@ -57,8 +61,8 @@ def _activation_scenario(spec):
     return run
 
 
-def _loss_scenario(spec, config):
-    def run(backend, dtype):
+def _loss_scenario(spec: Any, config: options.Config) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         loss = _built(spec)
         p, y = inputs.predictions_and_labels(loss)
         w = inputs.sample_weights(len(p)) if config.sample_weight else None
@@ -70,8 +74,8 @@ def _loss_scenario(spec, config):
 # ---- metrics ---------------------------------------------------------------------------
 
 
-def _metric_scenario(spec, config):
-    def run(backend, dtype):
+def _metric_scenario(spec: Any, config: options.Config) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         metric = _built(spec)
         p, y = inputs.predictions_and_labels(metric)
         samples, units = p.shape
@@ -105,7 +109,7 @@ def _metric_scenario(spec, config):
 OPTIMIZER_STEPS = 8
 
 
-def _optimizer_trajectory(optimizer, backend, dtype):
+def _optimizer_trajectory(optimizer: Any, backend: str, dtype: str) -> dict[str, Any]:
     x, y, kernel, bias = inputs.optimizer_problem()
     units = y.shape[1]
     model = compiled_model([Dense(units, input_dim=x.shape[1])], backend=backend, dtype=dtype,
@@ -118,17 +122,17 @@ def _optimizer_trajectory(optimizer, backend, dtype):
     return {"trajectory": np.stack(trajectory.steps) - start}
 
 
-def _optimizer_scenario(spec):
-    def run(backend, dtype):
+def _optimizer_scenario(spec: Any) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         return _optimizer_trajectory(_built(spec), backend, dtype)
 
     return run
 
 
-def _schedule_scenario(spec):
+def _schedule_scenario(spec: Any) -> Scenario:
     """The schedule as SGD's learning rate, on the optimizer cases' problem."""
 
-    def run(backend, dtype):
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         return _optimizer_trajectory(SGD(learning_rate=_built(spec)), backend, dtype)
 
     return run
@@ -139,8 +143,8 @@ def _schedule_scenario(spec):
 INITIALIZER_SHAPE = (64, 48)
 
 
-def _initializer_scenario(spec):
-    def run(backend, dtype):
+def _initializer_scenario(spec: Any) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         initializer = _built(spec)
         fan_in, units = INITIALIZER_SHAPE
         model = compiled_model([Dense(units, input_dim=fan_in, use_bias=False, kernel_initializer=initializer)],
@@ -165,7 +169,7 @@ _OBSERVATIONS = {
 }
 
 
-def _scenario(kind, spec, config):
+def _scenario(kind: str, spec: Any, config: options.Config) -> Scenario:
     if kind == "activation":
         return _activation_scenario(spec)
     if kind == "loss":
@@ -181,7 +185,7 @@ def _scenario(kind, spec, config):
     return trajectories.SCENARIOS[kind](lambda: _built(spec))
 
 
-def _registered_functions(kind: str):
+def _registered_functions(kind: str) -> list[tuple[type[Any], str]]:
     """(custom spec class, function name) for each user function polynn.register holds for `kind`;
     they run through the kind's custom_* spec, which the registry does not enumerate."""
     names = sorted(_custom._FUNCTIONS.get(kind, {}))
@@ -191,7 +195,7 @@ def _registered_functions(kind: str):
     return [(cls, name) for name in names]
 
 
-def _configured(kind: str):
+def _configured(kind: str) -> list[tuple[type[Any], options.Config]]:
     """(spec class, configuration) pairs: every enumerable spec, then every registered function."""
     pairs = [(cls, config) for cls in _registry.specs(kind) for config in options.configs(kind, cls)]
     for cls, function in _registered_functions(kind):
@@ -200,7 +204,7 @@ def _configured(kind: str):
     return pairs
 
 
-def cases(kinds=KINDS) -> list[Case]:
+def cases(kinds: Iterable[str] = KINDS) -> list[Case]:
     found = []
     for kind in kinds:
         for cls, config in _configured(kind):
@@ -208,7 +212,8 @@ def cases(kinds=KINDS) -> list[Case]:
             if kind == "metric" and config.sample_weight:
                 observations = (*observations, *(f"weighted_{name}" for name in observations))
 
-            def tol(dtype, kind=kind, observations=observations):
+            def tol(dtype: str, kind: str = kind, observations: tuple[str, ...] = observations,
+                    ) -> dict[str, Tolerance]:
                 return tolerances.component(dtype, kind, observations)
 
             spec = _instance(cls, config)

@@ -17,6 +17,9 @@ and categorical_hinge's margin and ties.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from ..losses import EPSILON
@@ -43,7 +46,7 @@ SAMPLES = 12
 UNITS = 4
 
 
-def domain(spec) -> str:
+def domain(spec: Any) -> str:
     name = spec.name
     if name in DOMAINS:
         return DOMAINS[name]
@@ -54,7 +57,7 @@ def domain(spec) -> str:
     return "categorical"
 
 
-def _softmax(z):
+def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -74,7 +77,8 @@ MARGIN_ROWS = ((0, 0, (1.0, -1.0, 0.375, -1.625)), (1, 0, (1.5, 0.5, -0.25, 0.25
                (2, 0, (0.25, 0.75, 0.75, -0.5)))
 
 
-def predictions_and_labels(spec, samples: int = SAMPLES, units: int = UNITS, seed: int = 7):
+def predictions_and_labels(spec: Any, samples: int = SAMPLES, units: int = UNITS,
+                           seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """(predictions (samples, units), labels) in the spec's domain; integer labels have shape (samples,)."""
     rng = np.random.RandomState(seed)
     kind = domain(spec)
@@ -144,12 +148,13 @@ def activation_grid() -> np.ndarray:
     return values[np.random.RandomState(3).permutation(49)].reshape(7, 7)
 
 
-def activation_upstream(shape) -> np.ndarray:
+def activation_upstream(shape: tuple[int, ...]) -> np.ndarray:
     """Targets of the squared-error probe, so the upstream gradient varies from element to element."""
     return np.random.RandomState(5).uniform(-1.0, 1.0, shape)
 
 
-def optimizer_problem(samples: int = 32, features: int = 5, units: int = 3):
+def optimizer_problem(samples: int = 32, features: int = 5,
+                      units: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, kernel, bias) of a linear least-squares problem whose gradients span four decades:
     feature j is scaled by 10**-j, so epsilon terms (Adam's, RMSprop's) weigh on the small ones."""
     rng = np.random.RandomState(13)
@@ -160,7 +165,8 @@ def optimizer_problem(samples: int = 32, features: int = 5, units: int = 3):
     return x, y, kernel, bias
 
 
-def op_grid(domain: str, samples: int = 6, units: int = 5, held=()) -> np.ndarray:
+def op_grid(domain: str, samples: int = 6, units: int = 5,
+            held: Sequence[tuple[int, int, float]] = ()) -> np.ndarray:
     """Inputs of an op case, (samples, units): distinct odd multiples of 1/128, exact in float32 and
     never 0, an integer or a half, so no op meets a kink or a tie by chance; `held` gives the cells
     ((row, column, value), values multiples of 1/128 too) a "real" grid sets on purpose, on the op
@@ -185,7 +191,7 @@ def op_grid(domain: str, samples: int = 6, units: int = 5, held=()) -> np.ndarra
     return grid
 
 
-def op_probabilities(samples: int = 6, units: int = 5):
+def op_probabilities(samples: int = 6, units: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(y_pred, y_true) of an op loss case: softmax rows, and one-hot labels of random classes."""
     rng = np.random.RandomState(19)
     p = _softmax(rng.normal(0.0, 1.0, (samples, units)))

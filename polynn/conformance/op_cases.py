@@ -7,25 +7,30 @@ without polynn.ops support (no custom_* implementation) reports every one of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..activations import CustomActivation
 from ..losses import CustomLoss
 from . import inputs, op_functions, tolerances
 from ._case import Case
+from ._compare import Tolerance
 from ._harness import activation_probe, loss_probe
 
 KIND = "op"
 
 
-def _activation_scenario(entry, spec):
-    def run(backend, dtype):
+def _activation_scenario(entry: op_functions.OpFunction, spec: CustomActivation,
+                         ) -> Callable[[str, str], dict[str, Any]]:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         grid = inputs.op_grid(entry.domain, units=op_functions.UNITS, held=op_functions.HELD)
         return activation_probe(spec, grid, inputs.activation_upstream(grid.shape), backend=backend, dtype=dtype)
 
     return run
 
 
-def _loss_scenario(spec):
-    def run(backend, dtype):
+def _loss_scenario(spec: CustomLoss) -> Callable[[str, str], dict[str, Any]]:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         p, y = inputs.op_probabilities(units=op_functions.UNITS)
         return loss_probe(spec, p, y, backend=backend, dtype=dtype)
 
@@ -35,6 +40,7 @@ def _loss_scenario(spec):
 def cases() -> list[Case]:
     found = []
     for entry in op_functions.functions():
+        spec: CustomLoss | CustomActivation
         if entry.harness == "loss":
             spec = CustomLoss(function=entry.function)
             scenario, observations = _loss_scenario(spec), ("value", "gradient")
@@ -42,7 +48,7 @@ def cases() -> list[Case]:
             spec = CustomActivation(function=entry.function)
             scenario, observations = _activation_scenario(entry, spec), ("forward", "gradient")
 
-        def tol(dtype, observations=observations):
+        def tol(dtype: str, observations: tuple[str, ...] = observations) -> dict[str, Tolerance]:
             return tolerances.component(dtype, KIND, observations)
 
         found.append(Case(f"{KIND}.{entry.op}", KIND, scenario, tol, (spec,)))

@@ -13,11 +13,13 @@ float32, so a backend that rounds a float64 constant to float32 computes the sam
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
 from .. import ops
+from .._typing import Tensor
 
 UNITS = 5
 # A value the grid holds on purpose: comparisons against it meet a tie, where > and >= differ.
@@ -53,16 +55,16 @@ class OpFunction:
 
     op: str
     harness: str
-    function: Callable
+    function: Callable[..., Any]
     domain: str = "real"
 
 
-def _tie_select(condition):
+def _tie_select(condition: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     # The two branches differ everywhere, so a comparison that flips at the tie shows in the values.
     return lambda x: ops.where(condition(x), ops.square(x), ops.negative(x))
 
 
-def _cast(x):
+def _cast(x: Tensor) -> Tensor:
     # float -> float64 (differentiable), float -> int32 (truncation toward 0; 2x is an integer only
     # at HELD values, where it is exact), bool -> float64; the custom activation casts the float64
     # result to the model's dtype.
@@ -70,19 +72,19 @@ def _cast(x):
     return wide * ops.cast(ops.cast(2.0 * x, "int32"), "float64") + ops.cast(ops.greater(x, 0.3), "float64")
 
 
-def _matmul(x):
+def _matmul(x: Tensor) -> Tensor:
     quadratic = ops.matmul(ops.reshape(x, (-1, 1, UNITS)), ops.reshape(x, (-1, UNITS, 1)))
     return ops.matmul(x, MIX) + 0.125 * ops.reshape(quadratic, (-1, 1))
 
 
-def _one_hot_loss(y_true, y_pred):
+def _one_hot_loss(y_true: Tensor, y_pred: Tensor) -> Tensor:
     # Squared error to smoothed one-hot targets rebuilt from the labels' classes. The reference's
     # one_hot is float32 whatever the model's dtype, so its constants are exact in float32.
     target = ops.one_hot(ops.argmax(y_true, axis=-1), UNITS) * 0.875 + 0.0625
     return ops.sum(ops.square(target - y_pred), axis=-1)
 
 
-def _take_along_axis_loss(y_true, y_pred):
+def _take_along_axis_loss(y_true: Tensor, y_pred: Tensor) -> Tensor:
     # The negative log of the probability each sample gives its own class.
     picked = ops.take_along_axis(y_pred, ops.expand_dims(ops.argmax(y_true, axis=-1), -1), axis=-1)
     return ops.negative(ops.log(ops.squeeze(picked, axis=-1)))
@@ -138,7 +140,7 @@ _ACTIVATIONS = {
     "sort": (lambda x: ops.sort(x, axis=-1) * ops.convert_to_tensor(RAMP) + 0.25 * ops.sort(x, axis=0), "real"),
     # x * constant(x): the value x**2, the gradient x (not 2x).
     "stop_gradient": (lambda x: x * ops.stop_gradient(x), "real"),
-    "shape": (lambda x: x * float(ops.shape(x)[-1] + len(ops.shape(x))), "real"),
+    "shape": (lambda x: x * float(cast(int, ops.shape(x)[-1]) + len(ops.shape(x))), "real"),  # a static shape
     "zeros_like": (lambda x: ops.where(ops.greater(x, 0.3), ops.square(x), ops.zeros_like(x)), "real"),
     "ones_like": (lambda x: ops.ones_like(x) * ops.square(x) + ops.ones_like(x), "real"),
     "convert_to_tensor": (lambda x: ops.convert_to_tensor(x) * ops.convert_to_tensor(RAMP)

@@ -9,6 +9,8 @@ clipping thresholds below the probe's gradient norms, a schedule that halves the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
+from typing import Any
 
 from ..constraints import MaxNorm, NonNeg
 from ..initializers import RandomUniform
@@ -21,7 +23,7 @@ from ..schedules import ExponentialDecay
 class Config:
     """Keyword arguments for the spec class, and whether the case passes sample weights."""
 
-    kwargs: tuple = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
     sample_weight: bool = False
 
     def label(self) -> str:
@@ -31,13 +33,13 @@ class Config:
         return f"({', '.join(parts)})" if parts else ""
 
 
-def _show(value) -> str:
+def _show(value: Any) -> str:
     if hasattr(value, "kind") and hasattr(value, "get_config"):
         return value.name
     return str(value)
 
 
-def _configs(*entries):
+def _configs(*entries: tuple[dict[str, Any], bool]) -> list[Config]:
     return [Config(tuple(kwargs.items()), sample_weight) for kwargs, sample_weight in entries]
 
 
@@ -71,7 +73,7 @@ METRIC = _configs(
 )
 
 
-def _schedule_config(cls):
+def _schedule_config(cls: type[Any]) -> list[Config]:
     """The class's default learning rate, halved every 3 steps by an ExponentialDecay."""
     default = next((f.default for f in dataclasses.fields(cls) if f.name == "learning_rate"), None)
     if not isinstance(default, float):
@@ -155,14 +157,14 @@ _TABLES = {"activation": ACTIVATION, "loss": LOSS, "metric": METRIC, "optimizer"
            "schedule": SCHEDULE}
 
 
-def _default(kind: str, fields) -> Config:
+def _default(kind: str, fields: Collection[str]) -> Config:
     # An Input layer has no valid default shape: its default case declares the usual one.
     if kind == "layer" and "shape" in fields:
         return Config((("shape", LAYER_INPUT_SHAPE),))
     return Config()
 
 
-def configs(kind: str, cls) -> list[Config]:
+def configs(kind: str, cls: type[Any]) -> list[Config]:
     """The default configuration, then every table entry whose fields the class has."""
     fields = {f.name for f in dataclasses.fields(cls)}
     chosen = [_default(kind, fields)]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any
+
 from ..errors import PolynnError
+
+if TYPE_CHECKING:
+    from .report import Report
 
 _MISSING = "writing a plot needs matplotlib, which is not installed. Install it with: pip install 'polynn[plot]'"
 
 
-def require_matplotlib():
+def require_matplotlib() -> tuple[Any, Any]:
     """matplotlib's Agg canvas and Figure, or a PolynnError naming the extra that installs them."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,7 +23,7 @@ def require_matplotlib():
     return FigureCanvasAgg, Figure
 
 
-def write_plot(report, path) -> None:
+def write_plot(report: Report, path: str | os.PathLike[str]) -> None:
     FigureCanvasAgg, Figure = require_matplotlib()
     panels = [(result.name, name, pair) for result in report.results for name, pair in result.series.items()]
     if not panels:

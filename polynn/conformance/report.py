@@ -6,6 +6,8 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+from collections.abc import Iterable
+from typing import Any
 
 from .. import __version__, plugins
 from ._case import CaseResult
@@ -21,7 +23,7 @@ class BackendInfo:
     engine_version: str | None
 
     @classmethod
-    def of(cls, name: str) -> "BackendInfo":
+    def of(cls, name: str) -> BackendInfo:
         backend = plugins.get_backend(name)  # an unknown name raises UnknownBackendError here
         entry = next(e for e in plugins.backend_entries() if e.name == name)
         distribution, version = entry.distribution, None
@@ -30,8 +32,9 @@ class BackendInfo:
             distribution, version = "polynn", __version__
         else:
             for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=entry.plugin):
-                if getattr(ep, "dist", None) is not None:
-                    distribution, version = ep.dist.name, ep.dist.version
+                dist = getattr(ep, "dist", None)
+                if dist is not None:
+                    distribution, version = dist.name, dist.version
         try:
             engine_version = backend.engine_version()
         except Exception as error:  # the version is reported, not needed: say why it is missing
@@ -43,7 +46,7 @@ class BackendInfo:
         return f"backend {self.name!r} ({dist}), engine {self.engine} {self.engine_version}"
 
 
-def _number(value) -> str:
+def _number(value: float | None) -> str:
     if value is None:
         return "-"
     if value == float("inf"):
@@ -59,7 +62,7 @@ class Report:
     strict: bool = False
 
     @classmethod
-    def create(cls, backend: str, dtype: str, results, strict: bool = False) -> "Report":
+    def create(cls, backend: str, dtype: str, results: Iterable[CaseResult], strict: bool = False) -> Report:
         return cls(BackendInfo.of(backend), dtype, list(results), strict)
 
     def count(self, status: str) -> int:
@@ -85,7 +88,7 @@ class Report:
                 lines.append(f"{r.status}: {r.name}: {r.message}")
         return lines
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "backend": dataclasses.asdict(self.backend),
             "polynn_version": __version__,
@@ -97,13 +100,13 @@ class Report:
             "cases": [r.to_json() for r in self.results],
         }
 
-    def write_json(self, path) -> None:
+    def write_json(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(self.to_json(), handle, indent=2, allow_nan=False)
             handle.write("\n")
 
 
-def unwritable(path) -> str | None:
+def unwritable(path: str | os.PathLike[str]) -> str | None:
     """Why a file could not be written at `path`, or None: checked before the cases run, so a bad
     path fails in a second instead of after the whole kit."""
     path = os.path.abspath(os.fspath(path))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from .. import plugins
+from ..backend import Backend
 from ..errors import InvalidArgumentError, UnsupportedComponentError
 from . import blog, components, op_cases, scenarios, selection
 from ._case import Case, CaseResult
@@ -12,17 +16,17 @@ from ._compare import compare
 from .report import Report
 
 REFERENCE = "numpy"
-_reference_cache: dict[tuple[str, str], dict | BaseException] = {}
+_reference_cache: dict[tuple[str, str], dict[str, Any] | BaseException] = {}
 
 
-def all_cases(patterns=()) -> list[Case]:
+def all_cases(patterns: Iterable[str] = ()) -> list[Case]:
     """Every case: the blog, the scenarios, the components, the ops; with patterns (fnmatch), only the
     names matching one."""
     plugins.backend_entries()  # component plugins register their specs when plugins load
     return selection.matching(blog.cases() + scenarios.cases() + components.cases() + op_cases.cases(), patterns)
 
 
-def _reference(case: Case, dtype: str):
+def _reference(case: Case, dtype: str) -> dict[str, Any] | BaseException:
     key = (case.name, dtype)
     if key not in _reference_cache:
         try:
@@ -32,7 +36,7 @@ def _reference(case: Case, dtype: str):
     return _reference_cache[key]
 
 
-def _unsupported_reason(case: Case, backend, dtype: str) -> str | None:
+def _unsupported_reason(case: Case, backend: Backend, dtype: str) -> str | None:
     if dtype not in backend.dtypes:
         return f"dtype {dtype!r} is not supported by backend {backend.name!r} (it supports {', '.join(backend.dtypes)})"
     for component in case.components:
@@ -67,7 +71,7 @@ def run_case(case: Case, backend_name: str, dtype: str) -> CaseResult:
     return result
 
 
-def run(backend: str, dtype: str = "float64", patterns=(), strict: bool = False):
+def run(backend: str, dtype: str = "float64", patterns: Iterable[str] = (), strict: bool = False) -> Report:
     """Run every case (or those matching `patterns`) on `backend`; returns a Report."""
     plugins.get_backend(backend)  # a backend that cannot load fails the run, naming why
     cases = all_cases()

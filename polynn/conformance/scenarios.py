@@ -8,16 +8,19 @@ and the final weights, as the blog case, on models small enough to run in a seco
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from ..constraints import MaxNorm
-from ..layers import Dense
-from ..losses import CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy
-from ..optimizers import SGD, AdamW, RMSprop
+from ..layers import Dense, Layer
+from ..losses import CategoricalCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
+from ..optimizers import SGD, AdamW, Optimizer, RMSprop
 from ..regularizers import L2
 from ..schedules import ExponentialDecay
 from . import tolerances
-from ._case import Case
+from ._case import Case, Scenario
 from ._harness import StepLosses, compiled_model, flat
 
 SAMPLES = 96
@@ -25,6 +28,9 @@ FEATURES = 6
 CLASSES = 4
 BATCH_SIZE = 16
 EPOCHS = 3  # 18 steps
+
+# What a scenario builds: its layers, loss, optimizer and data (x, y).
+Built = tuple[Sequence[Layer], Loss, Optimizer, np.ndarray, np.ndarray]
 
 
 def _features(seed: int) -> np.ndarray:
@@ -37,23 +43,23 @@ def _classes(x: np.ndarray) -> np.ndarray:
     return np.argmax(scores + 0.5 * np.random.RandomState(37).normal(size=scores.shape), axis=-1)
 
 
-def _softmax_rmsprop():
+def _softmax_rmsprop() -> Built:
     x = _features(41)
     y = np.eye(CLASSES)[_classes(x)]
     layers = [Dense(8, input_dim=FEATURES, activation="tanh"), Dense(CLASSES, activation="softmax")]
     return layers, CategoricalCrossentropy(), RMSprop(learning_rate=0.01, momentum=0.9, centered=True), x, y
 
 
-def _mse_nesterov_l2_maxnorm():
+def _mse_nesterov_l2_maxnorm() -> Built:
     x = _features(43)
     y = np.tanh(x @ np.random.RandomState(47).normal(size=(FEATURES, 2)))
     # MaxNorm(0.8) is below the kernels' column norms within a few steps, so it projects.
-    dense = {"kernel_regularizer": L2(l2=0.01), "kernel_constraint": MaxNorm(max_value=0.8)}
+    dense: dict[str, Any] = {"kernel_regularizer": L2(l2=0.01), "kernel_constraint": MaxNorm(max_value=0.8)}
     layers = [Dense(8, input_dim=FEATURES, activation="tanh", **dense), Dense(2, **dense)]
     return layers, MeanSquaredError(), SGD(learning_rate=0.05, momentum=0.9, nesterov=True), x, y
 
 
-def _sparse_logits_adamw_decay():
+def _sparse_logits_adamw_decay() -> Built:
     x = _features(53)
     y = _classes(x).astype(np.float64)
     layers = [Dense(8, input_dim=FEATURES, activation="tanh"), Dense(CLASSES)]
@@ -69,8 +75,8 @@ SCENARIOS = {
 }
 
 
-def _scenario(build):
-    def run(backend: str, dtype: str) -> dict:
+def _scenario(build: Callable[[], Built]) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         layers, loss, optimizer, x, y = build()
         model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=optimizer, loss=loss)
         steps = StepLosses(SAMPLES, BATCH_SIZE)
@@ -81,7 +87,7 @@ def _scenario(build):
     return run
 
 
-def _components(build):
+def _components(build: Callable[[], Built]) -> tuple[Loss, Optimizer]:
     _, loss, optimizer, _, _ = build()
     return (loss, optimizer)
 

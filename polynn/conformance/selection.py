@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import _registry, plugins
 from ..errors import UnknownComponentError
 
+if TYPE_CHECKING:
+    from ._case import Case
+
 LISTING = "pytest --pyargs polynn.conformance --collect-only -q"
 
 
-def matching(cases, patterns) -> list:
+def matching(cases: Iterable[Case], patterns: Iterable[str]) -> list[Case]:
     """The cases whose name matches one of `patterns` (all of them without patterns)."""
     if not patterns:
         return list(cases)
@@ -25,21 +30,22 @@ def _alias_suggestion(pattern: str) -> str | None:
         return None
     name = rest.split("(")[0].rstrip("*?[")
     try:
-        canonical = plugins.lookup(kind, name).name if name else None
+        found: type[Any] | None = plugins.lookup(kind, name) if name else None
     except UnknownComponentError:
         return None
+    canonical = None if found is None else found.name
     if canonical is None or canonical == name:
         return None
     return f"{kind}.{canonical}{rest[len(name):]}"
 
 
-def unmatched(patterns, cases) -> list[str]:
+def unmatched(patterns: Iterable[str], cases: Iterable[Case]) -> list[str]:
     """The patterns matching no case's name."""
     names = [c.name for c in cases]
     return [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in names)]
 
 
-def close_names(pattern: str, cases) -> list[str]:
+def close_names(pattern: str, cases: Iterable[Case]) -> list[str]:
     """Up to three case names close to `pattern`: its alias spelled canonically first, then difflib's."""
     close = [s for s in (_alias_suggestion(pattern),) if s]
     names = [c.name for c in cases]
@@ -53,7 +59,7 @@ def accepted() -> str:
             f"list them with: {LISTING}")
 
 
-def problems(patterns, cases, option: str = "--case") -> list[str]:
+def problems(patterns: Iterable[str], cases: Sequence[Case], option: str = "--case") -> list[str]:
     """One message per pattern matching no case: the pattern, close case names, what is accepted."""
     out = []
     for pattern in unmatched(patterns, cases):

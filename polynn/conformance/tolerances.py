@@ -10,13 +10,15 @@ backends, and none is looser than a few times that.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ._compare import Tolerance
 
 STRICT = Tolerance(rtol=1e-9, atol=1e-9)
 EXACT = Tolerance(rtol=0.0, atol=0.0)
 
 
-def blog(dtype: str, history_keys) -> dict[str, Tolerance]:
+def blog(dtype: str, history_keys: Iterable[str]) -> dict[str, Tolerance]:
     """The blog example: per-step losses, History, final weights and test predictions (float64);
     per-epoch loss and val_loss, and test predictions (float32), as the project's contract says."""
     if dtype == "float64":
@@ -117,7 +119,7 @@ _FLOAT64 = {
 }
 
 
-def component(dtype: str, kind: str, observations) -> dict[str, Tolerance]:
+def component(dtype: str, kind: str, observations: Iterable[str]) -> dict[str, Tolerance]:
     if dtype == "float64":
         table = _FLOAT64.get(kind, {})
         return {name: table.get(name, STRICT) for name in observations}

@@ -13,11 +13,16 @@ learning-rate schedules, each observed over a short training run (8 SGD steps) o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
 import numpy as np
 
-from ..layers import Dense
+from ..layers import Dense, Layer
+from ..models import Sequential
 from ..optimizers import SGD
 from . import options
+from ._case import Scenario
 from ._harness import StepLosses, WeightTrajectory, compiled_model, flat
 
 HIDDEN = 5
@@ -28,13 +33,13 @@ EPOCHS = 2  # 8 steps
 LEARNING_RATE = 0.1
 
 
-def _data(input_shape, seed: int = 23) -> np.ndarray:
+def _data(input_shape: tuple, seed: int = 23) -> np.ndarray:
     return np.random.RandomState(seed).normal(size=(SAMPLES, *input_shape))
 
 
-def _train(model, x, *, seed: int = 29) -> dict:
+def _train(model: Sequential, x: np.ndarray, *, seed: int = 29) -> dict[str, Any]:
     """Targets drawn for the model's output shape, then EPOCHS epochs of SGD in order."""
-    y = np.random.RandomState(seed).normal(size=(SAMPLES, *model.output_shape))
+    y = np.random.RandomState(seed).normal(size=(SAMPLES, *cast(tuple, model.output_shape)))  # a built model
     start = flat(model.get_weights())
     steps, trajectory = StepLosses(SAMPLES, BATCH_SIZE), WeightTrajectory()
     model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[steps, trajectory])
@@ -47,22 +52,22 @@ def _train(model, x, *, seed: int = 29) -> dict:
     }
 
 
-def _train_by_sgd(layers, shape, backend, dtype) -> dict:
+def _train_by_sgd(layers: Sequence[Layer], shape: tuple, backend: str, dtype: str) -> dict[str, Any]:
     """The layers compiled with SGD on mean squared error, then trained as `_train`."""
     model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
                            loss="mse")
     return _train(model, _data(shape))
 
 
-def _two_dense(backend, dtype, first: dict, second: dict) -> dict:
+def _two_dense(backend: str, dtype: str, first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Dense(HIDDEN, tanh) with the options `first`, then Dense(OUTPUT) with `second`, trained by SGD."""
     shape = options.LAYER_INPUT_SHAPE
     layers = [Dense(HIDDEN, input_shape=shape, activation="tanh", **first), Dense(OUTPUT, **second)]
     return _train_by_sgd(layers, shape, backend, dtype)
 
 
-def layer_scenario(built):
-    def run(backend, dtype):
+def layer_scenario(built: Callable[[], Any]) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         layer = built()
         declared = getattr(layer, "declared_input_shape", None)
         if declared is not None:
@@ -75,8 +80,8 @@ def layer_scenario(built):
     return run
 
 
-def regularizer_scenario(built):
-    def run(backend, dtype):
+def regularizer_scenario(built: Callable[[], Any]) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         regularizer = built()
         return _two_dense(backend, dtype, {"kernel_regularizer": regularizer, "bias_regularizer": regularizer},
                           {"activity_regularizer": regularizer})
@@ -84,14 +89,14 @@ def regularizer_scenario(built):
     return run
 
 
-def _suits_vectors(constraint) -> bool:
+def _suits_vectors(constraint: Any) -> bool:
     """Whether the constraint applies to a bias (rank 1): no axis, or only axis 0 / -1."""
     axis = getattr(constraint, "axis", 0)
     return all(a in (0, -1) for a in (axis if isinstance(axis, tuple) else (axis,)))
 
 
-def constraint_scenario(built):
-    def run(backend, dtype):
+def constraint_scenario(built: Callable[[], Any]) -> Scenario:
+    def run(backend: str, dtype: str) -> dict[str, Any]:
         constraint = built()
         bias = constraint if _suits_vectors(constraint) else None
         return _two_dense(backend, dtype, {"kernel_constraint": constraint, "bias_constraint": bias},

@@ -15,7 +15,8 @@ class LayerNormalization:
         tf, spec = self.tf, self.spec
         m = tf.reduce_mean(x, axis=-1, keepdims=True)
         centered = x - m
-        r = 1 / tf.sqrt(tf.reduce_mean(centered * centered, axis=-1, keepdims=True) + tf.constant(spec.epsilon, dtype=x.dtype))
+        variance = tf.reduce_mean(centered * centered, axis=-1, keepdims=True)
+        r = 1 / tf.sqrt(variance + tf.constant(spec.epsilon, dtype=x.dtype))
         y = centered * r
         k = 0
         if spec.scale:
@@ -26,7 +27,7 @@ class LayerNormalization:
         return y
 
 
-def SQUAREPLUS(spec, x):
+def SQUAREPLUS(spec, x):  # noqa: N802 (the name every *_impl module exports)
     import tensorflow as tf
 
     return (x + tf.sqrt(x * x + tf.constant(spec.b, dtype=x.dtype))) / 2

@@ -25,7 +25,7 @@ class LayerNormalization:
         return y
 
 
-def SQUAREPLUS(spec, x):
+def SQUAREPLUS(spec, x):  # noqa: N802 (the name every *_impl module exports)
     import torch
 
     return (x + torch.sqrt(x * x + spec.b)) / 2
