@@ -10,9 +10,9 @@ POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import difflib
 import functools
+import importlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -20,14 +20,18 @@ import os
 import re
 import threading
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import _registry, hookspecs
-from .hookspecs import COMPUTED_KINDS, DTYPES
 from ._version import __version__
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
+from .hookspecs import COMPUTED_KINDS, DTYPES
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 __all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
            "failures", "load", "register_plugin", "component_implementation", "reset"]
@@ -50,8 +54,9 @@ class PluginFailure:
     # backends the failed hook had registered before raising, withdrawn with the rest of its work
     withdrawn: tuple = ()
 
-    def __str__(self):
-        text = f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: {type(self.error).__name__}: {self.error}"
+    def __str__(self) -> str:
+        text = (f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: "
+                f"{type(self.error).__name__}: {self.error}")
         if self.withdrawn:
             text += f" (its backends {', '.join(map(repr, self.withdrawn))} were withdrawn)"
         return text
@@ -92,15 +97,15 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-@functools.lru_cache(maxsize=None)
-def _packages_distributions() -> dict[str, list[str]]:
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
     """Import name -> the distributions providing it, computed once: it reads every installed
     distribution's file list."""
     return importlib.metadata.packages_distributions()
 
 
 class _State:
-    def __init__(self):
+    def __init__(self) -> None:
         self.pm = pluggy.PluginManager("polynn")
         self.pm.add_hookspecs(hookspecs)
         self.loaded = False
@@ -138,7 +143,7 @@ def _fail(plugin: str, distribution: str, stage: str, error: BaseException, with
     warnings.warn(str(failure), RuntimeWarning, stacklevel=3)
 
 
-def _distribution_label(ep) -> str:
+def _distribution_label(ep: Any) -> str:
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
@@ -280,8 +285,8 @@ class _BackendRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
 
-    def __call__(self, name=None, load=None, *, engine=None, install="", dtypes=("float32", "float64"),
-                 devices=("cpu",), **extra):
+    def __call__(self, name: Any = None, load: Any = None, *, engine: Any = None, install: Any = "",
+                 dtypes: Any = ("float32", "float64"), devices: Any = ("cpu",), **extra: Any) -> None:
         where = f"plugin {self.plugin!r} ({self.distribution})"
         if extra:
             raise PluginError(f"{where} called register() with unknown argument(s) {sorted(extra)}; accepted: "
@@ -330,7 +335,7 @@ class _ComponentRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
 
-    def __call__(self, spec_class):
+    def __call__(self, spec_class: type[Any]) -> type[Any]:
         return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
@@ -369,7 +374,7 @@ def failures() -> list[PluginFailure]:
     return list(_state.failures)
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     """The Backend instance registered as `name`, loading it (and its engine) on first use."""
     _ensure_loaded()
     entry = _state.backends.get(name)
@@ -410,7 +415,7 @@ def _raise_if_its_plugin_failed(name: str) -> None:
     """A backend unknown because the plugin registering it failed is reported as that failure: a
     plugin whose hook registered it and then raised, else one named after it (entry point
     'name', distribution 'name' or 'polynn-name') that failed before registering anything."""
-    def project(failure):
+    def project(failure: PluginFailure) -> str:
         return failure.distribution.rsplit(" ", 1)[0].lower().replace("_", "-")
 
     available = ", ".join(sorted(_state.backends)) or "none"
@@ -436,7 +441,7 @@ def accept_backends_of(cls: type) -> None:
 
 
 def _check_loaded(entry: BackendEntry, instance: Any) -> None:
-    Backend = _backend_class
+    Backend: Any = _backend_class  # set by polynn.backend on import, before any backend loads
     where = f"backend {entry.name!r} from plugin {entry.plugin!r} ({entry.distribution})"
     if isinstance(instance, type) and issubclass(instance, Backend):
         raise PluginError(f"{where}: its load() returned the class {instance.__module__}.{instance.__qualname__}, "
@@ -460,7 +465,7 @@ def describe_backend(name: str) -> str:
     return f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution})"
 
 
-def lookup(kind: str, name: str) -> type:
+def lookup(kind: str, name: str) -> type[Any]:
     """The spec class registered for `name` (case-insensitive), loading the plugins first when it
     is unknown (it may come from a component plugin not loaded yet); else UnknownComponentError."""
     if not _registry.known(kind, name):
@@ -468,7 +473,7 @@ def lookup(kind: str, name: str) -> type:
     return _registry.lookup(kind, name)
 
 
-def component_specs(kind: str) -> list[type]:
+def component_specs(kind: str) -> list[type[Any]]:
     """Every registered component class of a kind (polynn's and plugins'), in name order."""
     load()
     return _registry.specs(kind)
