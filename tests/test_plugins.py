@@ -84,7 +84,8 @@ def test_a_plain_source_tree_finds_the_first_party_backends(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "backends")])}
     env.pop("POLYNN_DISABLE_PLUGINS", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          check=True)
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
     assert "Available backends: none" not in done.stdout
     assert "numpy" in done.stdout.splitlines()[0]
     assert done.stdout.splitlines()[-1] == "['numpy', 'tensorflow', 'torch'] []"
