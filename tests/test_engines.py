@@ -17,8 +17,13 @@ import pytest
 
 from polynn import activations, constraints, losses, metrics, ops, optimizers, plugins, regularizers
 from polynn.callbacks import Callback
-from polynn.conformance._harness import activation_probe, compiled_model, gradient_probe, identity_inputs
-from polynn.conformance._harness import GRADIENT_PROBE_RATE
+from polynn.conformance._harness import (
+    GRADIENT_PROBE_RATE,
+    activation_probe,
+    compiled_model,
+    gradient_probe,
+    identity_inputs,
+)
 from polynn.conformance.inputs import activation_grid, activation_upstream
 from polynn.errors import InvalidArgumentError
 from polynn.layers import Activation, Dense, Dropout
@@ -52,8 +57,8 @@ ENGINES = (
 )
 
 
-# JAX compiles each block shape anew, so its bodies take 0.3 to 10 s each (113 s in all, measured on
-# 2 shared cores): they run with -m "" (CI); the default run has the example's own tests of it.
+# JAX compiles each block shape anew, seconds per body here, so its bodies run with -m "" (CI); the
+# default run keeps the example's own tests of it (examples/polynn-jax/tests).
 _PARAMS = [pytest.param(engine, id=engine.name, marks=pytest.mark.slow if engine.name == "jax" else ())
            for engine in ENGINES]
 
@@ -189,7 +194,7 @@ def test_import_polynn_does_not_import_the_engine(backend):
         engine = [name for name in sys.modules if name.split(".")[0] == {backend.name!r}]
         print(json.dumps({{"backends": names, "engine_modules": sorted(engine)}}))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.splitlines()[-1])
     assert backend.name in seen["backends"]
@@ -698,7 +703,7 @@ UNREACHED = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(case, dtype):
     return UNREACHED[case]("numpy", dtype)
 
