@@ -405,9 +405,6 @@ def test_ops_cast_refuses_an_unknown_dtype_naming_the_accepted_ones(backend):
 
 
 # The example JAX backend's clip and concatenate promote to a NumPy float64 bound or array (jnp in x64 mode).
-KNOWN_FLOAT32_DEFECTS = {"jax": {"clip(x, -0.5, np.float64(0.5))", "concatenate([x, np.zeros((1, 4))])"}}
-
-
 def test_ops_keep_a_float32_model_in_float32(backend):
     """Python and NumPy numbers and arrays mixed into a float32 model's user function stay float32."""
     made = {
@@ -431,13 +428,7 @@ def test_ops_keep_a_float32_model_in_float32(backend):
     model.compile(loss="mse", backend=backend.name, dtype="float32")
     model.fit(np.ones((3, 4)), np.ones((3, 4)), verbose=0)
     assert seen.keys() == made.keys()
-    wrong = {label for label, dtype in seen.items() if dtype != "float32"}
-    known = KNOWN_FLOAT32_DEFECTS.get(backend.name, set())
-    assert wrong - known == set(), {label: seen[label] for label in wrong}
-    if known - wrong:
-        pytest.fail(f"fixed on {backend.name}: {sorted(known - wrong)}; remove it from KNOWN_FLOAT32_DEFECTS")
-    if known:
-        pytest.xfail(f"known defect of the {backend.name} backend: {sorted(known)} are not float32")
+    assert {label: dtype for label, dtype in seen.items() if dtype != "float32"} == {}
 
 
 def mish_by_ops(x):
@@ -716,17 +707,8 @@ def _assert_observations_agree(got, want, tolerance):
 
 
 # Defects these inputs find; each is expected to fail (strictly: a fix makes the test say so).
-KNOWN_DEFECTS = {
-    ("jax", "op.power_negative_and_zero_bases"):
-        "the example JAX backend's power is jnp.power, whose exponent gradient is NaN at bases <= 0 "
-        "(polynn.ops.power's is 0 there)",
-}
-
-
 @pytest.mark.parametrize("case", sorted(UNREACHED))
-def test_what_the_kit_does_not_reach_agrees_with_numpy(backend, case, request):
-    if (backend.name, case) in KNOWN_DEFECTS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[backend.name, case]))
+def test_what_the_kit_does_not_reach_agrees_with_numpy(backend, case):
     _assert_observations_agree(UNREACHED[case](backend.name, "float64"), _reference(case, "float64"), STRICT)
 
 

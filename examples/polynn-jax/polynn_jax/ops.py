@@ -71,8 +71,36 @@ log1p = jnp.log1p
 tanh = jnp.tanh
 negative = jnp.negative
 sign = jnp.sign
-power = jnp.power
 matmul = jnp.matmul
+
+
+@jax.custom_jvp
+def power(x, y):
+    return jnp.power(x, y)
+
+
+@power.defjvp
+def _power_jvp(primals, tangents):
+    (x, y), (dx, dy) = primals, tangents
+    out = jnp.power(x, y)
+    slope = y * jnp.power(x, y - 1) * dx
+    if not jnp.issubdtype(jnp.result_type(y), jnp.floating):
+        return out, slope  # an integer exponent has no gradient
+    # x**y log(x) where x > 0 and 0 elsewhere, as polynn.ops.power says: jnp.power's is NaN at x <= 0.
+    return out, slope + out * jnp.log(jnp.where(x > 0, x, 1)) * dy
+
+
+def _like(value, x):
+    """A NumPy float (array or scalar) at x's float dtype, as the other engines take it: in x64 mode
+    np.float64(0.5) would otherwise turn a float32 model's values into float64."""
+    if isinstance(value, jax.Array):
+        return value
+    array = np.asarray(value)
+    dtype = jnp.result_type(x)
+    if isinstance(value, np.ndarray | np.floating) and np.issubdtype(array.dtype, np.floating) \
+            and jnp.issubdtype(dtype, jnp.floating):
+        return jnp.asarray(array, dtype=dtype)
+    return value
 
 
 def where(condition, x, y):
@@ -90,6 +118,7 @@ def minimum(x, y):
 
 def clip(x, x_min, x_max):
     x = jnp.asarray(x)
+    x_min, x_max = _like(x_min, x), _like(x_max, x)
     inside = (x >= x_min) & (x <= x_max)
     # Outside the bounds the value is the bound, a constant; inside it is x itself.
     return jnp.where(inside, x, jnp.clip(jax.lax.stop_gradient(x), x_min, x_max))
@@ -154,7 +183,7 @@ def squeeze(x, axis=None):
 
 
 def concatenate(xs, axis=0):
-    return jnp.concatenate(list(xs), axis=axis)
+    return jnp.concatenate([convert_to_tensor(x) for x in xs], axis=axis)
 
 
 def stack(xs, axis=0):
