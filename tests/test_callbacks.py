@@ -8,8 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from polynn.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
-                              ReduceLROnPlateau, TerminateOnNaN)
+from polynn.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from polynn.errors import InvalidArgumentError, ModelFileError
 from polynn.layers import Dense
 from polynn.models import Sequential, load_model

@@ -107,10 +107,10 @@ def test_backends_lists_status_engine_missing_components_and_plugin_failures():
 
 
 def test_lacking_lists_registered_components_by_kind():
-    from polynn.cli import lacking
-    from test_conformance import PartialBackend
-
     from polynn import _registry
+    from polynn.cli import lacking
+
+    from test_conformance import PartialBackend
 
     missing = lacking(PartialBackend())
     assert "tanh" in missing["activation"] and "rmsprop" in missing["optimizer"]

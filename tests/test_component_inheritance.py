@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from polynn import hookimpl, ops
+from polynn import hookimpl
 from polynn.losses import BinaryCrossentropy
 
 

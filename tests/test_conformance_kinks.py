@@ -11,7 +11,6 @@ import pytest
 from polynn import hookimpl, ops, plugins
 from polynn.conformance import run
 from polynn.losses import EPSILON
-
 from polynn_numpy import activations as numpy_activations
 from polynn_numpy import autodiff
 from polynn_numpy import losses as numpy_losses

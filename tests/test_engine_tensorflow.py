@@ -11,11 +11,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("polynn_tensorflow")
 
+from test_engines import BATCH, FEATURES, blog_data, blog_model, mlp, regression_data  # noqa: E402
+
 from polynn import constraints, optimizers  # noqa: E402
 from polynn.layers import Dense  # noqa: E402
 from polynn.models import Sequential  # noqa: E402
-
-from test_engines import BATCH, FEATURES, blog_data, blog_model, mlp, regression_data  # noqa: E402
 
 # ---- the fused Adam kernel ----------------------------------------------------------------------
 

@@ -12,12 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("polynn_torch")
 
+from test_engines import BATCH, OP_GRID, assert_same_training, mish_by_ops, mlp, regression_data, run_blog, train_both  # noqa: E402
+
 from polynn import optimizers  # noqa: E402
 from polynn.layers import Activation, Dense, Dropout  # noqa: E402
 from polynn.models import Sequential  # noqa: E402
-
-from test_engines import (BATCH, OP_GRID, assert_same_training, mish_by_ops, mlp, regression_data,  # noqa: E402
-                          run_blog, train_both)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -189,13 +189,15 @@ def test_unknown_backend_from_environment(monkeypatch):
 
 
 def test_unknown_dtype():
-    with pytest.raises(errors.InvalidArgumentError, match=r"invalid dtype='float16'; accepted: one of 'float32', 'float64'"):
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=r"invalid dtype='float16'; accepted: one of 'float32', 'float64'"):
         compiled(dtype="float16")
 
 
 def test_set_weights_shape_errors():
     model = compiled()
-    with pytest.raises(errors.ShapeMismatchError, match=r"got 1 arrays; the model has 2 with shapes \[\(3, 1\), \(1,\)\]"):
+    with pytest.raises(errors.ShapeMismatchError,
+                       match=r"got 1 arrays; the model has 2 with shapes \[\(3, 1\), \(1,\)\]"):
         model.set_weights([np.ones((3, 1))])
     with pytest.raises(errors.ShapeMismatchError, match=r"array 0 has shape \(3, 2\); expected \(3, 1\)"):
         model.set_weights([np.ones((3, 2)), np.ones(1)])
@@ -244,7 +246,8 @@ def test_backend_whose_engine_is_not_installed(install_plugin):
     (lambda: optimizers.Adam(lr=0.01), r"Adam: invalid keyword lr=0.01; accepted: .*learning_rate, as in Keras 3"),
     (lambda: Dense(3, unts=4), r"invalid keyword unts=4; .*did you mean 'units'"),
     (lambda: losses.MeanSquaredError("sum", 1, 2), r"invalid positional arguments='3 given'; accepted: at most 1"),
-    (lambda: Dense(3, units=4), r"invalid keyword units=4; accepted: units given once: it is also positional argument 1"),
+    (lambda: Dense(3, units=4),
+     r"invalid keyword units=4; accepted: units given once: it is also positional argument 1"),
     (lambda: Dense(3, lr=4), r"invalid keyword lr=4; accepted: keywords units, [a-z_, ]*input_shape$"),  # no rate hint
 ])
 def test_spec_constructors_name_the_unknown_argument_and_the_accepted_ones(build, message):
@@ -253,7 +256,8 @@ def test_spec_constructors_name_the_unknown_argument_and_the_accepted_ones(build
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda m: m.compile(loss="mse", jit_compile=True), r"compile: invalid keyword jit_compile=True; .*how they compile"),
+    (lambda m: m.compile(loss="mse", jit_compile=True),
+     r"compile: invalid keyword jit_compile=True; .*how they compile"),
     (lambda m: m.compile(loss="mse", metrcs=["mae"]), r"did you mean 'metrics'"),
     (lambda m: m.fit(np.ones((4, 3)), np.ones(4), steps_per_epoch=2), r"fit: invalid keyword steps_per_epoch=2"),
     (lambda m: m.evaluate(np.ones((4, 3)), np.ones(4), steps=2), r"evaluate: invalid keyword steps=2"),
@@ -266,7 +270,8 @@ def test_model_methods_refuse_keras_arguments_they_lack_clearly(call, message):
 
 def test_specs_are_immutable_and_the_error_says_what_to_do():
     model = compiled()
-    with pytest.raises(errors.ImmutableSpecError, match=r"learning_rate=0.5 cannot be set; accepted: set model.learning_rate"):
+    with pytest.raises(errors.ImmutableSpecError,
+                       match=r"learning_rate=0.5 cannot be set; accepted: set model.learning_rate"):
         model.optimizer.learning_rate = 0.5
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"dataclasses.replace\(spec, units=...\)"):
         Dense(3).units = 4  # still the dataclass error too, for code that catches that
@@ -324,7 +329,7 @@ def test_an_attribute_error_inside_a_property_is_not_reported_as_a_missing_prope
             raise AttributeError("the real cause")
 
     with pytest.raises(AttributeError, match="the real cause"):
-        Broken([Dense(1, input_dim=3)]).output_shape
+        Broken([Dense(1, input_dim=3)]).output_shape  # noqa: B018  (the access is what raises)
 
 
 def test_keras_model_attributes_polynn_lacks_say_what_to_use():
@@ -333,4 +338,4 @@ def test_keras_model_attributes_polynn_lacks_say_what_to_use():
         model.train_on_batch(np.ones((2, 3)), np.ones(2))
     assert not hasattr(model, "weights")  # still an AttributeError, so hasattr() and getattr(..., default) work
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
-        model.no_such_thing
+        model.no_such_thing  # noqa: B018  (the access is what raises)

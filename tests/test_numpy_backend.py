@@ -350,7 +350,8 @@ def test_products_over_one_term_equal_matmul(use_workspace, dtype):
 
     dense = BACKEND.implementation("layer", "dense")
     rng = np.random.default_rng(5)
-    for units, fan_in, batch in ((1, 6, (4,)), (3, 1, (4,)), (5, 6, (1,)), (1, 1, (1,)), (1, 6, (2, 3)), (4, 1, (2, 3))):
+    shapes = ((1, 6, (4,)), (3, 1, (4,)), (5, 6, (1,)), (1, 1, (1,)), (1, 6, (2, 3)), (4, 1, (2, 3)))
+    for units, fan_in, batch in shapes:
         layer = dense(BACKEND, Dense(units, activation="tanh"))
         kernel, bias = rng.normal(size=(fan_in, units)).astype(dtype), rng.normal(size=units).astype(dtype)
         x, dy = rng.normal(size=(*batch, fan_in)).astype(dtype), rng.normal(size=(*batch, units)).astype(dtype)

@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 from polynn_torch import ops as torch_ops  # noqa: E402
 from polynn_torch.backend import TorchBackend  # noqa: E402
 
-
 # ---- the test backend: everything it has beyond torch's ops namespace ------------------------
 
 
@@ -151,7 +150,8 @@ def _take_and_gradient(engine, namespace, x, indices, axis, upstream):
             return polynn_ops.take(t, indices, axis=axis)
 
     if engine == "numpy":
-        from polynn_numpy import autodiff, ops as numpy_ops
+        from polynn_numpy import autodiff
+        from polynn_numpy import ops as numpy_ops
 
         with numpy_ops.float_dtype(np.float64):
             value = np.asarray(take(x))

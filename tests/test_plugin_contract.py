@@ -23,7 +23,6 @@ from polynn.metrics import Metric
 from polynn.models import Sequential
 from polynn.optimizers import Optimizer
 from polynn.schedules import LearningRateSchedule
-
 from polynn_numpy.backend import NumpyBackend
 from polynn_numpy.runtime import NumpyRuntime
 

@@ -7,8 +7,8 @@ import pytest
 
 from polynn import _registry, plugins
 from polynn import ops as polynn_ops
-from polynn.backend import Backend, SharedLayer
 from polynn._spec import Component
+from polynn.backend import Backend, SharedLayer
 from polynn.conformance import options
 from polynn.layers import Activation, Dense, Dropout, Input
 from polynn.models import Sequential
@@ -144,7 +144,9 @@ def test_shared_layer_calls_match_numpy_layers(dtype):
         np.testing.assert_array_equal(got, y, err_msg=repr(spec))
         dy = np.random.default_rng(4).normal(size=y.shape).astype(dtype)
         dx, grads = own.backward(params, cache, dy)
-        shared = _numpy_call(autodiff.vjp, x, lambda xt, *ps: spec.call(list(ps), xt, mask), (x, *params), dy)
+        # the lambda runs within this pass of the loop, so it sees this spec and mask
+        shared = _numpy_call(autodiff.vjp, x, lambda xt, *ps: spec.call(list(ps), xt, mask),  # noqa: B023
+                             (x, *params), dy)
         for a, b in zip(shared, [dx, *grads], strict=True):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.max(np.abs(b)), err_msg=repr(spec))
 

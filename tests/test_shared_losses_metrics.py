@@ -61,7 +61,8 @@ def _kink_inputs(spec):
         return [(np.array([[0.5, 0.0, 2.0, e], [1.0, -2.0, 0.3, 0.0]]),
                  np.array([[0.5, 0.0, 1.0, e], [0.0, -2.0, -e, 0.0]]))]
     if name == "mean_squared_logarithmic_error":
-        return [(np.array([[e, 0.0, -1.0, 2.0], [e, 1e-9, 0.5, 3.0]]), np.array([[e, 0.0, 1.0, -1.0], [0.5, e, 0.5, 1.0]]))]
+        return [(np.array([[e, 0.0, -1.0, 2.0], [e, 1e-9, 0.5, 3.0]]),
+                 np.array([[e, 0.0, 1.0, -1.0], [0.5, e, 0.5, 1.0]]))]
     if name == "huber":
         d = spec.delta
         # |d| == delta on both sides, d == 0, and either side of delta.
@@ -77,7 +78,8 @@ def _kink_inputs(spec):
         return [(np.array([[0.25, 0.75, 0.75, 0.5], [1.5, 0.5, 0.25, 0.0], [2.0, 1.0, 1.0, 0.0]]),
                  np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))]
     if name == "kl_divergence":
-        return [(np.array([[e, 1.0, 0.0, 1.5], [0.25, 0.25, e / 2, 0.5]]), np.array([[0.5, 0.25, 0.25, 0.0], [e, 1.0, 0.5, 0.0]]))]
+        return [(np.array([[e, 1.0, 0.0, 1.5], [0.25, 0.25, e / 2, 0.5]]),
+                 np.array([[0.5, 0.25, 0.25, 0.0], [e, 1.0, 0.5, 0.0]]))]
     if name == "cosine_similarity":
         # A zero vector, one below EPSILON in norm, and ordinary ones.
         return [(np.array([[0.0, 0.0], [1e-8, 2e-8], [0.4, -0.3], [3.0, 4.0]]),

@@ -11,7 +11,6 @@ from polynn import _registry, plugins
 from polynn import ops as polynn_ops
 from polynn.conformance import options
 from polynn.optimizers import apply_updates
-
 from polynn_numpy import ops as numpy_ops
 from polynn_numpy import optimizers as numpy_optimizers
 

@@ -13,8 +13,18 @@ import numpy as np
 import pytest
 
 import polynn
-from polynn import _registry, activations, constraints, initializers, layers, losses, metrics, optimizers
-from polynn import regularizers, schedules
+from polynn import (
+    _registry,
+    activations,
+    constraints,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    regularizers,
+    schedules,
+)
 from polynn.layers import Activation, Dense, Dropout, Input
 from polynn.models import Sequential
 

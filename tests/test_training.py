@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import polynn
-from polynn import losses, metrics as metrics_module, optimizers, regularizers
+from polynn import losses, optimizers, regularizers
+from polynn import metrics as metrics_module
 from polynn import random as _random
 from polynn.callbacks import Callback
-from polynn.layers import Dense, Dropout
 from polynn.errors import InvalidArgumentError
+from polynn.layers import Dense, Dropout
 from polynn.models import Sequential
 
 
@@ -274,7 +275,8 @@ def test_sample_weight_scales_the_loss_and_weights_only_the_weighted_metrics(bin
     model = binary_model(dtype="float64", weighted_metrics=["accuracy"])
     base_loss, base_accuracy, base_weighted = model.evaluate(x, y, verbose=0)
     assert base_weighted == base_accuracy
-    doubled_loss, doubled_accuracy, doubled_weighted = model.evaluate(x, y, sample_weight=np.full(len(x), 2.0), verbose=0)
+    doubled = model.evaluate(x, y, sample_weight=np.full(len(x), 2.0), verbose=0)
+    doubled_loss, doubled_accuracy, doubled_weighted = doubled
     assert doubled_loss == pytest.approx(2 * base_loss, rel=1e-12)
     assert doubled_accuracy == doubled_weighted == pytest.approx(base_accuracy, rel=1e-12)
     # zero weight removes samples from the weighted accuracy only

@@ -11,7 +11,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from polynn import hookimpl, metrics, random as polynn_random
+from polynn import hookimpl, metrics
+from polynn import random as polynn_random
 from polynn._blocks import TrainingBlocks
 from polynn.layers import Dense, Dropout
 from polynn.models import Sequential

@@ -14,8 +14,11 @@ from polynn.layers import Dense
 from polynn.models import Sequential
 
 pytest.importorskip("polynn_extras", reason="the example plugin is not installed: pip install ./examples/polynn-extras")
-from polynn_extras import LayerNormalization, Squareplus  # noqa: E402
-from polynn_extras import numpy_impl  # noqa: E402
+from polynn_extras import (  # noqa: E402
+    LayerNormalization,
+    Squareplus,
+    numpy_impl,  # noqa: E402
+)
 
 BACKENDS = ["numpy", "tensorflow", "torch"]
 
