@@ -85,11 +85,12 @@ class KitSession:
                     f"{option} {path}: one file is written per backend and dtype, and this path "
                     f"lacks {' and '.join(missing)}; accepted: a path with the placeholders "
                     f"{' and '.join(p for p, needed in several.items() if needed)} in it, "
-                    f"e.g. conformance-{{backend}}-{{dtype}}.json")
-        if not problems:
+                    f"e.g. kit-{{backend}}-{{dtype}}{os.path.splitext(path)[1]}")
+        if not problems and (self.report_path or self.plot_path):
+            # Every file's folder is checked now ('installed' resolved), not after the cases ran.
             paths = [(option, output_path(path, backend, dtype)) for option, path in
                      (("--polynn-report", self.report_path), ("--polynn-plot", self.plot_path))
-                     for backend in self.backend_names for dtype in self.dtypes]
+                     for backend, dtype in self.runs()]
             problems = _unique(output_problems(paths))
         if problems:
             raise pytest.UsageError("\n".join(problems))
