@@ -61,6 +61,14 @@ def test_several_backends_and_dtypes_in_one_session(pytester, tmp_path):
                                  f"JSON report written to {tmp_path / 'kit-numpy-float64.json'}"])
 
 
+def test_strict_fails_a_dtype_the_backend_lacks(pytester):
+    register_wrong_backends()
+    result = pytester.runpytest(*KIT, "--polynn-backend", "float32_only", "--polynn-case", "activation.relu",
+                                "--polynn-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*unsupported: dtype 'float64' is not supported by backend 'float32_only'*"])
+
+
 def test_one_backend_and_dtype_keep_the_plain_case_ids(pytester):
     result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-case", "activation.relu",
                                 "--polynn-case", "loss.hinge")
