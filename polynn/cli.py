@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .plugins import BackendEntry
 
-_PLUGIN_MODULE = "polynn.conformance.plugin"
+_PLUGIN_MODULE = "_polynn_pytestplugin"  # the kit's pytest plugin, a top-level module
 _ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group (pyproject.toml)
 
 
@@ -139,7 +139,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         return _error(str(error))
     # the kit (its cases, pytest) loads only for this command, not for `polynn backends`
     from .conformance import selection
-    from .conformance.plugin import output_problems
+    from .conformance.session import output_problems
     from .conformance.runner import all_cases
 
     # Checked here too, so these usage errors exit 2 as every other one of the command line.

@@ -1,7 +1,8 @@
 """polynn's conformance kit: any backend, compared with the NumPy reference, case by case.
 
 Run it with `polynn conformance BACKEND`, or through pytest (the kit is a pytest plugin):
-`pytest --pyargs polynn.conformance --polynn-backend BACKEND`, or from Python with `run()`.
+`pytest --pyargs polynn.conformance --polynn-backend BACKEND` (repeatable, as --polynn-dtype), or from
+Python with `run()`.
 """
 
 from ._case import Case, CaseResult

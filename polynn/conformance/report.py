@@ -83,10 +83,11 @@ class Report:
         lines = [self.summary(), f"{'case':<{width}}  {'status':<11}  {'worst abs':>9}  {'worst rel':>9}"]
         for r in self.results:
             lines.append(f"{r.name:<{width}}  {r.status:<11}  {_number(r.worst_abs):>9}  {_number(r.worst_rel):>9}")
-        for r in self.results:
-            if r.status != "pass" and r.message:
-                lines.append(f"{r.status}: {r.name}: {r.message}")
-        return lines
+        return lines + self.problem_lines()
+
+    def problem_lines(self) -> list[str]:
+        """A line per case that did not pass, with why."""
+        return [f"{r.status}: {r.name}: {r.message}" for r in self.results if r.status != "pass" and r.message]
 
     def to_json(self) -> dict[str, Any]:
         return {

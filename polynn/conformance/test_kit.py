@@ -1,23 +1,22 @@
-"""The conformance cases as pytest tests: one test per case, on the backend the plugin's options name."""
+"""The conformance cases as pytest tests: one test per case, backend and dtype that the plugin's options name."""
 
 from __future__ import annotations
 
 import pytest
 
-from .plugin import _KIT
+import _polynn_pytestplugin
 
 
 def pytest_generate_tests(metafunc):
     if "conformance_case" in metafunc.fixturenames:
-        kit = metafunc.config.stash.get(_KIT, None)
-        if kit is None:
+        if metafunc.config.getoption("polynn_backend", default=None) is None:
             raise pytest.UsageError("polynn's pytest plugin is not active: add -p polynn.conformance.plugin")
-        cases = kit.cases()
-        metafunc.parametrize("conformance_case", cases, ids=[case.name for case in cases])
+        kit = _polynn_pytestplugin.kit(metafunc.config)
+        metafunc.parametrize(("conformance_backend", "conformance_dtype", "conformance_case"), kit.params())
 
 
-def test_case(conformance_case, polynn_conformance):
-    result = polynn_conformance.run(conformance_case)
+def test_case(conformance_backend, conformance_dtype, conformance_case, polynn_conformance):
+    result = polynn_conformance.run(conformance_case, conformance_backend, conformance_dtype)
     if result.status == "unsupported":
         # Reported by name in the table and the JSON report; a failure under --polynn-strict.
         if polynn_conformance.strict:
