@@ -9,15 +9,20 @@ kit (polynn.conformance.session) load only when a --polynn-* option is given or 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
+if TYPE_CHECKING:
+    from polynn.conformance.session import KitSession
+
 # The kit's session (polynn.conformance.session.KitSession), once something asked for it.
-KIT = pytest.StashKey[object]()
+KIT = pytest.StashKey["KitSession"]()
 
 DTYPES = ("float32", "float64")
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("polynn", "polynn conformance kit")
     group.addoption("--polynn-backend", action="append", default=[], metavar="NAME",
                     help="backend to check against the NumPy reference; repeatable, or comma-separated; "
@@ -43,7 +48,7 @@ _OPTIONS = ("polynn_backend", "polynn_dtype", "polynn_case", "polynn_report", "p
             "polynn_slow_dtype")
 
 
-def kit(config):
+def kit(config: pytest.Config) -> KitSession:
     """The kit's session of this pytest run, made (importing polynn) on first use."""
     session = config.stash.get(KIT, None)
     if session is None:
@@ -53,32 +58,32 @@ def kit(config):
     return session
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     # Options are checked (paths that cannot be written, a plot without matplotlib) before anything
     # is collected; without any, nothing of polynn is imported unless the kit's tests are collected.
     if any(config.getoption(name) for name in _OPTIONS):
         kit(config)
 
 
-def pytest_collection_modifyitems(session, config, items):
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     found = config.stash.get(KIT, None)
     if found is not None:
         found.check_collection(items)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     found = session.config.stash.get(KIT, None)
     if found is not None:
         found.finish(session)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int | pytest.ExitCode, config: pytest.Config) -> None:
     found = config.stash.get(KIT, None)
     if found is not None:
         found.summarize(terminalreporter)
 
 
 @pytest.fixture
-def polynn_conformance(request):
+def polynn_conformance(request: pytest.FixtureRequest) -> KitSession:
     """The kit's session: which backends and dtypes the cases run on, and their results so far."""
     return kit(request.config)

@@ -139,8 +139,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         return _error(str(error))
     # the kit (its cases, pytest) loads only for this command, not for `polynn backends`
     from .conformance import selection
-    from .conformance.session import output_problems
     from .conformance.runner import all_cases
+    from .conformance.session import output_problems
 
     # Checked here too, so these usage errors exit 2 as every other one of the command line.
     problems = output_problems((("--report", args.report), ("--plot", args.plot)))

@@ -17,12 +17,10 @@ from polynn.conformance._compare import compare
 from polynn.conformance.components import KINDS
 from polynn.conformance.plot import write_plot
 from polynn.errors import PolynnError
-
 from polynn_numpy import activations as numpy_activations
 from polynn_numpy import regularizers as numpy_regularizers
 from polynn_numpy.backend import NumpyBackend
 from polynn_numpy.runtime import NumpyRuntime
-
 
 # ---- deliberately wrong backends ---------------------------------------------------------
 
@@ -74,7 +72,8 @@ class WrongReluGradientBackend(NumpyBackend):
     name = "wrong_relu"
     implementations = {**NumpyBackend.implementations,
                        "activation": {**NumpyBackend.implementations["activation"],
-                                      "relu": (numpy_activations.IMPLEMENTATIONS["relu"][0], _relu_backward_one_at_zero)}}
+                                      "relu": (numpy_activations.IMPLEMENTATIONS["relu"][0],
+                                               _relu_backward_one_at_zero)}}
 
 
 class PartialBackend(NumpyBackend):
@@ -238,8 +237,8 @@ def test_a_plugin_layer_gets_cases():
 
 
 def test_a_component_registered_later_gets_cases(monkeypatch):
-    from polynn.activations import Activation
     from polynn._spec import spec
+    from polynn.activations import Activation
 
     class Cube(Activation):
         """cube(x) = x**3."""
@@ -461,7 +460,8 @@ def test_the_kit_runs_through_pytest(tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "polynn conformance: backend 'numpy'" in completed.stdout
     assert "activation.relu" in completed.stdout and "2 passed" in completed.stdout
-    assert [c["case"] for c in json.loads(report.read_text())["cases"]] == ["activation.relu", "loss.mean_squared_error"]
+    cases = [c["case"] for c in json.loads(report.read_text())["cases"]]
+    assert cases == ["activation.relu", "loss.mean_squared_error"]
 
 
 def test_functions_registered_with_polynn_register_get_cases():

@@ -55,10 +55,11 @@ def test_several_backends_and_dtypes_in_one_session(pytester, tmp_path):
         backend, dtype = name[len("kit-"):-len(".json")].rsplit("-", 1)
         assert (data["backend"]["name"], data["dtype"], data["counts"]["pass"]) == (backend, dtype, 1)
     # Several runs: each one's summary line in the terminal summary.
-    result.stdout.fnmatch_lines(["polynn conformance: backend 'numpy' *, float64: 1 pass, 0 fail, 0 error, 0 unsupported",
-                                 "polynn conformance: backend 'numpy' *, float32: 1 pass*",
-                                 "polynn conformance: backend 'float32_only' *, float32: 1 pass*",
-                                 f"JSON report written to {tmp_path / 'kit-numpy-float64.json'}"])
+    result.stdout.fnmatch_lines([
+        "polynn conformance: backend 'numpy' *, float64: 1 pass, 0 fail, 0 error, 0 unsupported",
+        "polynn conformance: backend 'numpy' *, float32: 1 pass*",
+        "polynn conformance: backend 'float32_only' *, float32: 1 pass*",
+        f"JSON report written to {tmp_path / 'kit-numpy-float64.json'}"])
 
 
 def test_strict_fails_a_dtype_the_backend_lacks(pytester):

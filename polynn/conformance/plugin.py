@@ -8,12 +8,14 @@ the two names pytest meets first.
 
 from __future__ import annotations
 
+import pytest
+
 import _polynn_pytestplugin
 
 _ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group (pyproject.toml)
 
 
-def pytest_addoption(parser, pluginmanager):
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     if pluginmanager.is_registered(_polynn_pytestplugin):
         return
     # Under the entry point's name when that is free, so the entry point, met later, is not loaded

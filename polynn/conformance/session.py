@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
 from .. import plugins
 from ..errors import PolynnError
 from . import selection
+from ._case import Case, CaseResult
 from .plot import require_matplotlib, write_plot
 from .report import Report, unwritable
 from .runner import all_cases, run_case
@@ -18,20 +21,18 @@ INSTALLED = "installed"
 PLACEHOLDERS = ("{backend}", "{dtype}")
 
 
-def output_problems(paths) -> list[str]:
+def output_problems(paths: Iterable[tuple[str, str | None]]) -> list[str]:
     """A message for each (option, path) whose file could not be written."""
     return [f"{option} {path}: the file cannot be written: {why}; accepted: a file path in an existing, "
             f"writable folder" for option, path in paths if path and (why := unwritable(path))]
 
 
-def _unique(values) -> list:
+def _unique(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def output_path(template: str | None, backend: str, dtype: str) -> str | None:
+def output_path(template: str, backend: str, dtype: str) -> str:
     """The file of one backend and dtype: `template` with {backend} and {dtype} replaced."""
-    if template is None:
-        return None
     return template.replace("{backend}", backend).replace("{dtype}", dtype)
 
 
@@ -51,7 +52,7 @@ def installed_backends() -> tuple[list[str], list[str]]:
 class KitSession:
     """The settings of one pytest session, and the results of the cases it ran, per (backend, dtype)."""
 
-    def __init__(self, config):
+    def __init__(self, config: pytest.Config) -> None:
         named = [name.strip() for value in config.getoption("polynn_backend") for name in value.split(",")]
         self.backend_names = _unique(name for name in named if name) or [
             os.environ.get("POLYNN_BACKEND") or "numpy"]
@@ -66,7 +67,7 @@ class KitSession:
         self.write_error: str | None = None
         self._runs: list[tuple[str, str]] | None = None
         self._problems: list[str] = []
-        self._cases = None
+        self._cases: list[Case] | None = None
         self._reports: list[Report] | None = None
         self._check_options()
         if self.slow_dtypes:
@@ -88,7 +89,7 @@ class KitSession:
                     f"e.g. kit-{{backend}}-{{dtype}}{os.path.splitext(path)[1]}")
         if not problems and (self.report_path or self.plot_path):
             # Every file's folder is checked now ('installed' resolved), not after the cases ran.
-            paths = [(option, output_path(path, backend, dtype)) for option, path in
+            paths = [(option, output_path(path, backend, dtype) if path else None) for option, path in
                      (("--polynn-report", self.report_path), ("--polynn-plot", self.plot_path))
                      for backend, dtype in self.runs()]
             problems = _unique(output_problems(paths))
@@ -104,7 +105,7 @@ class KitSession:
                     f"--polynn-plot {self.plot_path}: the cases selected by {list(self.patterns)} have no per-step "
                     f"losses to plot; select a blog case (blog, blog_dropout) or a scenario case (scenario.*) too")
 
-    def cases(self):
+    def cases(self) -> list[Case]:
         if self._cases is None:
             self._cases = all_cases(self.patterns)
         return self._cases
@@ -123,7 +124,7 @@ class KitSession:
             self._runs = [(backend, dtype) for backend in _unique(backends) for dtype in self.dtypes]
         return self._runs
 
-    def params(self) -> list:
+    def params(self) -> list[Any]:
         """One pytest.param (backend, dtype, case) per test, with its id and marks."""
         runs = self.runs()
         entries = {e.name: e for e in plugins.backend_entries()}
@@ -141,7 +142,7 @@ class KitSession:
                 params.append(pytest.param(backend, dtype, case, id=label, marks=marks))
         return params
 
-    def check_collection(self, items) -> None:
+    def check_collection(self, items: list[pytest.Item]) -> None:
         """When the kit's tests are collected: an unknown backend, a failed installed plugin, or a
         --polynn-case pattern matching no case, is a usage error, not a failure (or a skip) of every case."""
         if not any("conformance_case" in getattr(item, "fixturenames", ()) for item in items):
@@ -159,7 +160,7 @@ class KitSession:
 
     # ---- running and reporting --------------------------------------------------------
 
-    def run(self, case, backend: str, dtype: str):
+    def run(self, case: Case, backend: str, dtype: str) -> CaseResult:
         result = run_case(case, backend, dtype)
         self.results.setdefault((backend, dtype), []).append(result)
         return result
@@ -171,7 +172,7 @@ class KitSession:
                              for backend, dtype in self.runs() if (backend, dtype) in self.results]
         return self._reports
 
-    def finish(self, session) -> None:
+    def finish(self, session: pytest.Session) -> None:
         if not self.results:
             return
         try:
@@ -185,7 +186,7 @@ class KitSession:
             self.write_error = f"{type(error).__name__}: {error}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
-    def summarize(self, terminalreporter) -> None:
+    def summarize(self, terminalreporter: Any) -> None:
         if not self.results:
             return
         terminalreporter.section("polynn conformance")

@@ -6,8 +6,11 @@ import pytest
 
 import _polynn_pytestplugin
 
+from ._case import Case
+from .session import KitSession
 
-def pytest_generate_tests(metafunc):
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "conformance_case" in metafunc.fixturenames:
         if metafunc.config.getoption("polynn_backend", default=None) is None:
             raise pytest.UsageError("polynn's pytest plugin is not active: add -p polynn.conformance.plugin")
@@ -15,7 +18,8 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(("conformance_backend", "conformance_dtype", "conformance_case"), kit.params())
 
 
-def test_case(conformance_backend, conformance_dtype, conformance_case, polynn_conformance):
+def test_case(conformance_backend: str, conformance_dtype: str, conformance_case: Case,
+              polynn_conformance: KitSession) -> None:
     result = polynn_conformance.run(conformance_case, conformance_backend, conformance_dtype)
     if result.status == "unsupported":
         # Reported by name in the table and the JSON report; a failure under --polynn-strict.
