@@ -39,13 +39,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "({backend} and {dtype} as for --polynn-report)")
     group.addoption("--polynn-strict", action="store_true", default=False,
                     help="count unsupported cases (and dtypes) as failures")
-    group.addoption("--polynn-slow-dtype", action="append", default=[], choices=DTYPES,
-                    help="mark the kit's tests in this dtype 'slow', for a suite that leaves slow tests out "
-                         "of its default run (-m 'not slow'); repeatable")
+    group.addoption("--polynn-slow", action="append", default=[], metavar="BACKEND-DTYPE",
+                    help="mark the kit's tests of the runs matching this fnmatch pattern over BACKEND-DTYPE "
+                         "(e.g. '*-float32', 'jax-*') 'slow', for a suite that leaves slow tests out of its "
+                         "default run (-m 'not slow'); repeatable")
 
 
 _OPTIONS = ("polynn_backend", "polynn_dtype", "polynn_case", "polynn_report", "polynn_plot", "polynn_strict",
-            "polynn_slow_dtype")
+            "polynn_slow")
 
 
 def kit(config: pytest.Config) -> KitSession:

@@ -104,11 +104,17 @@ def test_installed_names_the_installed_backends_not_those_registered_at_run_time
     assert len(backends) == len(set(backends))
 
 
-def test_slow_dtype_marks_its_tests_slow(pytester):
-    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-backend", "numpy",
+def test_slow_marks_the_tests_of_the_matching_runs_slow(pytester):
+    register_wrong_backends()
+    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-backend", "numpy,float32_only",
                                 "--polynn-dtype", "float64", "--polynn-dtype", "float32",
-                                "--polynn-slow-dtype", "float32", "--polynn-case", "loss.hinge", "-m", "not slow")
+                                "--polynn-slow", "*-float32", "--polynn-slow", "float32_only-*",
+                                "--polynn-case", "loss.hinge", "-m", "not slow")
     assert _ids(result) == ["numpy-float64-loss.hinge"]
+    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-backend", "numpy,float32_only",
+                                "--polynn-dtype", "float64", "--polynn-dtype", "float32",
+                                "--polynn-slow", "*-float32", "--polynn-case", "loss.hinge", "-m", "slow")
+    assert sorted(_ids(result)) == ["float32_only-float32-loss.hinge", "numpy-float32-loss.hinge"]
 
 
 # ---- loading --------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_the_walkthrough_names_its_files_and_registers_what_its_entry_point_says
     assert 'register("myjax"' in files["polynn_myjax/__init__.py"]
 
 
+@pytest.mark.slow  # the whole kit on a JAX backend, which compiles every case's model
 def test_the_walkthrough_backend_and_component_pass_the_kit(tmp_path):
     pytest.importorskip("jax")
     for path, text in _files().items():

@@ -26,6 +26,10 @@ RELEASE = "c35eb6d"
 PLUGINS = ("polynn-jax", "polynn-extras")
 
 
+# pip installs two packages and runs their suites in subprocesses: minutes, so CI only.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory):
     """(folder with the old plugins installed, folder with their unpacked sources)."""

@@ -74,7 +74,7 @@ def torch_ops_backend(fresh_plugins, monkeypatch):
 PATTERNS = ()  # every case
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", ["float64", pytest.param("float32", marks=pytest.mark.slow)])
 def test_a_backend_on_ops_runtime_passes_the_kit(torch_ops_backend, dtype):
     report = conformance.run(torch_ops_backend, dtype, PATTERNS)
     failed = [f"{r.name}: {r.status} {r.message}" for r in report.results if r.status != "pass"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import os
 from collections.abc import Iterable
@@ -57,7 +58,7 @@ class KitSession:
         self.backend_names = _unique(name for name in named if name) or [
             os.environ.get("POLYNN_BACKEND") or "numpy"]
         self.dtypes = _unique(config.getoption("polynn_dtype")) or ["float64"]
-        self.slow_dtypes = set(config.getoption("polynn_slow_dtype"))
+        self.slow_runs = tuple(config.getoption("polynn_slow"))
         self.patterns = tuple(config.getoption("polynn_case"))
         self.report_path = config.getoption("polynn_report")
         self.plot_path = config.getoption("polynn_plot")
@@ -70,7 +71,7 @@ class KitSession:
         self._cases: list[Case] | None = None
         self._reports: list[Report] | None = None
         self._check_options()
-        if self.slow_dtypes:
+        if self.slow_runs:
             config.addinivalue_line("markers", "slow: a slow test, left out by -m 'not slow'")
 
     # ---- what runs -----------------------------------------------------------------------
@@ -130,7 +131,8 @@ class KitSession:
         entries = {e.name: e for e in plugins.backend_entries()}
         params = []
         for backend, dtype in runs:
-            marks = [pytest.mark.slow] if dtype in self.slow_dtypes else []
+            slow = any(fnmatch.fnmatchcase(f"{backend}-{dtype}", pattern) for pattern in self.slow_runs)
+            marks = [pytest.mark.slow] if slow else []
             entry = entries.get(backend)
             # Under --polynn-strict the cases run, and fail as unsupported, as every unsupported case.
             if entry is not None and dtype not in entry.dtypes and not self.strict:

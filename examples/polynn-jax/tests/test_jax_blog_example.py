@@ -26,6 +26,7 @@ def _numbers(log):
     return re.findall(r"(?:loss|accuracy): (\d+\.\d+)", log)
 
 
+@pytest.mark.slow  # the full-size blog run
 def test_blog_example_prints_the_keras_style_log_with_the_reference_numbers():
     log = _run("jax", "--dtype", "float64")
     lines = log.splitlines()
