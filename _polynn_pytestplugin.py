@@ -9,6 +9,7 @@ kit (polynn.conformance.session) load only when a --polynn-* option is given or 
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,7 +23,14 @@ KIT = pytest.StashKey["KitSession"]()
 DTYPES = ("float32", "float64")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+ENTRY_POINT = "polynn"  # this plugin's name in the "pytest11" entry-point group (pyproject.toml)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # Loaded by `-p _polynn_pytestplugin` under its module name: the entry point, loaded after the
+    # -p plugins, would register this module a second time, which pytest refuses.
+    if pluginmanager.get_name(sys.modules[__name__]) != ENTRY_POINT and pluginmanager.get_plugin(ENTRY_POINT) is None:
+        pluginmanager.set_blocked(ENTRY_POINT)
     group = parser.getgroup("polynn", "polynn conformance kit")
     group.addoption("--polynn-backend", action="append", default=[], metavar="NAME",
                     help="backend to check against the NumPy reference; repeatable, or comma-separated; "
@@ -44,9 +52,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(e.g. '*-float32', 'jax-*') 'slow', for a suite that leaves slow tests out of its "
                          "default run (-m 'not slow'); repeatable")
 
+    # A suite's own default runs, in its pytest configuration (polynn's: pyproject.toml). A command
+    # line naming backends or dtypes replaces them, and the configured slow runs with them.
+    parser.addini("polynn_backends", type="args", default=[],
+                  help="the kit's backends when --polynn-backend is not given (as that option takes them)")
+    parser.addini("polynn_dtypes", type="args", default=[],
+                  help="the kit's dtypes when --polynn-dtype is not given")
+    parser.addini("polynn_slow", type="args", default=[],
+                  help="as --polynn-slow, when neither --polynn-backend nor --polynn-dtype is given")
+
 
 _OPTIONS = ("polynn_backend", "polynn_dtype", "polynn_case", "polynn_report", "polynn_plot", "polynn_strict",
             "polynn_slow")
+_SETTINGS = ("polynn_backends", "polynn_dtypes", "polynn_slow")
 
 
 def kit(config: pytest.Config) -> KitSession:
@@ -62,7 +80,7 @@ def kit(config: pytest.Config) -> KitSession:
 def pytest_configure(config: pytest.Config) -> None:
     # Options are checked (paths that cannot be written, a plot without matplotlib) before anything
     # is collected; without any, nothing of polynn is imported unless the kit's tests are collected.
-    if any(config.getoption(name) for name in _OPTIONS):
+    if any(config.getoption(name) for name in _OPTIONS) or any(config.getini(name) for name in _SETTINGS):
         kit(config)
 
 

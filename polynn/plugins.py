@@ -114,6 +114,7 @@ class _State:
         self.implementations: dict[tuple[str, str, str], tuple[Any, str]] = {}
         self.dists: dict[str, str] = {}
         self.fatal: PluginError | None = None
+        self.blocked: set[str] = set()  # the names blocked because POLYNN_DISABLE_PLUGINS listed them
         self.lock = threading.RLock()
 
 
@@ -125,12 +126,15 @@ def _strict() -> bool:
 
 
 def _block_disabled() -> None:
-    """Block the plugin names POLYNN_DISABLE_PLUGINS lists (pluggy then refuses to register them);
-    a plugin registered already stays, as its backends do."""
+    """Block the plugin names POLYNN_DISABLE_PLUGINS lists now (pluggy then refuses to register them),
+    and unblock those it no longer lists; a plugin registered already stays, as its backends do."""
     raw = os.environ.get("POLYNN_DISABLE_PLUGINS", "")
-    for name in {name.strip() for name in raw.split(",") if name.strip()}:
-        if not _state.pm.has_plugin(name):
-            _state.pm.set_blocked(name)
+    listed = {name.strip() for name in raw.split(",") if name.strip()}
+    for name in _state.blocked - listed:
+        _state.pm.unblock(name)
+    _state.blocked = {name for name in listed if not _state.pm.has_plugin(name)}
+    for name in _state.blocked:
+        _state.pm.set_blocked(name)
 
 
 def _fail(plugin: str, distribution: str, stage: str, error: BaseException, withdrawn: tuple = ()) -> None:

@@ -162,3 +162,58 @@ def test_the_former_plugin_name_still_works_with_the_entry_point(tmp_path):
                                env=_installed_like(tmp_path), capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "1 passed" in completed.stdout and "polynn conformance: backend 'numpy'" in completed.stdout
+
+
+@pytest.mark.parametrize("loading", [["-p", "_polynn_pytestplugin"],
+                                     ["-p", "polynn.conformance.plugin", "-p", "_polynn_pytestplugin"],
+                                     ["-p", "_polynn_pytestplugin", "-p", "polynn.conformance.plugin"]],
+                         ids=["module", "former-then-module", "module-then-former"])
+def test_naming_the_plugin_module_with_p_works_beside_the_entry_point(tmp_path, loading):
+    completed = subprocess.run([sys.executable, "-m", "pytest", "-c", os.devnull, *loading, *KIT,
+                                "--polynn-case", "activation.relu"], cwd=tmp_path,
+                               env=_installed_like(tmp_path), capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "1 passed" in completed.stdout
+
+
+# ---- a suite's configured runs ----------------------------------------------------------------
+
+
+def _configured(pytester):
+    pytester.makeini("""
+        [pytest]
+        polynn_backends = numpy float32_only
+        polynn_dtypes = float64 float32
+        polynn_slow = *-float32
+    """)
+
+
+def test_the_configured_runs_apply_without_options(pytester):
+    register_wrong_backends()
+    _configured(pytester)
+    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-case", "loss.hinge", "-m", "not slow")
+    assert _ids(result) == ["numpy-float64-loss.hinge", "float32_only-float64-loss.hinge"]
+
+
+def test_backends_or_dtypes_on_the_command_line_replace_the_configured_runs(pytester):
+    register_wrong_backends()
+    _configured(pytester)
+    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-case", "loss.hinge", "-m", "not slow",
+                                "--polynn-backend", "numpy", "--polynn-dtype", "float32")
+    # One run, so the plain case name; the configured slow runs do not apply to it.
+    assert _ids(result) == ["loss.hinge"]
+
+
+def test_a_configured_dtype_that_does_not_exist_is_a_usage_error(pytester):
+    pytester.makeini("[pytest]\npolynn_dtypes = float64 float16\n")
+    result = pytester.runpytest(*KIT, "--collect-only", "-q")
+    result.stderr.fnmatch_lines(["*polynn_dtypes: invalid dtype 'float16'; accepted: float32, float64*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_installed_finding_no_backend_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("POLYNN_DISABLE_PLUGINS", "numpy,tensorflow,torch,jax,extras")
+    plugins.reset()
+    result = pytester.runpytest(*KIT, "--collect-only", "-q", "--polynn-backend", "installed")
+    result.stderr.fnmatch_lines(["*--polynn-backend installed: no installed plugin registers a backend*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -404,7 +404,6 @@ def test_ops_cast_refuses_an_unknown_dtype_naming_the_accepted_ones(backend):
         model.predict(np.ones((2, 4)), verbose=0)
 
 
-# The example JAX backend's clip and concatenate promote to a NumPy float64 bound or array (jnp in x64 mode).
 def test_ops_keep_a_float32_model_in_float32(backend):
     """Python and NumPy numbers and arrays mixed into a float32 model's user function stay float32."""
     made = {
@@ -706,7 +705,6 @@ def _assert_observations_agree(got, want, tolerance):
         np.testing.assert_allclose(got[key], want[key], err_msg=key, **tolerance)
 
 
-# Defects these inputs find; each is expected to fail (strictly: a fix makes the test say so).
 @pytest.mark.parametrize("case", sorted(UNREACHED))
 def test_what_the_kit_does_not_reach_agrees_with_numpy(backend, case):
     _assert_observations_agree(UNREACHED[case](backend.name, "float64"), _reference(case, "float64"), STRICT)

@@ -78,23 +78,28 @@ def test_the_wheel_carries_the_license_the_marker_and_the_version(tmp_path):
     # distribution for importlib.metadata whenever the tree is on sys.path.
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "_polynn_pytestplugin.py"):
         shutil.copy(ROOT / name, source / name)
     for name in ("polynn", "backends"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     # --no-build-isolation: the installed setuptools, so the test needs no package index
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True, text=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("polynn-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         info = f"polynn-{polynn.__version__}.dist-info"
         metadata = archive.read(f"{info}/METADATA").decode()
         license_text = archive.read(f"{info}/licenses/LICENSE").decode()
+        entry_points = archive.read(f"{info}/entry_points.txt").decode()
     headers = metadata.split("\n\n", 1)[0].splitlines()
     assert f"Version: {polynn.__version__}" in headers
     assert "License-Expression: MIT" in headers and "License-File: LICENSE" in headers
     assert license_text == (ROOT / "LICENSE").read_text()
     assert "polynn/py.typed" in names
+    # the kit's pytest plugin: a top-level module, found through the "pytest11" entry point
+    assert "_polynn_pytestplugin.py" in names
+    assert "[pytest11]\npolynn = _polynn_pytestplugin" in entry_points
     assert "Classifier: Typing :: Typed" in headers
     assert 'Requires-Dist: polynn[tensorflow,torch]; extra == "all"' in headers

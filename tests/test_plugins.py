@@ -224,6 +224,10 @@ def test_disable_plugins_applies_to_a_plugin_registered_at_run_time(fresh_plugin
     fresh_plugins.register_plugin(Plugin(), "inline")
     assert "runtime_disabled" not in {e.name for e in fresh_plugins.backend_entries()}
     assert fresh_plugins.failures() == []
+    # The variable is read at each registration: once it no longer lists the name, it registers.
+    monkeypatch.delenv("POLYNN_DISABLE_PLUGINS")
+    fresh_plugins.register_plugin(Plugin(), "inline")
+    assert "runtime_disabled" in {e.name for e in fresh_plugins.backend_entries()}
 
 
 DUPLICATE_BACKEND = """

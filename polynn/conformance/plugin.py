@@ -12,13 +12,10 @@ import pytest
 
 import _polynn_pytestplugin
 
-_ENTRY_POINT = "polynn"  # the plugin's name in the "pytest11" entry-point group (pyproject.toml)
-
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     if pluginmanager.is_registered(_polynn_pytestplugin):
         return
-    # Under the entry point's name when that is free, so the entry point, met later, is not loaded
-    # a second time; else (blocked with -p no:polynn, or taken by this module) under its own.
-    free = not pluginmanager.is_blocked(_ENTRY_POINT) and pluginmanager.get_plugin(_ENTRY_POINT) is None
-    pluginmanager.register(_polynn_pytestplugin, _ENTRY_POINT if free else _polynn_pytestplugin.__name__)
+    # Under the module's own name, as `-p _polynn_pytestplugin` registers it (a later -p naming it
+    # then finds it registered); the module itself keeps the entry point from loading it again.
+    pluginmanager.register(_polynn_pytestplugin, _polynn_pytestplugin.__name__)

@@ -19,6 +19,7 @@ from .report import Report, unwritable
 from .runner import all_cases, run_case
 
 INSTALLED = "installed"
+DTYPES = ("float32", "float64")
 PLACEHOLDERS = ("{backend}", "{dtype}")
 
 
@@ -54,11 +55,19 @@ class KitSession:
     """The settings of one pytest session, and the results of the cases it ran, per (backend, dtype)."""
 
     def __init__(self, config: pytest.Config) -> None:
-        named = [name.strip() for value in config.getoption("polynn_backend") for name in value.split(",")]
+        # The command line first; else the suite's configuration (ini keys polynn_backends, ...).
+        given_backends, given_dtypes = config.getoption("polynn_backend"), config.getoption("polynn_dtype")
+        named = [name.strip() for value in given_backends or config.getini("polynn_backends")
+                 for name in value.split(",")]
         self.backend_names = _unique(name for name in named if name) or [
             os.environ.get("POLYNN_BACKEND") or "numpy"]
-        self.dtypes = _unique(config.getoption("polynn_dtype")) or ["float64"]
-        self.slow_runs = tuple(config.getoption("polynn_slow"))
+        self.dtypes = _unique(given_dtypes or config.getini("polynn_dtypes")) or ["float64"]
+        unknown = [dtype for dtype in self.dtypes if dtype not in DTYPES]
+        if unknown:
+            raise pytest.UsageError(f"polynn_dtypes: invalid dtype {unknown[0]!r:.80}; accepted: "
+                                    f"{', '.join(DTYPES)}")
+        configured_slow = [] if given_backends or given_dtypes else config.getini("polynn_slow")
+        self.slow_runs = tuple(config.getoption("polynn_slow") or configured_slow)
         self.patterns = tuple(config.getoption("polynn_case"))
         self.report_path = config.getoption("polynn_report")
         self.plot_path = config.getoption("polynn_plot")
@@ -120,6 +129,12 @@ class KitSession:
                     names, problems = installed_backends()
                     backends += names
                     self._problems += problems
+                    if not names and not problems:
+                        self._problems.append(
+                            f"--polynn-backend {INSTALLED}: no installed plugin registers a backend whose "
+                            f"engine is installed (POLYNN_DISABLE_PLUGINS="
+                            f"{os.environ.get('POLYNN_DISABLE_PLUGINS', '')!r:.80}); accepted: an environment "
+                            f"where at least one does, or backends named one by one")
                 else:
                     backends.append(name)
             self._runs = [(backend, dtype) for backend in _unique(backends) for dtype in self.dtypes]
