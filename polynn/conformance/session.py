@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from _polynn_pytestplugin import DTYPES
+
 from .. import plugins
 from ..errors import PolynnError
 from . import selection
@@ -19,7 +21,6 @@ from .report import Report, unwritable
 from .runner import all_cases, run_case
 
 INSTALLED = "installed"
-DTYPES = ("float32", "float64")
 PLACEHOLDERS = ("{backend}", "{dtype}")
 
 
