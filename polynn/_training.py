@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import numpy as np
@@ -10,9 +12,10 @@ import numpy as np
 from . import _data, plugins
 from ._blocks import TrainingBlocks, index_blocks
 from ._progress import Progress, epoch_header
+from ._rewind import Rewind
 from .callbacks import CallbackList, History
 from .callbacks import checked as checked_callbacks
-from .errors import InvalidArgumentError, PluginError
+from .errors import InvalidArgumentError, NonFiniteLossError, PluginError
 
 if TYPE_CHECKING:
     from .backend import Plan, Runtime
@@ -42,14 +45,25 @@ class Trainee(Protocol):
     def metric_names(self) -> list[str]:
         """The log name of each Plan.metrics entry."""
 
+    @property
+    def nonfinite_loss(self) -> str:
+        """What fit does when a step's loss is NaN or infinite: "stop", "raise" or "continue"."""
+
     def build(self, x_shape: tuple) -> None:
         """Fix the input shape from the data's (and draw the weights) if not done yet."""
 
     def prepare(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
         """The runtime for data of these shapes, compiled now if need be; metrics resolved from y's shape."""
 
+    @property
+    def weight_writes(self) -> int:
+        """How many times the weights were written from outside fit (set_weights, load_weights)."""
+
     def advance(self, steps: int) -> None:
         """Count `steps` more optimizer updates."""
+
+    def restart_at(self, iterations: int) -> None:
+        """Set the count of optimizer updates back to `iterations` (fit going back to a snapshot)."""
 
 
 # ---- results and logs ------------------------------------------------------------------
@@ -66,7 +80,11 @@ class _Totals:
 
     def add(self, result, block: np.ndarray, method: str):
         """Add what runtime.`method` returned for `block`, a (steps, batch) array of row indices."""
-        losses, states = self._checked(result, len(block), method)
+        losses, states = self.checked(result, len(block), method)
+        self.add_checked(losses, states, block)
+
+    def add_checked(self, losses: np.ndarray, states: list[np.ndarray], block: np.ndarray):
+        """Add the losses and metric states that checked() returned for `block`."""
         batch = block.shape[1]
         self.loss_sum += float(np.sum(losses)) * batch
         self.count += len(losses) * batch
@@ -79,7 +97,7 @@ class _Totals:
             logs[prefix + name] = metric.result(state)
         return logs
 
-    def _checked(self, result, steps: int, method: str):
+    def checked(self, result, steps: int, method: str):
         """The losses and metric states of a StepResult, as float64 arrays, after checking their counts
         and sizes: one missing would otherwise shift or drop values from the logs without a word."""
         def refuse(what: str, accepted: str) -> NoReturn:
@@ -155,6 +173,7 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     val_data = None if validation is None else runtime.put_data(*validation)
     val_batch = _data.batch_size(validation_batch_size, "fit", args.batch_size)
 
+    rewind = Rewind(runtime, blocks, data, lambda: trainee.weight_writes)
     model.stop_training = False
     callback_list.on_train_begin({})
     logs: dict = {}
@@ -165,14 +184,13 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
         totals = _Totals(trainee, model.backend)
         done = 0
         for rows in blocks.epoch(epoch, args.shuffle):
-            first = model.iterations
             if batch_hooks:
                 callback_list.on_train_batch_begin(done, {})
-            masks, scalars = blocks.inputs(rows, first, trainee.learning_rate)  # after the hook: it may set the rate
-            result = runtime.train_steps(data, rows, masks, scalars)
-            trainee.advance(len(rows))
-            totals.add(result, rows, "train_steps")
-            done += len(rows)
+            ran = _train_block(model, trainee, rewind, rows, totals, epoch, done)  # after the hook: it may set the rate
+            done += ran
+            if ran < len(rows):  # the loss turned non-finite: the model is back at its last finite step
+                model.stop_training = True
+                break
             if progress.interactive or batch_hooks:
                 batch_logs = totals.logs()
                 progress.update(done, batch_logs)
@@ -192,6 +210,71 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     callback_list.on_train_end(logs)
     model.history = history
     return history
+
+
+def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, totals: _Totals, epoch: int,
+                 done: int) -> int:
+    """Run a block of training steps as one transaction and return how many steps it kept.
+
+    An exception or interrupt puts back the state after the last completed block, so weights,
+    optimizer slots and iterations always describe one completed step. A non-finite loss (unless
+    the policy is "continue") keeps the steps before it, run again from the block's start.
+    """
+    first, learning_rate = model.iterations, trainee.learning_rate
+    rewind.before_block(first)
+    masks, scalars = rewind.blocks.inputs(rows, first, learning_rate)
+    try:
+        started = time.perf_counter()
+        result = rewind.runtime.train_steps(rewind.data, rows, masks, scalars)
+        seconds = time.perf_counter() - started
+        losses, states = totals.checked(result, len(rows), "train_steps")
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if not len(bad) or trainee.nonfinite_loss == "continue":
+            trainee.advance(len(rows))
+            rewind.after_block(rows, first, learning_rate, seconds)
+            totals.add_checked(losses, states, rows)
+            return len(rows)
+        step, value = int(bad[0]), float(losses[bad[0]])
+        kept_losses, kept_states, count = _finite_steps(rewind, rows, first, learning_rate, totals, step, states)
+        trainee.advance(count)
+        totals.add_checked(kept_losses, kept_states, rows[:count])
+    except BaseException:
+        if model.iterations == first:
+            try:
+                rewind.back()
+            except BaseException:
+                trainee.restart_at(rewind.iterations)  # interrupted again: the snapshot's state
+                raise
+        raise
+    finite = _finite_state(rewind.runtime)
+    message = (f"{model.name}: the loss was {value} at epoch {epoch + 1}, batch {done + step + 1} (training "
+               f"step {first + step + 1}); training stopped, and the model keeps its state after step "
+               f"{first + count}{'' if finite else ', whose weights are not finite'}. "
+               f"compile(nonfinite_loss='continue') trains on regardless.")
+    if trainee.nonfinite_loss == "raise":
+        raise NonFiniteLossError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    return count
+
+
+def _finite_steps(rewind: Rewind, rows: np.ndarray, first: int, learning_rate: float | None, totals: _Totals,
+                  step: int, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Back at the block's start, run its steps before `step` (whose loss was not finite) again:
+    (losses, metric states, steps kept). One step fewer when those left the weights non-finite."""
+    rewind.back()
+    for count in (step, step - 1):
+        if count <= 0:
+            break
+        losses, kept = totals.checked(rewind.replay(rows[:count], first, learning_rate), count, "train_steps")
+        if np.all(np.isfinite(losses)) and _finite_state(rewind.runtime):
+            return losses, kept, count
+        rewind.back()
+    return np.zeros(0), [np.zeros_like(s) for s in states], 0
+
+
+def _finite_state(runtime: Runtime) -> bool:
+    arrays = [*runtime.get_weights(), *(s for slots in runtime.get_optimizer_state() for s in slots)]
+    return all(bool(np.all(np.isfinite(a))) for a in arrays)
 
 
 def _evaluate_data(model, trainee: Trainee, runtime: Runtime, data, n: int, batch_size: int,

@@ -88,7 +88,8 @@ class StepResult(NamedTuple):
 class Runtime(abc.ABC):
     """A compiled model on one backend. Arrays cross this interface as numpy arrays.
 
-    Subclasses implement every method below; the core never calls anything else.
+    Subclasses implement every abstract method below; snapshot() and restore() have defaults built
+    on them. The core never calls anything else.
     """
 
     @abc.abstractmethod
@@ -109,6 +110,22 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def set_optimizer_state(self, state: Sequence[Sequence[np.ndarray]]) -> None:
         ...
+
+    def snapshot(self) -> Any:
+        """The training state (weights and optimizer slots) as an opaque value for restore().
+
+        fit() takes one before each block of steps and restores it when the block fails or is
+        interrupted, so the model never holds a half-done block. The default copies through
+        get_weights() and get_optimizer_state(); a runtime may return something cheaper (copies in
+        the engine's memory, or the arrays themselves when it never updates them in place).
+        """
+        return self.get_weights(), self.get_optimizer_state()
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back the state a snapshot() call returned."""
+        weights, slots = snapshot
+        self.set_weights(weights)
+        self.set_optimizer_state(slots)
 
     @abc.abstractmethod
     def set_metrics(self, metrics: Sequence[Metric], weighted: Sequence[bool]) -> None:

@@ -166,6 +166,9 @@ class _MonitorCallback(Callback):
             self.min_delta = -abs(self.min_delta)
 
     def _is_improvement(self, value: float, reference: float | None) -> bool:
+        # NaN or inf is never the best (Keras starts from an infinite best, which NaN never beats).
+        if not math.isfinite(value):
+            return False
         if reference is None:
             return True
         return bool(self.monitor_op(value - self.min_delta, reference))
@@ -213,8 +216,8 @@ class EarlyStopping(_MonitorCallback):
         current = self._monitor_value(logs, "Early stopping")
         if current is None or epoch < self.start_from_epoch:
             return
-        if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+        if self.restore_best_weights and self.best_weights is None and _finite(weights := self.model.get_weights()):
+            self.best_weights = weights
             self.best_epoch = epoch
         self.wait += 1
         if self._is_improvement(current, self.best):
@@ -326,6 +329,12 @@ class ModelCheckpoint(_MonitorCallback):
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
         filepath = self._file_path(epoch, batch, logs)
+        if not _finite(self.model.get_weights()):
+            # The last good checkpoint is worth more than a file of NaN.
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}{'' if batch is None else f', batch {batch + 1}'}: "
+                          f"the model's weights are not finite; {filepath!r} was not written", RuntimeWarning,
+                          stacklevel=3)
+            return
         if not self._should_save(epoch, logs, filepath):
             return
         directory = os.path.dirname(filepath)
@@ -345,6 +354,10 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
+
+
+def _finite(arrays: list[np.ndarray]) -> bool:
+    return all(bool(np.all(np.isfinite(a))) for a in arrays)
 
 
 def _takes_one_argument(function: Callable[..., Any]) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "UnsupportedComponentError",
     "PluginError",
     "ModelFileError",
+    "NonFiniteLossError",
 ]
 
 
@@ -109,3 +110,8 @@ class PluginError(PolynnError, RuntimeError):
 
 class ModelFileError(PolynnError, ValueError):
     """A model file is malformed, truncated, or asks for something not allowed."""
+
+
+class NonFiniteLossError(PolynnError, FloatingPointError):
+    """Training met a NaN or infinite loss under compile(nonfinite_loss="raise"); the model keeps its
+    last finite step (the message says which)."""

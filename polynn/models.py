@@ -47,17 +47,22 @@ class _Compiled:
     """What compile() fixed: the components, the backend, and the plan and runtime built from them."""
 
     def __init__(self, optimizer: Optimizer, loss: Loss | None, metric_ids: list[Any], weighted_ids: list[Any],
-                 backend: Backend, dtype: str, seed: int, steps_per_execution: int | str, device: str | None) -> None:
+                 backend: Backend, dtype: str, seed: int, steps_per_execution: int | str, device: str | None,
+                 nonfinite_loss: str = "stop") -> None:
         self.optimizer, self.loss = optimizer, loss
         # As given to compile(): `metrics` ignore sample and class weights, `weighted_metrics` use them.
         self.metric_ids, self.weighted_ids = metric_ids, weighted_ids
         self.backend, self.dtype, self.seed = backend, dtype, seed
         self.steps_per_execution, self.device = steps_per_execution, device
+        self.nonfinite_loss = nonfinite_loss
         self.runtime: Runtime | None = None
         self.plan: Plan | None = None  # the runtime's; its metrics resolved from the last data's labels
         self.metric_names: list[str] = []  # the log name of each plan metric
         self.learning_rate: float | None = None  # set by callbacks that change the rate
 
+
+# compile(nonfinite_loss=...): what fit() does when a step's loss is NaN or infinite.
+NONFINITE_LOSS_POLICIES = ("stop", "raise", "continue")
 
 # Keras arguments polynn does not take, and why.
 _KERAS_ONLY = {
@@ -142,6 +147,7 @@ class Sequential:
         self._weights_provisional = False
         self._compiled: _Compiled | None = None
         self._iterations = 0
+        self._weight_writes = 0  # set_weights() calls: fit's rewind (polynn._rewind) snapshots again after one
         self.history: History | None = None
         self.stop_training = False
         if layers is not None and not isinstance(layers, (list, tuple)):
@@ -251,7 +257,7 @@ class Sequential:
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Sequence[Any] | None = None, *,
                 weighted_metrics: Sequence[Any] | None = None, backend: str | None = None, dtype: str = "float32",
                 seed: int | None = None, steps_per_execution: int | str = "auto", device: str | None = None,
-                **unsupported: Any) -> None:
+                nonfinite_loss: str = "stop", **unsupported: Any) -> None:
         """Fix the optimizer, loss and metrics, and build the model on a backend.
 
         metrics / weighted_metrics: lists of metrics (names, metric objects or functions). As in
@@ -261,9 +267,15 @@ class Sequential:
         batch order, dropout), else the one from polynn.set_random_seed, else a random one.
         steps_per_execution: training steps per backend call; "auto" runs a whole epoch per call
         unless a progress bar or a batch-level callback needs the steps one by one.
+        nonfinite_loss: what fit() does when a step's loss is NaN or infinite. "stop" (the default)
+        warns, naming the epoch and step, and ends training with the model at its last step whose
+        loss was finite (and whose weights are); "raise" does the same and raises
+        polynn.errors.NonFiniteLossError; "continue" trains on, as Keras does without TerminateOnNaN.
+        Like device, it belongs to this session and is not saved in model files.
         """
         _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
+        check_choice(self.name, "nonfinite_loss", nonfinite_loss, NONFINITE_LOSS_POLICIES)
         if steps_per_execution != "auto":
             check_positive_int(self.name, "steps_per_execution", steps_per_execution)
         optimizer = _optimizers.get(optimizer)
@@ -288,7 +300,7 @@ class Sequential:
         before = (self._compiled, self._iterations, self._weights, self._weights_provisional, self._built_shape)
         try:
             self._compiled = _Compiled(optimizer, loss, metric_ids, weighted_ids, engine, dtype,
-                                       _random.resolve_seed(seed), steps_per_execution, device)
+                                       _random.resolve_seed(seed), steps_per_execution, device, nonfinite_loss)
             self._iterations = 0
             self._weights = None if previous is None else [np.asarray(w, dtype=np.float64) for w in previous]
             if self.input_shape is not None:
@@ -447,6 +459,7 @@ class Sequential:
                                          f"expected {tuple(shape)}")
         self._weights = [w.astype(np.float64) for w in arrays]
         self._weights_provisional = False
+        self._weight_writes += 1
         if self._compiled is not None and self._compiled.runtime is not None:
             self._compiled.runtime.set_weights([w.astype(self._compiled.dtype) for w in arrays])
 
@@ -594,14 +607,25 @@ class _Trainee:
     def metric_names(self) -> list[str]:
         return self._compiled.metric_names
 
+    @property
+    def nonfinite_loss(self) -> str:
+        return self._compiled.nonfinite_loss
+
     def build(self, x_shape: tuple) -> None:
         self._model._ensure_built(x_shape)
 
     def prepare(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
         return self._model._runtime_for(x_shape, y_shape)
 
+    @property
+    def weight_writes(self) -> int:
+        return self._model._weight_writes
+
     def advance(self, steps: int) -> None:
         self._model._iterations += steps
+
+    def restart_at(self, iterations: int) -> None:
+        self._model._iterations = iterations
 
 
 def _files() -> Any:

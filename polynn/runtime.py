@@ -122,6 +122,14 @@ class OpsRuntime(Runtime):
     def set_optimizer_state(self, state: Sequence[Sequence[np.ndarray]]) -> None:
         self.slots = [self._arrays(values) for values in state]
 
+    def snapshot(self) -> Any:
+        # Steps return new tensors and never write into these, so holding them is a copy.
+        return list(self.weights), [list(slots) for slots in self.slots]
+
+    def restore(self, snapshot: Any) -> None:
+        weights, slots = snapshot
+        self.weights, self.slots = list(weights), [list(values) for values in slots]
+
     def set_metrics(self, metrics: Sequence[Metric], weighted: Sequence[bool]) -> None:
         self.metrics: list[tuple[Metric, Any, bool]] = [
             (m, self.backend.implementation("metric", m.name), takes_weights)

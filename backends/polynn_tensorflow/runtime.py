@@ -87,6 +87,18 @@ class TensorFlowRuntime(Runtime):
             for target, value in zip(slots, values):
                 target.assign(np.asarray(value, dtype=self.plan.dtype))
 
+    def snapshot(self):
+        # A variable's read is a value that later assignments leave alone: no copy to NumPy.
+        return [w.read_value() for w in self.weights], [[s.read_value() for s in slots] for slots in self.slots]
+
+    def restore(self, snapshot):
+        weights, slots = snapshot
+        for target, value in zip(self.weights, weights):
+            target.assign(value)
+        for targets, values in zip(self.slots, slots):
+            for target, value in zip(targets, values):
+                target.assign(value)
+
     def set_metrics(self, metrics, weighted):
         self.metrics = [(m, self.backend.implementation("metric", m.name), takes_weights)
                         for m, takes_weights in zip(metrics, weighted)]

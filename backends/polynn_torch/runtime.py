@@ -79,6 +79,21 @@ class TorchRuntime(Runtime):
         for i, values in enumerate(state):
             self._assign([slot[i] for slot in self.slots], values)
 
+    def snapshot(self):
+        # Copies on the model's device: no trip through host memory before every block.
+        with torch.no_grad():
+            weights = [w.detach().clone() for w in self.weights]
+            return weights, [[s.detach().clone() for s in slot] for slot in self.slots]
+
+    def restore(self, snapshot):
+        weights, slots = snapshot
+        with torch.no_grad():
+            for target, value in zip(self.weights, weights):
+                target.copy_(value)
+            for targets, values in zip(self.slots, slots):
+                for target, value in zip(targets, values):
+                    target.copy_(value)
+
     def set_metrics(self, metrics, weighted):
         # Mean metrics give per-sample values; the others (precision, recall, auc) their state increment.
         self.metrics = [(m, self.backend.implementation("metric", m.name), isinstance(m, MeanMetric), takes_weights)
@@ -197,7 +212,13 @@ class TorchRuntime(Runtime):
         losses = []
         sums = [[] for _ in self.metrics]
         counts = [[] for _ in self.metrics]
-        for step in range(len(batches)):
+        # Grad mode is thread state: an interrupt inside a no_grad() entry elsewhere can leave it off.
+        with torch.inference_mode(False), torch.enable_grad():
+            self._train_block(x, y, w, rows, masks, scalars, losses, sums, counts)
+        return self._result(losses, sums, counts)
+
+    def _train_block(self, x, y, w, rows, masks, scalars, losses, sums, counts):
+        for step in range(len(rows)):
             index = rows[step]
             yb = y.index_select(0, index)
             wb = None if w is None else w.index_select(0, index)
@@ -206,7 +227,6 @@ class TorchRuntime(Runtime):
                 {name: values[step] for name, values in scalars.items()})
             losses.append(loss)
             self._accumulate(sums, counts, yb, p, wb)
-        return self._result(losses, sums, counts)
 
     def test_steps(self, data, batches):
         x, y, w = data
