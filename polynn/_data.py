@@ -180,7 +180,7 @@ def class_weights(class_weight, y: np.ndarray, dtype, classes: int):
     accepted = f"integer class indices in [0, {classes - 1}] as keys (the labels' range)"
     table = np.ones(classes)
     for key, value in class_weight.items():
-        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < classes:
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= int(key) < classes:
             raise InvalidArgumentError("class_weight", {key: value}, accepted, owner="fit")
         table[int(key)] = check_number("fit", "class_weight", value, low=0.0, accepted="weights that are finite "
                                        "numbers >= 0")

@@ -238,14 +238,16 @@ def check_axis(owner: str, value: Any, name: str = "axis") -> int:
     return check_int(owner, name, value, low=-INT_LIMIT, accepted="an integer axis (|axis| <= 2**63 - 1)")
 
 
-def check_feature_axis(owner: str, axis: int, rank: int, what: str) -> None:
-    """`axis` must name a feature axis of `what`, an array of `rank` axes with the batch first:
-    1 .. rank - 1 or -(rank - 1) .. -1. The batch axis would mix samples, which polynn batches
-    as it likes (fit, evaluate and predict would disagree)."""
-    if not (1 <= axis < rank or -rank < axis <= -1):
+def check_feature_axis(owner: str, axis: int, rank: int, what: str, *, batch: bool = False) -> None:
+    """`axis` must name an axis of `what`, an array of `rank` axes with the batch first: a feature
+    axis, 1 .. rank - 1 or -(rank - 1) .. -1, or with `batch` the batch axis too. A loss or metric
+    must not reduce over the batch: its values are per sample (sample weights, batching)."""
+    low = -rank if batch else -(rank - 1)
+    if not (low <= axis <= -1 or (0 if batch else 1) <= axis < rank):
+        kind = "an axis" if batch else "a feature axis"
         raise InvalidArgumentError(
-            "axis", axis, f"a feature axis of {what} of rank {rank} (batch axis first): "
-            f"1 to {rank - 1} or -{rank - 1} to -1", owner=owner)
+            "axis", axis, f"{kind} of {what} of rank {rank} (batch axis first): "
+            f"{0 if batch else 1} to {rank - 1} or {low} to -1", owner=owner)
 
 
 def check_output_axes(components: Any, output_shape: tuple) -> None:
@@ -302,9 +304,9 @@ def check_shape(owner: str, name: str, value: Any, *, allow_none: bool = False) 
     for d in dims:
         if d is None and allow_none:
             continue
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 < d <= INT_LIMIT:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 < int(d) <= INT_LIMIT:
             what = "positive integers or None" if allow_none else "positive integers"
-            if isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > INT_LIMIT:
+            if isinstance(d, numbers.Integral) and not isinstance(d, bool) and int(d) > INT_LIMIT:
                 what += " (each <= 2**63 - 1)"
             raise InvalidArgumentError(name, value, f"a tuple of {what}", owner=owner)
     return tuple(None if d is None else int(d) for d in dims)

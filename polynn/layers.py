@@ -72,11 +72,12 @@ class Layer(Component):
 
 
 def _check_activation_axis(owner: str, activation: Any, output_shape: tuple) -> None:
-    """An activation with an axis (softmax, log_softmax, a plugin's) must name a feature axis of
-    the layer's output: checked once the input shape is known (build, compile or fit)."""
+    """An activation with an axis (softmax, log_softmax, a plugin's) must name an axis of the
+    layer's output, the batch axis included (as Keras): checked once the input shape is known."""
     axis = getattr(activation, "axis", None)
     if isinstance(axis, int) and not isinstance(axis, bool):
-        check_feature_axis(f"{owner} activation {activation.name}", axis, len(output_shape) + 1, "the layer's output")
+        check_feature_axis(f"{owner} activation {activation.name}", axis, len(output_shape) + 1,
+                           "the layer's output", batch=True)
 
 
 def _check_weight_size(owner: str, name: str, shape: tuple) -> None:
