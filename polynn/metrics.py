@@ -401,9 +401,9 @@ class AUC(Metric):
     from_logits: bool = False
 
     def validate(self) -> None:
-        check_positive_int("AUC", "num_thresholds", self.num_thresholds)
-        if self.num_thresholds < 2:
-            raise InvalidArgumentError("num_thresholds", self.num_thresholds, "an integer > 1", owner="AUC")
+        # Its state is 4 float64 counts per threshold: NumPy cannot address 2**63 bytes of them.
+        check_int("AUC", "num_thresholds", self.num_thresholds, low=2, high=2**58 - 1,
+                  accepted="an integer > 1 and < 2**58")
         self._set("curve", str(self.curve).upper())
         check_choice("AUC", "curve", self.curve, ("ROC", "PR"))
         check_choice("AUC", "summation_method", self.summation_method, ("interpolation", "minoring", "majoring"))

@@ -268,6 +268,7 @@ NAMED = [
     pytest.param(lambda backend: train(lambda: [Input((2**64,)), Dense(1)], backend=backend), id="Input.shape=2**64"),
     pytest.param(lambda backend: train(lambda: [Dense(1, input_shape=(2**64,))], backend=backend),
                  id="Dense.input_shape=2**64"),
+    pytest.param(_use_metric(lambda: metrics.AUC(num_thresholds=2**62)), id="AUC.num_thresholds=2**62"),
     pytest.param(_build((0,)), id="build.input_shape=0"),
     pytest.param(_build((2**64,)), id="build.input_shape=2**64"),
     pytest.param(_build((None,)), id="build.input_shape=None"),
