@@ -8,7 +8,7 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from ._spec import check_number, check_positive_int
+from ._spec import check_int, check_number, check_positive_int
 from .errors import InvalidArgumentError, ShapeMismatchError
 from .metrics import CustomMetric
 
@@ -41,12 +41,11 @@ def fit_arguments(batch_size_, epochs, verbose_, initial_epoch, validation_freq,
                   shuffle) -> FitArguments:
     """fit()'s scalar arguments, checked in the order Keras reads them."""
     size = batch_size(batch_size_, "fit")
-    # epochs=0 trains nothing and returns an empty History, as Keras.
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
-        raise InvalidArgumentError("epochs", epochs, "an integer >= 0", owner="fit")
+    # epochs=0 trains nothing and returns an empty History, as Keras. Epoch numbers key the
+    # shuffling stream as int64 (polynn.random), hence the bound.
+    check_int("fit", "epochs", epochs, low=0)
     level = verbose(verbose_)
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
-        raise InvalidArgumentError("initial_epoch", initial_epoch, "an integer >= 0", owner="fit")
+    check_int("fit", "initial_epoch", initial_epoch, low=0)
     validation_freq = check_positive_int("fit", "validation_freq", validation_freq)
     validation_split = check_number("fit", "validation_split", validation_split, low=0.0, high=1.0, high_open=True)
     if not isinstance(shuffle, bool):
@@ -96,6 +95,11 @@ def check_x(x, dtype, input_shape) -> np.ndarray:
     if x.ndim < 2:
         raise ShapeMismatchError(
             f"x has shape {x.shape}; expected (samples, features...) with at least 2 axes")
+    if 0 in x.shape[1:]:
+        # A model without a declared input size would build weights of size 0 from it.
+        raise ShapeMismatchError(
+            f"x has per-sample shape {tuple(x.shape[1:])}, with no features on an axis; expected at least "
+            f"one value on every axis after the samples")
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         raise ShapeMismatchError(
             f"input feature width does not match the model: x has per-sample shape {tuple(x.shape[1:])} "
@@ -161,21 +165,28 @@ def check_sample_weight(sample_weight, n: int, dtype):
     return w
 
 
-def class_weights(class_weight, y: np.ndarray, dtype):
-    """Each sample's weight from its class, as class_weight maps them (classes not named weigh 1)."""
+def class_weights(class_weight, y: np.ndarray, dtype, classes: int):
+    """Each sample's weight from its class, as class_weight maps them (classes not named weigh 1,
+    as in Keras). Keys are class indices a label can take: below `classes`, the model's number
+    of output units (a single unit: its 0/1 labels, or the largest label the data holds)."""
     if not isinstance(class_weight, dict) or not class_weight:
-        raise InvalidArgumentError("class_weight", class_weight, "a non-empty dict {class index: weight}")
+        raise InvalidArgumentError("class_weight", class_weight, "a non-empty dict {class index: weight}", owner="fit")
     if y.ndim == 1 or y.shape[-1] == 1:
         labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
     else:
         labels = np.argmax(y.reshape(len(y), -1), axis=-1)
-    for key in class_weight:
-        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or key < 0:
-            raise InvalidArgumentError("class_weight", class_weight, "integer class indices >= 0 as keys")
-    table = np.ones(int(max(max(class_weight), labels.max(initial=0))) + 1)
+    if classes == 1:
+        classes = max(2, int(labels.max(initial=0)) + 1)
+    accepted = f"integer class indices in [0, {classes - 1}] as keys (the labels' range)"
+    table = np.ones(classes)
     for key, value in class_weight.items():
-        table[int(key)] = check_number("fit", "class_weight", value, low=0.0)
-    return table[labels].astype(dtype)
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= int(key) < classes:
+            raise InvalidArgumentError("class_weight", {key: value}, accepted, owner="fit")
+        table[int(key)] = check_number("fit", "class_weight", value, low=0.0, accepted="weights that are finite "
+                                       "numbers >= 0")
+    # A label outside the table (a -1 of hinge labels, say) is a class not named: weight 1.
+    inside = (labels >= 0) & (labels < classes)
+    return np.where(inside, table[np.where(inside, labels, 0)], 1.0).astype(dtype)
 
 
 # ---- the data sets of fit and evaluate ---------------------------------------------------
@@ -229,6 +240,6 @@ def training_data(model, build, x, y, *, sample_weight, validation_split, valida
         raise InvalidArgumentError("x", "0 samples", "at least one sample", owner="fit")
     if class_weight is not None:
         # after the split: as in Keras, class weights apply to the training batches only
-        cw = class_weights(class_weight, y, dtype)
+        cw = class_weights(class_weight, y, dtype, int(model.output_shape[-1]))
         sw = cw if sw is None else sw * cw
     return Arrays(x, y, sw), validation

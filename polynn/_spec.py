@@ -71,6 +71,13 @@ class Component:
     def _set(self, field: str, value: Any) -> None:
         object.__setattr__(self, field, value)
 
+    def _number(self, field: str, **bounds: Any) -> float:
+        """check_number on a float field, which then holds a Python float: an engine never meets
+        a Python int (one beyond int64 crashes NumPy and PyTorch arithmetic)."""
+        value = check_number(type(self).__name__, field, getattr(self, field), **bounds)
+        self._set(field, value)
+        return value
+
     def get_config(self) -> dict[str, Any]:
         config = {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if "function" in config:
@@ -181,26 +188,98 @@ def check_arguments(owner: str, accepted: list[str], args: tuple = (), kwargs: d
 
 
 
+# Float parameters reach the engines as float32 (the default dtype) or float64; a spec means the
+# same number in either, so its magnitude stays within float32's (a larger one would be inf there).
+FLOAT_LIMIT = float(np.finfo(np.float32).max)
+# Integer parameters (sizes, counts, seeds, axes) are held by the engines as int64 (C long).
+INT_LIMIT = 2**63 - 1
+
+
+def as_real(value: Any) -> float | None:
+    """`value` as a float when it is a real number (not a bool) that float64 holds, else None:
+    a Python int too large for float64, a string or a bool give None, never an exception."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def check_int(owner: str, name: str, value: Any, *, low: int | None = None, high: int = INT_LIMIT,
+              accepted: str | None = None) -> int:
+    """An integer (not a bool; a NumPy integer too) in [low, high], high at most int64's largest."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = ok and (low is None or value >= low) and value <= high
+    if not ok:
+        if accepted is None:
+            accepted = "an integer " + ("" if low is None else f">= {low} and ") + f"<= {_limit_text(high)}"
+        raise InvalidArgumentError(name, value, accepted, owner=owner)
+    return int(value)
+
+
+def _limit_text(high: int) -> str:
+    return "2**63 - 1" if high == INT_LIMIT else str(high)
+
+
 def check_positive_int(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise InvalidArgumentError(name, value, "an integer > 0", owner=owner)
-    return int(value)
+    return check_int(owner, name, value, low=1, accepted="an integer > 0 and <= 2**63 - 1")
+
+
+def check_seed(owner: str, name: str, value: Any) -> int:
+    """A seed of polynn.random's streams: an integer in [0, 2**63), as compile(seed=) takes."""
+    return check_int(owner, name, value, low=0, accepted="an integer in [0, 2**63)")
+
+
+def check_axis(owner: str, value: Any, name: str = "axis") -> int:
+    """An integer axis (its range is checked against the data's rank once that is known)."""
+    return check_int(owner, name, value, low=-INT_LIMIT, accepted="an integer axis (|axis| <= 2**63 - 1)")
+
+
+def check_feature_axis(owner: str, axis: int, rank: int, what: str, *, batch: bool = False) -> None:
+    """`axis` must name an axis of `what`, an array of `rank` axes with the batch first: a feature
+    axis, 1 .. rank - 1 or -(rank - 1) .. -1, or with `batch` the batch axis too. A loss or metric
+    must not reduce over the batch: its values are per sample (sample weights, batching)."""
+    low = -rank if batch else -(rank - 1)
+    if not (low <= axis <= -1 or (0 if batch else 1) <= axis < rank):
+        kind = "an axis" if batch else "a feature axis"
+        raise InvalidArgumentError(
+            "axis", axis, f"{kind} of {what} of rank {rank} (batch axis first): "
+            f"{0 if batch else 1} to {rank - 1} or {low} to -1", owner=owner)
+
+
+def check_output_axes(components: Any, output_shape: tuple) -> None:
+    """Each component (a loss, a metric) with an integer `axis` must name a feature axis of the
+    model's output, `output_shape` per sample: checked at compile when the shape is known, else at
+    the first fit, evaluate or predict."""
+    for component in components:
+        axis = getattr(component, "axis", None)
+        if isinstance(axis, int) and not isinstance(axis, bool):
+            check_feature_axis(type(component).__name__, axis, len(output_shape) + 1, "the model's output")
 
 
 def check_number(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False, accepted: str | None = None) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number (not a bool), finite and within float32's range (FLOAT_LIMIT), in the bounds given."""
+    number = as_real(value)
+    x = math.nan if number is None else number
+    ok = math.isfinite(x) and abs(x) <= FLOAT_LIMIT
     if ok and low is not None:
-        ok = value > low if low_open else value >= low
+        ok = x > low if low_open else x >= low
     if ok and high is not None:
-        ok = value < high if high_open else value <= high
+        ok = x < high if high_open else x <= high
     if not ok:
         if accepted is None:
             lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
             hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
             accepted = "a finite number " + " and ".join(p for p in (lo, hi) if p)
+        integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if (math.isfinite(x) and abs(x) > FLOAT_LIMIT) or (number is None and integer):
+            accepted = f"{accepted.strip()}, at most {FLOAT_LIMIT:.8g} in magnitude (float32's largest)"
         raise InvalidArgumentError(name, value, accepted.strip(), owner=owner)
-    return float(value)
+    return x
 
 
 def check_choice(owner: str, name: str, value: Any, choices: Collection[Any]) -> Any:
@@ -225,8 +304,10 @@ def check_shape(owner: str, name: str, value: Any, *, allow_none: bool = False) 
     for d in dims:
         if d is None and allow_none:
             continue
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 0 < int(d) <= INT_LIMIT:
             what = "positive integers or None" if allow_none else "positive integers"
+            if isinstance(d, numbers.Integral) and not isinstance(d, bool) and int(d) > INT_LIMIT:
+                what += " (each <= 2**63 - 1)"
             raise InvalidArgumentError(name, value, f"a tuple of {what}", owner=owner)
     return tuple(None if d is None else int(d) for d in dims)
 

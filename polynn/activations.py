@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from . import _reference, _registry, ops
-from ._spec import Component, FunctionField, as_function, check_bool, check_number, resolve, spec
+from . import _reference, _registry, _spec, ops
+from ._spec import Component, FunctionField, as_function, check_bool, resolve, spec
 from ._typing import Tensor
-from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -27,8 +26,8 @@ __all__ = [
 
 
 def check_axis(owner: str, axis: Any) -> None:
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise InvalidArgumentError("axis", axis, "an integer axis", owner=owner)
+    # The range is checked against the layer's output once its shape is known (polynn.layers).
+    _spec.check_axis(owner, axis)
 
 
 @_registry.register_base
@@ -75,10 +74,10 @@ class ReLU(Activation):
     threshold: float = 0.0
 
     def validate(self) -> None:
-        check_number("ReLU", "negative_slope", self.negative_slope)
+        self._number("negative_slope")
         if self.max_value is not None:
-            check_number("ReLU", "max_value", self.max_value, low=0.0)
-        check_number("ReLU", "threshold", self.threshold)
+            self._number("max_value", low=0.0)
+        self._number("threshold")
 
     @property
     def plain(self) -> bool:
@@ -157,7 +156,7 @@ class ELU(Activation):
     alpha: float = 1.0
 
     def validate(self) -> None:
-        check_number("ELU", "alpha", self.alpha)
+        self._number("alpha")
 
     def call(self, x: Tensor) -> Tensor:
         return elu_of(x, self.alpha)
@@ -251,7 +250,7 @@ class LeakyReLU(Activation):
     negative_slope: float = 0.2
 
     def validate(self) -> None:
-        check_number("LeakyReLU", "negative_slope", self.negative_slope)
+        self._number("negative_slope")
 
     def call(self, x: Tensor) -> Tensor:
         return ops.where(ops.greater(x, 0), x, self.negative_slope * x)

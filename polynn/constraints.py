@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from . import _registry, ops
-from ._spec import Component, check_number, resolve, spec
+from ._spec import Component, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
 
@@ -54,7 +54,7 @@ class MaxNorm(Constraint):
 
     def validate(self) -> None:
         super().validate()
-        check_number("MaxNorm", "max_value", self.max_value, low=0.0)
+        self._number("max_value", low=0.0)
 
     def call(self, w: Tensor) -> Tensor:
         n = _norms(w, self.axis)
@@ -99,10 +99,10 @@ class MinMaxNorm(Constraint):
 
     def validate(self) -> None:
         super().validate()
-        check_number("MinMaxNorm", "min_value", self.min_value, low=0.0)
-        check_number("MinMaxNorm", "max_value", self.max_value, low=self.min_value,
+        self._number("min_value", low=0.0)
+        self._number("max_value", low=self.min_value,
                      accepted=f"a finite number >= min_value ({self.min_value})")
-        check_number("MinMaxNorm", "rate", self.rate, low=0.0, high=1.0)
+        self._number("rate", low=0.0, high=1.0)
 
     def call(self, w: Tensor) -> Tensor:
         n = _norms(w, self.axis)

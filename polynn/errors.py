@@ -24,6 +24,19 @@ __all__ = [
 ]
 
 
+def bounded_repr(value: Any, limit: int = 200) -> str:
+    """repr(value) cut to about `limit` characters, its length said; never raises (a Python int
+    of more than 4300 digits has no repr, a hostile object's __repr__ may fail)."""
+    try:
+        text = repr(value)
+    except Exception:  # ValueError for huge ints; anything from a user's __repr__
+        bits = value.bit_length() if isinstance(value, int) else None
+        return f"<int of {bits} bits>" if bits is not None else f"<{type(value).__name__} object>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class PolynnError(Exception):
     """Base class of every error polynn raises on purpose."""
 
@@ -33,7 +46,7 @@ class InvalidArgumentError(PolynnError, ValueError):
 
     def __init__(self, name: str, value: Any, accepted: str, *, owner: str | None = None) -> None:
         where = f"{owner}: " if owner else ""
-        super().__init__(f"{where}invalid {name}={value!r}; accepted: {accepted}")
+        super().__init__(f"{where}invalid {name}={bounded_repr(value)}; accepted: {accepted}")
         self.name, self.value, self.accepted = name, value, accepted
 
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _registry
-from ._spec import Component, check_choice, check_number, resolve, spec
+from ._spec import Component, check_choice, resolve, spec
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -70,7 +70,7 @@ class Constant(Initializer):
     value: float = 0.0
 
     def validate(self) -> None:
-        check_number("Constant", "value", self.value)
+        self._number("value")
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return np.full(shape, float(self.value))
@@ -86,8 +86,8 @@ class RandomUniform(Initializer):
     maxval: float = 0.05
 
     def validate(self) -> None:
-        check_number("RandomUniform", "minval", self.minval)
-        check_number("RandomUniform", "maxval", self.maxval, low=self.minval, low_open=True,
+        self._number("minval")
+        self._number("maxval", low=self.minval, low_open=True,
                      accepted=f"a finite number > minval ({self.minval})")
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -104,8 +104,8 @@ class RandomNormal(Initializer):
     stddev: float = 0.05
 
     def validate(self) -> None:
-        check_number("RandomNormal", "mean", self.mean)
-        check_number("RandomNormal", "stddev", self.stddev, low=0.0)
+        self._number("mean")
+        self._number("stddev", low=0.0)
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return rng.normal(self.mean, self.stddev, size=shape)
@@ -130,8 +130,8 @@ class TruncatedNormal(Initializer):
     stddev: float = 0.05
 
     def validate(self) -> None:
-        check_number("TruncatedNormal", "mean", self.mean)
-        check_number("TruncatedNormal", "stddev", self.stddev, low=0.0)
+        self._number("mean")
+        self._number("stddev", low=0.0)
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return self.mean + self.stddev * _truncated_standard_normal(shape, rng)
@@ -156,7 +156,7 @@ class VarianceScaling(Initializer):
 
     def validate(self) -> None:
         owner = type(self).__name__
-        check_number(owner, "scale", self.scale, low=0.0, low_open=True)
+        self._number("scale", low=0.0, low_open=True)
         check_choice(owner, "mode", self.mode, ("fan_in", "fan_out", "fan_avg"))
         check_choice(owner, "distribution", self.distribution, ("truncated_normal", "untruncated_normal", "uniform"))
 
@@ -211,7 +211,7 @@ class Orthogonal(Initializer):
     gain: float = 1.0
 
     def validate(self) -> None:
-        check_number("Orthogonal", "gain", self.gain)
+        self._number("gain")
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if len(shape) < 2:
@@ -234,7 +234,7 @@ class Identity(Initializer):
     gain: float = 1.0
 
     def validate(self) -> None:
-        check_number("Identity", "gain", self.gain)
+        self._number("gain")
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         if len(shape) != 2:

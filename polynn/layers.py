@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from . import _registry, ops
 from . import activations as _activations
-from ._spec import Component, check_bool, check_number, check_positive_int, check_shape, component_field, resolve, spec
+from ._spec import (
+    INT_LIMIT,
+    Component,
+    check_bool,
+    check_feature_axis,
+    check_positive_int,
+    check_seed,
+    check_shape,
+    component_field,
+    resolve,
+    spec,
+)
 from ._typing import Tensor
 from .errors import InvalidArgumentError
 
@@ -58,6 +69,25 @@ class Layer(Component):
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
+
+
+def _check_activation_axis(owner: str, activation: Any, output_shape: tuple) -> None:
+    """An activation with an axis (softmax, log_softmax, a plugin's) must name an axis of the
+    layer's output, the batch axis included (as Keras): checked once the input shape is known."""
+    axis = getattr(activation, "axis", None)
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        check_feature_axis(f"{owner} activation {activation.name}", axis, len(output_shape) + 1,
+                           "the layer's output", batch=True)
+
+
+def _check_weight_size(owner: str, name: str, shape: tuple) -> None:
+    """A weight whose size NumPy cannot even address (2**63 bytes) is refused before allocation."""
+    size = 8
+    for d in shape:
+        size *= d
+    if size > INT_LIMIT:
+        raise InvalidArgumentError(f"{name} shape", shape, "a weight of fewer than 2**63 bytes in float64",
+                                   owner=owner)
 
 
 @spec
@@ -134,6 +164,7 @@ class Dense(Layer):
         return None if self.input_dim is None else (self.input_dim,)
 
     def weights(self, input_shape: tuple) -> list[WeightSpec]:
+        _check_weight_size("Dense", "kernel", (input_shape[-1], self.units))
         kernel = WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
                             self.kernel_regularizer, self.kernel_constraint)
         if not self.use_bias:
@@ -142,7 +173,9 @@ class Dense(Layer):
         return [kernel, bias]
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        return (*input_shape[:-1], self.units)
+        shape = (*input_shape[:-1], self.units)
+        _check_activation_axis("Dense", self.activation, shape)
+        return shape
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
@@ -168,11 +201,26 @@ class Dropout(Layer):
     seed: int | None = None
 
     def validate(self) -> None:
-        check_number("Dropout", "rate", self.rate, low=0.0, high=1.0, high_open=True)
+        self._number("rate", low=0.0, high=1.0, high_open=True)
         if self.noise_shape is not None:
             self._set("noise_shape", check_shape("Dropout", "noise_shape", self.noise_shape, allow_none=True))
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise InvalidArgumentError("seed", self.seed, "None or an integer >= 0", owner="Dropout")
+        if self.seed is not None:
+            self._set("seed", check_seed("Dropout", "seed", self.seed))
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The input's shape; refuses a noise_shape that does not broadcast over it (Keras's rule:
+        each entry None, 1 or the input's size; the batch entry None or 1, as batches vary)."""
+        if self.noise_shape is not None:
+            batch_shape = (None, *input_shape)
+            fits = len(self.noise_shape) == len(batch_shape) and self.noise_shape[0] in (None, 1) and all(
+                n in (None, 1, d) for n, d in zip(self.noise_shape[1:], input_shape))
+            if not fits:
+                raise InvalidArgumentError(
+                    "noise_shape", self.noise_shape,
+                    f"{len(batch_shape)} entries broadcasting over the input (batch, "
+                    f"{', '.join(map(str, input_shape))}): None or 1 for the batch, then None, 1 or the input's size",
+                    owner="Dropout")
+        return input_shape
 
     def mask_shape(self, batch_input_shape: tuple) -> tuple:
         """Shape of the mask for an input of `batch_input_shape` (batch axis included)."""
@@ -196,6 +244,10 @@ class Activation(Layer):
 
     name: ClassVar[str] = "activation"
     activation: Any = component_field("activation", "linear", optional=False)  # a name, config or spec
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        _check_activation_axis("Activation", self.activation, input_shape)
+        return input_shape
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:

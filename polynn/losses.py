@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from . import _custom, _reference, _registry, ops
-from ._spec import Component, FunctionField, as_function, check_bool, check_choice, check_number, resolve, spec
+from ._spec import Component, FunctionField, as_function, check_axis, check_bool, check_choice, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
 
@@ -182,9 +182,10 @@ class Loss(Component):
             if hasattr(self, flag):
                 check_bool(owner, flag, getattr(self, flag))
         if hasattr(self, "label_smoothing"):
-            check_number(owner, "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
-        if hasattr(self, "axis") and (not isinstance(self.axis, int) or isinstance(self.axis, bool)):
-            raise InvalidArgumentError("axis", self.axis, "an integer axis", owner=owner)
+            self._number("label_smoothing", low=0.0, high=1.0)
+        if hasattr(self, "axis"):
+            # Its range is checked against the model's output at compile, or at fit (polynn._data).
+            self._set("axis", check_axis(owner, self.axis))
 
 
 @spec
@@ -333,7 +334,7 @@ class Huber(Loss):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Huber", "delta", self.delta, low=0.0, low_open=True)
+        self._number("delta", low=0.0, low_open=True)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # At |d| == delta the quadratic side is chosen: slope d (= delta sign(d)).

@@ -24,9 +24,10 @@ from ._spec import (
     Component,
     FunctionField,
     as_function,
+    check_axis,
     check_bool,
     check_choice,
-    check_number,
+    check_int,
     check_positive_int,
     resolve,
     spec,
@@ -154,7 +155,7 @@ class BinaryAccuracy(MeanMetric):
     threshold: float = 0.5
 
     def validate(self) -> None:
-        check_number("BinaryAccuracy", "threshold", self.threshold)
+        self._number("threshold")
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # The labels meet the predicted booleans as NumPy compares them: True == 1.0, False == 0.0.
@@ -273,7 +274,8 @@ class BinaryCrossentropy(MeanMetric):
 
     def validate(self) -> None:
         check_bool("BinaryCrossentropy", "from_logits", self.from_logits)
-        check_number("BinaryCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
+        self._set("axis", check_axis("BinaryCrossentropy", self.axis))
+        self._number("label_smoothing", low=0.0, high=1.0)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         # The loss's call reads only the options this metric carries too.
@@ -291,7 +293,8 @@ class CategoricalCrossentropy(MeanMetric):
 
     def validate(self) -> None:
         check_bool("CategoricalCrossentropy", "from_logits", self.from_logits)
-        check_number("CategoricalCrossentropy", "label_smoothing", self.label_smoothing, low=0.0, high=1.0)
+        self._set("axis", check_axis("CategoricalCrossentropy", self.axis))
+        self._number("label_smoothing", low=0.0, high=1.0)
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return losses.CategoricalCrossentropy.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
@@ -308,6 +311,7 @@ class SparseCategoricalCrossentropy(MeanMetric):
 
     def validate(self) -> None:
         check_bool("SparseCategoricalCrossentropy", "from_logits", self.from_logits)
+        self._set("axis", check_axis("SparseCategoricalCrossentropy", self.axis))
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return losses.SparseCategoricalCrossentropy.call(self, y_true, y_pred)  # type: ignore[arg-type]  # duck-typed
@@ -324,10 +328,10 @@ class _ConfusionMetric(Metric):
 
     def validate(self) -> None:
         owner = type(self).__name__
-        check_number(owner, "thresholds", self.thresholds, low=0.0, high=1.0)
+        self._number("thresholds", low=0.0, high=1.0)
         if self.class_id is not None:
-            if isinstance(self.class_id, bool) or not isinstance(self.class_id, int) or self.class_id < 0:
-                raise InvalidArgumentError("class_id", self.class_id, "None or an integer >= 0", owner=owner)
+            self._set("class_id", check_int(owner, "class_id", self.class_id, low=0,
+                                            accepted="None or an integer >= 0 and <= 2**63 - 1"))
 
     def _confusion_inputs(self, y_true: Tensor, y_pred: Tensor,
                           sample_weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -397,9 +401,9 @@ class AUC(Metric):
     from_logits: bool = False
 
     def validate(self) -> None:
-        check_positive_int("AUC", "num_thresholds", self.num_thresholds)
-        if self.num_thresholds < 2:
-            raise InvalidArgumentError("num_thresholds", self.num_thresholds, "an integer > 1", owner="AUC")
+        # Its state is 4 float64 counts per threshold: NumPy cannot address 2**63 bytes of them.
+        check_int("AUC", "num_thresholds", self.num_thresholds, low=2, high=2**58 - 1,
+                  accepted="an integer > 1 and < 2**58")
         self._set("curve", str(self.curve).upper())
         check_choice("AUC", "curve", self.curve, ("ROC", "PR"))
         check_choice("AUC", "summation_method", self.summation_method, ("interpolation", "minoring", "majoring"))

@@ -17,7 +17,16 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import random as _random
 from . import schedules as _schedules
-from ._spec import FunctionField, check_arguments, check_choice, check_number, check_positive_int, resolve
+from ._spec import (
+    FunctionField,
+    check_arguments,
+    check_choice,
+    check_number,
+    check_output_axes,
+    check_positive_int,
+    check_shape,
+    resolve,
+)
 from ._summary import summary_lines
 from .backend import Plan, Runtime
 from .errors import (
@@ -232,7 +241,7 @@ class Sequential:
         if not self._layers:
             raise InvalidArgumentError("layers", [], "a model with at least one layer", owner=self.name)
         declared = self._layers[0].declared_input_shape
-        shape = tuple(input_shape) if input_shape is not None else declared
+        shape = check_shape(self.name, "input_shape", input_shape) if input_shape is not None else declared
         if shape is None:
             raise InvalidArgumentError(
                 "input_shape", None, "a shape from input_dim=, input_shape=, an Input layer, or the data",
@@ -400,8 +409,9 @@ class Sequential:
                     raise InvalidArgumentError(
                         "axis", axes, f"axes of the {len(ws.shape)}-d {ws.name} of shape {ws.shape}",
                         owner=type(ws.constraint).__name__)
-        return Plan(tuple(self._layers), built_shape, tuple(shapes), weights,
-                    compiled.loss if compiled.loss is not None else _losses.MeanSquaredError(), metrics,
+        loss = compiled.loss if compiled.loss is not None else _losses.MeanSquaredError()
+        check_output_axes((loss, *metrics), shapes[-1])
+        return Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
                     weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device)
 
     def _make_runtime(self, y_shape: tuple | None = None) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import _registry, ops
-from ._spec import Component, check_bool, check_number, resolve, spec
+from ._spec import Component, check_bool, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
 from .schedules import LearningRateSchedule
@@ -66,11 +66,11 @@ class Optimizer(Component):
         if isinstance(lr, (dict, str)):
             self._set("learning_rate", resolve("schedule", lr))
         elif not isinstance(lr, LearningRateSchedule):
-            check_number(owner, "learning_rate", lr, low=0.0, accepted="a finite number >= 0 or a schedule")
+            self._number("learning_rate", low=0.0, accepted="a finite number >= 0 or a schedule")
         for name in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm"):
             value = getattr(self, name)
             if value is not None:
-                check_number(owner, name, value, low=0.0, low_open=name != "weight_decay")
+                self._number(name, low=0.0, low_open=name != "weight_decay")
         clipping = {n: getattr(self, n) for n in ("clipnorm", "clipvalue", "global_clipnorm")
                     if getattr(self, n) is not None}
         if len(clipping) > 1:
@@ -115,7 +115,7 @@ class SGD(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("SGD", "momentum", self.momentum, low=0.0, high=1.0)
+        self._number("momentum", low=0.0, high=1.0)
         check_bool("SGD", "nesterov", self.nesterov)
 
     def slot_names(self) -> tuple[str, ...]:
@@ -154,9 +154,9 @@ class Adam(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Adam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
-        check_number("Adam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
-        check_number("Adam", "epsilon", self.epsilon, low=0.0)
+        self._number("beta_1", low=0.0, high=1.0, high_open=True)
+        self._number("beta_2", low=0.0, high=1.0, high_open=True)
+        self._number("epsilon", low=0.0)
         check_bool("Adam", "amsgrad", self.amsgrad)
 
     def slot_names(self) -> tuple[str, ...]:
@@ -209,9 +209,9 @@ class RMSprop(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("RMSprop", "rho", self.rho, low=0.0, high=1.0)
-        check_number("RMSprop", "momentum", self.momentum, low=0.0, high=1.0)
-        check_number("RMSprop", "epsilon", self.epsilon, low=0.0)
+        self._number("rho", low=0.0, high=1.0)
+        self._number("momentum", low=0.0, high=1.0)
+        self._number("epsilon", low=0.0)
         check_bool("RMSprop", "centered", self.centered)
 
     def slot_names(self) -> tuple[str, ...]:
@@ -262,8 +262,8 @@ class Adagrad(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Adagrad", "initial_accumulator_value", self.initial_accumulator_value, low=0.0)
-        check_number("Adagrad", "epsilon", self.epsilon, low=0.0)
+        self._number("initial_accumulator_value", low=0.0)
+        self._number("epsilon", low=0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("accumulator",)
@@ -290,8 +290,8 @@ class Adadelta(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Adadelta", "rho", self.rho, low=0.0, high=1.0)
-        check_number("Adadelta", "epsilon", self.epsilon, low=0.0)
+        self._number("rho", low=0.0, high=1.0)
+        self._number("epsilon", low=0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("accumulated_grad", "accumulated_delta")
@@ -317,9 +317,9 @@ class Adamax(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Adamax", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
-        check_number("Adamax", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
-        check_number("Adamax", "epsilon", self.epsilon, low=0.0)
+        self._number("beta_1", low=0.0, high=1.0, high_open=True)
+        self._number("beta_2", low=0.0, high=1.0, high_open=True)
+        self._number("epsilon", low=0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("m", "u")
@@ -363,9 +363,9 @@ class Nadam(Optimizer):
 
     def validate(self) -> None:
         super().validate()
-        check_number("Nadam", "beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
-        check_number("Nadam", "beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
-        check_number("Nadam", "epsilon", self.epsilon, low=0.0)
+        self._number("beta_1", low=0.0, high=1.0, high_open=True)
+        self._number("beta_2", low=0.0, high=1.0, high_open=True)
+        self._number("epsilon", low=0.0)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("m", "v")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from . import _registry, ops
-from ._spec import Component, check_number, resolve, spec
+from ._spec import Component, resolve, spec
 from ._typing import Tensor
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
@@ -37,7 +37,7 @@ class L1(Regularizer):
     l1: float = 0.01
 
     def validate(self) -> None:
-        check_number("L1", "l1", self.l1, low=0.0)
+        self._number("l1", low=0.0)
 
     def call(self, w: Tensor) -> Tensor:
         return _l1(self.l1, w)
@@ -51,7 +51,7 @@ class L2(Regularizer):
     l2: float = 0.01
 
     def validate(self) -> None:
-        check_number("L2", "l2", self.l2, low=0.0)
+        self._number("l2", low=0.0)
 
     def call(self, w: Tensor) -> Tensor:
         return _l2(self.l2, w)
@@ -67,8 +67,8 @@ class L1L2(Regularizer):
     l2: float = 0.0
 
     def validate(self) -> None:
-        check_number("L1L2", "l1", self.l1, low=0.0)
-        check_number("L1L2", "l2", self.l2, low=0.0)
+        self._number("l1", low=0.0)
+        self._number("l2", low=0.0)
 
     def call(self, w: Tensor) -> Tensor:
         return _l1(self.l1, w) + _l2(self.l2, w)

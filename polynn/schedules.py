@@ -48,9 +48,9 @@ class ExponentialDecay(LearningRateSchedule):
     staircase: bool = False
 
     def validate(self) -> None:
-        check_number("ExponentialDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
+        self._number("initial_learning_rate", low=0.0)
         check_positive_int("ExponentialDecay", "decay_steps", self.decay_steps)
-        check_number("ExponentialDecay", "decay_rate", self.decay_rate, low=0.0)
+        self._number("decay_rate", low=0.0)
         check_bool("ExponentialDecay", "staircase", self.staircase)
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
@@ -76,13 +76,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
             raise InvalidArgumentError(
                 "values", self.values, f"exactly len(boundaries) + 1 = {len(self.boundaries) + 1} values",
                 owner="PiecewiseConstantDecay")
-        for b in self.boundaries:
-            check_number("PiecewiseConstantDecay", "boundaries", b, low=0.0)
+        self._set("boundaries", tuple(check_number("PiecewiseConstantDecay", "boundaries", b, low=0.0)
+                                      for b in self.boundaries))
         if list(self.boundaries) != sorted(self.boundaries):
             raise InvalidArgumentError("boundaries", self.boundaries, "increasing values",
                                        owner="PiecewiseConstantDecay")
-        for v in self.values:
-            check_number("PiecewiseConstantDecay", "values", v, low=0.0)
+        self._set("values", tuple(check_number("PiecewiseConstantDecay", "values", v, low=0.0) for v in self.values))
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
         index = np.searchsorted(np.asarray(self.boundaries, dtype=np.float64), t, side="left")
@@ -101,9 +100,9 @@ class InverseTimeDecay(LearningRateSchedule):
     staircase: bool = False
 
     def validate(self) -> None:
-        check_number("InverseTimeDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
+        self._number("initial_learning_rate", low=0.0)
         check_positive_int("InverseTimeDecay", "decay_steps", self.decay_steps)
-        check_number("InverseTimeDecay", "decay_rate", self.decay_rate, low=0.0)
+        self._number("decay_rate", low=0.0)
         check_bool("InverseTimeDecay", "staircase", self.staircase)
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
@@ -126,10 +125,10 @@ class PolynomialDecay(LearningRateSchedule):
     cycle: bool = False
 
     def validate(self) -> None:
-        check_number("PolynomialDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
+        self._number("initial_learning_rate", low=0.0)
         check_positive_int("PolynomialDecay", "decay_steps", self.decay_steps)
-        check_number("PolynomialDecay", "end_learning_rate", self.end_learning_rate, low=0.0)
-        check_number("PolynomialDecay", "power", self.power)
+        self._number("end_learning_rate", low=0.0)
+        self._number("power")
         check_bool("PolynomialDecay", "cycle", self.cycle)
 
     def evaluate(self, t: np.ndarray) -> np.ndarray:
@@ -158,11 +157,11 @@ class CosineDecay(LearningRateSchedule):
     warmup_steps: int = 0
 
     def validate(self) -> None:
-        check_number("CosineDecay", "initial_learning_rate", self.initial_learning_rate, low=0.0)
+        self._number("initial_learning_rate", low=0.0)
         check_positive_int("CosineDecay", "decay_steps", self.decay_steps)
-        check_number("CosineDecay", "alpha", self.alpha, low=0.0, high=1.0)
+        self._number("alpha", low=0.0, high=1.0)
         if self.warmup_target is not None:
-            check_number("CosineDecay", "warmup_target", self.warmup_target, low=0.0)
+            self._number("warmup_target", low=0.0)
         if self.warmup_steps != 0:
             check_positive_int("CosineDecay", "warmup_steps", self.warmup_steps)
 
