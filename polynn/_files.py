@@ -86,10 +86,14 @@ def reading(path: object) -> Iterator[tuple[BinaryIO, int]]:
     """
     name, what = _checked_name(path, "open")
     try:
-        _refuse_special(os.stat(name).st_mode, what, "open")
+        mode = os.stat(name).st_mode
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"cannot open model file {what}: {_cause(error)}") from error
+    _refuse_special(mode, what, "open")
+    try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                      | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ModelFileError(f"cannot open model file {what}: {_cause(error)}") from error
     try:
         info = os.fstat(fd)

@@ -129,7 +129,7 @@ def test_unreadable_paths_raise_model_file_error_naming_the_file(tmp_path, deadl
             small_model().load_weights(path)
     message = str(caught.value)
     assert cause in message
-    assert repr(os.fspath(path))[:100] in message and len(message) < 600
+    assert message.count(repr(os.fspath(path))[:100]) == 1 and len(message) < 600
     assert time.monotonic() - start < 5
 
 
