@@ -133,6 +133,8 @@ def _temp_pattern(base: str) -> re.Pattern[str]:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows: the age rule decides there
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -219,7 +221,8 @@ def atomic_write(path: object, write: Callable[[BinaryIO], None]) -> None:
         fd, temporary = _create_temp(directory, base, 0o600 if info is not None else 0o666)
         with os.fdopen(fd, "wb") as stream:
             if info is not None:
-                os.fchmod(stream.fileno(), stat.S_IMODE(info.st_mode) & 0o777)
+                mode = stat.S_IMODE(info.st_mode) & 0o777
+                os.chmod(stream.fileno() if os.chmod in os.supports_fd else temporary, mode)
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())

@@ -143,6 +143,21 @@ def test_a_fifo_swapped_in_after_the_type_check_is_refused(tmp_path, deadline, m
         load_model(fifo)
 
 
+def test_a_permission_error_on_open_is_a_model_file_error(saved, monkeypatch):
+    """What a user other than root meets on a file of mode 000 (simulated: the tests may run as root)."""
+    _, path = saved
+    real_open = os.open
+
+    def denied(name, flags, *args, **kwargs):
+        if os.fspath(name) == str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(ModelFileError, match=re.escape(repr(str(path))) + ".*EACCES"):
+        load_model(path)
+
+
 def test_a_read_error_is_a_model_file_error(saved, monkeypatch):
     _, path = saved
 
