@@ -22,13 +22,12 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import warnings
 from typing import Any
 
 import numpy as np
 
-from . import _registry, _safetensors, losses, optimizers, plugins
+from . import _files, _registry, _safetensors, losses, optimizers, plugins
 from . import metrics as metric_specs
 from ._spec import resolve
 from ._version import __version__
@@ -86,39 +85,16 @@ def _serialize_id(identifier, kind: str):
 
 def _atomic_write(path, tensors: dict, metadata: dict) -> None:
     """Write beside the target, flush and fsync, then rename over it: a crash leaves the old file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InvalidArgumentError("filepath", path, "a path in an existing directory")
-    if os.path.isdir(path):
-        raise InvalidArgumentError("filepath", path, "a file path, not a directory")
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            _safetensors.write(stream, tensors, metadata)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # mkstemp makes the file private; a saved model gets the mode an ordinary file would.
-        os.chmod(temporary, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    # The rename itself is durable only once the directory entry is flushed (POSIX).
-    with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    _files.atomic_write(path, lambda stream: _safetensors.write(stream, tensors, metadata))
 
 
 def _check_overwrite(path, overwrite: bool) -> None:
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError("overwrite", overwrite, "True or False")
-    if not overwrite and os.path.exists(path):
-        raise InvalidArgumentError("filepath", os.fspath(path), "a path that does not exist yet, or overwrite=True")
+    name = _files.filepath(path)
+    if not overwrite and os.path.exists(name):
+        raise InvalidArgumentError("filepath", _files.describe(name),
+                                   "a path that does not exist yet, or overwrite=True")
 
 
 def _weight_tensors(model) -> dict:
@@ -172,12 +148,8 @@ def save_weights(model, path, overwrite: bool = True) -> None:
 
 def _read(path) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """(tensors, documents, format) of a polynn file, every document parsed and shape-checked."""
-    try:
-        stream = open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
-        raise ModelFileError(f"cannot open model file {os.fspath(path)!r}: {error.strerror}") from None
-    with stream:
-        tensors, metadata = _safetensors.read(stream, os.fstat(stream.fileno()).st_size)
+    with _files.reading(path) as (stream, size):
+        tensors, metadata = _safetensors.read(stream, size)
     kind = metadata.get("format")
     if kind not in _KEYS:
         raise ModelFileError(
@@ -308,7 +280,7 @@ def _naming(path):
     try:
         yield
     except ModelFileError as error:
-        where = repr(os.fspath(path))
+        where = _files.describe(_files.filepath(path))
         if where in str(error):
             raise
         raise ModelFileError(f"{where}: {error}") from error

@@ -379,7 +379,7 @@ def test_failed_save_leaves_previous_file(tmp_path, monkeypatch):
         raise OSError("disk vanished mid-save")
 
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError, match="disk vanished"):
+    with pytest.raises(ModelFileError, match="model.safetensors.*disk vanished"):
         model.save(path)
     monkeypatch.undo()
     assert path.read_bytes() == before
