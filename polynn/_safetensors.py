@@ -33,9 +33,8 @@ _CODES = {dtype: code for code, dtype in DTYPES.items()}
 # A polynn model file holds each weight and up to three optimizer slots per weight: 2**16 tensors
 # is 8,192 Dense layers under a three-slot optimizer, far deeper than a Sequential model gets.
 MAX_TENSORS = 2**16
-# Such a model's header takes about 160 bytes and 11 JSON values per tensor (docs/saving.md), so
-# about 10.5 MB and 0.7 million values at MAX_TENSORS; the caps leave room above that, and bound
-# the memory and time parsing any header may take (a few hundred MB and a second at worst).
+# Such a model's header needs well under these caps at MAX_TENSORS, and they bound what parsing
+# any header may cost (docs/performance.md, "model file header caps").
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_JSON_VALUES = 2**20
 MAX_RANK = 32
@@ -67,11 +66,11 @@ class Header(NamedTuple):
 
 def brief(value: Any, limit: int = 200) -> str:
     """repr(value), cut to about `limit` characters: a value from a file goes into a message bounded."""
-    if isinstance(value, (list, tuple, dict, set)) and len(value) > limit:
-        # Never render a huge container whole just to cut it.
-        kind = type(value).__name__
-        return f"<a {kind} of {len(value)} items>"
-    text = repr(value)
+    if isinstance(value, (list, tuple)) and len(value) > 10:
+        # Never render a huge list whole just to cut it: its first items, and its length.
+        text = f"{repr(list(value[:10]))[:-1]}, ...] ({len(value)} items)"
+    else:
+        text = repr(value)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
@@ -127,8 +126,11 @@ def _reject_constant(token):
 def _unique_object(pairs):
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
-        seen: set = set()
-        duplicated = sorted({k for k in keys if k in seen or seen.add(k)})
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for key in keys:  # one pass: counting each key would be quadratic in a hostile header
+            (repeated if key in seen else seen).add(key)
+        duplicated = sorted(repeated)
         raise ModelFileError(f"the header repeats the keys {brief(duplicated)}; accepted: each key once")
     return dict(pairs)
 
