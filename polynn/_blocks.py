@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import random as _random
+from .errors import InvalidArgumentError
+from .optimizers import MAX_ITERATIONS
 
 # Dropout masks for one backend call stay under this many bytes; blocks of steps shrink to fit.
 MASK_BUDGET_BYTES = 64 * 2**20
@@ -54,6 +56,9 @@ class TrainingBlocks:
         a scaled keep mask per Plan.dropout_layers entry, (steps, *mask_shape), and the optimizer's
         per-step scalars in the plan's dtype, at `learning_rate` (None: the optimizer's own)."""
         plan, dtype = self.plan, self.plan.dtype
+        if first_step + len(rows) > MAX_ITERATIONS:
+            raise InvalidArgumentError("iterations", first_step, f"at most {MAX_ITERATIONS} - {len(rows)} before "
+                                       f"a block of {len(rows)} steps: training stops at 2**53 steps in all")
         iterations = np.arange(first_step, first_step + len(rows), dtype=np.int64)
         scalars = {name: values.astype(dtype) for name, values in
                    plan.optimizer.step_scalars(iterations, learning_rate).items()}

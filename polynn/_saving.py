@@ -10,8 +10,10 @@ The polynn documents travel as JSON strings in the safetensors "__metadata__" ma
                   "optimizer_state" (whether slots are stored)} (model files only);
   info            {"polynn_version", "backend", "engine_version", "dtype"}.
 Tensors are "weights.<layer>.<weight>" and "optimizer.<layer>.<weight>.<slot>". Loading names
-only registry entries and never unpickles or imports anything; every document is checked before
-any array the file describes is allocated.
+only registry entries and never unpickles or imports anything; the header (capped in size) and every
+document are checked against the model they describe and the file's size before any array the file
+describes is allocated, and only the tensors needed are then read. Weights and slots must be finite
+unless the caller passes allow_nonfinite=True. Every refusal names the file, in a bounded message.
 """
 
 from __future__ import annotations
@@ -145,28 +147,42 @@ def save_weights(model, path, overwrite: bool = True) -> None:
 
 # ---- reading ---------------------------------------------------------------------------
 
+# A file refusal's message, path aside, is cut to this: a hostile file cannot make it grow.
+_MESSAGE_LIMIT = 1000
 
-def _read(path) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-    """(tensors, documents, format) of a polynn file, every document parsed and shape-checked."""
+
+def _read(path, expect) -> tuple[dict[str, np.ndarray], Any]:
+    """Read a polynn file in two steps: its header and documents, which expect(docs, kind, header)
+    checks and turns into (the tensor names to read, its result), and only then those tensors."""
     with _files.reading(path) as (stream, size):
-        tensors, metadata = _safetensors.read(stream, size)
+        return _read_stream(stream, size, expect)
+
+
+def _read_stream(stream, size: int, expect) -> tuple[dict[str, np.ndarray], Any]:
+    header = _safetensors.read_header(stream, size)
+    docs, kind = _documents(header.metadata)
+    names, result = expect(docs, kind, header)
+    return {name: _safetensors.read_tensor(stream, header, name) for name in names}, result
+
+
+def _documents(metadata: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """(documents, format) from a header's __metadata__, every document parsed and its names checked."""
     kind = metadata.get("format")
     if kind not in _KEYS:
         raise ModelFileError(
-            f"{os.fspath(path)!r} is not a polynn file: its __metadata__ 'format' is {kind!r}; "
+            f"not a polynn file: its __metadata__ 'format' is {_safetensors.brief(kind)}; "
             f"accepted: {MODEL_FORMAT!r} or {WEIGHTS_FORMAT!r}")
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelFileError(f"{os.fspath(path)!r} has format_version {version!r}; "
-                             f"this polynn reads {FORMAT_VERSION!r}")
+        raise ModelFileError(f"format_version {_safetensors.brief(version)}; this polynn reads {FORMAT_VERSION!r}")
     if set(metadata) != _KEYS[kind]:
-        raise ModelFileError(
-            f"a {kind} file's __metadata__ has keys {sorted(metadata)}; accepted: exactly {sorted(_KEYS[kind])}")
+        raise ModelFileError(f"a {kind} file's __metadata__ has keys {_safetensors.brief(sorted(metadata))}; "
+                             f"accepted: exactly {sorted(_KEYS[kind])}")
     docs = {key: _safetensors.parse_json(metadata[key], f"__metadata__[{key!r}]")
             for key in _KEYS[kind] - {"format", "format_version"}}
     for key, doc in docs.items():
         _check_names(doc, key)
-    return tensors, docs, kind
+    return docs, kind
 
 
 def _check_names(value, where: str) -> None:
@@ -185,8 +201,8 @@ def _check_names(value, where: str) -> None:
 def _check_component_name(name, where: str) -> None:
     if not isinstance(name, str) or not _COMPONENT_NAME.fullmatch(name):
         raise ModelFileError(
-            f"{where} names the component {name!r}; accepted: a registered component name (letters, digits "
-            f"and '_'); model files never name modules or paths")
+            f"{where} names the component {_safetensors.brief(name)}; accepted: a registered component name "
+            f"(letters, digits and '_'); model files never name modules or paths")
 
 
 def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: frozenset = frozenset()) -> Any:
@@ -195,7 +211,7 @@ def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: fr
     if doc is None and nullable:
         return None
     if not isinstance(doc, dict) or not fields <= set(doc) <= fields | optional:
-        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        found = _safetensors.brief(sorted(doc)) if isinstance(doc, dict) else type(doc).__name__
         also = f" (and optionally {sorted(optional)})" if optional else ""
         raise ModelFileError(f"__metadata__[{key!r}] has {found}; "
                              f"accepted: an object with exactly {sorted(fields)}{also}")
@@ -204,7 +220,7 @@ def _doc(docs: dict, key: str, fields: set, nullable: bool = False, optional: fr
 
 def _int(value, what: str, low: int = 0, high: int = 2**63) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
-        raise ModelFileError(f"{what} is {value!r}; accepted: an integer in [{low}, {high})")
+        raise ModelFileError(f"{what} is {_safetensors.brief(value)}; accepted: an integer in [{low}, {high})")
     return value
 
 
@@ -230,7 +246,8 @@ def _model_from_doc(docs: dict, model_class):
     shape = doc["input_shape"]
     if shape is not None:
         if not isinstance(shape, list) or not shape or len(shape) > _safetensors.MAX_RANK:
-            raise ModelFileError(f"the model's input_shape is {shape!r}; accepted: a list of positive integers or null")
+            raise ModelFileError(f"the model's input_shape is {_safetensors.brief(shape)}; "
+                                 f"accepted: a list of positive integers or null")
         shape = tuple(_int(d, "an input_shape dimension", 1) for d in shape)
         declared = model.layers[0].declared_input_shape if model.layers else None
         if declared is not None and tuple(declared) != shape:
@@ -245,20 +262,40 @@ def _expected_weights(model, shape) -> list[tuple[str, tuple]]:
     return _guarded("the model config", _weight_names, model, shape)
 
 
-def _check_tensors(tensors: dict, expected: list[tuple[str, tuple]], codes: set, what: str) -> None:
-    missing = [name for name, _ in expected if name not in tensors]
-    unexpected = sorted(set(tensors) - {name for name, _ in expected})
+def _check_tensors(entries: dict, expected: list[tuple[str, tuple]], codes: set, what: str) -> list[str]:
+    """The names of `expected`, once the header's `entries` match them exactly: names, shapes, dtypes."""
+    names = [name for name, _ in expected]
+    missing = [name for name in names if name not in entries]
+    unexpected = sorted(set(entries) - set(names))
     if missing or unexpected:
         raise ModelFileError(
-            f"{what} do not match the model: missing {missing}, unexpected {unexpected}; "
-            f"accepted: exactly {[name for name, _ in expected]}")
+            f"{what} do not match the model: missing {_safetensors.brief(missing)}, unexpected "
+            f"{_safetensors.brief(unexpected)}; accepted: exactly {_safetensors.brief(names)}")
     for name, shape in expected:
-        array = tensors[name]
-        if tuple(array.shape) != tuple(shape):
-            raise ModelFileError(f"tensor {name!r} has shape {tuple(array.shape)}; the model spec needs {tuple(shape)}")
-        code = next(c for c, d in _safetensors.DTYPES.items() if d == array.dtype)
-        if code not in codes:
-            raise ModelFileError(f"tensor {name!r} has dtype {code}; accepted: {', '.join(sorted(codes))}")
+        entry = entries[name]
+        if tuple(entry.shape) != tuple(shape):
+            raise ModelFileError(f"tensor {name!r} has shape {entry.shape}; the model spec needs {tuple(shape)}")
+        if entry.code not in codes:
+            raise ModelFileError(f"tensor {name!r} has dtype {entry.code}; accepted: {', '.join(sorted(codes))}")
+    return names
+
+
+def _check_finite(tensors: dict[str, np.ndarray], allow_nonfinite: bool) -> None:
+    """Refuse NaN and infinities in the weights and slots read, first tensor first, unless allowed."""
+    if allow_nonfinite:
+        return
+    for name, array in tensors.items():
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(finite.size - np.count_nonzero(finite))
+            raise ModelFileError(
+                f"tensor {name!r} holds {bad} non-finite values (NaN or infinity) of {array.size}; accepted: "
+                f"finite values, or allow_nonfinite=True to load them as they are")
+
+
+def _check_flag(allow_nonfinite) -> None:
+    if not isinstance(allow_nonfinite, bool):
+        raise InvalidArgumentError("allow_nonfinite", allow_nonfinite, "True or False")
 
 
 def _choose_backend(requested, recorded):
@@ -274,88 +311,126 @@ def _choose_backend(requested, recorded):
     return None
 
 
+def _bounded(message: str) -> str:
+    if len(message) <= _MESSAGE_LIMIT:
+        return message
+    return f"{message[:_MESSAGE_LIMIT]}... (message cut: {len(message)} characters)"
+
+
 @contextlib.contextmanager
 def _naming(path):
-    """Every ModelFileError from reading `path` names the file (a truncated header, a bad document)."""
+    """Every polynn error raised while reading `path` and acting on what it says names the file,
+    with a message of bounded length; its class stays (UnknownComponentError, say)."""
     try:
         yield
-    except ModelFileError as error:
+    except PolynnError as error:
         where = _files.describe(_files.filepath(path))
-        if where in str(error):
-            raise
-        raise ModelFileError(f"{where}: {error}") from error
+        message = str(error)
+        named = _bounded(message) if where in message or repr(os.fspath(path)) in message \
+            else f"{where}: {_bounded(message)}"
+        if type(error) is ModelFileError:
+            raise ModelFileError(named) from error
+        # Other classes keep their identity and attributes (callers catch UnknownComponentError).
+        error.args = (named,)
+        raise
 
 
-def load_model(path, model_class, backend: str | None = None, dtype: str | None = None):
+def load_model(path, model_class, backend: str | None = None, dtype: str | None = None,
+               allow_nonfinite: bool = False):
     """A model saved by save_model, compiled (if it was) with its weights and training state, built
     with model_class.from_config (polynn.models.Sequential, which imports this module)."""
+    _check_flag(allow_nonfinite)
     with _naming(path):
-        return _load_model(path, model_class, backend, dtype)
+        return _load_model(path, model_class, backend, dtype, allow_nonfinite)
 
 
-def _load_model(path, model_class, backend, dtype):
-    tensors, docs, kind = _read(path)
-    if kind != MODEL_FORMAT:
-        raise ModelFileError(f"{os.fspath(path)!r} holds weights only ({kind}); load it with model.load_weights()")
-    model, shape = _model_from_doc(docs, model_class)
-    info = _doc(docs, "info", {"polynn_version", "backend", "engine_version", "dtype"})
-    recorded_dtype = info["dtype"]
-    if not isinstance(recorded_dtype, str) or recorded_dtype not in _FLOAT_CODES:
-        raise ModelFileError(f"the recorded dtype is {recorded_dtype!r}; accepted: {', '.join(_FLOAT_CODES)}")
-    if info["backend"] is not None and not isinstance(info["backend"], str):
-        raise ModelFileError(f"the recorded backend is {info['backend']!r}; accepted: a backend name or null")
-    compile_doc = _doc(docs, "compile", {"optimizer", "loss", "metrics", "steps_per_execution"}, nullable=True,
-                       optional=frozenset({"weighted_metrics"}))
-    state = _doc(docs, "state", {"iterations", "learning_rate", "seed", "optimizer_state"}, nullable=True)
-    if (compile_doc is None) != (state is None):
-        raise ModelFileError("__metadata__ 'compile' and 'state' must be both null (an uncompiled model) or both set")
+class _ModelPlan:
+    """What a model file's documents say, checked before any tensor is read."""
 
-    weights = _expected_weights(model, shape)
-    expected = list(weights)
-    optimizer: Any = None
-    if compile_doc is not None:
-        optimizer, loss, metrics, weighted_metrics = _compile_components(compile_doc)
+    def __init__(self, docs: dict, kind: str, header, model_class) -> None:
+        if kind != MODEL_FORMAT:
+            raise ModelFileError(f"the file holds weights only ({kind}); load it with model.load_weights()")
+        self.model, self.shape = _model_from_doc(docs, model_class)
+        info = _doc(docs, "info", {"polynn_version", "backend", "engine_version", "dtype"})
+        recorded_dtype = info["dtype"]
+        if not isinstance(recorded_dtype, str) or recorded_dtype not in _FLOAT_CODES:
+            raise ModelFileError(f"the recorded dtype is {_safetensors.brief(recorded_dtype)}; "
+                                 f"accepted: {', '.join(_FLOAT_CODES)}")
+        if info["backend"] is not None and not isinstance(info["backend"], str):
+            raise ModelFileError(f"the recorded backend is {_safetensors.brief(info['backend'])}; "
+                                 f"accepted: a backend name or null")
+        self.recorded_dtype, self.recorded_backend = recorded_dtype, info["backend"]
+        compile_doc = _doc(docs, "compile", {"optimizer", "loss", "metrics", "steps_per_execution"}, nullable=True,
+                           optional=frozenset({"weighted_metrics"}))
+        state = _doc(docs, "state", {"iterations", "learning_rate", "seed", "optimizer_state"}, nullable=True)
+        if (compile_doc is None) != (state is None):
+            raise ModelFileError(
+                "__metadata__ 'compile' and 'state' must be both null (an uncompiled model) or both set")
+        self.compiled = compile_doc is not None
+
+        self.weights = _expected_weights(self.model, self.shape)
+        expected = list(self.weights)
+        self.slots: list[list[str]] = []
+        if compile_doc is not None:
+            self._check_compile(compile_doc, state)
+            if self.optimizer_state:
+                slot_names = self.optimizer.slot_names()
+                self.slots = [[f"optimizer{name[len('weights'):]}.{slot}" for slot in slot_names]
+                              for name, _ in self.weights]
+                expected += [(slot, s) for (_, s), slots in zip(self.weights, self.slots) for slot in slots]
+        self.names = _check_tensors(header.entries, expected, {_FLOAT_CODES[recorded_dtype]}, "the file's tensors")
+
+    def _check_compile(self, compile_doc: dict, state: dict) -> None:
+        self.optimizer, self.loss, self.metrics, self.weighted_metrics = _compile_components(compile_doc)
         if not isinstance(state["optimizer_state"], bool):
-            raise ModelFileError(f"state.optimizer_state is {state['optimizer_state']!r}; accepted: true or false")
-        if state["optimizer_state"]:
-            expected += [(f"optimizer{name[len('weights'):]}.{slot}", s)
-                         for name, s in weights for slot in optimizer.slot_names()]
-    _check_tensors(tensors, expected, {_FLOAT_CODES[recorded_dtype]}, "the file's tensors")
+            raise ModelFileError(f"state.optimizer_state is {_safetensors.brief(state['optimizer_state'])}; "
+                                 f"accepted: true or false")
+        self.optimizer_state = state["optimizer_state"]
+        # Training refuses to pass MAX_ITERATIONS, so every count a save writes loads again.
+        self.iterations = _int(state["iterations"], "state.iterations", 0, optimizers.MAX_ITERATIONS + 1)
+        self.seed = _int(state["seed"], "state.seed")
+        learning_rate = state["learning_rate"]
+        if learning_rate is not None:
+            if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
+                    or not math.isfinite(learning_rate) or learning_rate < 0:
+                raise ModelFileError(f"state.learning_rate is {_safetensors.brief(learning_rate)}; "
+                                     f"accepted: null or a finite number >= 0")
+            if not isinstance(self.optimizer.learning_rate, numbers.Real):
+                raise ModelFileError("state.learning_rate overrides a learning-rate schedule; accepted: null there")
+            learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
+        steps = compile_doc["steps_per_execution"]
+        self.steps = steps if steps == "auto" else _int(steps, "compile.steps_per_execution", 1)
 
+
+def _load_model(path, model_class, backend, dtype, allow_nonfinite):
+    def expect(docs, kind, header):
+        plan = _ModelPlan(docs, kind, header, model_class)
+        return plan.names, plan
+
+    tensors, plan = _read(path, expect)
+    _check_finite(tensors, allow_nonfinite)
+    model, weights = plan.model, plan.weights
     if weights:
-        _guarded("the model config", model.build, shape)
-    if compile_doc is None:
+        _guarded("the model config", model.build, plan.shape)
+    if not plan.compiled:
         if weights:
             model.set_weights([tensors[name] for name, _ in weights])
         return model
 
-    iterations = _int(state["iterations"], "state.iterations")
-    seed = _int(state["seed"], "state.seed")
-    learning_rate = state["learning_rate"]
-    if learning_rate is not None:
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
-                or not math.isfinite(learning_rate) or learning_rate < 0:
-            raise ModelFileError(f"state.learning_rate is {learning_rate!r}; accepted: null or a finite number >= 0")
-        if not isinstance(optimizer.learning_rate, numbers.Real):
-            raise ModelFileError("state.learning_rate overrides a learning-rate schedule; accepted: null there")
-    steps = compile_doc["steps_per_execution"]
-    if steps != "auto":
-        steps = _int(steps, "compile.steps_per_execution", 1)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics,
-                  backend=_choose_backend(backend, info["backend"]),
-                  dtype=dtype or recorded_dtype, seed=seed, steps_per_execution=steps)
+    model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics,
+                  weighted_metrics=plan.weighted_metrics,
+                  backend=_choose_backend(backend, plan.recorded_backend),
+                  dtype=dtype or plan.recorded_dtype, seed=plan.seed, steps_per_execution=plan.steps)
     # Set after compile(): weights kept across compile() pass through float32 there, which would
     # round a float64 file.
     if weights:
         model.set_weights([tensors[name] for name, _ in weights])
     runtime = model._compiled.runtime
-    if runtime is not None and state["optimizer_state"]:
-        slot_names = optimizer.slot_names()
-        runtime.set_optimizer_state([
-            [tensors[f"optimizer{name[len('weights'):]}.{slot}"].astype(model.dtype) for slot in slot_names]
-            for name, _ in weights])
-    model._iterations = iterations
-    model._compiled.learning_rate = None if learning_rate is None else float(learning_rate)
+    if runtime is not None and plan.optimizer_state:
+        runtime.set_optimizer_state([[tensors[slot].astype(model.dtype) for slot in slots] for slots in plan.slots])
+    model._iterations = plan.iterations
+    model._compiled.learning_rate = plan.learning_rate
     return model
 
 
@@ -373,7 +448,7 @@ def _compile_components(doc: dict):
 
 def _metric_ids(entries, what: str) -> list:
     if not isinstance(entries, list):
-        raise ModelFileError(f"{what} is {entries!r}; accepted: a list")
+        raise ModelFileError(f"{what} is {_safetensors.brief(entries)}; accepted: a list")
     metrics = []
     for entry in entries:
         if isinstance(entry, str):
@@ -387,22 +462,26 @@ def _metric_ids(entries, what: str) -> list:
     return metrics
 
 
-def load_weights(model, path) -> None:
+def load_weights(model, path, allow_nonfinite: bool = False) -> None:
     """Set `model`'s weights from a weights file or a model file; names and shapes must match."""
+    _check_flag(allow_nonfinite)
     with _naming(path):
-        _load_weights(model, path)
+        _load_weights(model, path, allow_nonfinite)
 
 
-def _load_weights(model, path) -> None:
-    tensors, docs, kind = _read(path)
-    shape = model.input_shape
-    if shape is None:
-        _, shape = _model_from_doc(docs, type(model))
+def _load_weights(model, path, allow_nonfinite: bool) -> None:
+    def expect(docs, kind, header):
+        shape = model.input_shape
         if shape is None:
-            raise ModelFileError(f"{os.fspath(path)!r} holds no weights and the model's input shape is unknown")
-    weights = _expected_weights(model, shape)
-    stored = {name: value for name, value in tensors.items() if name.startswith("weights.")}
-    _check_tensors(stored, weights, {"F16", "F32", "F64"}, "the file's weights")
+            _, shape = _model_from_doc(docs, type(model))
+            if shape is None:
+                raise ModelFileError("the file holds no weights and the model's input shape is unknown")
+        weights = _expected_weights(model, shape)
+        stored = {name: entry for name, entry in header.entries.items() if name.startswith("weights.")}
+        return _check_tensors(stored, weights, {"F16", "F32", "F64"}, "the file's weights"), (shape, weights)
+
+    tensors, (shape, weights) = _read(path, expect)
+    _check_finite(tensors, allow_nonfinite)
     if model.input_shape is None:
         model.build(shape)
-    model.set_weights([stored[name] for name, _ in weights])
+    model.set_weights([tensors[name] for name, _ in weights])

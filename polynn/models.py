@@ -551,9 +551,10 @@ class Sequential:
         """Write only the weights (safetensors, atomically)."""
         _files().save_weights(self, filepath, overwrite)
 
-    def load_weights(self, filepath: str | os.PathLike[str]) -> None:
-        """Set the weights from a file written by save_weights() or save(); names and shapes must match."""
-        _files().load_weights(self, filepath)
+    def load_weights(self, filepath: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:
+        """Set the weights from a file written by save_weights() or save(); names and shapes must match.
+        A file holding NaN or infinite weights is refused unless allow_nonfinite=True."""
+        _files().load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
 
     # ---- description --------------------------------------------------------------------
 
@@ -662,12 +663,14 @@ def _compile_on(backend: Backend, plan: Plan) -> Runtime:
     return runtime
 
 
-def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dtype: str | None = None) -> Sequential:
+def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dtype: str | None = None,
+               allow_nonfinite: bool = False) -> Sequential:
     """A model written by Sequential.save(), compiled with its weights, optimizer state, iteration
     count, learning-rate override and seed restored, so training resumes exactly.
 
     backend: None uses the backend recorded in the file if installed, else the default.
     dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
     a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
+    allow_nonfinite: load NaN or infinite weights and optimizer slots as they are (else refused).
     """
-    return _files().load_model(filepath, Sequential, backend=backend, dtype=dtype)
+    return _files().load_model(filepath, Sequential, backend=backend, dtype=dtype, allow_nonfinite=allow_nonfinite)

@@ -37,6 +37,10 @@ from .schedules import LearningRateSchedule
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "get",
            "apply_updates", "clip_gradients"]
 
+# Step counts stay below this, so t is exact in float64, where schedules and corrections use it,
+# and far from int64's end; training refuses to pass it, and model files hold no larger count.
+MAX_ITERATIONS = 2**53
+
 
 @dataclasses.dataclass(frozen=True)
 @_registry.register_base

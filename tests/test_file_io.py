@@ -164,7 +164,7 @@ def test_a_read_error_is_a_model_file_error(saved, monkeypatch):
         stream.read(8)
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(_safetensors, "read", failing_read)
+    monkeypatch.setattr(_safetensors, "read_header", failing_read)
     with pytest.raises(ModelFileError, match=re.escape(repr(str(path))) + ".*EIO"):
         load_model(path)
 
