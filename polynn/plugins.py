@@ -58,7 +58,7 @@ class PluginFailure:
     def __str__(self) -> str:
         if isinstance(self.error, KeyboardInterrupt):
             what = " ".join(f"{type(self.error).__name__}: {self.error}".split()).rstrip(":")
-            where = f"at plugin {self.plugin!r} ({self.distribution}), " if self.plugin else ""
+            where = f"at plugin {self.plugin!r} ({self.distribution}), " if self.plugin else "while "
             return (f"loading the plugins was interrupted ({what}) {where}{self.stage}; nothing of that load was "
                     f"kept, and the next use of a backend or component loads the plugins again")
         text = (f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: "
@@ -278,7 +278,7 @@ def _abandon_load(error: BaseException) -> None:
     plugin, distribution, stage = _state.loading
     _clean_slate()
     if isinstance(error, KeyboardInterrupt):
-        failure = PluginFailure(plugin, distribution, stage or "the installed plugins", error)
+        failure = PluginFailure(plugin, distribution, stage or "starting to load", error)
         _state.failures.append(failure)
         _state.interrupted = True
         hint = f"; POLYNN_DISABLE_PLUGINS={plugin} skips that plugin" if plugin else ""
