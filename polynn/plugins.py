@@ -324,6 +324,7 @@ def _load_all() -> None:
             continue
         if _register_module(module, ep.name, distribution):
             names.append(ep.name)
+    _state.loading = ("", "", "calling the plugins' hooks")
     _call_hooks(names)
 
 
