@@ -2,9 +2,10 @@
 points, guardedly, and keeps the backends.
 
 A plugin that fails to import, whose hooks do not match the hookspecs, or that raises inside a
-hook is recorded as a failure naming the plugin and its distribution; every other plugin keeps
-working. POLYNN_STRICT_PLUGINS=1 makes such a failure raise PluginError instead, and
-POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
+hook (SystemExit and other BaseExceptions included) is recorded as a failure naming the plugin and
+its distribution; every other plugin keeps working. A KeyboardInterrupt is the user's: it undoes
+the whole load and reaches the caller, and the next use loads again. POLYNN_STRICT_PLUGINS=1 makes
+a failure raise PluginError instead, and POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class PluginFailure:
     withdrawn: tuple = ()
 
     def __str__(self) -> str:
+        if isinstance(self.error, KeyboardInterrupt):
+            what = " ".join(f"{type(self.error).__name__}: {self.error}".split()).rstrip(":")
+            where = f"at plugin {self.plugin!r} ({self.distribution}), " if self.plugin else "while "
+            return (f"loading the plugins was interrupted ({what}) {where}{self.stage}; nothing of that load was "
+                    f"kept, and the next use of a backend or component loads the plugins again")
         text = (f"plugin {self.plugin!r} ({self.distribution}) failed {self.stage}: "
                 f"{type(self.error).__name__}: {self.error}")
         if self.withdrawn:
@@ -116,6 +122,9 @@ class _State:
         self.fatal: PluginError | None = None
         self.blocked: set[str] = set()  # the names blocked because POLYNN_DISABLE_PLUGINS listed them
         self.lock = threading.RLock()
+        # (plugin, distribution, stage) being loaded now, which an interrupt's record names
+        self.loading: tuple[str, str, str] = ("", "", "")
+        self.interrupted = False  # the last load was interrupted; failures() reports it as it was
 
 
 _state = _State()
@@ -153,6 +162,7 @@ def _distribution_label(ep: Any) -> str:
 
 
 def _register_module(plugin: Any, name: str, distribution: str) -> bool:
+    _state.loading = (name, distribution, "validating its hooks")
     try:
         if _state.pm.register(plugin, name=name) is None:
             return False  # a name POLYNN_DISABLE_PLUGINS blocked
@@ -161,11 +171,13 @@ def _register_module(plugin: Any, name: str, distribution: str) -> bool:
         except pluggy.PluginValidationError as error:
             # read while the plugin is registered: which of its hooks no hookspec declares
             raise _hook_error(error, _unknown_hooks(error.plugin)) from error
-    except Exception as error:  # pluggy.PluginValidationError and friends
-        if isinstance(error, pluggy.PluginValidationError):  # from register(): a hook's arguments
-            error = _hook_error(error, [])
+    except BaseException as error:  # pluggy.PluginValidationError and friends; a plugin object's own code
         if _state.pm.is_registered(plugin):
             _state.pm.unregister(plugin)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        if isinstance(error, pluggy.PluginValidationError):  # from register(): a hook's arguments
+            error = _hook_error(error, [])
         _fail(name, distribution, "validation of its hooks", error)
         return False
     _state.dists[name] = distribution
@@ -217,54 +229,103 @@ def _call_hooks(plugin_names: list[str]) -> None:
                     continue
                 # A hook that raises registers nothing: what it registered before raising is
                 # withdrawn, so no half-registered plugin is left to fail later and elsewhere.
+                # SystemExit and the like too: a plugin's sys.exit() must not end the user's program.
                 backends, implementations = dict(_state.backends), dict(_state.implementations)
                 specs = _registry.snapshot()
+                _state.loading = (name, distribution, f"in its {hook_name} hook")
                 try:
                     impl.function(register=register)
-                except Exception as error:
+                except BaseException as error:
                     withdrawn = tuple(n for n in _state.backends if n not in backends)
                     _state.backends, _state.implementations = backends, implementations
                     _registry.restore(specs)
+                    if isinstance(error, KeyboardInterrupt):
+                        raise  # the user's, as far as anyone can tell: it ends the load
                     _fail(name, distribution, f"in its {hook_name} hook", error, withdrawn)
 
 
 def _ensure_loaded() -> None:
-    with _state.lock:
+    with _state.lock:  # released by the with-statement whatever interrupts the load
         if _state.fatal is not None:
             raise _state.fatal
         if _state.loaded:
             return
+        # Loading is all or nothing: it starts afresh, whatever an interrupted load left (an
+        # interrupt may land anywhere, in an undoing too), and is marked done only once it is.
+        _clean_slate()
+        try:
+            _load_all()
+        except BaseException as error:
+            _abandon_load(error)
+            raise
         _state.loaded = True
-        _block_disabled()
-        names = []
-        # polynn's own plugins first, so a third party reusing a first-party name is the one refused
-        for module_name in DEFAULT_PLUGINS:
-            name = _default_plugin_name(module_name)
-            # checked before importing: a disabled plugin's module is never imported
-            if _state.pm.is_blocked(name) or _state.pm.is_blocked(module_name):
-                continue
-            distribution = f"polynn {__version__}"
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as error:
-                _fail(name, distribution, "to import", error)
-                continue
-            if _register_module(module, name, distribution):
-                names.append(name)
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            # An older polynn's metadata may still list its own backends as entry points: they are
-            # registered above already, by module name.
-            if _state.pm.is_blocked(ep.name) or _state.pm.has_plugin(ep.name) or ep.module in DEFAULT_PLUGINS:
-                continue
-            distribution = _distribution_label(ep)
-            try:
-                module = ep.load()
-            except Exception as error:
-                _fail(ep.name, distribution, "to import", error)
-                continue
-            if _register_module(module, ep.name, distribution):
-                names.append(ep.name)
-        _call_hooks(names)
+
+
+def _clean_slate() -> None:
+    """The state before any plugin loaded (a failed or interrupted load's records included)."""
+    pm = pluggy.PluginManager("polynn")
+    pm.add_hookspecs(hookspecs)
+    _state.pm = pm
+    _state.backends, _state.implementations, _state.dists = {}, {}, {}
+    _state.failures, _state.blocked = [], set()
+    _state.loading, _state.interrupted = ("", "", ""), False
+    _registry.forget_plugin_specs()
+
+
+def _abandon_load(error: BaseException) -> None:
+    """Undo a load that `error` ended; an interrupt is recorded, naming what was loading, and
+    noted on the exception, so that a plugin raising KeyboardInterrupt each time can be found."""
+    plugin, distribution, stage = _state.loading
+    _clean_slate()
+    if isinstance(error, KeyboardInterrupt):
+        failure = PluginFailure(plugin, distribution, stage or "starting to load", error)
+        _state.failures.append(failure)
+        _state.interrupted = True
+        hint = f"; POLYNN_DISABLE_PLUGINS={plugin} skips that plugin" if plugin else ""
+        if hasattr(error, "add_note"):  # Python 3.11 and later
+            error.add_note(f"polynn: {failure}{hint}")
+
+
+def _load_all() -> None:
+    _state.loading = ("", "", "reading POLYNN_DISABLE_PLUGINS")
+    _block_disabled()
+    names = []
+    # polynn's own plugins first, so a third party reusing a first-party name is the one refused
+    for module_name in DEFAULT_PLUGINS:
+        name = _default_plugin_name(module_name)
+        # checked before importing: a disabled plugin's module is never imported
+        if _state.pm.is_blocked(name) or _state.pm.is_blocked(module_name):
+            continue
+        distribution = f"polynn {__version__}"
+        _state.loading = (name, distribution, "importing it")
+        try:
+            module = importlib.import_module(module_name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit included: a plugin does not end the program
+            _fail(name, distribution, "to import", error)
+            continue
+        if _register_module(module, name, distribution):
+            names.append(name)
+    _state.loading = ("", "", "finding the installed plugins")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # An older polynn's metadata may still list its own backends as entry points: they are
+        # registered above already, by module name.
+        if _state.pm.is_blocked(ep.name) or _state.pm.has_plugin(ep.name) or ep.module in DEFAULT_PLUGINS:
+            continue
+        distribution = _distribution_label(ep)
+        _state.loading = (ep.name, distribution, "importing it")
+        try:
+            module = ep.load()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
+            _fail(ep.name, distribution, "to import", error)
+            continue
+        if _register_module(module, ep.name, distribution):
+            names.append(ep.name)
+    _state.loading = ("", "", "calling the plugins' hooks")
+    _call_hooks(names)
 
 
 def _default_plugin_name(module_name: str) -> str:
@@ -277,12 +338,22 @@ def load() -> None:
 
 
 def register_plugin(plugin: Any, name: str, distribution: str = "registered at run time") -> None:
-    """Register a plugin object directly (tests, notebooks), guarded like an installed one."""
+    """Register a plugin object directly (tests, notebooks), guarded like an installed one. An
+    interrupt undoes the registration and reaches the caller, who may register it again."""
     with _state.lock:
         _ensure_loaded()
         _block_disabled()  # the variable as it is now, as for a plugin loaded now
-        if _register_module(plugin, name, distribution):
-            _call_hooks([name])
+        backends, implementations, dists = dict(_state.backends), dict(_state.implementations), dict(_state.dists)
+        specs = _registry.snapshot()
+        try:
+            if _register_module(plugin, name, distribution):
+                _call_hooks([name])
+        except BaseException:  # an interrupt, or POLYNN_STRICT_PLUGINS's PluginError: none of it is kept
+            if _state.pm.is_registered(plugin):
+                _state.pm.unregister(plugin)
+            _state.backends, _state.implementations, _state.dists = backends, implementations, dists
+            _registry.restore(specs)
+            raise
 
 
 class _BackendRegistrar:
@@ -374,8 +445,12 @@ def backend_entries() -> list[BackendEntry]:
 
 
 def failures() -> list[PluginFailure]:
-    _ensure_loaded()
-    return list(_state.failures)
+    """The plugins that failed, loading the plugins first; after an interrupted load, its record
+    (what was loading), without loading again: the next use of a backend or component does."""
+    with _state.lock:
+        if not _state.interrupted:
+            _ensure_loaded()
+        return list(_state.failures)
 
 
 def get_backend(name: str) -> Backend:
@@ -400,7 +475,9 @@ def get_backend(name: str) -> Backend:
         raise PluginError(
             f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to import: "
             f"{type(error).__name__}: {error}") from error
-    except Exception as error:
+    except KeyboardInterrupt:
+        raise  # nothing was kept: the next use loads it again
+    except BaseException as error:  # SystemExit included: a backend does not end the program
         entry.error = error
         raise PluginError(
             f"backend {name!r} from plugin {entry.plugin!r} ({entry.distribution}) failed to load: "
