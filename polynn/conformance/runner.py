@@ -10,7 +10,7 @@ import numpy as np
 from .. import plugins
 from ..backend import Backend
 from ..errors import InvalidArgumentError, UnsupportedComponentError
-from . import blog, components, op_cases, scenarios, selection
+from . import blog, components, op_cases, recovery, scenarios, selection
 from ._case import Case, CaseResult
 from ._compare import compare
 from .report import Report
@@ -20,10 +20,11 @@ _reference_cache: dict[tuple[str, str], dict[str, Any] | BaseException] = {}
 
 
 def all_cases(patterns: Iterable[str] = ()) -> list[Case]:
-    """Every case: the blog, the scenarios, the components, the ops; with patterns (fnmatch), only the
+    """Every case: the blog, the scenarios, recovery, the components, the ops; with patterns (fnmatch), only the
     names matching one."""
     plugins.backend_entries()  # component plugins register their specs when plugins load
-    return selection.matching(blog.cases() + scenarios.cases() + components.cases() + op_cases.cases(), patterns)
+    cases = blog.cases() + scenarios.cases() + recovery.cases() + components.cases() + op_cases.cases()
+    return selection.matching(cases, patterns)
 
 
 def _reference(case: Case, dtype: str) -> dict[str, Any] | BaseException:
