@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # A snapshot is taken once the training time since the last one reaches this many times what a
 # snapshot costs: the copies then add at most 1/RATIO to training time, and going back replays at
 # most that much training (docs/performance.md has the measurements).
-RATIO = 20
+RATIO: float = 20
 
 
 class Rewind:

@@ -52,11 +52,12 @@ def _model(backend: str, dtype: str) -> Sequential:
 
 def _fail_second_block(model: Sequential) -> None:
     """The next fit's second block runs one of its steps (the weights move in place), then fails."""
-    runtime = model._compiled.runtime  # type: ignore[union-attr]  # compiled and built by a first fit
+    runtime: Any = model._compiled.runtime  # type: ignore[union-attr]  # compiled and built by a first fit
     real = runtime.train_steps
     calls = [0]
 
-    def train_steps(data, batches, masks, scalars):
+    def train_steps(data: Any, batches: np.ndarray, masks: list[np.ndarray],
+                    scalars: dict[str, np.ndarray]) -> Any:
         calls[0] += 1
         if calls[0] != 2:
             return real(data, batches, masks, scalars)
