@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from .errors import InvalidArgumentError, ModelFileError
+from .errors import FileAccessError, InvalidArgumentError, ModelFileError
 
 __all__ = ["filepath", "describe", "reading", "atomic_write", "TEMP_SUFFIX", "STALE_AFTER_S"]
 
@@ -47,7 +47,8 @@ def describe(name: str) -> str:
     return f"{text[:120]}...{text[-60:]} ({len(name)} characters)"
 
 
-def _cause(error: OSError | ValueError) -> str:
+def os_reason(error: OSError | ValueError) -> str:
+    """What went wrong, as the OS says it, with the errno name: "Permission denied (EACCES)"."""
     if isinstance(error, OSError) and error.errno is not None:
         code = errno.errorcode.get(error.errno)
         text = error.strerror or os.strerror(error.errno)
@@ -88,13 +89,13 @@ def reading(path: object) -> Iterator[tuple[BinaryIO, int]]:
     try:
         mode = os.stat(name).st_mode
     except (OSError, ValueError) as error:
-        raise ModelFileError(f"cannot open model file {what}: {_cause(error)}") from error
+        raise FileAccessError(f"cannot open model file {what}: {os_reason(error)}", error) from error
     _refuse_special(mode, what, "open")
     try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                      | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except OSError as error:
-        raise ModelFileError(f"cannot open model file {what}: {_cause(error)}") from error
+        raise FileAccessError(f"cannot open model file {what}: {os_reason(error)}", error) from error
     try:
         info = os.fstat(fd)
         _refuse_special(info.st_mode, what, "open")
@@ -104,13 +105,13 @@ def reading(path: object) -> Iterator[tuple[BinaryIO, int]]:
     except BaseException as error:
         os.close(fd)
         if isinstance(error, OSError):
-            raise ModelFileError(f"cannot open model file {what}: {_cause(error)}") from error
+            raise FileAccessError(f"cannot open model file {what}: {os_reason(error)}", error) from error
         raise
     with stream:
         try:
             yield stream, info.st_size
         except OSError as error:
-            raise ModelFileError(f"cannot read model file {what}: {_cause(error)}") from error
+            raise FileAccessError(f"cannot read model file {what}: {os_reason(error)}", error) from error
 
 
 # ---- writing ---------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _check_target(name: str, target: str, what: str) -> os.stat_result | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise ModelFileError(f"cannot save model file {what}: {_cause(error)}") from error
+        raise FileAccessError(f"cannot save model file {what}: {os_reason(error)}", error) from error
     if stat.S_ISDIR(info.st_mode):
         raise InvalidArgumentError("filepath", describe(name), "a file path, not a directory")
     _refuse_special(info.st_mode, what, "save")
@@ -229,8 +230,8 @@ def atomic_write(path: object, write: Callable[[BinaryIO], None]) -> None:
         os.replace(temporary, target)
         temporary = None
     except OSError as error:
-        raise ModelFileError(f"cannot save model file {what}: {_cause(error)}; the previous file, if any, "
-                             f"is unchanged") from error
+        raise FileAccessError(f"cannot save model file {what}: {os_reason(error)}; the previous file, if any, "
+                              f"is unchanged", error) from error
     finally:
         if temporary is not None:
             with contextlib.suppress(OSError):

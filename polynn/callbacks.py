@@ -15,8 +15,9 @@ from typing import IO, Any, cast
 
 import numpy as np
 
+from . import _files
 from ._spec import check_bool, check_choice, check_number
-from .errors import InvalidArgumentError
+from .errors import FileAccessError, InvalidArgumentError
 
 __all__ = ["Callback", "History", "CallbackList", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
            "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback"]
@@ -339,7 +340,11 @@ class ModelCheckpoint(_MonitorCallback):
             return
         directory = os.path.dirname(filepath)
         if directory:
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as error:
+                raise FileAccessError(f"ModelCheckpoint: cannot create the folder {_files.describe(directory)} "
+                                      f"for {_files.describe(filepath)}: {_files.os_reason(error)}", error) from error
         if self.save_weights_only:
             self.model.save_weights(filepath, overwrite=True)
         else:
@@ -468,16 +473,21 @@ class CSVLogger(Callback):
         self.csv_file: IO[str] | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self.append:
-            if os.path.exists(self.filename):
-                with open(self.filename, newline="") as existing:
-                    self.append_header = not bool(len(existing.readline()))
-            mode = "a"
-        else:
-            mode = "w"
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
-        self.csv_file = open(self.filename, mode, newline="")
+        try:
+            if self.append:
+                if os.path.exists(self.filename):
+                    with open(self.filename, newline="") as existing:
+                        self.append_header = not bool(len(existing.readline()))
+                mode = "a"
+            else:
+                mode = "w"
+            self.csv_file = open(self.filename, mode, newline="")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = _files.os_reason(error) if isinstance(error, OSError) else f"not a text file ({error.reason})"
+            raise FileAccessError(f"CSVLogger: cannot open the log file {_files.describe(self.filename)}: "
+                                  f"{reason}", error) from error
         self.writer = None
         self.keys = None
 

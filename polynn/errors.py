@@ -20,6 +20,7 @@ __all__ = [
     "UnsupportedComponentError",
     "PluginError",
     "ModelFileError",
+    "FileAccessError",
     "NonFiniteLossError",
 ]
 
@@ -123,6 +124,20 @@ class PluginError(PolynnError, RuntimeError):
 
 class ModelFileError(PolynnError, ValueError):
     """A model file is malformed, truncated, or asks for something not allowed."""
+
+
+class FileAccessError(ModelFileError, OSError):
+    """A file or folder could not be opened, read or written; the message names it and the operating
+    system's reason. Also an OSError (with its errno and filename), as the raw error was, so code
+    catching OSError keeps working."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        if isinstance(cause, OSError):
+            self.errno, self.strerror, self.filename = cause.errno, cause.strerror, cause.filename
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class NonFiniteLossError(PolynnError, FloatingPointError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from polynn.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from polynn.errors import InvalidArgumentError, ModelFileError
+from polynn.errors import FileAccessError, InvalidArgumentError, ModelFileError
 from polynn.layers import Dense
 from polynn.models import Sequential, load_model
 from polynn.optimizers import SGD, Adam
@@ -312,3 +313,23 @@ def test_class_weight_equals_the_matching_sample_weight():
     plain = make_model()
     fit(plain, 2)
     assert not np.allclose(plain.get_weights()[0], weighted.get_weights()[0])
+
+
+# ---- files the callbacks write ----------------------------------------------------------------
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_is_a_polynn_error_naming_it(tmp_path):
+    """Before: os.makedirs' raw OSError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(FileAccessError, match=r"ModelCheckpoint: cannot create the folder .*file/sub.*(ENOTDIR|EEXIST)"):
+        fit(make_model(), 1, [ModelCheckpoint(str(blocker / "sub" / "m.safetensors"))])
+
+
+def test_a_csv_log_that_cannot_be_opened_is_a_polynn_error_and_still_an_os_error(tmp_path):
+    """Before: open()'s raw error. FileAccessError is also an OSError, as the raw error was."""
+    with pytest.raises(OSError) as raised:
+        fit(make_model(), 1, [CSVLogger(str(tmp_path / "missing" / "log.csv"))])
+    assert isinstance(raised.value, FileAccessError)
+    assert raised.value.errno == errno.ENOENT
+    assert "CSVLogger: cannot open the log file" in str(raised.value) and "log.csv" in str(raised.value)

@@ -582,3 +582,12 @@ def test_ctrl_c_at_random_moments_of_a_save(tmp_path):
         assert process.returncode == 3 and output[-1] == "interrupted []"
         _check_complete(path, int([line for line in output if line.isdigit()][-1]))
         assert others(path) == []
+
+
+def test_os_level_refusals_are_also_os_errors_with_their_errno(tmp_path):
+    """Code written against the raw OSError of earlier versions still catches them."""
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(OSError) as raised:
+        load_model(missing)
+    assert isinstance(raised.value, ModelFileError) and raised.value.errno == errno.ENOENT
+    assert repr(str(missing)) in str(raised.value)
