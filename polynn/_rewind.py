@@ -40,6 +40,7 @@ class Rewind:
 
     def take(self, iterations: int) -> None:
         """A snapshot now, at `iterations` completed steps."""
+        self.snapshot = None  # one copy of the state at a time, never two
         started = time.perf_counter()
         self.snapshot = self.runtime.snapshot()
         self.cost = time.perf_counter() - started
@@ -47,7 +48,8 @@ class Rewind:
         self.since, self.blocks_since = 0.0, []
 
     def before_block(self, iterations: int) -> None:
-        if self.snapshot is None or self.writes() != self.seen_writes:
+        # Steps fit did not record (a callback's own fit on this model) move the state too.
+        if self.snapshot is None or self.writes() != self.seen_writes or iterations != self.position():
             self.take(iterations)
 
     def after_block(self, rows: np.ndarray, first: int, learning_rate: float | None, seconds: float) -> None:
@@ -56,6 +58,12 @@ class Rewind:
         self.since += seconds
         if self.since >= RATIO * self.cost:
             self.take(first + len(rows))
+
+    def position(self) -> int:
+        if self.blocks_since:
+            rows, first, _ = self.blocks_since[-1]
+            return first + len(rows)
+        return self.iterations
 
     def replay(self, rows: np.ndarray, first: int, learning_rate: float | None) -> Any:
         masks, scalars = self.blocks.inputs(rows, first, learning_rate)

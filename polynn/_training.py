@@ -241,7 +241,7 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
     except BaseException:
         if model.iterations == first:
             try:
-                rewind.back()
+                trainee.restart_at(rewind.back())
             except BaseException:
                 trainee.restart_at(rewind.iterations)  # interrupted again: the snapshot's state
                 raise
