@@ -40,8 +40,12 @@ class TrainingBlocks:
 
     def __init__(self, plan, seed: int, n: int, batch_size: int, steps_per_call: int):
         self.plan, self.seed, self.n, self.batch_size = plan, seed, n, batch_size
-        mask_bytes = batch_size * np.dtype(plan.dtype).itemsize * sum(
-            int(np.prod(_mask_shape(plan, i, 1))) for i in plan.dropout_layers)
+        first = max(1, min(batch_size, n))
+        for batch in {first, n % batch_size} - {0}:  # a noise_shape's batch entry is refused now, not mid-epoch
+            for index in plan.dropout_layers:
+                _mask_shape(plan, index, batch)
+        mask_bytes = np.dtype(plan.dtype).itemsize * sum(
+            int(np.prod(_mask_shape(plan, i, first))) for i in plan.dropout_layers)
         if mask_bytes:
             steps_per_call = max(1, min(steps_per_call, MASK_BUDGET_BYTES // mask_bytes))
         self.steps_per_call = steps_per_call

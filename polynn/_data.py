@@ -8,7 +8,7 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from ._spec import check_int, check_number, check_positive_int
+from ._spec import INT_LIMIT, check_int, check_number, check_positive_int
 from .errors import InvalidArgumentError, ShapeMismatchError
 from .metrics import CustomMetric
 
@@ -165,28 +165,24 @@ def check_sample_weight(sample_weight, n: int, dtype):
     return w
 
 
-def class_weights(class_weight, y: np.ndarray, dtype, classes: int):
-    """Each sample's weight from its class, as class_weight maps them (classes not named weigh 1,
-    as in Keras). Keys are class indices a label can take: below `classes`, the model's number
-    of output units (a single unit: its 0/1 labels, or the largest label the data holds)."""
+def class_weights(class_weight, y: np.ndarray, dtype):
+    """Each sample's weight from its class, as Keras looks it up: class_weight.get(label, 1.0), the
+    label being the rounded value of a single unit's label or the index of a one-hot row's largest
+    entry. Keys no label takes (a class absent from this data, say) weigh nothing, as in Keras."""
     if not isinstance(class_weight, dict) or not class_weight:
         raise InvalidArgumentError("class_weight", class_weight, "a non-empty dict {class index: weight}", owner="fit")
     if y.ndim == 1 or y.shape[-1] == 1:
         labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
     else:
         labels = np.argmax(y.reshape(len(y), -1), axis=-1)
-    if classes == 1:
-        classes = max(2, int(labels.max(initial=0)) + 1)
-    accepted = f"integer class indices in [0, {classes - 1}] as keys (the labels' range)"
-    table = np.ones(classes)
+    weights = np.ones(len(labels))
     for key, value in class_weight.items():
-        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= int(key) < classes:
-            raise InvalidArgumentError("class_weight", {key: value}, accepted, owner="fit")
-        table[int(key)] = check_number("fit", "class_weight", value, low=0.0, accepted="weights that are finite "
-                                       "numbers >= 0")
-    # A label outside the table (a -1 of hinge labels, say) is a class not named: weight 1.
-    inside = (labels >= 0) & (labels < classes)
-    return np.where(inside, table[np.where(inside, labels, 0)], 1.0).astype(dtype)
+        if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+            raise InvalidArgumentError("class_weight", {key: value}, "integer class indices as keys", owner="fit")
+        weight = check_number("fit", "class_weight", value, low=0.0, accepted="weights that are finite numbers >= 0")
+        if -INT_LIMIT - 1 <= int(key) <= INT_LIMIT:  # a key beyond int64 matches no label
+            weights[labels == int(key)] = weight
+    return weights.astype(dtype)
 
 
 # ---- the data sets of fit and evaluate ---------------------------------------------------
@@ -240,6 +236,6 @@ def training_data(model, build, x, y, *, sample_weight, validation_split, valida
         raise InvalidArgumentError("x", "0 samples", "at least one sample", owner="fit")
     if class_weight is not None:
         # after the split: as in Keras, class weights apply to the training batches only
-        cw = class_weights(class_weight, y, dtype, int(model.output_shape[-1]))
+        cw = class_weights(class_weight, y, dtype)
         sw = cw if sw is None else sw * cw
     return Arrays(x, y, sw), validation

@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backend import deferred_interrupts
+
 if TYPE_CHECKING:
     from ._blocks import TrainingBlocks
     from .backend import Runtime
 
 # A snapshot is taken once the training time since the last one reaches this many times what a
 # snapshot costs: the copies then add at most 1/RATIO to training time, and going back replays at
-# most that much training (docs/performance.md has the measurements).
-RATIO: float = 20
+# most that much training, plus one block (docs/performance.md, "Going back").
+RATIO: float = 100
 
 
 class Rewind:
@@ -60,6 +62,7 @@ class Rewind:
             self.take(first + len(rows))
 
     def position(self) -> int:
+        """The step count after the last recorded block."""
         if self.blocks_since:
             rows, first, _ = self.blocks_since[-1]
             return first + len(rows)
@@ -72,14 +75,16 @@ class Rewind:
     def back(self) -> int:
         """Put back the state after the last completed block; return its step count. Interrupted,
         it leaves the snapshot's state and the caller sets the count to self.iterations."""
-        self.runtime.restore(self.snapshot)
+        self.restore()
         try:
             for rows, first, learning_rate in self.blocks_since:
                 self.replay(rows, first, learning_rate)
         except BaseException:
-            self.runtime.restore(self.snapshot)
+            self.restore()
             raise
-        if self.blocks_since:
-            rows, first, _ = self.blocks_since[-1]
-            return first + len(rows)
-        return self.iterations
+        return self.position()
+
+    def restore(self) -> None:
+        """The snapshot's state, whole: a Ctrl-C during the copies waits until they are done."""
+        with deferred_interrupts():
+            self.runtime.restore(self.snapshot)

@@ -261,11 +261,15 @@ def check_output_axes(components: Any, output_shape: tuple) -> None:
 
 
 def check_number(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False, accepted: str | None = None) -> float:
-    """A real number (not a bool), finite and within float32's range (FLOAT_LIMIT), in the bounds given."""
+                 low_open: bool = False, high_open: bool = False, accepted: str | None = None,
+                 engine: bool = True) -> float:
+    """A real number (not a bool), finite and in the bounds given; within float32's range
+    (FLOAT_LIMIT) when it reaches the engine, which may compute in float32 (engine=False: a value
+    the core alone compares, in float64, such as a callback's threshold)."""
     number = as_real(value)
     x = math.nan if number is None else number
-    ok = math.isfinite(x) and abs(x) <= FLOAT_LIMIT
+    limit = FLOAT_LIMIT if engine else math.inf
+    ok = math.isfinite(x) and abs(x) <= limit
     if ok and low is not None:
         ok = x > low if low_open else x >= low
     if ok and high is not None:
@@ -276,7 +280,7 @@ def check_number(owner: str, name: str, value: Any, *, low: float | None = None,
             hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
             accepted = "a finite number " + " and ".join(p for p in (lo, hi) if p)
         integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        if (math.isfinite(x) and abs(x) > FLOAT_LIMIT) or (number is None and integer):
+        if engine and ((math.isfinite(x) and abs(x) > FLOAT_LIMIT) or (number is None and integer)):
             accepted = f"{accepted.strip()}, at most {FLOAT_LIMIT:.8g} in magnitude (float32's largest)"
         raise InvalidArgumentError(name, value, accepted.strip(), owner=owner)
     return x

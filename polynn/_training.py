@@ -237,6 +237,8 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
         step, value = int(bad[0]), float(losses[bad[0]])
         kept_losses, kept_states, count = _finite_steps(rewind, rows, first, learning_rate, totals, step, states)
         trainee.advance(count)
+        if count:
+            rewind.after_block(rows[:count], first, learning_rate, 0.0)
         totals.add_checked(kept_losses, kept_states, rows[:count])
     except BaseException:
         if model.iterations == first:

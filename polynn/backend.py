@@ -9,10 +9,13 @@ increments, for whole blocks of steps at a time so graph engines can compile the
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import functools
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,7 +32,7 @@ from .losses import Loss
 from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
-__all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values"]
+__all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values", "deferred_interrupts"]
 # check_values(spec, values_shape, y_pred_shape): a user loss's or metric's values are per sample; a
 # backend that runs user functions itself (not through the shared calls) checks them with it.
 
@@ -75,6 +78,25 @@ class Plan:
         for c in (*self.layers, self.loss, *self.metrics, self.optimizer):
             visit(c)
         return found
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Ctrl-C held until the block is done, then raised as KeyboardInterrupt.
+
+    For a runtime's code that an interrupt must not cut halfway: restoring a snapshot, or an
+    engine's graph tracing that is not interrupt-safe (TensorFlow's turns a Ctrl-C into a
+    SystemError). Keep the block short. SIGINT is blocked on POSIX in the main thread, where
+    Python delivers it; elsewhere this does nothing.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class StepResult(NamedTuple):

@@ -138,7 +138,7 @@ class _MonitorCallback(Callback):
     """A callback watching one logged quantity: Keras' MonitorCallback (mode, min_delta, baseline)."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", baseline: float | None = None,
-                 min_delta: float = 0) -> None:
+                 min_delta: float = 0, baseline_name: str = "baseline") -> None:
         super().__init__()
         owner = type(self).__name__
         if not isinstance(monitor, str) or not monitor:
@@ -146,8 +146,9 @@ class _MonitorCallback(Callback):
                                        owner=owner)
         self.monitor = monitor
         self.mode = check_choice(owner, "mode", mode, ("auto", "min", "max"))
-        self.best: float | None = None if baseline is None else check_number(owner, "baseline", baseline)
-        self.min_delta = abs(check_number(owner, "min_delta", min_delta))
+        self.best: float | None = None if baseline is None else check_number(owner, baseline_name, baseline,
+                                                                              engine=False)
+        self.min_delta = abs(check_number(owner, "min_delta", min_delta, engine=False))
         self.monitor_op: Any = None  # np.less or np.greater, once the mode is known
 
     def _set_monitor_op(self) -> None:
@@ -196,7 +197,7 @@ class EarlyStopping(_MonitorCallback):
         super().__init__(monitor, mode, min_delta=min_delta)
         self.patience = _check_count("EarlyStopping", "patience", patience)
         self.verbose = verbose
-        self.baseline = None if baseline is None else check_number("EarlyStopping", "baseline", baseline)
+        self.baseline = None if baseline is None else check_number("EarlyStopping", "baseline", baseline, engine=False)
         self.restore_best_weights = check_bool("EarlyStopping", "restore_best_weights", restore_best_weights)
         self.start_from_epoch = _check_count("EarlyStopping", "start_from_epoch", start_from_epoch)
         self.wait = 0
@@ -254,7 +255,7 @@ class ModelCheckpoint(_MonitorCallback):
     def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
                  save_freq: str | int = "epoch", initial_value_threshold: float | None = None) -> None:
-        super().__init__(monitor, mode, initial_value_threshold)
+        super().__init__(monitor, mode, initial_value_threshold, baseline_name="initial_value_threshold")
         self.filepath = os.fspath(filepath)
         self.verbose = verbose
         self.save_best_only = check_bool("ModelCheckpoint", "save_best_only", save_best_only)
@@ -330,13 +331,13 @@ class ModelCheckpoint(_MonitorCallback):
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
         filepath = self._file_path(epoch, batch, logs)
+        if not self._should_save(epoch, logs, filepath):
+            return
         if not _finite(self.model.get_weights()):
             # The last good checkpoint is worth more than a file of NaN.
             warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}{'' if batch is None else f', batch {batch + 1}'}: "
                           f"the model's weights are not finite; {filepath!r} was not written", RuntimeWarning,
                           stacklevel=3)
-            return
-        if not self._should_save(epoch, logs, filepath):
             return
         directory = os.path.dirname(filepath)
         if directory:

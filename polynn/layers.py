@@ -209,16 +209,17 @@ class Dropout(Layer):
 
     def output_shape(self, input_shape: tuple) -> tuple:
         """The input's shape; refuses a noise_shape that does not broadcast over it (Keras's rule:
-        each entry None, 1 or the input's size; the batch entry None or 1, as batches vary)."""
+        each entry None, 1 or the input's size; the batch entry is checked against the batches at
+        fit, by mask_shape)."""
         if self.noise_shape is not None:
             batch_shape = (None, *input_shape)
-            fits = len(self.noise_shape) == len(batch_shape) and self.noise_shape[0] in (None, 1) and all(
+            fits = len(self.noise_shape) == len(batch_shape) and all(
                 n in (None, 1, d) for n, d in zip(self.noise_shape[1:], input_shape))
             if not fits:
                 raise InvalidArgumentError(
                     "noise_shape", self.noise_shape,
                     f"{len(batch_shape)} entries broadcasting over the input (batch, "
-                    f"{', '.join(map(str, input_shape))}): None or 1 for the batch, then None, 1 or the input's size",
+                    f"{', '.join(map(str, input_shape))}): the batch entry, then None, 1 or the input's size",
                     owner="Dropout")
         return input_shape
 
@@ -231,6 +232,13 @@ class Dropout(Layer):
                 "noise_shape", self.noise_shape,
                 f"a shape of rank {len(batch_input_shape)} (the input's, batch included)",
                 owner="Dropout")
+        batch = batch_input_shape[0]
+        if self.noise_shape[0] not in (None, 1, batch):
+            # Keras's docs write noise_shape=(batch_size, 1, features): right while every batch has that size.
+            raise InvalidArgumentError(
+                "noise_shape", self.noise_shape,
+                f"a batch entry of None, 1 or the size of every training batch; fit has a batch of {batch} "
+                f"(the last batch holds what is left of the samples: None fits every batch)", owner="Dropout")
         return tuple(b if n is None else n for n, b in zip(self.noise_shape, batch_input_shape))
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,

@@ -4,7 +4,7 @@ iterations describing one completed step, and a model saved then resumes as an u
 from __future__ import annotations
 
 import signal
-import sys
+import threading
 import time
 
 import numpy as np
@@ -151,6 +151,64 @@ def test_going_back_never_undoes_a_callbacks_write_to_the_weights(backend, going
     assert_same_state(state(model), trajectory.states[6])
 
 
+class OneStepOfItsOwnAt(Callback):
+    """A callback training the model one step itself (polynn's train_on_batch), between fit's blocks."""
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            self.model.fit(X[:10], Y[:10], batch_size=10, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_going_back_never_undoes_steps_a_callback_trained(backend, going_back):
+    """Found in review: the nested step moved weights and iterations, and going back dropped it."""
+    trajectory = Trajectory()
+    make_model(backend, 1).fit(X, Y, batch_size=10, epochs=1, verbose=0,
+                               callbacks=[OneStepOfItsOwnAt(2), trajectory])
+
+    class BreakAt(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 5:
+                break_train_steps(self.model, 1, KeyboardInterrupt)
+
+    model = make_model(backend, 1)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, Y, batch_size=10, epochs=1, verbose=0, callbacks=[OneStepOfItsOwnAt(2), BreakAt()])
+    assert model.iterations == 6  # five of fit's steps and the callback's one
+    assert_same_state(state(model), trajectory.states[6])
+
+
+def test_a_ctrl_c_while_a_snapshot_is_restored_waits_until_it_is_whole():
+    """The copies back are never cut halfway; the interrupt comes right after them."""
+    model = make_model("numpy")
+    model.fit(X, Y, batch_size=10, epochs=1, verbose=0)
+    runtime = model._compiled.runtime
+    before = state(model)
+    snapshot = runtime.snapshot()
+    model.fit(X, Y, batch_size=10, epochs=2, initial_epoch=1, verbose=0)
+    real_set = runtime.set_optimizer_state
+    delivered = []
+
+    def set_optimizer_state(values):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # a Ctrl-C between the copies
+        time.sleep(0.05)
+        delivered.append(True)
+        real_set(values)
+
+    runtime.set_optimizer_state = set_optimizer_state
+    rewind = _rewind.Rewind(runtime, None, None, lambda: 0)
+    rewind.snapshot = snapshot
+    with pytest.raises(KeyboardInterrupt):
+        rewind.restore()
+    assert delivered == [True]
+    weights, slots, _ = state(model)
+    assert_same_state((weights, slots, 0), (before[0], before[1], 0))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_interrupted_model_saved_and_loaded_resumes_as_an_uninterrupted_run(backend, tmp_path):
     uninterrupted = make_model(backend)
@@ -169,11 +227,20 @@ def test_an_interrupted_model_saved_and_loaded_resumes_as_an_uninterrupted_run(b
                                atol=1e-12)
 
 
+def ctrl_c_after(seconds: float) -> threading.Timer:
+    """A real Ctrl-C (SIGINT to the main thread, Python's default handler) in `seconds`; join() the
+    timer inside the try that catches it, so a late one still lands there."""
+    main = threading.main_thread().ident
+    timer = threading.Timer(seconds, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    return timer
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGALRM timers are POSIX")
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
 @pytest.mark.parametrize("backend", [p for p in BACKENDS if p.values[0] != "jax"])
-def test_real_interrupts_at_random_moments_always_leave_a_step_of_the_uninterrupted_run(backend):
-    """SIGALRM raising KeyboardInterrupt anywhere in fit (core loop, runtime, callbacks): 25 runs."""
+def test_real_interrupts_at_random_moments_always_leave_a_step_of_the_uninterrupted_run(backend, going_back):
+    """Ctrl-C anywhere in fit (core loop, runtime, callbacks, going back itself): 25 runs."""
     SIZES = (1, 4, 9)  # steps per call: 9 is the whole epoch
     states = reference(backend, 120)
     # Warm-up: each block size traced once. An interrupt while TensorFlow traces a new graph can come
@@ -182,25 +249,17 @@ def test_real_interrupts_at_random_moments_always_leave_a_step_of_the_uninterrup
         make_model(backend, per_call).fit(X, Y, batch_size=10, epochs=1, verbose=0)
     started = time.perf_counter()
     make_model(backend, 4).fit(X, Y, batch_size=10, epochs=40, verbose=0)
-    duration = time.perf_counter() - started  # the timers land within a run three times as long
+    duration = time.perf_counter() - started  # the interrupts land within a run three times as long
     rng = np.random.default_rng(0)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
     interrupted = 0
-    try:
-        for _ in range(25):
-            model = make_model(backend, int(rng.choice(SIZES)))
-            signal.setitimer(signal.ITIMER_REAL, float(rng.uniform(0.05, 0.8)) * duration)
-            try:
-                model.fit(X, Y, batch_size=10, epochs=120, verbose=0)
-            except KeyboardInterrupt:
-                interrupted += 1
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            assert_same_state(state(model), states[model.iterations])
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    assert interrupted >= 20  # the timers landed inside fit, not after it
+    for _ in range(25):
+        model = make_model(backend, int(rng.choice(SIZES)))
+        try:
+            timer = ctrl_c_after(float(rng.uniform(0.05, 0.8)) * duration)
+            model.fit(X, Y, batch_size=10, epochs=120, verbose=0)
+            timer.cancel()
+            timer.join()
+        except KeyboardInterrupt:
+            interrupted += 1
+        assert_same_state(state(model), states[model.iterations])
+    assert interrupted >= 20  # the interrupts landed inside fit, not after it

@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from polynn.backend import Runtime, StepResult
+from polynn.backend import Runtime, StepResult, deferred_interrupts
 from polynn.metrics import MeanMetric
 from polynn.optimizers import apply_updates
 
@@ -209,7 +209,12 @@ class TensorFlowRuntime(Runtime):
 
     def _function(self, key, build):
         if key not in self._functions:
-            self._functions[key] = build()
+            function = build()
+            # TensorFlow's tracing is not interrupt-safe (a Ctrl-C halfway comes out as a SystemError
+            # from its internals): trace now, from the input signature, with Ctrl-C held until done.
+            with deferred_interrupts():
+                function.get_concrete_function()
+            self._functions[key] = function
         return self._functions[key]
 
     def _train_function(self, data, masks, scalars):
