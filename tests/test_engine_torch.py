@@ -322,3 +322,34 @@ def test_small_constants_reach_an_accelerator_once():
         assert first.device.type == "meta" and first.dtype == torch.float32
     with polynn_ops.using(torch_ops), torch_ops.floats(torch.float32, "cpu"):
         assert polynn_ops.convert_to_tensor(thresholds) is not polynn_ops.convert_to_tensor(thresholds)
+
+
+# ---- snapshots for going back ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_snapshots_copy_on_the_cpu_and_to_the_host_from_a_device(device_type):
+    """On a GPU the snapshot goes to host memory (the device's is the scarce one); either way
+    restore() gives back the state bit for bit. "cuda" is simulated: only the device's type is read."""
+    model = Sequential([Dense(8, input_dim=4, activation="relu"), Dense(1)])
+    model.compile(optimizers.Adam(0.01), "mse", backend="torch", dtype="float64", seed=2)
+    x = np.random.default_rng(0).normal(size=(32, 4))
+    model.fit(x, x[:, :1], batch_size=8, epochs=1, verbose=0)
+    runtime = model._compiled.runtime
+    if device_type == "cuda":
+        runtime.device = type("FakeDevice", (), {"type": "cuda"})()
+    before = runtime.get_weights(), runtime.get_optimizer_state()
+    snapshot = runtime.snapshot()
+    kind = np.ndarray if device_type == "cuda" else torch.Tensor
+    assert all(isinstance(a, kind) for a in snapshot[0])
+    runtime.device = torch.device("cpu")
+    model.fit(x, x[:, :1], batch_size=8, epochs=1, verbose=0)
+    if device_type == "cuda":
+        runtime.device = type("FakeDevice", (), {"type": "cuda"})()
+    runtime.restore(snapshot)
+    runtime.device = torch.device("cpu")
+    for got, want in zip(runtime.get_weights(), before[0]):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(runtime.get_optimizer_state(), before[1]):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)

@@ -80,12 +80,17 @@ class TorchRuntime(Runtime):
             self._assign([slot[i] for slot in self.slots], values)
 
     def snapshot(self):
-        # Copies on the model's device: no trip through host memory before every block.
+        if self.device.type != "cpu":
+            # Device memory is the scarce one: the copy goes to the host (Runtime's default).
+            return super().snapshot()
         with torch.no_grad():
             weights = [w.detach().clone() for w in self.weights]
             return weights, [[s.detach().clone() for s in slot] for slot in self.slots]
 
     def restore(self, snapshot):
+        if self.device.type != "cpu":
+            super().restore(snapshot)
+            return
         weights, slots = snapshot
         with torch.no_grad():
             for target, value in zip(self.weights, weights):
