@@ -263,3 +263,25 @@ def test_real_interrupts_at_random_moments_always_leave_a_step_of_the_uninterrup
             interrupted += 1
         assert_same_state(state(model), states[model.iterations])
     assert interrupted >= 20  # the interrupts landed inside fit, not after it
+
+
+@pytest.mark.parametrize("method", ["evaluate", "predict"])
+def test_an_interrupted_evaluate_or_predict_changes_nothing(method):
+    model = make_model("numpy")
+    model.fit(X, Y, batch_size=10, epochs=1, verbose=0)
+    before = state(model)
+    runtime = model._compiled.runtime
+    name = "test_steps" if method == "evaluate" else "predict_steps"
+    real = getattr(runtime, name)
+
+    def interrupted(*args):
+        setattr(runtime, name, real)
+        real(*args)
+        raise KeyboardInterrupt
+
+    setattr(runtime, name, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.evaluate(X, Y, verbose=0) if method == "evaluate" else model.predict(X, verbose=0)
+    assert_same_state(state(model), before)
+    model.fit(X, Y, batch_size=10, epochs=2, initial_epoch=1, verbose=0)
+    assert model.iterations == 18
