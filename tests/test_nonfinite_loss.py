@@ -8,22 +8,13 @@ import warnings
 
 import numpy as np
 import pytest
+from test_training_transactions import BACKENDS
 
-from polynn import plugins
 from polynn.callbacks import Callback, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
 from polynn.errors import InvalidArgumentError, NonFiniteLossError
 from polynn.layers import Dense, Input
 from polynn.models import Sequential, load_model
 from polynn.optimizers import SGD
-
-
-def _installed(name: str) -> bool:
-    return name in {entry.name for entry in plugins.backend_entries()}
-
-
-BACKENDS = [pytest.param(name, marks=[pytest.mark.skipif(not _installed(name), reason=f"{name} not installed"),
-                                      *([pytest.mark.slow] if name == "jax" else [])])
-            for name in ("numpy", "tensorflow", "torch", "jax")]
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(64, 3))
