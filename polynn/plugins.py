@@ -82,7 +82,13 @@ class BackendEntry:
     error: BaseException | None = None
 
     def engine_installed(self) -> bool:
-        return importlib.util.find_spec(self.engine) is not None if self.engine else True
+        if not self.engine:
+            return True
+        try:
+            # A dotted name imports its parents, which may be missing or broken: not installed, then.
+            return importlib.util.find_spec(self.engine) is not None
+        except Exception:
+            return False
 
     def engine_version(self) -> str | None:
         """The version of the distribution that provides the engine's package (tensorflow-cpu's for
@@ -531,10 +537,15 @@ def _check_loaded(entry: BackendEntry, instance: Any) -> None:
         raise PluginError(
             f"{where}: its load() returned {type(instance).__module__}.{type(instance).__qualname__} "
             f"({instance!r:.80}); accepted: an instance of polynn.backend.Backend")
-    if instance.name != entry.name:
+    try:
+        name = instance.name
+    except Exception as error:
+        raise PluginError(f"{where}: reading its load()'s Backend's name raised {type(error).__name__}: {error}; "
+                          f"accepted: a Backend whose name attribute is {entry.name!r}") from error
+    if name != entry.name:
         # Implementations registered for the registered name would never be found under another.
         raise PluginError(
-            f"{where}: its load() returned a Backend named {instance.name!r}, not {entry.name!r}; "
+            f"{where}: its load() returned a Backend named {name!r}, not {entry.name!r}; "
             f"accepted: a Backend whose name attribute is the name it is registered under, {entry.name!r}")
 
 

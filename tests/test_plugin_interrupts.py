@@ -20,6 +20,7 @@ import time
 import warnings
 from typing import ClassVar
 
+import numpy as np
 import pluggy
 import pytest
 from test_plugins import numpy_still_works
@@ -535,3 +536,47 @@ def test_a_real_sigint_during_loading_then_a_retry_in_the_same_process(tmp_path)
         assert (outcome["names"], outcome["failures"], outcome["loss"]) == (
             reference["names"], [], reference["loss"]), outcome
     assert "in the load" in landed, landed
+
+
+# ---- the last unguarded calls into plugin code ---------------------------------------------------
+
+
+def test_the_kit_reports_a_backend_that_exits_as_that_cases_error():
+    """A backend calling sys.exit() inside a case ended the kit's whole run (it caught Exception only)."""
+    from polynn.conformance import runner
+    from polynn.conformance._case import Case
+
+    calls = []
+
+    def scenario(backend, dtype):
+        calls.append(backend)
+        if len(calls) > 1:  # the reference ran first; this is the backend under test
+            raise SystemExit(3)
+        return {"value": np.zeros(1)}
+
+    result = runner.run_case(Case("test.backend_exits", "test", scenario, lambda dtype: {}), "numpy", "float64")
+    assert result.status == "error" and "SystemExit: 3" in result.message
+
+
+def test_an_engine_under_a_missing_package_is_not_installed():
+    """find_spec of a dotted name imports its parents: ModuleNotFoundError reached the caller raw."""
+    entry = plugins.BackendEntry(name="dotted", load=lambda: None, engine="no_such_package_xyz.engine",
+                                 install="pip install no-such-package", plugin="dotted", distribution="none")
+    assert entry.engine_installed() is False
+
+
+def test_a_backend_whose_name_raises_is_the_plugins_error():
+    from polynn.backend import Backend
+
+    class NamelessBackend(Backend):
+        @property
+        def name(self):
+            raise RuntimeError("no name today")
+
+        def compile(self, plan):
+            raise AssertionError("never compiled")
+
+    entry = plugins.BackendEntry(name="nameless", load=lambda: None, engine="", install="", plugin="nameless",
+                                 distribution="nameless-dist")
+    with pytest.raises(errors.PluginError, match=r"backend 'nameless' from plugin 'nameless'.*RuntimeError: no name"):
+        plugins._check_loaded(entry, NamelessBackend())

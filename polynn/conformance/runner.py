@@ -32,7 +32,9 @@ def _reference(case: Case, dtype: str) -> dict[str, Any] | BaseException:
     if key not in _reference_cache:
         try:
             _reference_cache[key] = case.scenario(REFERENCE, dtype)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
             _reference_cache[key] = error
     return _reference_cache[key]
 
@@ -59,7 +61,9 @@ def run_case(case: Case, backend_name: str, dtype: str) -> CaseResult:
         observed = case.scenario(backend_name, dtype)
     except UnsupportedComponentError as error:
         return CaseResult(case.name, case.kind, "unsupported", message=str(error))
-    except Exception as error:  # whatever a backend raises is this case's failure, not the run's
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # whatever a backend raises (sys.exit() too) is this case's failure, not the run's
         return CaseResult(case.name, case.kind, "error", message=f"{type(error).__name__}: {error}")
     tolerances = case.tolerances(dtype)
     checks = [compare(name, observed.get(name), expected, tolerances.get(name)) for name, expected in reference.items()]
