@@ -118,10 +118,30 @@ def refuse_assignment(self: Any, name: str, value: Any) -> None:
     what to do instead); Keras users set optimizer.learning_rate in callbacks: model.learning_rate."""
     owner = type(self).__name__
     if name == "learning_rate" and getattr(self, "kind", None) == "optimizer":
-        hint = "set model.learning_rate, the compiled model's live rate (Keras' optimizer.learning_rate)"
+        hint = "set model.optimizer.learning_rate (or model.learning_rate), the compiled model's live rate"
     else:
         hint = f"a new spec: dataclasses.replace(spec, {name}=...)"
     raise ImmutableSpecError(f"{owner}: specs are immutable, so {name}={value!r} cannot be set; accepted: {hint}")
+
+
+def _show_given_name(cls: type[Any]) -> None:
+    """A layer's or metric's repr ends with the name it was given, name='...'; its dataclass
+    repr leaves the given_name field out, so an unnamed one reads as it did before names."""
+    field = getattr(cls, "__dataclass_fields__", {}).get("given_name")
+    plain: Any = cls.__repr__
+    if field is None or field.repr or getattr(plain, "shows_given_name", False):
+        return
+
+    def named_repr(self: Any) -> str:
+        text = plain(self)
+        name = self.given_name
+        if name is None or not text.endswith(")"):
+            return text
+        return f"{text[:-1]}{'' if text.endswith('()') else ', '}name={name!r})"
+
+    named_repr.__name__ = named_repr.__qualname__ = "__repr__"
+    named_repr.shows_given_name = True  # type: ignore[attr-defined]  # marks the wrapper, wrapped once
+    cls.__repr__ = named_repr  # type: ignore[assignment]  # a plain function: a method of the class
 
 
 def register_spec(cls: type[Any], *, source: str = "polynn") -> type[Any]:
@@ -132,6 +152,7 @@ def register_spec(cls: type[Any], *, source: str = "polynn") -> type[Any]:
         check_spec_class(cls, source)
     # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
     cls.__setattr__ = refuse_assignment  # type: ignore[assignment]  # a plain function: a method of the class
+    _show_given_name(cls)
     kind = cls.kind
     table = _BY_NAME[kind]
     for key in _keys(cls):

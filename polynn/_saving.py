@@ -54,8 +54,8 @@ _COMPONENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 def _weight_names(model, input_shape) -> list[tuple[str, tuple]]:
     """(tensor name, shape) of each weight, in the model's weight order."""
-    layer_names = model.layer_names()
-    return [(f"weights.{layer_names[index]}.{ws.name}", tuple(ws.shape))
+    keys = model._weight_keys()  # automatic names: a given name= does not change a file's keys
+    return [(f"weights.{keys[index]}.{ws.name}", tuple(ws.shape))
             for index, ws in model._weight_specs(tuple(input_shape))]
 
 

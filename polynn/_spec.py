@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import difflib
 import functools
@@ -30,12 +31,49 @@ def component_field(kind: str, default: Any = None, *, optional: bool = True) ->
     return dataclasses.field(default=default, metadata={"kind": kind, "optional": optional})
 
 
+# The field holding the name a user gives a layer or a metric (Keras's `name=`). The class
+# variable `name` is the component's registry name, which backends look implementations up by,
+# so the instance's own name lives in this field; `name=` and the config key "name" fill it.
+GIVEN_NAME = "given_name"
+
+
+def check_name(owner: str, value: Any) -> str | None:
+    """A name given with name=: None (the model names it) or a non-empty string without "/"
+    (Keras refuses "/" too: it separates the parts of a weight's path)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "/" in value:
+        raise InvalidArgumentError("name", value, 'None or a non-empty string without "/"', owner=owner)
+    return str(value)
+
+
+def _takes_name(cls: type[Any]) -> bool:
+    return GIVEN_NAME in getattr(cls, "__dataclass_fields__", {})
+
+
+class _ComponentMeta(abc.ABCMeta):
+    """Component's metaclass: cls(..., name=...) fills the `given_name` field of the kinds that
+    have one (a dataclass's __init__ cannot take a keyword named as a class variable)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if _takes_name(cls):
+            if "name" in kwargs:
+                if GIVEN_NAME in kwargs:
+                    raise InvalidArgumentError("keyword given_name", kwargs[GIVEN_NAME],
+                                               "name= or given_name=, not both", owner=cls.__name__)
+                kwargs[GIVEN_NAME] = kwargs.pop("name")
+            if GIVEN_NAME in kwargs:
+                kwargs[GIVEN_NAME] = check_name(cls.__name__, kwargs[GIVEN_NAME])
+        return super().__call__(*args, **kwargs)
+
+
 @_registry.register_base
-class Component:
+class Component(metaclass=_ComponentMeta):
     """Shared behaviour of spec dataclasses.
 
     Subclasses are frozen dataclasses with ClassVars `kind` and `name`; fields made with
     `component_field` are resolved to spec instances, and `validate()` checks the rest.
+    Layers and metrics also hold the name a user gives them (`name=`) in the field `given_name`.
     """
 
     kind: ClassVar[str]
@@ -46,9 +84,12 @@ class Component:
     def __new__(cls: type[_C], *args: Any, **kwargs: Any) -> _C:
         # The dataclass __init__ would raise a bare TypeError for these; say what is accepted.
         if args or kwargs:
-            accepted = _init_parameters(cls)  # type: ignore[arg-type]  # mypy finds no class Hashable
+            accepted = _init_parameters(cls)
             if accepted is not None:
-                check_arguments(cls.__name__, accepted, args, kwargs)
+                # said as the user says it: name=, which the metaclass turned into given_name=
+                shown = ["name" if a == GIVEN_NAME else a for a in accepted]
+                check_arguments(cls.__name__, shown, args, {("name" if k == GIVEN_NAME else k): v
+                                                           for k, v in kwargs.items()})
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
@@ -82,6 +123,11 @@ class Component:
         config = {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if "function" in config:
             config["function"] = FunctionField.to_json(self)
+        if GIVEN_NAME in config:
+            # Keras's key, first as in Keras; absent when the model names the component, so the
+            # configs (and files) of unnamed layers and metrics are what they were before names.
+            given = config.pop(GIVEN_NAME)
+            config = config if given is None else {"name": given, **config}
         return config
 
     @classmethod
@@ -89,6 +135,8 @@ class Component:
         if not isinstance(config, dict):
             raise InvalidArgumentError("config", config, "a dict from get_config()", owner=cls.__name__)
         known = {f.name for f in dataclasses.fields(cls)}
+        if GIVEN_NAME in known:
+            known = (known - {GIVEN_NAME}) | {"name"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise InvalidArgumentError(
@@ -158,7 +206,7 @@ def _init_parameters(cls: type[Any]) -> list[str] | None:
 
 # Keywords Keras users write out of habit, and what polynn has instead.
 _KERAS_HINTS = {
-    "name": "polynn names components as Keras' defaults do (dense, dense_1, ...)",
+    "name": "name= is taken by layers and metrics, whose names the summary and the logs show",
     "lr": "the rate is learning_rate, as in Keras 3",
 }
 

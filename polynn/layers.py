@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -41,8 +42,18 @@ class WeightSpec(NamedTuple):
 
 
 @_registry.register_base
+@dataclasses.dataclass(frozen=True)
 class Layer(Component):
     """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order.
+
+    `name=` (keyword only; held in the field `given_name`, saved under the config key "name")
+    names the layer in the model's summary and `layer_names()`: a non-empty string without "/",
+    unique in its model. A layer without one is named by its model, as Keras names a fresh
+    process's first model: the registry name, then name_1, name_2, ... per kind in layer order,
+    skipping the names given in the model. Unlike Keras's process-wide counters, a model's names
+    depend only on its layers, so a rebuilt or reloaded model logs the same names. The class
+    variable `name` stays the registry name (what backends look implementations up by); weights
+    in files are keyed by these automatic names, never by given ones, as Keras's weight paths.
 
     `call(params, x, mask=None, activation=None)` is the layer's forward pass written once on
     polynn.ops: params are its weights in `weights()` order, mask the scaled keep mask of a dropout
@@ -53,6 +64,9 @@ class Layer(Component):
     """
 
     kind: ClassVar[str] = "layer"
+    # keyword-only, so subclasses' fields keep their positions (Dense(4) is units=4); the
+    # registry adds it to the repr as name='...'
+    given_name: str | None = dataclasses.field(default=None, kw_only=True, repr=False)
 
     if TYPE_CHECKING:
         # For type checkers only: a class without `call` has no shared implementation (a backend

@@ -14,6 +14,7 @@ increment for a batch; a backend runs them unless it registers an override.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -80,11 +81,26 @@ def mean_state(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
 
 
 @_registry.register_base
+@dataclasses.dataclass(frozen=True)
 class Metric(Component, abc.ABC):
     """A backend implements a MeanMetric as per-sample values v (the core-side state is
-    [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector."""
+    [sum(w * v), sum(w)]); any other metric as the increment of its whole state vector.
+
+    `name=` (keyword only; held in the field `given_name`, saved under the config key "name")
+    is the name the metric logs under (History, callbacks' monitor, evaluate's dict): a non-empty
+    string without "/". A metric object without one logs under `auto_name` (its registry name
+    unless the class says otherwise), numbered per compile() in order, metrics then
+    weighted_metrics: auc, auc_1, ..., as Keras names a fresh process's metric objects (Keras
+    counts over the whole process; polynn over the model, so a rerun logs the same keys).
+    A string logs under itself. Then Keras's rule for clashes applies (see compile()).
+    """
 
     kind: ClassVar[str] = "metric"
+    # The name an unnamed metric object logs under; None: the registry name.
+    auto_name: ClassVar[str | None] = None
+    # keyword-only, so subclasses' fields keep their positions (Dense(4) is units=4); the
+    # registry adds it to the repr as name='...'
+    given_name: str | None = dataclasses.field(default=None, kw_only=True, repr=False)
     state_size: ClassVar[int] = 2
     sparse_labels: ClassVar[bool] = False
 
@@ -142,6 +158,7 @@ class Accuracy(MeanMetric):
 
     name: ClassVar[str] = "exact_accuracy"
     aliases: ClassVar[tuple] = ()
+    auto_name: ClassVar[str | None] = "accuracy"  # keras.metrics.Accuracy()'s
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         return ops.mean(indicator(ops.equal(y_true, y_pred), y_pred), axis=-1)

@@ -17,6 +17,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import random as _random
 from . import schedules as _schedules
+from ._live_optimizer import LiveOptimizer
 from ._spec import (
     FunctionField,
     check_arguments,
@@ -68,6 +69,7 @@ class _Compiled:
         self.plan: Plan | None = None  # the runtime's; its metrics resolved from the last data's labels
         self.metric_names: list[str] = []  # the log name of each plan metric
         self.learning_rate: float | None = None  # set by callbacks that change the rate
+        self.optimizer_view: LiveOptimizer | None = None  # model.optimizer, made once per compile
 
 
 # compile(nonfinite_loss=...): what fit() does when a step's loss is NaN or infinite.
@@ -131,6 +133,26 @@ def _metric_list(owner: str, argument: str, value: Any) -> list[Any]:
     return list(value)
 
 
+def _metric_name(identifier: Any, spec: Metric, automatic: dict[str, int]) -> str:
+    """The name a metric logs under before clashes are settled: a string is its own name; a
+    metric given a name keeps it; any other metric object (or class) is named as Keras names a
+    fresh process's metric objects, its automatic name numbered in compile() order (auc, auc_1,
+    ..., counted in `automatic`); a function keeps its name, as in Keras."""
+    if isinstance(identifier, str):
+        return identifier
+    if spec.given_name is not None:
+        return spec.given_name
+    if isinstance(spec, _metrics.CustomMetric):
+        base = FunctionField.display_name(spec)
+    else:
+        base = spec.auto_name or spec.name
+    if not isinstance(identifier, (_metrics.Metric, type)):
+        return base
+    count = automatic.get(base, 0)
+    automatic[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
 def _log_names(names: list[str], weighted: list[bool]) -> list[str]:
     """Keras' log names: a second metric of one name is name_1, name_2, ...; a weighted metric whose
     name is already taken is weighted_name (then weighted_name_1, ...)."""
@@ -171,6 +193,10 @@ class Sequential:
             layer = resolve("layer", layer)
         if isinstance(layer, Input) and self._layers:
             raise InvalidArgumentError("layer", layer, "an Input layer only as the first layer", owner=self.name)
+        if layer.given_name is not None and any(other.given_name == layer.given_name for other in self._layers):
+            # Keras refuses it too: names pick layers out, in the summary and in get_layer().
+            raise InvalidArgumentError("name", layer.given_name, f"a name no other layer of {self.name} has; "
+                                       f"taken: {', '.join(self.layer_names())}", owner=type(layer).__name__)
         if self._layers and layer.declared_input_shape is not None:
             # Keras warns too: only the first layer's input shape is the model's.
             warnings.warn(f"{self.name}: input_dim/input_shape {layer.declared_input_shape} on layer "
@@ -196,14 +222,34 @@ class Sequential:
         return list(self._layers)
 
     def layer_names(self) -> list[str]:
-        """Keras-style unique names: dense, dense_1, dropout, ..."""
-        seen: dict[str, int] = {}
+        """Each layer's name, as summary() shows it: the name given with name=, else the model's
+        automatic one, Keras-style (dense, dropout, dense_1, ...: the registry name, then _1, _2,
+        ... per kind in layer order), skipping the names given to other layers. Computed from the
+        layers alone (Keras counts over the process), so it is the same in every run."""
+        taken = {layer.given_name for layer in self._layers if layer.given_name is not None}
+        counts: dict[str, int] = {}
         names: list[str] = []
         for layer in self._layers:
-            count = seen.get(layer.name, 0)
-            names.append(layer.name if count == 0 else f"{layer.name}_{count}")
-            seen[layer.name] = count + 1
+            name = layer.given_name
+            while name is None or (layer.given_name is None and name in taken):
+                count = counts.get(layer.name, 0)
+                counts[layer.name] = count + 1
+                name = layer.name if count == 0 else f"{layer.name}_{count}"
+            taken.add(name)
+            names.append(name)
         return names
+
+    def _weight_keys(self) -> list[str]:
+        """Each layer's key in files ("weights.<key>.kernel"): its automatic name as if no layer
+        had been given one, so a weights file fits any model of the same layers, named or not
+        (Keras's weight paths do not use the layers' names either)."""
+        seen: dict[str, int] = {}
+        keys: list[str] = []
+        for layer in self._layers:
+            count = seen.get(layer.name, 0)
+            keys.append(layer.name if count == 0 else f"{layer.name}_{count}")
+            seen[layer.name] = count + 1
+        return keys
 
     @property
     def input_shape(self) -> tuple | None:
@@ -287,7 +333,7 @@ class Sequential:
         check_choice(self.name, "nonfinite_loss", nonfinite_loss, NONFINITE_LOSS_POLICIES)
         if steps_per_execution != "auto":
             check_positive_int(self.name, "steps_per_execution", steps_per_execution)
-        optimizer = _optimizers.get(optimizer)
+        optimizer = _optimizers.get(optimizer.spec if isinstance(optimizer, LiveOptimizer) else optimizer)
         loss = None if loss is None else _losses.get(loss)
         if loss is not None and loss.reduction == "none":
             raise InvalidArgumentError("reduction", "none", "a reducing reduction for training: "
@@ -332,8 +378,16 @@ class Sequential:
         return None if self._compiled is None else self._compiled.dtype
 
     @property
-    def optimizer(self) -> Optimizer | None:
-        return None if self._compiled is None else self._compiled.optimizer
+    def optimizer(self) -> LiveOptimizer | None:
+        """The compiled optimizer (None before compile()): its spec read through, with Keras's live
+        `learning_rate` (readable and settable, the same as model.learning_rate) and `iterations`;
+        `model.optimizer.spec` is the immutable spec itself. See polynn._live_optimizer."""
+        compiled = self._compiled
+        if compiled is None:
+            return None
+        if compiled.optimizer_view is None:
+            compiled.optimizer_view = LiveOptimizer(self, compiled)
+        return compiled.optimizer_view
 
     @property
     def loss(self) -> Loss | None:
@@ -378,6 +432,7 @@ class Sequential:
         resolved: list[Metric] = []
         weighted: list[bool] = []
         names: list[str] = []
+        automatic: dict[str, int] = {}  # metric objects named here: auc, auc_1, ...
         for ids, takes_weights in ((compiled.metric_ids, False), (compiled.weighted_ids, True)):
             for m in ids:
                 if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
@@ -387,12 +442,7 @@ class Sequential:
                 else:
                     spec = _metrics.get(m)
                     resolved.append(spec)
-                    if isinstance(m, str):
-                        names.append(m)
-                    elif isinstance(spec, _metrics.CustomMetric):
-                        names.append(FunctionField.display_name(spec))
-                    else:
-                        names.append(spec.name)
+                    names.append(_metric_name(m, spec, automatic))
                 weighted.append(takes_weights)
         return tuple(resolved), tuple(weighted), _log_names(names, weighted)
 

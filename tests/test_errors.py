@@ -242,13 +242,15 @@ def test_backend_whose_engine_is_not_installed(install_plugin):
 
 
 @pytest.mark.parametrize("build,message", [
-    (lambda: Dense(3, name="foo"), r"Dense: invalid keyword name='foo'; accepted: keywords units, .*Keras' defaults"),
+    (lambda: optimizers.Adam(name="foo"),
+     r"Adam: invalid keyword name='foo'; accepted: keywords learning_rate, .*taken by layers and metrics"),
     (lambda: optimizers.Adam(lr=0.01), r"Adam: invalid keyword lr=0.01; accepted: .*learning_rate, as in Keras 3"),
     (lambda: Dense(3, unts=4), r"invalid keyword unts=4; .*did you mean 'units'"),
     (lambda: losses.MeanSquaredError("sum", 1, 2), r"invalid positional arguments='3 given'; accepted: at most 1"),
     (lambda: Dense(3, units=4),
      r"invalid keyword units=4; accepted: units given once: it is also positional argument 1"),
-    (lambda: Dense(3, lr=4), r"invalid keyword lr=4; accepted: keywords units, [a-z_, ]*input_shape$"),  # no rate hint
+    # no rate hint for a layer
+    (lambda: Dense(3, lr=4), r"invalid keyword lr=4; accepted: keywords units, [a-z_, ]*input_shape, name$"),
 ])
 def test_spec_constructors_name_the_unknown_argument_and_the_accepted_ones(build, message):
     with pytest.raises(errors.InvalidArgumentError, match=message):
@@ -271,8 +273,10 @@ def test_model_methods_refuse_keras_arguments_they_lack_clearly(call, message):
 def test_specs_are_immutable_and_the_error_says_what_to_do():
     model = compiled()
     with pytest.raises(errors.ImmutableSpecError,
-                       match=r"learning_rate=0.5 cannot be set; accepted: set model.learning_rate"):
-        model.optimizer.learning_rate = 0.5
+                       match=r"learning_rate=0.5 cannot be set; accepted: set model.optimizer.learning_rate"):
+        model.optimizer.spec.learning_rate = 0.5
+    with pytest.raises(errors.ImmutableSpecError, match=r"momentum=0.5 cannot be set; .*replace\(spec, momentum=...\)"):
+        model.optimizer.momentum = 0.5  # the live view passes other fields' assignments to the spec
     with pytest.raises(dataclasses.FrozenInstanceError, match=r"dataclasses.replace\(spec, units=...\)"):
         Dense(3).units = 4  # still the dataclass error too, for code that catches that
 
