@@ -7,16 +7,19 @@ import time
 from typing import IO
 
 
-def format_value(value: float) -> str:
-    return f"{value:.4f}" if abs(value) > 1e-3 or value == 0 else f"{value:.4e}"
+def format_value(value: float, verbose: int = 1) -> str:
+    """Keras's Progbar: 4 decimals above 1e-3 in magnitude, else scientific (0 too: 0.0000e+00);
+    its verbose=2 line compares the signed value, so a negative one is scientific there."""
+    large = (abs(value) if verbose == 1 else value) > 1e-3
+    return f"{value:.4f}" if large else f"{value:.4e}"
 
 
-def format_logs(logs: dict) -> str:
-    return "".join(f" - {name}: {format_value(value)}" for name, value in sorted(logs.items()))
+def format_logs(logs: dict, verbose: int = 1) -> str:
+    return "".join(f" - {name}: {format_value(value, verbose)}" for name, value in sorted(logs.items()))
 
 
 def _per_step(seconds: float) -> str:
-    if seconds >= 1:
+    if seconds >= 1 or seconds == 0:
         return f"{seconds:.0f}s/step"
     if seconds >= 1e-3:
         return f"{seconds * 1e3:.0f}ms/step"
@@ -25,7 +28,8 @@ def _per_step(seconds: float) -> str:
 
 class Progress:
     """verbose 1: a bar redrawn in place on a terminal (one final line when not a terminal);
-    verbose 2: one summary line per epoch; verbose 0: silent."""
+    verbose 2: Keras's compact line once done (per epoch in fit; once for evaluate and predict),
+    "steps/steps - 0s - 3ms/step - loss: ...", nothing when there were no steps; verbose 0: silent."""
 
     WIDTH = 20
 
@@ -52,10 +56,10 @@ class Progress:
         if self.verbose == 1:
             line = self._bar_line(self.steps, logs)
             self.stream.write((self._frame(line) + "\n") if self.interactive else (line + "\n"))
-        else:
+        elif self.steps > 0:
             elapsed = time.perf_counter() - self.start
-            per = _per_step(elapsed / max(self.steps, 1))
-            self.stream.write(f"{self.steps}/{self.steps} - {elapsed:.0f}s - {per}{format_logs(logs)}\n")
+            per = _per_step(elapsed / self.steps)
+            self.stream.write(f"{self.steps}/{self.steps} - {elapsed:.0f}s - {per}{format_logs(logs, 2)}\n")
         self.stream.flush()
 
     def _bar_line(self, done: int, logs: dict) -> str:

@@ -299,7 +299,7 @@ def evaluate(model, trainee: Trainee, x, y, *, batch_size, verbose, sample_weigh
     steps = math.ceil(len(arrays.x) / batch_size)
     callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})
     callback_list.on_test_begin({})
-    progress = Progress(steps, 1 if verbose else 0)
+    progress = Progress(steps, verbose)
     logs = _evaluate_data(model, trainee, runtime, runtime.put_data(*arrays), len(arrays.x), batch_size)
     progress.finish(logs)
     callback_list.on_test_end(logs)
@@ -317,7 +317,7 @@ def predict(model, trainee: Trainee, x, *, batch_size, verbose, callbacks):
     steps = math.ceil(len(x) / batch_size)
     callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})
     callback_list.on_predict_begin({})
-    progress = Progress(steps, 1 if verbose else 0)
+    progress = Progress(steps, verbose)
     if len(x) == 0:
         out = np.zeros((0, *model.output_shape), dtype=model.dtype)
     else:
