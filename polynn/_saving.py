@@ -118,11 +118,13 @@ def save_model(model, path, overwrite: bool = True) -> None:
         metadata["compile"] = _json(None)
         metadata["state"] = _json(None)
     else:
+        metric_ids, weighted_ids = model._metric_ids_to_save()
         metadata["compile"] = _json({
             "optimizer": _serialize_id(compiled.optimizer, "optimizer"),
             "loss": None if compiled.loss is None else _serialize_id(compiled.loss, "loss"),
-            "metrics": [_serialize_id(m, "metric") for m in compiled.metric_ids],
-            "weighted_metrics": [_serialize_id(m, "metric") for m in compiled.weighted_ids],
+            # metric objects with the names they log under (a loaded model's are new objects)
+            "metrics": [_serialize_id(m, "metric") for m in metric_ids],
+            "weighted_metrics": [_serialize_id(m, "metric") for m in weighted_ids],
             "steps_per_execution": compiled.steps_per_execution,
         })
         runtime = compiled.runtime

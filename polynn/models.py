@@ -133,24 +133,36 @@ def _metric_list(owner: str, argument: str, value: Any) -> list[Any]:
     return list(value)
 
 
-def _metric_name(identifier: Any, spec: Metric, automatic: dict[str, int]) -> str:
-    """The name a metric logs under before clashes are settled: a string is its own name; a
-    metric given a name keeps it; any other metric object (or class) is named as Keras names a
-    fresh process's metric objects, its automatic name numbered in compile() order (auc, auc_1,
-    ..., counted in `automatic`); a function keeps its name, as in Keras."""
-    if isinstance(identifier, str):
-        return identifier
-    if spec.given_name is not None:
-        return spec.given_name
-    if isinstance(spec, _metrics.CustomMetric):
-        base = FunctionField.display_name(spec)
-    else:
-        base = spec.auto_name or spec.name
-    if not isinstance(identifier, (_metrics.Metric, type)):
-        return base
-    count = automatic.get(base, 0)
-    automatic[base] = count + 1
-    return base if count == 0 else f"{base}_{count}"
+class _MetricNamer:
+    """The name each metric of one compile() logs under before clashes are settled: a string is
+    its own name; a metric given a name keeps it; any other metric object is named as Keras names
+    a fresh process's metric objects, once per object, its automatic name numbered in compile()
+    order (auc, auc_1, ...; one object given twice keeps one name, as a Keras object does); a
+    metric class is a new object at each use; a function keeps its name, as in Keras."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.objects: dict[int, str] = {}  # id of a metric object given -> its automatic name
+
+    def __call__(self, identifier: Any, spec: Metric) -> str:
+        if isinstance(identifier, str):
+            return identifier
+        if spec.given_name is not None:
+            return spec.given_name
+        if isinstance(spec, _metrics.CustomMetric):
+            base = FunctionField.display_name(spec)
+        else:
+            base = spec.auto_name or spec.name
+        if isinstance(identifier, _metrics.Metric) and id(identifier) in self.objects:
+            return self.objects[id(identifier)]
+        if not isinstance(identifier, (_metrics.Metric, type)):
+            return base
+        count = self.counts.get(base, 0)
+        self.counts[base] = count + 1
+        name = base if count == 0 else f"{base}_{count}"
+        if isinstance(identifier, _metrics.Metric):
+            self.objects[id(identifier)] = name
+        return name
 
 
 def _log_names(names: list[str], weighted: list[bool]) -> list[str]:
@@ -432,7 +444,7 @@ class Sequential:
         resolved: list[Metric] = []
         weighted: list[bool] = []
         names: list[str] = []
-        automatic: dict[str, int] = {}  # metric objects named here: auc, auc_1, ...
+        namer = _MetricNamer()
         for ids, takes_weights in ((compiled.metric_ids, False), (compiled.weighted_ids, True)):
             for m in ids:
                 if isinstance(m, str) and m.lower() in ("accuracy", "acc"):
@@ -442,9 +454,25 @@ class Sequential:
                 else:
                     spec = _metrics.get(m)
                     resolved.append(spec)
-                    names.append(_metric_name(m, spec, automatic))
+                    names.append(namer(m, spec))
                 weighted.append(takes_weights)
         return tuple(resolved), tuple(weighted), _log_names(names, weighted)
+
+    def _metric_ids_to_save(self) -> tuple[list[Any], list[Any]]:
+        """compile()'s metrics and weighted_metrics as a model file holds them: each metric object
+        without a name given the automatic one it logs under, so the loaded model, whose objects
+        are new ones, logs the same keys."""
+        compiled = cast(_Compiled, self._compiled)  # compile() has set it
+        namer = _MetricNamer()
+
+        def named(m: Any) -> Any:
+            if isinstance(m, (_metrics.Metric, type)):
+                spec = _metrics.get(m)
+                if spec.given_name is None:
+                    return dataclasses.replace(spec, given_name=namer(m, spec))
+            return m
+
+        return [named(m) for m in compiled.metric_ids], [named(m) for m in compiled.weighted_ids]
 
     def _plan(self, metrics: tuple[Metric, ...], weighted: tuple[bool, ...]) -> Plan:
         compiled = cast(_Compiled, self._compiled)  # compile() has set it
