@@ -71,7 +71,7 @@ class LiveOptimizer:
         return getattr(self._compiled.optimizer, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "learning_rate":
+        if name == "learning_rate" or name in LiveOptimizer.__slots__:  # the latter: copy.copy's
             object.__setattr__(self, name, value)
         elif name == "iterations":
             raise ImmutableSpecError(f"{type(self.spec).__name__}: iterations={value!r} cannot be set; accepted: "
