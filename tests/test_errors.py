@@ -321,7 +321,7 @@ def test_a_custom_loss_or_metric_of_one_argument_is_refused_at_compile(kind):
 
 def test_a_generator_as_data_is_refused_clearly():
     model = compiled()
-    with pytest.raises(errors.InvalidArgumentError, match=r"invalid x='generator'.*generators, iterators"):
+    with pytest.raises(errors.InvalidArgumentError, match=r"invalid x='a generator'; accepted: arrays.*generators"):
         model.fit((row for row in np.ones((4, 3))), np.ones(4), verbose=0)
 
 
