@@ -81,6 +81,13 @@ def unregister(name: str) -> None:
         table.pop(name, None)
 
 
+def _function_name(spec: Any) -> str:
+    """The name a user function was registered under, else its __name__; a plugin's own spec's name."""
+    function = getattr(spec, "function", None)
+    name = None if function is None else name_of(spec.kind, function) or getattr(function, "__name__", None)
+    return name if isinstance(name, str) else spec.name
+
+
 def per_sample_check(spec, values_shape, y_pred_shape, weighted: bool = False) -> None:
     """A user loss or metric gives values per sample (at least one axis, the batch first: Keras' loss
     functions give y_pred's shape without its last axis) or one value for the batch (shape ()), both
@@ -89,13 +96,11 @@ def per_sample_check(spec, values_shape, y_pred_shape, weighted: bool = False) -
     be weighted per sample (a metric of compile's weighted_metrics, given sample or class weights),
     which one value per batch cannot be; Keras 3 refuses it too."""
     values_shape, y_pred_shape = tuple(values_shape), tuple(y_pred_shape)
-    name = name_of(spec.kind, spec.function) if hasattr(spec, "function") else None
-    name = name or getattr(getattr(spec, "function", None), "__name__", None) or spec.name
     if values_shape == ():
         if not weighted:
             return
         raise InvalidArgumentError(
-            f"values of custom {spec.kind} {name}, weighted by sample or class weights",
+            f"values of custom {spec.kind} {_function_name(spec)}, weighted by sample or class weights",
             "one value per batch (shape ())",
             f"one value per sample, shape {y_pred_shape[:-1]} (for example polynn.ops.mean(..., axis=-1)), which "
             f"weights can weight; or the {spec.kind} in compile(metrics=[...]) rather than weighted_metrics, "
@@ -104,7 +109,7 @@ def per_sample_check(spec, values_shape, y_pred_shape, weighted: bool = False) -
     if values_shape[0] == y_pred_shape[0] or None in (values_shape[0], y_pred_shape[0]):
         return
     raise InvalidArgumentError(
-        f"values of custom {spec.kind} {name}", f"shape {values_shape}",
+        f"values of custom {spec.kind} {_function_name(spec)}", f"shape {values_shape}",
         f"one value per sample: shape {y_pred_shape[:-1]} for y_pred of shape {y_pred_shape} (for example "
         f"polynn.ops.mean(..., axis=-1)), or one value for the batch: shape (); write it with polynn.ops, "
         f"whose reductions take an axis")
