@@ -81,19 +81,38 @@ def unregister(name: str) -> None:
         table.pop(name, None)
 
 
-def per_sample_check(spec, values_shape, y_pred_shape) -> None:
-    """A user loss or metric must give values per sample: at least one axis, the batch first (Keras'
-    loss functions give y_pred's shape without its last axis). A backend calls this with the static
-    shapes, so the error comes at the first step, naming the function, not from deep in a reduction."""
+def _function_name(spec: Any) -> str:
+    """The name a user function was registered under, else its __name__; a plugin's own spec's name."""
+    function = getattr(spec, "function", None)
+    name = None if function is None else name_of(spec.kind, function) or getattr(function, "__name__", None)
+    return name if isinstance(name, str) else spec.name
+
+
+def per_sample_check(spec, values_shape, y_pred_shape, weighted: bool = False) -> None:
+    """A user loss or metric gives values per sample (at least one axis, the batch first: Keras' loss
+    functions give y_pred's shape without its last axis) or one value for the batch (shape ()), both
+    as Keras 3 takes them. A backend calls this with the static shapes, so the error comes at the
+    first step, naming the function, not from deep in a reduction. `weighted`: the values are about to
+    be weighted per sample (a metric of compile's weighted_metrics, given sample or class weights),
+    which one value per batch cannot be; Keras 3 refuses it too."""
     values_shape, y_pred_shape = tuple(values_shape), tuple(y_pred_shape)
+    if values_shape == ():
+        if not weighted:
+            return
+        raise InvalidArgumentError(
+            f"values of custom {spec.kind} {_function_name(spec)}, weighted by sample or class weights",
+            "one value per batch (shape ())",
+            f"one value per sample, shape {y_pred_shape[:-1]} (for example polynn.ops.mean(..., axis=-1)), which "
+            f"weights can weight; or the {spec.kind} in compile(metrics=[...]) rather than weighted_metrics, "
+            f"which ignores the weights (Keras 3 refuses a weighted one-per-batch value too)")
     # A graph engine may not know the batch size while it traces (None): that matches.
-    if len(values_shape) >= 1 and (values_shape[0] == y_pred_shape[0] or None in (values_shape[0], y_pred_shape[0])):
+    if values_shape[0] == y_pred_shape[0] or None in (values_shape[0], y_pred_shape[0]):
         return
-    name = name_of(spec.kind, spec.function) or getattr(spec.function, "__name__", "the function")
     raise InvalidArgumentError(
-        f"values of custom {spec.kind} {name}", f"shape {values_shape}",
+        f"values of custom {spec.kind} {_function_name(spec)}", f"shape {values_shape}",
         f"one value per sample: shape {y_pred_shape[:-1]} for y_pred of shape {y_pred_shape} (for example "
-        f"polynn.ops.mean(..., axis=-1)); write it with polynn.ops, whose reductions take an axis")
+        f"polynn.ops.mean(..., axis=-1)), or one value for the batch: shape (); write it with polynn.ops, "
+        f"whose reductions take an axis")
 
 
 def check_arity(kind: str, function: Callable, owner: str) -> None:
@@ -112,7 +131,7 @@ def check_arity(kind: str, function: Callable, owner: str) -> None:
 def per_sample_values(spec: Any, y_true: Tensor, y_pred: Tensor) -> Tensor:
     """A custom loss's or metric's values, spec.function(y_true, y_pred) on polynn.ops, as a tensor of
     y_pred's dtype (the function may return a number, an array or another float dtype), checked to
-    give one value per sample."""
+    give one value per sample or one for the batch."""
     values = ops.cast(ops.convert_to_tensor(spec.function(y_true, y_pred)), ops.dtype(y_pred))
     per_sample_check(spec, ops.shape(values), ops.shape(y_pred))
     return values

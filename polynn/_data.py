@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import collections.abc
 import numbers
 from typing import NamedTuple, cast
 
 import numpy as np
 
-from ._spec import INT_LIMIT, check_int, check_number, check_positive_int
+from ._foreign import DATA_ACCEPTED, dataset_kind
+from ._spec import INT_LIMIT, check_bool, check_int, check_number, check_positive_int
 from .errors import InvalidArgumentError, ShapeMismatchError
 from .metrics import CustomMetric
 
@@ -48,8 +48,7 @@ def fit_arguments(batch_size_, epochs, verbose_, initial_epoch, validation_freq,
     check_int("fit", "initial_epoch", initial_epoch, low=0)
     validation_freq = check_positive_int("fit", "validation_freq", validation_freq)
     validation_split = check_number("fit", "validation_split", validation_split, low=0.0, high=1.0, high_open=True)
-    if not isinstance(shuffle, bool):
-        raise InvalidArgumentError("shuffle", shuffle, "True or False", owner="fit")
+    shuffle = check_bool("fit", "shuffle", shuffle)
     # epochs and initial_epoch are any Integral (a NumPy integer too), kept as given.
     return FitArguments(size, cast(int, epochs), level, cast(int, initial_epoch), validation_freq, validation_split,
                         shuffle)
@@ -61,9 +60,9 @@ def fit_arguments(batch_size_, epochs, verbose_, initial_epoch, validation_freq,
 def as_array(name: str, value, dtype) -> np.ndarray:
     if value is None:
         raise InvalidArgumentError(name, None, "an array-like of numbers")
-    if isinstance(value, collections.abc.Iterator):
-        raise InvalidArgumentError(name, type(value).__name__, "an array-like of numbers (generators, iterators "
-                                   "and datasets are not taken: pass the arrays, numpy.asarray(list(...)))")
+    kind = dataset_kind(value)
+    if kind is not None:
+        raise InvalidArgumentError(name, kind, DATA_ACCEPTED)
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
@@ -213,8 +212,10 @@ def training_data(model, build, x, y, *, sample_weight, validation_split, valida
     x, y, sw = train
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise InvalidArgumentError("validation_data", type(validation_data).__name__,
-                                       "a tuple (x_val, y_val) or (x_val, y_val, sample_weight)", owner="fit")
+            shown = dataset_kind(validation_data) or type(validation_data).__name__
+            raise InvalidArgumentError("validation_data", shown,
+                                       "a tuple (x_val, y_val) or (x_val, y_val, sample_weight) of arrays; datasets, "
+                                       "data loaders, generators and dicts are not taken", owner="fit")
         x_val = check_x(validation_data[0], dtype, model.input_shape)
         y_val = check_y(x_val, validation_data[1], dtype, model.output_shape, model.loss)
         sw_val = check_sample_weight(validation_data[2] if len(validation_data) == 3 else None, len(x_val), dtype)

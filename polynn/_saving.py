@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _files, _registry, _safetensors, losses, optimizers, plugins
+from . import _files, _formats, _registry, _safetensors, losses, optimizers, plugins
 from . import metrics as metric_specs
-from ._spec import resolve
+from ._spec import check_bool, resolve
 from ._version import __version__
 from .errors import InvalidArgumentError, ModelFileError, PolynnError, UnknownComponentError
 
@@ -90,9 +90,10 @@ def _atomic_write(path, tensors: dict, metadata: dict) -> None:
     _files.atomic_write(path, lambda stream: _safetensors.write(stream, tensors, metadata))
 
 
-def _check_overwrite(path, overwrite: bool) -> None:
-    if not isinstance(overwrite, bool):
-        raise InvalidArgumentError("overwrite", overwrite, "True or False")
+def _check_overwrite(path, overwrite: bool, verb: str) -> None:
+    """Before anything is written: overwrite is a bool, the name is not Keras's, the file absent unless overwrite."""
+    overwrite = check_bool(verb, "overwrite", overwrite)
+    _formats.check_writable_name(path, verb)
     name = _files.filepath(path)
     if not overwrite and os.path.exists(name):
         raise InvalidArgumentError("filepath", _files.describe(name),
@@ -109,7 +110,7 @@ def _weight_tensors(model) -> dict:
 
 def save_model(model, path, overwrite: bool = True) -> None:
     """Write the whole model (spec, weights, optimizer state, training position) to `path`."""
-    _check_overwrite(path, overwrite)
+    _check_overwrite(path, overwrite, "save")
     compiled = model._compiled
     tensors = _weight_tensors(model)
     metadata = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
@@ -141,7 +142,7 @@ def save_model(model, path, overwrite: bool = True) -> None:
 
 def save_weights(model, path, overwrite: bool = True) -> None:
     """Write only the weights (and the spec they belong to, for checking) to `path`."""
-    _check_overwrite(path, overwrite)
+    _check_overwrite(path, overwrite, "save_weights")
     metadata = {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION,
                 "model": _json(_model_doc(model)), "info": _json(_info(model))}
     _atomic_write(path, _weight_tensors(model), metadata)
@@ -161,7 +162,17 @@ def _read(path, expect) -> tuple[dict[str, np.ndarray], Any]:
 
 
 def _read_stream(stream, size: int, expect) -> tuple[dict[str, np.ndarray], Any]:
-    header = _safetensors.read_header(stream, size)
+    try:
+        header = _safetensors.read_header(stream, size)
+    except ModelFileError:
+        # Not safetensors: say what it is when it is a format a Keras user would bring (.keras, .h5).
+        try:
+            kind = _formats.identify(stream, size)
+        except OSError:
+            kind = None
+        if kind is None:
+            raise
+        raise ModelFileError(_formats.unreadable_message(kind)) from None
     docs, kind = _documents(header.metadata)
     names, result = expect(docs, kind, header)
     return {name: _safetensors.read_tensor(stream, header, name) for name in names}, result
@@ -295,9 +306,8 @@ def _check_finite(tensors: dict[str, np.ndarray], allow_nonfinite: bool) -> None
                 f"finite values, or allow_nonfinite=True to load them as they are")
 
 
-def _check_flag(allow_nonfinite) -> None:
-    if not isinstance(allow_nonfinite, bool):
-        raise InvalidArgumentError("allow_nonfinite", allow_nonfinite, "True or False")
+def _check_flag(allow_nonfinite, owner: str) -> bool:
+    return check_bool(owner, "allow_nonfinite", allow_nonfinite)
 
 
 def _choose_backend(requested, recorded):
@@ -341,7 +351,7 @@ def load_model(path, model_class, backend: str | None = None, dtype: str | None 
                allow_nonfinite: bool = False):
     """A model saved by save_model, compiled (if it was) with its weights and training state, built
     with model_class.from_config (polynn.models.Sequential, which imports this module)."""
-    _check_flag(allow_nonfinite)
+    allow_nonfinite = _check_flag(allow_nonfinite, "load_model")
     with _naming(path):
         return _load_model(path, model_class, backend, dtype, allow_nonfinite)
 
@@ -466,7 +476,7 @@ def _metric_ids(entries, what: str) -> list:
 
 def load_weights(model, path, allow_nonfinite: bool = False) -> None:
     """Set `model`'s weights from a weights file or a model file; names and shapes must match."""
-    _check_flag(allow_nonfinite)
+    allow_nonfinite = _check_flag(allow_nonfinite, "load_weights")
     with _naming(path):
         _load_weights(model, path, allow_nonfinite)
 

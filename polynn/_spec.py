@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import _custom, _registry, plugins
+from . import _custom, _foreign, _registry, plugins
 from .errors import InvalidArgumentError, UnknownComponentError
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ def resolve(kind: str, identifier: Any) -> Any:
         if identifier.kind != kind:
             raise InvalidArgumentError(kind, identifier, f"a {kind} name or {kind} object")
         return identifier
+    # A Keras or torch loss is callable: it would pass as a user function and fail at fit.
+    _foreign.refuse_component(kind, identifier)
     if isinstance(identifier, str):
         try:
             return plugins.lookup(kind, identifier)()
@@ -341,6 +343,9 @@ def check_choice(owner: str, name: str, value: Any, choices: Collection[Any]) ->
 
 
 def check_bool(owner: str, name: str, value: Any) -> bool:
+    """`value` as a bool: True or False, NumPy's too (np.bool_, what comparisons of arrays give)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
     if not isinstance(value, bool):
         raise InvalidArgumentError(name, value, "True or False", owner=owner)
     return value

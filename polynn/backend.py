@@ -33,8 +33,10 @@ from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
 __all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values", "deferred_interrupts"]
-# check_values(spec, values_shape, y_pred_shape): a user loss's or metric's values are per sample; a
-# backend that runs user functions itself (not through the shared calls) checks them with it.
+# check_values(spec, values_shape, y_pred_shape, weighted=False): a user loss's or metric's values are
+# per sample or one for the batch (shape ()); a backend that runs user functions itself (not through the
+# shared calls) checks them with it, and a runtime about to weight a metric's values per sample passes
+# weighted=True, which refuses one value per batch as Keras 3 does.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import IO, Any, cast
 
 import numpy as np
 
-from . import _files
+from . import _files, _formats
 from ._spec import check_bool, check_choice, check_number
 from .errors import FileAccessError, InvalidArgumentError
 
@@ -257,6 +257,8 @@ class ModelCheckpoint(_MonitorCallback):
                  save_freq: str | int = "epoch", initial_value_threshold: float | None = None) -> None:
         super().__init__(monitor, mode, initial_value_threshold, baseline_name="initial_value_threshold")
         self.filepath = os.fspath(filepath)
+        # Keras's ModelCheckpoint wants .keras or .weights.h5 names; polynn writes safetensors.
+        _formats.check_writable_name(self.filepath, "ModelCheckpoint")
         self.verbose = verbose
         self.save_best_only = check_bool("ModelCheckpoint", "save_best_only", save_best_only)
         self.save_weights_only = check_bool("ModelCheckpoint", "save_weights_only", save_weights_only)

@@ -7,6 +7,10 @@ sample weights w_i (1 when none are given):
 - 'mean_with_sample_weight': sum_i(w_i * l_i) / sum_i(w_i)
 - 'sum': sum_i(w_i * l_i)
 
+A user function (CustomLoss) may give one value l for the whole batch instead (shape ()), as Keras 3
+takes it: without sample weights l is the batch's loss under every reduction; with them l stands for
+each sample (l_i = l above, N the batch size).
+
 EPSILON = 1e-7 is Keras's backend epsilon; probabilities are clipped to [EPSILON, 1 - EPSILON].
 Gradients are with respect to y_pred (y_true takes none); each docstring gives the rule at the
 formula's kinks, where a clip passes the gradient on its closed interval (bounds included).
@@ -51,7 +55,13 @@ def reduce(spec: Loss, values: np.ndarray, w: np.ndarray | None, dtype: DTypeLik
            gradient: bool = False) -> tuple[Any, np.ndarray | None]:
     """The reduced loss of per-sample NumPy `values` with sample weights `w` (a vector, or None:
     all 1) as this module's docstring says, for `spec.reduction`, and, when `gradient`,
-    d(reduced)/d(values) (else None): (reduced, gradient)."""
+    d(reduced)/d(values) (else None): (reduced, gradient).
+
+    One value for the batch (a user function's, shape ()) is the batch's loss without weights; with
+    them it stands for every sample, as Keras 3 weights it: sum_i(w_i * l) over the reduction's divisor."""
+    if values.ndim == 0 and w is not None:
+        reduced, upstream = reduce(spec, np.broadcast_to(values, w.shape), w, dtype, gradient)
+        return reduced, None if upstream is None else np.add.reduce(upstream, axis=None).astype(dtype)
     if w is None:
         weights = None
         total = np.add.reduce(values, axis=None)
@@ -167,7 +177,10 @@ class Loss(Component):
 
     def __call__(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> Any:
         values = _reference.loss_values(self, y_true, y_pred)
-        w = _reference.weights(sample_weight, values)
+        # One value for the batch (a user function's) is weighted per sample of y_pred.
+        w = _reference.weights(sample_weight, values if values.ndim else np.asarray(y_pred))
+        if values.ndim == 0 and w is not None:
+            values = values * np.ones(w.shape, values.dtype)
         if self.reduction == "none":
             return values if w is None else values * w.reshape((-1,) + (1,) * (values.ndim - 1))
         reduced, _ = reduce(self, values, w, values.dtype)
@@ -447,7 +460,9 @@ class CosineSimilarity(Loss):
 @spec
 class CustomLoss(Loss):
     """l = function(y_true, y_pred): a user function of per-sample values, written with polynn.ops
-    (or registered by name with polynn.register); each backend runs and differentiates it."""
+    (or registered by name with polynn.register); each backend runs and differentiates it. A function
+    giving one value per batch (shape ()) is the batch's loss, as Keras 3 takes it: with sample
+    weights w_i the value stands for each sample (sum_i(w_i * l) over the reduction's divisor)."""
 
     name: ClassVar[str] = "custom_loss"
     enumerable: ClassVar[bool] = False

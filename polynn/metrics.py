@@ -5,6 +5,9 @@ vector; `result(state)` (`compute`) is evaluated once, here, in float64, so ever
 Mean metrics (every metric here) accumulate [sum(w * v), sum(w)] over per-sample values v and
 sample weights w, and report sum(w * v) / sum(w) (0 before any update). As in Keras, w is the
 sample (and class) weights only for compile's `weighted_metrics`; for its `metrics`, w = 1.
+A user function (CustomMetric) may give one value v for the whole batch (shape ()), as Keras 3 takes
+it: the batch adds [v, 1], so the metric is the mean over batches; such a metric takes no sample
+weights (Keras 3 refuses them too).
 
 Each metric is written once on polynn.ops: a mean metric's `call(y_true, y_pred)` gives its
 per-sample values, any other metric's `increment(y_true, y_pred, sample_weight)` its float64 state
@@ -119,7 +122,10 @@ class Metric(Component, abc.ABC):
         w = _reference.weights(sample_weight, p)
         impl = _reference.implementation("metric", self.name)
         if isinstance(self, MeanMetric):
-            increment = mean_state(impl(self, y, p), w)
+            values = impl(self, y, p)
+            if w is not None:
+                _custom.per_sample_check(self, np.shape(values), p.shape, weighted=True)
+            increment = mean_state(values, w)
         else:
             increment = np.asarray(impl(self, y, p, w), dtype=np.float64)
         self._running()[...] += increment
@@ -482,7 +488,8 @@ class AUC(Metric):
 @spec
 class CustomMetric(MeanMetric):
     """v = function(y_true, y_pred): the sample-weighted mean of a user function's per-sample
-    values, written with polynn.ops (or registered by name with polynn.register)."""
+    values, written with polynn.ops (or registered by name with polynn.register). A function giving
+    one value per batch (shape ()) is averaged over batches, as Keras 3 does, and takes no weights."""
 
     name: ClassVar[str] = "custom_metric"
     enumerable: ClassVar[bool] = False

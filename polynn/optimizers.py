@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from . import _registry, ops
+from . import _foreign, _registry, ops
 from ._spec import Component, check_bool, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
@@ -67,7 +67,8 @@ class Optimizer(Component):
     def validate(self) -> None:
         owner = type(self).__name__
         lr = self.learning_rate
-        if isinstance(lr, (dict, str)):
+        # Another engine's schedule goes to resolve too, which refuses it naming polynn's.
+        if isinstance(lr, (dict, str)) or _foreign.engine_of(lr) is not None:
             self._set("learning_rate", resolve("schedule", lr))
         elif not isinstance(lr, LearningRateSchedule):
             self._number("learning_rate", low=0.0, accepted="a finite number >= 0 or a schedule")

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import ops
 from ._typing import Tensor
-from .backend import Backend, Plan, Runtime, StepResult
+from .backend import Backend, Plan, Runtime, StepResult, check_values
 from .metrics import MeanMetric, Metric
 from .optimizers import apply_updates
 
@@ -161,6 +161,8 @@ class OpsRuntime(Runtime):
         order: the reduced loss, each weight's penalty, each layer's activity penalty."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
+        if w is not None and not ops.shape(values):
+            values = values * ops.ones_like(w)  # one value per batch stands for each sample
         size = _size(values)
         if w is None:
             total, weight_sum = ops.sum(values), size
@@ -190,6 +192,8 @@ class OpsRuntime(Runtime):
                 states.append(ops.cast(impl(m, y, p, mw), "float64"))
                 continue
             values = impl(m, y, p)
+            if mw is not None:
+                check_values(m, ops.shape(values), ops.shape(p), weighted=True)
             if mw is None:
                 count = _size(values)
                 count = ops.convert_to_tensor(count) if isinstance(count, int) else count

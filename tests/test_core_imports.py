@@ -12,7 +12,7 @@ import pathlib
 import polynn
 
 PACKAGE = pathlib.Path(polynn.__file__).parent
-FORBIDDEN = ("polynn_numpy", "polynn_tensorflow", "polynn_torch", "tensorflow", "torch", "jax")
+FORBIDDEN = ("polynn_numpy", "polynn_tensorflow", "polynn_torch", "tensorflow", "torch", "jax", "keras", "tf_keras")
 
 
 def _modules() -> dict[str, tuple[pathlib.Path, bool]]:

@@ -281,14 +281,17 @@ def test_specs_are_immutable_and_the_error_says_what_to_do():
         Dense(3).units = 4  # still the dataclass error too, for code that catches that
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "tensorflow"])
-def test_a_custom_loss_must_give_one_value_per_sample(backend):
-    pytest.importorskip({"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow"}[backend])
+# TensorFlow checks while tracing, where the batch size is None: any leading size matches it there.
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_custom_loss_must_give_one_value_per_sample_or_one_per_batch(backend):
+    pytest.importorskip(backend)
     model = Sequential([Dense(1, input_dim=3)])
-    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: polynn.ops.mean(y_pred - y_true), backend=backend)
-    # TensorFlow checks while tracing, where the batch size is None.
-    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
-                                                          r"accepted: one value per sample: shape \((10|None),\)"):
+    # One value per output unit (the batch axis reduced away) is neither.
+    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: polynn.ops.mean(y_pred - y_true, axis=0),
+                  backend=backend)
+    with pytest.raises(errors.InvalidArgumentError,
+                       match=r"values of custom loss <lambda>='shape \(1,\)'; accepted: one value per sample: "
+                             r"shape \(10,\) .*or one value for the batch: shape \(\)"):
         model.fit(np.ones((10, 3)), np.ones(10), batch_size=10, verbose=0)
 
 
@@ -301,9 +304,15 @@ def test_a_plugin_checks_custom_values_with_the_public_check_values():
         assert backend.check_values is _custom.check_values
     spec = losses.CustomLoss(function=lambda y_true, y_pred: y_pred)
     backend.check_values(spec, (4,), (4, 2))
-    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
+    backend.check_values(spec, (), (4, 2))  # one value for the batch, as Keras 3 takes it
+    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(2,\)'; "
                                                           r"accepted: one value per sample: shape \(4,\)"):
-        backend.check_values(spec, (), (4, 2))
+        backend.check_values(spec, (2,), (4, 2))
+    metric = metrics.CustomMetric(function=lambda y_true, y_pred: y_pred)
+    backend.check_values(metric, (4,), (4, 2), weighted=True)
+    with pytest.raises(errors.InvalidArgumentError, match=r"values of custom metric <lambda>, weighted by sample "
+                                                          r"or class weights='one value per batch"):
+        backend.check_values(metric, (), (4, 2), weighted=True)
 
 
 @pytest.mark.parametrize("kind", ["loss", "metrics"])
@@ -316,7 +325,7 @@ def test_a_custom_loss_or_metric_of_one_argument_is_refused_at_compile(kind):
 
 def test_a_generator_as_data_is_refused_clearly():
     model = compiled()
-    with pytest.raises(errors.InvalidArgumentError, match=r"invalid x='generator'.*generators, iterators"):
+    with pytest.raises(errors.InvalidArgumentError, match=r"invalid x='a generator'; accepted: arrays.*generators"):
         model.fit((row for row in np.ones((4, 3))), np.ones(4), verbose=0)
 
 

@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from polynn.backend import Runtime, StepResult
+from polynn.backend import Runtime, StepResult, check_values
 from polynn.metrics import MeanMetric
 
 from . import losses as loss_impls
@@ -135,8 +135,13 @@ class NumpyRuntime(Runtime):
         states = []
         for m, impl, takes_weights in self.metrics:
             mw = w if takes_weights else None
-            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric)
-                          else impl(m, y, p, mw))
+            if not isinstance(m, MeanMetric):
+                states.append(impl(m, y, p, mw))
+                continue
+            values = impl(m, y, p)
+            if mw is not None:
+                check_values(m, np.shape(values), p.shape, weighted=True)
+            states.append(metric_impls.mean_state(values, mw))
         return states
 
     def _train_step(self, x, y, w, masks, s, sizes=None):

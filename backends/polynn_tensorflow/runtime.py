@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from polynn.backend import Runtime, StepResult, deferred_interrupts
+from polynn.backend import Runtime, StepResult, check_values, deferred_interrupts
 from polynn.metrics import MeanMetric
 from polynn.optimizers import apply_updates
 
@@ -134,6 +134,8 @@ class TensorFlowRuntime(Runtime):
         """The loss to differentiate (plan dtype) and the one to report (float64), as NumPy's `_loss`."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
+        if w is not None and values.shape.rank == 0:
+            values = tf.broadcast_to(values, tf.shape(w))  # one value per batch stands for each sample
         size = tf.cast(tf.size(values), self.dtype)
         if w is None:
             total, weight_sum = tf.math.reduce_sum(values), size
@@ -160,8 +162,13 @@ class TensorFlowRuntime(Runtime):
         states = []
         for m, impl, takes_weights in self.metrics:
             mw = w if takes_weights else None
-            states.append(metric_impls.mean_state(impl(m, y, p), mw) if isinstance(m, MeanMetric)
-                          else impl(m, y, p, mw))
+            if not isinstance(m, MeanMetric):
+                states.append(impl(m, y, p, mw))
+                continue
+            values = impl(m, y, p)
+            if mw is not None:
+                check_values(m, values.shape, p.shape, weighted=True)
+            states.append(metric_impls.mean_state(values, mw))
         return tuple(states)
 
     def _train_step(self, x, y, w, masks, s):

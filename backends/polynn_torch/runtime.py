@@ -11,7 +11,7 @@ import inspect
 import numpy as np
 import torch
 
-from polynn.backend import Runtime, StepResult
+from polynn.backend import Runtime, StepResult, check_values
 from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
@@ -135,6 +135,8 @@ class TorchRuntime(Runtime):
         """Reduced loss plus penalties, in the order the NumPy runtime adds them."""
         spec = self.plan.loss
         values = self.loss_value(spec, y, p)
+        if w is not None and values.dim() == 0:
+            values = values.expand(w.shape)  # one value per batch stands for each sample
         if w is None:
             total = torch.sum(values)
         else:
@@ -204,7 +206,10 @@ class TorchRuntime(Runtime):
             if not mean:
                 metric_sums.append(impl(metric, y, p, mw))
                 continue
-            total, count = metric_impls.mean_state(impl(metric, y, p), mw)
+            values = impl(metric, y, p)
+            if mw is not None:
+                check_values(metric, values.shape, p.shape, weighted=True)
+            total, count = metric_impls.mean_state(values, mw)
             metric_sums.append(total)
             metric_counts.append(count)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import numpy as np
+
 from polynn import initializers
 from polynn.activations import Activation
 from polynn.errors import InvalidArgumentError
@@ -35,6 +37,8 @@ class LayerNormalization(Layer):
         if not isinstance(self.epsilon, (int, float)) or isinstance(self.epsilon, bool) or not self.epsilon > 0:
             raise InvalidArgumentError("epsilon", self.epsilon, "a number > 0", owner="LayerNormalization")
         for flag in ("center", "scale"):
+            if isinstance(getattr(self, flag), np.bool_):  # NumPy's bools are bools
+                object.__setattr__(self, flag, bool(getattr(self, flag)))
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidArgumentError(flag, getattr(self, flag), "True or False", owner="LayerNormalization")
 

@@ -129,3 +129,9 @@ def test_compiling_on_a_backend_without_an_implementation_names_component_and_ba
         plugins.reset()  # the next use rescans the installed plugins, without the test's backend
     message = str(caught.value)
     assert "layer_normalization" in message and "'bare'" in message
+
+
+def test_layer_normalization_takes_numpy_bools_as_bools():
+    layer = LayerNormalization(center=np.bool_(False), scale=np.bool_(True))
+    assert layer.center is False and layer.scale is True
+    assert LayerNormalization.from_config(json.loads(json.dumps(layer.get_config()))) == layer

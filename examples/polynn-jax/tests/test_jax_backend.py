@@ -182,10 +182,10 @@ def test_sample_weights_class_weights_and_validation_split():
     np.testing.assert_allclose(got["evaluated"], ref["evaluated"], rtol=1e-9, atol=1e-9)
 
 
-def test_a_custom_loss_must_give_one_value_per_sample():
+def test_a_custom_loss_must_give_one_value_per_sample_or_one_per_batch():
     model = Sequential([Dense(1, input_dim=3)])
-    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: ops.mean(y_pred - y_true), backend="jax")
-    with pytest.raises(InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(\)'; "
+    model.compile(optimizer="sgd", loss=lambda y_true, y_pred: ops.mean(y_pred - y_true, axis=0), backend="jax")
+    with pytest.raises(InvalidArgumentError, match=r"values of custom loss <lambda>='shape \(1,\)'; "
                                                    r"accepted: one value per sample"):
         model.fit(np.ones((10, 3)), np.ones(10), batch_size=10, verbose=0)
 
