@@ -134,7 +134,8 @@ def judge(cache: Path, seeds: list[int], backends: list[str], patterns: list[str
         for name in names:
             outcome, before, complete = True, True, True
             for case in all_cases(patterns):
-                r64, r32 = _load(cache, seed, case.name, "numpy", "float64"), _load(cache, seed, case.name, "numpy", "float32")
+                r64 = _load(cache, seed, case.name, "numpy", "float64")
+                r32 = _load(cache, seed, case.name, "numpy", "float32")
                 got = _load(cache, seed, case.name, name, "float32")
                 if r64 is None or r32 is None or got is None:
                     complete = False

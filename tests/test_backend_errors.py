@@ -12,7 +12,7 @@ from polynn.layers import Dense
 from polynn_numpy.backend import NumpyBackend
 
 
-class _Bug(TypeError):
+class _BugError(TypeError):
     pass
 
 
@@ -21,7 +21,7 @@ class FailingBackend(NumpyBackend):
 
     name = "failing"
     failing = "train_steps"
-    error: BaseException = _Bug("unsupported operand type(s)")
+    error: BaseException = _BugError("unsupported operand type(s)")
 
     def compile(self, plan):
         runtime = super().compile(plan)
@@ -71,29 +71,29 @@ X, Y = np.random.RandomState(0).normal(size=(8, 3)), np.zeros((8, 2))
     ("put_data", lambda m: m.fit(X, Y, verbose=0)),
 ])
 def test_an_error_inside_a_runtime_call_names_the_backend_and_its_plugin(failing, method, call):
-    failing(method, _Bug("unsupported operand type(s)"))
+    failing(method, _BugError("unsupported operand type(s)"))
     model = _model()
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(PluginError) as info:
         call(model)
     message = str(info.value)
     assert message.startswith("backend 'failing' from plugin 'failing-plugin' (polynn-failing 1.0) raised "
-                              "_Bug: unsupported operand type(s) in Runtime.")
+                              "_BugError: unsupported operand type(s) in Runtime.")
     assert method in message
-    assert isinstance(info.value.__cause__, _Bug)
+    assert isinstance(info.value.__cause__, _BugError)
     # fit's rollback: the model is as it was before the failing block.
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert model.iterations == 0
 
 
 def test_the_failing_steps_are_named(failing):
-    failing("unused", _Bug("boom"))
+    failing("unused", _BugError("boom"))
     model = _model()
     model.fit(X, Y, batch_size=4, verbose=0)  # steps 1 and 2
     runtime = model._compiled.runtime
 
     def train_steps(*args):
-        raise _Bug("boom")
+        raise _BugError("boom")
 
     runtime.train_steps = train_steps
     with pytest.raises(PluginError, match=r"train_steps during fit \(epoch 1, training steps 3 to 4\)"):

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from polynn import _registry, hookimpl, ops, plugins
-from polynn.conformance import Tolerance, all_cases, run
-from polynn.conformance import _harness
+from polynn.conformance import Tolerance, _harness, all_cases, run
 from polynn.conformance._compare import compare, compare_float32
 from polynn.conformance.components import KINDS
 from polynn.conformance.plot import write_plot
@@ -166,8 +165,8 @@ class LongerStepBackend(NumpyBackend):
         return runtime
 
 
-WRONG_BACKENDS = (RaisingBackend, LongerStepBackend, TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend,
-                  WrongL2Backend, NoOpsBackend, WeightsEveryMetricBackend)
+WRONG_BACKENDS = (RaisingBackend, LongerStepBackend, TorchEpsilonAdamBackend, WrongReluGradientBackend,
+                  PartialBackend, Float32OnlyBackend, WrongL2Backend, NoOpsBackend, WeightsEveryMetricBackend)
 
 
 class _WrongBackendsPlugin:
