@@ -47,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
                          "({backend} and {dtype} as for --polynn-report)")
     group.addoption("--polynn-strict", action="store_true", default=False,
                     help="count unsupported cases (and dtypes) as failures")
+    group.addoption("--polynn-tb", action="store_true", default=False,
+                    help="show the full traceback of an error a case raised (the JSON report always has it)")
     group.addoption("--polynn-slow", action="append", default=[], metavar="BACKEND-DTYPE",
                     help="mark the kit's tests of the runs matching this fnmatch pattern over BACKEND-DTYPE "
                          "(e.g. '*-float32', 'jax-*') 'slow', for a suite that leaves slow tests out of its "
@@ -63,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 
 _OPTIONS = ("polynn_backend", "polynn_dtype", "polynn_case", "polynn_report", "polynn_plot", "polynn_strict",
-            "polynn_slow")
+            "polynn_slow", "polynn_tb")
 _SETTINGS = ("polynn_backends", "polynn_dtypes", "polynn_slow")
 
 

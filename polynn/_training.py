@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import numpy as np
@@ -15,7 +17,7 @@ from ._progress import Progress, epoch_header
 from ._rewind import Rewind
 from .callbacks import CallbackList, History
 from .callbacks import checked as checked_callbacks
-from .errors import InvalidArgumentError, NonFiniteLossError, PluginError
+from .errors import InvalidArgumentError, NonFiniteLossError, PluginError, PolynnError
 
 if TYPE_CHECKING:
     from .backend import Plan, Runtime
@@ -64,6 +66,27 @@ class Trainee(Protocol):
 
     def restart_at(self, iterations: int) -> None:
         """Set the count of optimizer updates back to `iterations` (fit going back to a snapshot)."""
+
+
+# ---- calls into the backend ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def backend_call(backend: str, method: str, where: str = "") -> Iterator[None]:
+    """An error a Runtime method raises, re-raised as a PluginError naming the backend and its
+    plugin, the original chained as __cause__. polynn's own errors (about the user's input, or a
+    backend's deliberate ones) and what is not an Exception (KeyboardInterrupt, SystemExit) pass as
+    they are; fit's going back to the last completed step happens above, on any of them."""
+    try:
+        yield
+    except PolynnError:
+        raise
+    except Exception as error:
+        text = " ".join(f"{type(error).__name__}: {error}".split()).rstrip(":.")
+        raise PluginError(
+            f"{plugins.describe_backend(backend)} raised {text:.500} in Runtime.{method}{where}; that error is "
+            f"this one's __cause__, whose traceback (printed above) shows where it was raised: in the backend, "
+            f"or in a custom function the model runs on it") from error
 
 
 # ---- results and logs ------------------------------------------------------------------
@@ -169,8 +192,9 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     blocks = TrainingBlocks(trainee.plan, trainee.seed, n, args.batch_size,
                             _steps_per_call(trainee, steps, batch_hooks, interactive))
 
-    data = runtime.put_data(*train)
-    val_data = None if validation is None else runtime.put_data(*validation)
+    with backend_call(model.backend, "put_data", " during fit"):
+        data = runtime.put_data(*train)
+        val_data = None if validation is None else runtime.put_data(*validation)
     val_batch = _data.batch_size(validation_batch_size, "fit", args.batch_size)
 
     rewind = Rewind(runtime, blocks, data, lambda: trainee.weight_writes)
@@ -221,11 +245,14 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
     the policy is "continue") keeps the steps before it, run again from the block's start.
     """
     first, learning_rate = model.iterations, trainee.learning_rate
-    rewind.before_block(first)
+    where = f" during fit (epoch {epoch + 1}, training steps {first + 1} to {first + len(rows)})"
+    with backend_call(model.backend, "snapshot", where):
+        rewind.before_block(first)
     masks, scalars = rewind.blocks.inputs(rows, first, learning_rate)
     try:
         started = time.perf_counter()
-        result = rewind.runtime.train_steps(rewind.data, rows, masks, scalars)
+        with backend_call(model.backend, "train_steps", where):
+            result = rewind.runtime.train_steps(rewind.data, rows, masks, scalars)
         seconds = time.perf_counter() - started
         losses, states = totals.checked(result, len(rows), "train_steps")
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -235,7 +262,8 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
             totals.add_checked(losses, states, rows)
             return len(rows)
         step, value = int(bad[0]), float(losses[bad[0]])
-        kept_losses, kept_states, count = _finite_steps(rewind, rows, first, learning_rate, totals, step, states)
+        with backend_call(model.backend, "train_steps", f"{where}, running again the steps before a non-finite loss"):
+            kept_losses, kept_states, count = _finite_steps(rewind, rows, first, learning_rate, totals, step, states)
         trainee.advance(count)
         if count:
             rewind.after_block(rows[:count], first, learning_rate, 0.0)
@@ -243,12 +271,14 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
     except BaseException:
         if model.iterations == first:
             try:
-                trainee.restart_at(rewind.back())
+                with backend_call(model.backend, "restore or train_steps", f"{where}, going back to step {first}"):
+                    trainee.restart_at(rewind.back())
             except BaseException:
                 trainee.restart_at(rewind.iterations)  # interrupted again: the snapshot's state
                 raise
         raise
-    finite = _finite_state(rewind.runtime)
+    with backend_call(model.backend, "get_weights", where):
+        finite = _finite_state(rewind.runtime)
     message = (f"{model.name}: the loss was {value} at epoch {epoch + 1}, batch {done + step + 1} (training "
                f"step {first + step + 1}); training stopped, and the model keeps its state after step "
                f"{first + count}{'' if finite else ', whose weights are not finite'}. "
@@ -283,7 +313,9 @@ def _evaluate_data(model, trainee: Trainee, runtime: Runtime, data, n: int, batc
                    prefix: str = "") -> dict:
     totals = _Totals(trainee, model.backend)
     for block in index_blocks(np.arange(n), batch_size, max(1, n // batch_size)):
-        totals.add(runtime.test_steps(data, block), block, "test_steps")
+        with backend_call(model.backend, "test_steps", " during validation" if prefix else " during evaluate"):
+            result = runtime.test_steps(data, block)
+        totals.add(result, block, "test_steps")
     return totals.logs(prefix)
 
 
@@ -300,7 +332,9 @@ def evaluate(model, trainee: Trainee, x, y, *, batch_size, verbose, sample_weigh
     callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})
     callback_list.on_test_begin({})
     progress = Progress(steps, verbose)
-    logs = _evaluate_data(model, trainee, runtime, runtime.put_data(*arrays), len(arrays.x), batch_size)
+    with backend_call(model.backend, "put_data", " during evaluate"):
+        data = runtime.put_data(*arrays)
+    logs = _evaluate_data(model, trainee, runtime, data, len(arrays.x), batch_size)
     progress.finish(logs)
     callback_list.on_test_end(logs)
     if return_dict:
@@ -321,9 +355,10 @@ def predict(model, trainee: Trainee, x, *, batch_size, verbose, callbacks):
     if len(x) == 0:
         out = np.zeros((0, *model.output_shape), dtype=model.dtype)
     else:
-        data = runtime.put_data(x)
-        out = np.concatenate([runtime.predict_steps(data, block)
-                              for block in index_blocks(np.arange(len(x)), batch_size, max(1, steps))], axis=0)
+        with backend_call(model.backend, "put_data or predict_steps", " during predict"):
+            data = runtime.put_data(x)
+            out = np.concatenate([runtime.predict_steps(data, block)
+                                  for block in index_blocks(np.arange(len(x)), batch_size, max(1, steps))], axis=0)
     progress.finish({})
     callback_list.on_predict_end({})
     return out

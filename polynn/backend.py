@@ -369,8 +369,7 @@ class Backend(abc.ABC):
         """Raise UnsupportedComponentError for the first component of `plan` this backend lacks."""
         for component in plan.components():
             if not self.supports(component):
-                others = [e.name for e in plugins.backend_entries()
-                          if e.instance is not None and e.instance.supports(component)]
+                others = plugins.backends_implementing(component)  # installed ones too, not only those loaded
                 raise UnsupportedComponentError(component.kind, component.name, self.name, others)
         if plan.dtype not in self.dtypes:
             raise InvalidArgumentError("dtype", plan.dtype, ", ".join(self.dtypes), owner=f"backend {self.name!r}")

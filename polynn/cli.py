@@ -120,6 +120,8 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
         argv += ["--polynn-plot", args.plot]
     if args.strict:
         argv.append("--polynn-strict")
+    if args.tb:
+        argv.append("--polynn-tb")
     return argv
 
 
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     kit.add_argument("--report", metavar="FILE.json", help="write the JSON report to this file")
     kit.add_argument("--plot", metavar="FILE.png", help="write a PNG of the per-step losses (needs polynn[plot])")
     kit.add_argument("--strict", action="store_true", help="count unsupported cases as failures")
+    kit.add_argument("--tb", action="store_true",
+                     help="show the full traceback of an error a case raised (the JSON report always has it)")
     kit.add_argument("--case", action="append", metavar="PATTERN",
                      help="run only the cases whose name matches this fnmatch pattern (repeatable)")
     kit.set_defaults(handler=cmd_conformance)

@@ -34,7 +34,8 @@ from .hookspecs import COMPUTED_KINDS, DTYPES
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "component_specs", "describe_backend", "get_backend",
+__all__ = ["BackendEntry", "PluginFailure", "backend_entries", "backends_implementing", "component_specs",
+           "describe_backend", "get_backend",
            "failures", "load", "register_plugin", "component_implementation", "reset"]
 
 ENTRY_POINT_GROUP = "polynn"
@@ -547,6 +548,24 @@ def _check_loaded(entry: BackendEntry, instance: Any) -> None:
         raise PluginError(
             f"{where}: its load() returned a Backend named {name!r}, not {entry.name!r}; "
             f"accepted: a Backend whose name attribute is the name it is registered under, {entry.name!r}")
+
+
+def backends_implementing(component: Any) -> list[str]:
+    """The registered backends, loaded or not, whose engine is installed and that implement
+    `component` (a spec or spec class): each is loaded to ask it. A backend that fails to load is
+    left out here; using it says why."""
+    names = []
+    for entry in backend_entries():
+        if entry.instance is None and (entry.error is not None or not entry.engine_installed()):
+            continue
+        try:
+            if get_backend(entry.name).supports(component):
+                names.append(entry.name)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # a broken backend is not one implementing it; its own use reports it
+            continue
+    return names
 
 
 def describe_backend(name: str) -> str:

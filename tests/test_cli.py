@@ -222,3 +222,19 @@ def test_the_pytest_entry_point_reports_usage_errors(tmp_path, options, expected
     assert completed.returncode == 4, completed.stdout + completed.stderr  # pytest's usage error
     assert expected in completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr and "failed" not in completed.stdout
+
+
+def test_conformance_tb_shows_the_traceback_of_an_error(capsys, tmp_path):
+    register_wrong_backends()
+    path = tmp_path / "report.json"
+    arguments = ["conformance", "raising", "--case", "scenario.softmax_rmsprop", "--report", str(path)]
+    assert main(arguments) == 1
+    out = capsys.readouterr().out
+    assert "raised ValueError: setting an array element with a sequence in Runtime.train_steps" in out
+    assert "Traceback (most recent call last)" not in out
+    # Always in the JSON report; on the terminal with --tb.
+    case = json.loads(path.read_text())["cases"][0]
+    assert case["status"] == "error" and "losses[0] = [1.0, 2.0]" in case["traceback"]
+    assert main([*arguments, "--tb"]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback (most recent call last)" in out and "losses[0] = [1.0, 2.0]" in out

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from polynn import _registry, hookimpl, ops, plugins
-from polynn.conformance import Tolerance, all_cases, run
-from polynn.conformance._compare import compare
+from polynn.conformance import Tolerance, _harness, all_cases, run
+from polynn.conformance._compare import compare, compare_float32
 from polynn.conformance.components import KINDS
 from polynn.conformance.plot import write_plot
+from polynn.conformance.runner import _reference
 from polynn.errors import PolynnError
 from polynn_numpy import activations as numpy_activations
 from polynn_numpy import regularizers as numpy_regularizers
@@ -129,8 +130,43 @@ class WeightsEveryMetricBackend(NumpyBackend):
         return _WeightsEveryMetricRuntime(self, plan)
 
 
-WRONG_BACKENDS = (TorchEpsilonAdamBackend, WrongReluGradientBackend, PartialBackend, Float32OnlyBackend,
-                  WrongL2Backend, NoOpsBackend, WeightsEveryMetricBackend)
+def _buggy_train_steps(data, batches, masks, scalars):
+    losses = np.empty(len(batches))
+    losses[0] = [1.0, 2.0]  # a backend bug: "setting an array element with a sequence"
+
+
+class RaisingBackend(NumpyBackend):
+    """Its train_steps raises NumPy's ValueError, as a backend with a bug does."""
+
+    name = "raising"
+
+    def compile(self, plan):
+        runtime = super().compile(plan)
+        runtime.train_steps = _buggy_train_steps
+        return runtime
+
+
+def _longer_step(rule):
+    def wrong(spec, w, g, slots, s, t0, t1):
+        before = w.copy()
+        rule(spec, w, g, slots, s, t0, t1)
+        w += (w - before) * w.dtype.type(1e-3)
+    return wrong
+
+
+class LongerStepBackend(NumpyBackend):
+    """Every optimizer update 0.1% longer (a learning rate or bias correction slightly wrong)."""
+
+    name = "longer_step"
+
+    def compile(self, plan):
+        runtime = super().compile(plan)
+        runtime.update = _longer_step(runtime.update)
+        return runtime
+
+
+WRONG_BACKENDS = (RaisingBackend, LongerStepBackend, TorchEpsilonAdamBackend, WrongReluGradientBackend,
+                  PartialBackend, Float32OnlyBackend, WrongL2Backend, NoOpsBackend, WeightsEveryMetricBackend)
 
 
 class _WrongBackendsPlugin:
@@ -182,10 +218,18 @@ def numpy_report(request):
 
 
 def _assert_exactly_itself(report, cases):
+    """float64: no deviation at all. float32, judged against the float64 reference: the run is the
+    reference's own float32 run, so each observation deviates by exactly the reference's float32
+    deviation the budget is built from (none where it is compared with the float32 reference)."""
     assert report.passed
     assert report.count("pass") == len(report.results) == len(cases)
     for result in report.results:
-        assert result.worst_abs == 0.0, result.name
+        if report.dtype == "float64":
+            assert result.worst_abs == 0.0, result.name
+            continue
+        for check in result.checks:
+            expected = check.reference_deviation if check.compared_with == "float64" else 0.0
+            assert check.worst_abs == expected, (result.name, check.name)
 
 
 def test_numpy_passes_sampled_cases_exactly_against_itself(numpy_report):
@@ -388,16 +432,23 @@ def test_json_report(numpy_report, tmp_path):
     assert data["dtype"] == numpy_report.dtype and data["reference"] == "numpy"
     assert data["passed"] is True and data["counts"]["pass"] == len(data["cases"])
     blog = next(c for c in data["cases"] if c["case"] == "blog")
-    assert blog["status"] == "pass" and blog["worst_abs"] == 0.0 and blog["worst_rel"] == 0.0
+    assert blog["status"] == "pass"
     if numpy_report.dtype == "float64":
+        assert blog["worst_abs"] == 0.0 and blog["worst_rel"] == 0.0
         assert blog["tolerances"]["step_loss"] == {"rtol": 1e-9, "atol": 0.0}
         assert blog["tolerances"]["history.val_accuracy"] == {"rtol": 1e-9, "atol": 0.0}
         assert blog["tolerances"]["final_weights"] == {"rtol": 0.0, "atol": 1e-9}
         assert blog["tolerances"]["test_predictions"] == {"rtol": 0.0, "atol": 1e-9}
     else:
-        assert blog["tolerances"] == {"history.loss": {"rtol": 1e-4, "atol": 0.0},
-                                      "history.val_loss": {"rtol": 1e-4, "atol": 0.0},
-                                      "test_predictions": {"rtol": 0.0, "atol": 2e-2}}
+        # Against the float64 reference: each atol is the float32 tolerance's plus 8 times the
+        # reference's own float32 deviation, which this run (the reference's float32 run) shows.
+        checks = {c["name"]: c for c in blog["checks"]}
+        floors = {"history.loss": (1e-4, 0.0), "history.val_loss": (1e-4, 0.0), "test_predictions": (0.0, 2e-2)}
+        assert set(blog["tolerances"]) == set(floors)
+        for name, (rtol, atol) in floors.items():
+            deviation = checks[name]["reference_float32_deviation"]
+            assert checks[name]["compared_with"] == "float64" and checks[name]["worst_abs"] == deviation > 0
+            assert blog["tolerances"][name] == {"rtol": rtol, "atol": atol + 8 * deviation}
         # Per-step losses are measured and reported in float32, not checked.
         step = next(c for c in blog["checks"] if c["name"] == "step_loss")
         assert step["checked"] is False and step["tolerance"] is None
@@ -478,3 +529,45 @@ def test_functions_registered_with_polynn_register_get_cases():
         _custom.unregister("conformance_test_cube")
     assert [(r.name, r.status) for r in report.results] == [
         ("activation.custom_activation(function=conformance_test_cube)", "pass")]
+
+
+# ---- float32 against the float64 reference, and errors with their traceback ---------------------
+
+
+def test_an_error_in_a_case_is_reported_with_its_traceback(wrong_backends):
+    result = run("raising", "float64", ["scenario.softmax_rmsprop"]).results[0]
+    assert result.status == "error"
+    assert result.message.startswith("PluginError: backend 'raising' from plugin 'conformance-test-backends'")
+    assert "ValueError: setting an array element with a sequence" in result.message
+    # The traceback goes down to the backend's line, through the chained original error.
+    assert "losses[0] = [1.0, 2.0]" in result.traceback and "in _buggy_train_steps" in result.traceback
+    assert result.to_json()["traceback"] == result.traceback
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_float32_catches_a_step_one_thousandth_too_long_at_every_seed(wrong_backends, seed):
+    with _harness.seeded(seed):
+        report = run("longer_step", "float32", ["scenario.*", "recovery.*"])
+        assert not report.passed
+        assert all(r.status == "fail" for r in report.results if r.name.startswith("scenario."))
+        assert run("numpy", "float32", ["scenario.*", "recovery.*"]).passed
+
+
+@pytest.mark.slow
+def test_float32_torch_passes_the_blog_where_the_reference_forks():
+    """At seed 7 NumPy's float32 blog run forks from float64 (a relu unit's fate) and torch's does
+    not: the two float32 runs are 1.9e-4 apart (relative) in val_loss, over the 1e-4 tolerance, so
+    the verdict against the NumPy float32 run (24eac91) failed torch. Against float64, within the
+    budget the reference's own deviation widens, it passes."""
+    pytest.importorskip("torch")
+    blog = all_cases(["blog"])[0]
+    with _harness.seeded(7):
+        observed = blog.scenario("torch", "float32")
+        r64, r32 = _reference(blog, "float64"), _reference(blog, "float32")
+    for name, tolerance in blog.tolerances("float32").items():
+        check = compare_float32(name, observed[name], r64[name], r32[name], tolerance)
+        assert check.passed, check
+    name = "history.val_loss"
+    tolerance = blog.tolerances("float32")[name]
+    assert compare_float32(name, observed[name], r64[name], r32[name], tolerance).reference_deviation > 1e-5
+    assert not compare(name, observed[name], r32[name], tolerance).passed

@@ -41,6 +41,8 @@ class CaseResult:
     status: str
     checks: list[Check] = dataclasses.field(default_factory=list)
     message: str = ""
+    # An error's full traceback (status "error"), in the JSON report and shown by --tb.
+    traceback: str = ""
     # observation name -> {"backend": array, "reference": array}, for the observations plotted.
     series: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
 
@@ -79,4 +81,5 @@ class CaseResult:
             "tolerances": {c.name: c.tolerance.to_json() for c in self.checks if c.tolerance is not None},
             "checks": [c.to_json() for c in self.checks],
             "message": self.message,
+            "traceback": self.traceback or None,
         }

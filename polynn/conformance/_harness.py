@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..callbacks import Callback
@@ -10,8 +13,26 @@ from ..losses import MeanSquaredError
 from ..models import Sequential
 from ..optimizers import SGD
 
-# The seed of polynn's shared streams (initial weights, batch order, dropout) in every case.
+# The seed of polynn's shared streams (initial weights, batch order, dropout) in every case, unless
+# the kit runs under seeded(another).
 SEED = 1000
+_seed = [SEED]
+
+
+def kit_seed() -> int:
+    """The seed the cases compile their models with now."""
+    return _seed[0]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the cases with `seed` for polynn's shared streams instead of SEED."""
+    saved = _seed[0]
+    _seed[0] = seed
+    try:
+        yield
+    finally:
+        _seed[0] = saved
 
 # One SGD step at this rate turns a weight's change into its gradient: g = (w_before - w_after) / rate.
 # A power of two keeps g * rate exact, and a large one makes the update dominate the weight, so the
@@ -23,7 +44,7 @@ def compiled_model(layers, *, backend: str, dtype: str, optimizer, loss, metrics
                    weights=None) -> Sequential:
     model = Sequential(list(layers))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics,
-                  backend=backend, dtype=dtype, seed=SEED)
+                  backend=backend, dtype=dtype, seed=kit_seed())
     if weights is not None:
         model.set_weights(weights)
     return model

@@ -73,6 +73,7 @@ class KitSession:
         self.report_path = config.getoption("polynn_report")
         self.plot_path = config.getoption("polynn_plot")
         self.strict = config.getoption("polynn_strict")
+        self.tracebacks = config.getoption("polynn_tb")
         self.verbose = config.getoption("verbose") > 0
         self.results: dict[tuple[str, str], list] = {}
         self.write_error: str | None = None

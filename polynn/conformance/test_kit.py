@@ -27,4 +27,5 @@ def test_case(conformance_backend: str, conformance_dtype: str, conformance_case
             pytest.fail(f"unsupported: {result.message}", pytrace=False)
         pytest.skip(f"unsupported: {result.message}")
     if result.status != "pass":
-        pytest.fail(f"{result.status}: {result.message}", pytrace=False)
+        shown = f"\n{result.traceback}" if polynn_conformance.tracebacks and result.traceback else ""
+        pytest.fail(f"{result.status}: {result.message}{shown}", pytrace=False)
