@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import _reference, _registry, _spec, ops
+from ._float32 import float32_constant
 from ._spec import Component, FunctionField, as_function, check_bool, resolve, spec
 from ._typing import Tensor
 
@@ -173,7 +174,11 @@ def relu6_of(x: Tensor) -> Tensor:
     return ops.where(ops.greater(x, 0), ops.where(ops.less(x, 6), x, ops.zeros_like(x) + 6), ops.zeros_like(x))
 
 
-_GELU_C = math.sqrt(2 / math.pi)
+# GELU's constants as Keras 3 on TensorFlow computes with them (tf.nn.gelu casts each Python number
+# to the input's dtype through a float32 tensor, so a float64 model uses the float32 values).
+GELU_ERF_SCALE = float32_constant(0.7071067811865476)  # 1 / sqrt(2), float32-rounded
+GELU_TANH_SCALE = math.sqrt(2 / math.pi)  # multiplied as the Python number: not rounded
+GELU_TANH_COEFFICIENT = float32_constant(0.044715)
 
 
 # Keras's SELU constants (Klambauer et al. 2017).
@@ -215,19 +220,24 @@ class Softsign(Activation):
 
 @spec
 class GELU(Activation):
-    """approximate=True (Keras's default): gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)));
-    approximate=False: gelu(x) = 0.5 x (1 + erf(x / sqrt(2))). Gradients: the derivatives of these."""
+    """approximate=False (the default, as keras.activations.gelu and the string "gelu" in Keras 3):
+    gelu(x) = 0.5 x (1 + erf(c x)), c = GELU_ERF_SCALE = f32(1 / sqrt(2));
+    approximate=True (keras.ops.gelu's default): gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + k x**3))),
+    k = GELU_TANH_COEFFICIENT = f32(0.044715). f32 is Keras's float32 rounding: TensorFlow's gelu
+    casts those constants through float32 even for a float64 input (Keras on torch uses torch's
+    gelu, whose constants are exact). Gradients: the derivatives of these. Model files written
+    before the default changed hold approximate=true and keep the tanh form."""
 
     name: ClassVar[str] = "gelu"
-    approximate: bool = True
+    approximate: bool = False
 
     def validate(self) -> None:
         check_bool("GELU", "approximate", self.approximate)
 
     def call(self, x: Tensor) -> Tensor:
         if self.approximate:
-            return 0.5 * x * (1 + ops.tanh(_GELU_C * (x + 0.044715 * (x * x * x))))
-        return 0.5 * x * (1 + ops.erf(x / math.sqrt(2)))
+            return 0.5 * x * (1 + ops.tanh(GELU_TANH_SCALE * (x + GELU_TANH_COEFFICIENT * (x * x * x))))
+        return 0.5 * x * (1 + ops.erf(x * GELU_ERF_SCALE))
 
 
 @spec
@@ -243,8 +253,9 @@ class SiLU(Activation):
 
 @spec
 class LeakyReLU(Activation):
-    """leaky_relu(x) = x for x >= 0, negative_slope * x otherwise (Keras 3 default slope 0.2).
-    Gradient: 1 for x > 0, negative_slope for x < 0, and negative_slope at 0."""
+    """leaky_relu(x) = x for x >= 0, s * x otherwise, s = f32(negative_slope) (Keras 3 default slope 0.2;
+    f32 is Keras's float32 rounding: TensorFlow's leaky_relu takes the slope as a float32 attribute,
+    even for a float64 input). Gradient: 1 for x > 0, s for x < 0, and s at 0."""
 
     name: ClassVar[str] = "leaky_relu"
     negative_slope: float = 0.2
@@ -252,8 +263,13 @@ class LeakyReLU(Activation):
     def validate(self) -> None:
         self._number("negative_slope")
 
+    @property
+    def effective_slope(self) -> float:
+        """f32(negative_slope): the slope applied below 0."""
+        return float32_constant(self.negative_slope)
+
     def call(self, x: Tensor) -> Tensor:
-        return ops.where(ops.greater(x, 0), x, self.negative_slope * x)
+        return ops.where(ops.greater(x, 0), x, self.effective_slope * x)
 
 
 @spec

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _registry
+from ._float32 import float32_constant
 from ._spec import Component, check_choice, resolve, spec
 from .errors import InvalidArgumentError
 
@@ -64,7 +65,8 @@ class Ones(Initializer):
 
 @spec
 class Constant(Initializer):
-    """w = value."""
+    """w = f32(value): the value rounded to float32, as Keras 3 on TensorFlow casts it (even for a
+    float64 weight; Keras on torch casts it exactly)."""
 
     name: ClassVar[str] = "constant"
     value: float = 0.0
@@ -73,7 +75,7 @@ class Constant(Initializer):
         self._number("value")
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
-        return np.full(shape, float(self.value))
+        return np.full(shape, float32_constant(self.value))
 
 
 @spec

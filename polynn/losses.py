@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from . import _custom, _reference, _registry, ops
+from ._float32 import float32_constant
 from ._spec import Component, FunctionField, as_function, check_axis, check_bool, check_choice, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
+
+# log(2) as Keras 3's log_cosh subtracts it: computed in float32 (ops.log(2.0) on a float32 tensor).
+LOG_2 = float32_constant(math.log(2.0))
 
 
 def reduce(spec: Loss, values: np.ndarray, w: np.ndarray | None, dtype: DTypeLike,
@@ -359,7 +363,8 @@ class Huber(Loss):
 
 @spec
 class LogCosh(Loss):
-    """With d = y_pred - y_true: l = mean(d + softplus(-2 d) - log(2), axis=-1) (= log(cosh(d)), without overflow).
+    """With d = y_pred - y_true: l = mean(d + softplus(-2 d) - LOG_2, axis=-1) (= log(cosh(d)), without overflow),
+    LOG_2 = f32(log(2)): Keras 3 on TensorFlow computes log(2) in float32, even for float64 values.
     Gradient: tanh(d) / n."""
 
     name: ClassVar[str] = "log_cosh"
@@ -368,7 +373,7 @@ class LogCosh(Loss):
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         d = y_pred - y_true
-        return ops.mean(d + ops.softplus(-2 * d) - math.log(2.0), axis=-1)
+        return ops.mean(d + ops.softplus(-2 * d) - LOG_2, axis=-1)
 
 
 class _HingeLoss(Loss):

@@ -4,7 +4,7 @@ Order within one training step, for every optimizer (as Keras 3):
 1. gradient clipping, at most one kind: clipvalue g <- clip(g, -clipvalue, clipvalue); clipnorm
    g <- g * clipnorm / max(||g||, clipnorm) per weight; global_clipnorm g <- g * global_clipnorm /
    max(||all g||, global_clipnorm), ||all g|| the norm of every gradient together;
-2. weight decay, when set: w <- w - w * decay, with decay = weight_decay * lr_t;
+2. weight decay, when set: w <- w - w * decay, with decay = f32(weight_decay) * lr_t;
 3. the optimizer's own update below;
 4. the weight's constraint, if any.
 
@@ -17,6 +17,14 @@ The rules keep the NumPy reference's order of operations, so float64 results agr
 t counts updates already made (0 at the first step). lr_t is the learning rate, or the schedule
 evaluated at t. The core computes every per-step scalar (lr_t, decay, Adam's alpha_t) once in
 float64 for a block of steps (`step_scalars`) and hands them to the backend in its dtype.
+
+Keras 3's effective arithmetic: where Keras on TensorFlow casts a hyperparameter to the weights'
+dtype (`ops.cast(beta_1, dtype)`), TensorFlow rounds it to float32 first, so even a float64 model
+computes with f32(x), x rounded to float32 (polynn._float32). Each docstring below writes f32(x)
+where Keras does; everywhere else the value is used as given (rounded to the weights' dtype only),
+as Keras does where it multiplies by the Python number itself. Weight decay is f32(weight_decay)
+for every optimizer. Keras on torch converts the Python number in the weights' dtype, so there a
+float64 model uses x itself; polynn follows TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import _foreign, _registry, ops
+from ._float32 import float32_constant as f32
 from ._spec import Component, check_bool, resolve, spec
 from ._typing import Tensor
 from .errors import InvalidArgumentError
@@ -103,15 +112,15 @@ class Optimizer(Component):
         lr = self.learning_rates(iterations, learning_rate)
         out = {"lr": lr}
         if self.weight_decay:
-            out["decay"] = self.weight_decay * lr
+            out["decay"] = f32(self.weight_decay) * lr
         return out
 
 
 @spec
 class SGD(Optimizer):
     """Without momentum: w <- w - lr_t * g.
-    With momentum m (slot 'momentum', starts at 0): m <- momentum * m - lr_t * g, then
-    w <- w + m, or with nesterov w <- w + momentum * m - lr_t * g."""
+    With momentum m (slot 'momentum', starts at 0): m <- f32(momentum) * m - lr_t * g, then
+    w <- w + m, or with nesterov w <- w + f32(momentum) * m - lr_t * g (f32: Keras's float32 rounding)."""
 
     name: ClassVar[str] = "sgd"
     learning_rate: float | LearningRateSchedule = 0.01
@@ -123,6 +132,11 @@ class SGD(Optimizer):
         self._number("momentum", low=0.0, high=1.0)
         check_bool("SGD", "nesterov", self.nesterov)
 
+    @property
+    def effective_momentum(self) -> float:
+        """f32(momentum): the momentum the update multiplies by (Keras's float32 rounding)."""
+        return f32(self.momentum)
+
     def slot_names(self) -> tuple[str, ...]:
         return ("momentum",) if self.momentum else ()
 
@@ -131,21 +145,24 @@ class SGD(Optimizer):
         step = g * scalars["lr"]
         if not self.momentum:
             return w - step, ()
-        m = slots[0] * self.momentum - step
+        momentum = self.effective_momentum
+        m = slots[0] * momentum - step
         if self.nesterov:
-            return w + (m * self.momentum - step), (m,)
+            return w + (m * momentum - step), (m,)
         return w + m, (m,)
 
 
 def _moments(spec: Any, g: Tensor, m: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """Adam's and Nadam's moments: m + (g - m) * (1 - beta_1) and v + (g * g - v) * (1 - beta_2)."""
-    return m + (g - m) * (1 - spec.beta_1), v + (g * g - v) * (1 - spec.beta_2)
+    """Adam's and Nadam's moments: m + (g - m) * a and v + (g * g - v) * b, (a, b) = spec.moment_weights."""
+    a, b = spec.moment_weights
+    return m + (g - m) * a, v + (g * g - v) * b
 
 
 @spec
 class Adam(Optimizer):
     """m <- m + (g - m) * (1 - beta_1); v <- v + (g**2 - v) * (1 - beta_2);
-    alpha_t = lr_t * sqrt(1 - beta_2**(t+1)) / (1 - beta_1**(t+1));
+    alpha_t = lr_t * sqrt(1 - f32(beta_2)**(t+1)) / (1 - f32(beta_1)**(t+1)) (the bias correction
+    with Keras's float32-rounded betas; the moments use beta_1 and beta_2 as given);
     w <- w - (m * alpha_t) / (sqrt(v) + epsilon).
     With amsgrad, v_hat <- max(v_hat, v) replaces v in the last line.
     epsilon is added outside the root of the uncorrected v (Keras), unlike torch.optim.Adam."""
@@ -163,6 +180,11 @@ class Adam(Optimizer):
         self._number("beta_2", low=0.0, high=1.0, high_open=True)
         self._number("epsilon", low=0.0)
         check_bool("Adam", "amsgrad", self.amsgrad)
+
+    @property
+    def moment_weights(self) -> tuple[float, float]:
+        """(1 - beta_1, 1 - beta_2), the weights of the new gradient in the moments."""
+        return 1 - self.beta_1, 1 - self.beta_2
 
     def slot_names(self) -> tuple[str, ...]:
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
@@ -194,7 +216,8 @@ class Adam(Optimizer):
     def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
         t = iterations.astype(np.float64) + 1.0
-        out["alpha"] = out["lr"] * np.sqrt(1.0 - np.power(self.beta_2, t)) / (1.0 - np.power(self.beta_1, t))
+        beta_1, beta_2 = f32(self.beta_1), f32(self.beta_2)
+        out["alpha"] = out["lr"] * np.sqrt(1.0 - np.power(beta_2, t)) / (1.0 - np.power(beta_1, t))
         return out
 
 
@@ -248,7 +271,8 @@ class RMSprop(Optimizer):
 
 @spec
 class AdamW(Adam):
-    """Adam with decoupled weight decay, on by default: weight_decay = 0.004 (Keras 3)."""
+    """Adam with decoupled weight decay, on by default: weight_decay = 0.004 (Keras 3), applied as
+    f32(0.004), Keras's float32 rounding (see step 2 of the module docstring)."""
 
     name: ClassVar[str] = "adamw"
     weight_decay: float | None = dataclasses.field(default=0.004, kw_only=True)
@@ -257,7 +281,8 @@ class AdamW(Adam):
 
 @spec
 class Adagrad(Optimizer):
-    """a <- a + g**2 (slot 'accumulator', starts at initial_accumulator_value);
+    """a <- a + g**2 (slot 'accumulator', starts at f32(initial_accumulator_value), Keras's float32
+    rounding: it starts from a Constant initializer);
     w <- w - (lr_t * g) / sqrt(a + epsilon)."""
 
     name: ClassVar[str] = "adagrad"
@@ -274,7 +299,7 @@ class Adagrad(Optimizer):
         return ("accumulator",)
 
     def slot_initial_values(self) -> tuple[float, ...]:
-        return (self.initial_accumulator_value,)
+        return (f32(self.initial_accumulator_value),)
 
     def update(self, w: Tensor, g: Tensor, slots: tuple[Tensor, ...],
                scalars: Mapping[str, Tensor]) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -312,7 +337,8 @@ class Adadelta(Optimizer):
 @spec
 class Adamax(Optimizer):
     """m <- m + (g - m) * (1 - beta_1); u <- max(beta_2 * u, |g|);
-    w <- w - (lr_t * m) / (c_t * (u + epsilon)), c_t = 1 - beta_1**(t+1) (scalar 'correction')."""
+    w <- w - (lr_t * m) / (c_t * (u + epsilon)), c_t = 1 - f32(beta_1)**(t+1) (scalar 'correction',
+    with Keras's float32-rounded beta_1)."""
 
     name: ClassVar[str] = "adamax"
     learning_rate: float | LearningRateSchedule = 0.001
@@ -337,7 +363,7 @@ class Adamax(Optimizer):
 
     def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
-        out["correction"] = 1.0 - np.power(self.beta_1, iterations.astype(np.float64) + 1.0)
+        out["correction"] = 1.0 - np.power(f32(self.beta_1), iterations.astype(np.float64) + 1.0)
         return out
 
 
@@ -345,20 +371,28 @@ _NADAM_TERMS = 2000
 
 
 @functools.lru_cache(maxsize=8)
-def _nadam_momenta(beta_1: float) -> tuple[np.ndarray, np.ndarray]:
-    """mu_s for s = 1 .. _NADAM_TERMS, and their running product."""
-    mu = beta_1 * (1.0 - 0.5 * np.power(0.96, np.arange(1, _NADAM_TERMS + 1, dtype=np.float64)))
-    return mu, np.cumprod(mu)
+def _nadam_momenta(beta_1: float, decay: float) -> np.ndarray:
+    """beta_1 * (1 - 0.5 * decay**s) for s = 1 .. _NADAM_TERMS."""
+    return beta_1 * (1.0 - 0.5 * np.power(decay, np.arange(1, _NADAM_TERMS + 1, dtype=np.float64)))
+
+
+@functools.lru_cache(maxsize=8)
+def _nadam_products(beta_1: float) -> np.ndarray:
+    """The running product of _nadam_momenta(beta_1, 0.96)."""
+    return np.cumprod(_nadam_momenta(beta_1, 0.96))
 
 
 @spec
 class Nadam(Optimizer):
-    """With s = t + 1, mu_s = beta_1 * (1 - 0.5 * 0.96**s), P_s = mu_1 * ... * mu_s (a running product):
-    m <- m + (g - m) * (1 - beta_1); v <- v + (g**2 - v) * (1 - beta_2);
+    """With s = t + 1, mu_s = f32(beta_1) * (1 - 0.5 * f32(0.96)**s) and P_s = p_1 * ... * p_s, a running
+    product of p_k = beta_1 * (1 - 0.5 * 0.96**k):
+    m <- m + (g - m) * (1 - f32(beta_1)); v <- v + (g**2 - v) * (1 - f32(beta_2));
     m_hat = c_m * m + c_g * g with c_m = mu_{s+1} / (1 - P_s * mu_{s+1}), c_g = (1 - mu_s) / (1 - P_s);
-    v_hat = v * c_v with c_v = 1 / (1 - beta_2**s);
+    v_hat = v * c_v with c_v = 1 / (1 - f32(beta_2)**s);
     w <- w - (m_hat * lr_t) / (sqrt(v_hat) + epsilon).
-    c_m, c_g and c_v are per-step scalars the core computes in float64."""
+    c_m, c_g and c_v are per-step scalars the core computes in float64. f32 is Keras's float32
+    rounding: Keras on TensorFlow casts beta_1, beta_2 and 0.96 for the moments, mu_s and c_v, but
+    multiplies its running product by the Python numbers themselves."""
 
     name: ClassVar[str] = "nadam"
     learning_rate: float | LearningRateSchedule = 0.001
@@ -371,6 +405,11 @@ class Nadam(Optimizer):
         self._number("beta_1", low=0.0, high=1.0, high_open=True)
         self._number("beta_2", low=0.0, high=1.0, high_open=True)
         self._number("epsilon", low=0.0)
+
+    @property
+    def moment_weights(self) -> tuple[float, float]:
+        """(1 - f32(beta_1), 1 - f32(beta_2)), the weights of the new gradient in the moments."""
+        return 1 - f32(self.beta_1), 1 - f32(self.beta_2)
 
     def slot_names(self) -> tuple[str, ...]:
         return ("m", "v")
@@ -385,17 +424,18 @@ class Nadam(Optimizer):
     def step_scalars(self, iterations: np.ndarray, learning_rate: float | None = None) -> dict[str, np.ndarray]:
         out = super().step_scalars(iterations, learning_rate)
         s = iterations.astype(np.int64) + 1
-        mu, product = _nadam_momenta(self.beta_1)
-        # Past _NADAM_TERMS steps 0.96**s is below double precision, so mu_s is beta_1 exactly and
-        # the running product goes on as powers of beta_1: no work grows with the step count.
+        beta_1 = f32(self.beta_1)
+        mu, product = _nadam_momenta(beta_1, f32(0.96)), _nadam_products(self.beta_1)
+        # Past _NADAM_TERMS steps 0.96**s is below double precision, so mu_s is f32(beta_1) exactly
+        # and the running product goes on as powers of beta_1: no work grows with the step count.
         tail = np.maximum(s - _NADAM_TERMS, 0)
         head = np.minimum(s, _NADAM_TERMS)
-        mu_s = np.where(tail > 0, self.beta_1, mu[head - 1])
-        mu_next = np.where(s + 1 > _NADAM_TERMS, self.beta_1, mu[np.minimum(s, _NADAM_TERMS - 1)])
+        mu_s = np.where(tail > 0, beta_1, mu[head - 1])
+        mu_next = np.where(s + 1 > _NADAM_TERMS, beta_1, mu[np.minimum(s, _NADAM_TERMS - 1)])
         p_s = product[head - 1] * np.power(self.beta_1, tail.astype(np.float64))
         out["c_m"] = mu_next / (1.0 - p_s * mu_next)
         out["c_g"] = (1.0 - mu_s) / (1.0 - p_s)
-        out["c_v"] = 1.0 / (1.0 - np.power(self.beta_2, s.astype(np.float64)))
+        out["c_v"] = 1.0 / (1.0 - np.power(f32(self.beta_2), s.astype(np.float64)))
         return out
 
 

@@ -187,7 +187,7 @@ def test_a_failed_compile_leaves_the_model_as_it_was():
 
 
 def test_nadam_scalars_stay_cheap_and_exact_at_large_steps():
-    beta_1 = 0.9
+    beta_1 = float(np.float32(0.9))  # Keras's float32-rounded beta_1 in mu_s (polynn.optimizers.Nadam)
     t = 10**6
     scalars = Nadam().step_scalars(np.array([t]))
     # Past 2000 steps mu_s == beta_1 in double precision, so the running product is
@@ -195,7 +195,7 @@ def test_nadam_scalars_stay_cheap_and_exact_at_large_steps():
     s = t + 1
     assert scalars["c_m"][0] == beta_1
     assert scalars["c_g"][0] == 1 - beta_1
-    assert scalars["c_v"][0] == 1 / (1 - 0.999 ** s)
+    assert scalars["c_v"][0] == 1 / (1 - float(np.float32(0.999)) ** s)
 
 
 def test_standalone_losses_and_metrics_check_shapes():

@@ -14,6 +14,11 @@ from polynn.layers import Dense, Dropout
 from polynn.models import Sequential
 from polynn_numpy.backend import NumpyBackend
 
+
+def f32(value):
+    """Keras 3's float32 rounding of a constant it casts (see polynn._float32)."""
+    return float(np.float32(value))
+
 BACKEND = NumpyBackend()
 
 
@@ -33,7 +38,7 @@ KERAS_ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, 0),
     "relu6": lambda x: np.clip(x, 0, 6),
-    "leaky_relu": lambda x: np.where(x >= 0, x, 0.2 * x),
+    "leaky_relu": lambda x: np.where(x >= 0, x, f32(0.2) * x),
     "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
     "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
     "sigmoid": sigmoid,
@@ -45,7 +50,7 @@ KERAS_ACTIVATIONS = {
     "softsign": lambda x: x / (1 + np.abs(x)),
     "exponential": np.exp,
     "mish": lambda x: x * np.tanh(softplus(x)),
-    "gelu": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+    "gelu": lambda x: 0.5 * x * (1 + erf(x * f32(1 / math.sqrt(2)))),
     "softmax": lambda x: np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True),
     "log_softmax": lambda x: x - np.log(np.sum(np.exp(x), axis=-1, keepdims=True)),
 }
@@ -63,7 +68,7 @@ def test_activation_forward_matches_keras_formula(name):
 def test_gelu_exact():
     forward, _ = BACKEND.implementation("activation", "gelu")
     x = np.linspace(-6, 6, 121)
-    expected = 0.5 * x * (1 + erf(x / math.sqrt(2)))
+    expected = 0.5 * x * (1 + erf(x * f32(1 / math.sqrt(2))))
     spec = _registry.lookup("activation", "gelu")(approximate=False)
     # the backend's vectorized erf is a rational approximation: measured absolute deviation 1.4e-15
     # (relative 3.6e-12 where gelu crosses ~4e-4), so the absolute bound is 1e-14
@@ -110,7 +115,7 @@ def keras_adam(x, y, w, steps, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7, amsgrad=Fals
         g = mse_gradient(x, y, w)
         m = m + (g - m) * (1 - b1)
         v = v + (g * g - v) * (1 - b2)
-        alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        alpha = lr * math.sqrt(1 - f32(b2) ** t) / (1 - f32(b1) ** t)
         if amsgrad:
             v_hat = np.maximum(v_hat, v)
         w = w - m * alpha / (np.sqrt(v_hat if amsgrad else v) + eps)
@@ -151,8 +156,8 @@ def test_sgd_update(momentum, nesterov):
     m, expected = np.zeros_like(w), w.copy()
     for _ in range(4):
         g = mse_gradient(x, y, expected)
-        m = momentum * m - 0.05 * g
-        expected = expected + (momentum * m - 0.05 * g if nesterov else m)
+        m = f32(momentum) * m - 0.05 * g
+        expected = expected + (f32(momentum) * m - 0.05 * g if nesterov else m)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
@@ -186,7 +191,7 @@ def test_clipping_and_weight_decay(option):
         elif "clipnorm" in option or "global_clipnorm" in option:  # one weight: both norms agree
             g = g * 0.05 / max(norm, 0.05)
         else:
-            expected = expected - expected * 0.1 * 0.1
+            expected = expected - expected * (f32(0.1) * 0.1)
         expected = expected - 0.1 * g
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
@@ -197,7 +202,8 @@ def test_schedule_sets_the_rate_of_each_step():
     got = fit_steps(linear_model(optimizers.SGD(schedule), w), x, y, 4)
     expected = w.copy()
     for t in range(4):
-        expected = expected - 0.1 * 0.5 ** (t / 2) * mse_gradient(x, y, expected)
+        rate = np.float32(0.1) * np.float32(np.float64(np.float32(0.5)) ** np.float64(np.float32(t) / np.float32(2)))
+        expected = expected - float(rate) * mse_gradient(x, y, expected)  # in float32, as Keras
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

@@ -40,7 +40,7 @@ class OpsSGD(SGD):
     aliases: ClassVar[tuple] = ()
 
     def update(self, w, g, slots, scalars):
-        m = slots[0] * self.momentum - g * scalars["lr"]
+        m = slots[0] * self.effective_momentum - g * scalars["lr"]
         return w + m, (m,)
 
 

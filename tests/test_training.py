@@ -153,7 +153,8 @@ def hand_loss_and_hits(weights, x, y, l2):
     q = np.clip(p, 1e-7, 1 - 1e-7)
     per_sample = -(y * np.log(q) + (1 - y) * np.log(1 - q))[:, 0]
     hits = (y[:, 0] == (p[:, 0] > 0.5)).astype(np.float64)
-    return per_sample, l2 * np.sum(kernel ** 2), hits
+    # The penalty's factor is float32-rounded, as Keras 3 casts it (polynn.regularizers).
+    return per_sample, float(np.float32(l2)) * np.sum(kernel ** 2), hits
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])

@@ -11,7 +11,13 @@ import math
 
 import numpy as np
 
-from polynn.activations import SELU_ALPHA, SELU_SCALE
+from polynn.activations import (
+    GELU_ERF_SCALE,
+    GELU_TANH_COEFFICIENT,
+    GELU_TANH_SCALE,
+    SELU_ALPHA,
+    SELU_SCALE,
+)
 
 from .special import erf, log_softmax, sigmoid, softmax, softplus
 
@@ -81,20 +87,19 @@ def _elu_backward(alpha, x, dy):
     return dy * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
 
 
-_GELU_C = math.sqrt(2 / math.pi)
-
-
 def _gelu(spec, x):
     if spec.approximate:
-        return 0.5 * x * (1 + np.tanh(_GELU_C * (x + 0.044715 * x ** 3)))
-    return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+        return 0.5 * x * (1 + np.tanh(GELU_TANH_SCALE * (x + GELU_TANH_COEFFICIENT * x ** 3)))
+    return 0.5 * x * (1 + erf(x * GELU_ERF_SCALE))
 
 
 def _gelu_backward(spec, x, y, dy):
     if spec.approximate:
-        t = np.tanh(_GELU_C * (x + 0.044715 * x ** 3))
-        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * x * x))
-    return dy * (0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+        t = np.tanh(GELU_TANH_SCALE * (x + GELU_TANH_COEFFICIENT * x ** 3))
+        return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_TANH_SCALE * (1 + 3 * GELU_TANH_COEFFICIENT * x * x))
+    # d/dx erf(c x) = c 2 / sqrt(pi) exp(-(c x)**2)
+    u = x * GELU_ERF_SCALE
+    return dy * (0.5 * (1 + erf(u)) + x * GELU_ERF_SCALE * np.exp(-u * u) / math.sqrt(math.pi))
 
 
 def _silu_backward(spec, x, y, dy):
@@ -138,8 +143,8 @@ IMPLEMENTATIONS = {
     "gelu": (_gelu, _gelu_backward),
     "silu": (lambda spec, x: x * sigmoid(x), _silu_backward),
     "leaky_relu": (
-        lambda spec, x: np.where(x >= 0, x, spec.negative_slope * x),
-        lambda spec, x, y, dy: dy * np.where(x > 0, 1.0, spec.negative_slope),
+        lambda spec, x: np.where(x >= 0, x, spec.effective_slope * x),
+        lambda spec, x, y, dy: dy * np.where(x > 0, 1.0, spec.effective_slope),
     ),
     "relu6": (lambda spec, x: _relu6(x), lambda spec, x, y, dy: dy * ((x > 0) & (x < 6))),
     "exponential": (lambda spec, x: np.exp(x), lambda spec, x, y, dy: dy * y),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polynn.losses import EPSILON, reduce  # noqa: F401 (reduce: the runtime's, and outside plugins')
+from polynn.losses import EPSILON, LOG_2, reduce  # noqa: F401 (reduce: the runtime's, and outside plugins')
 
 from .special import clip, log_softmax, mean, sigmoid, softmax, softplus
 
@@ -162,7 +162,7 @@ def _huber_vjp(spec, y, p, g):
 
 def _log_cosh(spec, y, p):
     d = p - y
-    return mean(d + softplus(-2 * d) - np.log(2.0), -1)
+    return mean(d + softplus(-2 * d) - LOG_2, -1)
 
 
 def _log_cosh_vjp(spec, y, p, g):

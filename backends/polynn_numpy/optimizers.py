@@ -15,17 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 
-# w -= g * lr, or with momentum: m = m * momentum - g * lr; w += m (nesterov: w += m * momentum - g * lr)
+# w -= g * lr, or with momentum (spec.effective_momentum): m = m * momentum - g * lr; w += m
+# (nesterov: w += m * momentum - g * lr)
 def _sgd(spec, w, g, slots, s, t0, t1):
     np.multiply(g, s["lr"], out=t0)
     if not spec.momentum:
         w -= t0
         return
     (m,) = slots
-    m *= spec.momentum
+    m *= spec.effective_momentum
     m -= t0
     if spec.nesterov:
-        np.multiply(m, spec.momentum, out=t1)
+        np.multiply(m, spec.effective_momentum, out=t1)
         t1 -= t0
         w += t1
     else:
@@ -33,13 +34,14 @@ def _sgd(spec, w, g, slots, s, t0, t1):
 
 
 def _moments(spec, g, m, v, t0):
-    """m += (g - m) * (1 - beta_1); v += (g * g - v) * (1 - beta_2)."""
+    """m += (g - m) * a; v += (g * g - v) * b, (a, b) = spec.moment_weights (1 - beta_1, 1 - beta_2)."""
+    a, b = spec.moment_weights
     np.subtract(g, m, out=t0)
-    t0 *= 1 - spec.beta_1
+    t0 *= a
     m += t0
     np.multiply(g, g, out=t0)
     t0 -= v
-    t0 *= 1 - spec.beta_2
+    t0 *= b
     v += t0
 
 

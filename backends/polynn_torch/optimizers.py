@@ -42,10 +42,10 @@ def _sgd(spec, w, g, slots, s, t0, t1):
         w.sub_(t0)
         return
     (m,) = slots
-    m.mul_(spec.momentum)
+    m.mul_(spec.effective_momentum)
     m.sub_(t0)
     if spec.nesterov:
-        torch.mul(m, spec.momentum, out=t1)
+        torch.mul(m, spec.effective_momentum, out=t1)
         t1.sub_(t0)
         w.add_(t1)
     else:
@@ -53,10 +53,11 @@ def _sgd(spec, w, g, slots, s, t0, t1):
 
 
 def _moments(spec, g, m, v, t0):
-    """m += (g - m)(1 - beta_1); v += (g*g - v)(1 - beta_2), each as one lerp (m + w (end - m))."""
-    m.lerp_(g, 1 - spec.beta_1)
+    """m += (g - m) a; v += (g*g - v) b, each as one lerp (m + w (end - m)), (a, b) = spec.moment_weights."""
+    a, b = spec.moment_weights
+    m.lerp_(g, a)
     torch.mul(g, g, out=t0)
-    v.lerp_(t0, 1 - spec.beta_2)
+    v.lerp_(t0, b)
 
 
 def _adam(spec, w, g, slots, s, t0, t1):
