@@ -554,20 +554,20 @@ def test_float32_catches_a_step_one_thousandth_too_long_at_every_seed(wrong_back
 
 
 @pytest.mark.slow
-def test_float32_torch_passes_the_blog_where_the_reference_forks():
-    """At seed 7 NumPy's float32 blog run forks from float64 (a relu unit's fate) and torch's does
-    not: the two float32 runs are 1.9e-4 apart (relative) in val_loss, over the 1e-4 tolerance, so
-    the verdict against the NumPy float32 run (24eac91) failed torch. Against float64, within the
-    budget the reference's own deviation widens, it passes."""
+def test_float32_torch_passes_where_its_rounding_parts_from_numpys():
+    """At seed 16 torch's float32 run of the centered-RMSprop scenario ends farther from NumPy's float32
+    run than the float32 tolerance (two correct engines round differently, and centered RMSprop
+    amplifies it), so the verdict against the NumPy float32 run failed a correct backend. Against
+    float64, within the budget the reference's own deviation sets, it passes. (Until Keras's float32
+    constants came in, the blog case showed the same at seed 7; over seeds 0-29 it no longer does.)"""
     pytest.importorskip("torch")
-    blog = all_cases(["blog"])[0]
-    with _harness.seeded(7):
-        observed = blog.scenario("torch", "float32")
-        r64, r32 = _reference(blog, "float64"), _reference(blog, "float32")
-    for name, tolerance in blog.tolerances("float32").items():
+    case = all_cases(["scenario.softmax_rmsprop"])[0]
+    with _harness.seeded(16):
+        observed = case.scenario("torch", "float32")
+        r64, r32 = _reference(case, "float64"), _reference(case, "float32")
+    tolerances = case.tolerances("float32")
+    for name, tolerance in tolerances.items():
         check = compare_float32(name, observed[name], r64[name], r32[name], tolerance)
         assert check.passed, check
-    name = "history.val_loss"
-    tolerance = blog.tolerances("float32")[name]
-    assert compare_float32(name, observed[name], r64[name], r32[name], tolerance).reference_deviation > 1e-5
-    assert not compare(name, observed[name], r32[name], tolerance).passed
+    assert not all(compare(name, observed[name], r32[name], tolerance).passed
+                   for name, tolerance in tolerances.items())
