@@ -200,10 +200,10 @@ class Sequential:
         return layer
 
     @property
-    def layers(self) -> list[Layer]:
+    def layers(self) -> list[BoundLayer]:
         """The layers, as Keras's model.layers: each a BoundLayer, which reads as its spec and adds
         get_weights(), set_weights(), weights and a settable trainable."""
-        return cast("list[Layer]", list(self._bound))
+        return list(self._bound)
 
     def _layer_index(self, bound: BoundLayer) -> int | None:
         return next((i for i, b in enumerate(self._bound) if b is bound), None)
@@ -223,7 +223,8 @@ class Sequential:
 
     def _set_layer_trainable(self, index: int, value: Any) -> None:
         layer = self._layers[index]
-        value = check_bool(self.layer_names()[index], "trainable", bool(value) if isinstance(value, np.bool_) else value)
+        value = check_bool(self.layer_names()[index], "trainable",
+                           bool(value) if isinstance(value, np.bool_) else value)
         if layer.trainable != value:
             # The plan and runtime follow at the next fit, evaluate or predict (_runtime_for).
             self._layers[index] = dataclasses.replace(layer, trainable=value)
@@ -615,7 +616,8 @@ class Sequential:
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
         try:
-            return _training.fit(self, _Trainee(self, training=True), x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+            return _training.fit(self, _Trainee(self, training=True), x, y, batch_size=batch_size, epochs=epochs,
+                                 verbose=verbose,
                                  callbacks=callbacks, validation_split=validation_split,
                                  validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
                                  sample_weight=sample_weight, initial_epoch=initial_epoch,
