@@ -205,6 +205,16 @@ class Sequential:
         get_weights(), set_weights(), weights and a settable trainable."""
         return list(self._bound)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (copy, deepcopy, pickle) binds layers of its own: a BoundLayer copies as its spec.
+        state = dict(self.__dict__)
+        del state["_bound"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bound = [BoundLayer(self) for _ in self._layers]
+
     def _layer_index(self, bound: BoundLayer) -> int | None:
         return next((i for i, b in enumerate(self._bound) if b is bound), None)
 

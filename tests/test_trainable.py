@@ -66,6 +66,17 @@ def test_layers_read_as_their_specs():
     assert other.layers[1].spec is spec and other.layers[1] is not layer
 
 
+def test_a_copied_model_binds_its_own_layers():
+    model = _model()
+    model.build()
+    clone = copy.deepcopy(model)
+    assert isinstance(clone.layers[1], BoundLayer) and clone.layers[1] is not model.layers[1]
+    clone.layers[1].trainable = False
+    clone.layers[1].set_weights([np.zeros((3, 4)), np.ones(4)])
+    assert model.layers[1].trainable and not np.array_equal(model.layers[1].get_weights()[1], np.ones(4))
+    assert np.array_equal(pickle.loads(pickle.dumps(clone)).layers[1].get_weights()[1], np.ones(4))
+
+
 def test_a_popped_layer_says_so():
     model = _model()
     last = model.layers[-1]

@@ -76,6 +76,11 @@ class NumpyRuntime(Runtime):
         self.update_scratch = optimizers.scratch(total, self.dtype)
         by_slot = [_views(flat, shapes, order) for flat in self.flat_slots]
         self.slots = [[views[k] for views in by_slot] for k in range(len(shapes))]
+        # What the update reads: the trainable part of each flat buffer, and the trainable weights' views.
+        n = self.trained
+        self.trained_buffers = (self.flat_weights[:n], self.flat_grads[:n], [self.grads[k] for k in trainable],
+                                [flat[:n] for flat in self.flat_slots])
+        self.trained_views = ([self.weights[k] for k in trainable], [self.slots[k] for k in trainable])
         self.backend = backend
         self.set_metrics(plan.metrics, plan.metric_weighted)
 
@@ -165,11 +170,8 @@ class NumpyRuntime(Runtime):
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
         if self.trainable:
-            n, trainable = self.trained, self.trainable
-            optimizers.apply(self.optimizer, self.update, self.flat_weights[:n], self.flat_grads[:n],
-                             [self.grads[k] for k in trainable], [flat[:n] for flat in self.flat_slots], s,
-                             self.update_scratch, [self.weights[k] for k in trainable],
-                             [self.slots[k] for k in trainable])
+            optimizers.apply(self.optimizer, self.update, *self.trained_buffers, s, self.update_scratch,
+                             *self.trained_views)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
         return loss, states
