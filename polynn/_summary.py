@@ -50,13 +50,16 @@ def summary_lines(model) -> list[str]:
     widths = (33, 24, 15)
     shape = model.input_shape
     rows = []
-    for name, layer in zip(model.layer_names(), model.layers):
+    frozen = 0  # the parameters of layers with trainable=False: Keras's "Non-trainable params"
+    for name, layer in zip(model.layer_names(), (bound.spec for bound in model.layers)):
         if layer.name == "input":  # Keras 3 lists no row for the Input a Sequential starts with
             continue
         if shape is None:
             out, params = "?", "0 (unbuilt)"
         else:
-            params = f"{sum(int(np.prod(w.shape)) for w in layer.weights(shape)):,}"
+            count = sum(int(np.prod(w.shape)) for w in layer.weight_specs(shape))
+            frozen += 0 if layer.trainable else count
+            params = f"{count:,}"
             shape = layer.output_shape(shape)
             out = str((None, *shape))
         rows.append((f"{name} ({type(layer).__name__})", out, params))
@@ -84,8 +87,8 @@ def summary_lines(model) -> list[str]:
     lines.append(line("\u2514", "\u2534", "\u2518", "\u2500"))
     # As Keras, the total counts the optimizer's variables too once it has them.
     lines.append(f" Total params: {params + extra_count:,} ({_readable(params * itemsize + extra_bytes)})")
-    lines.append(f" Trainable params: {params:,} ({_bytes(params, itemsize)})")
-    lines.append(f" Non-trainable params: 0 ({_bytes(0, itemsize)})")
+    lines.append(f" Trainable params: {params - frozen:,} ({_bytes(params - frozen, itemsize)})")
+    lines.append(f" Non-trainable params: {frozen:,} ({_bytes(frozen, itemsize)})")
     if optimizer is not None:
         lines.append(f" Optimizer params: {extra_count:,} ({_readable(extra_bytes)})")
     return lines

@@ -45,7 +45,12 @@ class Plan:
 
     layers: the layer specs in order (Input layers included; they compute the identity).
     input_shape / shapes: per-sample input shape and each layer's output shape (no batch axis).
-    weights: (layer index, WeightSpec) for every trainable array, in Keras order.
+    weights: (layer index, WeightSpec) for every weight array, in Keras order.
+    frozen_weights: indices into `weights` of the arrays of layers with trainable=False, which a
+        train step leaves alone (Keras 3): no update, no change to their optimizer slots, and
+        their gradients left out of gradient clipping; their regularizer penalties and constraints
+        are dropped (Backend.weight_implementations leaves them out). Only a Runtime whose class sets
+        `supports_frozen_weights` gets a plan with any (the core refuses the others).
     dropout_layers: indices of Dropout layers with rate > 0; train_steps gets one mask per entry.
     metrics: resolved metric specs (the string 'accuracy' already turned into a class).
     metric_weighted: for each metric, whether it takes the sample weights (compile's
@@ -63,6 +68,12 @@ class Plan:
     dtype: str
     dropout_layers: tuple[int, ...]
     device: str | None = None
+    frozen_weights: tuple[int, ...] = ()
+
+    def trainable_weights(self) -> list[int]:
+        """Indices into `weights` of the arrays a train step updates: all but `frozen_weights`."""
+        frozen = set(self.frozen_weights)
+        return [k for k in range(len(self.weights)) if k not in frozen]
 
     def components(self) -> list[Component]:
         """Every component spec the plan uses, nested ones included (for support checks)."""
@@ -114,7 +125,14 @@ class Runtime(abc.ABC):
 
     Subclasses implement every abstract method below; snapshot() and restore() have defaults built
     on them. The core never calls anything else.
+
+    `supports_frozen_weights`: set it True on a runtime whose train_steps leaves the weights in
+    Plan.frozen_weights, and their optimizer slots, as they are (OpsRuntime and polynn's backends
+    do); the core refuses a model with frozen layers (trainable=False) on a runtime that does not
+    say so, rather than train what the user froze.
     """
+
+    supports_frozen_weights: bool = False
 
     @abc.abstractmethod
     def get_weights(self) -> list[np.ndarray]:
@@ -310,9 +328,14 @@ class Backend(abc.ABC):
 
     def weight_implementations(self, plan: Plan, kind: str) -> list[tuple[int, Any, Any]]:
         """(k, spec, implementation) for each weight k of `plan` whose WeightSpec has a `kind`
-        ("regularizer" or "constraint"), in Plan.weights order: what a runtime applies per weight."""
+        ("regularizer" or "constraint"), in Plan.weights order: what a runtime applies per weight.
+        Frozen weights (Plan.frozen_weights) have none: as Keras 3, a layer with trainable=False adds
+        no weight penalty to the loss and its weights are not projected."""
         found = []
+        frozen = set(plan.frozen_weights)
         for k, (_, weight) in enumerate(plan.weights):
+            if k in frozen:
+                continue
             spec = getattr(weight, kind)
             if spec is not None:
                 found.append((k, spec, self.implementation(kind, spec.name)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -32,7 +33,7 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "We
 
 
 class WeightSpec(NamedTuple):
-    """One trainable array of a layer: its name, shape and the components acting on it."""
+    """One array of a layer's weights: its name, shape and the components acting on it."""
 
     name: str
     shape: tuple
@@ -44,7 +45,13 @@ class WeightSpec(NamedTuple):
 @_registry.register_base
 @dataclasses.dataclass(frozen=True)
 class Layer(Component):
-    """Shapes exclude the batch axis. `weights(input_shape)` lists trainable arrays in Keras order.
+    """Shapes exclude the batch axis. `weight_specs(input_shape)` lists the layer's weights in Keras
+    order (it was `weights(input_shape)`, which still works, with a DeprecationWarning).
+
+    `trainable` (keyword-only, as Keras's): False freezes the layer in fit: its weights and their
+    optimizer slots stay as they are, and its weights' regularizer penalties and constraints are
+    left out (Keras 3); its activity regularizer still counts. model.layers[i].trainable sets it on
+    a model's layer.
 
     `name=` (keyword only; held in the field `given_name`, saved under the config key "name")
     names the layer in the model's summary and `layer_names()`: a non-empty string without "/",
@@ -56,9 +63,9 @@ class Layer(Component):
     in files are keyed by these automatic names, never by given ones, as Keras's weight paths.
 
     `call(params, x, mask=None, activation=None)` is the layer's forward pass written once on
-    polynn.ops: params are its weights in `weights()` order, mask the scaled keep mask of a dropout
-    layer in training (else None), and activation the function z -> y the runtime computes the
-    layer's activation spec with (its own implementation, or a user function's), by default the
+    polynn.ops: params are its weights in `weight_specs()` order, mask the scaled keep mask of a
+    dropout layer in training (else None), and activation the function z -> y the runtime computes
+    the layer's activation spec with (its own implementation, or a user function's), by default the
     spec's own `call`. Every backend with an ops namespace and an autodiff engine runs it (see
     polynn.backend.SharedLayer) unless it has an override of its own.
     """
@@ -67,6 +74,7 @@ class Layer(Component):
     # keyword-only, so subclasses' fields keep their positions (Dense(4) is units=4); the
     # registry adds it to the repr as name='...'
     given_name: str | None = dataclasses.field(default=None, kw_only=True, repr=False)
+    trainable: bool = dataclasses.field(default=True, kw_only=True)
 
     if TYPE_CHECKING:
         # For type checkers only: a class without `call` has no shared implementation (a backend
@@ -74,12 +82,33 @@ class Layer(Component):
         def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
                  activation: Callable[[Tensor], Tensor] | None = None) -> Tensor: ...
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("weights")
+        if callable(legacy) and "weight_specs" not in cls.__dict__:
+            # A layer written before the rename: its weights(input_shape) serves as weight_specs.
+            warnings.warn(f"{cls.__module__}.{cls.__qualname__} defines weights(input_shape), renamed "
+                          f"weight_specs(input_shape); rename the method (the old name will stop "
+                          f"working in a later release)", DeprecationWarning, stacklevel=2)
+            cls.weight_specs = legacy  # type: ignore[method-assign]  # the same signature
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_bool(type(self).__name__, "trainable", self.trainable)
+
     @property
     def declared_input_shape(self) -> tuple | None:
         return None
 
-    def weights(self, input_shape: tuple) -> list[WeightSpec]:
+    def weight_specs(self, input_shape: tuple) -> list[WeightSpec]:
+        """The layer's weights for an input of `input_shape` (no batch axis), in Keras order."""
         return []
+
+    def weights(self, input_shape: tuple) -> list[WeightSpec]:
+        """Deprecated: weight_specs(input_shape)."""
+        warnings.warn("Layer.weights(input_shape) is renamed weight_specs(input_shape); on a model's "
+                      "layer, weights is the list of its arrays (as Keras)", DeprecationWarning, stacklevel=2)
+        return self.weight_specs(input_shape)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -177,7 +206,7 @@ class Dense(Layer):
             return self.input_shape
         return None if self.input_dim is None else (self.input_dim,)
 
-    def weights(self, input_shape: tuple) -> list[WeightSpec]:
+    def weight_specs(self, input_shape: tuple) -> list[WeightSpec]:
         _check_weight_size("Dense", "kernel", (input_shape[-1], self.units))
         kernel = WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
                             self.kernel_regularizer, self.kernel_constraint)

@@ -17,10 +17,12 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import random as _random
 from . import schedules as _schedules
+from ._bound_layer import BoundLayer
 from ._live_optimizer import LiveOptimizer
 from ._spec import (
     FunctionField,
     check_arguments,
+    check_bool,
     check_choice,
     check_number,
     check_output_axes,
@@ -37,6 +39,7 @@ from .errors import (
     PluginError,
     PolynnError,
     ShapeMismatchError,
+    UnsupportedComponentError,
 )
 from .hookspecs import DTYPES
 from .layers import Dropout, Input, Layer, WeightSpec
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
     from .metrics import Metric
     from .optimizers import Optimizer
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Sequential", "BoundLayer", "load_model"]
 
 
 class _Compiled:
@@ -95,9 +98,7 @@ _KERAS_ATTRIBUTES = {
     "train_on_batch": "fit(x, y, batch_size=len(x), epochs=1, shuffle=False)",
     "test_on_batch": "evaluate(x, y, batch_size=len(x))",
     "predict_on_batch": "predict(x, batch_size=len(x))",
-    "weights": "get_weights()",
-    "trainable_weights": "get_weights() (every polynn weight is trainable)",
-    "trainable_variables": "get_weights() (every polynn weight is trainable)",
+    "trainable_variables": "trainable_weights (NumPy arrays)",
     "metrics_names": "the keys of evaluate(..., return_dict=True)",
     "to_json": "json.dumps(model.get_config())",
     "save_spec": "model.input_shape",
@@ -185,6 +186,7 @@ class Sequential:
     def __init__(self, layers: Sequence[Any] | None = None, name: str | None = None) -> None:
         self.name = name or "sequential"
         self._layers: list[Layer] = []
+        self._bound: list[BoundLayer] = []  # what model.layers gives, one per layer
         self._built_shape: tuple | None = None
         self._weights: list[np.ndarray] | None = None  # float64 until compiled
         self._weights_provisional = False
@@ -193,6 +195,8 @@ class Sequential:
         self._weight_writes = 0  # set_weights() calls: fit's rewind (polynn._rewind) snapshots again after one
         self.history: History | None = None
         self.stop_training = False
+        self._trainable = True
+        self._fitting = False  # a runtime is not rebuilt under a running fit (its blocks hold it)
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise InvalidArgumentError("layers", layers, "a list or tuple of layers, or None", owner=self.name)
         for layer in layers or ():
@@ -201,6 +205,8 @@ class Sequential:
     # ---- structure ----------------------------------------------------------------------
 
     def add(self, layer: Any) -> None:
+        if isinstance(layer, BoundLayer):  # another model's layer: its spec (weights are not shared)
+            layer = layer.spec
         if isinstance(layer, (str, dict)) or not isinstance(layer, Layer):
             layer = resolve("layer", layer)
         if isinstance(layer, Input) and self._layers:
@@ -215,6 +221,7 @@ class Sequential:
                           f"{len(self._layers)} ({layer.name}) is ignored; only the first layer's declares the "
                           f"model's input", UserWarning, stacklevel=2)
         self._layers.append(layer)
+        self._bound.append(BoundLayer(self))
         self._built_shape = None
         self._weights = None
         if self._compiled is not None:
@@ -224,14 +231,51 @@ class Sequential:
         if not self._layers:
             raise InvalidArgumentError("layers", [], "a model with at least one layer to pop", owner=self.name)
         layer = self._layers.pop()
+        self._bound.pop()
         self._built_shape, self._weights = None, None
         if self._compiled is not None:
             self._compiled.runtime = self._compiled.plan = None
         return layer
 
     @property
-    def layers(self) -> list[Layer]:
-        return list(self._layers)
+    def layers(self) -> list[BoundLayer]:
+        """The layers, as Keras's model.layers: each a BoundLayer, which reads as its spec and adds
+        get_weights(), set_weights(), weights and a settable trainable."""
+        return list(self._bound)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (copy, deepcopy, pickle) binds layers of its own: a BoundLayer copies as its spec.
+        state = dict(self.__dict__)
+        del state["_bound"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bound = [BoundLayer(self) for _ in self._layers]
+
+    def _layer_index(self, bound: BoundLayer) -> int | None:
+        return next((i for i, b in enumerate(self._bound) if b is bound), None)
+
+    @property
+    def trainable(self) -> bool:
+        """Setting it sets every layer's trainable, as Keras's model.trainable does (a layer may be set
+        back afterwards: in polynn each layer's own flag decides, and is what the file keeps)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        value = check_bool(self.name, "trainable", bool(value) if isinstance(value, np.bool_) else value)
+        for index in range(len(self._layers)):
+            self._set_layer_trainable(index, value)
+        self._trainable = value
+
+    def _set_layer_trainable(self, index: int, value: Any) -> None:
+        layer = self._layers[index]
+        value = check_bool(self.layer_names()[index], "trainable",
+                           bool(value) if isinstance(value, np.bool_) else value)
+        if layer.trainable != value:
+            # The plan and runtime follow at the next fit, evaluate or predict (_runtime_for).
+            self._layers[index] = dataclasses.replace(layer, trainable=value)
 
     def layer_names(self) -> list[str]:
         """Each layer's name, as summary() shows it: the name given with name=, else the model's
@@ -286,7 +330,7 @@ class Sequential:
         specs: list[tuple[int, WeightSpec]] = []
         shape = input_shape
         for index, layer in enumerate(self._layers):
-            specs.extend((index, w) for w in layer.weights(shape))
+            specs.extend((index, w) for w in layer.weight_specs(shape))
             shape = layer.output_shape(shape)
         return specs
 
@@ -490,15 +534,30 @@ class Sequential:
         loss = compiled.loss if compiled.loss is not None else _losses.MeanSquaredError()
         check_output_axes((loss, *metrics), shapes[-1])
         return Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
-                    weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device)
+                    weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device,
+                    frozen_weights=self._frozen_weights(weights))
 
-    def _make_runtime(self, y_shape: tuple | None = None) -> None:
+    def _frozen_weights(self, weights: Sequence[tuple[int, WeightSpec]]) -> tuple[int, ...]:
+        """Indices of the weights of layers with trainable=False (Plan.frozen_weights)."""
+        return tuple(k for k, (index, _) in enumerate(weights) if not self._layers[index].trainable)
+
+    def _make_runtime(self, y_shape: tuple | None = None,
+                      state: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None) -> None:
+        """A runtime for the current plan, its weights the model's, or `state` (weights and optimizer
+        slots, in the plan's dtype) when it replaces a runtime whose layers' trainable changed."""
         compiled = cast(_Compiled, self._compiled)  # compile() has set it
         weights = cast("list[np.ndarray]", self._weights)  # and the model is built
         metrics, weighted, names = self._resolve_metrics(y_shape)
         plan = self._plan(metrics, weighted)
         runtime = _compile_on(compiled.backend, plan)
-        runtime.set_weights([w.astype(compiled.dtype) for w in weights])
+        if plan.frozen_weights and not getattr(runtime, "supports_frozen_weights", False):
+            raise _cannot_freeze(compiled.backend, runtime,
+                                 sorted({self.layer_names()[plan.weights[k][0]] for k in plan.frozen_weights}))
+        if state is None:
+            runtime.set_weights([w.astype(compiled.dtype) for w in weights])
+        else:
+            runtime.set_weights(state[0])
+            runtime.set_optimizer_state(state[1])
         compiled.runtime, compiled.plan, compiled.metric_names = runtime, plan, names
 
     def _runtime_for(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
@@ -507,6 +566,11 @@ class Sequential:
         self._ensure_built(x_shape)
         if compiled.runtime is None:
             self._make_runtime(y_shape)
+        elif not self._fitting and cast(Plan, compiled.plan).frozen_weights != self._frozen_weights(
+                cast(Plan, compiled.plan).weights):
+            # A layer's trainable changed: a new runtime, with the weights and optimizer state kept.
+            runtime = compiled.runtime
+            self._make_runtime(y_shape, (runtime.get_weights(), runtime.get_optimizer_state()))
         elif y_shape is not None and (compiled.metric_ids or compiled.weighted_ids):
             metrics, weighted, names = self._resolve_metrics(y_shape)
             plan = cast(Plan, compiled.plan)  # set with the runtime
@@ -551,6 +615,74 @@ class Sequential:
         if self._compiled is not None and self._compiled.runtime is not None:
             self._compiled.runtime.set_weights([w.astype(self._compiled.dtype) for w in arrays])
 
+    def _exact_weights(self) -> list[np.ndarray]:
+        """Every weight as the model holds it: the runtime's (plan dtype), else the float64 ones."""
+        if self._compiled is not None and self._compiled.runtime is not None:
+            return self._compiled.runtime.get_weights()
+        self._ensure_built()
+        return list(cast("list[np.ndarray]", self._weights))  # built just above
+
+    def _layer_positions(self, index: int) -> list[tuple[int, WeightSpec]] | None:
+        """(k, spec) of layer `index`'s weights in the model's list; None while the input shape is unknown."""
+        shape = self._built_shape if self._built_shape is not None else self.input_shape
+        if shape is None:
+            return None
+        return [(k, ws) for k, (owner, ws) in enumerate(self._weight_specs(tuple(shape))) if owner == index]
+
+    def _layer_weights(self, index: int) -> list[np.ndarray]:
+        positions = self._layer_positions(index)
+        if not positions:
+            return []
+        weights = self.get_weights()
+        return [weights[k] for k, _ in positions]
+
+    def _set_layer_weights(self, index: int, weights: Sequence[ArrayLike]) -> None:
+        """Layer `index`'s weights replaced, checked first (as set_weights) so a bad list changes nothing."""
+        name = self.layer_names()[index]
+        positions = self._layer_positions(index)
+        if not isinstance(weights, (list, tuple)):
+            raise InvalidArgumentError("weights", weights, "a list of arrays, as get_weights() gives",
+                                       owner=f"layer {name}.set_weights")
+        if positions is None:
+            raise InvalidArgumentError(
+                "weights", f"{len(weights)} arrays", "set_weights() only once the model's input shape is known",
+                owner=f"layer {name}")
+        arrays = [_weight_array(k, w) for k, w in enumerate(weights)]
+        expected = [ws.shape for _, ws in positions]
+        if len(arrays) != len(expected):
+            raise ShapeMismatchError(f"layer {name}: set_weights() got {len(arrays)} arrays; the layer has "
+                                     f"{len(expected)} with shapes {expected}")
+        for k, (w, shape) in enumerate(zip(arrays, expected)):
+            if tuple(w.shape) != tuple(shape):
+                raise ShapeMismatchError(f"layer {name}: set_weights(): array {k} ({positions[k][1].name}) has "
+                                         f"shape {tuple(w.shape)}; expected {tuple(shape)}")
+        full = self._exact_weights()
+        for (k, _), w in zip(positions, arrays):
+            full[k] = w
+        self.set_weights(full)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight, as get_weights() (NumPy arrays, where Keras gives variables)."""
+        return self.get_weights()
+
+    def _weights_where(self, trainable: bool) -> list[np.ndarray]:
+        shape = self.input_shape
+        if shape is None:
+            return []
+        owners = [owner for owner, _ in self._weight_specs(tuple(shape))]
+        return [w for w, owner in zip(self.get_weights(), owners) if self._layers[owner].trainable == trainable]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        """The weights of the layers with trainable=True, in get_weights() order."""
+        return self._weights_where(True)
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        """The weights of the layers with trainable=False, in get_weights() order."""
+        return self._weights_where(False)
+
     def count_params(self) -> int:
         shape = self.input_shape
         if shape is None:
@@ -571,11 +703,15 @@ class Sequential:
         the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
-        return _training.fit(self, _Trainee(self), x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                             callbacks=callbacks, validation_split=validation_split,
-                             validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
-                             sample_weight=sample_weight, initial_epoch=initial_epoch,
-                             validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+        try:
+            return _training.fit(self, _Trainee(self, training=True), x, y, batch_size=batch_size, epochs=epochs,
+                                 verbose=verbose,
+                                 callbacks=callbacks, validation_split=validation_split,
+                                 validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                                 sample_weight=sample_weight, initial_epoch=initial_epoch,
+                                 validation_batch_size=validation_batch_size, validation_freq=validation_freq)
+        finally:
+            self._fitting = False
 
     # The return type follows return_dict: the loss (and metrics, as a list) or a dict of them all.
     @overload
@@ -672,9 +808,10 @@ class _Trainee:
     """A compiled Sequential as the training loop uses it (polynn._training.Trainee): the plan and
     runtime for the data's shapes, the metrics' log names, the seed, the step counter."""
 
-    def __init__(self, model: Sequential) -> None:
+    def __init__(self, model: Sequential, training: bool = False) -> None:
         self._model = model
         self._compiled = cast(_Compiled, model._compiled)  # fit(), evaluate() and predict() compile first
+        self._training = training
 
     @property
     def plan(self) -> Plan:
@@ -704,7 +841,12 @@ class _Trainee:
         self._model._ensure_built(x_shape)
 
     def prepare(self, x_shape: tuple, y_shape: tuple | None = None) -> Runtime:
-        return self._model._runtime_for(x_shape, y_shape)
+        runtime = self._model._runtime_for(x_shape, y_shape)
+        if self._training:
+            # From here on fit's blocks hold this runtime: a layer frozen meanwhile (by a callback)
+            # waits for the next fit, evaluate or predict, as the validation runs on this one.
+            self._model._fitting = True
+        return runtime
 
     @property
     def weight_writes(self) -> int:
@@ -739,6 +881,17 @@ def _compile_on(backend: Backend, plan: Plan) -> Runtime:
                           f"{type(runtime).__module__}.{type(runtime).__qualname__}; accepted: an instance of "
                           f"polynn.backend.Runtime")
     return runtime
+
+
+def _cannot_freeze(backend: Backend, runtime: Runtime, frozen: list[str]) -> UnsupportedComponentError:
+    """The error for frozen layers on a runtime that does not say it leaves them alone: refused, as
+    an unsupported component is (the kit reports the case unsupported), rather than trained."""
+    error = UnsupportedComponentError("layer", f"{frozen[0]} (trainable=False)", backend.name)
+    kind = f"{type(runtime).__module__}.{type(runtime).__qualname__}"
+    error.args = (f"{plugins.describe_backend(backend.name)} cannot freeze layers: its runtime {kind} does not "
+                  f"set supports_frozen_weights, and layer {', '.join(frozen)} has trainable=False; accepted: "
+                  f"trainable=True on every layer, or a backend that freezes layers (polynn's own do)",)
+    return error
 
 
 def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dtype: str | None = None,

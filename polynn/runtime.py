@@ -31,16 +31,21 @@ class OpsRuntime(Runtime):
     of polynn.optimizers.apply_updates (the optimizer implementation, if the backend has its own,
     in its pure form `update(spec, w, g, slots, scalars) -> (w, slots)`), then the constraints.
     Weights and slots are immutable tensors, replaced each step; a block of steps is a Python loop
-    over one per-step function, unless the subclass runs it as one program (`compile_block`).
+    over one per-step function, unless the subclass runs it as one program (`compile_block`). The
+    weights of frozen layers (Plan.frozen_weights) are neither differentiated nor updated: the
+    objective takes the others, and the update and constraints run on those alone.
 
     A subclass supplies `value_and_gradients`, and where its engine wants them `compile_step` (a
     jit) or `compile_block` (a compiled loop: jax.lax.scan), and `to_tensor`/`to_numpy` (a device,
     say). Backend.compile returns `cls(backend, plan)`.
     """
 
+    supports_frozen_weights = True
+
     def __init__(self, backend: Backend, plan: Plan) -> None:
         self.backend = backend
         self.plan = plan
+        self.trainable = plan.trainable_weights()
         self.dtype = np.dtype(plan.dtype)
         with ops.using(backend.ops):
             # A scalar of the plan's float dtype: what run_ops reads the dtype (and device) from.
@@ -212,20 +217,29 @@ class OpsRuntime(Runtime):
                     rows: Tensor, masks: list[Tensor], scalars: dict[str, Tensor],
                     ) -> tuple[list[Tensor], list[list[Tensor]], Tensor, list[Tensor]]:
         x, y, w = self._rows(data, rows)
+        trainable = self.trainable
 
         def objective(params: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-            p, activity = self._forward(params, x, masks)
-            loss, report = self._loss(params, y, p, w, activity)
+            every = list(weights)
+            for k, param in zip(trainable, params):
+                every[k] = param
+            p, activity = self._forward(every, x, masks)
+            loss, report = self._loss(every, y, p, w, activity)
             return loss, (report, p)
 
-        if weights:
-            (_, (report, p)), grads = self.value_and_gradients(objective, list(weights))
+        params = [weights[k] for k in trainable]
+        if params:
+            (_, (report, p)), grads = self.value_and_gradients(objective, params)
         else:
             (_, (report, p)), grads = objective([]), []
         report, p = ops.stop_gradient(report), ops.stop_gradient(p)
         # Metric increments use this step's training-mode predictions, before its update.
         states = self._metric_states(y, p, w)
-        weights, slots = apply_updates(self.plan.optimizer, weights, grads, slots, scalars, update=self.update)
+        trained, trained_slots = apply_updates(self.plan.optimizer, params, grads, [slots[k] for k in trainable],
+                                               scalars, update=self.update)
+        weights, slots = list(weights), list(slots)
+        for k, value, values in zip(trainable, trained, trained_slots):
+            weights[k], slots[k] = value, values
         for k, constraint, project in self.constrained:
             weights[k] = project(constraint, weights[k])
         return weights, slots, report, states

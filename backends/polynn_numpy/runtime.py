@@ -22,18 +22,25 @@ WORKSPACE_MIN_BYTES = 1 << 17
 
 
 class NumpyRuntime(Runtime):
+    supports_frozen_weights = True
+
     def __init__(self, backend, plan):
         self.plan = plan
         self.dtype = np.dtype(plan.dtype)
         # Weights, gradients and optimizer slots each live in one flat buffer, with a view per
         # weight: the optimizer updates every weight in a handful of NumPy calls (element-wise,
-        # so the numbers are those of a per-weight update).
+        # so the numbers are those of a per-weight update). The trainable weights come first, so
+        # the update (and gradient clipping) runs on the buffers' first `trained` elements only.
         shapes = [tuple(ws.shape) for _, ws in plan.weights]
+        trainable = plan.trainable_weights()
+        order = trainable + list(plan.frozen_weights)
         total = sum(int(np.prod(shape)) for shape in shapes)
+        self.trained = sum(int(np.prod(shapes[k])) for k in trainable)
+        self.trainable = trainable
         self.flat_weights = np.zeros(total, dtype=self.dtype)
-        self.weights = _views(self.flat_weights, shapes)
+        self.weights = _views(self.flat_weights, shapes, order)
         self.flat_grads = np.zeros(total, dtype=self.dtype)
-        self.grads = _views(self.flat_grads, shapes)
+        self.grads = _views(self.flat_grads, shapes, order)
         self.layers = []
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
@@ -67,8 +74,13 @@ class NumpyRuntime(Runtime):
         starts = plan.optimizer.slot_initial_values()
         self.flat_slots = [np.full(total, start, dtype=self.dtype) for start in starts]
         self.update_scratch = optimizers.scratch(total, self.dtype)
-        by_slot = [_views(flat, shapes) for flat in self.flat_slots]
+        by_slot = [_views(flat, shapes, order) for flat in self.flat_slots]
         self.slots = [[views[k] for views in by_slot] for k in range(len(shapes))]
+        # What the update reads: the trainable part of each flat buffer, and the trainable weights' views.
+        n = self.trained
+        self.trained_buffers = (self.flat_weights[:n], self.flat_grads[:n], [self.grads[k] for k in trainable],
+                                [flat[:n] for flat in self.flat_slots])
+        self.trained_views = ([self.weights[k] for k in trainable], [self.slots[k] for k in trainable])
         self.backend = backend
         self.set_metrics(plan.metrics, plan.metric_weighted)
 
@@ -162,8 +174,9 @@ class NumpyRuntime(Runtime):
                     np.copyto(target, g)
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
-        optimizers.apply(self.optimizer, self.update, self.flat_weights, self.flat_grads, self.grads,
-                         self.flat_slots, s, self.update_scratch, self.weights, self.slots)
+        if self.trainable:
+            optimizers.apply(self.optimizer, self.update, *self.trained_buffers, s, self.update_scratch,
+                             *self.trained_views)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
         return loss, states
@@ -211,11 +224,12 @@ class NumpyRuntime(Runtime):
         return np.concatenate([self._forward(x[rows], None)[0] for rows in batches], axis=0)
 
 
-def _views(flat: np.ndarray, shapes) -> list[np.ndarray]:
-    """Views of consecutive pieces of `flat`, one per shape."""
-    views, offset = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        views.append(flat[offset:offset + size].reshape(shape))
+def _views(flat: np.ndarray, shapes, order) -> list[np.ndarray]:
+    """Views of consecutive pieces of `flat`, one per shape, laid out in `order` (indices into
+    shapes), listed in the shapes' order."""
+    views, offset = [None] * len(shapes), 0
+    for k in order:
+        size = int(np.prod(shapes[k]))
+        views[k] = flat[offset:offset + size].reshape(shapes[k])
         offset += size
     return views

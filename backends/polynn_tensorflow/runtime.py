@@ -41,8 +41,12 @@ class _Data:
 
 
 class TensorFlowRuntime(Runtime):
+    supports_frozen_weights = True
+
     def __init__(self, backend, plan, device):
         self.plan = plan
+        # The weights a step differentiates and updates: all but the frozen layers' (Plan.frozen_weights).
+        self.trainable = plan.trainable_weights()
         self.backend = backend
         self.dtype = tf.as_dtype(plan.dtype)
         self.device = device
@@ -173,27 +177,33 @@ class TensorFlowRuntime(Runtime):
 
     def _train_step(self, x, y, w, masks, s):
         current = self._read()
+        trained = [current[k] for k in self.trainable]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(current)
+            tape.watch(trained)
             p, activity = self._forward(current, x, masks)
             loss, report = self._loss(current, y, p, w, activity)
-        grads = tape.gradient(loss, current, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
+        if not trained:
+            return report, states
+        variables = [self.weights[k] for k in self.trainable]
+        slot_variables = [self.slots[k] for k in self.trainable]
         # The update runs on this backend's ops, floats in the plan's dtype (s["lr"] is one).
         run = self.backend.run_ops
         if self.fused_update is not None:
-            run(optimizers.apply_fused, s["lr"], self.optimizer, self.fused_update, self.weights, current, grads,
-                self.slots, s)
+            run(optimizers.apply_fused, s["lr"], self.optimizer, self.fused_update, variables, trained, grads,
+                slot_variables, s)
             for k, (constraint, project) in self.constrained.items():
                 self.weights[k].assign(project(constraint, tf.convert_to_tensor(self.weights[k])))
             return report, states
-        slots = [[tf.convert_to_tensor(v) for v in ws] for ws in self.slots]
-        new_weights, new_slots = run(apply_updates, s["lr"], self.optimizer, current, grads, slots, s, self.update)
+        slots = [[tf.convert_to_tensor(v) for v in ws] for ws in slot_variables]
+        new_weights, new_slots = run(apply_updates, s["lr"], self.optimizer, trained, grads, slots, s, self.update)
+        new_weights = dict(zip(self.trainable, new_weights))
         for k, (constraint, project) in self.constrained.items():
             new_weights[k] = project(constraint, new_weights[k])
-        for variable, value in zip(self.weights, new_weights):
-            variable.assign(value)
-        for variables, values in zip(self.slots, new_slots):
+        for k, value in new_weights.items():
+            self.weights[k].assign(value)
+        for variables, values in zip(slot_variables, new_slots):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         return report, states

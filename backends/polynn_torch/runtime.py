@@ -20,15 +20,32 @@ from .workspace import Workspace
 
 
 class TorchRuntime(Runtime):
+    supports_frozen_weights = True
+
     def __init__(self, backend, plan, device):
         self.plan = plan
         self.device = device
         self.np_dtype = np.dtype(plan.dtype)
         self.dtype = getattr(torch, plan.dtype)
-        # Weights and optimizer slots are views of flat buffers, which the update walks in cached chunks.
-        self.state = optimizers.FlatState([ws.shape for _, ws in plan.weights],
-                                          plan.optimizer.slot_initial_values(), self.dtype, device)
-        self.weights = self.state.weights
+        # Weights and optimizer slots are views of flat buffers, which the update walks in cached
+        # chunks: `state` holds the weights a step trains, `frozen` those of layers with
+        # trainable=False (Plan.frozen_weights), which no gradient or update reaches.
+        starts = plan.optimizer.slot_initial_values()
+        trainable, frozen = plan.trainable_weights(), list(plan.frozen_weights)
+        self.state = optimizers.FlatState([plan.weights[k][1].shape for k in trainable], starts, self.dtype, device)
+        self.weights = [None] * len(plan.weights)
+        self.slots = [[None] * len(plan.weights) for _ in starts]
+        parts = [(self.state, trainable)]
+        if frozen:
+            stored = optimizers.FlatState([plan.weights[k][1].shape for k in frozen], starts, self.dtype, device)
+            for w in stored.weights:
+                w.requires_grad_(False)
+            parts.append((stored, frozen))
+        for part, indices in parts:
+            for i, k in enumerate(indices):
+                self.weights[k] = part.weights[i]
+                for slot, views in zip(self.slots, part.slots):
+                    slot[k] = views[i]
         self.layers = []
         for index, spec in enumerate(plan.layers):
             params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
@@ -52,7 +69,6 @@ class TorchRuntime(Runtime):
         self.update = backend.implementation("optimizer", plan.optimizer.name)
         # Chosen once: it depends only on the optimizer spec, its rule and the state's dtype and device.
         self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, self.state)
-        self.slots = self.state.slots
         self.backend = backend
         self.set_metrics(plan.metrics, plan.metric_weighted)
 
@@ -161,7 +177,9 @@ class TorchRuntime(Runtime):
         penalties = []
         p = self._forward(x, masks, penalties, training=True)
         loss = self._loss(y, p, w, penalties)
-        grads = list(torch.autograd.grad(loss, self.weights))
+        if not self.state.weights:
+            return loss.detach(), p.detach()
+        grads = list(torch.autograd.grad(loss, self.state.weights))
         with torch.no_grad():
             optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
             for weight, constraint, project in self.constrained:

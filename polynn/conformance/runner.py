@@ -11,7 +11,7 @@ import numpy as np
 from .. import plugins
 from ..backend import Backend
 from ..errors import InvalidArgumentError, UnsupportedComponentError
-from . import blog, components, op_cases, recovery, scenarios, selection
+from . import blog, components, freezing, op_cases, recovery, scenarios, selection
 from ._case import Case, CaseResult
 from ._compare import compare, compare_float32
 from ._harness import kit_seed
@@ -25,7 +25,8 @@ def all_cases(patterns: Iterable[str] = ()) -> list[Case]:
     """Every case: the blog, the scenarios, recovery, the components, the ops; with patterns (fnmatch), only the
     names matching one."""
     plugins.backend_entries()  # component plugins register their specs when plugins load
-    cases = blog.cases() + scenarios.cases() + recovery.cases() + components.cases() + op_cases.cases()
+    cases = (blog.cases() + scenarios.cases() + recovery.cases() + freezing.cases() + components.cases()
+             + op_cases.cases())
     return selection.matching(cases, patterns)
 
 

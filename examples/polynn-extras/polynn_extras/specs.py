@@ -42,7 +42,7 @@ class LayerNormalization(Layer):
             if not isinstance(getattr(self, flag), bool):
                 raise InvalidArgumentError(flag, getattr(self, flag), "True or False", owner="LayerNormalization")
 
-    def weights(self, input_shape):
+    def weight_specs(self, input_shape):
         size = (input_shape[-1],)
         out = []
         if self.scale:

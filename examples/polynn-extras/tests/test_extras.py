@@ -77,7 +77,7 @@ def _finite_difference(f, x, h=1e-6):
 def test_layer_normalization_gradients_match_finite_differences(spec):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 4, 5))
-    params = [rng.normal(size=5) for _ in spec.weights((4, 5))]
+    params = [rng.normal(size=5) for _ in spec.weight_specs((4, 5))]
     dy = rng.normal(size=x.shape)
     layer = numpy_impl.LayerNormalization(None, spec)
     y, cache = layer.forward(params, x)
