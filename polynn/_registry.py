@@ -47,12 +47,13 @@ def register_base(cls: type[Any]) -> type[Any]:
     return cls
 
 # What the core reads from every spec of a kind and the base does not define (docs/plugins.md §4):
-# kind -> (dataclass fields, methods the subclass must override).
+# kind -> (dataclass fields, methods the subclass must override; a tuple of names: one of them).
 REQUIRED = {
     "loss": (("reduction",), ()),  # compile() refuses 'none', Loss.validate() checks it
     "optimizer": (("learning_rate",), ()),  # Optimizer.validate() and learning_rates() read it
     "metric": ((), ("compute",)),  # Metric.result() calls it
-    "schedule": ((), ("evaluate",)),  # the optimizer evaluates its schedule at each step
+    # the optimizer evaluates its schedule at each step: evaluate(t), or the float32 rates(t) it wraps
+    "schedule": ((), (("evaluate", "rates"),)),
     "initializer": ((), ("sample",)),  # the core draws initial weights with it
 }
 _FIELD_EXAMPLES = {
@@ -106,11 +107,18 @@ def check_spec_class(cls: Any, source: str) -> None:
     for field in needed_fields:
         if field not in fields:
             refuse(f"is {_a(kind)} without a {field!r} field", f"{_a(kind)} declares {_FIELD_EXAMPLES[field]}")
-    for method in needed_methods:
-        inherited = getattr(cls, method, None) is getattr(base, method, None)
-        if inherited or method in getattr(cls, "__abstractmethods__", ()):
-            refuse(f"is {_a(kind)} that does not define {method}()",
-                   f"{_a(kind)} overrides {base.__module__}.{base.__qualname__}.{method}()")
+    for needed in needed_methods:
+        choices = needed if isinstance(needed, tuple) else (needed,)
+
+        def defined(method: str) -> bool:
+            inherited = getattr(cls, method, None) is getattr(base, method, None)
+            return not inherited and method not in getattr(cls, "__abstractmethods__", ())
+
+        if not any(defined(method) for method in choices):
+            wanted = " or ".join(f"{method}()" for method in choices)
+            refuse(f"is {_a(kind)} that does not define {wanted}",
+                   f"{_a(kind)} overrides " + " or ".join(f"{base.__module__}.{base.__qualname__}.{method}()"
+                                                          for method in choices))
 
 
 def refuse_assignment(self: Any, name: str, value: Any) -> None:

@@ -325,7 +325,7 @@ def test_callbacks_take_numpy_bools_as_bools(tmp_path):
 def _bool_fields():
     """Every bool field of every registered component (polynn's and plugins'), with the arguments
     its class needs besides."""
-    needs = {"Dense": {"units": 1}}
+    needs = {"Dense": {"units": 1}, "Input": {"shape": (3,)}}
     for kind in ("layer", "activation", "loss", "metric", "optimizer", "schedule", "initializer", "regularizer",
                  "constraint"):
         for cls in plugins.component_specs(kind):

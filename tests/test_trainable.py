@@ -15,11 +15,12 @@ import pytest
 from polynn import hookimpl, plugins
 from polynn.conformance import run_case
 from polynn.conformance.freezing import cases as freezing_cases
-from polynn.errors import ImmutableSpecError, InvalidArgumentError, ShapeMismatchError, UnsupportedComponentError
+from polynn.errors import ImmutableSpecError, InvalidArgumentError, PolynnError, ShapeMismatchError, UnsupportedComponentError
 from polynn.initializers import Ones
 from polynn.layers import Dense, Dropout, Input, Layer, WeightSpec
 from polynn.models import BoundLayer, Sequential, load_model
 from polynn.optimizers import SGD, Adam, AdamW
+from polynn.regularizers import L2
 
 BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("tensorflow", id="tensorflow"),
             pytest.param("torch", id="torch"), pytest.param("jax", id="jax", marks=pytest.mark.slow)]
@@ -208,7 +209,7 @@ def test_a_frozen_layer_keeps_its_weights_and_slots(backend, dtype):
     assert all(np.all(s == 0) for per_weight in slots[:2] for s in per_weight)
     assert not np.array_equal(end[2], start[2]) and all(np.any(s != 0) for s in slots[2])
     # The frozen kernel's l2 penalty is not in the loss (Keras 3); the trainable one's is.
-    penalty = 0.01 * np.sum(end[2].astype(np.float64) ** 2)
+    penalty = L2().l2_factor * np.sum(end[2].astype(np.float64) ** 2)  # Keras's float32-rounded 0.01
     p = model.predict(x, verbose=0).astype(np.float64)
     expected = np.mean((p - y) ** 2) + penalty
     assert model.evaluate(x, y, verbose=0) == pytest.approx(expected, rel=1e-5 if dtype == "float32" else 1e-12)
