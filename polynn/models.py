@@ -703,6 +703,8 @@ class Sequential:
         the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
+        # A callback's own fit on this model runs inside this one and must not end its hold on the runtime.
+        outer_fitting = self._fitting
         try:
             return _training.fit(self, _Trainee(self, training=True), x, y, batch_size=batch_size, epochs=epochs,
                                  verbose=verbose,
@@ -711,7 +713,7 @@ class Sequential:
                                  sample_weight=sample_weight, initial_epoch=initial_epoch,
                                  validation_batch_size=validation_batch_size, validation_freq=validation_freq)
         finally:
-            self._fitting = False
+            self._fitting = outer_fitting
 
     # The return type follows return_dict: the loss (and metrics, as a list) or a dict of them all.
     @overload

@@ -15,7 +15,13 @@ import pytest
 from polynn import hookimpl, plugins
 from polynn.conformance import run_case
 from polynn.conformance.freezing import cases as freezing_cases
-from polynn.errors import ImmutableSpecError, InvalidArgumentError, PolynnError, ShapeMismatchError, UnsupportedComponentError
+from polynn.errors import (
+    ImmutableSpecError,
+    InvalidArgumentError,
+    PolynnError,
+    ShapeMismatchError,
+    UnsupportedComponentError,
+)
 from polynn.initializers import Ones
 from polynn.layers import Dense, Dropout, Input, Layer, WeightSpec
 from polynn.models import BoundLayer, Sequential, load_model
@@ -255,6 +261,32 @@ def test_a_layer_frozen_by_a_callback_waits_for_the_next_fit():
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert model._compiled.runtime is not runtime
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights()[:2], trained[:2]))
+
+
+def test_a_callbacks_own_fit_does_not_end_the_outer_fits_runtime():
+    # The inner fit used to end the outer fit's hold: the next evaluate or predict then rebuilt the
+    # runtime for the frozen layer, and the outer fit's later epochs trained the dropped one.
+    from polynn.callbacks import Callback
+
+    seen = []
+
+    class FreezeAndFit(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.model.layers[1].trainable = False
+                self.model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            elif epoch == 1:
+                self.model.predict(x, verbose=0)
+            seen.append(self.model.get_weights())
+
+    x, y = _data()
+    model = _model()
+    model.compile(SGD(0.1), "mse", seed=3)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[FreezeAndFit()])
+    assert model.iterations == 4 * 5
+    # The outer fit's last epoch moved the model's weights: its runtime is still the model's.
+    assert not np.array_equal(seen[1][-1], seen[2][-1])
+    assert np.array_equal(model.get_weights()[-1], seen[2][-1])
 
 
 # ---- a runtime that cannot freeze ------------------------------------------------------------
