@@ -114,7 +114,11 @@ def _refuse_unsupported(method: str, bound: Callable[..., Any], unsupported: dic
 
 
 def _weight_array(index: int, value: ArrayLike) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists: NumPy refuses to make one array of them
+        raise InvalidArgumentError(f"weights[{index}]", value, "an array of real numbers (nested lists of "
+                                   "one shape)", owner="set_weights") from None
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise InvalidArgumentError(f"weights[{index}]", f"array of dtype {array.dtype}", "an array of real numbers",
                                    owner="set_weights")

@@ -131,6 +131,11 @@ def test_layer_set_weights_is_checked_and_atomic(backend):
         layer.set_weights([np.ones((4, 1)), np.array(["a"])])
     with pytest.raises(InvalidArgumentError, match="a list of arrays"):
         layer.set_weights(np.ones((4, 1)))
+    # Ragged nested lists: NumPy's own ValueError used to reach the user, from both set_weights.
+    with pytest.raises(InvalidArgumentError, match=r"weights\[0\].*nested lists of one shape"):
+        layer.set_weights([[[1.0], [2.0, 3.0]], np.zeros(1)])
+    with pytest.raises(InvalidArgumentError, match=r"weights\[2\].*nested lists of one shape"):
+        model.set_weights([*before[:2], [[1.0], [2.0, 3.0]], before[3]])
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))  # nothing changed
     layer.set_weights([np.full((4, 1), 0.5), np.array([2.0])])
     after = model.get_weights()
