@@ -375,6 +375,28 @@ def test_weight_specs_and_the_deprecated_name():
         assert spec.weights((3,)) == spec.weight_specs((3,))
 
 
+def test_an_old_style_subclass_extending_a_layer_with_super_weights():
+    # weights() calling super().weights() reached Layer.weights, which called weight_specs, the
+    # subclass's own weights() again: a RecursionError where 24eac91 gave Dense's weights.
+    with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+        @dataclasses.dataclass(frozen=True)
+        class KernelOnly(Dense):
+            def weights(self, input_shape):
+                return super().weights(input_shape)[:1]
+
+        @dataclasses.dataclass(frozen=True)
+        class KernelOnlyNew(KernelOnly):  # a newer subclass of it, with the new name
+            def weight_specs(self, input_shape):
+                return super().weight_specs(input_shape)
+
+    for layer in (KernelOnly(4), KernelOnlyNew(4)):
+        with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+            assert [w.name for w in layer.weight_specs((3,))] == ["kernel"]
+            assert [w.name for w in layer.weights((3,))] == ["kernel"]
+    with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+        assert Dense(4).weights((3,)) == Dense(4).weight_specs((3,))
+
+
 def _scale_call(self, params, x, mask=None, activation=None):
     return x * params[0]
 
