@@ -42,6 +42,12 @@ class WeightSpec(NamedTuple):
     constraint: Constraint | None
 
 
+def _defines_legacy_weights(cls: type) -> bool:
+    """Whether `cls` defines the old weights(input_shape), which Layer.__init_subclass__ made its weight_specs."""
+    legacy = cls.__dict__.get("weights")
+    return legacy is not None and cls.__dict__.get("weight_specs") is legacy
+
+
 @_registry.register_base
 @dataclasses.dataclass(frozen=True)
 class Layer(Component):
@@ -108,7 +114,15 @@ class Layer(Component):
         """Deprecated: weight_specs(input_shape)."""
         warnings.warn("Layer.weights(input_shape) is renamed weight_specs(input_shape); on a model's "
                       "layer, weights is the list of its arrays (as Keras)", DeprecationWarning, stacklevel=2)
-        return self.weight_specs(input_shape)
+        # Reached from an old-style subclass's super().weights() too (its weights() is its
+        # weight_specs): the weight_specs to run is the first one above the last such class, else
+        # self.weight_specs would call that subclass's weights() again, without end.
+        mro = type(self).__mro__
+        legacy = [i for i, klass in enumerate(mro) if _defines_legacy_weights(klass)]
+        for klass in mro[legacy[-1] + 1 if legacy else 0:]:
+            if "weight_specs" in klass.__dict__:
+                return klass.__dict__["weight_specs"].__get__(self, type(self))(input_shape)
+        return []  # pragma: no cover - Layer itself defines weight_specs
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return input_shape

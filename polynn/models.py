@@ -114,7 +114,11 @@ def _refuse_unsupported(method: str, bound: Callable[..., Any], unsupported: dic
 
 
 def _weight_array(index: int, value: ArrayLike) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists: NumPy refuses to make one array of them
+        raise InvalidArgumentError(f"weights[{index}]", value, "an array of real numbers (nested lists of "
+                                   "one shape)", owner="set_weights") from None
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise InvalidArgumentError(f"weights[{index}]", f"array of dtype {array.dtype}", "an array of real numbers",
                                    owner="set_weights")
@@ -703,6 +707,8 @@ class Sequential:
         the pair); both weight the loss and weighted_metrics only."""
         _refuse_unsupported("fit", self.fit, unsupported)
         self._require_compiled("fit")
+        # A callback's own fit on this model runs inside this one and must not end its hold on the runtime.
+        outer_fitting = self._fitting
         try:
             return _training.fit(self, _Trainee(self, training=True), x, y, batch_size=batch_size, epochs=epochs,
                                  verbose=verbose,
@@ -711,7 +717,7 @@ class Sequential:
                                  sample_weight=sample_weight, initial_epoch=initial_epoch,
                                  validation_batch_size=validation_batch_size, validation_freq=validation_freq)
         finally:
-            self._fitting = False
+            self._fitting = outer_fitting
 
     # The return type follows return_dict: the loss (and metrics, as a list) or a dict of them all.
     @overload

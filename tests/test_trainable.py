@@ -15,7 +15,13 @@ import pytest
 from polynn import hookimpl, plugins
 from polynn.conformance import run_case
 from polynn.conformance.freezing import cases as freezing_cases
-from polynn.errors import ImmutableSpecError, InvalidArgumentError, PolynnError, ShapeMismatchError, UnsupportedComponentError
+from polynn.errors import (
+    ImmutableSpecError,
+    InvalidArgumentError,
+    PolynnError,
+    ShapeMismatchError,
+    UnsupportedComponentError,
+)
 from polynn.initializers import Ones
 from polynn.layers import Dense, Dropout, Input, Layer, WeightSpec
 from polynn.models import BoundLayer, Sequential, load_model
@@ -125,6 +131,11 @@ def test_layer_set_weights_is_checked_and_atomic(backend):
         layer.set_weights([np.ones((4, 1)), np.array(["a"])])
     with pytest.raises(InvalidArgumentError, match="a list of arrays"):
         layer.set_weights(np.ones((4, 1)))
+    # Ragged nested lists: NumPy's own ValueError used to reach the user, from both set_weights.
+    with pytest.raises(InvalidArgumentError, match=r"weights\[0\].*nested lists of one shape"):
+        layer.set_weights([[[1.0], [2.0, 3.0]], np.zeros(1)])
+    with pytest.raises(InvalidArgumentError, match=r"weights\[2\].*nested lists of one shape"):
+        model.set_weights([*before[:2], [[1.0], [2.0, 3.0]], before[3]])
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))  # nothing changed
     layer.set_weights([np.full((4, 1), 0.5), np.array([2.0])])
     after = model.get_weights()
@@ -257,6 +268,32 @@ def test_a_layer_frozen_by_a_callback_waits_for_the_next_fit():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights()[:2], trained[:2]))
 
 
+def test_a_callbacks_own_fit_does_not_end_the_outer_fits_runtime():
+    # The inner fit used to end the outer fit's hold: the next evaluate or predict then rebuilt the
+    # runtime for the frozen layer, and the outer fit's later epochs trained the dropped one.
+    from polynn.callbacks import Callback
+
+    seen = []
+
+    class FreezeAndFit(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.model.layers[1].trainable = False
+                self.model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            elif epoch == 1:
+                self.model.predict(x, verbose=0)
+            seen.append(self.model.get_weights())
+
+    x, y = _data()
+    model = _model()
+    model.compile(SGD(0.1), "mse", seed=3)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[FreezeAndFit()])
+    assert model.iterations == 4 * 5
+    # The outer fit's last epoch moved the model's weights: its runtime is still the model's.
+    assert not np.array_equal(seen[1][-1], seen[2][-1])
+    assert np.array_equal(model.get_weights()[-1], seen[2][-1])
+
+
 # ---- a runtime that cannot freeze ------------------------------------------------------------
 
 
@@ -336,6 +373,28 @@ def test_weight_specs_and_the_deprecated_name():
     assert [w.name for w in spec.weight_specs((3,))] == ["kernel"]
     with pytest.warns(DeprecationWarning, match=r"renamed weight_specs\(input_shape\)"):
         assert spec.weights((3,)) == spec.weight_specs((3,))
+
+
+def test_an_old_style_subclass_extending_a_layer_with_super_weights():
+    # weights() calling super().weights() reached Layer.weights, which called weight_specs, the
+    # subclass's own weights() again: a RecursionError where 24eac91 gave Dense's weights.
+    with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+        @dataclasses.dataclass(frozen=True)
+        class KernelOnly(Dense):
+            def weights(self, input_shape):
+                return super().weights(input_shape)[:1]
+
+        @dataclasses.dataclass(frozen=True)
+        class KernelOnlyNew(KernelOnly):  # a newer subclass of it, with the new name
+            def weight_specs(self, input_shape):
+                return super().weight_specs(input_shape)
+
+    for layer in (KernelOnly(4), KernelOnlyNew(4)):
+        with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+            assert [w.name for w in layer.weight_specs((3,))] == ["kernel"]
+            assert [w.name for w in layer.weights((3,))] == ["kernel"]
+    with pytest.warns(DeprecationWarning, match=r"renamed weight_specs"):
+        assert Dense(4).weights((3,)) == Dense(4).weight_specs((3,))
 
 
 def _scale_call(self, params, x, mask=None, activation=None):
