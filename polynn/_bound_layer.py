@@ -30,16 +30,23 @@ class BoundLayer:
       or unfreezing takes effect at the next fit(), evaluate() or predict(), with the weights and
       the optimizer state kept, and without compile() again (Keras needs it on some backends).
 
-    A layer taken out of its model with pop() has no model to read from: using it raises.
+    A layer taken out of its model with pop() still reads as its spec, but has no weights or
+    trainable flag to read or set: those raise.
     """
 
-    __slots__ = ("_model",)
+    __slots__ = ("_model", "_popped")
 
     def __init__(self, model: Any) -> None:
         object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_popped", None)
+
+    def _detach(self, spec: Layer) -> None:
+        """Called by pop(): the layer still reads as its spec (repr, isinstance, equality), but has
+        no model to read weights or trainable from."""
+        object.__setattr__(self, "_popped", spec)
 
     def _index(self) -> int:
-        index = self._model._layer_index(self)
+        index = None if self._popped is not None else self._model._layer_index(self)
         if index is None:
             raise PolynnError(f"this layer was removed from model {self._model.name!r} with pop(), so it has "
                               f"no weights or trainable flag to read; use a layer of model.layers, or its spec")
@@ -47,7 +54,9 @@ class BoundLayer:
 
     @property
     def spec(self) -> Layer:
-        """The layer's spec (immutable), as the model holds it now."""
+        """The layer's spec (immutable), as the model holds it now (as it was when popped)."""
+        if self._popped is not None:
+            return self._popped
         return self._model._layers[self._index()]
 
     # ---- reading as the spec -----------------------------------------------------------
@@ -57,7 +66,7 @@ class BoundLayer:
         return type(self.spec)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_model":  # not yet set: no spec to ask
+        if name in BoundLayer.__slots__:  # not yet set: no spec to ask
             raise AttributeError(name)
         return getattr(self.spec, name)
 

@@ -32,7 +32,8 @@ class LiveOptimizer:
     - iterations: the updates made since compile() (model.iterations); read-only.
 
     The spec itself stays immutable and is `spec` (what the model saves and the backends run);
-    the view compares equal to it, and compile(optimizer=other.optimizer) takes the view. A view
+    the view compares equal to it, passes isinstance() against its class (type() is LiveOptimizer),
+    and whatever takes an optimizer (compile(), polynn.optimizers.get()) takes the view as its spec. A view
     kept across a later compile() of its model refuses to read a rate that is no longer its own.
     """
 
@@ -64,6 +65,10 @@ class LiveOptimizer:
     @property
     def iterations(self) -> int:
         return self._live().iterations
+
+    @property  # type: ignore[misc]  # isinstance() reads __class__: the spec's class, as a Keras optimizer is one
+    def __class__(self) -> type:
+        return type(self.spec)
 
     def __getattr__(self, name: str) -> Any:
         if name in LiveOptimizer.__slots__:  # unset (a copy made without __init__): no recursion

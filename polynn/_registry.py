@@ -133,19 +133,25 @@ def refuse_assignment(self: Any, name: str, value: Any) -> None:
 
 
 def _show_given_name(cls: type[Any]) -> None:
-    """A layer's or metric's repr ends with the name it was given, name='...'; its dataclass
-    repr leaves the given_name field out, so an unnamed one reads as it did before names."""
-    field = getattr(cls, "__dataclass_fields__", {}).get("given_name")
+    """A layer's or metric's repr ends with the name it was given, name='...', and a frozen layer's
+    with trainable=False; its dataclass repr leaves those base fields out, so an unnamed, trainable
+    one reads as it did before names and freezing."""
+    fields = getattr(cls, "__dataclass_fields__", {})
+    shown = [f for f in ("given_name", "trainable") if f in fields and not fields[f].repr]
     plain: Any = cls.__repr__
-    if field is None or field.repr or getattr(plain, "shows_given_name", False):
+    if not shown or getattr(plain, "shows_given_name", False):
         return
 
     def named_repr(self: Any) -> str:
         text = plain(self)
-        name = self.given_name
-        if name is None or not text.endswith(")"):
+        extra = []
+        if "given_name" in shown and self.given_name is not None:
+            extra.append(f"name={self.given_name!r}")
+        if "trainable" in shown and self.trainable is not True:
+            extra.append(f"trainable={self.trainable!r}")
+        if not extra or not text.endswith(")"):
             return text
-        return f"{text[:-1]}{'' if text.endswith('()') else ', '}name={name!r})"
+        return f"{text[:-1]}{'' if text.endswith('()') else ', '}{', '.join(extra)})"
 
     named_repr.__name__ = named_repr.__qualname__ = "__repr__"
     named_repr.shows_given_name = True  # type: ignore[attr-defined]  # marks the wrapper, wrapped once

@@ -168,6 +168,9 @@ def _to_json(value: Any) -> Any:
 def resolve(kind: str, identifier: Any) -> Any:
     """Turn a name (any case), a {'class_name', 'config'} dict or an instance into a spec."""
     if isinstance(identifier, Component):
+        if type(identifier) is not identifier.__class__:
+            # A view that reads as its spec (model.layers[i], model.optimizer): the spec itself.
+            identifier = identifier.spec  # type: ignore[attr-defined]  # the view's spec
         if identifier.kind != kind:
             raise InvalidArgumentError(kind, identifier, f"a {kind} name or {kind} object")
         return identifier

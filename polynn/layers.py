@@ -80,7 +80,8 @@ class Layer(Component):
     # keyword-only, so subclasses' fields keep their positions (Dense(4) is units=4); the
     # registry adds it to the repr as name='...'
     given_name: str | None = dataclasses.field(default=None, kw_only=True, repr=False)
-    trainable: bool = dataclasses.field(default=True, kw_only=True)
+    # keyword-only as given_name; shown in the repr (by the registry) only when False
+    trainable: bool = dataclasses.field(default=True, kw_only=True, repr=False)
 
     if TYPE_CHECKING:
         # For type checkers only: a class without `call` has no shared implementation (a backend

@@ -24,6 +24,7 @@ from ._spec import (
     check_arguments,
     check_bool,
     check_choice,
+    check_int,
     check_number,
     check_output_axes,
     check_positive_int,
@@ -235,11 +236,29 @@ class Sequential:
         if not self._layers:
             raise InvalidArgumentError("layers", [], "a model with at least one layer to pop", owner=self.name)
         layer = self._layers.pop()
-        self._bound.pop()
+        self._bound.pop()._detach(layer)
         self._built_shape, self._weights = None, None
         if self._compiled is not None:
             self._compiled.runtime = self._compiled.plan = None
         return layer
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> BoundLayer:
+        """Keras's get_layer: the layer of model.layers with this name (given, or the model's
+        automatic one), or at this index; exactly one of the two."""
+        if (name is None) == (index is None):
+            raise InvalidArgumentError("name and index", (name, index), "exactly one of name= and index=",
+                                       owner=f"{self.name}.get_layer")
+        if index is not None:
+            index = check_int(f"{self.name}.get_layer", "index", index)
+            if not -len(self._layers) <= index < len(self._layers):
+                raise InvalidArgumentError("index", index, f"an index of one of the model's {len(self._layers)} "
+                                           "layers", owner=f"{self.name}.get_layer")
+            return self._bound[index]
+        names = self.layer_names()
+        if name not in names:
+            raise InvalidArgumentError("name", name, f"one of the model's layer names: {', '.join(names) or 'none'}",
+                                       owner=f"{self.name}.get_layer")
+        return self._bound[names.index(name)]
 
     @property
     def layers(self) -> list[BoundLayer]:
@@ -263,8 +282,9 @@ class Sequential:
     @property
     def trainable(self) -> bool:
         """Setting it sets every layer's trainable, as Keras's model.trainable does (a layer may be set
-        back afterwards: in polynn each layer's own flag decides, and is what the file keeps)."""
-        return self._trainable
+        back afterwards: in polynn each layer's own flag decides, and is what the file keeps).
+        Reading it: whether any layer is trainable, so a loaded model reads as the one saved."""
+        return any(layer.trainable for layer in self._layers) if self._layers else self._trainable
 
     @trainable.setter
     def trainable(self, value: bool) -> None:

@@ -451,3 +451,14 @@ def test_live_learning_rate_matches_keras(keras_reference):
     assert model.optimizer.iterations == keras_iterations
     model.optimizer.learning_rate = 0.01
     assert model.optimizer.learning_rate == pytest.approx(keras_set, rel=1e-6)
+
+
+def test_the_live_optimizer_is_an_instance_of_its_class_and_resolves_to_its_spec():
+    model = Sequential([Dense(2, input_dim=3), Dense(1)])
+    model.compile(optimizers.Adam(0.01), "mse")
+    view = model.optimizer
+    assert isinstance(view, optimizers.Adam) and type(view) is not optimizers.Adam
+    spec = optimizers.get(view)
+    assert type(spec) is optimizers.Adam and spec == view.spec
+    other = Sequential([model.layers[0], Dense(1)])
+    assert type(other.layers[0].spec) is Dense

@@ -90,6 +90,38 @@ def test_a_popped_layer_says_so():
     model.pop()
     with pytest.raises(PolynnError, match="removed from model 'sequential'"):
         last.get_weights()
+    with pytest.raises(PolynnError, match="removed from model 'sequential'"):
+        last.trainable = False
+    # It still reads as its spec: printing, isinstance and equality never raise.
+    assert repr(last) == repr(Dense(1)) and isinstance(last, Dense) and last == Dense(1)
+    assert hash(last) == hash(last.spec) or last in {last}
+
+
+def test_a_frozen_layer_says_so_in_its_repr_and_a_trainable_one_reads_as_before():
+    assert "trainable" not in repr(Dense(2))
+    assert repr(Dense(2, trainable=False)).endswith("trainable=False)")
+    assert repr(Dense(2, trainable=False, name="h")).endswith("name='h', trainable=False)")
+
+
+def test_get_layer_by_name_or_index_as_keras():
+    model = Sequential([Input((3,)), Dense(4, name="hidden"), Dense(1)])
+    assert model.get_layer("hidden") is model.layers[1] and model.get_layer("dense") is model.layers[2]
+    assert model.get_layer(index=-1) is model.layers[2]
+    for bad in ({"name": "nope"}, {"index": 3}, {}, {"name": "hidden", "index": 1}, {"index": "1"}):
+        with pytest.raises(InvalidArgumentError):
+            model.get_layer(**bad)
+
+
+def test_model_trainable_reads_from_its_layers_after_loading(tmp_path):
+    model = _model()
+    model.compile(SGD(), "mse", seed=3)
+    model.trainable = False
+    assert model.trainable is False
+    model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert loaded.trainable is False and not any(layer.trainable for layer in loaded.layers)
+    loaded.layers[1].trainable = True
+    assert loaded.trainable is True
 
 
 def test_layer_weights_are_the_models_slices():
