@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -98,16 +99,21 @@ def collect(cache: Path, seeds: list[int], backends: list[str], patterns: list[s
     injected = register_injected()
     runs = [("numpy", "float64"), ("numpy", "float32"), *((b, "float32") for b in backends if b != "numpy"),
             *((name, "float32") for name in injected)]
+    from polynn.conformance.runner import FORKING_KINDS
+
     cases = all_cases(patterns)
     for seed in seeds:
         started = time.perf_counter()
         for case in cases:
-            for backend, dtype in runs:
-                path = _path(cache, seed, case.name, backend, dtype)
+            # The reference's nudged float32 runs, for the cases whose budget takes them (runner.run_case).
+            nudges = range(1, _harness.NUDGES + 1) if case.kind in FORKING_KINDS else range(0)
+            for backend, dtype, nudge in [*((b, d, 0) for b, d in runs), *(("numpy", "float32", k) for k in nudges)]:
+                label = backend if nudge == 0 else f"numpy-nudge{nudge}"
+                path = _path(cache, seed, case.name, label, dtype)
                 if path.exists():
                     continue
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with _harness.seeded(seed), warnings.catch_warnings():
+                with _harness.seeded(seed), _harness.nudged(nudge), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     observed = case.scenario(backend, dtype)
                 np.savez(path, **{k: np.asarray(v, dtype=np.float64) for k, v in observed.items()})
@@ -124,8 +130,9 @@ def _load(cache: Path, seed: int, case: str, backend: str, dtype: str) -> dict |
 def judge(cache: Path, seeds: list[int], backends: list[str], patterns: list[str]) -> dict:
     """Per backend (and injected error): seeds whose kit run passed, and per checked observation
     the worst ratio deviation / budget over the seeds, with its deviation and budget."""
-    from polynn.conformance import all_cases
+    from polynn.conformance import _harness, all_cases
     from polynn.conformance._compare import compare, compare_float32
+    from polynn.conformance.runner import FORKING_KINDS
 
     names = backends + [f"numpy_{label}" for label in _injected_rules()]
     table: dict = {name: {"seeds": 0, "passed": 0, "passed_before": 0, "failed_cases": {},
@@ -141,11 +148,17 @@ def judge(cache: Path, seeds: list[int], backends: list[str], patterns: list[str
                     complete = False
                     continue
                 tolerances = case.tolerances("float32")
+                nudged = ([_load(cache, seed, case.name, f"numpy-nudge{k}", "float32")
+                           for k in range(1, _harness.NUDGES + 1)] if case.kind in FORKING_KINDS else [])
+                if any(run is None for run in nudged):
+                    complete = False
+                    continue
                 for key, expected in r64.items():
                     tolerance = tolerances.get(key)
                     if tolerance is None:
                         continue
-                    check = compare_float32(key, got.get(key), expected, r32[key], tolerance)
+                    check = compare_float32(key, got.get(key), expected, r32[key], tolerance,
+                                            nudged32=[run[key] for run in cast(list, nudged)])
                     budget = check.tolerance
                     # The worst element's share of its budget.
                     a, r = got[key].astype(np.float64), expected.astype(np.float64)

@@ -4,6 +4,7 @@ both dtypes as the kit's own tests (polynn/conformance/test_kit.py, through its 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 
 from polynn import _registry, hookimpl, ops, plugins
-from polynn.conformance import Tolerance, _harness, all_cases, run
-from polynn.conformance._compare import compare, compare_float32
+from polynn.conformance import Tolerance, _harness, all_cases, run, run_case
+from polynn.conformance._compare import compare, compare_float32, reference_deviation
 from polynn.conformance.components import KINDS
 from polynn.conformance.plot import write_plot
-from polynn.conformance.runner import _reference
+from polynn.conformance.runner import FORKING_KINDS, _reference
 from polynn.errors import PolynnError
+from polynn.layers import Dense
 from polynn_numpy import activations as numpy_activations
 from polynn_numpy import regularizers as numpy_regularizers
 from polynn_numpy.backend import NumpyBackend
@@ -228,8 +230,12 @@ def _assert_exactly_itself(report, cases):
             assert result.worst_abs == 0.0, result.name
             continue
         for check in result.checks:
-            expected = check.reference_deviation if check.compared_with == "float64" else 0.0
-            assert check.worst_abs == expected, (result.name, check.name)
+            if check.compared_with == "float32":
+                assert check.worst_abs == 0.0, (result.name, check.name)
+            elif result.kind in FORKING_KINDS:  # d is the widest of the plain and nudged runs
+                assert check.worst_abs <= check.reference_deviation, (result.name, check.name)
+            else:
+                assert check.worst_abs == check.reference_deviation, (result.name, check.name)
 
 
 def test_numpy_passes_sampled_cases_exactly_against_itself(numpy_report):
@@ -441,13 +447,14 @@ def test_json_report(numpy_report, tmp_path):
         assert blog["tolerances"]["test_predictions"] == {"rtol": 0.0, "atol": 1e-9}
     else:
         # Against the float64 reference: each atol is the float32 tolerance's plus 8 times the
-        # reference's own float32 deviation, which this run (the reference's float32 run) shows.
+        # reference's own float32 deviation, which this run (the reference's float32 run) shows, or
+        # a nudged run of it shows more (the blog can fork).
         checks = {c["name"]: c for c in blog["checks"]}
         floors = {"history.loss": (1e-4, 0.0), "history.val_loss": (1e-4, 0.0), "test_predictions": (0.0, 2e-2)}
         assert set(blog["tolerances"]) == set(floors)
         for name, (rtol, atol) in floors.items():
             deviation = checks[name]["reference_float32_deviation"]
-            assert checks[name]["compared_with"] == "float64" and checks[name]["worst_abs"] == deviation > 0
+            assert checks[name]["compared_with"] == "float64" and 0 < checks[name]["worst_abs"] <= deviation
             assert blog["tolerances"][name] == {"rtol": rtol, "atol": atol + 8 * deviation}
         # Per-step losses are measured and reported in float32, not checked.
         step = next(c for c in blog["checks"] if c["name"] == "step_loss")
@@ -571,3 +578,36 @@ def test_float32_torch_passes_where_its_rounding_parts_from_numpys():
         assert check.passed, check
     assert not all(compare(name, observed[name], r32[name], tolerance).passed
                    for name, tolerance in tolerances.items())
+
+
+def test_a_nudge_moves_each_float32_weight_by_one_or_two_ulps_at_most():
+    model = _harness.compiled_model([Dense(8, input_dim=6, bias_initializer="ones")], backend="numpy",
+                                    dtype="float32", optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    with _harness.nudged(1):
+        _harness.nudge_weights(model)
+    after = model.get_weights()
+    ulps = np.concatenate([np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32)).ravel()
+                           for a, b in zip(after, before)])
+    assert ulps.max() <= 2 and np.count_nonzero(ulps) > len(ulps) // 2
+    with _harness.nudged(0):
+        _harness.nudge_weights(model)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), after))
+
+
+@pytest.mark.slow
+def test_float32_blog_budget_takes_the_references_nudged_runs():
+    """At seed 21 NumPy's float32 blog run stays on float64's path while runs of it nudged by an ulp
+    fork (measured: d 1.5e-8 from the plain run, 1.4e-4 in val_loss from the nudged ones), and
+    TensorFlow 2.21's float32 run forked there (3.9e-4 from float64, 5.7 times the floor): judged
+    with the plain run's d alone the kit failed that correct backend."""
+    blog = all_cases(["blog"])[0]
+    with _harness.seeded(21):
+        r64, r32 = _reference(blog, "float64"), _reference(blog, "float32")
+        nudged = [_reference(blog, "float32", k) for k in range(1, _harness.NUDGES + 1)]
+        name = "history.val_loss"
+        plain = reference_deviation(r32[name], r64[name])
+        widest = max(reference_deviation(r[name], r64[name]) for r in nudged)
+        assert widest > 100 * plain
+        if importlib.util.find_spec("tensorflow") is not None:
+            assert run_case(blog, "tensorflow", "float32").status == "pass"

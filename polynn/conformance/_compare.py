@@ -10,6 +10,7 @@ deviation says so and widens the budget for that case and seed only (docs/plugin
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -121,17 +122,22 @@ def reference_deviation(reference32: Any, reference64: Any) -> float:
 
 
 def compare_float32(name: str, actual: Any, reference64: Any, reference32: Any,
-                    tolerance: Tolerance | None, *, pointwise: bool = False) -> Check:
+                    tolerance: Tolerance | None, *, pointwise: bool = False,
+                    nudged32: Sequence[Any] = ()) -> Check:
     """A float32 observation against the float64 reference, its atol widened by the reference's own
     float32 deviation times REFERENCE_DEVIATION_FACTOR; one held to float64 precision (rtol and atol
     at most 1e-9) against the float32 reference, as it is computed from stored float32 values. A
     pointwise observation (one function evaluated at given inputs: no training, so nothing can fork)
     keeps the float32 reference too: at a kink, float32 puts the branch point where float64 does not,
-    so the reference's own deviation there is large and a budget of it would hide a wrong slope."""
+    so the reference's own deviation there is large and a budget of it would hide a wrong slope.
+    `nudged32`: the reference's float32 observations with its initial weights nudged by rounding
+    (_harness.NUDGES), for a case that can fork; the allowance is then the largest deviation."""
     stored = tolerance is not None and tolerance.rtol <= _STORED and tolerance.atol <= _STORED
     if pointwise or stored:
         return dataclasses.replace(compare(name, actual, reference32, tolerance), compared_with="float32")
-    spread = reference_deviation(reference32, reference64)
+    # The reference's own float32 deviation: its run's, or the largest of its nudged runs' (cases
+    # that can fork: what rounding alone can do to a correct float32 run of this case and seed).
+    spread = max(reference_deviation(r32, reference64) for r32 in (reference32, *nudged32))
     budget = None if tolerance is None else Tolerance(
         rtol=tolerance.rtol, atol=tolerance.atol + REFERENCE_DEVIATION_FACTOR * spread)
     check = compare(name, actual, reference64, budget)

@@ -34,6 +34,33 @@ def seeded(seed: int) -> Iterator[None]:
     finally:
         _seed[0] = saved
 
+# Rounding-level nudges of a case's initial weights: run k multiplies each weight by 1 + s * 2**-23,
+# s in {-1, 0, 1} drawn from RandomState(k), which moves a float32 weight by one or two ulps. The
+# reference's float32 runs so nudged show what another engine's rounding can do to a case that can
+# fork (runner.FORKING_KINDS): docs/plugins.md, "float32".
+NUDGES = 4
+_nudge = [0]
+
+
+@contextlib.contextmanager
+def nudged(k: int) -> Iterator[None]:
+    """Run the cases with their initial weights nudged by nudge k (0: none)."""
+    saved = _nudge[0]
+    _nudge[0] = k
+    try:
+        yield
+    finally:
+        _nudge[0] = saved
+
+
+def nudge_weights(model: Sequential) -> None:
+    """Apply the current nudge to a compiled model's weights (nothing under nudge 0)."""
+    if _nudge[0] == 0:
+        return
+    rng = np.random.RandomState(_nudge[0])
+    model.set_weights([w * (1 + rng.randint(-1, 2, size=w.shape) * 2.0 ** -23) for w in model.get_weights()])
+
+
 # One SGD step at this rate turns a weight's change into its gradient: g = (w_before - w_after) / rate.
 # A power of two keeps g * rate exact, and a large one makes the update dominate the weight, so the
 # rounding of w_after (to the plan's dtype) costs at most about one ulp of g, not one ulp of w.
@@ -47,6 +74,7 @@ def compiled_model(layers, *, backend: str, dtype: str, optimizer, loss, metrics
                   backend=backend, dtype=dtype, seed=kit_seed())
     if weights is not None:
         model.set_weights(weights)
+    nudge_weights(model)
     return model
 
 
