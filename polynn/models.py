@@ -126,6 +126,22 @@ def _weight_array(index: int, value: ArrayLike) -> np.ndarray:
     return array
 
 
+def _checked_weights(weights: Sequence[ArrayLike], expected: list[tuple], prefix: str, holder: str,
+                     names: list[str] | None = None) -> list[np.ndarray]:
+    """The arrays of a set_weights() call, checked against the shapes the holder has: their count,
+    then each one's shape (named where `names` are given)."""
+    arrays = [_weight_array(k, w) for k, w in enumerate(weights)]
+    if len(arrays) != len(expected):
+        raise ShapeMismatchError(f"{prefix}set_weights() got {len(arrays)} arrays; {holder} has {len(expected)} "
+                                 f"with shapes {expected}")
+    for k, (w, shape) in enumerate(zip(arrays, expected)):
+        if tuple(w.shape) != tuple(shape):
+            label = f"array {k}" if names is None else f"array {k} ({names[k]})"
+            raise ShapeMismatchError(f"{prefix}set_weights(): {label} has shape {tuple(w.shape)}; "
+                                     f"expected {tuple(shape)}")
+    return arrays
+
+
 def _metric_list(owner: str, argument: str, value: Any) -> list[Any]:
     """compile()'s metrics or weighted_metrics as a list, each entry checked now, not at fit time."""
     if value is None:
@@ -625,14 +641,7 @@ class Sequential:
                     owner=self.name)
             self._ensure_built()
         expected = [ws.shape for _, ws in self._weight_specs(cast(tuple, self._built_shape))]  # built above
-        arrays = [_weight_array(k, w) for k, w in enumerate(weights)]
-        if len(arrays) != len(expected):
-            raise ShapeMismatchError(f"set_weights() got {len(arrays)} arrays; the model has {len(expected)} "
-                                     f"with shapes {expected}")
-        for k, (w, shape) in enumerate(zip(arrays, expected)):
-            if tuple(w.shape) != tuple(shape):
-                raise ShapeMismatchError(f"set_weights(): array {k} has shape {tuple(w.shape)}; "
-                                         f"expected {tuple(shape)}")
+        arrays = _checked_weights(weights, expected, "", "the model")
         self._weights = [w.astype(np.float64) for w in arrays]
         self._weights_provisional = False
         self._weight_writes += 1
@@ -671,15 +680,8 @@ class Sequential:
             raise InvalidArgumentError(
                 "weights", f"{len(weights)} arrays", "set_weights() only once the model's input shape is known",
                 owner=f"layer {name}")
-        arrays = [_weight_array(k, w) for k, w in enumerate(weights)]
-        expected = [ws.shape for _, ws in positions]
-        if len(arrays) != len(expected):
-            raise ShapeMismatchError(f"layer {name}: set_weights() got {len(arrays)} arrays; the layer has "
-                                     f"{len(expected)} with shapes {expected}")
-        for k, (w, shape) in enumerate(zip(arrays, expected)):
-            if tuple(w.shape) != tuple(shape):
-                raise ShapeMismatchError(f"layer {name}: set_weights(): array {k} ({positions[k][1].name}) has "
-                                         f"shape {tuple(w.shape)}; expected {tuple(shape)}")
+        arrays = _checked_weights(weights, [ws.shape for _, ws in positions], f"layer {name}: ", "the layer",
+                                  [ws.name for _, ws in positions])
         full = self._exact_weights()
         for (k, _), w in zip(positions, arrays):
             full[k] = w
