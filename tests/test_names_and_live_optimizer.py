@@ -407,7 +407,7 @@ def polynn_metrics(entries, made):
     return out
 
 
-@pytest.mark.slow  # Keras 3 in a subprocess (about 10 s)
+@pytest.mark.slow  # Keras 3 in a subprocess
 def test_names_match_keras_in_a_fresh_process(keras_reference):
     model = Sequential([Input((3,)), Dense(4), Dropout(0.1), Dense(4, name="out"), Dense(1)])
     assert model.layer_names()[1:] == keras_reference["layers"]  # Keras lists no Input layer
