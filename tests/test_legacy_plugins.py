@@ -11,6 +11,7 @@ suites then run there: the JAX one runs the whole conformance kit on its backend
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,17 +69,36 @@ def test_the_old_plugins_are_the_ones_loaded(legacy):
     assert failures in ("[]", "{}", "()"), failures
 
 
+# What issue 18 changed on purpose, which a plugin written to 0.1.0's formulas cannot follow:
+# - Keras's float32-formed constants (gelu's, leaky_relu's slope, log_cosh's log 2, Nadam's and SGD
+#   momentum's, the L1/L2 factors): the old JAX plugin implements these components itself with the
+#   exact constants, so in float64 it now differs from the reference by their float32 rounding
+#   (measured: 1.0e-8 absolute in weights, 3.4e-7 relative, against the kit's 1e-9); float32 passes;
+# - gelu's default is the exact erf form (Keras's); the old plugin's own test trains a gelu model;
+# - a custom loss may return one value per batch (Keras's semantics); its test expects the refusal.
+CHANGED_BY_DESIGN = re.compile(
+    r"test_case\[(activation\.gelu|activation\.leaky_relu|loss\.log_cosh|optimizer\.nadam"
+    r"|optimizer\.sgd\(momentum|regularizer\.|scenario\.mse_nesterov_l2_maxnorm)[^\]]*-float64\]"
+    r"|test_command_line_runs_the_kit_on_jax\[float64\]"
+    r"|test_regularizers_and_constraints_float64|test_sample_weights_class_weights_and_validation_split"
+    r"|test_a_custom_loss_must_give_one_value_per_sample")
+
+
 def test_the_old_plugins_pass_their_own_tests_and_the_kit(legacy):
     _, sources = legacy
     suites = [str(sources / f"{plugin}-{RELEASE}" / "tests") for plugin in PLUGINS]
     # Its suite holds every kit case to "pass"; the freezing cases came after it, for a feature its
     # own runtime cannot have (frozen layers need Runtime.supports_frozen_weights): the next test
     # checks the kit reports them unsupported, never passed with the frozen layers trained.
-    done = _run(legacy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-k", "not freezing", *suites,
+    done = _run(legacy, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "-k", "not freezing", *suites,
                 timeout=3000)
     tail = (done.stdout + done.stderr)[-6000:]
-    assert done.returncode == 0, tail
-    assert " passed" in done.stdout and " failed" not in done.stdout, tail
+    failed = [line.split("::", 1)[1].split(" - ")[0] for line in done.stdout.splitlines()
+              if line.startswith("FAILED ") and "::" in line]
+    assert " passed" in done.stdout, tail
+    # Everything passes but what issue 18 changed on purpose: nothing else broke for them.
+    assert [name for name in failed if not CHANGED_BY_DESIGN.search(name)] == [], tail
+    assert done.returncode in (0, 1), tail
 
 
 def test_the_old_jax_runtime_is_refused_frozen_layers(legacy):
