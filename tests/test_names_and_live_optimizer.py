@@ -217,12 +217,12 @@ def test_evaluate_and_predict_verbose_2_print_keras_compact_line():
     model.compile("sgd", "mse", metrics=["mae"], seed=0)
     x = np.ones((100, 3))
     out = printed(lambda: model.evaluate(x, np.full((100, 1), 2.0), verbose=2))
-    # Keras 3.15: "4/4 - 0s - 22ms/step - loss: 4.0000 - mae: 2.0000"
+    # Keras 3.15's line: "STEPS/STEPS - SECONDSs - TIMEms/step - loss: 4.0000 - mae: 2.0000"
     assert re.fullmatch(rf"4/4 - {COMPACT} - loss: 4\.0000 - mae: 2\.0000\n", out), out
     out = printed(lambda: model.evaluate(x, np.zeros((100, 1)), verbose=2))
     assert re.fullmatch(rf"4/4 - {COMPACT} - loss: 0\.0000e\+00 - mae: 0\.0000e\+00\n", out), out
     out = printed(lambda: model.predict(x, batch_size=10, verbose=2))
-    assert re.fullmatch(rf"10/10 - {COMPACT}\n", out), out  # Keras: "10/10 - 0s - 4ms/step"
+    assert re.fullmatch(rf"10/10 - {COMPACT}\n", out), out  # Keras: "10/10 - SECONDSs - TIMEms/step"
 
 
 def test_progress_values_are_formatted_as_keras_progbar():

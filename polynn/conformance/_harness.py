@@ -25,14 +25,19 @@ def kit_seed() -> int:
 
 
 @contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the cases with `seed` for polynn's shared streams instead of SEED."""
-    saved = _seed[0]
-    _seed[0] = seed
+def _holding(cell: list[int], value: int) -> Iterator[None]:
+    """`cell[0]` set to `value` for the duration, then put back."""
+    saved = cell[0]
+    cell[0] = value
     try:
         yield
     finally:
-        _seed[0] = saved
+        cell[0] = saved
+
+
+def seeded(seed: int) -> contextlib.AbstractContextManager[None]:
+    """Run the cases with `seed` for polynn's shared streams instead of SEED."""
+    return _holding(_seed, seed)
 
 # Rounding-level nudges of a case's initial weights: run k multiplies each weight by 1 + s * 2**-23,
 # s in {-1, 0, 1} drawn from RandomState(k), which moves a float32 weight by one or two ulps. The
@@ -42,15 +47,9 @@ NUDGES = 4
 _nudge = [0]
 
 
-@contextlib.contextmanager
-def nudged(k: int) -> Iterator[None]:
+def nudged(k: int) -> contextlib.AbstractContextManager[None]:
     """Run the cases with their initial weights nudged by nudge k (0: none)."""
-    saved = _nudge[0]
-    _nudge[0] = k
-    try:
-        yield
-    finally:
-        _nudge[0] = saved
+    return _holding(_nudge, k)
 
 
 def nudge_weights(model: Sequential) -> None:
