@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from ._signals import deferred_interrupts
 from .errors import FileAccessError, InvalidArgumentError, ModelFileError
 
 __all__ = ["filepath", "describe", "reading", "atomic_write", "TEMP_SUFFIX", "STALE_AFTER_S"]
@@ -219,7 +220,9 @@ def atomic_write(path: object, write: Callable[[BinaryIO], None]) -> None:
     _remove_stale(directory, base)
     temporary = None
     try:
-        fd, temporary = _create_temp(directory, base, 0o600 if info is not None else 0o666)
+        # Ctrl-C held while the file is created and its name kept, so the finally below knows it.
+        with deferred_interrupts():
+            fd, temporary = _create_temp(directory, base, 0o600 if info is not None else 0o666)
         with os.fdopen(fd, "wb") as stream:
             if info is not None:
                 mode = stat.S_IMODE(info.st_mode) & 0o777

@@ -9,13 +9,10 @@ increments, for whole blocks of steps at a time so graph engines can compile the
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import functools
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,6 +20,7 @@ import numpy as np
 from . import _registry, plugins
 from . import ops as polynn_ops
 from ._custom import per_sample_check as check_values
+from ._signals import deferred_interrupts
 from ._spec import Component
 from ._typing import Tensor
 from .errors import InvalidArgumentError, UnsupportedComponentError
@@ -91,25 +89,6 @@ class Plan:
         for c in (*self.layers, self.loss, *self.metrics, self.optimizer):
             visit(c)
         return found
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Ctrl-C held until the block is done, then raised as KeyboardInterrupt.
-
-    For a runtime's code that an interrupt must not cut halfway: restoring a snapshot, or an
-    engine's graph tracing that is not interrupt-safe (TensorFlow's turns a Ctrl-C into a
-    SystemError). Keep the block short. SIGINT is blocked on POSIX in the main thread, where
-    Python delivers it; elsewhere this does nothing.
-    """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class StepResult(NamedTuple):
