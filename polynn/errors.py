@@ -17,6 +17,7 @@ __all__ = [
     "NotCompiledError",
     "UnknownBackendError",
     "BackendNotInstalledError",
+    "MissingExtraError",
     "UnsupportedComponentError",
     "PluginError",
     "ModelFileError",
@@ -104,6 +105,18 @@ class BackendNotInstalledError(PolynnError, ImportError):
             f"Install it with: pip install '{install}'"
         )
         self.backend, self.engine, self.install = backend, engine, install
+
+
+class MissingExtraError(PolynnError, ImportError):
+    """An optional feature whose package is not installed; the message names the extra that installs it."""
+
+    def __init__(self, feature: str, package: str, extra: str, cause: BaseException | None = None) -> None:
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed{detail}. "
+            f"Install it with: pip install 'polynn[{extra}]'"
+        )
+        self.feature, self.package, self.extra = feature, package, extra
 
 
 class UnsupportedComponentError(PolynnError, ValueError):
