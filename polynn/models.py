@@ -798,6 +798,29 @@ class Sequential:
         A file holding NaN or infinite weights is refused unless allow_nonfinite=True."""
         _files().load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
 
+    def export(self, filepath: str | os.PathLike[str], format: str | None = None,  # noqa: A002 (Keras's name)
+               verbose: bool | None = None, input_signature: Sequence[int | None] | None = None,
+               opset_version: int | None = None, **unsupported: Any) -> None:
+        """Write the inference model as an ONNX graph, as keras.Model.export(format="onnx"); needs
+        polynn[onnx]. Atomic, as save().
+
+        format: "onnx", or None (the default) for a filepath ending in ".onnx": polynn exports
+        ONNX only. The graph has one input "input" of shape (batch, *input_shape) and one output
+        "output", in the model's dtype (float32 before compile); its weights are those get_weights()
+        gives now, so every backend writes the same file. Dropout is the identity. Each built-in
+        layer and activation is restated with elementary ONNX ops and Keras's constants; a component
+        without such a lowering (a plugin's, a Python function) is refused before anything is
+        written, and so is exact gelu in float64 (ONNX Runtime runs Erf in float32 only).
+        input_signature: None (batch dynamic) or a shape (batch, *input_shape), batch None or a
+        positive int. opset_version: None (17), or 13 up to the installed onnx's newest.
+        verbose: True prints where the file went.
+        """
+        _refuse_unsupported("export", self.export, unsupported)
+        from . import _onnx_export
+
+        _onnx_export.export(self, filepath, format=format, verbose=verbose, input_signature=input_signature,
+                            opset_version=opset_version)
+
     # ---- description --------------------------------------------------------------------
 
     def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
