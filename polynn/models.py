@@ -776,10 +776,14 @@ class Sequential:
         _refuse_unsupported("predict", self.predict, unsupported)
         if self._compiled is None:
             drawn_here = self._weights is None or self._weights_provisional
-            self.compile(loss=None)
-            # Weights drawn for this implicit compile stay provisional: a later compile(seed=...)
-            # draws them again from its seed.
-            self._weights_provisional = drawn_here
+            # Weights already drawn (by build, get_weights, summary or export) are the ones predicted
+            # with, as in Keras; the implicit compile draws them only if there are none.
+            self._weights_provisional = False
+            try:
+                self.compile(loss=None)
+            finally:
+                # They stay provisional: a later compile(seed=...) draws them again from its seed.
+                self._weights_provisional = drawn_here
         return _training.predict(self, _Trainee(self), x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
 
     # ---- files --------------------------------------------------------------------------

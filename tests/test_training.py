@@ -407,6 +407,21 @@ def test_stop_training_and_initial_epoch(binary_data, binary_model):
     assert history.epoch == [2, 3]
 
 
+def test_predict_before_compile_uses_the_weights_already_shown():
+    # As in Keras: weights read (or exported) before any compile are the ones predict() uses;
+    # only an explicit compile(seed=...) draws them again from its seed.
+    model = Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(1)])
+    shown = model.get_weights()
+    x = np.linspace(-1.0, 1.0, 8).reshape(2, 4)
+    expected = np.maximum(x @ shown[0] + shown[1], 0.0) @ shown[2] + shown[3]
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(shown, model.get_weights()))
+    model.compile(loss="mse", seed=5)
+    reference = Sequential([Dense(3, activation="relu", input_shape=(4,)), Dense(1)])
+    reference.compile(loss="mse", seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(reference.get_weights(), model.get_weights()))
+
+
 def test_predict_does_not_depend_on_batch_size(binary_data, binary_model):
     x, _ = binary_data
     model = binary_model(dtype="float64")
