@@ -13,7 +13,7 @@ from typing import BinaryIO
 from . import _files
 from .errors import InvalidArgumentError
 
-__all__ = ["identify", "unreadable_message", "check_writable_name", "KERAS_SUFFIXES"]
+__all__ = ["identify", "container", "unreadable_message", "check_writable_name", "KERAS_SUFFIXES"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # HDF5's superblock sits at 0 or, after a user block, at 512, 1024, 2048, ... (a power of two).
@@ -40,6 +40,22 @@ def identify(stream: BinaryIO, size: int) -> str | None:
             stream.seek(0)
             return _zip_kind(stream)
         return None
+    finally:
+        stream.seek(0)
+
+
+def container(stream: BinaryIO, size: int) -> str | None:
+    """"hdf5" or "zip" from a file's first bytes (what `identify` looks at), else None; the
+    content is not checked further. Leaves the stream's position at 0."""
+    try:
+        for offset in _HDF5_OFFSETS:
+            if offset + len(_HDF5_MAGIC) > size:
+                break
+            stream.seek(offset)
+            if stream.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC:
+                return "hdf5"
+        stream.seek(0)
+        return "zip" if stream.read(4) in _ZIP_MAGIC else None
     finally:
         stream.seek(0)
 
