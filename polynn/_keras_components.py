@@ -149,8 +149,8 @@ def read_object(value: Any, kind: str, where: str) -> tuple[str, Any, bool]:
     registered_ok = registered is None or (function and isinstance(config, str) and registered in ("function", config))
     if module not in modules or not registered_ok:
         raise ModelFileError(
-            f"{where} is a custom {kind} (module {brief(module, 80)}, class_name {class_name!r}, registered_name "
-            f"{brief(registered, 80)}): polynn never imports or runs code named by a file; accepted: Keras's own "
+            f"{where} is a custom {kind} (module {_json(module)}, class_name {class_name!r}, registered_name "
+            f"{_json(registered)}): polynn never imports or runs code named by a file; accepted: Keras's own "
             f"{kind}s, module {' or '.join(repr(m) for m in MODULES[kind])} with registered_name null")
     if function:
         if not isinstance(config, str):

@@ -326,15 +326,16 @@ class _OptimizerState:
         if not isinstance(spec.learning_rate, optimizers.LearningRateSchedule):
             layout.append(("learning_rate", None))
         base = len(layout)
-        slots: list[tuple[str, Any]] = [("slot", (k, name)) for block in OPTIMIZER_SLOTS[keras_class]
-                 for k in trainable for name in block if name in names]
+        slots: list[tuple[str, Any]] = [
+            ("slot", (k, name)) for block in OPTIMIZER_SLOTS[keras_class] for k in trainable for name in block
+            if name in names]
         if keras_class == "Nadam":
             product = [("u_product", None)]
             slots = slots + product if version >= _NADAM_PRODUCT_LAST_FROM else product + slots
         layout += slots
-        self.loaded = len(paths) == len(layout)
-        self.layout = list(zip(paths, layout)) if self.loaded else []
-        if not self.loaded and len(paths) not in (0, base):
+        loaded = len(paths) == len(layout)
+        self.layout = list(zip(paths, layout)) if loaded else []
+        if not loaded and len(paths) not in (0, base):
             # Keras too starts such an optimizer afresh (load_own_variables warns and skips).
             warnings.warn(f"the file's {keras_class} optimizer has {len(paths)} variables where one over the "
                           f"model's {len(trainable)} trainable weights has {len(layout)} (a layer frozen or "
@@ -410,7 +411,7 @@ def model_from_keras(keras_file: Any, model_class: type, backend: str | None = N
     model.compile(optimizer=spec, loss=compiled.loss, metrics=compiled.metrics,
                   weighted_metrics=compiled.weighted_metrics, backend=backend, dtype=dtype or arch.dtype,
                   steps_per_execution=compiled.steps)
-    # After compile(), as polynn's own files: weights kept across compile() pass through float32.
+    # Set after compile(), as polynn's own loader does: weights kept across compile() pass through float32.
     if arrays:
         model.set_weights(list(arrays.values()))
     runtime = model._compiled.runtime
