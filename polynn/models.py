@@ -800,7 +800,7 @@ class Sequential:
     def load_weights(self, filepath: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match.
         A file holding NaN or infinite weights is refused unless allow_nonfinite=True."""
-        _files().load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
+        _model_files().load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
 
     def export(self, filepath: str | os.PathLike[str], format: str | None = None,  # noqa: A002 (Keras's name)
                verbose: bool | None = None, input_signature: Sequence[int | None] | None = None,
@@ -921,6 +921,13 @@ def _files() -> Any:
     return _saving
 
 
+def _model_files() -> Any:
+    """polynn._model_files (which reads polynn's files and Keras's), imported on first use."""
+    from . import _model_files
+
+    return _model_files
+
+
 def _compile_on(backend: Backend, plan: Plan) -> Runtime:
     """backend.compile(plan), with whatever else than a polynn error it raises, or a result that is
     not a Runtime, reported as the plugin's fault, naming it (the core checked the plan)."""
@@ -959,4 +966,5 @@ def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dty
     a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
     allow_nonfinite: load NaN or infinite weights and optimizer slots as they are (else refused).
     """
-    return _files().load_model(filepath, Sequential, backend=backend, dtype=dtype, allow_nonfinite=allow_nonfinite)
+    return _model_files().load_model(filepath, Sequential, backend=backend, dtype=dtype,
+                                     allow_nonfinite=allow_nonfinite)

@@ -26,7 +26,14 @@ h5py = pytest.importorskip("h5py")
 
 from polynn import _keras_archive, _keras_hdf5  # noqa: E402
 from polynn._keras_archive import open_keras_file  # noqa: E402
-from polynn.errors import FileAccessError, MissingExtraError, ModelFileError  # noqa: E402
+from polynn.errors import (  # noqa: E402
+    FileAccessError,
+    MissingExtraError,
+    ModelFileError,
+    PolynnError,
+    UnknownComponentError,
+)
+from polynn.models import load_model  # noqa: E402
 
 MESSAGE_LIMIT = 1400
 # Peak Python-heap growth (tracemalloc, which sees NumPy's and the BytesIO buffers, not HDF5's own
@@ -486,8 +493,12 @@ def test_json_members_are_strict(tmp_path, member, text, item):
 
 def test_json_nested_to_the_limit_parses(tmp_path):
     config = {**keras_config(), "deep": json.loads("[" * 62 + "]" * 62)}
-    with open_keras_file(write(tmp_path, archive_bytes(config=config))) as keras_file:
+    path = write(tmp_path, archive_bytes(config=config))
+    with open_keras_file(path) as keras_file:
         assert keras_file.config == config
+    # End to end: load_model refuses the module; nothing is imported or called.
+    with pytest.raises(ModelFileError, match=r"hostile\.keras.*'os'"):
+        load_model(path)
 
 
 # ---- code in the config: parsed, never run (the importer refuses these names) ------------------------
@@ -522,8 +533,6 @@ def no_code_runs(monkeypatch, tmp_path):
 
 
 def test_a_lambda_layer_config_is_returned_as_data_and_never_run(tmp_path, no_code_runs):
-    # Note to the lead: once load_model reads .keras files, test this archive end to end (the
-    # importer refuses the Lambda class name; nothing may be unmarshalled).
     lambda_layer = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
                     "config": {"name": "lambda", "trainable": True, "dtype": "float32",
                                "function": {"class_name": "__lambda__",
@@ -531,13 +540,17 @@ def test_a_lambda_layer_config_is_returned_as_data_and_never_run(tmp_path, no_co
                                                        "closure": None}},
                                "output_shape": None, "mask": None, "arguments": {}}}
     config = keras_config(layers=[lambda_layer])
-    with open_keras_file(write(tmp_path, archive_bytes(config=config))) as keras_file:
+    path = write(tmp_path, archive_bytes(config=config))
+    with open_keras_file(path) as keras_file:
         assert keras_file.config == config
         assert keras_file.config["config"]["layers"][1]["class_name"] == "Lambda"
+    # End to end: load_model refuses the layer by name; nothing is unmarshalled.
+    with pytest.raises(PolynnError, match=r"hostile\.keras.*Lambda") as error:
+        load_model(path)
+    assert isinstance(error.value, (ModelFileError, UnknownComponentError))
 
 
 def test_a_custom_object_naming_os_system_is_returned_as_data_and_never_run(tmp_path, no_code_runs):
-    # Note to the lead: as above, end to end once wired (the importer refuses module paths).
     config = keras_config()
     marker = str(tmp_path / MARKER)
     config["config"]["layers"][1]["config"]["activation"] = {

@@ -14,11 +14,8 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.util
-import io
-import json
 import os
 import warnings
-import zipfile
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,7 +37,7 @@ from polynn import (
 from polynn._keras_components import OPTIMIZER_CLASSES
 from polynn._keras_import import OPTIMIZER_SLOTS, load_weights_from_keras, model_from_keras
 from polynn.errors import ModelFileError, UnknownComponentError
-from polynn.models import Sequential
+from polynn.models import Sequential, load_model
 
 F64_TOLERANCE = 1e-10  # test_keras_parity's, for training
 F32_TOLERANCE = 1e-6
@@ -770,30 +767,7 @@ def test_every_keras_optimizer_polynn_has_its_slot_layout():
         assert set(spec(**full).slot_names()) == names, class_name
 
 
-# ---- real Keras files ---------------------------------------------------------------------------
-
-
-class KerasFile:
-    """The test's stand-in for polynn._keras_archive: a .keras archive (zip) or .weights.h5, read whole."""
-
-    def __init__(self, path: str) -> None:
-        h5py = pytest.importorskip("h5py")
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive_file:
-                self.kind = "archive"
-                self.config = json.loads(archive_file.read("config.json"))
-                self.metadata = json.loads(archive_file.read("metadata.json"))
-                source: Any = io.BytesIO(archive_file.read("model.weights.h5"))
-        else:
-            self.kind, self.config, self.metadata, source = "weights", None, None, path
-        with h5py.File(source, "r") as h5:
-            self.arrays: dict[str, np.ndarray] = {}
-            h5.visititems(lambda name, item: self.arrays.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-        self.variables = {p: KerasVariable(p, a.shape, a.dtype.name) for p, a in self.arrays.items()}
-
-    def read(self, path: str) -> np.ndarray:
-        return np.array(self.arrays[path])
+# ---- real Keras files, read through polynn.models.load_model and Sequential.load_weights ----------
 
 
 def _installed_backends() -> list[str]:
@@ -908,7 +882,7 @@ TRAIN_CASES = ["adam", "sgd_momentum", "rmsprop", "adamw", "nadam", "adagrad", "
 @pytest.mark.parametrize("case", TRAIN_CASES)
 def test_keras_model_predicts_and_trains_on_as_keras_float64(keras, folder, case, backend):
     path, predictions, history, weights = _keras_run(keras, case, "float64", folder)
-    model = model_from_keras(KerasFile(path), Sequential, backend=backend)
+    model = load_model(path, backend=backend)
     assert model.dtype == "float64" and model.backend == backend
     classes = 3 if case == "components" else 1
     x, y, x_val, y_val = _data(classes)
@@ -926,7 +900,7 @@ def test_keras_model_predicts_and_trains_on_as_keras_float64(keras, folder, case
 @pytest.mark.parametrize("case", ["adam", "components"])
 def test_keras_model_predicts_and_trains_on_as_keras_float32(keras, folder, case, backend):
     path, predictions, history, weights = _keras_run(keras, case, "float32", folder)
-    model = model_from_keras(KerasFile(path), Sequential, backend=backend)
+    model = load_model(path, backend=backend)
     assert model.dtype == "float32"
     classes = 3 if case == "components" else 1
     x, y, x_val, y_val = _data(classes)
@@ -950,7 +924,7 @@ def test_uncompiled_keras_model(keras, folder):
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")
-    model = model_from_keras(KerasFile(path), Sequential)
+    model = load_model(path)
     assert not model.compiled
     model.compile(dtype="float64")
     assert _gap(model.predict(_data()[2], verbose=0), predictions) <= PREDICT_F64_TOLERANCE
@@ -959,10 +933,10 @@ def test_uncompiled_keras_model(keras, folder):
 @pytest.mark.slow
 def test_keras_weights_file_loads_into_a_polynn_model(keras, folder):
     path, predictions, _, _ = _keras_run(keras, "components", "float64", folder)
-    model = model_from_keras(KerasFile(path), Sequential)
+    model = load_model(path)
     fresh = Sequential.from_config(model.get_config())
     fresh.compile(loss="mse", dtype="float64")
-    load_weights_from_keras(fresh, KerasFile(path.replace(".keras", ".weights.h5")))
+    fresh.load_weights(path.replace(".keras", ".weights.h5"))
     assert _gap(fresh.predict(_data(3)[2], verbose=0), predictions) <= PREDICT_F64_TOLERANCE
 
 
@@ -986,7 +960,7 @@ def test_each_keras_optimizer_variable_lands_in_its_polynn_slot(keras, folder, c
     each one's value, as Keras loads the file, is polynn's slot of that weight and name."""
     path, _, _, _ = _keras_run(keras, case, "float64", folder)
     keras_model = keras.models.load_model(path)
-    model = model_from_keras(KerasFile(path), Sequential)
+    model = load_model(path)
     names = KERAS_SLOT_NAMES[type(keras_model.optimizer).__name__]
     keys = [w.path.replace("/", "_") + "_" for layer in keras_model.layers for w in layer.weights]
     seen = 0
