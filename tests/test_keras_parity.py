@@ -21,6 +21,13 @@ from polynn.models import Sequential
 
 F64_TOLERANCE = 1e-10
 F32_TOLERANCE = 1e-6
+# The schedule case in float32: TensorFlow computes a schedule's float32 rate differently in eager,
+# graph and XLA code (InverseTimeDecay(0.01, 3, 0.37), steps 0-299: eager and graph differ by one ulp
+# at 50 steps, XLA and polynn's graph-style folding at 79), so no one formula matches Keras's fit.
+# Measured against Keras truly in float32: 3.8e-6 (numpy), 4.2e-6 (tensorflow), 5.2e-6 (torch) in
+# the weights. (Until Keras's dtype policy was reset with floatx, this case compared against Keras in
+# float64 and passed at 1e-6.)
+SCHEDULE_F32_TOLERANCE = 1e-5
 
 # The blog's model (../shared/reference/fundamentals-of-deep-learning-blog.txt, examples/blog.py) on
 # the first rows of the blog's data: 10 steps of 32 an epoch keep Keras's share of the time small.
@@ -87,7 +94,9 @@ class _PolynnOptimizers:
 @functools.cache
 def _keras_run(keras, case: str, dtype: str, units: tuple, train_rows: int, val_rows: int, epochs: int):
     activation, make_optimizer = CASES[case]
+    # Keras's default layer policy is made from floatx once and then kept: set both, reset both.
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     try:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((10,))]
@@ -101,6 +110,7 @@ def _keras_run(keras, case: str, dtype: str, units: tuple, train_rows: int, val_
         return initial, model.get_weights(), history.history
     finally:
         keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("float32")
 
 
 def _polynn_run(case: str, dtype: str, backend: str, initial, units: tuple, train_rows: int, val_rows: int,
@@ -138,7 +148,8 @@ def test_blog_model_trains_as_keras(keras, case, dtype, backend):
     shape = (BLOG_UNITS, TRAIN_ROWS, VAL_ROWS, EPOCHS)
     initial, keras_weights, keras_history = _keras_run(keras, case, dtype, *shape)
     weights, history = _polynn_run(case, dtype, backend, initial, *shape)
-    tolerance = F64_TOLERANCE if dtype == "float64" else F32_TOLERANCE
+    tolerance = F64_TOLERANCE if dtype == "float64" else SCHEDULE_F32_TOLERANCE if case == "schedule" \
+        else F32_TOLERANCE
     weight_gap, history_gap = _deviations(keras_weights, keras_history, weights, history)
     assert weight_gap <= tolerance, f"weights {weight_gap:.2e} from Keras's"
     assert history_gap <= tolerance, f"History {history_gap:.2e} from Keras's"

@@ -31,10 +31,13 @@ def _data():
 @pytest.fixture(autouse=True)
 def _float64():
     """Keras in float64 for the whole test: its loss reads floatx at fit time, not only at compile."""
-    saved = keras.config.floatx()
+    saved, saved_policy = keras.config.floatx(), keras.config.dtype_policy()
+    # The default layer policy is made from floatx once and then kept: set both, restore both.
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx(saved)
+    keras.config.set_dtype_policy(saved_policy)
 
 
 def _keras_model(trainable):
