@@ -258,12 +258,14 @@ def test_other_unreadable_files_keep_the_safetensors_message(tmp_path):
         load_model(path)
 
 
-# ---- polynn's files never written under Keras's names -------------------------------------------
+# ---- polynn's files never written under Keras's names --------------------------------------------
 
-@pytest.mark.parametrize("name", ["m.keras", "M.KERAS", "m.h5", "m.hdf5", "m.weights.h5"])
-@pytest.mark.parametrize("saver", ["save", "save_weights"])
+@pytest.mark.parametrize("saver, name", [("save", "m.h5"), ("save", "m.hdf5"), ("save", "m.weights.h5"),
+                                         ("save", "M.KERAS"), ("save_weights", "m.keras"),
+                                         ("save_weights", "M.KERAS"), ("save_weights", "m.h5"),
+                                         ("save_weights", "m.hdf5"), ("save_weights", "m.WEIGHTS.H5")])
 @pytest.mark.parametrize("exists", [False, True])
-def test_saving_under_a_keras_name_is_refused_and_touches_nothing(tmp_path, name, saver, exists):
+def test_saving_under_a_keras_name_it_does_not_write_is_refused_and_touches_nothing(tmp_path, name, saver, exists):
     model = compiled()
     path = tmp_path / name
     if exists:
@@ -271,10 +273,19 @@ def test_saving_under_a_keras_name_is_refused_and_touches_nothing(tmp_path, name
         os.utime(path, (1_000_000_000, 1_000_000_000))
     before = {p.name: (p.read_bytes(), p.stat().st_mtime) for p in tmp_path.iterdir()}
     with pytest.raises(errors.InvalidArgumentError,
-                       match=rf"{saver}: invalid filepath=.*{name}'; accepted: a name for a safetensors file, such "
-                             rf"as 'model.safetensors' .*{saver} writes polynn's safetensors format, not Keras's"):
+                       match=rf"{saver}: invalid filepath=.*{name}'; accepted: a name ending in '\.(keras|weights\.h5)'"
+                             rf".*, or any other name \(such as 'model\.safetensors'\) for polynn's safetensors "
+                             rf"format: "):
         getattr(model, saver)(path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("saver, name, magic", [("save", "m.keras", b"PK\x03\x04"),
+                                                ("save_weights", "m.weights.h5", HDF5_MAGIC)])
+def test_keras_names_get_keras_s_formats(tmp_path, saver, name, magic):
+    pytest.importorskip("h5py")
+    getattr(compiled(), saver)(tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)  # never a polynn file under a Keras name
 
 
 @pytest.mark.parametrize("name", ["m.safetensors", "m.polynn", "m", "keras.safetensors", "m.h5.safetensors"])
@@ -284,10 +295,16 @@ def test_other_names_are_written(tmp_path, name):
     assert load_model(tmp_path / name).get_weights()[0].tolist() == model.get_weights()[0].tolist()
 
 
-@pytest.mark.parametrize("name", ["best.keras", "ckpt-{epoch:02d}.weights.h5"])
-def test_a_model_checkpoint_under_a_keras_name_is_refused_when_made(name):
+@pytest.mark.parametrize("name, weights_only", [("best.h5", False), ("ckpt-{epoch:02d}.weights.h5", False),
+                                                ("best.keras", True), ("best.hdf5", True)])
+def test_a_model_checkpoint_under_a_keras_name_it_cannot_write_is_refused_when_made(name, weights_only):
     with pytest.raises(errors.InvalidArgumentError, match=r"ModelCheckpoint: invalid filepath="):
-        callbacks.ModelCheckpoint(name)
+        callbacks.ModelCheckpoint(name, save_weights_only=weights_only)
+
+
+@pytest.mark.parametrize("name, weights_only", [("best.keras", False), ("ckpt-{epoch:02d}.weights.h5", True)])
+def test_a_model_checkpoint_takes_keras_s_names(name, weights_only):
+    assert callbacks.ModelCheckpoint(name, save_weights_only=weights_only).filepath == name
 
 
 # ---- NumPy's bools are bools ---------------------------------------------------------------------
