@@ -41,7 +41,7 @@ from ._registry import source_of
 from ._spec import FunctionField
 from .errors import ModelFileError
 
-__all__ = ["KERAS_VERSION", "Group", "metadata", "model_config", "variable_groups"]
+__all__ = ["KERAS_VERSION", "Group", "metadata", "model_config", "model_dtype", "variable_groups"]
 
 # The Keras release whose .keras layout and configs this module writes (metadata.json says so).
 KERAS_VERSION = "3.15.1"
@@ -84,7 +84,7 @@ def _describe(component: Any) -> str:
 
 def _refuse(where: str, component: Any, accepted: list[str]) -> ModelFileError:
     return ModelFileError(f"{where} {_describe(component)} has no Keras 3 counterpart; accepted in Keras files: "
-                          f"{', '.join(sorted(accepted))}; or {_INSTEAD}")
+                          f"{', '.join(sorted(set(accepted)))}; or {_INSTEAD}")
 
 
 def _unexpressible(where: str, component: Any, setting: str, accepted: str) -> ModelFileError:
@@ -107,7 +107,7 @@ def _lookup(component: Any, table: dict, where: str, also: tuple[str, ...] = ())
     """The table's entry for the component's exact class (a subclass, a plugin's, is not Keras's)."""
     entry = table.get(type(component))
     if entry is None:
-        raise _refuse(where, component, [f"{keras}" for keras, *_ in table.values()] + list(also))
+        raise _refuse(where, component, [keras for keras, *_ in table.values()] + list(also))
     return entry
 
 
