@@ -12,6 +12,7 @@ without reading data. Every problem is a ModelFileError (or FileAccessError) nam
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
@@ -152,7 +153,8 @@ class _Window(io.RawIOBase):
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
         if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
+            # OSError(EINVAL), as a real file raises: zipfile probes a short file's end this way.
+            raise OSError(errno.EINVAL, f"negative seek position {base + offset}")
         self._position = base + offset
         return self._position
 

@@ -1,5 +1,9 @@
 """Model files: one safetensors file holding the spec, weights, optimizer state and metadata.
 
+save() and save_weights() pick the format by the file's name (polynn._formats): Keras 3's under
+'.keras' and '.weights.h5' (written by polynn._keras_writing), this module's safetensors format
+under any other name but Keras's legacy '.h5' and '.hdf5', which are refused.
+
 The polynn documents travel as JSON strings in the safetensors "__metadata__" map:
   format          "polynn.model" or "polynn.weights" (the file's magic), format_version "1";
   model           {"config": Sequential.get_config(), "input_shape": [...] or null};
@@ -90,14 +94,23 @@ def _atomic_write(path, tensors: dict, metadata: dict) -> None:
     _files.atomic_write(path, lambda stream: _safetensors.write(stream, tensors, metadata))
 
 
-def _check_overwrite(path, overwrite: bool, verb: str) -> None:
-    """Before anything is written: overwrite is a bool, the name is not Keras's, the file absent unless overwrite."""
+def _check_overwrite(path, overwrite: bool, verb: str) -> str:
+    """Before anything is written: overwrite is a bool, the name one polynn writes (its format
+    returned: _formats.SAFETENSORS, KERAS_MODEL or KERAS_WEIGHTS), the file absent unless overwrite."""
     overwrite = check_bool(verb, "overwrite", overwrite)
-    _formats.check_writable_name(path, verb)
+    kind = _formats.check_writable_name(path, verb)
     name = _files.filepath(path)
     if not overwrite and os.path.exists(name):
         raise InvalidArgumentError("filepath", _files.describe(name),
                                    "a path that does not exist yet, or overwrite=True")
+    return kind
+
+
+def _keras_writer():
+    """polynn._keras_writing, imported when a Keras file is written (it is not needed otherwise)."""
+    from . import _keras_writing
+
+    return _keras_writing
 
 
 def _weight_tensors(model) -> dict:
@@ -109,8 +122,11 @@ def _weight_tensors(model) -> dict:
 
 
 def save_model(model, path, overwrite: bool = True) -> None:
-    """Write the whole model (spec, weights, optimizer state, training position) to `path`."""
-    _check_overwrite(path, overwrite, "save")
+    """Write the whole model (spec, weights, optimizer state, training position) to `path`: a Keras
+    3 archive under a '.keras' name, else polynn's safetensors file."""
+    if _check_overwrite(path, overwrite, "save") == _formats.KERAS_MODEL:
+        _keras_writer().save_model(model, path)
+        return
     compiled = model._compiled
     tensors = _weight_tensors(model)
     metadata = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION,
@@ -141,8 +157,11 @@ def save_model(model, path, overwrite: bool = True) -> None:
 
 
 def save_weights(model, path, overwrite: bool = True) -> None:
-    """Write only the weights (and the spec they belong to, for checking) to `path`."""
-    _check_overwrite(path, overwrite, "save_weights")
+    """Write only the weights to `path`: Keras 3's weights file under a '.weights.h5' name, else
+    polynn's safetensors file (with the spec they belong to, for checking)."""
+    if _check_overwrite(path, overwrite, "save_weights") == _formats.KERAS_WEIGHTS:
+        _keras_writer().save_weights(model, path)
+        return
     metadata = {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION,
                 "model": _json(_model_doc(model)), "info": _json(_info(model))}
     _atomic_write(path, _weight_tensors(model), metadata)
@@ -162,17 +181,8 @@ def _read(path, expect) -> tuple[dict[str, np.ndarray], Any]:
 
 
 def _read_stream(stream, size: int, expect) -> tuple[dict[str, np.ndarray], Any]:
-    try:
-        header = _safetensors.read_header(stream, size)
-    except ModelFileError:
-        # Not safetensors: say what it is when it is a format a Keras user would bring (.keras, .h5).
-        try:
-            kind = _formats.identify(stream, size)
-        except OSError:
-            kind = None
-        if kind is None:
-            raise
-        raise ModelFileError(_formats.unreadable_message(kind)) from None
+    # Keras's files never get here: polynn._model_files sends them to the Keras reader.
+    header = _safetensors.read_header(stream, size)
     docs, kind = _documents(header.metadata)
     names, result = expect(docs, kind, header)
     return {name: _safetensors.read_tensor(stream, header, name) for name in names}, result
@@ -319,7 +329,7 @@ def _choose_backend(requested, recorded):
             return recorded
     # stacklevel: the caller of polynn.load_model, through load_model's two wrappers.
     warnings.warn(f"the model was trained on backend {recorded!r}, which is not installed here; "
-                  f"loading it on the default backend (pass backend= to choose)", RuntimeWarning, stacklevel=5)
+                  f"loading it on the default backend (pass backend= to choose)", RuntimeWarning, stacklevel=6)
     return None
 
 

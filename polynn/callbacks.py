@@ -247,7 +247,8 @@ class ModelCheckpoint(_MonitorCallback):
     """Save the model (or its weights) every epoch, or every `save_freq` batches.
 
     filepath may hold str.format fields filled with epoch (1-based), batch (1-based, batch saves)
-    and the logs, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors". save_best_only writes only
+    and the logs, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"; a name ending in '.keras' (or in
+    '.weights.h5' with save_weights_only) writes Keras 3's format instead. save_best_only writes only
     when `monitor` improves; initial_value_threshold is the value to beat first. Files are written
     with model.save / model.save_weights, atomically. As keras.callbacks.ModelCheckpoint.
     """
@@ -257,11 +258,12 @@ class ModelCheckpoint(_MonitorCallback):
                  save_freq: str | int = "epoch", initial_value_threshold: float | None = None) -> None:
         super().__init__(monitor, mode, initial_value_threshold, baseline_name="initial_value_threshold")
         self.filepath = os.fspath(filepath)
-        # Keras's ModelCheckpoint wants .keras or .weights.h5 names; polynn writes safetensors.
-        _formats.check_writable_name(self.filepath, "ModelCheckpoint")
         self.verbose = verbose
         self.save_best_only = check_bool("ModelCheckpoint", "save_best_only", save_best_only)
         self.save_weights_only = check_bool("ModelCheckpoint", "save_weights_only", save_weights_only)
+        # As Keras's: '.weights.h5' for weights only, '.keras' for the model (or a safetensors name),
+        # checked now rather than at the first save.
+        _formats.check_writable_name(self.filepath, "ModelCheckpoint", weights=self.save_weights_only)
         if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral)
                                      or save_freq <= 0):
             raise InvalidArgumentError("save_freq", save_freq, "'epoch' or an integer number of batches > 0",

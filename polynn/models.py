@@ -790,11 +790,14 @@ class Sequential:
 
     def save(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Write the model to one safetensors file: spec, weights, optimizer state, training position
-        and metadata. Atomic: the file is written beside the target, then renamed over it."""
+        and metadata. Atomic: the file is written beside the target, then renamed over it.
+        A name ending in '.keras' writes a Keras 3 archive instead (keras.models.load_model reads it;
+        a component Keras lacks is refused); Keras's legacy '.h5' / '.hdf5' names are refused."""
         _files().save_model(self, filepath, overwrite)
 
     def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
-        """Write only the weights (safetensors, atomically)."""
+        """Write only the weights (safetensors, atomically); a name ending in '.weights.h5' writes
+        Keras 3's weights file instead (keras_model.load_weights reads it)."""
         _files().save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:

@@ -232,18 +232,19 @@ def _hdf5(path, offset=0):
 
 
 @pytest.mark.parametrize("name, write, what", [
-    ("model.keras", _keras_archive, r"a Keras .keras model archive \(a zip file\)"),
-    ("renamed.bin", _keras_archive, r"a Keras .keras model archive"),
-    ("model.h5", _hdf5, r"an HDF5 file, as Keras writes for .h5 models and .weights.h5 weights"),
-    ("model.weights.h5", lambda p: _hdf5(p, 512), r"an HDF5 file"),
-    ("other.zip", lambda p: zipfile.ZipFile(p, "w").close(), r"a zip archive"),
+    ("model.keras", _keras_archive, r"member 'model.weights.h5' is not a readable HDF5 file"),
+    ("renamed.bin", _keras_archive, r"member 'model.weights.h5' is not a readable HDF5 file"),
+    ("model.h5", _hdf5, r"not a readable HDF5 file"),
+    ("model.weights.h5", lambda p: _hdf5(p, 512), r"not a readable HDF5 file"),
+    ("other.zip", lambda p: zipfile.ZipFile(p, "w").close(), r"the archive has no member 'config.json'"),
 ])
 @pytest.mark.parametrize("reader", ["load_model", "load_weights"])
-def test_loading_a_keras_or_hdf5_file_says_what_it_is(tmp_path, name, write, what, reader):
+def test_a_damaged_keras_file_is_refused_by_the_keras_reader(tmp_path, name, write, what, reader):
+    # Told by content, whatever the name: zip and HDF5 files go to the Keras reader, which names the file.
+    pytest.importorskip("h5py")
     path = tmp_path / name
     write(path)
-    message = (rf"{str(path)!r}: this is {what}.* not a polynn file: polynn reads the safetensors files its own "
-               rf"save\(\) and save_weights\(\) write")
+    message = rf"cannot read Keras file {str(path)!r}: .*{what}"
     with pytest.raises(errors.ModelFileError, match=message.replace("\\", "\\\\") if os.sep == "\\" else message):
         if reader == "load_model":
             load_model(path)
@@ -258,12 +259,14 @@ def test_other_unreadable_files_keep_the_safetensors_message(tmp_path):
         load_model(path)
 
 
-# ---- polynn's files never written under Keras's names -------------------------------------------
+# ---- polynn's files never written under Keras's names --------------------------------------------
 
-@pytest.mark.parametrize("name", ["m.keras", "M.KERAS", "m.h5", "m.hdf5", "m.weights.h5"])
-@pytest.mark.parametrize("saver", ["save", "save_weights"])
+@pytest.mark.parametrize("saver, name", [("save", "m.h5"), ("save", "m.hdf5"), ("save", "m.weights.h5"),
+                                         ("save", "M.KERAS"), ("save_weights", "m.keras"),
+                                         ("save_weights", "M.KERAS"), ("save_weights", "m.h5"),
+                                         ("save_weights", "m.hdf5"), ("save_weights", "m.WEIGHTS.H5")])
 @pytest.mark.parametrize("exists", [False, True])
-def test_saving_under_a_keras_name_is_refused_and_touches_nothing(tmp_path, name, saver, exists):
+def test_saving_under_a_keras_name_it_does_not_write_is_refused_and_touches_nothing(tmp_path, name, saver, exists):
     model = compiled()
     path = tmp_path / name
     if exists:
@@ -271,10 +274,19 @@ def test_saving_under_a_keras_name_is_refused_and_touches_nothing(tmp_path, name
         os.utime(path, (1_000_000_000, 1_000_000_000))
     before = {p.name: (p.read_bytes(), p.stat().st_mtime) for p in tmp_path.iterdir()}
     with pytest.raises(errors.InvalidArgumentError,
-                       match=rf"{saver}: invalid filepath=.*{name}'; accepted: a name for a safetensors file, such "
-                             rf"as 'model.safetensors' .*{saver} writes polynn's safetensors format, not Keras's"):
+                       match=rf"{saver}: invalid filepath=.*{name}'; accepted: a name ending in '\.(keras|weights\.h5)'"
+                             rf".*, or any other name \(such as 'model\.safetensors'\) for polynn's safetensors "
+                             rf"format: "):
         getattr(model, saver)(path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("saver, name, magic", [("save", "m.keras", b"PK\x03\x04"),
+                                                ("save_weights", "m.weights.h5", HDF5_MAGIC)])
+def test_keras_names_get_keras_s_formats(tmp_path, saver, name, magic):
+    pytest.importorskip("h5py")
+    getattr(compiled(), saver)(tmp_path / name)
+    assert (tmp_path / name).read_bytes().startswith(magic)  # never a polynn file under a Keras name
 
 
 @pytest.mark.parametrize("name", ["m.safetensors", "m.polynn", "m", "keras.safetensors", "m.h5.safetensors"])
@@ -284,10 +296,16 @@ def test_other_names_are_written(tmp_path, name):
     assert load_model(tmp_path / name).get_weights()[0].tolist() == model.get_weights()[0].tolist()
 
 
-@pytest.mark.parametrize("name", ["best.keras", "ckpt-{epoch:02d}.weights.h5"])
-def test_a_model_checkpoint_under_a_keras_name_is_refused_when_made(name):
+@pytest.mark.parametrize("name, weights_only", [("best.h5", False), ("ckpt-{epoch:02d}.weights.h5", False),
+                                                ("best.keras", True), ("best.hdf5", True)])
+def test_a_model_checkpoint_under_a_keras_name_it_cannot_write_is_refused_when_made(name, weights_only):
     with pytest.raises(errors.InvalidArgumentError, match=r"ModelCheckpoint: invalid filepath="):
-        callbacks.ModelCheckpoint(name)
+        callbacks.ModelCheckpoint(name, save_weights_only=weights_only)
+
+
+@pytest.mark.parametrize("name, weights_only", [("best.keras", False), ("ckpt-{epoch:02d}.weights.h5", True)])
+def test_a_model_checkpoint_takes_keras_s_names(name, weights_only):
+    assert callbacks.ModelCheckpoint(name, save_weights_only=weights_only).filepath == name
 
 
 # ---- NumPy's bools are bools ---------------------------------------------------------------------
