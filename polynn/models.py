@@ -802,7 +802,8 @@ class Sequential:
 
     def load_weights(self, filepath: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match.
-        A file holding NaN or infinite weights is refused unless allow_nonfinite=True."""
+        Keras 3's .weights.h5 and .keras files are read too (told by content): their Dense kernels
+        and biases, in order. A file holding NaN or infinite weights is refused unless allow_nonfinite=True."""
         _model_files().load_weights(self, filepath, allow_nonfinite=allow_nonfinite)
 
     def export(self, filepath: str | os.PathLike[str], format: str | None = None,  # noqa: A002 (Keras's name)
@@ -963,6 +964,12 @@ def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dty
                allow_nonfinite: bool = False) -> Sequential:
     """A model written by Sequential.save(), compiled with its weights, optimizer state, iteration
     count, learning-rate override and seed restored, so training resumes exactly.
+
+    A Keras 3 .keras archive (told by content, whatever its name) loads as Keras saved it: the
+    architecture, weights, compile configuration and optimizer state, so fit() continues as Keras's
+    would. It is parsed, never executed: only Keras's own components that polynn has are accepted
+    (no Lambda layers or custom objects); anything else is refused, naming the file and the item.
+    Needs polynn[keras-files] (h5py).
 
     backend: None uses the backend recorded in the file if installed, else the default.
     dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
