@@ -138,7 +138,7 @@ def read_object(value: Any, kind: str, where: str) -> tuple[str, Any, bool]:
         raise ModelFileError(f"{where} has the keys {brief(sorted(map(str, value)), 120)}; accepted: "
                              f"class_name, config, module, registered_name (and shared_object_id, build_config)")
     class_name = value["class_name"]
-    if class_name in _CODE_CLASSES:
+    if isinstance(class_name, str) and class_name in _CODE_CLASSES:
         raise ModelFileError(f"{where}: {_CODE_CLASSES[class_name]}, and polynn never runs code from a file; "
                              f"accepted: Keras's built-in {kind}s that polynn has")
     class_name = check_class_name(class_name, f"{where}.class_name")
