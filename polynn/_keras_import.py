@@ -108,7 +108,11 @@ class _Architecture:
         if not isinstance(options["layers"], list):
             raise ModelFileError(f"{where} config.layers is {brief(options['layers'], 80)}; accepted: a list")
         # An uncompiled model's is {} (Keras 3.15) or absent.
-        self.compile_config = config.get("compile_config") or None
+        compiled = config.get("compile_config")
+        if compiled is not None and not isinstance(compiled, dict):
+            raise ModelFileError(f"{where} compile_config is {brief(compiled, 80)}; accepted: an object ({{}} or "
+                                 f"absent for a model that was not compiled)")
+        self.compile_config = compiled or None
         self.shape: tuple | None = None
         self.groups: list[str | None] = []
         self.names: list[str | None] = []  # each layer's Keras name (the Input's too)
