@@ -76,10 +76,20 @@ class Plan:
     def components(self) -> list[Component]:
         """Every component spec the plan uses, nested ones included (for support checks)."""
         found: list[Component] = []
+        # Specs are frozen dataclasses, hashable unless a field holds a list: the set keeps a plan of
+        # many distinct components linear; the list scan serves the unhashable ones.
+        seen: set[Any] = set()
 
         def visit(component: Any) -> None:
-            if component is None or component in found:
+            if component is None:
                 return
+            try:
+                if component in seen:
+                    return
+                seen.add(component)
+            except TypeError:
+                if component in found:
+                    return
             found.append(component)
             for f in dataclasses.fields(component):
                 value = getattr(component, f.name)
