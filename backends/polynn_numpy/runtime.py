@@ -41,13 +41,16 @@ class NumpyRuntime(Runtime):
         self.weights = _views(self.flat_weights, shapes, order)
         self.flat_grads = np.zeros(total, dtype=self.dtype)
         self.grads = _views(self.flat_grads, shapes, order)
-        self.layers = []
-        for index, spec in enumerate(plan.layers):
-            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
-            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
-        # Where each layer's gradients go in the flat buffer, and whether its backward can write there.
-        owners = [owner for owner, _ in plan.weights]
-        self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
+        # Each layer's weights, and where its gradients go in the flat buffer (the first of its
+        # weights, how many): one pass over the weights, not one per layer.
+        params: dict[int, list[np.ndarray]] = {}
+        starts: dict[int, int] = {}
+        for k, (weight, (owner, _)) in enumerate(zip(self.weights, plan.weights)):
+            params.setdefault(owner, []).append(weight)
+            starts.setdefault(owner, k)
+        self.layers = [(backend.implementation("layer", spec.name)(backend, spec), params.get(index, []))
+                       for index, spec in enumerate(plan.layers)]
+        self.grad_slices = [(starts.get(i, 0), len(params.get(i, []))) for i in range(len(plan.layers))]
         self.backward_options = []
         for index, (layer, _) in enumerate(self.layers):
             first, count = self.grad_slices[index]
