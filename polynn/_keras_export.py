@@ -242,7 +242,9 @@ def _keras_layers(model: Any) -> list[_Layer]:
     """The model's layers other than its Input, each as Keras names and paths it."""
     names = model.layer_names()
     shape = model.input_shape
-    owners = [] if shape is None else [owner for owner, _ in model._weight_specs(tuple(shape))]
+    owned: dict[int, list[int]] = {}  # each layer's weights' positions
+    for k, (owner, _) in enumerate([] if shape is None else model._weight_specs(tuple(shape))):
+        owned.setdefault(owner, []).append(k)
     counts: dict[str, int] = {}
     out = []
     for index, (spec, name) in enumerate(zip(model._layers, names)):
@@ -253,7 +255,7 @@ def _keras_layers(model: Any) -> list[_Layer]:
         count = counts.get(snake, 0)
         counts[snake] = count + 1
         path = f"layers/{snake}" if count == 0 else f"layers/{snake}_{count}"
-        out.append(_Layer(spec, class_name, name, path, [k for k, owner in enumerate(owners) if owner == index]))
+        out.append(_Layer(spec, class_name, name, path, owned.get(index, [])))
     return out
 
 

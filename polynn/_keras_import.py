@@ -258,11 +258,13 @@ def _dense_groups(model: Any, specs: list) -> list[str | None]:
     """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
     the same layers (None for the weightless ones, which Keras numbers under their own classes)."""
     groups: list[str | None] = []
+    owners = {owner for owner, _ in specs}
+    count = 0
     for index, spec in enumerate(model._layers):
         if type(spec) is layers.Dense:
-            count = sum(group is not None for group in groups)
             groups.append("dense" if count == 0 else f"dense_{count}")
-        elif any(owner == index for owner, _ in specs):
+            count += 1
+        elif index in owners:
             raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
                                  f"place in Keras's files polynn does not know; accepted: weights of Dense layers")
         else:
