@@ -49,7 +49,7 @@ from ._keras_components import (
 from ._safetensors import brief
 from .errors import ModelFileError
 
-__all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS"]
+__all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS", "MAX_LAYERS"]
 
 # Keras optimizer class -> its slot variables as Keras creates them: blocks in order, each block
 # one variable per trainable weight (in weight order) of each name in it, interleaved
@@ -68,6 +68,9 @@ OPTIMIZER_SLOTS: dict[str, tuple[tuple[str, ...], ...]] = {
 # Nadam's scalar u_product: first of its variables before Keras 3.10, last from 3.10 on.
 _NADAM_PRODUCT_LAST_FROM = (3, 10)
 
+# A Sequential's layers, the InputLayer included: config.json's 16 MiB hold some 300,000 weightless
+# ones, which take minutes to build and compile on some backends.
+MAX_LAYERS = 2**14
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _VAR_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 
@@ -107,6 +110,9 @@ class _Architecture:
             raise ModelFileError(f"{where} config.name is {brief(options['name'], 80)}; accepted: a string")
         if not isinstance(options["layers"], list):
             raise ModelFileError(f"{where} config.layers is {brief(options['layers'], 80)}; accepted: a list")
+        if len(options["layers"]) > MAX_LAYERS:
+            raise ModelFileError(f"{where} config.layers lists {len(options['layers'])} layers; accepted: at most "
+                                 f"{MAX_LAYERS} (a file may not make polynn build and compile a model of any size)")
         # An uncompiled model's is {} (Keras 3.15) or absent.
         compiled = config.get("compile_config")
         if compiled is not None and not isinstance(compiled, dict):

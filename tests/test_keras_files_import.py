@@ -726,6 +726,17 @@ def test_refusals_say_what_and_what_is_accepted(name, error, fragments):
     assert file.reads == []  # refused before any array is read
 
 
+def test_a_config_of_too_many_layers_is_refused_before_any_is_built(monkeypatch):
+    built = []
+    monkeypatch.setattr(polynn._keras_import, "layer", lambda *args: built.append(args))
+    relu = layer("ReLU", "re_lu")
+    file = archive(sequential([relu] * polynn._keras_import.MAX_LAYERS))
+    with pytest.raises(ModelFileError) as caught:
+        load(file)
+    assert f"lists {polynn._keras_import.MAX_LAYERS + 1} layers; accepted: at most" in str(caught.value)
+    assert built == [] and file.reads == []
+
+
 @pytest.mark.parametrize("arrays, fragments", [
     ({**W, **adam_vars(), "layers/conv2d/vars/0": np.ones(3)}, ["'layers/conv2d/vars/0' is no weight"]),
     ({**W, **adam_vars(), "layers/dense/vars/2": np.ones(3)}, ["'layers/dense/vars/2' is no weight"]),
