@@ -376,7 +376,9 @@ class _OptimizerState:
                 if not 0 <= iterations <= optimizers.MAX_ITERATIONS:
                     raise ModelFileError(f"variable {path!r}, the iteration count, is {iterations}; accepted: "
                                          f"0 to {optimizers.MAX_ITERATIONS}")
-            elif what == "learning_rate":
+            elif what == "learning_rate" and np.asarray(spec.learning_rate, value.dtype) != value:
+                # Kept from the config where it is the variable's value rounded to the variable's
+                # dtype (a float32 variable holds 0.01 as 0.009999999776...): the config's is exact.
                 spec = _saving._guarded(f"variable {path!r} (the learning rate)",
                                         functools.partial(dataclasses.replace, spec, learning_rate=float(value)))
             elif what == "slot":

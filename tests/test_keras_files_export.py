@@ -548,6 +548,60 @@ def test_a_failure_while_writing_leaves_the_old_file(tmp_path, monkeypatch):
         assert _files_in(tmp_path) == before
 
 
+ROUND_TRIP_OPTIMIZERS = {
+    "sgd": lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optimizers.Adam(0.01, amsgrad=True),
+    "adamw": lambda: optimizers.AdamW(0.01, weight_decay=0.01),
+    "rmsprop": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+    "adagrad": lambda: optimizers.Adagrad(0.05),
+    "adadelta": lambda: optimizers.Adadelta(1.0),
+    "adamax": lambda: optimizers.Adamax(0.01),
+    "nadam": lambda: optimizers.Nadam(0.01, clipnorm=0.5),
+    "schedule": lambda: optimizers.Adam(schedules.ExponentialDecay(0.01, 3, 0.9)),
+}
+
+
+def _round_trip_backends():
+    """NumPy in the default run, every other installed backend but the JAX example's among the slow tests."""
+    names = [e.name for e in plugins.backend_entries()
+             if e.name != "jax" and e.error is None and importlib.util.find_spec(e.engine.split(".")[0]) is not None]
+    return [pytest.param(name, marks=() if name == "numpy" else pytest.mark.slow) for name in names]
+
+
+@pytest.mark.parametrize("backend", _round_trip_backends())
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", list(ROUND_TRIP_OPTIMIZERS))
+def test_a_model_saved_as_keras_loads_back_and_trains_on_exactly(tmp_path, backend, dtype, optimizer):
+    """polynn -> .keras -> polynn: weights, optimizer state, learning rate, iterations, evaluation and
+    further training are those of the model saved, bit for bit (a frozen layer, sample weights,
+    metrics and weighted metrics included; a float32 model's learning rate too, although the file's
+    learning-rate variable holds it rounded to float32)."""
+    _h5py()
+    x, y = _data(rows=40, features=3)
+    y = np.hstack([y, 1 - y])
+    weights = np.random.default_rng(1).random(40)
+    model = Sequential([Input((3,)), Dense(4, activation="tanh"), Dense(3, activation="relu", trainable=False),
+                        Dense(2, activation="sigmoid")])
+    model.compile(ROUND_TRIP_OPTIMIZERS[optimizer](), "binary_crossentropy", metrics=["accuracy", metrics.AUC()],
+                  weighted_metrics=["mse"], backend=backend, dtype=dtype, seed=1)
+    fit = dict(sample_weight=weights, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    model.fit(x, y, **fit)
+    model.save(tmp_path / "m.keras")
+    loaded = polynn.models.load_model(tmp_path / "m.keras", backend=backend)
+    # (The Input comes back named as Keras names it, 'input_layer'.)
+    assert (loaded.dtype, loaded.iterations, loaded.layer_names()[1:]) == (model.dtype, model.iterations,
+                                                                             model.layer_names()[1:])
+    assert float(loaded.optimizer.learning_rate) == float(model.optimizer.learning_rate)
+    for a, b in zip(loaded._compiled.runtime.get_optimizer_state(), model._compiled.runtime.get_optimizer_state(),
+                    strict=True):
+        assert all(np.array_equal(s, t) for s, t in zip(a, b, strict=True))
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True) == \
+        model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    assert loaded.fit(x, y, **fit).history == model.fit(x, y, **fit).history
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
+
+
 def test_safetensors_names_are_unchanged(tmp_path):
     model = _small()
     model.save(tmp_path / "m.safetensors")
