@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -28,9 +28,6 @@ from ._extras import require
 from ._spec import FunctionField
 from ._version import __version__
 from .errors import InvalidArgumentError, UnsupportedComponentError
-
-if TYPE_CHECKING:
-    from .models import Sequential
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET", "SUFFIX", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -278,7 +275,7 @@ def _check_opset(opset: Any, latest: int, owner: str) -> int:
 # ---- the graph ----------------------------------------------------------------------------------
 
 
-def _input_shape(model: Sequential, owner: str) -> tuple:
+def _input_shape(model: Any, owner: str) -> tuple:
     if model.input_shape is None or not model.layers:
         raise InvalidArgumentError(
             "input_shape", None, "a model whose input shape is known (input_dim=, input_shape= or an Input "
@@ -286,7 +283,7 @@ def _input_shape(model: Sequential, owner: str) -> tuple:
     return tuple(model.input_shape)
 
 
-def _plan(model: Sequential, input_shape: tuple) -> tuple[_Graph, tuple]:
+def _plan(model: Any, input_shape: tuple) -> tuple[_Graph, tuple]:
     """The model's graph, every component lowered, and its output shape (batch excluded)."""
     dtype = np.dtype(model.dtype or "float32")  # before compile, predict and get_weights use float32
     specs = [bound.spec for bound in model.layers]
@@ -350,7 +347,7 @@ def _proto(g: _Graph, input_shape: tuple, output_shape: tuple, batch: Any, opset
     return proto
 
 
-def export(model: Sequential, filepath: object, format: Any = None, verbose: Any = None,  # noqa: A002 (Keras's name)
+def export(model: Any, filepath: object, format: Any = None, verbose: Any = None,  # noqa: A002 (Keras's name)
            input_signature: Any = None, opset_version: Any = None) -> None:
     """Write `model`'s inference graph to `filepath` as ONNX (see Sequential.export)."""
     owner = f"{model.name}.export"
