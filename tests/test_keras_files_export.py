@@ -562,10 +562,10 @@ ROUND_TRIP_OPTIMIZERS = {
 
 
 def _round_trip_backends():
-    """NumPy in the default run, every other installed backend but the JAX example's among the slow tests."""
-    names = [e.name for e in plugins.backend_entries()
-             if e.name != "jax" and e.error is None and importlib.util.find_spec(e.engine.split(".")[0]) is not None]
-    return [pytest.param(name, marks=() if name == "numpy" else pytest.mark.slow) for name in names]
+    """NumPy in the default run, test_keras_parity's other backends among the slow tests."""
+    from test_keras_parity import BACKENDS
+
+    return [pytest.param(name, marks=() if name == "numpy" else pytest.mark.slow) for name in BACKENDS]
 
 
 @pytest.mark.parametrize("backend", _round_trip_backends())
