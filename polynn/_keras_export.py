@@ -37,6 +37,7 @@ from . import metrics as _met
 from . import optimizers as _opt
 from . import regularizers as _reg
 from . import schedules as _sch
+from ._keras_components import OPTIMIZER_SLOTS, snake_case
 from ._registry import source_of
 from ._spec import FunctionField
 from .errors import ModelFileError
@@ -223,10 +224,6 @@ _LAYERS: dict[type, tuple[str]] = {_lay.Dense: ("Dense",), _lay.Dropout: ("Dropo
                                    _lay.Activation: ("Activation",)}
 
 
-def _snake(class_name: str) -> str:
-    return {"Dense": "dense", "Dropout": "dropout", "Activation": "activation"}[class_name]
-
-
 class _Layer(NamedTuple):
     """One of the model's layers as Keras has it: its class, name, path in the weights file, and
     its weights' positions in the model's weight list."""
@@ -251,7 +248,7 @@ def _keras_layers(model: Any) -> list[_Layer]:
         if type(spec) is _lay.Input:
             continue
         (class_name,) = _lookup(spec, _LAYERS, f"layer {index} ({name}):", ("InputLayer",))
-        snake = _snake(class_name)
+        snake = snake_case(class_name)
         count = counts.get(snake, 0)
         counts[snake] = count + 1
         path = f"layers/{snake}" if count == 0 else f"layers/{snake}_{count}"
@@ -451,18 +448,17 @@ _SCHEDULES: dict[type, tuple[str, Callable[[Any], dict]]] = {
         "warmup_steps": c.warmup_steps}),
 }
 
-# polynn optimizer -> (Keras class, Keras's default name, its own config keys, its slots as Keras
-# builds them: each tuple one add_optimizer_variables call, which interleaves its slots per weight)
-_OPTIMIZERS: dict[type, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
-    _opt.SGD: ("SGD", "sgd", ("momentum", "nesterov"), (("momentum",),)),
-    _opt.Adam: ("Adam", "adam", ("beta_1", "beta_2", "epsilon", "amsgrad"), (("m", "v"), ("v_hat",))),
-    _opt.AdamW: ("AdamW", "adam_w", ("beta_1", "beta_2", "epsilon", "amsgrad"), (("m", "v"), ("v_hat",))),
-    _opt.RMSprop: ("RMSprop", "rm_sprop", ("rho", "momentum", "epsilon", "centered"),
-                   (("velocity",), ("momentum",), ("average_gradient",))),
-    _opt.Adagrad: ("Adagrad", "adagrad", ("initial_accumulator_value", "epsilon"), (("accumulator",),)),
-    _opt.Adadelta: ("Adadelta", "adadelta", ("rho", "epsilon"), (("accumulated_grad", "accumulated_delta"),)),
-    _opt.Adamax: ("Adamax", "adamax", ("beta_1", "beta_2", "epsilon"), (("m", "u"),)),
-    _opt.Nadam: ("Nadam", "nadam", ("beta_1", "beta_2", "epsilon"), (("m", "v"),)),
+# polynn optimizer -> (Keras class, Keras's default name, its own config keys); its slots are in
+# the order _keras_components.OPTIMIZER_SLOTS gives, as the importer reads them.
+_OPTIMIZERS: dict[type, tuple[str, str, tuple[str, ...]]] = {
+    _opt.SGD: ("SGD", "sgd", ("momentum", "nesterov")),
+    _opt.Adam: ("Adam", "adam", ("beta_1", "beta_2", "epsilon", "amsgrad")),
+    _opt.AdamW: ("AdamW", "adam_w", ("beta_1", "beta_2", "epsilon", "amsgrad")),
+    _opt.RMSprop: ("RMSprop", "rm_sprop", ("rho", "momentum", "epsilon", "centered")),
+    _opt.Adagrad: ("Adagrad", "adagrad", ("initial_accumulator_value", "epsilon")),
+    _opt.Adadelta: ("Adadelta", "adadelta", ("rho", "epsilon")),
+    _opt.Adamax: ("Adamax", "adamax", ("beta_1", "beta_2", "epsilon")),
+    _opt.Nadam: ("Nadam", "nadam", ("beta_1", "beta_2", "epsilon")),
 }
 
 
@@ -471,7 +467,7 @@ def _number(value: Any) -> Any:
 
 
 def _optimizer(spec: Any, learning_rate: float | None) -> dict:
-    class_name, name, keys, _ = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    class_name, name, keys = _lookup(spec, _OPTIMIZERS, "the optimizer")
     if isinstance(spec.learning_rate, _sch.LearningRateSchedule):
         schedule, config = _lookup(spec.learning_rate, _SCHEDULES, "the optimizer's learning-rate schedule")
         rate: Any = _obj("keras.optimizers.schedules", schedule, config(spec.learning_rate))
@@ -520,7 +516,8 @@ def _nadam_product(spec: _opt.Nadam, iterations: int) -> float:
 def _optimizer_group(model: Any, dtype: str) -> Group:
     compiled = model._compiled
     spec = compiled.optimizer
-    _, name, _, calls = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    class_name, name, _ = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    calls = OPTIMIZER_SLOTS[class_name]
     arrays = [np.asarray(model.iterations, dtype=np.int64)]
     if not isinstance(spec.learning_rate, _sch.LearningRateSchedule):
         rate = spec.learning_rate if compiled.learning_rate is None else compiled.learning_rate

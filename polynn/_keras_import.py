@@ -32,6 +32,7 @@ import numpy as np
 from . import _saving, layers, optimizers
 from ._keras_components import (
     LAYER_CLASSES,
+    OPTIMIZER_SLOTS,
     Field,
     Ignored,
     Off,
@@ -44,6 +45,7 @@ from ._keras_components import (
     policy,
     read_object,
     read_options,
+    snake_case,
     unknown,
 )
 from ._safetensors import brief
@@ -51,20 +53,6 @@ from .errors import ModelFileError
 
 __all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS", "MAX_LAYERS"]
 
-# Keras optimizer class -> its slot variables as Keras creates them: blocks in order, each block
-# one variable per trainable weight (in weight order) of each name in it, interleaved
-# ("m", "v": m0, v0, m1, v1, ...). A name not in the spec's slot_names() is skipped (SGD's
-# momentum without momentum, RMSprop's momentum and average_gradient, Adam's v_hat).
-OPTIMIZER_SLOTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "SGD": (("momentum",),),
-    "Adam": (("m", "v"), ("v_hat",)),
-    "AdamW": (("m", "v"), ("v_hat",)),
-    "RMSprop": (("velocity",), ("momentum",), ("average_gradient",)),
-    "Adagrad": (("accumulator",),),
-    "Adadelta": (("accumulated_grad", "accumulated_delta"),),
-    "Adamax": (("m", "u"),),
-    "Nadam": (("m", "v"),),
-}
 # Nadam's scalar u_product: first of its variables before Keras 3.10, last from 3.10 on.
 _NADAM_PRODUCT_LAST_FROM = (3, 10)
 
@@ -76,13 +64,6 @@ _VAR_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 # ---- the architecture ----------------------------------------------------------------------
-
-
-def _snake_case(name: str) -> str:
-    """Keras's naming.to_snake_case, which names a layer's weight group after its class."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _Architecture:
@@ -141,7 +122,7 @@ class _Architecture:
             else:
                 spec, dtype = _saving._guarded(at, layer, kind, layer_config, at)
                 policies |= {dtype} - {None}
-                group = _snake_case(kind)
+                group = snake_case(kind)
                 count = counts.get(group, 0)
                 counts[group] = count + 1
                 self.groups.append(group if count == 0 else f"{group}_{count}")
