@@ -39,6 +39,7 @@ from . import regularizers as _reg
 from . import schedules as _sch
 from ._keras_components import OPTIMIZER_SLOTS, snake_case
 from ._registry import source_of
+from ._safetensors import brief
 from ._spec import FunctionField
 from .errors import ModelFileError
 
@@ -91,6 +92,21 @@ def _refuse(where: str, component: Any, accepted: list[str]) -> ModelFileError:
 def _unexpressible(where: str, component: Any, setting: str, accepted: str) -> ModelFileError:
     return ModelFileError(f"{where} {type(component).__name__} with {setting} cannot be written in Keras's "
                           f"spelling; accepted: {accepted}; or {_INSTEAD}")
+
+
+def _storable(name: str, what: str) -> str:
+    """A name as Keras's weights file holds it, in a UTF-8 HDF5 attribute: without NUL characters or
+    unpaired surrogates."""
+    try:
+        name.encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    if "\0" in name or not encodable:
+        raise ModelFileError(f"{what} {brief(name, 80)} holds a NUL character or an unpaired surrogate, which "
+                             f"Keras's weights file (UTF-8 HDF5 attributes) cannot hold; accepted: a name of "
+                             f"other characters (name=); or {_INSTEAD}")
+    return name
 
 
 def _plain(value: Any) -> Any:
@@ -247,7 +263,8 @@ def _keras_layers(model: Any) -> list[_Layer]:
     for index, (spec, name) in enumerate(zip(model._layers, names)):
         if type(spec) is _lay.Input:
             continue
-        (class_name,) = _lookup(spec, _LAYERS, f"layer {index} ({name}):", ("InputLayer",))
+        (class_name,) = _lookup(spec, _LAYERS, f"layer {index} ({brief(name, 80)}):", ("InputLayer",))
+        _storable(name, f"layer {index}'s name")
         snake = snake_case(class_name)
         count = counts.get(snake, 0)
         counts[snake] = count + 1
@@ -297,7 +314,7 @@ def _dense(spec: _lay.Dense, base: dict, dtype: str, where: str) -> dict:
 
 def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
     spec = layer.spec
-    where = f"layer {layer.name!r}'s"
+    where = f"layer {brief(layer.name, 80)}'s"
     base = {"name": layer.name, "trainable": spec.trainable, "dtype": _policy(dtype)}
     if layer.class_name == "Dense":
         out = _obj("keras.layers", "Dense", _dense(spec, base, dtype, where))
@@ -421,7 +438,7 @@ def _metric(identifier: Any, dtype: str) -> str | dict:
         spec = _met.get(identifier)
         name = spec.given_name or (FunctionField.display_name(spec) if isinstance(spec, _met.CustomMetric)
                                    else spec.auto_name or spec.name)
-    where = f"the metric {name!r}:"
+    where = f"the metric {brief(name, 80)}:"
     class_name, config = _lookup(spec, _METRICS, where)
     return _obj("keras.metrics", class_name, {"name": name, "dtype": dtype, **config(spec, where)})
 
@@ -549,13 +566,13 @@ def variable_groups(model: Any, *, activations: bool = True) -> list[Group]:
     variables, so that an activation Keras lacks does not stop the weights from being written."""
     dtype = model_dtype(model)
     weights = model.get_weights() if model.input_shape is not None else []
-    groups = [Group("", model.name, [])]
+    groups = [Group("", _storable(model.name, "the model's name"), [])]
     for layer in _keras_layers(model):
         groups.append(Group(layer.path, layer.name, [np.asarray(weights[k], dtype=dtype) for k in layer.weights]))
         if not hasattr(layer.spec, "activation"):
             continue
         try:
-            entry = _activation_entry(layer.spec.activation, f"layer {layer.name!r}'s activation")
+            entry = _activation_entry(layer.spec.activation, f"layer {brief(layer.name, 80)}'s activation")
         except ModelFileError:
             if activations:
                 raise

@@ -275,6 +275,16 @@ def _check_opset(opset: Any, latest: int, owner: str) -> int:
 # ---- the graph ----------------------------------------------------------------------------------
 
 
+def _check_names(model: Any, owner: str) -> None:
+    """The model's and its layers' names name the graph, its nodes and weights: ONNX's strings are UTF-8."""
+    for what, name in (("model", model.name), *(("layer", name) for name in model.layer_names())):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("name", name, f"a {what} name encodable as UTF-8 (without unpaired "
+                                       f"surrogates), as ONNX's names are", owner=owner) from None
+
+
 def _input_shape(model: Any, owner: str) -> tuple:
     if model.input_shape is None or not model.layers:
         raise InvalidArgumentError(
@@ -355,6 +365,7 @@ def export(model: Any, filepath: object, format: Any = None, verbose: Any = None
     if verbose is not None and not isinstance(verbose, bool):
         raise InvalidArgumentError("verbose", verbose, "None, True or False", owner=owner)
     input_shape = _input_shape(model, owner)
+    _check_names(model, owner)
     batch = _check_signature(input_signature, input_shape, owner)
     g, output_shape = _plan(model, input_shape)
     onnx = require("onnx", "onnx", "ONNX export")

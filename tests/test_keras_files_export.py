@@ -274,7 +274,7 @@ def _refusals():
     accepted_tail = r"; or save under another name \(such as 'model\.safetensors'\) to write polynn's own format"
     return [
         ("plugin layer", lambda: model(PluginDense(2)),
-         r"layer 1 \(plugin_dense\): PluginDense \(.*test_keras_files_export\.PluginDense, registered by "
+         r"layer 1 \('plugin_dense'\): PluginDense \(.*test_keras_files_export\.PluginDense, registered by "
          r"plugin 'keras-export-test'\) has no Keras 3 counterpart; accepted in Keras files: Activation, Dense, "
          r"Dropout, InputLayer" + accepted_tail),
         ("plugin loss", lambda: model(Dense(1), loss=PluginCrossentropy()),
@@ -303,6 +303,13 @@ def _refusals():
          r"axis=-1 \(Keras's SparseCategoricalCrossentropy takes no other\)"),
         ("binary metric axis", lambda: model(Dense(2), metric_list=[metrics.BinaryCrossentropy(axis=1)]),
          r"the metric 'binary_crossentropy': BinaryCrossentropy with axis=1 cannot be written"),
+        ("nul in a layer name", lambda: model(Dense(2, name="a\0b")),
+         r"layer 1's name 'a\\x00b' holds a NUL character or an unpaired surrogate, which Keras's weights file "
+         r"\(UTF-8 HDF5 attributes\) cannot hold; accepted: a name of other characters \(name=\)" + accepted_tail),
+        ("surrogate in a layer name", lambda: model(Dense(2, name="\ud800")),
+         r"layer 1's name '\\ud800' holds a NUL character or an unpaired surrogate"),
+        ("long name of a layer Keras lacks", lambda: model(PluginDense(2, name="n" * 100_000)),
+         r"layer 1 \('nnnn.*\(100002 characters\)\): PluginDense"),
     ]
 
 
@@ -320,6 +327,7 @@ def test_what_keras_lacks_is_refused_before_anything_is_written(tmp_path, plugin
     text = str(caught.value)
     assert text.startswith(f"cannot save model file {str(path)!r}: "), text
     assert _search(message, text), text
+    assert len(text) < 1000
     assert _files_in(tmp_path) == before
 
 
