@@ -73,6 +73,14 @@ class Plan:
         frozen = set(self.frozen_weights)
         return [k for k in range(len(self.weights)) if k not in frozen]
 
+    def layer_weights(self) -> list[list[int]]:
+        """For each layer, the indices into `weights` of its arrays, in order (empty for a layer
+        without weights): one pass over the weights, however many layers."""
+        owned: list[list[int]] = [[] for _ in self.layers]
+        for k, (owner, _) in enumerate(self.weights):
+            owned[owner].append(k)
+        return owned
+
     def components(self) -> list[Component]:
         """Every component spec the plan uses, nested ones included (for support checks)."""
         found: list[Component] = []

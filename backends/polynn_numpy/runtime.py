@@ -41,16 +41,12 @@ class NumpyRuntime(Runtime):
         self.weights = _views(self.flat_weights, shapes, order)
         self.flat_grads = np.zeros(total, dtype=self.dtype)
         self.grads = _views(self.flat_grads, shapes, order)
-        # Each layer's weights, and where its gradients go in the flat buffer (the first of its
-        # weights, how many): one pass over the weights, not one per layer.
-        params: dict[int, list[np.ndarray]] = {}
-        starts: dict[int, int] = {}
-        for k, (weight, (owner, _)) in enumerate(zip(self.weights, plan.weights)):
-            params.setdefault(owner, []).append(weight)
-            starts.setdefault(owner, k)
-        self.layers = [(backend.implementation("layer", spec.name)(backend, spec), params.get(index, []))
-                       for index, spec in enumerate(plan.layers)]
-        self.grad_slices = [(starts.get(i, 0), len(params.get(i, []))) for i in range(len(plan.layers))]
+        owned = plan.layer_weights()
+        self.layers = [(backend.implementation("layer", spec.name)(backend, spec), [self.weights[k] for k in ks])
+                       for spec, ks in zip(plan.layers, owned)]
+        # Where each layer's gradients go in the flat buffer (its first weight, how many), and whether its
+        # backward can write there.
+        self.grad_slices = [(ks[0] if ks else 0, len(ks)) for ks in owned]
         self.backward_options = []
         for index, (layer, _) in enumerate(self.layers):
             first, count = self.grad_slices[index]
