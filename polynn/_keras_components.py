@@ -21,7 +21,8 @@ from .errors import ModelFileError, UnknownComponentError
 
 __all__ = ["Field", "Off", "Ignored", "REQUIRED", "read_object", "read_options", "unknown", "check_class_name",
            "LAYER_CLASSES", "layer", "input_layer", "batch_shape", "policy", "activation", "initializer",
-           "regularizer", "constraint", "loss", "metric", "optimizer", "ACTIVATION_FUNCTIONS", "OPTIMIZER_CLASSES"]
+           "regularizer", "constraint", "loss", "metric", "optimizer", "ACTIVATION_FUNCTIONS", "OPTIMIZER_CLASSES",
+           "OPTIMIZER_SLOTS", "snake_case"]
 
 REQUIRED = object()  # a Field without a Keras default: the key must be present
 
@@ -138,7 +139,7 @@ def read_object(value: Any, kind: str, where: str) -> tuple[str, Any, bool]:
         raise ModelFileError(f"{where} has the keys {brief(sorted(map(str, value)), 120)}; accepted: "
                              f"class_name, config, module, registered_name (and shared_object_id, build_config)")
     class_name = value["class_name"]
-    if class_name in _CODE_CLASSES:
+    if isinstance(class_name, str) and class_name in _CODE_CLASSES:
         raise ModelFileError(f"{where}: {_CODE_CLASSES[class_name]}, and polynn never runs code from a file; "
                              f"accepted: Keras's built-in {kind}s that polynn has")
     class_name = check_class_name(class_name, f"{where}.class_name")
@@ -344,6 +345,14 @@ def constraint(value: Any, where: str) -> Any:
 
 
 # ---- layers ----------------------------------------------------------------------------------
+
+def snake_case(name: str) -> str:
+    """Keras's naming.to_snake_case, which names a layer's weight group after its class."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 
 _LAYER_BASE = {"name": Field(None, name="given_name"), "trainable": Field(True), "dtype": Field(None, convert=policy)}
 _DENSE = {
@@ -608,6 +617,21 @@ OPTIMIZER_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
                                  "epsilon": Field(1e-7)}),
 }
 _OPTIMIZER_NAMES = {name.lower(): name for name in OPTIMIZER_CLASSES}
+# Keras optimizer class -> its slot variables as Keras creates them: blocks in order, each block
+# one variable per trainable weight (in weight order) of each name in it, interleaved
+# ("m", "v": m0, v0, m1, v1, ...). A name not in the spec's slot_names() is skipped (SGD's
+# momentum without momentum, RMSprop's momentum and average_gradient, Adam's v_hat).
+OPTIMIZER_SLOTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "SGD": (("momentum",),),
+    "Adam": (("m", "v"), ("v_hat",)),
+    "AdamW": (("m", "v"), ("v_hat",)),
+    "RMSprop": (("velocity",), ("momentum",), ("average_gradient",)),
+    "Adagrad": (("accumulator",),),
+    "Adadelta": (("accumulated_grad", "accumulated_delta"),),
+    "Adamax": (("m", "u"),),
+    "Nadam": (("m", "v"),),
+}
+
 
 
 def optimizer(value: Any, where: str) -> tuple[str, Any]:

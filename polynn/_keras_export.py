@@ -37,7 +37,9 @@ from . import metrics as _met
 from . import optimizers as _opt
 from . import regularizers as _reg
 from . import schedules as _sch
+from ._keras_components import OPTIMIZER_SLOTS, snake_case
 from ._registry import source_of
+from ._safetensors import brief
 from ._spec import FunctionField
 from .errors import ModelFileError
 
@@ -90,6 +92,21 @@ def _refuse(where: str, component: Any, accepted: list[str]) -> ModelFileError:
 def _unexpressible(where: str, component: Any, setting: str, accepted: str) -> ModelFileError:
     return ModelFileError(f"{where} {type(component).__name__} with {setting} cannot be written in Keras's "
                           f"spelling; accepted: {accepted}; or {_INSTEAD}")
+
+
+def _storable(name: str, what: str) -> str:
+    """A name as Keras's weights file holds it, in a UTF-8 HDF5 attribute: without NUL characters or
+    unpaired surrogates."""
+    try:
+        name.encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    if "\0" in name or not encodable:
+        raise ModelFileError(f"{what} {brief(name, 80)} holds a NUL character or an unpaired surrogate, which "
+                             f"Keras's weights file (UTF-8 HDF5 attributes) cannot hold; accepted: a name of "
+                             f"other characters (name=); or {_INSTEAD}")
+    return name
 
 
 def _plain(value: Any) -> Any:
@@ -223,10 +240,6 @@ _LAYERS: dict[type, tuple[str]] = {_lay.Dense: ("Dense",), _lay.Dropout: ("Dropo
                                    _lay.Activation: ("Activation",)}
 
 
-def _snake(class_name: str) -> str:
-    return {"Dense": "dense", "Dropout": "dropout", "Activation": "activation"}[class_name]
-
-
 class _Layer(NamedTuple):
     """One of the model's layers as Keras has it: its class, name, path in the weights file, and
     its weights' positions in the model's weight list."""
@@ -242,18 +255,21 @@ def _keras_layers(model: Any) -> list[_Layer]:
     """The model's layers other than its Input, each as Keras names and paths it."""
     names = model.layer_names()
     shape = model.input_shape
-    owners = [] if shape is None else [owner for owner, _ in model._weight_specs(tuple(shape))]
+    owned: dict[int, list[int]] = {}  # each layer's weights' positions
+    for k, (owner, _) in enumerate([] if shape is None else model._weight_specs(tuple(shape))):
+        owned.setdefault(owner, []).append(k)
     counts: dict[str, int] = {}
     out = []
     for index, (spec, name) in enumerate(zip(model._layers, names)):
         if type(spec) is _lay.Input:
             continue
-        (class_name,) = _lookup(spec, _LAYERS, f"layer {index} ({name}):", ("InputLayer",))
-        snake = _snake(class_name)
+        (class_name,) = _lookup(spec, _LAYERS, f"layer {index} ({brief(name, 80)}):", ("InputLayer",))
+        _storable(name, f"layer {index}'s name")
+        snake = snake_case(class_name)
         count = counts.get(snake, 0)
         counts[snake] = count + 1
         path = f"layers/{snake}" if count == 0 else f"layers/{snake}_{count}"
-        out.append(_Layer(spec, class_name, name, path, [k for k, owner in enumerate(owners) if owner == index]))
+        out.append(_Layer(spec, class_name, name, path, owned.get(index, [])))
     return out
 
 
@@ -298,7 +314,7 @@ def _dense(spec: _lay.Dense, base: dict, dtype: str, where: str) -> dict:
 
 def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
     spec = layer.spec
-    where = f"layer {layer.name!r}'s"
+    where = f"layer {brief(layer.name, 80)}'s"
     base = {"name": layer.name, "trainable": spec.trainable, "dtype": _policy(dtype)}
     if layer.class_name == "Dense":
         out = _obj("keras.layers", "Dense", _dense(spec, base, dtype, where))
@@ -422,7 +438,7 @@ def _metric(identifier: Any, dtype: str) -> str | dict:
         spec = _met.get(identifier)
         name = spec.given_name or (FunctionField.display_name(spec) if isinstance(spec, _met.CustomMetric)
                                    else spec.auto_name or spec.name)
-    where = f"the metric {name!r}:"
+    where = f"the metric {brief(name, 80)}:"
     class_name, config = _lookup(spec, _METRICS, where)
     return _obj("keras.metrics", class_name, {"name": name, "dtype": dtype, **config(spec, where)})
 
@@ -449,18 +465,17 @@ _SCHEDULES: dict[type, tuple[str, Callable[[Any], dict]]] = {
         "warmup_steps": c.warmup_steps}),
 }
 
-# polynn optimizer -> (Keras class, Keras's default name, its own config keys, its slots as Keras
-# builds them: each tuple one add_optimizer_variables call, which interleaves its slots per weight)
-_OPTIMIZERS: dict[type, tuple[str, str, tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
-    _opt.SGD: ("SGD", "sgd", ("momentum", "nesterov"), (("momentum",),)),
-    _opt.Adam: ("Adam", "adam", ("beta_1", "beta_2", "epsilon", "amsgrad"), (("m", "v"), ("v_hat",))),
-    _opt.AdamW: ("AdamW", "adam_w", ("beta_1", "beta_2", "epsilon", "amsgrad"), (("m", "v"), ("v_hat",))),
-    _opt.RMSprop: ("RMSprop", "rm_sprop", ("rho", "momentum", "epsilon", "centered"),
-                   (("velocity",), ("momentum",), ("average_gradient",))),
-    _opt.Adagrad: ("Adagrad", "adagrad", ("initial_accumulator_value", "epsilon"), (("accumulator",),)),
-    _opt.Adadelta: ("Adadelta", "adadelta", ("rho", "epsilon"), (("accumulated_grad", "accumulated_delta"),)),
-    _opt.Adamax: ("Adamax", "adamax", ("beta_1", "beta_2", "epsilon"), (("m", "u"),)),
-    _opt.Nadam: ("Nadam", "nadam", ("beta_1", "beta_2", "epsilon"), (("m", "v"),)),
+# polynn optimizer -> (Keras class, Keras's default name, its own config keys); its slots are in
+# the order _keras_components.OPTIMIZER_SLOTS gives, as the importer reads them.
+_OPTIMIZERS: dict[type, tuple[str, str, tuple[str, ...]]] = {
+    _opt.SGD: ("SGD", "sgd", ("momentum", "nesterov")),
+    _opt.Adam: ("Adam", "adam", ("beta_1", "beta_2", "epsilon", "amsgrad")),
+    _opt.AdamW: ("AdamW", "adam_w", ("beta_1", "beta_2", "epsilon", "amsgrad")),
+    _opt.RMSprop: ("RMSprop", "rm_sprop", ("rho", "momentum", "epsilon", "centered")),
+    _opt.Adagrad: ("Adagrad", "adagrad", ("initial_accumulator_value", "epsilon")),
+    _opt.Adadelta: ("Adadelta", "adadelta", ("rho", "epsilon")),
+    _opt.Adamax: ("Adamax", "adamax", ("beta_1", "beta_2", "epsilon")),
+    _opt.Nadam: ("Nadam", "nadam", ("beta_1", "beta_2", "epsilon")),
 }
 
 
@@ -469,7 +484,7 @@ def _number(value: Any) -> Any:
 
 
 def _optimizer(spec: Any, learning_rate: float | None) -> dict:
-    class_name, name, keys, _ = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    class_name, name, keys = _lookup(spec, _OPTIMIZERS, "the optimizer")
     if isinstance(spec.learning_rate, _sch.LearningRateSchedule):
         schedule, config = _lookup(spec.learning_rate, _SCHEDULES, "the optimizer's learning-rate schedule")
         rate: Any = _obj("keras.optimizers.schedules", schedule, config(spec.learning_rate))
@@ -518,7 +533,8 @@ def _nadam_product(spec: _opt.Nadam, iterations: int) -> float:
 def _optimizer_group(model: Any, dtype: str) -> Group:
     compiled = model._compiled
     spec = compiled.optimizer
-    _, name, _, calls = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    class_name, name, _ = _lookup(spec, _OPTIMIZERS, "the optimizer")
+    calls = OPTIMIZER_SLOTS[class_name]
     arrays = [np.asarray(model.iterations, dtype=np.int64)]
     if not isinstance(spec.learning_rate, _sch.LearningRateSchedule):
         rate = spec.learning_rate if compiled.learning_rate is None else compiled.learning_rate
@@ -550,13 +566,13 @@ def variable_groups(model: Any, *, activations: bool = True) -> list[Group]:
     variables, so that an activation Keras lacks does not stop the weights from being written."""
     dtype = model_dtype(model)
     weights = model.get_weights() if model.input_shape is not None else []
-    groups = [Group("", model.name, [])]
+    groups = [Group("", _storable(model.name, "the model's name"), [])]
     for layer in _keras_layers(model):
         groups.append(Group(layer.path, layer.name, [np.asarray(weights[k], dtype=dtype) for k in layer.weights]))
         if not hasattr(layer.spec, "activation"):
             continue
         try:
-            entry = _activation_entry(layer.spec.activation, f"layer {layer.name!r}'s activation")
+            entry = _activation_entry(layer.spec.activation, f"layer {brief(layer.name, 80)}'s activation")
         except ModelFileError:
             if activations:
                 raise

@@ -32,6 +32,7 @@ import numpy as np
 from . import _saving, layers, optimizers
 from ._keras_components import (
     LAYER_CLASSES,
+    OPTIMIZER_SLOTS,
     Field,
     Ignored,
     Off,
@@ -44,42 +45,25 @@ from ._keras_components import (
     policy,
     read_object,
     read_options,
+    snake_case,
     unknown,
 )
 from ._safetensors import brief
 from .errors import ModelFileError
 
-__all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS"]
+__all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS", "MAX_LAYERS"]
 
-# Keras optimizer class -> its slot variables as Keras creates them: blocks in order, each block
-# one variable per trainable weight (in weight order) of each name in it, interleaved
-# ("m", "v": m0, v0, m1, v1, ...). A name not in the spec's slot_names() is skipped (SGD's
-# momentum without momentum, RMSprop's momentum and average_gradient, Adam's v_hat).
-OPTIMIZER_SLOTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "SGD": (("momentum",),),
-    "Adam": (("m", "v"), ("v_hat",)),
-    "AdamW": (("m", "v"), ("v_hat",)),
-    "RMSprop": (("velocity",), ("momentum",), ("average_gradient",)),
-    "Adagrad": (("accumulator",),),
-    "Adadelta": (("accumulated_grad", "accumulated_delta"),),
-    "Adamax": (("m", "u"),),
-    "Nadam": (("m", "v"),),
-}
 # Nadam's scalar u_product: first of its variables before Keras 3.10, last from 3.10 on.
 _NADAM_PRODUCT_LAST_FROM = (3, 10)
 
+# A Sequential's layers, the InputLayer included: config.json's 16 MiB hold some 300,000 weightless
+# ones, which take minutes to build and compile on some backends.
+MAX_LAYERS = 2**14
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _VAR_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 # ---- the architecture ----------------------------------------------------------------------
-
-
-def _snake_case(name: str) -> str:
-    """Keras's naming.to_snake_case, which names a layer's weight group after its class."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _Architecture:
@@ -107,8 +91,15 @@ class _Architecture:
             raise ModelFileError(f"{where} config.name is {brief(options['name'], 80)}; accepted: a string")
         if not isinstance(options["layers"], list):
             raise ModelFileError(f"{where} config.layers is {brief(options['layers'], 80)}; accepted: a list")
+        if len(options["layers"]) > MAX_LAYERS:
+            raise ModelFileError(f"{where} config.layers lists {len(options['layers'])} layers; accepted: at most "
+                                 f"{MAX_LAYERS} (a file may not make polynn build and compile a model of any size)")
         # An uncompiled model's is {} (Keras 3.15) or absent.
-        self.compile_config = config.get("compile_config") or None
+        compiled = config.get("compile_config")
+        if compiled is not None and not isinstance(compiled, dict):
+            raise ModelFileError(f"{where} compile_config is {brief(compiled, 80)}; accepted: an object ({{}} or "
+                                 f"absent for a model that was not compiled)")
+        self.compile_config = compiled or None
         self.shape: tuple | None = None
         self.groups: list[str | None] = []
         self.names: list[str | None] = []  # each layer's Keras name (the Input's too)
@@ -131,7 +122,7 @@ class _Architecture:
             else:
                 spec, dtype = _saving._guarded(at, layer, kind, layer_config, at)
                 policies |= {dtype} - {None}
-                group = _snake_case(kind)
+                group = snake_case(kind)
                 count = counts.get(group, 0)
                 counts[group] = count + 1
                 self.groups.append(group if count == 0 else f"{group}_{count}")
@@ -254,11 +245,13 @@ def _dense_groups(model: Any, specs: list) -> list[str | None]:
     """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
     the same layers (None for the weightless ones, which Keras numbers under their own classes)."""
     groups: list[str | None] = []
+    owners = {owner for owner, _ in specs}
+    count = 0
     for index, spec in enumerate(model._layers):
         if type(spec) is layers.Dense:
-            count = sum(group is not None for group in groups)
             groups.append("dense" if count == 0 else f"dense_{count}")
-        elif any(owner == index for owner, _ in specs):
+            count += 1
+        elif index in owners:
             raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
                                  f"place in Keras's files polynn does not know; accepted: weights of Dense layers")
         else:
@@ -364,7 +357,9 @@ class _OptimizerState:
                 if not 0 <= iterations <= optimizers.MAX_ITERATIONS:
                     raise ModelFileError(f"variable {path!r}, the iteration count, is {iterations}; accepted: "
                                          f"0 to {optimizers.MAX_ITERATIONS}")
-            elif what == "learning_rate":
+            elif what == "learning_rate" and np.asarray(spec.learning_rate, value.dtype) != value:
+                # Kept from the config where it is the variable's value rounded to the variable's
+                # dtype (a float32 variable holds 0.01 as 0.009999999776...): the config's is exact.
                 spec = _saving._guarded(f"variable {path!r} (the learning rate)",
                                         functools.partial(dataclasses.replace, spec, learning_rate=float(value)))
             elif what == "slot":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -28,9 +28,6 @@ from ._extras import require
 from ._spec import FunctionField
 from ._version import __version__
 from .errors import InvalidArgumentError, UnsupportedComponentError
-
-if TYPE_CHECKING:
-    from .models import Sequential
 
 __all__ = ["export", "DEFAULT_OPSET", "MIN_OPSET", "SUFFIX", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -278,7 +275,17 @@ def _check_opset(opset: Any, latest: int, owner: str) -> int:
 # ---- the graph ----------------------------------------------------------------------------------
 
 
-def _input_shape(model: Sequential, owner: str) -> tuple:
+def _check_names(model: Any, owner: str) -> None:
+    """The model's and its layers' names name the graph, its nodes and weights: ONNX's strings are UTF-8."""
+    for what, name in (("model", model.name), *(("layer", name) for name in model.layer_names())):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError("name", name, f"a {what} name encodable as UTF-8 (without unpaired "
+                                       f"surrogates), as ONNX's names are", owner=owner) from None
+
+
+def _input_shape(model: Any, owner: str) -> tuple:
     if model.input_shape is None or not model.layers:
         raise InvalidArgumentError(
             "input_shape", None, "a model whose input shape is known (input_dim=, input_shape= or an Input "
@@ -286,7 +293,7 @@ def _input_shape(model: Sequential, owner: str) -> tuple:
     return tuple(model.input_shape)
 
 
-def _plan(model: Sequential, input_shape: tuple) -> tuple[_Graph, tuple]:
+def _plan(model: Any, input_shape: tuple) -> tuple[_Graph, tuple]:
     """The model's graph, every component lowered, and its output shape (batch excluded)."""
     dtype = np.dtype(model.dtype or "float32")  # before compile, predict and get_weights use float32
     specs = [bound.spec for bound in model.layers]
@@ -350,7 +357,7 @@ def _proto(g: _Graph, input_shape: tuple, output_shape: tuple, batch: Any, opset
     return proto
 
 
-def export(model: Sequential, filepath: object, format: Any = None, verbose: Any = None,  # noqa: A002 (Keras's name)
+def export(model: Any, filepath: object, format: Any = None, verbose: Any = None,  # noqa: A002 (Keras's name)
            input_signature: Any = None, opset_version: Any = None) -> None:
     """Write `model`'s inference graph to `filepath` as ONNX (see Sequential.export)."""
     owner = f"{model.name}.export"
@@ -358,6 +365,7 @@ def export(model: Sequential, filepath: object, format: Any = None, verbose: Any
     if verbose is not None and not isinstance(verbose, bool):
         raise InvalidArgumentError("verbose", verbose, "None, True or False", owner=owner)
     input_shape = _input_shape(model, owner)
+    _check_names(model, owner)
     batch = _check_signature(input_signature, input_shape, owner)
     g, output_shape = _plan(model, input_shape)
     onnx = require("onnx", "onnx", "ONNX export")

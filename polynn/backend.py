@@ -73,13 +73,31 @@ class Plan:
         frozen = set(self.frozen_weights)
         return [k for k in range(len(self.weights)) if k not in frozen]
 
+    def layer_weights(self) -> list[list[int]]:
+        """For each layer, the indices into `weights` of its arrays, in order (empty for a layer
+        without weights): one pass over the weights, however many layers."""
+        owned: list[list[int]] = [[] for _ in self.layers]
+        for k, (owner, _) in enumerate(self.weights):
+            owned[owner].append(k)
+        return owned
+
     def components(self) -> list[Component]:
         """Every component spec the plan uses, nested ones included (for support checks)."""
         found: list[Component] = []
+        # Specs are frozen dataclasses, hashable unless a field holds a list: the set keeps a plan of
+        # many distinct components linear; the list scan serves the unhashable ones.
+        seen: set[Any] = set()
 
         def visit(component: Any) -> None:
-            if component is None or component in found:
+            if component is None:
                 return
+            try:
+                if component in seen:
+                    return
+                seen.add(component)
+            except TypeError:
+                if component in found:
+                    return
             found.append(component)
             for f in dataclasses.fields(component):
                 value = getattr(component, f.name)

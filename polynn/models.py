@@ -220,19 +220,24 @@ class Sequential:
         self._fitting = False  # a runtime is not rebuilt under a running fit (its blocks hold it)
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise InvalidArgumentError("layers", layers, "a list or tuple of layers, or None", owner=self.name)
+        taken: set[str] = set()  # the given names so far: a model of n layers is checked in O(n)
         for layer in layers or ():
-            self.add(layer)
+            self._append(layer, taken)
 
     # ---- structure ----------------------------------------------------------------------
 
     def add(self, layer: Any) -> None:
+        self._append(layer, {other.given_name for other in self._layers if other.given_name is not None})
+
+    def _append(self, layer: Any, taken: set[str]) -> None:
+        """add(): `taken` holds the names given to the model's layers; the new layer's is added to it."""
         if isinstance(layer, BoundLayer):  # another model's layer: its spec (weights are not shared)
             layer = layer.spec
         if isinstance(layer, (str, dict)) or not isinstance(layer, Layer):
             layer = resolve("layer", layer)
         if isinstance(layer, Input) and self._layers:
             raise InvalidArgumentError("layer", layer, "an Input layer only as the first layer", owner=self.name)
-        if layer.given_name is not None and any(other.given_name == layer.given_name for other in self._layers):
+        if layer.given_name is not None and layer.given_name in taken:
             # Keras refuses it too: names pick layers out, in the summary and in get_layer().
             raise InvalidArgumentError("name", layer.given_name, f"a name no other layer of {self.name} has; "
                                        f"taken: {', '.join(self.layer_names())}", owner=type(layer).__name__)
@@ -242,6 +247,8 @@ class Sequential:
                           f"{len(self._layers)} ({layer.name}) is ignored; only the first layer's declares the "
                           f"model's input", UserWarning, stacklevel=2)
         self._layers.append(layer)
+        if layer.given_name is not None:
+            taken.add(layer.given_name)
         self._bound.append(BoundLayer(self))
         self._built_shape = None
         self._weights = None

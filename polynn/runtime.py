@@ -51,8 +51,7 @@ class OpsRuntime(Runtime):
             # A scalar of the plan's float dtype: what run_ops reads the dtype (and device) from.
             self.like = ops.cast(ops.convert_to_tensor(0.0), plan.dtype)
         self.layers: list[tuple[Any, list[int]]] = []  # (the layer's implementation, its weights' indices)
-        for index, spec in enumerate(plan.layers):
-            owned = [k for k, (owner, _) in enumerate(plan.weights) if owner == index]
+        for spec, owned in zip(plan.layers, plan.layer_weights()):
             # Not None: the backends' compile() runs check_plan(plan) first.
             build: Any = backend.implementation("layer", spec.name)
             self.layers.append((build(backend, spec), owned))

@@ -622,6 +622,10 @@ REFUSALS = [
      UnknownComponentError, ["unknown Keras activation 'system'", "Known Keras activations:", "relu"]),
     ("dotted_class", _edit(["config", "layers", 1, "class_name"], "os.system"), ModelFileError,
      ["names the class 'os.system'", "never a module or a path"]),
+    ("list_class", _edit(["config", "layers", 1, "class_name"], ["Dense"]), ModelFileError,
+     ["layers[1].class_name names the class ['Dense']", "letters, digits and '_'"]),
+    ("object_class", _edit(["class_name"], {"name": "Sequential"}), ModelFileError,
+     ["config.json.class_name names the class {'name': 'Sequential'}", "letters, digits and '_'"]),
     ("conv_layer", _edit(["config", "layers", 1, "class_name"], "Conv2D"), UnknownComponentError,
      ["layers[1]", "unknown Keras layer 'Conv2D'", "Known Keras layers:", "Dense", "Dropout"]),
     ("functional", _edit(["class_name"], "Functional"), ModelFileError,
@@ -650,6 +654,10 @@ REFUSALS = [
      ["sparse=true", "dense"]),
     ("input_later", _edit(["config", "layers", 2], input_layer(4)), ModelFileError,
      ["an InputLayer after the first layer"]),
+    ("compile_config_list", _edit(["compile_config"], []), ModelFileError,
+     ["compile_config is []", "accepted: an object"]),
+    ("compile_config_false", _edit(["compile_config"], False), ModelFileError,
+     ["compile_config is False", "accepted: an object"]),
     ("use_ema", _edit(OPT + ["use_ema"], True), ModelFileError,
      ["Adam has use_ema=true", "moving average", "use_ema=false"]),
     ("gradient_accumulation", _edit(OPT + ["gradient_accumulation_steps"], 2), ModelFileError,
@@ -716,6 +724,17 @@ def test_refusals_say_what_and_what_is_accepted(name, error, fragments):
         assert fragment in message, f"{fragment!r} not in {message!r}"
     assert len(message) <= MESSAGE_LIMIT
     assert file.reads == []  # refused before any array is read
+
+
+def test_a_config_of_too_many_layers_is_refused_before_any_is_built(monkeypatch):
+    built = []
+    monkeypatch.setattr(polynn._keras_import, "layer", lambda *args: built.append(args))
+    relu = layer("ReLU", "re_lu")
+    file = archive(sequential([relu] * polynn._keras_import.MAX_LAYERS))
+    with pytest.raises(ModelFileError) as caught:
+        load(file)
+    assert f"lists {polynn._keras_import.MAX_LAYERS + 1} layers; accepted: at most" in str(caught.value)
+    assert built == [] and file.reads == []
 
 
 @pytest.mark.parametrize("arrays, fragments", [

@@ -374,6 +374,17 @@ def test_a_component_without_a_lowering_is_refused_before_writing(tmp_path, laye
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+@pytest.mark.parametrize("model", [
+    lambda: Sequential([Input((3,)), Dense(2, name="\ud800")]),
+    lambda: Sequential([Input((3,)), Dense(2)], name="m\udfff"),
+], ids=["layer", "model"])
+def test_a_name_onnx_cannot_encode_is_refused_before_writing(tmp_path, model):
+    with pytest.raises(InvalidArgumentError, match=r"export: invalid name='.*'; accepted: a (layer|model) name "
+                       r"encodable as UTF-8 \(without unpaired surrogates\)"):
+        model().export(tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def _exact_gelu_model(dtype):
     return _compiled([Input((3,)), Dense(4, activation="gelu", name="hidden"), Dense(1)], "numpy", dtype)
 

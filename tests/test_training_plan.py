@@ -126,3 +126,17 @@ def test_the_kept_plan_follows_the_metrics_the_labels_resolve():
     assert model._compiled.plan.metrics == (metrics.SparseCategoricalAccuracy(),) * 2
     assert model._compiled.plan.metric_weighted == (False, True)
     assert logs["accuracy"] == np.mean(np.argmax(model.predict(x, verbose=0), axis=-1) == labels)
+
+
+def test_the_plan_lists_each_layer_s_weights_and_each_component_once():
+    model = Sequential([Dense(3, input_dim=4, use_bias=False), Dropout(0.5), Dense(2, activation="relu"),
+                        Dense(2, activation="relu")])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", "mae"], backend="numpy", seed=1)
+    plan = model._compiled.plan
+    assert plan.layer_weights() == [[0], [], [1, 2], [3, 4]]
+    assert [plan.weights[k][0] for ks in plan.layer_weights() for k in ks] == [0, 2, 2, 3, 3]
+    components = plan.components()
+    # Equal specs count once (the two relu Dense layers differ in nothing: one entry, its relu one too).
+    assert len(components) == len({id(c) for c in components})
+    assert sum(c == model.layers[2].spec for c in components) == 1
+    assert sum(getattr(c, "name", None) == "relu" for c in components) == 1

@@ -41,13 +41,12 @@ class NumpyRuntime(Runtime):
         self.weights = _views(self.flat_weights, shapes, order)
         self.flat_grads = np.zeros(total, dtype=self.dtype)
         self.grads = _views(self.flat_grads, shapes, order)
-        self.layers = []
-        for index, spec in enumerate(plan.layers):
-            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
-            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
-        # Where each layer's gradients go in the flat buffer, and whether its backward can write there.
-        owners = [owner for owner, _ in plan.weights]
-        self.grad_slices = [(owners.index(i) if i in owners else 0, owners.count(i)) for i in range(len(plan.layers))]
+        owned = plan.layer_weights()
+        self.layers = [(backend.implementation("layer", spec.name)(backend, spec), [self.weights[k] for k in ks])
+                       for spec, ks in zip(plan.layers, owned)]
+        # Where each layer's gradients go in the flat buffer (its first weight, how many), and whether its
+        # backward can write there.
+        self.grad_slices = [(ks[0] if ks else 0, len(ks)) for ks in owned]
         self.backward_options = []
         for index, (layer, _) in enumerate(self.layers):
             first, count = self.grad_slices[index]

@@ -56,8 +56,7 @@ class TensorFlowRuntime(Runtime):
             self.slots = [[tf.Variable(tf.fill(w.shape, tf.constant(start, self.dtype)), trainable=False, name=name)
                            for name, start in starts] for w in self.weights]
         self.layers = []
-        for index, spec in enumerate(plan.layers):
-            owned = [k for k, (owner, _) in enumerate(plan.weights) if owner == index]
+        for spec, owned in zip(plan.layers, plan.layer_weights()):
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.loss_value = backend.implementation("loss", plan.loss.name)

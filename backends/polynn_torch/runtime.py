@@ -46,10 +46,8 @@ class TorchRuntime(Runtime):
                 self.weights[k] = part.weights[i]
                 for slot, views in zip(self.slots, part.slots):
                     slot[k] = views[i]
-        self.layers = []
-        for index, spec in enumerate(plan.layers):
-            params = [w for w, (owner, _) in zip(self.weights, plan.weights) if owner == index]
-            self.layers.append((backend.implementation("layer", spec.name)(backend, spec), params))
+        self.layers = [(backend.implementation("layer", spec.name)(backend, spec), [self.weights[k] for k in owned])
+                       for spec, owned in zip(plan.layers, plan.layer_weights())]
         # Training steps on the CPU write large gradients into tensors kept from step to step, one
         # workspace per layer whose forward takes one (see workspace.py); a third-party layer allocates.
         self.workspaces = [
