@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import os
 import warnings
 from typing import Any, NamedTuple
@@ -30,7 +29,6 @@ from polynn import (
     losses,
     metrics,
     optimizers,
-    plugins,
     regularizers,
     schedules,
 )
@@ -789,13 +787,8 @@ def test_every_keras_optimizer_polynn_has_its_slot_layout():
 # ---- real Keras files, read through polynn.models.load_model and Sequential.load_weights ----------
 
 
-def _installed_backends() -> list[str]:
-    """Every installed backend but the JAX example's (test_keras_parity's choice: it compiles each model)."""
-    return [e.name for e in plugins.backend_entries()
-            if e.name != "jax" and e.error is None and importlib.util.find_spec(e.engine.split(".")[0]) is not None]
-
-
-BACKENDS = _installed_backends()
+# Every installed backend but the JAX example's (test_keras_parity's choice: it compiles each model).
+from test_keras_parity import BACKENDS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
