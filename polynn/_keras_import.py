@@ -56,9 +56,8 @@ __all__ = ["model_from_keras", "load_weights_from_keras", "OPTIMIZER_SLOTS", "MA
 # Nadam's scalar u_product: first of its variables before Keras 3.10, last from 3.10 on.
 _NADAM_PRODUCT_LAST_FROM = (3, 10)
 
-# A Sequential's layers, the InputLayer included: config.json's 16 MiB hold some 300,000 weightless
-# ones, which take minutes to build and compile on some backends.
-MAX_LAYERS = 2**14
+# The most layers a file may ask for, the InputLayer included (polynn's own files have the same cap).
+MAX_LAYERS = _saving.MAX_LAYERS
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _VAR_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
 

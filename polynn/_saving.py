@@ -39,7 +39,7 @@ from ._spec import check_bool, resolve
 from ._version import __version__
 from .errors import InvalidArgumentError, ModelFileError, PolynnError, UnknownComponentError
 
-__all__ = ["save_model", "save_weights", "load_model", "load_weights", "MODEL_FORMAT", "WEIGHTS_FORMAT"]
+__all__ = ["save_model", "save_weights", "load_model", "load_weights", "MODEL_FORMAT", "WEIGHTS_FORMAT", "MAX_LAYERS"]
 
 MODEL_FORMAT = "polynn.model"
 WEIGHTS_FORMAT = "polynn.weights"
@@ -49,6 +49,9 @@ _KEYS = {
     WEIGHTS_FORMAT: {"format", "format_version", "model", "info"},
 }
 _FLOAT_CODES = {"float32": "F32", "float64": "F64"}
+# The most layers a model file may ask for: a 16 MiB header or config.json holds some 300,000
+# weightless ones, which take minutes to build and compile on some backends.
+MAX_LAYERS = 2**14
 # A registry name: never a dotted module path, a file path or anything that could be imported.
 _COMPONENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
@@ -265,6 +268,10 @@ def _guarded(what: str, build, *args):
 
 def _model_from_doc(docs: dict, model_class):
     doc = _doc(docs, "model", {"config", "input_shape"})
+    layers = doc["config"].get("layers") if isinstance(doc["config"], dict) else None
+    if isinstance(layers, list) and len(layers) > MAX_LAYERS:
+        raise ModelFileError(f"the model config lists {len(layers)} layers; accepted: at most {MAX_LAYERS} (a file "
+                             f"may not make polynn build and compile a model of any size)")
     model = _guarded("the model config", model_class.from_config, doc["config"])
     shape = doc["input_shape"]
     if shape is not None:

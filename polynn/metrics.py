@@ -46,7 +46,8 @@ __all__ = [
     "Metric", "MeanMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
     "MeanSquaredError", "MeanAbsoluteError", "RootMeanSquaredError", "MeanAbsolutePercentageError",
     "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "BinaryCrossentropy", "CategoricalCrossentropy",
-    "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "CustomMetric", "get", "resolve_accuracy",
+    "SparseCategoricalCrossentropy", "Precision", "Recall", "AUC", "MAX_AUC_THRESHOLDS", "CustomMetric", "get",
+    "resolve_accuracy",
     "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", "top_k_categorical_accuracy",
     "sparse_top_k_categorical_accuracy", "mean_squared_error", "mse", "mean_absolute_error", "mae",
     "mean_absolute_percentage_error", "mape", "binary_crossentropy", "categorical_crossentropy",
@@ -152,6 +153,10 @@ class MeanMetric(Metric):
     def compute(self, state: np.ndarray) -> float:
         total, count = float(state[0]), float(state[1])
         return total / count if count else 0.0
+
+
+# The most thresholds an AUC takes (Keras sets none; its default is 200).
+MAX_AUC_THRESHOLDS = 2**20
 
 
 @spec
@@ -424,9 +429,10 @@ class AUC(Metric):
     from_logits: bool = False
 
     def validate(self) -> None:
-        # Its state is 4 float64 counts per threshold: NumPy cannot address 2**63 bytes of them.
-        check_int("AUC", "num_thresholds", self.num_thresholds, low=2, high=2**58 - 1,
-                  accepted="an integer > 1 and < 2**58")
+        # Each batch compares every score with every threshold (a thresholds-by-batch array) and the
+        # state holds 4 counts per threshold: capped, so a model file cannot ask for terabytes.
+        check_int("AUC", "num_thresholds", self.num_thresholds, low=2, high=MAX_AUC_THRESHOLDS,
+                  accepted=f"an integer from 2 to {MAX_AUC_THRESHOLDS} (2**20)")
         self._set("curve", str(self.curve).upper())
         check_choice("AUC", "curve", self.curve, ("ROC", "PR"))
         check_choice("AUC", "summation_method", self.summation_method, ("interpolation", "minoring", "majoring"))

@@ -269,6 +269,9 @@ NAMED = [
     pytest.param(lambda backend: train(lambda: [Dense(1, input_shape=(2**64,))], backend=backend),
                  id="Dense.input_shape=2**64"),
     pytest.param(_use_metric(lambda: metrics.AUC(num_thresholds=2**62)), id="AUC.num_thresholds=2**62"),
+    # Allowed up to 2**58 once: a file could then load and allocate terabytes at the first evaluate.
+    pytest.param(_use_metric(lambda: metrics.AUC(num_thresholds=metrics.MAX_AUC_THRESHOLDS + 1)),
+                 id="AUC.num_thresholds=2**20+1"),
     pytest.param(_build((0,)), id="build.input_shape=0"),
     pytest.param(_build((2**64,)), id="build.input_shape=2**64"),
     pytest.param(_build((None,)), id="build.input_shape=None"),

@@ -486,3 +486,17 @@ def test_weighted_metrics_round_trip_and_older_files_load(tmp_path):
     rewrite(path, drop_weighted_metrics)
     old = load_model(path).evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
     assert old == {"loss": logs["loss"], "accuracy": logs["accuracy"]}
+
+
+def test_a_file_asking_for_too_many_layers_is_refused_before_building(tmp_path, monkeypatch):
+    from polynn import _saving
+    from polynn.layers import Activation
+
+    model = Sequential([Dense(2, input_dim=3)] + [Activation("relu") for _ in range(4)])
+    model.save(tmp_path / "deep.safetensors")
+    monkeypatch.setattr(_saving, "MAX_LAYERS", 4)  # 2**14 in earnest; the check is the same
+    built = []
+    monkeypatch.setattr(Sequential, "from_config", classmethod(lambda cls, config: built.append(config)))
+    with pytest.raises(ModelFileError, match=r"deep\.safetensors.*lists 5 layers; accepted: at most 4"):
+        load_model(tmp_path / "deep.safetensors")
+    assert built == []
