@@ -22,8 +22,8 @@ from .errors import ModelFileError, PolynnError
 __all__ = ["KerasVariable", "WeightsTree", "guarded", "MAX_LINKS", "MAX_DEPTH", "MAX_EXPANSION",
            "EXPANSION_FLOOR"]
 
-# Keras writes a few links per layer (layers/<name>/vars/<i>) and per optimizer slot: a model that
-# needs more than this many links is far beyond what a Sequential model gets.
+# Keras writes a few links per layer (layers/<name>/vars/<i>) and per optimizer slot: enough for the
+# layer cap (_saving.MAX_LAYERS); the walk's cost at this cap is in docs/performance.md.
 MAX_LINKS = 2**18
 # Keras's deepest paths are layers/<model>/layers/<layer>/vars/<i> for each level of nested models.
 MAX_DEPTH = 32

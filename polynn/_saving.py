@@ -49,8 +49,8 @@ _KEYS = {
     WEIGHTS_FORMAT: {"format", "format_version", "model", "info"},
 }
 _FLOAT_CODES = {"float32": "F32", "float64": "F64"}
-# The most layers a model file may ask for: a 16 MiB header or config.json holds some 300,000
-# weightless ones, which take minutes to build and compile on some backends.
+# The most layers a model file may ask for, so a small file cannot make polynn build and compile a
+# model for minutes (docs/performance.md, "Keras files: caps and costs").
 MAX_LAYERS = 2**14
 # A registry name: never a dotted module path, a file path or anything that could be imported.
 _COMPONENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")

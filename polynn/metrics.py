@@ -155,7 +155,8 @@ class MeanMetric(Metric):
         return total / count if count else 0.0
 
 
-# The most thresholds an AUC takes (Keras sets none; its default is 200).
+# The most thresholds an AUC takes (Keras sets none; its default is 200): a model file cannot ask for
+# terabytes of state (docs/performance.md, "Keras files: caps and costs").
 MAX_AUC_THRESHOLDS = 2**20
 
 
