@@ -21,7 +21,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -122,10 +122,25 @@ def _open(stream: BinaryIO, size: int, name: str, resources: contextlib.ExitStac
         handle = h5py.File(source, "r")
     resources.callback(_close, handle)
     try:
-        tree = WeightsTree(h5py, handle, hdf5_size)
+        tree = WeightsTree(h5py, handle, hdf5_size, _raw_reader(source, hdf5_size))
     except ModelFileError as error:
         raise ModelFileError(f"{where}: {error}" if container == "zip" else str(error)) from None
     return KerasFile(name, "archive" if container == "zip" else "weights", config, metadata, tree)
+
+
+def _raw_reader(source: io.RawIOBase | io.BytesIO, size: int) -> Callable[[int, int], bytes]:
+    """read(offset, count): `count` bytes of the HDF5 image at `offset` (WeightsTree checked both
+    against `size`); a short read, the file having shrunk meanwhile, is a ModelFileError."""
+
+    def read(offset: int, count: int) -> bytes:
+        source.seek(offset)
+        data = source.read(count) or b""
+        if len(data) != count or offset + count > size:
+            raise ModelFileError(f"the weights end at byte {offset + len(data)} where a dataset needs "
+                                 f"{offset + count}; accepted: a whole file (it may have changed while read)")
+        return data
+
+    return read
 
 
 def _close(handle: Any) -> None:

@@ -1,9 +1,10 @@
 """Keras's weights HDF5 (model.weights.h5, .weights.h5) walked and read defensively with an open h5py file.
 
 Only the structure is read when a file is opened: link types, object kinds, datatypes, shapes, storage
-layouts, filters and storage sizes. Every dataset must be a plain numeric array whose bytes the file
-holds (or, compressed, could hold), so a dataset declaring terabytes in a small file is refused before
-anything is read; a dataset's values are read only when asked for, one at a time.
+layouts and storage sizes. Every dataset must be a plain numeric array stored contiguous and unfiltered,
+as Keras writes, its bytes within the file, so a dataset declaring terabytes in a small file is refused
+before anything is read; a dataset's values are read only when asked for, one at a time, by polynn
+from the file's bytes (HDF5's data path, which a damaged compressed dataset made crash, never runs).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,9 +34,6 @@ _MAX_NAME = 255
 # expanding more than 100 times. Under the floor, any ratio passes (small, zero-filled weights).
 MAX_EXPANSION = 100
 EXPANSION_FLOOR = 16 * 2**20
-# Filters HDF5 implements itself; any other (lzf, szip, blosc, ...) is refused: reading it would load
-# a filter plugin, which is code found by HDF5_PLUGIN_PATH. Keras writes no filters at all.
-_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32"}
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -62,11 +60,12 @@ def guarded(what: str) -> Iterator[None]:
 
 
 def _numeric_types(h5t: Any) -> list[tuple[Any, np.dtype]]:
-    """The HDF5 datatypes accepted, each with the native NumPy dtype its values are read as."""
+    """The HDF5 datatypes accepted, each with the NumPy dtype of its bytes in the file (byte order included)."""
     pairs = [("IEEE_F16", "float16"), ("IEEE_F32", "float32"), ("IEEE_F64", "float64")]
     for bits in (8, 16, 32, 64):
         pairs += [(f"STD_I{bits}", f"int{bits}"), (f"STD_U{bits}", f"uint{bits}")]
-    return [(getattr(h5t, f"{name}{order}"), np.dtype(dtype)) for name, dtype in pairs for order in ("LE", "BE")]
+    return [(getattr(h5t, f"{name}{order}"), np.dtype(dtype).newbyteorder("<" if order == "LE" else ">"))
+            for name, dtype in pairs for order in ("LE", "BE")]
 
 
 def _natural(path: str) -> list:
@@ -83,10 +82,15 @@ def _check_name(name: str, parent: str) -> str:
 
 
 class WeightsTree:
-    """The checked datasets of an open h5py.File of `size` bytes, by path; read(path) reads one."""
+    """The checked datasets of an open h5py.File of `size` bytes, by path; read(path) reads one.
 
-    def __init__(self, h5py: Any, handle: Any, size: int) -> None:
-        self._h5py, self._handle, self._size = h5py, handle, size
+    `raw(offset, count)` gives bytes of the file image: a dataset's values are read from there, at the
+    offset HDF5 gives, so HDF5's own data path (chunk indexes, filters), which a damaged file can make
+    crash the process, never runs. Keras writes every dataset contiguous and unfiltered; other layouts
+    are refused."""
+
+    def __init__(self, h5py: Any, handle: Any, size: int, raw: Callable[[int, int], bytes]) -> None:
+        self._h5py, self._handle, self._size, self._raw = h5py, handle, size, raw
         self._types = _numeric_types(h5py.h5t)
         with guarded("the HDF5 file's structure cannot be read"):
             self._refuse_legacy()
@@ -147,7 +151,7 @@ class WeightsTree:
                                  f"{EXPANSION_FLOOR} bytes)")
         return found
 
-    def _dtype(self, path: str, dataset: Any) -> np.dtype:
+    def _file_dtype(self, path: str, dataset: Any) -> np.dtype:
         datatype = dataset.get_type()
         if datatype.committed():
             raise ModelFileError(f"dataset {brief(path)} uses a named (committed) datatype; accepted: a plain "
@@ -175,44 +179,35 @@ class WeightsTree:
         return shape
 
     def _dataset(self, path: str, dataset: Any) -> tuple[KerasVariable, int]:
-        """The variable `dataset` holds, and its size in bytes, once its layout, filters and storage
-        show that reading it reads the file's bytes and nothing else."""
+        """The variable `dataset` holds, and its size in bytes, once its layout and storage show that
+        its values are bytes of this file, stored as they are (contiguous, unfiltered)."""
+        variable, nbytes, _ = self._located(path, dataset)
+        return variable, nbytes
+
+    def _located(self, path: str, dataset: Any) -> tuple[KerasVariable, int, tuple[int, np.dtype]]:
+        """_dataset's answer, and where the values lie: (offset in the file, dtype of the bytes there)."""
         h5d = self._h5py.h5d
-        dtype, shape = self._dtype(path, dataset), self._shape(path, dataset)
-        nbytes = math.prod(shape) * dtype.itemsize
+        file_dtype, shape = self._file_dtype(path, dataset), self._shape(path, dataset)
+        nbytes = math.prod(shape) * file_dtype.itemsize
         plist = dataset.get_create_plist()
         layout = plist.get_layout()
-        if layout not in (h5d.COMPACT, h5d.CONTIGUOUS, h5d.CHUNKED):
-            what = "a virtual dataset (its data lives in other files)" if layout == h5d.VIRTUAL \
-                else f"a dataset of unknown layout {layout}"
-            raise ModelFileError(f"{brief(path)} is {what}; accepted: data stored in this file")
+        if layout != h5d.CONTIGUOUS:
+            what = {h5d.VIRTUAL: "a virtual dataset (its data lives in other files)",
+                    h5d.CHUNKED: "a chunked dataset (compressed or filtered data, or a chunk index)",
+                    h5d.COMPACT: "a compact dataset (data inside its header)"}.get(layout, f"of layout {layout}")
+            raise ModelFileError(f"dataset {brief(path)} is {what}; accepted: contiguous, unfiltered data in this "
+                                 f"file, as Keras writes")
         if plist.get_external_count():
             raise ModelFileError(f"dataset {brief(path)} keeps its data in external files; accepted: data stored "
                                  f"in this file")
-        filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())] if layout == h5d.CHUNKED else []
-        unknown = [code for code in filters if code not in _FILTERS]
-        if unknown:
-            raise ModelFileError(f"dataset {brief(path)} uses the HDF5 filter {unknown[0]}; accepted: "
-                                 f"{', '.join(_FILTERS.values())} (other filters load plugins)")
-        if layout == h5d.CHUNKED:
-            chunk = math.prod(plist.get_chunk()) * dtype.itemsize
-            if chunk > max(nbytes, 2**20):
-                raise ModelFileError(f"dataset {brief(path)} of {nbytes} bytes has chunks of {chunk} bytes; "
-                                     f"accepted: chunks no larger than the dataset (or 1 MiB)")
+        offset = dataset.get_offset() if nbytes else 0
         stored = dataset.get_storage_size()
-        if stored > self._size:
-            raise ModelFileError(f"dataset {brief(path)} claims {stored} bytes of storage in a file of "
-                                 f"{self._size} bytes; accepted: storage within the file")
-        if not filters and stored < nbytes:
+        if offset is None or stored != nbytes or not 0 <= offset <= self._size - nbytes:
             # Unwritten data reads as the fill value: a huge dataset would allocate from nothing.
-            raise ModelFileError(f"dataset {brief(path)} of shape {brief(list(shape))} and dtype {dtype.name} "
-                                 f"declares {nbytes} bytes but the file stores {stored}; accepted: datasets "
-                                 f"whose data is all in the file")
-        if filters and nbytes > max(EXPANSION_FLOOR, MAX_EXPANSION * stored):
-            raise ModelFileError(f"dataset {brief(path)} declares {nbytes} bytes compressed into {stored}; "
-                                 f"accepted: at most {MAX_EXPANSION} times its stored size (or "
-                                 f"{EXPANSION_FLOOR} bytes)")
-        return KerasVariable(path, shape, dtype.name), nbytes
+            raise ModelFileError(f"dataset {brief(path)} of shape {brief(list(shape))} and dtype {file_dtype.name} "
+                                 f"declares {nbytes} bytes, but the file stores {stored} at offset {offset} of "
+                                 f"{self._size}; accepted: datasets whose data is all in the file")
+        return KerasVariable(path, shape, file_dtype.name), nbytes, (offset, file_dtype)
 
     def read(self, path: str) -> np.ndarray:
         """The dataset at `path`, a new native-order array of its declared shape and dtype."""
@@ -226,10 +221,10 @@ class WeightsTree:
         with guarded(f"dataset {brief(path)} cannot be read"):
             dataset = self._h5py.h5o.open(self._handle.id, path.encode("utf-8"))
             # Checked again: the file may have changed on disk since it was opened.
-            if not isinstance(dataset, self._h5py.h5d.DatasetID) or self._dataset(path, dataset)[0] != variable:
+            found = self._located(path, dataset) if isinstance(dataset, self._h5py.h5d.DatasetID) else None
+            if found is None or found[0] != variable:
                 raise ModelFileError(f"dataset {brief(path)} changed since the file was opened")
-            out = np.empty(variable.shape, dtype=variable.dtype)
-            if out.size:
-                h5s = self._h5py.h5s
-                dataset.read(h5s.ALL, h5s.ALL, out)
-        return out
+            _, nbytes, (offset, file_dtype) = found
+            data = self._raw(offset, nbytes) if nbytes else b""
+            values = np.frombuffer(data, dtype=file_dtype).reshape(variable.shape)
+            return values.astype(file_dtype.newbyteorder("="))

@@ -37,10 +37,10 @@ TIME_LIMIT = 10.0
 
 
 def _fuzz_layout(handle) -> None:
-    """Keras's layout, plus a compressed, shuffled, checksummed dataset so filters meet damaged data."""
+    """Keras's layout, plus a big-endian float64 dataset. (A gzip-compressed, shuffled, checksummed one
+    was here until a mutation of it crashed HDF5 itself; chunked data is refused now.)"""
     keras_layout(handle)
-    handle.create_dataset("layers/extra/vars/0", data=np.linspace(-1, 1, 600, dtype="float64").reshape(20, 30),
-                          chunks=(10, 10), compression="gzip", shuffle=True, fletcher32=True)
+    handle.create_dataset("layers/extra/vars/0", data=np.linspace(-1, 1, 600, dtype=">f8").reshape(20, 30))
 
 
 WEIGHTS = hdf5_bytes(_fuzz_layout)
