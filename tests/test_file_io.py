@@ -525,7 +525,8 @@ _SAVER = """
             print(k, flush=True)
     except KeyboardInterrupt:
         folder, name = os.path.split(sys.argv[1])
-        print("interrupted", sorted(set(os.listdir(folder)) - {name}), flush=True)
+        # On a line of its own: the Ctrl-C may have cut a print(k) between the number and its newline.
+        print("\\ninterrupted", sorted(set(os.listdir(folder)) - {name}), flush=True)
         sys.exit(3)
 """
 
@@ -575,7 +576,7 @@ def test_ctrl_c_at_random_moments_of_a_save(tmp_path):
             output = [process.stdout.readline().strip()]  # one complete save exists
             time.sleep(chance.uniform(0.0, 0.25))
             process.send_signal(signal.SIGINT)
-            output += process.stdout.read().splitlines()
+            output += [line for line in process.stdout.read().splitlines() if line]
         finally:
             process.wait(timeout=60)
             process.stdout.close()
