@@ -102,4 +102,9 @@ def test_the_wheel_carries_the_license_the_marker_and_the_version(tmp_path):
     assert "_polynn_pytestplugin.py" in names
     assert "[pytest11]\npolynn = _polynn_pytestplugin" in entry_points
     assert "Classifier: Typing :: Typed" in headers
-    assert 'Requires-Dist: polynn[tensorflow,torch]; extra == "all"' in headers
+    assert 'Requires-Dist: polynn[keras-files,onnx,tensorflow,torch]; extra == "all"' in headers
+    # The optional file formats are extras of their own (the core needs numpy and pluggy only).
+    assert 'Requires-Dist: h5py>=3.7; extra == "keras-files"' in headers
+    assert 'Requires-Dist: onnx>=1.14; extra == "onnx"' in headers
+    assert [h for h in headers if h.startswith("Requires-Dist:") and "extra ==" not in h] == \
+        ["Requires-Dist: numpy>=1.24", "Requires-Dist: pluggy>=1.5"]
