@@ -21,6 +21,7 @@ from .errors import InvalidArgumentError, NonFiniteLossError, PluginError, Polyn
 
 if TYPE_CHECKING:
     from .backend import Plan, Runtime
+    from .distribution import Replica
 
 
 class Trainee(Protocol):
@@ -50,6 +51,13 @@ class Trainee(Protocol):
     @property
     def nonfinite_loss(self) -> str:
         """What fit does when a step's loss is NaN or infinite: "stop", "raise" or "continue"."""
+
+    @property
+    def distribution(self) -> Replica | None:
+        """This process's Replica under data-parallel training, else None."""
+
+    def share_learning_rate(self, value: float | None) -> None:
+        """Set the learning-rate override (rank 0's, under data-parallel training)."""
 
     def build(self, x_shape: tuple) -> None:
         """Fix the input shape from the data's (and draw the weights) if not done yet."""
@@ -183,11 +191,16 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     runtime = trainee.prepare(tuple(train.x.shape[1:]), tuple(train.y.shape[1:]))
     _data.check_metric_labels(trainee.plan, trainee.metric_names, tuple(train.y.shape[1:]))
 
+    replica = trainee.distribution
+    if replica is not None:
+        _start_replicas(model, trainee, runtime, replica, args, train, validation, validation_batch_size)
     history = History()
     steps = math.ceil(n / args.batch_size)
     callback_list = CallbackList([*checked_callbacks(callbacks), history], model,
                                  {"verbose": args.verbose, "epochs": args.epochs, "steps": steps})
-    interactive = args.verbose == 1 and Progress(steps, args.verbose).interactive
+    # Under data-parallel training only rank 0 prints; every process's logs are the same.
+    shown = args.verbose if _replicas_module().chief_only(replica) else 0
+    interactive = shown == 1 and Progress(steps, shown).interactive
     batch_hooks = callback_list.wants_batches()
     blocks = TrainingBlocks(trainee.plan, trainee.seed, n, args.batch_size,
                             _steps_per_call(trainee, steps, batch_hooks, interactive))
@@ -203,8 +216,8 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     logs: dict = {}
     for epoch in range(args.initial_epoch, args.epochs):
         callback_list.on_epoch_begin(epoch, {})
-        epoch_header(epoch, args.epochs, args.verbose)
-        progress = Progress(steps, args.verbose)
+        epoch_header(epoch, args.epochs, shown)
+        progress = Progress(steps, shown)
         totals = _Totals(trainee, model.backend)
         done = 0
         for rows in blocks.epoch(epoch, args.shuffle):
@@ -254,7 +267,7 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
         with backend_call(model.backend, "train_steps", where):
             result = rewind.runtime.train_steps(rewind.data, rows, masks, scalars)
         seconds = time.perf_counter() - started
-        losses, states = totals.checked(result, len(rows), "train_steps")
+        losses, states = _summed(trainee, totals.checked(result, len(rows), "train_steps"))
         bad = np.flatnonzero(~np.isfinite(losses))
         if not len(bad) or trainee.nonfinite_loss == "continue":
             trainee.advance(len(rows))
@@ -263,7 +276,8 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
             return len(rows)
         step, value = int(bad[0]), float(losses[bad[0]])
         with backend_call(model.backend, "train_steps", f"{where}, running again the steps before a non-finite loss"):
-            kept_losses, kept_states, count = _finite_steps(rewind, rows, first, learning_rate, totals, step, states)
+            kept_losses, kept_states, count = _finite_steps(trainee, rewind, rows, first, learning_rate, totals,
+                                                            step, states)
         trainee.advance(count)
         if count:
             rewind.after_block(rows[:count], first, learning_rate, 0.0)
@@ -289,19 +303,57 @@ def _train_block(model, trainee: Trainee, rewind: Rewind, rows: np.ndarray, tota
     return count
 
 
-def _finite_steps(rewind: Rewind, rows: np.ndarray, first: int, learning_rate: float | None, totals: _Totals,
-                  step: int, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], int]:
+def _finite_steps(trainee: Trainee, rewind: Rewind, rows: np.ndarray, first: int, learning_rate: float | None,
+                  totals: _Totals, step: int, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], int]:
     """Back at the block's start, run its steps before `step` (whose loss was not finite) again:
     (losses, metric states, steps kept). One step fewer when those left the weights non-finite."""
     rewind.back()
     for count in (step, step - 1):
         if count <= 0:
             break
-        losses, kept = totals.checked(rewind.replay(rows[:count], first, learning_rate), count, "train_steps")
+        losses, kept = _summed(trainee, totals.checked(rewind.replay(rows[:count], first, learning_rate),
+                                                              count, "train_steps"))
         if np.all(np.isfinite(losses)) and _finite_state(rewind.runtime):
             return losses, kept, count
         rewind.back()
     return np.zeros(0), [np.zeros_like(s) for s in states], 0
+
+
+def _replicas_module():
+    """polynn._replicas, imported on first use."""
+    from . import _replicas
+
+    return _replicas
+
+
+def _summed(trainee: Trainee, checked: tuple[np.ndarray, list[np.ndarray]]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A block's losses and metric states, the states summed over the processes under data-parallel
+    training (the losses are already the global batch's: they ride in the gradients' all-reduce)."""
+    losses, states = checked
+    if trainee.distribution is None:
+        return losses, states
+    return losses, _replicas_module().sum_states(trainee.distribution, states)
+
+
+def _start_replicas(model, trainee: Trainee, runtime: Runtime, replica: Replica, args, train, validation,
+                    validation_batch_size) -> None:
+    """Before the first step of a data-parallel fit: refuse, on every process, a model, arguments or
+    data that differ from rank 0's; then take rank 0's weights, optimizer state and step count."""
+    replicas = _replicas_module()
+    settings = {"batch_size": args.batch_size, "epochs": args.epochs, "initial_epoch": args.initial_epoch,
+                "shuffle": args.shuffle, "validation_freq": args.validation_freq,
+                "validation_batch_size": validation_batch_size, "steps_per_execution": trainee.steps_per_execution,
+                "nonfinite_loss": trainee.nonfinite_loss, "data length": len(train.x)}
+    arrays = {"x": train.x, "y": train.y, "sample_weight": train.sample_weight,
+              "validation x": None if validation is None else validation.x,
+              "validation y": None if validation is None else validation.y,
+              "validation sample_weight": None if validation is None else validation.sample_weight}
+    with backend_call(model.backend, "get_weights", " during fit"):
+        replicas.check_same_fit(replica, model.backend, trainee.plan, trainee.seed, settings, arrays)
+        iterations, rate = replicas.share_state(replica, runtime, model.iterations, trainee.learning_rate,
+                                                trainee.plan.dtype)
+    trainee.restart_at(iterations)
+    trainee.share_learning_rate(rate)
 
 
 def _finite_state(runtime: Runtime) -> bool:

@@ -19,10 +19,12 @@ import numpy as np
 
 from . import _registry, plugins
 from . import ops as polynn_ops
+from ._communicator import Cluster, Communicator
 from ._custom import per_sample_check as check_values
 from ._signals import deferred_interrupts
 from ._spec import Component
 from ._typing import Tensor
+from .distribution import Replica
 from .errors import InvalidArgumentError, UnsupportedComponentError
 from .hookspecs import COMPUTED_KINDS
 from .layers import Layer, WeightSpec
@@ -53,6 +55,10 @@ class Plan:
     metrics: resolved metric specs (the string 'accuracy' already turned into a class).
     metric_weighted: for each metric, whether it takes the sample weights (compile's
         weighted_metrics) or ignores them (compile's metrics), as Keras.
+    distribution: None for one process; under compile(distribution="data_parallel") this
+        process's polynn.distribution.Replica (rank, world size, communicator, slicing), which
+        train_steps follows as that class documents. Only a backend whose `distributions` lists
+        "data_parallel" gets a plan with one.
     """
 
     layers: tuple[Layer, ...]
@@ -67,6 +73,7 @@ class Plan:
     dropout_layers: tuple[int, ...]
     device: str | None = None
     frozen_weights: tuple[int, ...] = ()
+    distribution: Replica | None = None
 
     def trainable_weights(self) -> list[int]:
         """Indices into `weights` of the arrays a train step updates: all but `frozen_weights`."""
@@ -299,6 +306,15 @@ class Backend(abc.ABC):
     devices: tuple[str, ...] = ("cpu",)
     implementations: dict[str, dict[str, Any]] = {}
     ops: Any = None
+    # Under data-parallel training (declared at registration: register(distributions=...)), the
+    # communicator engines (Communicator.engine) its runtimes train on; None: any, through host arrays.
+    distribution_engines: tuple[str, ...] | None = None
+
+    def make_communicator(self, cluster: Cluster) -> Communicator | None:
+        """The communicator of this backend's own engine for `cluster`, when
+        polynn.distribution.initialize(engine=<this backend's name>) asks (TensorFlow's
+        MultiWorkerMirroredStrategy, say); None (the default) offers none."""
+        return None
 
     def engine_version(self) -> str:
         """The engine's version: by default the `__version__` of the module named `engine`, once

@@ -461,9 +461,22 @@ class ReduceLROnPlateau(_MonitorCallback):
                     self.wait = 0
 
 
+def _on_chief(model: Any, what: str, write: Callable[[], Any]) -> None:
+    """write() on rank 0 only under data-parallel training (every process waits, and hears of a
+    failure); a model trained in one process just writes."""
+    replica = model._distribution() if hasattr(model, "_distribution") else None
+    if replica is None:
+        write()
+        return
+    from . import _replicas
+
+    _replicas.on_chief(replica, what, write)
+
+
 class CSVLogger(Callback):
     """Write each epoch's logs as a row of a CSV file (columns: epoch, then the sorted log names).
-    append=True continues an existing file without repeating its header. As keras.callbacks.CSVLogger."""
+    append=True continues an existing file without repeating its header. As keras.callbacks.CSVLogger.
+    Under data-parallel training rank 0 writes the file (every process has the same logs)."""
 
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         super().__init__()
@@ -478,6 +491,9 @@ class CSVLogger(Callback):
         self.csv_file: IO[str] | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        _on_chief(self.model, "open the CSVLogger file", self._open)
+
+    def _open(self) -> None:
         if self.csv_file is not None and not self.csv_file.closed:
             self.csv_file.close()
         try:
@@ -497,7 +513,9 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
+        _on_chief(self.model, "write the CSVLogger row", lambda: self._write(epoch, logs or {}))
+
+    def _write(self, epoch: int, logs: dict[str, Any]) -> None:
         csv_file = cast("IO[str]", self.csv_file)  # opened by on_train_begin
         if self.keys is None:
             self.keys = sorted(logs)

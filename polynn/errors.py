@@ -23,6 +23,7 @@ __all__ = [
     "ModelFileError",
     "FileAccessError",
     "NonFiniteLossError",
+    "DistributionError",
 ]
 
 
@@ -156,3 +157,9 @@ class FileAccessError(ModelFileError, OSError):
 class NonFiniteLossError(PolynnError, FloatingPointError):
     """Training met a NaN or infinite loss under compile(nonfinite_loss="raise"); the model keeps its
     last finite step (the message says which)."""
+
+
+class DistributionError(PolynnError, RuntimeError):
+    """Data-parallel training failed across processes: a process died, raised or timed out, the
+    processes disagree on the model or the data, or the launcher's environment is not one polynn
+    can join. Every process of the job raises it."""

@@ -16,6 +16,9 @@ hookimpl = pluggy.HookimplMarker("polynn")
 
 # The dtypes compile(dtype=...) accepts, among which register(dtypes=...) names a backend's.
 DTYPES = ("float32", "float64")
+# The distributions compile(distribution=...) knows, among which register(distributions=...) names a
+# backend's (polynn.distribution documents them).
+DISTRIBUTIONS = ("data_parallel",)
 # Component kinds a backend computes (register.implementation's kind); initializers and schedules
 # are computed by the core.
 COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regularizer", "constraint")
@@ -25,7 +28,8 @@ COMPUTED_KINDS = ("layer", "activation", "loss", "metric", "optimizer", "regular
 def polynn_register_backends(register: Any) -> None:
     """Register backends by calling ``register`` once per backend.
 
-    ``register(name, load, *, engine, install, dtypes=("float32", "float64"), devices=("cpu",))``
+    ``register(name, load, *, engine, install, dtypes=("float32", "float64"), devices=("cpu",),
+    distributions=())``
 
     - name: the backend's name, as given to ``compile(backend=...)``;
     - load: a no-argument callable returning the `polynn.backend.Backend` instance; it is called
@@ -34,7 +38,10 @@ def polynn_register_backends(register: Any) -> None:
       tell a missing engine from a broken plugin;
     - install: what to pip install to get the engine (for example "polynn[torch]"; default: engine);
     - dtypes: a tuple of the dtypes compile() accepts ("float32", "float64") that the backend runs;
-    - devices: a tuple of device names (strings).
+    - devices: a tuple of device names (strings);
+    - distributions: the distributions its runtimes train with, among DISTRIBUTIONS: declare
+      ("data_parallel",) only when train_steps follows polynn.distribution.Replica's contract;
+      compile(distribution=...) refuses the others before loading anything.
 
     Arguments outside these are refused with a PluginError naming the plugin.
     """

@@ -56,15 +56,17 @@ LOG_2 = float32_constant(math.log(2.0))
 
 
 def reduce(spec: Loss, values: np.ndarray, w: np.ndarray | None, dtype: DTypeLike,
-           gradient: bool = False) -> tuple[Any, np.ndarray | None]:
+           gradient: bool = False, divisor: float | None = None) -> tuple[Any, np.ndarray | None]:
     """The reduced loss of per-sample NumPy `values` with sample weights `w` (a vector, or None:
     all 1) as this module's docstring says, for `spec.reduction`, and, when `gradient`,
     d(reduced)/d(values) (else None): (reduced, gradient).
 
     One value for the batch (a user function's, shape ()) is the batch's loss without weights; with
-    them it stands for every sample, as Keras 3 weights it: sum_i(w_i * l) over the reduction's divisor."""
+    them it stands for every sample, as Keras 3 weights it: sum_i(w_i * l) over the reduction's divisor.
+    `divisor`, when given, replaces the reduction's own: under data-parallel training a process
+    divides its rows' sum by the global batch's divisor (polynn.distribution.loss_divisor)."""
     if values.ndim == 0 and w is not None:
-        reduced, upstream = reduce(spec, np.broadcast_to(values, w.shape), w, dtype, gradient)
+        reduced, upstream = reduce(spec, np.broadcast_to(values, w.shape), w, dtype, gradient, divisor)
         return reduced, None if upstream is None else np.add.reduce(upstream, axis=None).astype(dtype)
     if w is None:
         weights = None
@@ -74,12 +76,13 @@ def reduce(spec: Loss, values: np.ndarray, w: np.ndarray | None, dtype: DTypeLik
         weights = np.broadcast_to(w.reshape(w.shape + (1,) * (values.ndim - 1)), values.shape).astype(dtype)
         total = np.add.reduce(values * weights, axis=None)
         weight_sum = np.add.reduce(weights, axis=None)
-    if spec.reduction == "sum":
-        divisor = 1
-    elif spec.reduction == "mean_with_sample_weight":
-        divisor = weight_sum
-    else:
-        divisor = values.size
+    if divisor is None:
+        if spec.reduction == "sum":
+            divisor = 1
+        elif spec.reduction == "mean_with_sample_weight":
+            divisor = weight_sum
+        else:
+            divisor = values.size
     # Keras divides "no nan": an all-zero weight sum gives a zero loss, not a NaN.
     reduced = total / divisor if divisor else total * 0
     if not gradient:

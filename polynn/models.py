@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import numpy as np
 
 from . import _registry, _training, plugins
+from . import distribution as _distribution
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -33,6 +34,7 @@ from ._spec import (
 )
 from ._summary import summary_lines
 from .backend import Plan, Runtime
+from .distribution import Replica
 from .errors import (
     InvalidArgumentError,
     NotCompiledError,
@@ -62,8 +64,9 @@ class _Compiled:
 
     def __init__(self, optimizer: Optimizer, loss: Loss | None, metric_ids: list[Any], weighted_ids: list[Any],
                  backend: Backend, dtype: str, seed: int, steps_per_execution: int | str, device: str | None,
-                 nonfinite_loss: str = "stop") -> None:
+                 nonfinite_loss: str = "stop", distribution: Replica | None = None) -> None:
         self.optimizer, self.loss = optimizer, loss
+        self.distribution = distribution  # this process's Replica under data-parallel training, else None
         # As given to compile(): `metrics` ignore sample and class weights, `weighted_metrics` use them.
         self.metric_ids, self.weighted_ids = metric_ids, weighted_ids
         self.backend, self.dtype, self.seed = backend, dtype, seed
@@ -415,7 +418,7 @@ class Sequential:
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Sequence[Any] | None = None, *,
                 weighted_metrics: Sequence[Any] | None = None, backend: str | None = None, dtype: str = "float32",
                 seed: int | None = None, steps_per_execution: int | str = "auto", device: str | None = None,
-                nonfinite_loss: str = "stop", **unsupported: Any) -> None:
+                nonfinite_loss: str = "stop", distribution: Any = None, **unsupported: Any) -> None:
         """Fix the optimizer, loss and metrics, and build the model on a backend.
 
         metrics / weighted_metrics: lists of metrics (names, metric objects or functions). As in
@@ -430,6 +433,14 @@ class Sequential:
         loss was finite (and whose weights are); "raise" does the same and raises
         polynn.errors.NonFiniteLossError; "continue" trains on, as Keras does without TerminateOnNaN.
         Like device, it belongs to this session and is not saved in model files.
+        device: where the backend computes: None (its default, the CPU), or a device it lists, such
+        as torch's "cpu", "cuda", "cuda:N" and TensorFlow's "cpu", "gpu", "gpu:N"; under
+        data-parallel training "cuda" and "gpu" mean the GPU numbered by the process's local rank.
+        distribution: None trains in this process alone; "data_parallel" (or
+        polynn.distribution.DataParallel()) trains one model across the processes of the job the
+        script was launched in (polynn.distribution), batch_size being the global batch; "auto" is
+        data-parallel exactly when the launcher started more than one process. Rank 0's seed is
+        used everywhere. Not saved in model files: a checkpoint resumes at any number of processes.
         """
         _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
@@ -445,6 +456,10 @@ class Sequential:
         weighted_ids = _metric_list(self.name, "weighted_metrics", weighted_metrics)
         name = backend or os.environ.get("POLYNN_BACKEND") or "numpy"
         engine = plugins.get_backend(name)
+        replica = _distribution.resolve(distribution, self.name)
+        if replica is not None:
+            _check_distribution(engine, replica)
+            seed = _replicas().agree_on_seed(replica, _random.resolve_seed(seed))
         # Weights set by the user or trained are kept (moving a model to another backend);
         # weights only drawn before any seed was given are drawn again from this one.
         keep = self._weights is not None and not self._weights_provisional
@@ -458,7 +473,8 @@ class Sequential:
         before = (self._compiled, self._iterations, self._weights, self._weights_provisional, self._built_shape)
         try:
             self._compiled = _Compiled(optimizer, loss, metric_ids, weighted_ids, engine, dtype,
-                                       _random.resolve_seed(seed), steps_per_execution, device, nonfinite_loss)
+                                       _random.resolve_seed(seed), steps_per_execution, device, nonfinite_loss,
+                                       replica)
             self._iterations = 0
             self._weights = None if previous is None else [np.asarray(w, dtype=np.float64) for w in previous]
             if self.input_shape is not None:
@@ -582,7 +598,7 @@ class Sequential:
         check_output_axes((loss, *metrics), shapes[-1])
         return Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
                     weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device,
-                    frozen_weights=self._frozen_weights(weights))
+                    frozen_weights=self._frozen_weights(weights), distribution=compiled.distribution)
 
     def _frozen_weights(self, weights: Sequence[tuple[int, WeightSpec]]) -> tuple[int, ...]:
         """Indices of the weights of layers with trainable=False (Plan.frozen_weights)."""
@@ -800,12 +816,14 @@ class Sequential:
         and metadata. Atomic: the file is written beside the target, then renamed over it.
         A name ending in '.keras' writes a Keras 3 archive instead (keras.models.load_model reads it;
         a component Keras lacks is refused); Keras's legacy '.h5' / '.hdf5' names are refused."""
-        _files().save_model(self, filepath, overwrite)
+        _replicas().on_chief(self._distribution(), "save the model",
+                             lambda: _files().save_model(self, filepath, overwrite))
 
     def save_weights(self, filepath: str | os.PathLike[str], overwrite: bool = True) -> None:
         """Write only the weights (safetensors, atomically); a name ending in '.weights.h5' writes
         Keras 3's weights file instead (keras_model.load_weights reads it)."""
-        _files().save_weights(self, filepath, overwrite)
+        _replicas().on_chief(self._distribution(), "save the weights",
+                             lambda: _files().save_weights(self, filepath, overwrite))
 
     def load_weights(self, filepath: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:
         """Set the weights from a file written by save_weights() or save(); names and shapes must match.
@@ -833,8 +851,13 @@ class Sequential:
         _refuse_unsupported("export", self.export, unsupported)
         from . import _onnx_export
 
-        _onnx_export.export(self, filepath, format=format, verbose=verbose, input_signature=input_signature,
-                            opset_version=opset_version)
+        _replicas().on_chief(self._distribution(), "export the model", lambda: _onnx_export.export(
+            self, filepath, format=format, verbose=verbose, input_signature=input_signature,
+            opset_version=opset_version))
+
+    def _distribution(self) -> Replica | None:
+        """This process's Replica when compiled for data-parallel training, else None."""
+        return None if self._compiled is None else self._compiled.distribution
 
     # ---- description --------------------------------------------------------------------
 
@@ -903,6 +926,13 @@ class _Trainee:
     def nonfinite_loss(self) -> str:
         return self._compiled.nonfinite_loss
 
+    @property
+    def distribution(self) -> Replica | None:
+        return self._compiled.distribution
+
+    def share_learning_rate(self, value: float | None) -> None:
+        self._compiled.learning_rate = value
+
     def build(self, x_shape: tuple) -> None:
         self._model._ensure_built(x_shape)
 
@@ -923,6 +953,32 @@ class _Trainee:
 
     def restart_at(self, iterations: int) -> None:
         self._model._iterations = iterations
+
+
+def _replicas() -> Any:
+    """polynn._replicas, imported on first use (data-parallel training only)."""
+    from . import _replicas
+
+    return _replicas
+
+
+def _check_distribution(backend: Backend, replica: Replica) -> None:
+    """Refuse a backend that does not train data-parallel, or not on the job's engine."""
+    if "data_parallel" not in plugins.backend_distributions(backend.name):
+        able = sorted(e.name for e in plugins.backend_entries() if "data_parallel" in e.distributions)
+        raise InvalidArgumentError(
+            "distribution", "data_parallel",
+            f"None: backend {backend.name!r} does not train data-parallel (it declares no distributions); "
+            f"backends that do: {', '.join(able) or 'none installed'}", owner=f"backend {backend.name!r}")
+    engines = backend.distribution_engines
+    engine = replica.communicator.engine
+    if engines is not None and engine not in (*engines, "none"):
+        raise InvalidArgumentError(
+            "distribution", "data_parallel",
+            f"a job on the {' or '.join(engines)} engine: backend {backend.name!r} trains data-parallel on "
+            f"{', '.join(engines)} collectives, but this process joined its job on the {engine} engine "
+            f"(polynn.distribution.initialize read {engine!r} from the launcher's environment)",
+            owner=f"backend {backend.name!r}")
 
 
 def _files() -> Any:

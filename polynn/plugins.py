@@ -29,7 +29,7 @@ import pluggy
 from . import _registry, hookspecs
 from ._version import __version__
 from .errors import BackendNotInstalledError, PluginError, UnknownBackendError
-from .hookspecs import COMPUTED_KINDS, DTYPES
+from .hookspecs import COMPUTED_KINDS, DISTRIBUTIONS, DTYPES
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -79,6 +79,7 @@ class BackendEntry:
     distribution: str
     dtypes: tuple = ("float32", "float64")
     devices: tuple = ("cpu",)
+    distributions: tuple = ()
     instance: Any = None
     error: BaseException | None = None
 
@@ -368,11 +369,12 @@ class _BackendRegistrar:
         self.plugin, self.distribution = plugin, distribution
 
     def __call__(self, name: Any = None, load: Any = None, *, engine: Any = None, install: Any = "",
-                 dtypes: Any = ("float32", "float64"), devices: Any = ("cpu",), **extra: Any) -> None:
+                 dtypes: Any = ("float32", "float64"), devices: Any = ("cpu",), distributions: Any = (),
+                 **extra: Any) -> None:
         where = f"plugin {self.plugin!r} ({self.distribution})"
         if extra:
             raise PluginError(f"{where} called register() with unknown argument(s) {sorted(extra)}; accepted: "
-                              f"register(name, load, *, engine, install, dtypes, devices)")
+                              f"register(name, load, *, engine, install, dtypes, devices, distributions)")
         if not isinstance(name, str) or not name:
             raise PluginError(f"{where} registered a backend with invalid name {name!r}; accepted: a non-empty string")
         where = f"{where}, backend {name!r}"
@@ -391,13 +393,17 @@ class _BackendRegistrar:
             raise PluginError(f"{where}: invalid dtypes={dtypes!r} ({', '.join(map(repr, unknown))} unknown); "
                               f"accepted: dtype names among {', '.join(DTYPES)}, the dtypes compile() accepts")
         devices = _strings(where, "devices", devices, "a non-empty tuple of device names such as ('cpu',)")
+        distributions = tuple(distributions) if isinstance(distributions, (tuple, list)) else distributions
+        if not isinstance(distributions, tuple) or any(d not in DISTRIBUTIONS for d in distributions):
+            raise PluginError(f"{where}: invalid distributions={distributions!r}; accepted: a tuple of names among "
+                              f"{', '.join(DISTRIBUTIONS)} (empty: trains in one process only)")
         held = _state.backends.get(name)
         if held is not None:
             raise PluginError(
                 f"backend {name!r} is registered twice: by plugin {held.plugin!r} ({held.distribution}) "
                 f"and by plugin {self.plugin!r} ({self.distribution})")
         _state.backends[name] = BackendEntry(name, load, engine, install or engine, self.plugin, self.distribution,
-                                             dtypes, devices)
+                                             dtypes, devices, distributions)
 
 
 def _strings(where: str, argument: str, value: Any, accepted: str) -> tuple:
@@ -444,6 +450,13 @@ def component_implementation(backend: str, kind: str, name: str) -> Any | None:
     _ensure_loaded()
     held = _state.implementations.get((backend, kind, name.lower()))
     return None if held is None else held[0]
+
+
+def backend_distributions(name: str) -> tuple[str, ...]:
+    """The distributions the backend registered as `name` declared (none for an unknown name)."""
+    _ensure_loaded()
+    entry = _state.backends.get(name)
+    return () if entry is None else tuple(entry.distributions)
 
 
 def backend_entries() -> list[BackendEntry]:

@@ -10,4 +10,5 @@ def polynn_register_backends(register):
 
         return NumpyBackend()
 
-    register("numpy", load, engine="numpy", install="polynn", dtypes=("float32", "float64"), devices=("cpu",))
+    register("numpy", load, engine="numpy", install="polynn", dtypes=("float32", "float64"), devices=("cpu",),
+             distributions=("data_parallel",))

@@ -42,6 +42,10 @@ class Dense:
 
     With a workspace the same operations write into arrays kept from step to step."""
 
+    # The batch size an activity penalty is divided by: the runtime sets the global batch's under
+    # data-parallel training (its rows are a slice of it); None: the rows of the layer's output.
+    penalty_rows: int | None = None
+
     def __init__(self, backend, spec):
         self.spec = spec
         self.act_forward, self.act_backward, self.act_forward_into, self.act_backward_into = _activation(
@@ -70,12 +74,12 @@ class Dense:
 
     def penalty(self, cache):
         y = cache[2]
-        return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
+        return self.activity[0](self.spec.activity_regularizer, y) / (self.penalty_rows or y.shape[0])
 
     def backward(self, params, cache, dy, need_dx=True, out=None, workspace=None):
         x, z, y = cache
         if self.activity is not None:
-            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
+            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / (self.penalty_rows or y.shape[0])
         if workspace is None:
             dz = self.act_backward(self.spec.activation, z, y, dy)
         else:

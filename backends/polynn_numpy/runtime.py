@@ -7,6 +7,8 @@ import inspect
 import numpy as np
 
 from polynn.backend import Runtime, StepResult, check_values
+from polynn.distribution import collective, loss_divisor
+from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
 
 from . import losses as loss_impls
@@ -82,6 +84,9 @@ class NumpyRuntime(Runtime):
         self.trained_views = ([self.weights[k] for k in trainable], [self.slots[k] for k in trainable])
         self.backend = backend
         self.set_metrics(plan.metrics, plan.metric_weighted)
+        # Data-parallel training: the trained gradients and the loss term, summed across processes at once.
+        self.replica = plan.distribution
+        self.reduce_buffer = np.empty(self.trained + 1, dtype=self.dtype) if self.replica is not None else None
 
     # ---- state ------------------------------------------------------------------------
 
@@ -183,6 +188,8 @@ class NumpyRuntime(Runtime):
     # ---- blocks of steps --------------------------------------------------------------
 
     def train_steps(self, data, batches, masks, scalars):
+        if self.replica is not None:
+            return self._replica_steps(data, batches, masks, scalars)
         x, y, w = data
         losses = np.empty(len(batches))
         totals = [np.zeros(m.state_size) for m, _, _ in self.metrics]
@@ -200,6 +207,76 @@ class NumpyRuntime(Runtime):
             for total, state in zip(totals, states):
                 total += state
         return StepResult(losses, totals)
+
+    # ---- data-parallel steps (polynn.distribution.Replica's contract) -------------------
+
+    def _replica_steps(self, data, batches, masks, scalars):
+        x, y, w = data
+        width = batches.shape[1]
+        rows = self.replica.rows(batches)
+        masks = self.replica.masks(list(masks), width)
+        losses = np.empty(len(batches))
+        totals = [np.zeros(m.state_size) for m, _, _ in self.metrics]
+        self.workspaces = [None] * len(self.layers)
+        for layer, _ in self.layers:
+            layer.penalty_rows = width
+        try:
+            for step in range(len(batches)):
+                mine = rows[step]
+                weight_sum = None if w is None else np.add.reduce(w[batches[step]].astype(self.dtype))
+                losses[step], states = self._replica_step(
+                    x[mine], y[mine], None if w is None else w[mine], [m[step] for m in masks] if masks else None,
+                    {name: values[step] for name, values in scalars.items()}, width, weight_sum)
+                for total, state in zip(totals, states):
+                    total += state
+        finally:
+            for layer, _ in self.layers:
+                layer.penalty_rows = None
+        return StepResult(losses, totals)
+
+    def _replica_step(self, x, y, w, masks, s, width, weight_sum):
+        """One step on this process's rows: the gradients of its share of the global loss, summed
+        with the other processes' (the share riding along), then the weight penalties once."""
+        p, caches = self._forward(x, masks, training=True)
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        if np.ndim(values) == 0:
+            raise DistributionError(
+                f"loss {spec.name!r} gives one value for the whole batch; data-parallel training splits every "
+                f"batch across processes, so it needs one value per sample (a shape of (batch, ...))")
+        per_row = int(np.prod(np.shape(values)[1:], dtype=np.int64))
+        divisor = loss_divisor(spec.reduction, per_row, width, weight_sum)
+        reduced, upstream = loss_impls.reduce(spec, values, w, self.dtype, True, divisor=divisor)
+        share = float(reduced)
+        for (layer, _), cache in zip(self.layers, caches):
+            if layer.activity is not None:
+                share += float(layer.penalty(cache))
+        dy = self.loss_vjp(spec, y, p, upstream).astype(self.dtype, copy=False)
+        states = self._metric_states(y, p, w)
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, params = self.layers[index]
+            first, count = self.grad_slices[index]
+            dy, grads = layer.backward(params, caches[index], dy, need_dx=index > 0, **self.backward_options[index])
+            for target, g in zip(self.grads[first:first + count], grads):
+                if g is not target:
+                    np.copyto(target, g)
+        n, buffer = self.trained, self.reduce_buffer
+        buffer[:n] = self.flat_grads[:n]
+        buffer[n] = share
+        comm = self.replica.communicator
+        with collective(comm, "the all-reduce of a training step's gradients"):
+            comm.all_reduce_sum(buffer)
+        self.flat_grads[:n] = buffer[:n]
+        loss = float(buffer[n])
+        for k, reg, penalty, gradient in self.regularized:
+            loss += float(penalty(reg, self.weights[k]))
+            self.grads[k] += gradient(reg, self.weights[k])
+        if self.trainable:
+            optimizers.apply(self.optimizer, self.update, *self.trained_buffers, s, self.update_scratch,
+                             *self.trained_views)
+        for w_, constraint, project in self.constrained:
+            np.copyto(w_, project(constraint, w_))
+        return loss, states
 
     def _batch(self, x, rows):
         """x[rows], written into the same array every step (rows come from the core, all in range)."""

@@ -43,6 +43,10 @@ class SharedLayer:
     -> (dx, weight gradients) by autodiff, penalty(cache) for an activity regularizer. The layer's
     activation is this backend's implementation (its hand-written pair, or a shared one)."""
 
+    # The batch size an activity penalty is divided by: the runtime sets the global batch's under
+    # data-parallel training (its rows are a slice of it); None: the rows of the layer's output.
+    penalty_rows: int | None = None
+
     def __init__(self, backend, spec):
         self.spec = spec
         self.activation = None
@@ -60,13 +64,13 @@ class SharedLayer:
 
     def penalty(self, cache):
         y = autodiff.value_of(cache[1])
-        return self.activity[0](self.spec.activity_regularizer, y) / y.shape[0]
+        return self.activity[0](self.spec.activity_regularizer, y) / (self.penalty_rows or y.shape[0])
 
     def backward(self, params, cache, dy, need_dx=True):
         inputs, out = cache
         if self.activity is not None:
             y = autodiff.value_of(out)
-            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / y.shape[0]
+            dy = dy + self.activity[1](self.spec.activity_regularizer, y) / (self.penalty_rows or y.shape[0])
         if not isinstance(out, autodiff.Tensor):  # the output does not depend on x or the weights
             grads = [np.zeros_like(t.value) for t in inputs]
         else:
