@@ -371,7 +371,7 @@ class _OptimizerState:
 
 
 def model_from_keras(keras_file: Any, model_class: type, backend: str | None = None, dtype: str | None = None,
-                     allow_nonfinite: bool = False) -> Any:
+                     allow_nonfinite: bool = False, **session: Any) -> Any:
     """A Sequential of `model_class` from a Keras 3 .keras archive: its architecture, its weights,
     and, when it was compiled, compiled as Keras was (optimizer with its hyperparameters, loss,
     metrics, steps_per_execution) with the optimizer's state and iteration count restored, so fit()
@@ -404,7 +404,7 @@ def model_from_keras(keras_file: Any, model_class: type, backend: str | None = N
     spec, iterations, slots = state.read(keras_file, allow_nonfinite, compiled.optimizer)
     model.compile(optimizer=spec, loss=compiled.loss, metrics=compiled.metrics,
                   weighted_metrics=compiled.weighted_metrics, backend=backend, dtype=dtype or arch.dtype,
-                  steps_per_execution=compiled.steps)
+                  steps_per_execution=compiled.steps, **session)
     # Set after compile(), as polynn's own loader does: weights kept across compile() pass through float32.
     if arrays:
         model.set_weights(list(arrays.values()))

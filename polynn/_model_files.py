@@ -18,19 +18,21 @@ def _is_keras(path: object) -> bool:
 
 
 def load_model(path: str | os.PathLike[str], model_class: type, backend: str | None = None,
-               dtype: str | None = None, allow_nonfinite: bool = False) -> Any:
+               dtype: str | None = None, allow_nonfinite: bool = False, **session: Any) -> Any:
     """A model from a polynn model file (_saving.load_model) or a Keras 3 .keras archive
-    (_keras_import.model_from_keras), whichever the file is."""
+    (_keras_import.model_from_keras), whichever the file is; `session` holds compile()'s device and
+    distribution for a compiled one."""
     allow_nonfinite = _saving._check_flag(allow_nonfinite, "load_model")
     with _saving._naming(path):
         keras = _is_keras(path)
     if not keras:
-        return _saving.load_model(path, model_class, backend=backend, dtype=dtype, allow_nonfinite=allow_nonfinite)
+        return _saving.load_model(path, model_class, backend=backend, dtype=dtype, allow_nonfinite=allow_nonfinite,
+                                  **session)
     from . import _keras_archive, _keras_import  # h5py and the Keras tables load only for Keras files
 
     with _saving._naming(path), _keras_archive.open_keras_file(path) as keras_file:
         return _keras_import.model_from_keras(keras_file, model_class, backend=backend, dtype=dtype,
-                                              allow_nonfinite=allow_nonfinite)
+                                              allow_nonfinite=allow_nonfinite, **session)
 
 
 def load_weights(model: Any, path: str | os.PathLike[str], allow_nonfinite: bool = False) -> None:

@@ -365,12 +365,12 @@ def _naming(path):
 
 
 def load_model(path, model_class, backend: str | None = None, dtype: str | None = None,
-               allow_nonfinite: bool = False):
+               allow_nonfinite: bool = False, **session: Any):
     """A model saved by save_model, compiled (if it was) with its weights and training state, built
     with model_class.from_config (polynn.models.Sequential, which imports this module)."""
     allow_nonfinite = _check_flag(allow_nonfinite, "load_model")
     with _naming(path):
-        return _load_model(path, model_class, backend, dtype, allow_nonfinite)
+        return _load_model(path, model_class, backend, dtype, allow_nonfinite, session)
 
 
 class _ModelPlan:
@@ -432,7 +432,7 @@ class _ModelPlan:
         self.steps = steps if steps == "auto" else _int(steps, "compile.steps_per_execution", 1)
 
 
-def _load_model(path, model_class, backend, dtype, allow_nonfinite):
+def _load_model(path, model_class, backend, dtype, allow_nonfinite, session):
     def expect(docs, kind, header):
         plan = _ModelPlan(docs, kind, header, model_class)
         return plan.names, plan
@@ -450,7 +450,7 @@ def _load_model(path, model_class, backend, dtype, allow_nonfinite):
     model.compile(optimizer=plan.optimizer, loss=plan.loss, metrics=plan.metrics,
                   weighted_metrics=plan.weighted_metrics,
                   backend=_choose_backend(backend, plan.recorded_backend),
-                  dtype=dtype or plan.recorded_dtype, seed=plan.seed, steps_per_execution=plan.steps)
+                  dtype=dtype or plan.recorded_dtype, seed=plan.seed, steps_per_execution=plan.steps, **session)
     # Set after compile(): weights kept across compile() pass through float32 there, which would
     # round a float64 file.
     if weights:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -263,10 +264,9 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
     if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout <= 86400):
         raise InvalidArgumentError("timeout", timeout, "seconds, a number in (0, 86400]",
                                    owner="polynn.distribution.initialize")
-    from . import _torch_collectives
-
-    if engine in ("auto", "torch") and job_addresses is None and _torch_collectives.group_is_initialized():
-        _state.communicator = _torch_collectives.TorchCommunicator.from_existing_group()
+    if engine in ("auto", "torch") and job_addresses is None and _torch_group_exists():
+        # Ray Train's or the user's own group: the torch backend's engine takes it as it is.
+        _state.communicator = _engine_communicator("torch", Cluster(0, 1, source="torch.distributed group"))
         _state.cluster = Cluster(_state.communicator.rank, _state.communicator.world_size,
                                  _state.communicator.local_rank, source="torch.distributed group")
         _state.initialized = True
@@ -275,13 +275,18 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
     if cluster.world_size > 1:
         if engine == "auto":
             engine = "tensorflow" if cluster.workers else "torch"
-        if engine == "torch":
-            if cluster.coordinator is None:
-                raise DistributionError("torch.distributed needs the address of rank 0 (MASTER_ADDR, MASTER_PORT)")
-            _state.communicator = _torch_collectives.TorchCommunicator.start(cluster)
-        else:
-            _state.communicator = _engine_communicator(engine, cluster)
+        if engine == "torch" and cluster.coordinator is None:
+            raise DistributionError("torch.distributed needs the address of rank 0 (MASTER_ADDR, MASTER_PORT), "
+                                    "or TF_CONFIG's workers for the tensorflow engine")
+        _state.communicator = _engine_communicator(engine, cluster)
     _state.cluster, _state.initialized = cluster, True
+
+
+def _torch_group_exists() -> bool:
+    """Whether a default torch.distributed group exists already (never imports torch to find out)."""
+    torch_distributed = sys.modules.get("torch.distributed")
+    return bool(torch_distributed is not None and torch_distributed.is_available()
+                and torch_distributed.is_initialized())
 
 
 def _engine_communicator(engine: Any, cluster: Cluster) -> Communicator:

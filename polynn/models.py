@@ -1024,7 +1024,7 @@ def _cannot_freeze(backend: Backend, runtime: Runtime, frozen: list[str]) -> Uns
 
 
 def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dtype: str | None = None,
-               allow_nonfinite: bool = False) -> Sequential:
+               allow_nonfinite: bool = False, *, device: str | None = None, distribution: Any = None) -> Sequential:
     """A model written by Sequential.save(), compiled with its weights, optimizer state, iteration
     count, learning-rate override and seed restored, so training resumes exactly.
 
@@ -1038,6 +1038,9 @@ def load_model(filepath: str | os.PathLike[str], backend: str | None = None, dty
     dtype: None uses the recorded dtype. Files are checked strictly and nothing in them is executed:
     a malformed or hostile file raises ModelFileError (UnknownComponentError for unknown names).
     allow_nonfinite: load NaN or infinite weights and optimizer slots as they are (else refused).
+    device, distribution: as compile() takes them, for a model saved compiled (they belong to the
+    session, not the file): a checkpoint written by a data-parallel job of any size resumes with
+    distribution="data_parallel" in a job of another size, or in one process, step for step.
     """
     return _model_files().load_model(filepath, Sequential, backend=backend, dtype=dtype,
-                                     allow_nonfinite=allow_nonfinite)
+                                     allow_nonfinite=allow_nonfinite, device=device, distribution=distribution)

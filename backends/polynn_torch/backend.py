@@ -55,6 +55,13 @@ class TorchBackend(Backend):
         # The runtime updates its flat buffers in place, chunk by chunk (polynn_torch.optimizers).
         return optimizers.in_place(self.run_ops) if kind == "optimizer" else super().adapt(kind, spec_class)
 
+    distribution_engines = ("torch",)
+
+    def make_communicator(self, cluster):
+        from .collectives import TorchCommunicator
+
+        return TorchCommunicator.make(cluster)
+
     def compile(self, plan):
         from .runtime import TorchRuntime
 

@@ -1,4 +1,4 @@
-"""The torch.distributed engine: a process group joined from torchrun's environment, and its host collectives."""
+"""The torch.distributed engine: a process group joined from the launcher's environment, or reused."""
 
 from __future__ import annotations
 
@@ -8,26 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from ._communicator import Cluster, Communicator
-from .errors import DistributionError, MissingExtraError
+from polynn.distribution import Cluster, Communicator
+from polynn.errors import DistributionError
 
 
 def _dist() -> Any:
-    try:
-        import torch.distributed as dist
-    except ImportError as error:
-        raise MissingExtraError("data-parallel training on torch.distributed", "torch", "torch", error) from None
+    import torch.distributed as dist
+
     if not dist.is_available():
         raise DistributionError("this torch build has no torch.distributed; install one that has it "
                                 "(pip install torch)")
     return dist
-
-
-def group_is_initialized() -> bool:
-    """Whether a default torch.distributed group exists already (never imports torch to find out)."""
-    torch_distributed = __import__("sys").modules.get("torch.distributed")
-    return bool(torch_distributed is not None and torch_distributed.is_available()
-                and torch_distributed.is_initialized())
 
 
 class TorchCommunicator(Communicator):
@@ -58,6 +49,13 @@ class TorchCommunicator(Communicator):
                 f"rank {cluster.rank} of {cluster.world_size} could not join the job at {cluster.coordinator} "
                 f"(from {cluster.source}) within {cluster.timeout:g} s: {text:.400}") from error
         return cls(cluster.rank, cluster.world_size, cluster.local_rank, owned=True)
+
+    @classmethod
+    def make(cls, cluster: Cluster) -> TorchCommunicator:
+        """The communicator for `cluster`: the default group when one exists already (Ray Train's,
+        the user's), else a group polynn starts at the cluster's coordinator."""
+        dist = _dist()
+        return cls.from_existing_group() if dist.is_initialized() else cls.start(cluster)
 
     @classmethod
     def from_existing_group(cls) -> TorchCommunicator:
