@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zlib
@@ -12,7 +13,7 @@ import numpy as np
 
 from . import _registry
 from ._communicator import collective
-from .errors import DistributionError
+from .errors import DistributionError, PolynnError
 
 if TYPE_CHECKING:
     from .backend import Plan, Runtime
@@ -49,11 +50,22 @@ def _digest(*parts: Any) -> float:
     return float(int.from_bytes(h.digest(), "little"))
 
 
+def _describe(component: Any) -> Any:
+    """A component's config; for one that cannot be saved (a user function not registered), its
+    class and its fields, functions by qualified name (a repr would hold a per-process address)."""
+    try:
+        return _registry.serialize(component)
+    except PolynnError:
+        fields = {f.name: getattr(component, f.name) for f in dataclasses.fields(component)}
+        return {"class": type(component).__qualname__,
+                "fields": {k: f"{getattr(v, '__module__', '')}.{v.__qualname__}" if callable(v) else repr(v)
+                           for k, v in fields.items()}}
+
+
 def _plan_description(plan: Plan) -> str:
-    components = {"layers": [_registry.serialize(layer) for layer in plan.layers],
-                  "loss": _registry.serialize(plan.loss), "optimizer": _registry.serialize(plan.optimizer),
-                  "metrics": [_registry.serialize(m) for m in plan.metrics], "weighted": plan.metric_weighted,
-                  "frozen": plan.frozen_weights}
+    components = {"layers": [_describe(layer) for layer in plan.layers], "loss": _describe(plan.loss),
+                  "optimizer": _describe(plan.optimizer), "metrics": [_describe(m) for m in plan.metrics],
+                  "weighted": plan.metric_weighted, "frozen": plan.frozen_weights}
     return json.dumps(components, sort_keys=True, default=repr)
 
 

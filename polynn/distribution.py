@@ -39,7 +39,10 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class DataParallel:
     """compile(distribution=DataParallel()): train one model across every process of the job,
-    each taking a slice of every global batch (the same as distribution="data_parallel")."""
+    each taking a slice of every global batch (the same as distribution="data_parallel").
+    communicator: the collectives to train on; None (the default) is the job's, from initialize()."""
+
+    communicator: Communicator | None = None
 
     name = "data_parallel"
 
@@ -381,6 +384,11 @@ def resolve(value: Any, owner: str) -> Replica | None:
     if not isinstance(value, DataParallel):
         raise InvalidArgumentError("distribution", value, "None, 'auto', 'data_parallel' or "
                                    "polynn.distribution.DataParallel()", owner=owner)
+    if value.communicator is not None:
+        if not isinstance(value.communicator, Communicator):
+            raise InvalidArgumentError("DataParallel.communicator", value.communicator,
+                                       "a polynn.distribution.Communicator, or None for the job's", owner=owner)
+        return Replica(value.communicator)
     _ensure_initialized()
     comm = _state.communicator
     if comm is None:

@@ -115,9 +115,15 @@ def test_backends_lists_a_bad_backend_with_its_error_and_the_others(fresh_plugin
      "invalid devices='cpu'; accepted: a non-empty tuple of device names"),
     (("bad", NumpyBackend), {"engine": "numpy", "devices": ("cpu", 0)}, "invalid devices=('cpu', 0)"),
     (("bad", NumpyBackend), {"engine": "numpy", "flavour": "x"},
-     "unknown argument(s) ['flavour']; accepted: register(name, load, *, engine, install, dtypes, devices)"),
+     "unknown argument(s) ['flavour']; accepted: register(name, load, *, engine, install, dtypes, devices, "
+     "distributions)"),
+    (("bad", NumpyBackend), {"engine": "numpy", "distributions": ("model_parallel",)},
+     "invalid distributions=('model_parallel',); accepted: a tuple of names among data_parallel"),
+    (("bad", NumpyBackend), {"engine": "numpy", "distributions": "data_parallel"},
+     "invalid distributions='data_parallel'"),
 ], ids=["name-int", "name-empty", "no-engine", "engine-empty", "load-not-callable", "install-int", "dtypes-str",
-        "dtype-unknown", "dtypes-empty", "devices-str", "device-int", "unknown-keyword"])
+        "dtype-unknown", "dtypes-empty", "devices-str", "device-int", "unknown-keyword", "distribution-unknown",
+        "distributions-str"])
 def test_backend_registration_arguments_are_checked(fresh_plugins, args, kwargs, expected):
     (failure,) = hook_failures(fresh_plugins, backends_plugin((args, kwargs)))
     assert isinstance(failure.error, PluginError)
