@@ -84,4 +84,5 @@ def collective(comm: Communicator, what: str) -> Iterator[None]:
         raise DistributionError(
             f"{what} failed on rank {comm.rank} of {comm.world_size} ({comm.engine or type(comm).__name__} engine): "
             f"{text:.400}. Another process has probably stopped (it died, raised, or timed out); this one stops "
-            f"too. The chief's last complete checkpoint is intact.") from error
+            f"too. Files rank 0 wrote before (checkpoints) are whole: each is written beside its target, then "
+            f"renamed.") from error

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +16,7 @@ import pytest
 
 import polynn
 from polynn import distribution, plugins
+from polynn._launch import job_environment, launch
 from polynn.callbacks import CSVLogger
 from polynn.distribution import Communicator, DataParallel
 from polynn.errors import DistributionError, InvalidArgumentError
@@ -401,3 +402,117 @@ def test_shard_bounds_split_as_array_split():
             got = [distribution.shard_bounds(width, rank, size) for rank in range(size)]
             assert [g if g[1] > g[0] else None for g in got] == expected
             assert sum(hi - lo for lo, hi in got) == width
+
+
+# ---- real processes: torch.distributed's gloo over 127.0.0.1, launched as torchrun would -------------
+
+
+# The NumPy backend's data-parallel engine is torch.distributed: without torch these are skipped.
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+WORKER = [sys.executable, "-m", "polynn.conformance.replica_worker"]
+JOB = [sys.executable, str(ROOT / "tests" / "scripts" / "dp_job.py")]
+
+
+def _job(argv, size, tmp_path, timeout=180):
+    finished = launch(argv, size, timeout=timeout, cwd=str(ROOT))
+    for f in finished:
+        assert f.returncode == 0, f"rank {f.rank} exited {f.returncode}:\n{f.stderr[-3000:]}"
+    return finished
+
+
+def _observed(folder: Path, rank: int = 0) -> dict:
+    with np.load(folder / f"rank{rank}.npz") as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def _compare(a: dict, b: dict, atol: float, rtol: float = 0.0) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_two_processes_equal_one(tmp_path, dtype):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _job([*WORKER, "--backend", "numpy", "--dtype", dtype, "--out", str(one)], 1, tmp_path)
+    _job([*WORKER, "--backend", "numpy", "--dtype", dtype, "--out", str(two)], 2, tmp_path)
+    ranks = [_observed(two, 0), _observed(two, 1)]
+    for key in ranks[0]:
+        assert np.array_equal(ranks[0][key], ranks[1][key]), f"{key} differs between the ranks"
+    # float32: the kit's float32 scenario tolerances; the sums' order differs between 1 and 2 processes.
+    _compare(ranks[0], _observed(one), atol=EXACT if dtype == "float64" else 3e-6,
+             rtol=0.0 if dtype == "float64" else 2e-6)
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes", [(2, 1), (1, 2)])
+def test_a_checkpoint_resumes_at_another_world_size(tmp_path, sizes):
+    """Two epochs at one world size, saved by rank 0; the third at another equals three uninterrupted."""
+    first, second = sizes
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir(), part.mkdir()
+    checkpoint = str(tmp_path / "resume.polynn")
+    _job([*WORKER, "--backend", "numpy", "--out", str(whole), "--epochs", "3"], 1, tmp_path)
+    _job([*WORKER, "--backend", "numpy", "--out", str(part), "--epochs", "2", "--save", checkpoint], first, tmp_path)
+    _job([*WORKER, "--backend", "numpy", "--out", str(part), "--load", checkpoint, "--epochs", "3",
+          "--initial-epoch", "2"], second, tmp_path)
+    resumed, uninterrupted = _observed(part), _observed(whole)
+    assert int(resumed["iterations"]) == int(uninterrupted["iterations"])
+    for key in resumed:
+        if key.startswith("weight."):
+            np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=0, atol=EXACT, err_msg=key)
+    for key in ("loss", "accuracy", "auc", "val_loss"):
+        np.testing.assert_allclose(resumed[f"history.{key}"], uninterrupted[f"history.{key}"][2:], rtol=0,
+                                   atol=EXACT, err_msg=key)
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_killed_process_ends_the_others_with_a_polynn_error(tmp_path, killed):
+    processes = [subprocess.Popen([*JOB, "long", str(tmp_path)], env=env, cwd=str(ROOT), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for env in job_environment("torch", 2)]
+    try:
+        checkpoint = tmp_path / "checkpoint.polynn"
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpoint.exists(), "no checkpoint written in 120 s"
+        time.sleep(0.3)  # mid-epoch
+        processes[killed].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        survivor = processes[1 - killed]
+        survivor.wait(timeout=60)
+        took = time.monotonic() - killed_at
+        _, stderr = survivor.communicate()
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert survivor.returncode != 0 and took < 60
+    assert "polynn.errors.DistributionError" in stderr and f"on rank {1 - killed} of 2" in stderr, stderr[-2000:]
+    model = polynn.load_model(checkpoint)  # whole: written beside, then renamed
+    assert model.iterations > 0 and model.iterations % 500 == 0
+
+
+@needs_torch
+@pytest.mark.slow
+def test_processes_with_different_data_are_refused_on_every_rank(tmp_path):
+    finished = launch([*JOB, "mismatch", str(tmp_path)], 2, timeout=120, cwd=str(ROOT))
+    for f in finished:
+        assert f.returncode not in (0, None), f.stderr[-2000:]
+        assert "DistributionError" in f.stderr and "x values" in f.stderr, f.stderr[-2000:]
+    assert not (tmp_path / "checkpoint.polynn").exists()
+
+
+@needs_torch
+def test_only_rank_zero_prints_progress(tmp_path):
+    finished = _job([*JOB, "short", str(tmp_path)], 2, tmp_path)
+    assert "Epoch 1/2" in finished[0].stdout and "Epoch 2/2" in finished[0].stdout
+    assert finished[1].stdout == ""
+    assert polynn.load_model(tmp_path / "checkpoint.polynn").iterations == 1000

@@ -1,0 +1,32 @@
+"""One process of a data-parallel job the tests launch: python dp_job.py MODE OUT_DIR (see test_distributed.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import polynn
+from polynn import distribution
+from polynn.callbacks import ModelCheckpoint
+from polynn.layers import Dense, Dropout, Input
+
+
+def main(mode: str, out: Path) -> None:
+    distribution.initialize(timeout=120)
+    rng = np.random.RandomState(0)
+    x = rng.random_sample((4000, 20))
+    y = rng.randint(2, size=(4000, 1)).astype(np.float64)
+    if mode == "mismatch" and distribution.rank() == 1:
+        x[17, 3] += 0.5  # this process's data differs from rank 0's
+    model = polynn.Sequential([Input((20,)), Dense(64, activation="relu"), Dropout(0.1),
+                               Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], dtype="float64", seed=3,
+                  distribution="data_parallel")
+    epochs = 1000 if mode == "long" else 2
+    callbacks = [ModelCheckpoint(str(out / "checkpoint.polynn"))]
+    model.fit(x, y, batch_size=8, epochs=epochs, verbose=2, callbacks=callbacks)
+    distribution.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
