@@ -192,18 +192,20 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
     _data.check_metric_labels(trainee.plan, trainee.metric_names, tuple(train.y.shape[1:]))
 
     replica = trainee.distribution
-    if replica is not None:
-        _start_replicas(model, trainee, runtime, replica, args, train, validation, validation_batch_size)
     history = History()
     steps = math.ceil(n / args.batch_size)
     callback_list = CallbackList([*checked_callbacks(callbacks), history], model,
                                  {"verbose": args.verbose, "epochs": args.epochs, "steps": steps})
-    # Under data-parallel training only rank 0 prints; every process's logs are the same.
-    shown = args.verbose if _replicas_module().chief_only(replica) else 0
-    interactive = shown == 1 and Progress(steps, shown).interactive
+    # Under data-parallel training only rank 0 prints (every process's logs are the same), and the
+    # blocks are the same everywhere (each ends with a collective): none sized for a bar on a terminal.
+    shown = args.verbose if replica is None or replica.rank == 0 else 0
+    interactive = replica is None and shown == 1 and Progress(steps, shown).interactive
     batch_hooks = callback_list.wants_batches()
     blocks = TrainingBlocks(trainee.plan, trainee.seed, n, args.batch_size,
                             _steps_per_call(trainee, steps, batch_hooks, interactive))
+    if replica is not None:
+        _start_replicas(model, trainee, runtime, replica, args, train, validation, validation_batch_size,
+                        blocks.steps_per_call)
 
     with backend_call(model.backend, "put_data", " during fit"):
         data = runtime.put_data(*train)
@@ -336,13 +338,15 @@ def _summed(trainee: Trainee, checked: tuple[np.ndarray, list[np.ndarray]]) -> t
 
 
 def _start_replicas(model, trainee: Trainee, runtime: Runtime, replica: Replica, args, train, validation,
-                    validation_batch_size) -> None:
+                    validation_batch_size, steps_per_call: int) -> None:
     """Before the first step of a data-parallel fit: refuse, on every process, a model, arguments or
     data that differ from rank 0's; then take rank 0's weights, optimizer state and step count."""
     replicas = _replicas_module()
     settings = {"batch_size": args.batch_size, "epochs": args.epochs, "initial_epoch": args.initial_epoch,
                 "shuffle": args.shuffle, "validation_freq": args.validation_freq,
                 "validation_batch_size": validation_batch_size, "steps_per_execution": trainee.steps_per_execution,
+                # fewer with batch-level callbacks: the blocks, each ending with a collective, must match
+                "training steps per backend call (batch-level callbacks make it 1)": steps_per_call,
                 "nonfinite_loss": trainee.nonfinite_loss, "data length": len(train.x)}
     arrays = {"x": train.x, "y": train.y, "sample_weight": train.sample_weight,
               "validation x": None if validation is None else validation.x,

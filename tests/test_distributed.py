@@ -249,6 +249,24 @@ def test_processes_that_differ_are_refused_on_every_rank(change):
         assert "rank 0 has 10" in results[1][0]
 
 
+def test_a_batch_callback_on_one_rank_only_is_refused():
+    """It makes that rank run one step per backend call, so the ranks' blocks (each ending with a
+    collective) would no longer match."""
+    x, y, _ = _data()
+
+    def train(rank, dp):
+        m = _model()
+        m.compile(optimizer="adam", loss="mse", dtype="float64", seed=2, distribution=dp)
+        batch_logger = polynn.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)
+        with pytest.raises(DistributionError, match=r"differ in training steps per backend call") as refused:
+            m.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[batch_logger] if rank == 1 else [])
+        return m.iterations, str(refused.value)
+
+    (iterations0, _), (iterations1, message1) = run_replicas(2, train)
+    assert iterations0 == iterations1 == 0
+    assert "this process (rank 1) has 1, rank 0 has 5" in message1
+
+
 def test_a_loss_with_one_value_per_batch_is_refused():
     def batch_loss(y, p):
         return polynn.ops.mean(polynn.ops.square(y - p))
