@@ -41,9 +41,10 @@ def _digest(*parts: Any) -> float:
     for part in parts:
         if isinstance(part, np.ndarray):
             # A checksum of the bytes, not a hash: fast on large arrays, and differing data differs.
-            h.update(np.ascontiguousarray(part).dtype.str.encode())
+            contiguous = np.ascontiguousarray(part)
+            h.update(contiguous.dtype.str.encode())
             h.update(repr(part.shape).encode())
-            h.update(zlib.crc32(memoryview(np.ascontiguousarray(part)).cast("B")).to_bytes(4, "little"))
+            h.update(zlib.crc32(contiguous.reshape(-1).view(np.uint8).data).to_bytes(4, "little"))
         else:
             h.update(repr(part).encode())
         h.update(b"\0")
@@ -100,7 +101,7 @@ def check_same_fit(replica: Replica, backend: str, plan: Plan, seed: int, settin
     for (name, value, shown), count, theirs in zip(items, differs, chief):
         if count:
             mine = f": this process (rank {comm.rank}) has {shown}" if shown and value != theirs else ""
-            exact = mine and name in settings and float(theirs).is_integer() and shown == repr(int(value))
+            exact = bool(mine) and name in settings and float(theirs).is_integer() and shown == repr(int(value))
             named.append(f"{name}{mine}{f', rank 0 has {int(theirs)}' if exact else ''}")
     raise DistributionError(
         f"data-parallel fit() refused on rank {comm.rank} of {comm.world_size}: the processes differ in "

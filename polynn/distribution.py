@@ -216,7 +216,7 @@ def _environment_cluster(job_addresses: str | None, num_processes: int | None, p
             f"not both set; launch with torchrun, or set them")
     _check_rank(rank_value, size_value, f"{rank_name}/{size_name}")
     return Cluster(rank_value, size_value, local or 0, f"{address}:{port}" if size_value > 1 else None, (),
-                   "torchrun" if rank_name == "RANK" else rank_name.split("_")[0], timeout)
+                   "torchrun" if rank_name == "RANK" else str(rank_name).split("_")[0], timeout)
 
 
 def _check_rank(rank: int, size: int, source: str) -> None:
