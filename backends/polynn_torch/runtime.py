@@ -318,13 +318,15 @@ class TorchRuntime(Runtime):
         parts = [g.reshape(-1) for g in torch.autograd.grad(share, self.state.weights)] if self.state.weights else []
         torch.cat(parts + [share.detach().reshape(1)], out=buffer)
         self._all_reduce(buffer)
-        loss = buffer[n].clone()
+        loss = buffer[n].clone()  # the buffer is the next step's
         for weight, reg, penalty in self.regularized:
             loss = loss + penalty(reg, weight)
         grads = self.reduced_grads
         with torch.no_grad():
             if self.penalized:
-                for (i, _), g in zip(self.penalized, torch.autograd.grad(loss, [w_ for _, w_ in self.penalized])):
+                # The reduced share is a constant here: the loss's gradient is the weight penalties'.
+                penalty_grads = torch.autograd.grad(loss, [weight for _, weight in self.penalized])
+                for (i, _), g in zip(self.penalized, penalty_grads):
                     grads[i].add_(g)
             if self.state.weights:
                 optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
