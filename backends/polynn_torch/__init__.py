@@ -11,4 +11,4 @@ def polynn_register_backends(register):
         return TorchBackend()
 
     register("torch", load, engine="torch", install="polynn[torch]", dtypes=("float32", "float64"),
-             devices=("cpu", "cuda"))
+             devices=("cpu", "cuda"), distributions=("data_parallel",))

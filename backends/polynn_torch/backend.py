@@ -1,4 +1,11 @@
-"""The PyTorch backend: the spec's forward math on torch tensors, gradients from autograd."""
+"""The PyTorch backend: the spec's forward math on torch tensors, gradients from autograd.
+
+Devices (compile(device=...)): None or "cpu", "cuda" (the first GPU) and "cuda:N". Under
+data-parallel training (compile(distribution="data_parallel")), "cuda" means cuda:LOCAL_RANK, the
+GPU of this process on its machine (torchrun's LOCAL_RANK), and the gradients cross over NCCL;
+"cuda:N" is taken as given; on the CPU they cross over gloo. A device this machine lacks is refused
+with an error naming the devices it has.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,10 @@ from polynn.errors import InvalidArgumentError
 from . import activations, layers, losses, metrics, ops, optimizers
 
 
-def resolve_device(requested):
+def resolve_device(requested, replica=None):
     """The torch.device for Plan.device: None means the CPU; "cpu", "cuda" and "cuda:N" are accepted
-    when this machine has them."""
+    when this machine has them. Under data-parallel training (`replica`, the plan's
+    polynn.distribution.Replica), "cuda" means cuda:LOCAL_RANK (replica.local_rank)."""
     owner = "backend 'torch'"
     accepted = "'cpu', 'cuda' or 'cuda:N'"
     name = "cpu" if requested is None else requested
@@ -28,13 +36,18 @@ def resolve_device(requested):
     if device.type != "cuda":
         raise InvalidArgumentError("device", requested, accepted, owner=owner)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    # Data-parallel processes on one machine each take the GPU of their local rank.
+    local = device.index is None and replica is not None
+    index = (replica.local_rank if local else 0) if device.index is None else device.index
+    mapped = f"; under data-parallel training 'cuda' means cuda:LOCAL_RANK, here cuda:{index}" if local else ""
     if count == 0:
-        raise InvalidArgumentError("device", requested, "'cpu' (this machine has no CUDA device)", owner=owner)
-    index = 0 if device.index is None else device.index
+        raise InvalidArgumentError("device", requested, f"'cpu' (this machine has no CUDA device{mapped})",
+                                   owner=owner)
     if index >= count:
+        present = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
         raise InvalidArgumentError(
-            "device", requested, f"'cpu', 'cuda' or 'cuda:N' with N in 0..{count - 1} (this machine has {count})",
-            owner=owner)
+            "device", requested, f"'cpu', 'cuda' or 'cuda:N' with N in 0..{count - 1} (this machine has "
+            f"{count} CUDA device{'s' if count > 1 else ''}: {present}{mapped})", owner=owner)
     return torch.device("cuda", index)
 
 
@@ -66,4 +79,4 @@ class TorchBackend(Backend):
         from .runtime import TorchRuntime
 
         self.check_plan(plan)
-        return TorchRuntime(self, plan, resolve_device(plan.device))
+        return TorchRuntime(self, plan, resolve_device(plan.device, plan.distribution))

@@ -2,6 +2,8 @@
 
 Data lives on the device from put_data on; each block of steps crosses to and from the host once
 (indices, masks and scalars in, per-step losses and metric sums out), so steps never wait on the host.
+Under data-parallel training each step's gradients cross to the other processes in one
+torch.distributed all-reduce of a flat tensor on the device (polynn.distribution.Replica's contract).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 import torch
 
 from polynn.backend import Runtime, StepResult, check_values
+from polynn.distribution import collective, loss_divisor
+from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
 
 from . import metrics as metric_impls
@@ -69,6 +73,9 @@ class TorchRuntime(Runtime):
         self.fused_update = optimizers.fused_rule(plan.optimizer, self.update, self.state)
         self.backend = backend
         self.set_metrics(plan.metrics, plan.metric_weighted)
+        self.replica = plan.distribution
+        if self.replica is not None:
+            self._start_replica()
 
     # ---- state ------------------------------------------------------------------------
 
@@ -133,8 +140,9 @@ class TorchRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks=None, penalties=None, training=False):
-        """Outputs; activity penalties are appended to `penalties` when it is a list."""
+    def _forward(self, x, masks=None, penalties=None, training=False, penalty_rows=None):
+        """Outputs; activity penalties are appended to `penalties` when it is a list, each divided by
+        `penalty_rows` when given (the global batch under data-parallel training), else by x's rows."""
         for (layer, params), slot, workspace in zip(self.layers, self.layer_masks, self.workspaces):
             mask = None if slot is None or masks is None else masks[slot]
             if training and workspace is not None:
@@ -142,7 +150,10 @@ class TorchRuntime(Runtime):
             else:
                 x = layer.forward(params, x, mask)
             if penalties is not None and layer.activity is not None:
-                penalties.append(layer.penalty(x))
+                if penalty_rows is None:
+                    penalties.append(layer.penalty(x))
+                else:
+                    penalties.append(layer.activity(layer.spec.activity_regularizer, x) / penalty_rows)
         return x
 
     def _loss(self, y, p, w, penalties):
@@ -230,6 +241,8 @@ class TorchRuntime(Runtime):
             metric_counts.append(count)
 
     def train_steps(self, data, batches, masks, scalars):
+        if self.replica is not None:
+            return self._replica_steps(data, batches, masks, scalars)
         x, y, w = data
         rows = self._rows(batches)
         masks = [torch.from_numpy(np.ascontiguousarray(m)).to(self.device, self.dtype) for m in masks]
@@ -253,6 +266,109 @@ class TorchRuntime(Runtime):
                 {name: values[step] for name, values in scalars.items()})
             losses.append(loss)
             self._accumulate(sums, counts, yb, p, wb)
+
+    # ---- data-parallel steps (polynn.distribution.Replica's contract) -------------------
+
+    def _start_replica(self):
+        """The buffer a step's gradients and loss share cross to the other processes in: the
+        trainable gradients, flat in the weights' order, then the share; and views of it per weight."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # NCCL's own calls run on the current device
+        n = self.state.size
+        self.reduce_buffer = torch.empty(n + 1, dtype=self.dtype, device=self.device)
+        sizes = [w.numel() for w in self.state.weights]
+        self.reduced_grads = [part.view(w.shape) for part, w in
+                              zip(torch.split(self.reduce_buffer[:n], sizes), self.state.weights)]
+        # The regularized weights the step trains, and where their gradients are among the trainable.
+        trained = {id(w): i for i, w in enumerate(self.state.weights)}
+        self.penalized = [(trained[id(weight)], weight) for weight, _, _ in self.regularized if id(weight) in trained]
+
+    def _replica_steps(self, data, batches, masks, scalars):
+        x, y, w = data
+        width = batches.shape[1]
+        rows = self._rows(self.replica.rows(batches))
+        masks = [torch.from_numpy(np.ascontiguousarray(m)).to(self.device, self.dtype)
+                 for m in self.replica.masks(list(masks), width)]
+        scalars = {name: values.tolist() for name, values in scalars.items()}
+        # Each step's sum of sample weights over its global rows, for the divisor of every process's share.
+        weight_sums = [None] * len(batches) if w is None else \
+            w.index_select(0, self._rows(batches).reshape(-1)).reshape(batches.shape).sum(dim=1).tolist()
+        losses = []
+        sums = [[] for _ in self.metrics]
+        counts = [[] for _ in self.metrics]
+        with torch.inference_mode(False), torch.enable_grad():
+            for step in range(len(rows)):
+                index = rows[step]
+                yb = y.index_select(0, index)
+                wb = None if w is None else w.index_select(0, index)
+                loss, p = self._replica_step(
+                    x.index_select(0, index), yb, wb, [m[step] for m in masks] if masks else None,
+                    {name: values[step] for name, values in scalars.items()}, width, weight_sums[step])
+                losses.append(loss)
+                self._accumulate(sums, counts, yb, p, wb)
+        return self._result(losses, sums, counts)
+
+    def _replica_step(self, x, y, w, masks, s, width, weight_sum):
+        """One step on this process's rows: the gradients of its share of the global loss, summed
+        with the other processes' (the share riding along), then the weight penalties once."""
+        penalties = []
+        p = self._forward(x, masks, penalties, training=True, penalty_rows=width)
+        share = self._share(y, p, w, penalties, width, weight_sum)
+        buffer, n = self.reduce_buffer, self.state.size
+        parts = [g.reshape(-1) for g in torch.autograd.grad(share, self.state.weights)] if self.state.weights else []
+        torch.cat(parts + [share.detach().reshape(1)], out=buffer)
+        self._all_reduce(buffer)
+        loss = buffer[n].clone()  # the buffer is the next step's
+        for weight, reg, penalty in self.regularized:
+            loss = loss + penalty(reg, weight)
+        grads = self.reduced_grads
+        with torch.no_grad():
+            if self.penalized:
+                # The reduced share is a constant here: the loss's gradient is the weight penalties'.
+                penalty_grads = torch.autograd.grad(loss, [weight for _, weight in self.penalized])
+                for (i, _), g in zip(self.penalized, penalty_grads):
+                    grads[i].add_(g)
+            if self.state.weights:
+                optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
+            for weight, constraint, project in self.constrained:
+                weight.copy_(project(constraint, weight))
+        return loss.detach(), p.detach()
+
+    def _share(self, y, p, w, penalties, width, weight_sum):
+        """This process's part of the global loss: its rows' weighted sum over the global batch's
+        divisor, plus its activity penalties (already divided by the global batch size)."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        if values.dim() == 0:
+            raise DistributionError(
+                f"loss {spec.name!r} gives one value for the whole batch; data-parallel training splits every "
+                f"batch across processes, so it needs one value per sample (a shape of (batch, ...))")
+        divisor = loss_divisor(spec.reduction, int(np.prod(values.shape[1:], dtype=np.int64)), width, weight_sum)
+        if w is None:
+            total = torch.sum(values)
+        else:
+            total = torch.sum(values * w.reshape(w.shape + (1,) * (values.dim() - 1)).expand(values.shape))
+        share = total / divisor if divisor else total * 0
+        for term in penalties:
+            share = share + term
+        return share
+
+    def _all_reduce(self, flat):
+        """flat summed over the processes, in place: torch.distributed's all-reduce on the device
+        (NCCL for CUDA tensors, gloo for CPU ones); another engine's communicator (the single
+        process's) reduces a host copy."""
+        comm = self.replica.communicator
+        with collective(comm, "the all-reduce of a training step's gradients"):
+            if comm.engine == "torch":
+                import torch.distributed as dist
+
+                dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            elif flat.device.type == "cpu":
+                comm.all_reduce_sum(flat.numpy())
+            else:
+                host = flat.cpu().numpy()
+                comm.all_reduce_sum(host)
+                flat.copy_(torch.from_numpy(host))
 
     def test_steps(self, data, batches):
         x, y, w = data
