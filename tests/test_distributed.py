@@ -101,11 +101,12 @@ def _model(features=6, outputs=1, dropout=(0.3, None), activation="sigmoid", row
 
 
 def _train(distribution_arg, *, loss="binary_crossentropy", batch_size=7, epochs=2, weights=True, model_kw=None,
-           data_kw=None, metrics=("accuracy",), weighted=("auc", "precision"), optimizer="adam", fit_kw=None):
+           data_kw=None, metrics=("accuracy",), weighted=("auc", "precision"), optimizer="adam", fit_kw=None,
+           backend="numpy"):
     x, y, sw = _data(**(data_kw or {}))
     m = _model(**(model_kw or {}))
     m.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), weighted_metrics=list(weighted),
-              dtype="float64", seed=11, distribution=distribution_arg)
+              dtype="float64", seed=11, distribution=distribution_arg, backend=backend)
     h = m.fit(x, y, sample_weight=sw if weights else None, batch_size=batch_size, epochs=epochs, verbose=0,
               **(fit_kw or {}))
     return h.history, m.get_weights(), m
@@ -124,34 +125,43 @@ def _assert_same(reference, replicas):
         assert all(np.array_equal(a, b) for a, b in zip(rank_weights, first)), "replicas differ bitwise"
 
 
+# The backends that train on any communicator (TensorFlow's runs inside its own engine's strategy).
+THREAD_BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="torch is not installed"))]
+
+
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
 @pytest.mark.parametrize("size", [2, 3])
 @pytest.mark.parametrize("batch_size", [7, 17, 49])  # 50 samples: last batches of 1, 16 and 1 rows
-def test_replicas_equal_one_process(size, batch_size):
+def test_replicas_equal_one_process(size, batch_size, backend):
     """Uneven slices, and ranks with no rows at all in a short last batch, still give one process's numbers."""
-    reference = _train(None, batch_size=batch_size)
-    _assert_same(reference, run_replicas(size, lambda rank, dp: _train(dp, batch_size=batch_size)))
+    reference = _train(None, batch_size=batch_size, backend=backend)
+    _assert_same(reference, run_replicas(size, lambda rank, dp: _train(dp, batch_size=batch_size, backend=backend)))
 
 
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
 @pytest.mark.parametrize("loss", ["mse", "binary_crossentropy"])
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight"])
 @pytest.mark.parametrize("weights", [True, False])
-def test_every_reduction_with_and_without_sample_weights(loss, reduction, weights):
+def test_every_reduction_with_and_without_sample_weights(loss, reduction, weights, backend):
     spec = polynn.losses.get({"class_name": loss, "config": {"reduction": reduction}})
-    reference = _train(None, loss=spec, weights=weights)
-    _assert_same(reference, run_replicas(2, lambda rank, dp: _train(dp, loss=spec, weights=weights)))
+    reference = _train(None, loss=spec, weights=weights, backend=backend)
+    _assert_same(reference, run_replicas(2, lambda rank, dp: _train(dp, loss=spec, weights=weights, backend=backend)))
 
 
-def test_several_loss_values_per_sample_divide_by_the_global_count():
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
+def test_several_loss_values_per_sample_divide_by_the_global_count(backend):
     """Per-sample outputs of shape (4, 2): mse gives 4 values a sample, and the divisor counts them all."""
     kw = {"model_kw": {"rows_shape": (4,), "outputs": 2}, "data_kw": {"rows_shape": (4,), "outputs": 2},
-          "loss": "mse", "weighted": (), "metrics": ("mae",)}
+          "loss": "mse", "weighted": (), "metrics": ("mae",), "backend": backend}
     reference = _train(None, **kw)
     _assert_same(reference, run_replicas(2, lambda rank, dp: _train(dp, **kw)))
 
 
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
 @pytest.mark.parametrize("noise_shape", [(None, 1), (1, None)])
-def test_dropout_masks_broadcast_over_the_batch_or_per_row(noise_shape):
-    kw = {"model_kw": {"dropout": (0.4, noise_shape)}}
+def test_dropout_masks_broadcast_over_the_batch_or_per_row(noise_shape, backend):
+    kw = {"model_kw": {"dropout": (0.4, noise_shape)}, "backend": backend}
     reference = _train(None, **kw)
     _assert_same(reference, run_replicas(2, lambda rank, dp: _train(dp, **kw)))
 

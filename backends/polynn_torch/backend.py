@@ -68,7 +68,8 @@ class TorchBackend(Backend):
         # The runtime updates its flat buffers in place, chunk by chunk (polynn_torch.optimizers).
         return optimizers.in_place(self.run_ops) if kind == "optimizer" else super().adapt(kind, spec_class)
 
-    distribution_engines = ("torch",)
+    # Any communicator: a torch.distributed one reduces on the device, another (a plugin's) through host copies.
+    distribution_engines = None
 
     def make_communicator(self, cluster):
         from .collectives import TorchCommunicator
