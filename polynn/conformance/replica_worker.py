@@ -81,7 +81,8 @@ def run(backend: str, dtype: str, out: str, save: str | None, load: str | None,
                     validation_data=(x[:200], y[:200]))
     if save:
         m.save(save)
-    observed = {f"history.{key}": np.asarray(values, dtype=np.float64) for key, values in history.history.items()}
+    observed: dict[str, Any] = {f"history.{key}": np.asarray(values, dtype=np.float64)
+                                for key, values in history.history.items()}
     observed["step_loss_means"] = np.asarray(steps.means, dtype=np.float64)
     for k, w in enumerate(m.get_weights()):
         observed[f"weight.{k}"] = np.asarray(w)
