@@ -89,7 +89,8 @@ def test_backends_lists_status_engine_missing_components_and_plugin_failures():
     import numpy as np
 
     assert f"polynn {polynn.__version__}" in numpy_line and f"numpy {np.__version__}" in numpy_line
-    assert " ok " in numpy_line and "float32, float64" in numpy_line and numpy_line.split()[-3:] == ["cpu", "data_parallel", "yes"]
+    assert " ok " in numpy_line and "float32, float64" in numpy_line
+    assert numpy_line.split()[-3:] == ["cpu", "data_parallel", "yes"]
     ghost = next(line for line in lines if line.startswith("ghost "))
     assert "engine not installed: pip install 'ghost-engine>=1'" in ghost
     assert "polynn_no_such_engine (not installed)" in ghost and ghost.endswith(" -")

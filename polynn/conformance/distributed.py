@@ -26,7 +26,7 @@ from .. import plugins
 from .._launch import first_failure, launch, tail
 from ..backend import Backend
 from ..errors import DistributionError, InvalidArgumentError
-from . import replica_worker, tolerances
+from . import tolerances
 from ._case import CaseResult
 from ._compare import Check, Tolerance, compare
 from .report import Report
@@ -40,7 +40,9 @@ KIND = "data_parallel"
 LAUNCH_TIMEOUT = 600.0
 # Characters of a failed rank's stderr that a message quotes: its end, where the traceback is.
 STDERR_TAIL = 2000
-# The resume check trains this many epochs at world size N, then the rest (of replica_worker.EPOCHS) at 1.
+# Every run trains EPOCHS epochs; the resume check's first part RESUME_AT of them at world size N.
+# (Not replica_worker's defaults: importing it here would import it before `python -m` runs it.)
+EPOCHS = 3
 RESUME_AT = 2
 
 Observed = dict[str, np.ndarray]
@@ -149,7 +151,7 @@ def _bitwise(ranks: Sequence[Observed]) -> CaseResult:
 
 def _resumed_reference(uninterrupted: Observed) -> Observed:
     """What the uninterrupted run observed in the epochs after RESUME_AT (its final weights whole)."""
-    steps = len(uninterrupted["step_loss_means"]) // replica_worker.EPOCHS
+    steps = len(uninterrupted["step_loss_means"]) // EPOCHS
     reference = {key: value[RESUME_AT:] for key, value in uninterrupted.items() if key.startswith("history.")}
     reference["step_loss_means"] = uninterrupted["step_loss_means"][RESUME_AT * steps:]
     reference["final_weights"] = uninterrupted["final_weights"]
@@ -182,21 +184,24 @@ def run_data_parallel(backend: str, dtype: str = "float64", world_size: int = 2,
         checkpoint = os.path.join(folder, "resume.polynn")
         launched: list[str] = []
 
-        def run(what: str, size: int, *options: str, name: str = backend, job_engine: str = engine) -> _Run:
+        def run(what: str, size: int, *options: str, epochs: int = EPOCHS, name: str = backend,
+                job_engine: str = engine) -> _Run:
             if progress is not None:
                 progress(f"launching the {what}: {size} process{'es' if size > 1 else ''}, {job_engine} engine")
             launched.append(what)
             out = os.path.join(folder, f"run{len(launched)}")
-            return _launch_workers(what, out, name, dtype, size, job_engine, timeout, options)
+            return _launch_workers(what, out, name, dtype, size, job_engine, timeout,
+                                   ("--epochs", str(epochs), *options))
 
         one = run("1-process run", 1)
         many = run(f"{world_size}-process run", world_size)
+        # Without the 1-process run only the ranks can be compared: nothing else is launched.
         # NumPy's own run joins no engine at world size 1; torchrun's variables say so.
-        reference = one if backend == REFERENCE else run("NumPy reference's 1-process run", 1, name=REFERENCE,
-                                                         job_engine="torch")
-        first = run("resume's first part", world_size, "--epochs", str(RESUME_AT), "--save", checkpoint)
-        second = first if first.error else run("resume's second part", 1, "--load", checkpoint, "--epochs",
-                                               str(replica_worker.EPOCHS), "--initial-epoch", str(RESUME_AT))
+        reference = one if backend == REFERENCE or one.error else run(
+            "NumPy reference's 1-process run", 1, name=REFERENCE, job_engine="torch")
+        first = one if one.error else run("resume's first part", world_size, "--save", checkpoint, epochs=RESUME_AT)
+        second = first if first.error else run("resume's second part", 1, "--load", checkpoint,
+                                               "--initial-epoch", str(RESUME_AT))
 
     def checked(name: str, runs: Sequence[_Run], check: Callable[[], CaseResult]) -> CaseResult:
         failed = next((r for r in runs if r.error), None)
