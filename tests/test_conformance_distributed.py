@@ -12,6 +12,7 @@ import time
 import pytest
 
 import polynn
+from polynn import plugins
 from polynn._launch import first_failure, launch, tail
 from polynn.cli import main
 from polynn.conformance import distributed, tolerances
@@ -57,7 +58,7 @@ def test_two_processes_of_numpy_pass_every_check(capsys, tmp_path, dtype):
     for check in CHECKS:
         assert re.search(rf"^{re.escape(check)}\s+pass\s+\d\.\d\de[-+]\d\d", out, re.M), out
     report = json.loads(report_path.read_text())
-    assert report["passed"] and report["world_size"] == 2 and report["launch_engine"] == "torch"
+    assert report["passed"] and report["world_size"] == 2 and report["distribution_engine"] == "torch"
     cases = {case["case"]: case for case in report["cases"]}
     assert list(cases) == list(CHECKS)
     vs_one = {check["name"]: check for check in cases[CHECKS[0]]["checks"]}
@@ -72,6 +73,42 @@ def test_two_processes_of_numpy_pass_every_check(capsys, tmp_path, dtype):
     bitwise = cases[CHECKS[1]]["checks"]
     assert {"weight.0", "history.loss", "step_loss_means"} <= {c["name"] for c in bitwise}
     assert all(c["worst_abs"] == 0 and c["tolerance"] == {"rtol": 0.0, "atol": 0.0} for c in bitwise)
+
+
+OWN_ENGINE = """
+    from polynn import hookimpl
+    from polynn_numpy.backend import NumpyBackend
+
+
+    class OwnEngineBackend(NumpyBackend):
+        name = "own_engine"
+        distribution_engines = ("own",)
+
+        def make_communicator(self, cluster):
+            from polynn_torch.collectives import TorchCommunicator
+
+            class Own(TorchCommunicator):
+                engine = "own"
+
+            return Own.make(cluster)
+
+
+    @hookimpl
+    def polynn_register_backends(register):
+        register("own_engine", OwnEngineBackend, engine="numpy", install="polynn", distributions=("data_parallel",))
+"""
+
+
+def test_a_backend_with_an_engine_of_its_own_is_launched_on_it(capsys, monkeypatch, install_plugin):
+    # An installed plugin (the launched processes find it too) whose backend trains only on the
+    # communicator its make_communicator() offers: the processes ask initialize(engine="own_engine").
+    root = install_plugin("polynn-own-engine", "own_engine", "polynn_own_engine", OWN_ENGINE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    assert distributed.job_engine(plugins.get_backend("own_engine")) == distributed.JobEngine(
+        "torch", "own_engine", "own")
+    assert main(["conformance", "own_engine", "--world-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "float64, data-parallel on 2 processes (own engine): 4 pass, 0 fail" in out, out
 
 
 def test_a_backend_declaring_no_distributions_is_refused_before_any_launch(capsys, monkeypatch,

@@ -1,8 +1,8 @@
 """The kit's data-parallel part: a backend's N processes against its one, its one against NumPy's, a resumed run.
 
 `polynn conformance BACKEND --world-size N` runs it: the kit launches replica_worker on this
-machine over 127.0.0.1 (polynn._launch: torchrun's variables, or TF_CONFIG for a backend that
-trains on TensorFlow's collectives), at world size 1 and N, and checks that
+machine over 127.0.0.1 (polynn._launch: TF_CONFIG for a backend that trains on TensorFlow's
+collectives, else torchrun's variables; job_engine), at world size 1 and N, and checks that
   - N processes give the losses, metrics and final weights of one (float64: 1e-12),
   - every rank ends with the same weights, losses and metrics, bit for bit,
   - the backend's one process gives NumPy's numbers (the kit's float64 contract, STRICT),
@@ -32,7 +32,7 @@ from ._compare import Check, Tolerance, compare
 from .report import Report
 from .runner import REFERENCE
 
-__all__ = ["LAUNCH_TIMEOUT", "check_names", "launch_engine", "refusal", "run_data_parallel"]
+__all__ = ["LAUNCH_TIMEOUT", "JobEngine", "check_names", "job_engine", "refusal", "run_data_parallel"]
 
 WORKER = "polynn.conformance.replica_worker"
 KIND = "data_parallel"
@@ -61,18 +61,28 @@ def refusal(backend: str) -> str | None:
     return None
 
 
-def launch_engine(backend: Backend) -> str:
-    """The engine whose launch environment the backend's processes join: TensorFlow's (TF_CONFIG)
-    for a backend that trains on TensorFlow's collectives only, else torch.distributed's (torchrun's
-    variables), on which backends without an engine of their own train host arrays."""
+@dataclasses.dataclass(frozen=True)
+class JobEngine:
+    """How the kit starts a backend's jobs: the launcher's environment it sets (polynn._launch's
+    "torch": torchrun's variables, or "tensorflow": TF_CONFIG), the engine the processes ask
+    polynn.distribution.initialize() for, and the engine's name in the report."""
+
+    launcher: str
+    initialize: str
+    name: str
+
+
+def job_engine(backend: Backend) -> JobEngine:
+    """TensorFlow's environment for a backend that trains on TensorFlow's collectives only; else
+    torchrun's: torch.distributed for a backend that trains on it or on any engine (host arrays),
+    and for a backend with an engine of its own, whose make_communicator() the processes ask
+    (initialize(engine=<backend name>)) with the job's coordinator at 127.0.0.1."""
     engines = backend.distribution_engines
     if engines is None or "torch" in engines:
-        return "torch"
+        return JobEngine("torch", "auto", "torch")
     if "tensorflow" in engines:
-        return "tensorflow"
-    raise DistributionError(
-        f"backend {backend.name!r} trains data-parallel on the {', '.join(engines)} engine, whose jobs the kit "
-        f"cannot launch; accepted: a backend whose distribution_engines is None or names torch or tensorflow")
+        return JobEngine("tensorflow", "auto", "tensorflow")
+    return JobEngine("torch", backend.name, ", ".join(engines) or backend.name)
 
 
 @dataclasses.dataclass
@@ -83,12 +93,13 @@ class _Run:
     error: str = ""
 
 
-def _launch_workers(what: str, out: str, backend: str, dtype: str, world_size: int, engine: str,
+def _launch_workers(what: str, out: str, backend: str, dtype: str, world_size: int, engine: JobEngine,
                     timeout: float, options: Sequence[str]) -> _Run:
     os.mkdir(out)
-    argv = [sys.executable, "-m", WORKER, "--backend", backend, "--dtype", dtype, "--out", out, *options]
-    finished = launch(argv, world_size, engine=engine, timeout=timeout)
-    title = f"the {what} ({world_size} process{'es' if world_size > 1 else ''}, {engine} engine)"
+    argv = [sys.executable, "-m", WORKER, "--backend", backend, "--dtype", dtype, "--out", out,
+            "--engine", engine.initialize, *options]
+    finished = launch(argv, world_size, engine=engine.launcher, timeout=timeout)
+    title = f"the {what} ({world_size} process{'es' if world_size > 1 else ''}, {engine.name} engine)"
     failed = first_failure(finished)
     if failed is not None:
         others = [f.describe() for f in finished if f.failed and f is not failed]
@@ -173,32 +184,32 @@ def run_data_parallel(backend: str, dtype: str = "float64", world_size: int = 2,
     refused = refusal(backend)
     if refused is not None:
         raise DistributionError(refused)
-    engine = launch_engine(loaded)
+    engine = job_engine(loaded)
     names = check_names(world_size)
     if dtype not in loaded.dtypes:
         reason = f"dtype {dtype!r} is not supported by backend {backend!r} (it supports {', '.join(loaded.dtypes)})"
         results = [CaseResult(name, KIND, "unsupported", message=reason) for name in names]
-        return Report.create(backend, dtype, results, strict=strict, world_size=world_size, launch_engine=engine)
+        return Report.create(backend, dtype, results, strict=strict, world_size=world_size,
+                             distribution_engine=engine.name)
 
     with tempfile.TemporaryDirectory(prefix="polynn-conformance-") as folder:
         checkpoint = os.path.join(folder, "resume.polynn")
         launched: list[str] = []
 
         def run(what: str, size: int, *options: str, epochs: int = EPOCHS, name: str = backend,
-                job_engine: str = engine) -> _Run:
+                on: JobEngine = engine) -> _Run:
             if progress is not None:
-                progress(f"launching the {what}: {size} process{'es' if size > 1 else ''}, {job_engine} engine")
+                progress(f"launching the {what}: {size} process{'es' if size > 1 else ''}, {on.name} engine")
             launched.append(what)
             out = os.path.join(folder, f"run{len(launched)}")
-            return _launch_workers(what, out, name, dtype, size, job_engine, timeout,
-                                   ("--epochs", str(epochs), *options))
+            return _launch_workers(what, out, name, dtype, size, on, timeout, ("--epochs", str(epochs), *options))
 
         one = run("1-process run", 1)
         many = run(f"{world_size}-process run", world_size)
         # Without the 1-process run only the ranks can be compared: nothing else is launched.
         # NumPy's own run joins no engine at world size 1; torchrun's variables say so.
         reference = one if backend == REFERENCE or one.error else run(
-            "NumPy reference's 1-process run", 1, name=REFERENCE, job_engine="torch")
+            "NumPy reference's 1-process run", 1, name=REFERENCE, on=JobEngine("torch", "auto", "torch"))
         first = one if one.error else run("resume's first part", world_size, "--save", checkpoint, epochs=RESUME_AT)
         second = first if first.error else run("resume's second part", 1, "--load", checkpoint,
                                                "--initial-epoch", str(RESUME_AT))
@@ -215,4 +226,5 @@ def run_data_parallel(backend: str, dtype: str = "float64", world_size: int = 2,
         checked(names[3], (one, first, second), lambda: _compared(
             names[3], _view(second.ranks[0]), _resumed_reference(_view(one.ranks[0])), dtype)),
     ]
-    return Report.create(backend, dtype, results, strict=strict, world_size=world_size, launch_engine=engine)
+    return Report.create(backend, dtype, results, strict=strict, world_size=world_size,
+                         distribution_engine=engine.name)

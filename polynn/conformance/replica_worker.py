@@ -6,7 +6,8 @@ It joins the job from the launcher's environment (polynn.distribution.initialize
 distribution="data_parallel" and writes DIR/rank<R>.npz: the History, the per-step losses and
 the final weights. --save FILE saves the model at the end (rank 0 writes it); --load FILE
 --initial-epoch I continues a saved run, so a checkpoint written at one world size can be
-continued at another.
+continued at another. --engine NAME joins the job on the engine a backend's make_communicator()
+offers (initialize(engine=NAME)) instead of the one the environment implies.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--load")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--initial-epoch", type=int, default=0)
+    parser.add_argument("--engine", default="auto")
     args = parser.parse_args(argv)
-    distribution.initialize()
+    distribution.initialize(engine=args.engine)
     try:
         run(args.backend, args.dtype, args.out, args.save, args.load, args.epochs, args.initial_epoch)
     finally:

@@ -60,14 +60,14 @@ class Report:
     dtype: str
     results: list[CaseResult]
     strict: bool = False
-    # The data-parallel part (polynn conformance --world-size N): how many processes, on which engine.
+    # The data-parallel part (polynn conformance --world-size N): how many processes, trained on which engine.
     world_size: int | None = None
-    launch_engine: str | None = None
+    distribution_engine: str | None = None
 
     @classmethod
     def create(cls, backend: str, dtype: str, results: Iterable[CaseResult], strict: bool = False,
-               world_size: int | None = None, launch_engine: str | None = None) -> Report:
-        return cls(BackendInfo.of(backend), dtype, list(results), strict, world_size, launch_engine)
+               world_size: int | None = None, distribution_engine: str | None = None) -> Report:
+        return cls(BackendInfo.of(backend), dtype, list(results), strict, world_size, distribution_engine)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -81,7 +81,7 @@ class Report:
     def summary(self) -> str:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("pass", "fail", "error", "unsupported"))
         part = "" if self.world_size is None else (
-            f", data-parallel on {self.world_size} processes ({self.launch_engine} engine)")
+            f", data-parallel on {self.world_size} processes ({self.distribution_engine} engine)")
         return f"polynn conformance: {self.backend.label()}, {self.dtype}{part}: {counts}"
 
     def table_lines(self) -> list[str]:
@@ -103,7 +103,7 @@ class Report:
             "dtype": self.dtype,
             "strict": self.strict,
             **({} if self.world_size is None else {"world_size": self.world_size,
-                                                   "launch_engine": self.launch_engine}),
+                                                   "distribution_engine": self.distribution_engine}),
             "passed": self.passed,
             "counts": {s: self.count(s) for s in ("pass", "fail", "error", "unsupported")},
             "cases": [r.to_json() for r in self.results],
