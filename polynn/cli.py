@@ -210,8 +210,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
         for problem in problems:
             _error(problem)
         return 2
-    finished = _launch.launch([sys.executable, args.script, *args.args], args.nproc_per_node, engine=args.engine,
-                              timeout=args.timeout, capture=False)
+    try:
+        finished = _launch.launch([sys.executable, args.script, *args.args], args.nproc_per_node,
+                                  engine=args.engine, timeout=args.timeout, capture=False)
+    except KeyboardInterrupt:  # passed on to the processes, which were given time to stop, then killed
+        print("polynn launch: interrupted; the processes were stopped", file=sys.stderr)
+        return 130  # as a shell reports SIGINT
     failed = _launch.first_failure(finished)
     if failed is None:
         return 0
@@ -273,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the torch and NumPy backends (torchrun --nproc-per-node=N script.py); this command is the "
                     "local launcher, which also sets TF_CONFIG for TensorFlow. When a process fails, the "
                     "others get 60 s to stop (polynn raises in them once a collective fails), then are "
-                    "killed. Exit status: 0 when every process succeeded, else the first failure's (124 "
-                    "when --timeout ran out, 128 + N for a process ended by signal N).")
+                    "killed; Ctrl-C is passed on to them. Exit status: 0 when every process succeeded, else "
+                    "the first failure's (124 when --timeout ran out, 128 + N for a process ended by signal "
+                    "N, 130 after Ctrl-C).")
     runner.add_argument("--nproc-per-node", type=int, required=True, metavar="N", help="how many processes")
     runner.add_argument("--engine", choices=_launch.ENGINES, default="torch",
                         help="whose launcher environment to set: torch (torchrun's variables; the torch and "

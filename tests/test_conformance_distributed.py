@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -198,6 +200,36 @@ def test_launch_stops_the_job_at_its_timeout(tmp_path, capsys):
     assert time.monotonic() - started < 30
     err = capsys.readouterr().err
     assert "rank 0 was still running" in err and "rank 1 was still running" in err and "--timeout 1 s" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_is_passed_on_to_the_processes(tmp_path):
+    script = _script(tmp_path, f"""
+        import os, pathlib, time
+        folder = pathlib.Path({str(tmp_path)!r})
+        (folder / ("ready" + os.environ["RANK"])).touch()
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            (folder / ("interrupted" + os.environ["RANK"])).touch()
+            raise
+    """)
+    # SIGINT's default action restored: a shell's background job would inherit it ignored.
+    process = subprocess.Popen([sys.executable, "-m", "polynn.cli", "launch", "--nproc-per-node", "2", script],
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and "interrupted; the processes were stopped" in err
+    assert (tmp_path / "interrupted0").exists() and (tmp_path / "interrupted1").exists()
 
 
 def test_launch_usage_errors(tmp_path, capsys):
