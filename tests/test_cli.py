@@ -83,16 +83,19 @@ def test_backends_lists_status_engine_missing_components_and_plugin_failures():
     """, POLYNN_DISABLE_PLUGINS="tensorflow,torch,jax,extras")
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES", "POLYNN.OPS"]
+    assert lines[0].split() == ["NAME", "DISTRIBUTION", "ENGINE", "STATUS", "DTYPES", "DEVICES", "DISTRIBUTED",
+                                "POLYNN.OPS"]
     numpy_line = next(line for line in lines if line.startswith("numpy "))
     import numpy as np
 
     assert f"polynn {polynn.__version__}" in numpy_line and f"numpy {np.__version__}" in numpy_line
-    assert " ok " in numpy_line and "float32, float64" in numpy_line and numpy_line.split()[-2:] == ["cpu", "yes"]
+    assert " ok " in numpy_line and "float32, float64" in numpy_line
+    assert numpy_line.split()[-3:] == ["cpu", "data_parallel", "yes"]
     ghost = next(line for line in lines if line.startswith("ghost "))
     assert "engine not installed: pip install 'ghost-engine>=1'" in ghost
     assert "polynn_no_such_engine (not installed)" in ghost and ghost.endswith(" -")
-    assert next(line for line in lines if line.startswith("thin ")).endswith(" no")
+    # The distributions come from the registration: none declared, none shown.
+    assert next(line for line in lines if line.startswith("thin ")).split()[-2:] == ["-", "no"]
     assert next(line for line in lines if line.startswith("no_custom_loss ")).endswith(" partial (lacks custom_loss)")
 
     section = lines.index("registered components each backend lacks "

@@ -1,11 +1,13 @@
-"""One process of the kit's data-parallel check: trains a scenario and writes what it observed to a file.
+"""One process of the kit's data-parallel check: trains the blog model and writes what it observed to a file.
 
 Run by `polynn conformance BACKEND --world-size N` (and the tests) as every process of a job:
-    python -m polynn.conformance.replica_worker --backend numpy --dtype float64 --scenario blog --out DIR
+    python -m polynn.conformance.replica_worker --backend numpy --dtype float64 --out DIR
 It joins the job from the launcher's environment (polynn.distribution.initialize()), trains with
 distribution="data_parallel" and writes DIR/rank<R>.npz: the History, the per-step losses and
-the final weights. Scenario "resume" trains part of the run, saves on rank 0 and loads it back,
-so a checkpoint can be written at one world size and continued at another (--save / --load).
+the final weights. --save FILE saves the model at the end (rank 0 writes it); --load FILE
+--initial-epoch I continues a saved run, so a checkpoint written at one world size can be
+continued at another. --engine NAME joins the job on the engine a backend's make_communicator()
+offers (initialize(engine=NAME)) instead of the one the environment implies.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ SAMPLES = 1000
 BATCH_SIZE = 33
 EPOCHS = 3
 SEED = 1234
-SCENARIOS = ("blog", "resume")
 
 
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def compile_model(m: Sequential, backend: str, dtype: str) -> None:
 
 
 class StepLosses(Callback):
-    """The loss after each training step (fit's running mean, undone into per-step values)."""
+    """The loss fit logs after each training step: the running mean over the epoch so far."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,7 +68,7 @@ class StepLosses(Callback):
         self.means.append(float((logs or {})["loss"]))
 
 
-def run(backend: str, dtype: str, scenario: str, out: str, save: str | None, load: str | None,
+def run(backend: str, dtype: str, out: str, save: str | None, load: str | None,
         epochs: int, initial_epoch: int) -> None:
     x, y, sample_weight = data()
     if load:
@@ -81,7 +82,8 @@ def run(backend: str, dtype: str, scenario: str, out: str, save: str | None, loa
                     validation_data=(x[:200], y[:200]))
     if save:
         m.save(save)
-    observed = {f"history.{key}": np.asarray(values, dtype=np.float64) for key, values in history.history.items()}
+    observed: dict[str, Any] = {f"history.{key}": np.asarray(values, dtype=np.float64)
+                                for key, values in history.history.items()}
     observed["step_loss_means"] = np.asarray(steps.means, dtype=np.float64)
     for k, w in enumerate(m.get_weights()):
         observed[f"weight.{k}"] = np.asarray(w)
@@ -93,16 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m polynn.conformance.replica_worker")
     parser.add_argument("--backend", required=True)
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
-    parser.add_argument("--scenario", default="blog", choices=SCENARIOS)
     parser.add_argument("--out", required=True)
     parser.add_argument("--save")
     parser.add_argument("--load")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--initial-epoch", type=int, default=0)
+    parser.add_argument("--engine", default="auto")
     args = parser.parse_args(argv)
-    distribution.initialize()
+    distribution.initialize(engine=args.engine)
     try:
-        run(args.backend, args.dtype, args.scenario, args.out, args.save, args.load, args.epochs, args.initial_epoch)
+        run(args.backend, args.dtype, args.out, args.save, args.load, args.epochs, args.initial_epoch)
     finally:
         distribution.shutdown()
     return 0

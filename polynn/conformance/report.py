@@ -60,10 +60,14 @@ class Report:
     dtype: str
     results: list[CaseResult]
     strict: bool = False
+    # The data-parallel part (polynn conformance --world-size N): how many processes, trained on which engine.
+    world_size: int | None = None
+    distribution_engine: str | None = None
 
     @classmethod
-    def create(cls, backend: str, dtype: str, results: Iterable[CaseResult], strict: bool = False) -> Report:
-        return cls(BackendInfo.of(backend), dtype, list(results), strict)
+    def create(cls, backend: str, dtype: str, results: Iterable[CaseResult], strict: bool = False,
+               world_size: int | None = None, distribution_engine: str | None = None) -> Report:
+        return cls(BackendInfo.of(backend), dtype, list(results), strict, world_size, distribution_engine)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -76,7 +80,9 @@ class Report:
 
     def summary(self) -> str:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("pass", "fail", "error", "unsupported"))
-        return f"polynn conformance: {self.backend.label()}, {self.dtype}: {counts}"
+        part = "" if self.world_size is None else (
+            f", data-parallel on {self.world_size} processes ({self.distribution_engine} engine)")
+        return f"polynn conformance: {self.backend.label()}, {self.dtype}{part}: {counts}"
 
     def table_lines(self) -> list[str]:
         width = max([len("case"), *(len(r.name) for r in self.results)])
@@ -96,6 +102,8 @@ class Report:
             "reference": "numpy",
             "dtype": self.dtype,
             "strict": self.strict,
+            **({} if self.world_size is None else {"world_size": self.world_size,
+                                                   "distribution_engine": self.distribution_engine}),
             "passed": self.passed,
             "counts": {s: self.count(s) for s in ("pass", "fail", "error", "unsupported")},
             "cases": [r.to_json() for r in self.results],
@@ -119,3 +127,9 @@ def unwritable(path: str | os.PathLike[str]) -> str | None:
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         return "permission denied"
     return None
+
+
+def output_problems(paths: Iterable[tuple[str, str | None]]) -> list[str]:
+    """A message for each (option, path) whose file could not be written."""
+    return [f"{option} {path}: the file cannot be written: {why}; accepted: a file path in an existing, "
+            f"writable folder" for option, path in paths if path and (why := unwritable(path))]

@@ -17,17 +17,11 @@ from ..errors import PolynnError
 from . import selection
 from ._case import Case, CaseResult
 from .plot import require_matplotlib, write_plot
-from .report import Report, unwritable
+from .report import Report, output_problems
 from .runner import all_cases, run_case
 
 INSTALLED = "installed"
 PLACEHOLDERS = ("{backend}", "{dtype}")
-
-
-def output_problems(paths: Iterable[tuple[str, str | None]]) -> list[str]:
-    """A message for each (option, path) whose file could not be written."""
-    return [f"{option} {path}: the file cannot be written: {why}; accepted: a file path in an existing, "
-            f"writable folder" for option, path in paths if path and (why := unwritable(path))]
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
