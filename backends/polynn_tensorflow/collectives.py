@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,6 +36,19 @@ def _strategy(cluster: Cluster) -> tf.distribute.MultiWorkerMirroredStrategy:
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementation,
                                                               timeout_seconds=cluster.timeout)
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+
+
+@contextmanager
+def brief_errors() -> Iterator[None]:
+    """TensorFlow's op errors re-raised without the Python stack of the failed op's definition in
+    their message (the original, chained, keeps it): what polynn's DistributionError quotes is
+    then the cause, say "Collective ops is aborted by: Socket closed"."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        kept = [line for line in error.message.splitlines()
+                if not line.startswith(("Detected at node", "  File "))]
+        raise type(error)(error.node_def, error.op, "\n".join(line for line in kept if line.strip())) from error
 
 
 class TensorFlowCommunicator(Communicator):
@@ -88,8 +104,9 @@ class TensorFlowCommunicator(Communicator):
         if array.size == 0:
             return
         flat = array.reshape(-1)
-        summed = self._reducer(tf.as_dtype(array.dtype))(tf.constant(flat))
-        flat[...] = summed.numpy()
+        with brief_errors():
+            summed = self._reducer(tf.as_dtype(array.dtype))(tf.constant(flat))
+            flat[...] = summed.numpy()
         if not np.shares_memory(flat, array):
             array[...] = flat.reshape(array.shape)
 

@@ -20,6 +20,7 @@ from polynn.optimizers import apply_updates
 
 from . import metrics as metric_impls
 from . import optimizers
+from .collectives import brief_errors
 
 
 class _Data:
@@ -434,7 +435,7 @@ class TensorFlowRuntime(Runtime):
         masks = self.replica.masks(list(masks), width)
         with self._placement():
             train = self._replica_train_function(data, masks, scalars, width)
-            with collective(self.replica.communicator, "a block of training steps"):
+            with collective(self.replica.communicator, "a block of training steps"), brief_errors():
                 packed = train(data.tensors, tf.constant(batches, tf.int64),
                                tuple(tf.constant(m, self.dtype) for m in masks),
                                {name: tf.constant(values, self.dtype) for name, values in scalars.items()})
