@@ -2,7 +2,9 @@
 
 Weights and optimizer slots are tf.Variables updated in place; a data set stays on the engine as
 tensors after put_data, and each step gathers its batch's rows from it. A block's per-step losses
-and summed metric increments come back as one float64 vector, one host transfer per call.
+and summed metric increments come back as one float64 vector, one host transfer per call. Under
+data-parallel training each step of the block is one strategy.run on this process's rows, whose
+gradients cross in one all-reduce of the job's MultiWorkerMirroredStrategy (collectives.py).
 """
 
 from __future__ import annotations
