@@ -11,4 +11,4 @@ def polynn_register_backends(register):
         return TensorFlowBackend()
 
     register("tensorflow", load, engine="tensorflow", install="polynn[tensorflow]",
-             dtypes=("float32", "float64"), devices=("cpu", "gpu"))
+             dtypes=("float32", "float64"), devices=("cpu", "gpu"), distributions=("data_parallel",))

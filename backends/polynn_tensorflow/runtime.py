@@ -2,7 +2,9 @@
 
 Weights and optimizer slots are tf.Variables updated in place; a data set stays on the engine as
 tensors after put_data, and each step gathers its batch's rows from it. A block's per-step losses
-and summed metric increments come back as one float64 vector, one host transfer per call.
+and summed metric increments come back as one float64 vector, one host transfer per call. Under
+data-parallel training each step of the block is one strategy.run on this process's rows, whose
+gradients cross in one all-reduce of the job's MultiWorkerMirroredStrategy (collectives.py).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from polynn.backend import Runtime, StepResult, check_values, deferred_interrupts
+from polynn.distribution import collective, loss_divisor
+from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
 from polynn.optimizers import apply_updates
 
 from . import metrics as metric_impls
 from . import optimizers
+from .collectives import brief_errors
 
 
 class _Data:
@@ -69,6 +74,7 @@ class TensorFlowRuntime(Runtime):
         shared = backend.own_implementation("optimizer", plan.optimizer.name) is None
         self.fused_update = optimizers.fused_rule(plan.optimizer, shared, plan.dtype, largest)
         self.set_metrics(plan.metrics, plan.metric_weighted)
+        self.replica = plan.distribution
 
     def _placement(self):
         return contextlib.nullcontext() if self.device is None else tf.device(self.device)
@@ -123,14 +129,18 @@ class TensorFlowRuntime(Runtime):
         # Each weight read once per step: the forward pass, penalties and update share the values.
         return [tf.convert_to_tensor(v) for v in self.weights]
 
-    def _forward(self, params, x, masks):
-        """Outputs and the activity penalties of the layers that have one; masks None in inference."""
+    def _forward(self, params, x, masks, rows=None):
+        """Outputs and the activity penalties of the layers that have one; masks None in inference.
+        `rows`, when given, divides the penalties instead of x's rows (the global batch's size)."""
         activity = []
         for index, (layer, owned) in enumerate(self.layers):
             mask = None if masks is None or index not in self.mask_slot else masks[self.mask_slot[index]]
             x = layer.forward([params[k] for k in owned], x, mask)
             if layer.activity is not None:
-                activity.append(layer.penalty(x))
+                if rows is None:
+                    activity.append(layer.penalty(x))
+                else:
+                    activity.append(layer.activity(layer.spec.activity_regularizer, x) / rows)
         return x, activity
 
     def _loss(self, params, y, p, w, activity):
@@ -183,8 +193,14 @@ class TensorFlowRuntime(Runtime):
             loss, report = self._loss(current, y, p, w, activity)
         grads = tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
+        self._update(trained, grads, s)
+        return report, states
+
+    def _update(self, trained, grads, s):
+        """The optimizer's update of the trainable weights from `trained` (their values this step)
+        and their gradients, then the constraints."""
         if not trained:
-            return report, states
+            return
         variables = [self.weights[k] for k in self.trainable]
         slot_variables = [self.slots[k] for k in self.trainable]
         # The update runs on this backend's ops, floats in the plan's dtype (s["lr"] is one).
@@ -194,7 +210,7 @@ class TensorFlowRuntime(Runtime):
                 slot_variables, s)
             for k, (constraint, project) in self.constrained.items():
                 self.weights[k].assign(project(constraint, tf.convert_to_tensor(self.weights[k])))
-            return report, states
+            return
         slots = [[tf.convert_to_tensor(v) for v in ws] for ws in slot_variables]
         new_weights, new_slots = run(apply_updates, s["lr"], self.optimizer, trained, grads, slots, s, self.update)
         new_weights = dict(zip(self.trainable, new_weights))
@@ -205,6 +221,61 @@ class TensorFlowRuntime(Runtime):
         for variables, values in zip(slot_variables, new_slots):
             for variable, value in zip(variables, values):
                 variable.assign(value)
+
+    # ---- one data-parallel step (polynn.distribution.Replica's contract) -----------------
+
+    def _share(self, y, p, w, width, weight_sum):
+        """This process's share of the global batch's loss: its rows' weighted sum over the global
+        divisor (0 where the divisor is 0, never 0/0)."""
+        spec = self.plan.loss
+        values = self.loss_value(spec, y, p)
+        if values.shape.rank == 0:
+            raise DistributionError(
+                f"loss {spec.name!r} gives one value for the whole batch; data-parallel training splits every "
+                f"batch across processes, so it needs one value per sample (a shape of (batch, ...))")
+        per_row = values.shape[1:].num_elements()
+        if per_row is None:
+            raise DistributionError(f"loss {spec.name!r} gives values of shape {values.shape}; data-parallel "
+                                    f"training needs their shape after the batch axis known when it compiles")
+        if w is None:
+            total = tf.math.reduce_sum(values)
+        else:
+            total = tf.math.reduce_sum(values * tf.reshape(w, [-1] + [1] * (values.shape.rank - 1)))
+        if spec.reduction == "mean_with_sample_weight" and weight_sum is not None:
+            divisor = weight_sum * per_row
+        else:
+            divisor = tf.constant(loss_divisor(spec.reduction, per_row, width, None), self.dtype)
+        nonzero = tf.math.not_equal(divisor, 0)
+        return tf.where(nonzero, total / tf.where(nonzero, divisor, tf.ones_like(divisor)), total * 0)
+
+    def _replica_step(self, x, y, w, masks, s, width, weight_sum):
+        """One step on this process's rows, in a replica context: the gradients of its share of the
+        global loss, summed with the other processes' in one all-reduce (the share riding along),
+        then the weight penalties and their gradients once, the update and the constraints."""
+        current = self._read()
+        trained = [current[k] for k in self.trainable]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(trained)
+            p, activity = self._forward(current, x, masks, rows=width)
+            share = self._share(y, p, w, width, weight_sum)
+            for term in activity:
+                share = share + term
+        grads = tape.gradient(share, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        states = self._metric_states(y, p, w)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads] + [tf.reshape(share, [1])], 0)
+        summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, flat)
+        pieces = tf.split(summed, [int(np.prod(g.shape)) for g in grads] + [1])
+        grads = [tf.reshape(piece, g.shape) for piece, g in zip(pieces, grads)]
+        report = tf.cast(pieces[-1][0], tf.float64)
+        if self.regularized:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(trained)
+                penalties = [penalty(reg, current[k]) for k, reg, penalty in self.regularized]
+            extra = tape.gradient(penalties, trained)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra)]
+            for term in penalties:
+                report = report + tf.cast(term, tf.float64)
+        self._update(trained, grads, s)
         return report, states
 
     # ---- compiled blocks ---------------------------------------------------------------
@@ -259,6 +330,48 @@ class TensorFlowRuntime(Runtime):
         key = ("train", data.key(), tuple(m.ndim for m in masks), names)
         return self._function(key, build)
 
+    def _replica_train_function(self, data, masks, scalars, width):
+        """The block function of data-parallel training on batches of `width` rows: the loop over
+        the steps at cross-replica level (an all-reduce inside a replica's loop is unsupported),
+        each step one strategy.run of _replica_step on this process's rows [lo, hi)."""
+        names = tuple(sorted(scalars))
+        signature = (
+            data.signature(), tf.TensorSpec([None, width], tf.int64),
+            tuple(tf.TensorSpec([None] * m.ndim, self.dtype) for m in masks),
+            {name: tf.TensorSpec([None], self.dtype) for name in names},
+        )
+        comm = self.replica.communicator
+        # One process without TensorFlow's engine (a job of one): the default strategy, whose
+        # all-reduce over its single replica is the identity.
+        strategy = getattr(comm, "strategy", None) or tf.distribute.get_strategy()
+        lo, hi = self.replica.bounds(width)
+
+        def build():
+            @tf.function(input_signature=signature, autograph=False)
+            def train(tensors, batches, masks, scalars):
+                weights = tensors[2] if len(tensors) > 2 else None
+
+                def replica_step(t):
+                    with self._placement():
+                        x, y, w = _Data.rows(tensors, batches[t, lo:hi])
+                        # The divisor of "mean_with_sample_weight": the weights of the step's global rows.
+                        weight_sum = None if weights is None else tf.math.reduce_sum(tf.gather(weights, batches[t]))
+                        s = {name: values[t] for name, values in scalars.items()}
+                        return self._replica_step(x, y, w, [mask[t] for mask in masks], s, width, weight_sum)
+
+                def step(t, losses, totals):
+                    results = strategy.run(replica_step, args=(t,))
+                    report, states = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0],
+                                                           results)
+                    return losses.write(t, report), tuple(a + b for a, b in zip(totals, states))
+
+                return self._loop(batches, step)
+
+            return train
+
+        key = ("replica train", data.key(), tuple(m.ndim for m in masks), names, width)
+        return self._function(key, build)
+
     def _test_function(self, data):
         signature = (data.signature(), tf.TensorSpec([None, None], tf.int64))
 
@@ -308,12 +421,27 @@ class TensorFlowRuntime(Runtime):
         return StepResult(packed[:steps], totals)
 
     def train_steps(self, data, batches, masks, scalars):
+        if self.replica is not None:
+            return self._replica_train_steps(data, batches, masks, scalars)
         with self._placement():
             train = self._train_function(data, masks, scalars)
             packed = train(data.tensors, tf.constant(batches, tf.int64),
                            tuple(tf.constant(m, self.dtype) for m in masks),
                            {name: tf.constant(values, self.dtype) for name, values in scalars.items()})
         return self._result(packed, len(batches))
+
+    def _replica_train_steps(self, data, batches, masks, scalars):
+        """train_steps under data-parallel training: the global batches and masks in, this
+        process's slice of each taken inside the block function (masks sliced here)."""
+        width = batches.shape[1]
+        masks = self.replica.masks(list(masks), width)
+        with self._placement():
+            train = self._replica_train_function(data, masks, scalars, width)
+            with collective(self.replica.communicator, "a block of training steps"), brief_errors():
+                packed = train(data.tensors, tf.constant(batches, tf.int64),
+                               tuple(tf.constant(m, self.dtype) for m in masks),
+                               {name: tf.constant(values, self.dtype) for name, values in scalars.items()})
+                return self._result(packed, len(batches))
 
     def test_steps(self, data, batches):
         with self._placement():
