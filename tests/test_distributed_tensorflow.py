@@ -251,6 +251,12 @@ def test_devices_name_tensorflows_devices(monkeypatch):
     assert resolve_device("gpu:0", _Replica(1)) == "/GPU:0"
 
 
+def test_a_process_that_sees_one_gpu_takes_it(monkeypatch):
+    """A launcher that gives each process its own GPU (CUDA_VISIBLE_DEVICES) leaves it one."""
+    _fake_gpus(monkeypatch, 1)
+    assert resolve_device("gpu", _Replica(1)) == "/GPU:0"
+
+
 def test_a_job_that_left_each_process_its_gpu_maps_it_to_tensorflows_first(monkeypatch):
     _fake_gpus(monkeypatch, 2, visible=[1])
     assert resolve_device("gpu", _Replica(1)) == "/GPU:0"

@@ -187,21 +187,34 @@ class _FakeCommunicator(Communicator):
         raise AssertionError("resolving a device communicates nothing")
 
 
-def test_cuda_under_data_parallel_is_the_gpu_of_the_local_rank():
-    replica = Replica(_FakeCommunicator())
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+def _cuda_devices(monkeypatch, count):
+    """This machine seen with `count` CUDA devices (resolving a device only counts them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_cuda_under_data_parallel_is_the_gpu_of_the_local_rank(monkeypatch):
+    replica = Replica(_FakeCommunicator())  # local rank 1
     assert resolve_device("cpu", replica) == torch.device("cpu")
-    if count >= 2:
-        assert resolve_device("cuda", replica) == torch.device("cuda", 1)
-        assert resolve_device("cuda:0", replica) == torch.device("cuda", 0)  # "cuda:N" as given
-        return
-    present = "no CUDA device" if count == 0 else "1 CUDA device: cuda:0"
+    _cuda_devices(monkeypatch, 3)
+    assert resolve_device("cuda", replica) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0", replica) == torch.device("cuda", 0)  # "cuda:N" as given
+    assert resolve_device("cuda") == torch.device("cuda", 0)  # one process: the first
+
+
+def test_a_process_that_sees_one_gpu_takes_it(monkeypatch):
+    """A launcher that gives each process its own GPU (CUDA_VISIBLE_DEVICES) leaves it cuda:0."""
+    _cuda_devices(monkeypatch, 1)
+    assert resolve_device("cuda", Replica(_FakeCommunicator())) == torch.device("cuda", 0)
+    with pytest.raises(errors.InvalidArgumentError, match=r"device='cuda:1'.*1 CUDA device: cuda:0"):
+        resolve_device("cuda:1", Replica(_FakeCommunicator()))
+
+
+def test_an_absent_gpu_is_refused_naming_what_is_present(monkeypatch):
+    _cuda_devices(monkeypatch, 0)
     with pytest.raises(errors.InvalidArgumentError,
-                       match=rf"device='cuda'.*{present}; under data-parallel training 'cuda' means "
-                             rf"cuda:LOCAL_RANK, here cuda:1"):
-        resolve_device("cuda", replica)
-    if count == 0:
-        with pytest.raises(errors.InvalidArgumentError, match=r"device='cuda:0'.*'cpu' \(this machine has no CUDA"):
-            resolve_device("cuda:0", replica)
-    else:
-        assert resolve_device("cuda:0", replica) == torch.device("cuda", 0)
+                       match=r"device='cuda'.*no CUDA device; under data-parallel training 'cuda' means "
+                             r"cuda:LOCAL_RANK, here cuda:1"):
+        resolve_device("cuda", Replica(_FakeCommunicator()))
+    with pytest.raises(errors.InvalidArgumentError, match=r"device='cuda:0'.*'cpu' \(this machine has no CUDA"):
+        resolve_device("cuda:0")

@@ -16,8 +16,8 @@ _ACCEPTED = "None, 'cpu' or 'gpu' ('gpu:N' for the Nth GPU)"
 
 def resolve_device(requested, replica=None):
     """TensorFlow's name of Plan.device: None (TensorFlow's placement), "cpu", "gpu" (the first GPU;
-    under data-parallel training the GPU of the process's local rank) or "gpu:N", the Nth GPU as
-    tf.config.list_physical_devices lists them, when this process sees it."""
+    under data-parallel training the GPU of the process's local rank, or the only GPU it sees) or
+    "gpu:N", the Nth GPU as tf.config.list_physical_devices lists them, when this process sees it."""
     if requested is None:
         return None
     if requested == "cpu":
@@ -25,8 +25,9 @@ def resolve_device(requested, replica=None):
     kind, colon, index = requested.partition(":") if isinstance(requested, str) else ("", "", "")
     if kind != "gpu" or (colon and not (index.isdigit() and index.isascii())):
         raise InvalidArgumentError("device", requested, _ACCEPTED, owner=_OWNER)
-    number = int(index) if colon else (0 if replica is None else replica.local_rank)
     gpus = tf.config.list_physical_devices("GPU")
+    # Under data-parallel training "gpu" is the local rank's GPU, or the one GPU a process sees.
+    number = int(index) if colon else (0 if replica is None or len(gpus) == 1 else replica.local_rank)
     if number >= len(gpus):
         present = f"GPUs 0..{len(gpus) - 1} ({len(gpus)})" if gpus else "no GPU"
         meaning = "" if colon or replica is None else f" (under data-parallel training 'gpu' means 'gpu:{number}', " \

@@ -14,8 +14,11 @@ from polynn.errors import DistributionError
 
 def _local_gpu(local_rank: int) -> bool:
     """Leave this process the GPU of its local rank only (its replica's device), when there is
-    one; TensorFlow allows that only before it runs anything, as for the strategy."""
+    one, or the only GPU it sees (a launcher that gives each process its own, through
+    CUDA_VISIBLE_DEVICES); TensorFlow allows that only before it runs anything, as for the strategy."""
     gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) == 1:
+        return True
     if local_rank >= len(gpus):
         return False
     tf.config.set_visible_devices([gpus[local_rank]], "GPU")

@@ -21,7 +21,8 @@ from . import activations, layers, losses, metrics, ops, optimizers
 def resolve_device(requested, replica=None):
     """The torch.device for Plan.device: None means the CPU; "cpu", "cuda" and "cuda:N" are accepted
     when this machine has them. Under data-parallel training (`replica`, the plan's
-    polynn.distribution.Replica), "cuda" means cuda:LOCAL_RANK (replica.local_rank)."""
+    polynn.distribution.Replica), "cuda" means cuda:LOCAL_RANK (replica.local_rank), or cuda:0 when the
+    process sees one CUDA device only."""
     owner = "backend 'torch'"
     accepted = "'cpu', 'cuda' or 'cuda:N'"
     name = "cpu" if requested is None else requested
@@ -36,9 +37,10 @@ def resolve_device(requested, replica=None):
     if device.type != "cuda":
         raise InvalidArgumentError("device", requested, accepted, owner=owner)
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    # Data-parallel processes on one machine each take the GPU of their local rank.
+    # Data-parallel processes on one machine each take the GPU of their local rank, or the only one
+    # they see (a launcher that gives each its own through CUDA_VISIBLE_DEVICES).
     local = device.index is None and replica is not None
-    index = (replica.local_rank if local else 0) if device.index is None else device.index
+    index = (replica.local_rank if local and count != 1 else 0) if device.index is None else device.index
     mapped = f"; under data-parallel training 'cuda' means cuda:LOCAL_RANK, here cuda:{index}" if local else ""
     if count == 0:
         raise InvalidArgumentError("device", requested, f"'cpu' (this machine has no CUDA device{mapped})",
