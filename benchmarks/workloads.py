@@ -40,16 +40,24 @@ def _glorot(rng, fan_in, fan_out):
 # ---- polynn ------------------------------------------------------------------------------
 
 
-def polynn_fit(backend: str, x, y, units, epochs: int, batch: int) -> float:
+def polynn_model(backend: str, inputs: int, units, **compile_options):
+    """The workloads' model (relu layers of `units`, a sigmoid last), compiled as every polynn
+    workload is; `compile_options` adds to compile's arguments (device, distribution)."""
     from polynn.layers import Dense
     from polynn.models import Sequential
 
     model = Sequential()
-    model.add(Dense(units[0], input_dim=x.shape[1], activation="relu"))
+    model.add(Dense(units[0], input_dim=inputs, activation="relu"))
     for u in units[1:-1]:
         model.add(Dense(u, activation="relu"))
     model.add(Dense(units[-1], activation="sigmoid"))
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], backend=backend, seed=0)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"], backend=backend, seed=0,
+                  **compile_options)
+    return model
+
+
+def polynn_fit(backend: str, x, y, units, epochs: int, batch: int) -> float:
+    model = polynn_model(backend, x.shape[1], units)
     start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
     return time.perf_counter() - start
