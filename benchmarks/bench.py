@@ -187,14 +187,9 @@ def _run_blog(name: str, runs: int, epochs: int) -> dict:
 
 
 def _sweep_point(backend: str, width: int, batch: int) -> dict:
-    units = (width, width, 1)
-    flops_per_sample = 0
-    fan_in = width
-    for k, u in enumerate(units):
-        # forward 2*in*out; backward 2*in*out for the kernel gradient, and 2*in*out for the
-        # input gradient except at the first layer.
-        flops_per_sample += (4 if k == 0 else 6) * fan_in * u
-        fan_in = u
+    import workloads
+
+    flops_per_sample = workloads.sweep_flops_per_sample(width)
     # At least 16 steps and about 2e11 flops (1-3 s), so a fit's fixed costs (checking the data,
     # building the model, first touch of its buffers) weigh as little as in a real training run.
     samples = max(batch * 16, min(65536, int(2e11 / flops_per_sample) // batch * batch))
