@@ -12,10 +12,13 @@ compile(distribution="data_parallel") for a fixed number of steps, as:
 - 2 processes with 1 thread each, as torchrun starts them (it sets OMP_NUM_THREADS=1).
 
 A step's time is the median over the timed steps of the time from one step's end to the next's
-(rank 0's; the ranks wait for each other in every all-reduce). In the same 2-process job, after
-training, the all-reduce of one step is timed alone: polynn.distribution.communicator()'s
-all_reduce_sum of a NumPy array of the model's parameter count plus one (the loss term rides
-along), in the model's dtype, repeated after a barrier each time; the median.
+(rank 0's; the ranks wait for each other in every all-reduce). The configurations run in turn,
+--runs rounds of them; the report gives each one's median over the rounds and its best round
+(the machine is shared: other work only ever slows a round down), with the load average at each.
+In the same 2-process job, after training, the all-reduce of one step is timed alone:
+polynn.distribution.communicator()'s all_reduce_sum of a NumPy array of the model's parameter
+count plus one (the loss term rides along), in the model's dtype, repeated after a barrier each
+time; the median.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def _job(backend: str, engine: str, processes: int, threads: int, steps: int, ti
 
     env = {**env, "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads)}
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, "--steps", str(steps)]
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     finished = launch(argv, processes, engine=engine, timeout=timeout, grace=10.0, env=env)
     wall = time.perf_counter() - start
@@ -148,9 +152,10 @@ def _job(backend: str, engine: str, processes: int, threads: int, steps: int, ti
         f = failed[0]
         last = f.stderr.strip().splitlines()[-1] if f.stderr.strip() else ""
         state = "timed out" if f.returncode is None else f"exit {f.returncode}"
-        return {"error": f"rank {f.rank} {state}: {last[:300]}", "wall_s": wall}
+        return {"error": f"rank {f.rank} {state}: {last[:300]}", "wall_s": wall, "load_average": load}
     ranks = [json.loads(f.stdout.strip().splitlines()[-1]) for f in finished]
-    return {**ranks[0], "wall_s": wall, "rank_step_ms_medians": [r["step_ms_median"] for r in ranks]}
+    return {**ranks[0], "wall_s": wall, "load_average": load,
+            "rank_step_ms_medians": [r["step_ms_median"] for r in ranks]}
 
 
 def run(steps: int, rounds: int, backends: list[str] | None, timeout: float, env: dict) -> dict:
@@ -178,7 +183,9 @@ def _summary(engine: str, samples: dict[str, list[dict]]) -> dict:
             entry["configs"][name] = {"error": errors[0]}
             continue
         config = {"step_ms_median": statistics.median(r["step_ms_median"] for r in runs),
-                  "step_ms_rounds": [r["step_ms_median"] for r in runs], "params": runs[0]["params"],
+                  "step_ms_best": min(r["step_ms_median"] for r in runs),
+                  "step_ms_rounds": [r["step_ms_median"] for r in runs],
+                  "load_average_rounds": [r["load_average"] for r in runs], "params": runs[0]["params"],
                   "threads": runs[0]["threads"]}
         if "all_reduce_ms_median" in runs[0]:
             config["engine"] = runs[0]["engine"]
@@ -188,26 +195,28 @@ def _summary(engine: str, samples: dict[str, list[dict]]) -> dict:
             config["all_reduce_dtype"] = runs[0]["all_reduce_dtype"]
         entry["configs"][name] = config
     configs = entry["configs"]
-    two = configs.get("2x1", {}).get("step_ms_median")
-    for base in ("1x1", "1x2"):
-        one = configs.get(base, {}).get("step_ms_median")
-        entry[f"speedup_2x1_vs_{base}"] = None if one is None or two is None else one / two
+    for kind in ("median", "best"):
+        two = configs.get("2x1", {}).get(f"step_ms_{kind}")
+        for base in ("1x1", "1x2"):
+            one = configs.get(base, {}).get(f"step_ms_{kind}")
+            entry[f"speedup_2x1_vs_{base}_{kind}"] = None if one is None or two is None else one / two
     return entry
 
 
 def table(scaling: dict) -> str:
     lines = [f"Data-parallel scaling: width {scaling['width']}, global batch {scaling['global_batch']}, "
-             f"{scaling['steps']} timed steps, median of {scaling['rounds']} round(s)", "",
-             "| backend | 1 process, 1 thread (ms/step) | 1 process, 2 threads | 2 processes, 1 thread each | "
+             f"{scaling['steps']} timed steps; ms a step, median of {scaling['rounds']} round(s) (best round)", "",
+             "| backend | 1 process, 1 thread | 1 process, 2 threads | 2 processes, 1 thread each | "
              "speed-up vs 1x1 | speed-up vs 1x2 | all-reduce (ms/step) |", "|---|---|---|---|---|---|---|"]
 
     def ms(config):
         if "error" in config:
             return f"error: {config['error']}"
-        return f"{config['step_ms_median']:.1f}" if config else ""
+        return f"{config['step_ms_median']:.1f} ({config['step_ms_best']:.1f})" if config else ""
 
-    def times(value):
-        return "" if value is None else f"{value:.2f}x"
+    def times(entry, base):
+        median, best = entry[f"speedup_2x1_vs_{base}_median"], entry[f"speedup_2x1_vs_{base}_best"]
+        return "" if median is None else f"{median:.2f}x ({best:.2f}x)"
 
     for backend, entry in scaling["backends"].items():
         configs = entry["configs"]
@@ -216,7 +225,7 @@ def table(scaling: dict) -> str:
         reduce = "" if reduce is None else (f"{reduce:.1f} ({two['engine']}, {two['all_reduce_elements']:,} "
                                             f"{two['all_reduce_dtype']})")
         lines.append(f"| {backend} | {ms(configs.get('1x1', {}))} | {ms(configs.get('1x2', {}))} | {ms(two)} | "
-                     f"{times(entry['speedup_2x1_vs_1x1'])} | {times(entry['speedup_2x1_vs_1x2'])} | {reduce} |")
+                     f"{times(entry, '1x1')} | {times(entry, '1x2')} | {reduce} |")
     return "\n".join(lines)
 
 
