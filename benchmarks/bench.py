@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py                 # blog table + scale sweep, writes benchmarks/results.json
     python benchmarks/bench.py --runs 5 --no-sweep
+    python benchmarks/bench.py --scaling       # data-parallel scaling only, into the same JSON file
 
 For each workload: fit time (median of --runs runs), whole-process wall time and peak resident
 memory, each run in a process of its own. The sweep reports time per sample and achieved GFLOP/s
@@ -15,6 +16,11 @@ just before and after it, and the share reported is the median of those ratios. 
 batch 256 the benchmark also times the step's five matrix products alone in each backend's own
 engine (torch and TensorFlow multiply with their own libraries): the ceiling of any training loop
 on that engine.
+
+Data-parallel scaling (benchmarks/scaling.py): the sweep model at width 1024, global batch 2048,
+trained under distribution="data_parallel" by 1 process (1 thread, then 2 threads) and by 2
+processes of 1 thread each, for every backend that declares it; ms a step, the speed-ups and the
+all-reduce's time a step.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import scaling  # noqa: E402 (the benchmark's own folder, put on the path just above)
+
 BLOG = ["polynn-numpy", "polynn-tensorflow", "polynn-torch", "keras-tensorflow", "keras-torch",
         "hand-numpy", "hand-tensorflow-step", "hand-tensorflow-epoch", "hand-torch"]
 SWEEP_BACKENDS = ["numpy", "torch", "tensorflow"]
@@ -178,14 +187,9 @@ def _run_blog(name: str, runs: int, epochs: int) -> dict:
 
 
 def _sweep_point(backend: str, width: int, batch: int) -> dict:
-    units = (width, width, 1)
-    flops_per_sample = 0
-    fan_in = width
-    for k, u in enumerate(units):
-        # forward 2*in*out; backward 2*in*out for the kernel gradient, and 2*in*out for the
-        # input gradient except at the first layer.
-        flops_per_sample += (4 if k == 0 else 6) * fan_in * u
-        fan_in = u
+    import workloads
+
+    flops_per_sample = workloads.sweep_flops_per_sample(width)
     # At least 16 steps and about 2e11 flops (1-3 s), so a fit's fixed costs (checking the data,
     # building the model, first touch of its buffers) weigh as little as in a real training run.
     samples = max(batch * 16, min(65536, int(2e11 / flops_per_sample) // batch * batch))
@@ -225,6 +229,11 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the data-parallel scaling")
+    parser.add_argument("--scaling", action="store_true",
+                        help="run only the data-parallel scaling (--runs rounds) and write it into --out, "
+                             "keeping the rest of that file")
+    parser.add_argument("--scaling-steps", type=int, default=8, help="timed steps of each scaling job")
     parser.add_argument("--only", nargs="*", help="blog workloads to run (default: all)")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -244,6 +253,14 @@ def main(argv=None):
 
     machine = {"python": platform.python_version(), "platform": platform.platform(),
                "processor": _cpu_name(), "cores": os.cpu_count()}
+    if args.scaling:
+        out = Path(args.out)
+        report = json.loads(out.read_text()) if out.exists() else {"machine": machine}
+        report["scaling"] = _run_scaling(args, machine)
+        out.write_text(json.dumps(report, indent=2))
+        print(scaling.table(report["scaling"]))
+        print(f"\nwrote {args.out}")
+        return 0
     report = {"machine": machine, "epochs": args.epochs, "runs": args.runs, "blog": {}, "sweep": {}}
     for name in args.only or BLOG:
         print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -273,11 +290,19 @@ def main(argv=None):
         rates = [report["sweep"]["matmul_gflops"]] + [
             rate for point in report["sweep"].values() if isinstance(point, dict) for rate in point.get("limits", [])]
         report["sweep"]["matmul_gflops"] = statistics.median(rates)
+    if not args.no_scaling:
+        report["scaling"] = _run_scaling(args, machine)
     report["targets"] = _targets(report)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(_table(report))
     print(f"\nwrote {args.out}")
     return 0
+
+
+def _run_scaling(args, machine) -> dict:
+    load = os.getloadavg()
+    result = scaling.run(args.scaling_steps, args.runs, None, timeout=300.0, env=_WORKER_ENV)
+    return {**result, "machine": machine, "load_average_before": load[0], "load_average_after": os.getloadavg()[0]}
 
 
 def _fit(report, name):
@@ -358,6 +383,8 @@ def _table(report) -> str:
             lines.append(f"| {key} | {point['us_per_sample']:.1f} | {point['gflops']:.1f} | {share} |")
         if notes:
             lines += [""] + notes
+    if report.get("scaling"):
+        lines += ["", scaling.table(report["scaling"])]
     lines += ["", "| target | measured | limit | holds |", "|---|---|---|---|"]
     for t in report["targets"]:
         value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
