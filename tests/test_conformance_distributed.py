@@ -77,6 +77,18 @@ def test_two_processes_of_numpy_pass_every_check(capsys, tmp_path, dtype):
     assert all(c["worst_abs"] == 0 and c["tolerance"] == {"rtol": 0.0, "atol": 0.0} for c in bitwise)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend, engine", [("torch", "torch"), ("tensorflow", "tensorflow")])
+def test_the_first_party_engines_pass_every_check(capsys, backend, engine, dtype):
+    """The issue's bar: the kit's data-parallel part passes on every first-party backend."""
+    pytest.importorskip(backend)
+    code = main(["conformance", backend, "--world-size", "2", "--dtype", dtype])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(rf"{dtype}, data-parallel on 2 processes \({engine} engine\): 4 pass, 0 fail, 0 error", out), out
+
+
 OWN_ENGINE = """
     from polynn import hookimpl
     from polynn_numpy.backend import NumpyBackend
