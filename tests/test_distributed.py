@@ -544,3 +544,12 @@ def test_only_rank_zero_prints_progress(tmp_path):
     assert "Epoch 1/2" in finished[0].stdout and "Epoch 2/2" in finished[0].stdout
     assert finished[1].stdout == ""
     assert polynn.load_model(tmp_path / "checkpoint.polynn").iterations == 1000
+
+
+@needs_torch
+def test_a_torch_distributed_group_set_up_already_is_reused(tmp_path):
+    """Ray Train or the user's own script initialises torch.distributed first: polynn trains on that group."""
+    finished = _job([*JOB, "own_group", str(tmp_path)], 2, tmp_path)
+    for f in finished:
+        assert f"polynn sees rank {f.rank} of 2" in f.stdout
+    assert polynn.load_model(tmp_path / "checkpoint.polynn").iterations == 1000

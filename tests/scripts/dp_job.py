@@ -12,7 +12,13 @@ from polynn.layers import Dense, Dropout, Input
 
 
 def main(mode: str, out: Path) -> None:
+    if mode == "own_group":
+        import torch.distributed as dist  # the user's (or Ray Train's) group, set up before polynn's
+
+        dist.init_process_group("gloo")
     distribution.initialize(timeout=120)
+    if mode == "own_group":
+        print(f"polynn sees rank {distribution.rank()} of {distribution.world_size()}")
     rng = np.random.RandomState(0)
     x = rng.random_sample((4000, 20))
     y = rng.randint(2, size=(4000, 1)).astype(np.float64)
