@@ -28,11 +28,17 @@ class Rewind:
     draw is keyed by the step (polynn.random), so running them again from the snapshot is the same
     computation, bit for bit. A write to the model's weights between blocks (a callback's
     set_weights) takes a new snapshot before the next block.
+
+    Under data-parallel training (`every_block`) a snapshot follows every block instead: a replayed
+    block runs its all-reduces again, and each process's clock would pick different blocks to
+    replay, pairing collectives of different steps (a hang); going back then replays none.
     """
 
-    def __init__(self, runtime: Runtime, blocks: TrainingBlocks, data: Any, writes: Any) -> None:
+    def __init__(self, runtime: Runtime, blocks: TrainingBlocks, data: Any, writes: Any,
+                 every_block: bool = False) -> None:
         """writes(): a number that changes whenever the model's weights are written from outside fit."""
         self.runtime, self.blocks, self.data, self.writes = runtime, blocks, data, writes
+        self.every_block = every_block
         self.snapshot: Any = None
         self.iterations = 0  # at the snapshot
         self.seen_writes: Any = None
@@ -58,7 +64,7 @@ class Rewind:
         """Record a block that completed (its steps counted), and take a snapshot when one is due."""
         self.blocks_since.append((rows, first, learning_rate))
         self.since += seconds
-        if self.since >= RATIO * self.cost:
+        if self.every_block or self.since >= RATIO * self.cost:
             self.take(first + len(rows))
 
     def position(self) -> int:

@@ -212,7 +212,9 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
         val_data = None if validation is None else runtime.put_data(*validation)
     val_batch = _data.batch_size(validation_batch_size, "fit", args.batch_size)
 
-    rewind = Rewind(runtime, blocks, data, lambda: trainee.weight_writes)
+    # Processes of a data-parallel job go back alike only from snapshots taken alike (Rewind).
+    rewind = Rewind(runtime, blocks, data, lambda: trainee.weight_writes,
+                    every_block=replica is not None and replica.world_size > 1)
     model.stop_training = False
     callback_list.on_train_begin({})
     logs: dict = {}

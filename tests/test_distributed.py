@@ -9,17 +9,18 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import polynn
-from polynn import distribution, plugins
+from polynn import _rewind, distribution, plugins
 from polynn._launch import job_environment, launch
 from polynn.callbacks import CSVLogger
 from polynn.distribution import Communicator, DataParallel
-from polynn.errors import DistributionError, InvalidArgumentError
+from polynn.errors import DistributionError, InvalidArgumentError, NonFiniteLossError
 from polynn.layers import Dense, Dropout, Input
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,9 @@ EXACT = 1e-12  # float64: N processes against one (the issue's contract); measur
 
 
 class _Group:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, timeout: float = 60) -> None:
         self.size = size
-        self.barrier = threading.Barrier(size, timeout=60)
+        self.barrier = threading.Barrier(size, timeout=timeout)
         self.slots: list[np.ndarray | None] = [None] * size
         self.calls = 0
 
@@ -59,9 +60,10 @@ class ThreadCommunicator(Communicator):
         array[...] = total
 
 
-def run_replicas(size: int, work):
-    """work(rank, DataParallel) in `size` threads; their results in rank order (an error re-raised)."""
-    group = _Group(size)
+def run_replicas(size: int, work, timeout: float = 60):
+    """work(rank, DataParallel) in `size` threads; their results in rank order (an error re-raised).
+    timeout: seconds a collective waits for the other threads."""
+    group = _Group(size, timeout)
     results: list = [None] * size
     errors: list = [None] * size
 
@@ -198,6 +200,49 @@ def test_class_weights_validation_and_callbacks_agree_on_every_rank():
     replicas = run_replicas(2, lambda rank, dp: train(dp))
     _assert_same(reference, replicas)
     assert len(reference[0]["loss"]) < 5  # EarlyStopping stopped, at the same epoch everywhere
+
+
+@pytest.mark.parametrize("backend", THREAD_BACKENDS)
+@pytest.mark.parametrize("policy", ["stop", "raise"])
+def test_a_nonfinite_loss_goes_back_in_lock_step_whatever_each_clock_says(monkeypatch, backend, policy):
+    """Going back to the last finite step replays blocks, each with its all-reduces. fit's snapshots
+    are timed by each process's clock: the processes must still replay the same blocks (here rank
+    0's clock makes a snapshot due after every block, rank 1's never), else their collectives pair
+    steps that differ and the job hangs."""
+    original = _rewind.Rewind.after_block
+
+    def after_block(self, rows, first, learning_rate, seconds):
+        replica = getattr(self.runtime, "replica", None)
+        clock = seconds if replica is None else (float("inf") if replica.rank == 0 else 0.0)
+        original(self, rows, first, learning_rate, clock)
+
+    monkeypatch.setattr(_rewind.Rewind, "after_block", after_block)
+    x, y, _ = _data(n=200)
+
+    def train(dp):
+        m = polynn.Sequential([Input((6,)), Dense(8), Dense(1)])
+        m.compile(optimizer=polynn.optimizers.SGD(learning_rate=0.5), loss="mse", dtype="float64", seed=1,
+                  steps_per_execution=1, nonfinite_loss=policy, distribution=dp, backend=backend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to an infinite loss
+            try:
+                h = m.fit(x, y, batch_size=10, epochs=3, verbose=0).history
+            except NonFiniteLossError:
+                h = {}
+        return h, m.get_weights(), m
+
+    reference = train(None)
+    assert 0 < reference[2].iterations < 20  # the loss turned non-finite in the first epoch
+    replicas = run_replicas(2, lambda rank, dp: train(dp), timeout=10)
+    assert [r[2].iterations for r in replicas] == [reference[2].iterations] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(replicas[0][1], replicas[1][1])), "replicas differ bitwise"
+    # Relative: the last kept step's values are near overflow (1e115), where 1e-12 absolute is below an ulp.
+    for history, weights, _ in replicas:
+        assert history.keys() == reference[0].keys()
+        for key in history:
+            np.testing.assert_allclose(history[key], reference[0][key], rtol=1e-12, atol=0, err_msg=key)
+        for a, b in zip(weights, reference[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=EXACT)
 
 
 def test_the_seed_is_rank_zeros_when_none_is_given():
