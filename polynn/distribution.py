@@ -376,8 +376,11 @@ def resolve(value: Any, owner: str) -> Replica | None:
         _warn_if_launched_alone()
         return None
     if isinstance(value, str) and value == "auto":
-        if launched_world_size() <= 1 and not _state.initialized:
+        if launched_world_size() <= 1 and not _state.initialized and not _torch_group_exists():
             return None
+        _ensure_initialized()
+        if _state.communicator is None or _state.communicator.world_size <= 1:
+            return None  # a job of one process (initialize() called in a process launched alone)
         value = DataParallel()
     if isinstance(value, str) and value in DISTRIBUTIONS:
         value = DataParallel()

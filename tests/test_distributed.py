@@ -381,6 +381,22 @@ def test_auto_is_one_process_when_launched_alone(monkeypatch):
     assert m._compiled.distribution is None
 
 
+def test_auto_is_one_process_after_initialize_in_a_lone_process(monkeypatch):
+    """initialize() in a process launched alone joins a job of one: "auto" stays one process, so a
+    backend without data-parallel training is not refused and the plain step trains."""
+    for name in ("RANK", "WORLD_SIZE", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(plugins, "backend_distributions", lambda name: ())
+    distribution.initialize()
+    try:
+        assert distribution.world_size() == 1
+        m = _model()
+        m.compile(loss="mse", distribution="auto")
+        assert m._compiled.distribution is None
+    finally:
+        distribution.shutdown()
+
+
 @pytest.mark.parametrize("value", ["model_parallel", 2, DataParallel])
 def test_unknown_distributions_are_refused(value):
     m = _model()
