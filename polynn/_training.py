@@ -15,7 +15,7 @@ from . import _data, plugins
 from ._blocks import TrainingBlocks, index_blocks
 from ._progress import Progress, epoch_header
 from ._rewind import Rewind
-from .callbacks import CallbackList, History
+from .callbacks import CallbackList, CSVLogger, History, ModelCheckpoint
 from .callbacks import checked as checked_callbacks
 from .errors import InvalidArgumentError, NonFiniteLossError, PluginError, PolynnError
 
@@ -205,7 +205,7 @@ def fit(model, trainee: Trainee, x, y, *, batch_size, epochs, verbose, callbacks
                             _steps_per_call(trainee, steps, batch_hooks, interactive))
     if replica is not None:
         _start_replicas(model, trainee, runtime, replica, args, train, validation, validation_batch_size,
-                        blocks.steps_per_call)
+                        blocks.steps_per_call, callback_list)
 
     with backend_call(model.backend, "put_data", " during fit"):
         data = runtime.put_data(*train)
@@ -340,7 +340,7 @@ def _summed(trainee: Trainee, checked: tuple[np.ndarray, list[np.ndarray]]) -> t
 
 
 def _start_replicas(model, trainee: Trainee, runtime: Runtime, replica: Replica, args, train, validation,
-                    validation_batch_size, steps_per_call: int) -> None:
+                    validation_batch_size, steps_per_call: int, callback_list: CallbackList) -> None:
     """Before the first step of a data-parallel fit: refuse, on every process, a model, arguments or
     data that differ from rank 0's; then take rank 0's weights, optimizer state and step count."""
     replicas = _replicas_module()
@@ -349,7 +349,10 @@ def _start_replicas(model, trainee: Trainee, runtime: Runtime, replica: Replica,
                 "validation_batch_size": validation_batch_size, "steps_per_execution": trainee.steps_per_execution,
                 # fewer with batch-level callbacks: the blocks, each ending with a collective, must match
                 "training steps per backend call (batch-level callbacks make it 1)": steps_per_call,
-                "nonfinite_loss": trainee.nonfinite_loss, "data length": len(train.x)}
+                "nonfinite_loss": trainee.nonfinite_loss, "data length": len(train.x),
+                # each write holds every process until rank 0 is done (a collective): all must have them
+                "callbacks that write on rank 0 (ModelCheckpoint, CSVLogger: give them to every process)": tuple(
+                    type(c).__name__ for c in callback_list.callbacks if isinstance(c, (ModelCheckpoint, CSVLogger)))}
     arrays = {"x": train.x, "y": train.y, "sample_weight": train.sample_weight,
               "validation x": None if validation is None else validation.x,
               "validation y": None if validation is None else validation.y,

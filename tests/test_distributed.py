@@ -322,6 +322,28 @@ def test_a_batch_callback_on_one_rank_only_is_refused():
     assert "this process (rank 1) has 1, rank 0 has 5" in message1
 
 
+@pytest.mark.parametrize("writer", ["ModelCheckpoint", "CSVLogger"])
+def test_a_file_writing_callback_on_rank_zero_only_is_refused(tmp_path, writer):
+    """ModelCheckpoint and CSVLogger hold every process while rank 0 writes (a collective): given
+    to rank 0 alone (a habit from other libraries), rank 0's wait would pair with another step's
+    all-reduce on the other ranks (gloo aborts the process on the size mismatch)."""
+    x, y, _ = _data()
+
+    def train(rank, dp):
+        m = _model()
+        m.compile(optimizer="adam", loss="mse", dtype="float64", seed=2, distribution=dp)
+        made = {"ModelCheckpoint": lambda: polynn.callbacks.ModelCheckpoint(tmp_path / "m.polynn", monitor="loss"),
+                "CSVLogger": lambda: CSVLogger(tmp_path / "log.csv")}[writer]
+        with pytest.raises(DistributionError, match="differ in callbacks that write on rank 0") as refused:
+            m.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[made()] if rank == 0 else [])
+        return m.iterations, str(refused.value)
+
+    (iterations0, _), (iterations1, message1) = run_replicas(2, train, timeout=10)
+    assert iterations0 == iterations1 == 0
+    assert "this process (rank 1) has ()" in message1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_loss_with_one_value_per_batch_is_refused():
     def batch_loss(y, p):
         return polynn.ops.mean(polynn.ops.square(y - p))
