@@ -345,15 +345,20 @@ class ModelCheckpoint(_MonitorCallback):
             return
         directory = os.path.dirname(filepath)
         if directory:
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as error:
-                raise FileAccessError(f"ModelCheckpoint: cannot create the folder {_files.describe(directory)} "
-                                      f"for {_files.describe(filepath)}: {_files.os_reason(error)}", error) from error
+            # Rank 0's folder only, under data-parallel training: it alone writes the file.
+            _on_chief(self.model, "create the checkpoint folder", lambda: self._make_folder(directory, filepath))
         if self.save_weights_only:
             self.model.save_weights(filepath, overwrite=True)
         else:
             self.model.save(filepath, overwrite=True)
+
+    @staticmethod
+    def _make_folder(directory: str, filepath: str) -> None:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise FileAccessError(f"ModelCheckpoint: cannot create the folder {_files.describe(directory)} "
+                                  f"for {_files.describe(filepath)}: {_files.os_reason(error)}", error) from error
 
 
 class TerminateOnNaN(Callback):

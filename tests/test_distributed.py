@@ -366,13 +366,16 @@ def test_only_rank_zero_writes_files(tmp_path):
         m = _model()
         m.compile(optimizer="adam", loss="mse", dtype="float64", seed=2, distribution=dp)
         log = tmp_path / f"log{rank}.csv"  # a path per rank shows who wrote
-        m.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[CSVLogger(log)])
+        checkpoint = polynn.callbacks.ModelCheckpoint(tmp_path / f"checkpoints{rank}" / "m.polynn", monitor="loss")
+        m.fit(x, y, batch_size=10, epochs=2, verbose=0, callbacks=[CSVLogger(log), checkpoint])
         m.save(tmp_path / f"model{rank}.polynn")
         m.save_weights(tmp_path / f"w{rank}.safetensors")
         return log.exists()
 
     assert run_replicas(2, train) == [True, False]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["log0.csv", "model0.polynn", "w0.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints0", "log0.csv", "model0.polynn",
+                                                          "w0.safetensors"]
+    assert [p.name for p in (tmp_path / "checkpoints0").iterdir()] == ["m.polynn"]
     assert len((tmp_path / "log0.csv").read_text().splitlines()) == 3
 
 
