@@ -360,13 +360,14 @@ def shutdown() -> None:
     """Leave the job: a last barrier, then the engine's resources released. Call it at the end of
     the script (a process group torn down at exit without one can abort, pytorch#179291)."""
     comm = _state.communicator
+    # Out of the job whatever happens below: a failed barrier (a peer gone) still releases the engine.
+    _state.communicator, _state.cluster, _state.initialized = None, None, False
     if comm is not None:
         try:
             with collective(comm, "the barrier of shutdown()"):
                 comm.barrier()
         finally:
             comm.close()
-    _state.communicator, _state.cluster, _state.initialized = None, None, False
 
 
 def resolve(value: Any, owner: str) -> Replica | None:

@@ -457,6 +457,26 @@ def test_a_single_process_job_trains_as_without_distribution():
     _assert_same(reference, [_train("data_parallel")])
 
 
+def test_a_failed_shutdown_still_leaves_the_job():
+    """A peer gone before shutdown()'s barrier: the error is raised, the engine released, and this
+    process is out of the job (not holding a closed communicator that says it is initialised)."""
+    closed = []
+
+    class Broken(ThreadCommunicator):
+        def all_reduce_sum(self, array):
+            raise ConnectionResetError("peer gone")
+
+        def close(self):
+            closed.append(True)
+
+    distribution.shutdown()  # out of the one-process job an earlier test joined
+    distribution.initialize(communicator=Broken(_Group(2), 0))
+    with pytest.raises(DistributionError, match="barrier of shutdown"):
+        distribution.shutdown()
+    assert closed == [True]
+    assert not distribution.is_initialized() and distribution.communicator() is None
+
+
 def test_launched_processes_training_alone_are_warned(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(distribution._state, "warned_unused", False)
