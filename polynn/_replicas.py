@@ -51,6 +51,12 @@ def _digest(*parts: Any) -> float:
     return float(int.from_bytes(h.digest(), "little"))
 
 
+def _callable_name(value: Callable[..., Any]) -> str:
+    """A function's qualified name; a callable object's class's (it has no name of its own)."""
+    named = value if hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(named, '__module__', '')}.{named.__qualname__}"
+
+
 def _describe(component: Any) -> Any:
     """A component's config; for one that cannot be saved (a user function not registered), its
     class and its fields, functions by qualified name (a repr would hold a per-process address)."""
@@ -59,8 +65,7 @@ def _describe(component: Any) -> Any:
     except PolynnError:
         fields = {f.name: getattr(component, f.name) for f in dataclasses.fields(component)}
         return {"class": type(component).__qualname__,
-                "fields": {k: f"{getattr(v, '__module__', '')}.{v.__qualname__}" if callable(v) else repr(v)
-                           for k, v in fields.items()}}
+                "fields": {k: _callable_name(v) if callable(v) else repr(v) for k, v in fields.items()}}
 
 
 def _plan_description(plan: Plan) -> str:

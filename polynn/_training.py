@@ -357,8 +357,8 @@ def _start_replicas(model, trainee: Trainee, runtime: Runtime, replica: Replica,
               "validation x": None if validation is None else validation.x,
               "validation y": None if validation is None else validation.y,
               "validation sample_weight": None if validation is None else validation.sample_weight}
-    with backend_call(model.backend, "get_weights", " during fit"):
-        replicas.check_same_fit(replica, model.backend, trainee.plan, trainee.seed, settings, arrays)
+    replicas.check_same_fit(replica, model.backend, trainee.plan, trainee.seed, settings, arrays)
+    with backend_call(model.backend, "get_weights or set_weights (or their optimizer state twins)", " during fit"):
         iterations, rate = replicas.share_state(replica, runtime, model.iterations, trainee.learning_rate,
                                                 trainee.plan.dtype)
     trainee.restart_at(iterations)

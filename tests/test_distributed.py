@@ -344,6 +344,21 @@ def test_a_file_writing_callback_on_rank_zero_only_is_refused(tmp_path, writer):
     assert list(tmp_path.iterdir()) == []
 
 
+class _SquaredError:
+    """A loss given as a callable object (not a function): compile() takes it as a function."""
+
+    def __call__(self, y_true, y_pred):
+        return polynn.ops.mean(polynn.ops.square(y_true - y_pred), axis=-1)
+
+
+def test_a_callable_object_loss_trains_data_parallel():
+    """fit's check that the processes have the same model describes a component it cannot save
+    by its fields, naming functions; a callable object is named by its class."""
+    reference = _train(None, loss=_SquaredError(), weighted=())
+    _assert_same(reference, run_replicas(2, lambda rank, dp: _train(dp, loss=_SquaredError(), weighted=()),
+                                         timeout=10))
+
+
 def test_a_loss_with_one_value_per_batch_is_refused():
     def batch_loss(y, p):
         return polynn.ops.mean(polynn.ops.square(y - p))
