@@ -358,14 +358,19 @@ def barrier() -> None:
 
 def shutdown() -> None:
     """Leave the job: a last barrier, then the engine's resources released. Call it at the end of
-    the script (a process group torn down at exit without one can abort, pytorch#179291)."""
+    the script (a process group torn down at exit without one can abort, pytorch#179291), in a
+    `finally:` block if you like: called while an exception propagates, it skips the barrier (this
+    process may have left the others mid-step, where a barrier would meet one of their
+    collectives) and releases the engine, so the others fail on the closed connection."""
     comm = _state.communicator
+    failing = sys.exc_info()[1] is not None
     # Out of the job whatever happens below: a failed barrier (a peer gone) still releases the engine.
     _state.communicator, _state.cluster, _state.initialized = None, None, False
     if comm is not None:
         try:
-            with collective(comm, "the barrier of shutdown()"):
-                comm.barrier()
+            if not failing:
+                with collective(comm, "the barrier of shutdown()"):
+                    comm.barrier()
         finally:
             comm.close()
 

@@ -650,6 +650,19 @@ def test_a_killed_process_ends_the_others_with_a_polynn_error(tmp_path, killed):
 
 
 @needs_torch
+def test_a_process_that_raises_shows_its_error_and_stops_the_others(tmp_path):
+    """Rank 1 raises in a callback while rank 0 trains on; rank 1's shutdown() (in a finally:) must
+    not join a barrier rank 0 is not in (it paired with rank 0's gradient all-reduce: gloo aborted
+    rank 1 on the size mismatch, before its own error was printed)."""
+    finished = launch([*JOB, "raise", str(tmp_path)], 2, timeout=120, cwd=str(ROOT))
+    rank0, rank1 = finished
+    assert rank1.returncode == 1, rank1.stderr[-2000:]
+    assert "ValueError: rank 1's own error, in a callback" in rank1.stderr, rank1.stderr[-2000:]
+    assert rank0.returncode == 1 and "polynn.errors.DistributionError" in rank0.stderr, rank0.stderr[-2000:]
+    assert "on rank 0 of 2" in rank0.stderr
+
+
+@needs_torch
 @pytest.mark.slow
 def test_processes_with_different_data_are_refused_on_every_rank(tmp_path):
     finished = launch([*JOB, "mismatch", str(tmp_path)], 2, timeout=120, cwd=str(ROOT))

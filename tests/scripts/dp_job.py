@@ -7,7 +7,7 @@ import numpy as np
 
 import polynn
 from polynn import distribution
-from polynn.callbacks import ModelCheckpoint
+from polynn.callbacks import LambdaCallback, ModelCheckpoint
 from polynn.layers import Dense, Dropout, Input
 
 
@@ -30,8 +30,16 @@ def main(mode: str, out: Path) -> None:
                   distribution="data_parallel")
     epochs = 1000 if mode == "long" else 2
     callbacks = [ModelCheckpoint(str(out / "checkpoint.polynn"))]
-    model.fit(x, y, batch_size=8, epochs=epochs, verbose=2, callbacks=callbacks)
-    distribution.shutdown()
+    if mode == "raise":
+        def fail(epoch, logs):
+            if distribution.rank() == 1:
+                raise ValueError("rank 1's own error, in a callback")
+
+        callbacks.append(LambdaCallback(on_epoch_end=fail))  # rank 0 goes on to the next epoch's steps
+    try:
+        model.fit(x, y, batch_size=8, epochs=epochs, verbose=2, callbacks=callbacks)
+    finally:
+        distribution.shutdown()
 
 
 if __name__ == "__main__":
