@@ -236,10 +236,10 @@ class EarlyStopping(_MonitorCallback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _say(self.model, f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                _say(self.model, f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -314,7 +314,7 @@ class ModelCheckpoint(_MonitorCallback):
     def _should_save(self, epoch: int, logs: dict[str, Any] | None, filepath: str) -> bool:
         if not self.save_best_only:
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
+                _say(self.model, f"\nEpoch {epoch + 1}: saving model to {filepath}")
             return True
         if self.monitor_op is None:
             self._set_monitor_op()
@@ -325,12 +325,12 @@ class ModelCheckpoint(_MonitorCallback):
         best = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
-                      f"saving model to {filepath}")
+                _say(self.model, f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
+                     f"saving model to {filepath}")
             self.best = current
             return True
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+            _say(self.model, f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
         return False
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
@@ -367,7 +367,7 @@ class TerminateOnNaN(Callback):
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            _say(self.model, f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 
@@ -406,7 +406,8 @@ class LearningRateScheduler(Callback):
                                        owner="LearningRateScheduler")
         self.model.learning_rate = float(learning_rate)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(learning_rate)}.")
+            _say(self.model,
+                 f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(learning_rate)}.")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
@@ -461,9 +462,17 @@ class ReduceLROnPlateau(_MonitorCallback):
                     new = max(old * self.factor, self.min_lr)
                     self.model.learning_rate = new
                     if self.verbose > 0:
-                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                        _say(self.model, f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+
+def _say(model: Any, text: str) -> None:
+    """Print a callback's message (verbose=1), on rank 0 only under data-parallel training: every
+    process decides alike, so the others would print the same line."""
+    replica = model._distribution() if hasattr(model, "_distribution") else None
+    if replica is None or replica.rank == 0:
+        print(text)
 
 
 def _on_chief(model: Any, what: str, write: Callable[[], Any]) -> None:

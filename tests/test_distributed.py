@@ -394,6 +394,21 @@ def test_only_rank_zero_writes_files(tmp_path):
     assert len((tmp_path / "log0.csv").read_text().splitlines()) == 3
 
 
+def test_callbacks_print_their_messages_once(capsys):
+    x, y, _ = _data()
+
+    def train(rank, dp):
+        m = _model()
+        m.compile(optimizer="adam", loss="mse", dtype="float64", seed=2, distribution=dp)
+        callbacks = [polynn.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0, verbose=1),
+                     polynn.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=10.0, verbose=1)]
+        m.fit(x, y, batch_size=10, epochs=3, verbose=0, callbacks=callbacks)
+
+    run_replicas(2, train)
+    out = capsys.readouterr().out
+    assert out.count("early stopping") == 1 and out.count("ReduceLROnPlateau reducing") == 1, out
+
+
 def test_a_failed_save_on_rank_zero_is_reported_on_every_rank(tmp_path):
     def train(rank, dp):
         m = _model()
