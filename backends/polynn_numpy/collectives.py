@@ -21,7 +21,7 @@ class MpiCommunicator(Communicator):
     """Host arrays reduced in place by MPI (mpi4py's buffer interface: no copy, no pickling) on
     MPI.COMM_WORLD, or on the communicator given. The job comes from the MPI launcher (`mpiexec -n
     N python train.py`); no address or port is needed. Any MPI works: `pip install mpich` brings
-    one, a cluster's own MPI is faster across machines.
+    one; across machines, the cluster's own MPI knows its network (the wheels may lack its drivers).
 
     Failures: MPI's collectives have no timeout, so `initialize(timeout=...)` does not apply
     here. A process that dies (killed, crashed) makes mpiexec end every other process of the job
