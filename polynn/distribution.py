@@ -10,14 +10,17 @@ divisor, so N processes compute the numbers of one, whatever the batch's split, 
 or the dropout masks (drawn for the global batch, then sliced).
 
 Engines (never polynn's own transport): "torch" is torch.distributed (gloo for host arrays and CPU
-tensors, NCCL for CUDA tensors); "tensorflow" is tf.distribute.MultiWorkerMirroredStrategy, set up
-from TF_CONFIG by the TensorFlow backend. A third party passes its own `Communicator` to
-`initialize(communicator=...)`, or offers an engine through its backend's `make_communicator`.
+tensors, NCCL for CUDA tensors); "mpi" is MPI through mpi4py, for jobs mpiexec started (host
+arrays: the NumPy backend, and the torch backend through host copies); "tensorflow" is
+tf.distribute.MultiWorkerMirroredStrategy, set up from TF_CONFIG by the TensorFlow backend. A third
+party passes its own `Communicator` to `initialize(communicator=...)`, or offers an engine through
+its backend's `make_communicator`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -138,6 +141,17 @@ def _int_env(name: str, environ: dict[str, str]) -> int | None:
 _RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
 _SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
 _LOCAL_VARIABLES = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
+# The sources (the rank variable's prefix) that say an MPI launcher started the job: Open MPI's
+# mpirun, the PMI of MPICH's and Intel MPI's mpiexec (and Slurm's srun --mpi=pmi2), PMIx.
+_MPI_SOURCES = ("OMPI", "PMI", "PMIX")
+
+# The engines named after what they are rather than after the backend that offers them.
+_ENGINE_BACKENDS = {"mpi": "numpy"}
+
+
+def _mpi_installed() -> bool:
+    """Whether mpi4py is there to import (found, not imported: importing it starts MPI)."""
+    return importlib.util.find_spec("mpi4py") is not None
 
 
 def _first(names: tuple[str, ...], environ: dict[str, str]) -> tuple[str | None, int | None]:
@@ -209,14 +223,20 @@ def _environment_cluster(job_addresses: str | None, num_processes: int | None, p
         return Cluster(0, 1, 0, None, (), "no launcher", timeout)
     _, local = _first(_LOCAL_VARIABLES, environ)
     address, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
+    source = "torchrun" if rank_name == "RANK" else str(rank_name).split("_")[0]
+    coordinator = f"{address}:{port}" if size_value > 1 else None
     if size_value > 1 and (not address or not port):
-        raise DistributionError(
-            f"{rank_name}={rank_value} and {size_name}={size_value} say this is one process of {size_value}, "
-            f"but MASTER_ADDR and MASTER_PORT (the address of rank 0's rendezvous, which torchrun sets) are "
-            f"not both set; launch with torchrun, or set them")
+        if source in _MPI_SOURCES and _mpi_installed():
+            coordinator = None  # MPI's own job: the "mpi" engine needs no address
+        else:
+            other = (', or pip install "polynn[mpi]" (mpi4py) to train on the MPI that launched the job'
+                     if source in _MPI_SOURCES else "")
+            raise DistributionError(
+                f"{rank_name}={rank_value} and {size_name}={size_value} say this is one process of {size_value}, "
+                f"but MASTER_ADDR and MASTER_PORT (the address of rank 0's rendezvous, which torchrun sets) are "
+                f"not both set; launch with torchrun, or set them{other}")
     _check_rank(rank_value, size_value, f"{rank_name}/{size_name}")
-    return Cluster(rank_value, size_value, local or 0, f"{address}:{port}" if size_value > 1 else None, (),
-                   "torchrun" if rank_name == "RANK" else str(rank_name).split("_")[0], timeout)
+    return Cluster(rank_value, size_value, local or 0, coordinator, (), source, timeout)
 
 
 def _check_rank(rank: int, size: int, source: str) -> None:
@@ -246,12 +266,14 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
 
     Without arguments: a torch.distributed group already initialised (Ray Train, the user) is
     reused; else TF_CONFIG (the TensorFlow engine), else torchrun's RANK/WORLD_SIZE/LOCAL_RANK/
-    MASTER_ADDR/MASTER_PORT, MPI's (OMPI_COMM_WORLD_*, PMI_*) or Slurm's variables with MASTER_ADDR
-    and MASTER_PORT, else a single process. Keras's arguments (or POLYNN_DISTRIBUTION_JOB_ADDRESSES,
-    _NUM_PROCESSES, _PROCESS_ID) name the job explicitly. engine: "auto" (TensorFlow's for TF_CONFIG
-    or a list of worker addresses, else torch.distributed), "torch", "tensorflow", or the name of a
-    backend whose make_communicator() offers one. timeout: seconds a collective waits for the
-    others. communicator: a Communicator of your own, used as it is. Calling it again is a no-op.
+    MASTER_ADDR/MASTER_PORT, MPI's (OMPI_COMM_WORLD_*, PMI_*, PMIX_*) or Slurm's variables, else a
+    single process. Keras's arguments (or POLYNN_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES,
+    _PROCESS_ID) name the job explicitly. engine: "auto" (TensorFlow's for TF_CONFIG or a list of
+    worker addresses; MPI for a job an MPI launcher started without MASTER_ADDR and MASTER_PORT,
+    when mpi4py is installed; else torch.distributed), "torch", "mpi", "tensorflow", or the name of
+    a backend whose make_communicator() offers one. timeout: seconds a collective waits for the
+    others (MPI's collectives have none: there mpiexec ends a job whose process died).
+    communicator: a Communicator of your own, used as it is. Calling it again is a no-op.
     """
     if _state.initialized:
         return
@@ -277,10 +299,12 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
     cluster = _environment_cluster(job_addresses, num_processes, process_id, float(timeout))
     if cluster.world_size > 1:
         if engine == "auto":
-            engine = "tensorflow" if cluster.workers else "torch"
+            mpi = cluster.coordinator is None and cluster.source in _MPI_SOURCES
+            engine = "tensorflow" if cluster.workers else "mpi" if mpi else "torch"
         if engine == "torch" and cluster.coordinator is None:
             raise DistributionError("torch.distributed needs the address of rank 0 (MASTER_ADDR, MASTER_PORT), "
-                                    "or TF_CONFIG's workers for the tensorflow engine")
+                                    "or TF_CONFIG's workers for the tensorflow engine, or an MPI launcher "
+                                    "(mpiexec) for the mpi engine")
         _state.communicator = _engine_communicator(engine, cluster)
     _state.cluster, _state.initialized = cluster, True
 
@@ -297,13 +321,14 @@ def _engine_communicator(engine: Any, cluster: Cluster) -> Communicator:
     from . import plugins
 
     if not isinstance(engine, str):
-        raise InvalidArgumentError("engine", engine, "'auto', 'torch', 'tensorflow' or a backend's name",
+        raise InvalidArgumentError("engine", engine, "'auto', 'torch', 'mpi', 'tensorflow' or a backend's name",
                                    owner="polynn.distribution.initialize")
-    backend = plugins.get_backend(engine)
+    backend = plugins.get_backend(_ENGINE_BACKENDS.get(engine, engine))
     made = backend.make_communicator(cluster)
     if made is None:
-        raise InvalidArgumentError("engine", engine, "'auto', 'torch', or a backend whose make_communicator() "
-                                   "offers an engine (tensorflow)", owner="polynn.distribution.initialize")
+        raise InvalidArgumentError("engine", engine, "'auto', 'torch', 'mpi', or a backend whose "
+                                   "make_communicator() offers an engine (tensorflow)",
+                                   owner="polynn.distribution.initialize")
     if not isinstance(made, Communicator):
         raise PolynnError(f"{plugins.describe_backend(engine)}: make_communicator() returned "
                           f"{type(made).__name__}, not a polynn.distribution.Communicator")
@@ -361,18 +386,24 @@ def shutdown() -> None:
     the script (a process group torn down at exit without one can abort, pytorch#179291), in a
     `finally:` block if you like: called while an exception propagates, it skips the barrier (this
     process may have left the others mid-step, where a barrier would meet one of their
-    collectives) and releases the engine, so the others fail on the closed connection."""
+    collectives; MPI would wait forever) and releases the engine, so the others fail on the closed
+    connection."""
     comm = _state.communicator
-    failing = sys.exc_info()[1] is not None
     # Out of the job whatever happens below: a failed barrier (a peer gone) still releases the engine.
     _state.communicator, _state.cluster, _state.initialized = None, None, False
     if comm is not None:
         try:
-            if not failing:
+            if not _leaving_on_error():
                 with collective(comm, "the barrier of shutdown()"):
                     comm.barrier()
         finally:
             comm.close()
+
+
+def _leaving_on_error() -> bool:
+    """Whether an exception other than a clean sys.exit() is propagating (shutdown() in a `finally:`)."""
+    error = sys.exc_info()[1]
+    return error is not None and not (isinstance(error, SystemExit) and error.code in (0, None))
 
 
 def resolve(value: Any, owner: str) -> Replica | None:

@@ -106,5 +106,7 @@ def test_the_wheel_carries_the_license_the_marker_and_the_version(tmp_path):
     # The optional file formats are extras of their own (the core needs numpy and pluggy only).
     assert 'Requires-Dist: h5py>=3.7; extra == "keras-files"' in headers
     assert 'Requires-Dist: onnx>=1.14; extra == "onnx"' in headers
+    # MPI, for data-parallel training without a framework: mpi4py, over an MPI the user brings.
+    assert 'Requires-Dist: mpi4py>=4; extra == "mpi"' in headers
     assert [h for h in headers if h.startswith("Requires-Dist:") and "extra ==" not in h] == \
         ["Requires-Dist: numpy>=1.24", "Requires-Dist: pluggy>=1.5"]

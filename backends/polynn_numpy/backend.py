@@ -22,6 +22,14 @@ class NumpyBackend(Backend):
         "constraint": constraints.IMPLEMENTATIONS,
     }
 
+    # Any communicator (all are host arrays); its own engine, make_communicator's, is MPI.
+    distribution_engines = None
+
+    def make_communicator(self, cluster):
+        from .collectives import MpiCommunicator
+
+        return MpiCommunicator.make(cluster)
+
     def run_ops(self, function, like, *args):
         return shared.run(function, like, *args)
 
