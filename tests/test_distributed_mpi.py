@@ -37,21 +37,17 @@ _LOOPBACK = {"UCX_NET_DEVICES": "lo", "FI_TCP_IFACE": "lo", "FI_SOCKETS_IFACE": 
 
 @functools.cache
 def _mpiexec() -> str | None:
-    """MPICH's mpiexec (Hydra): the one beside this Python (the mpich wheel's), else the PATH's."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.is_file() else shutil.which("mpiexec")
-    if found is None:
-        return None
-    try:
-        version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return found if "HYDRA" in version else None
+    """MPICH's forking launcher (mpiexec.gforker): it starts every process on this machine and opens
+    no socket, where Hydra's mpiexec listens on every interface. The one beside this Python (the
+    mpich wheel's), else the PATH's."""
+    beside = Path(sys.executable).parent / "mpiexec.gforker"
+    found = str(beside) if beside.is_file() else shutil.which("mpiexec.gforker")
+    return found
 
 
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
-    reason="needs mpi4py and MPICH's mpiexec (pip install mpi4py mpich)")
+    reason="needs mpi4py and MPICH's mpiexec.gforker (pip install mpi4py mpich)")
 
 
 def _environment() -> dict[str, str]:
@@ -60,8 +56,7 @@ def _environment() -> dict[str, str]:
 
 
 def _mpi_command(argv: list[str], size: int) -> list[str]:
-    # 127.0.0.1 with the fork launcher: every process on this machine, none started over ssh.
-    return [str(_mpiexec()), "-n", str(size), "-hosts", "127.0.0.1", "-launcher", "fork", *argv]
+    return [str(_mpiexec()), "-n", str(size), *argv]
 
 
 def _run(argv: list[str], size: int | None) -> subprocess.CompletedProcess:
@@ -194,7 +189,8 @@ def test_a_killed_process_ends_the_mpi_job(tmp_path, killed):
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    assert job.returncode != 0 and _ended(survivor) and took < 60, output[-2000:]
+    # gforker exits 0 whatever befell the ranks; the survivor, 1000 epochs from done, has ended all the same.
+    assert _ended(survivor) and took < 60, output[-2000:]
     model = polynn.load_model(checkpoint)  # whole: written beside, then renamed
     assert model.iterations > 0 and model.iterations % 500 == 0
 
