@@ -138,9 +138,11 @@ def _int_env(name: str, environ: dict[str, str]) -> int | None:
         raise DistributionError(f"the environment variable {name}={bounded_repr(value)} is not an integer") from None
 
 
-_RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-_SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
-_LOCAL_VARIABLES = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
+# Not Slurm's own SLURM_PROCID/SLURM_NTASKS: they are set for a plain `python` inside an allocation
+# too, which is no job of several processes; srun --mpi=pmi2 (or torchrun) says so through PMI (RANK).
+_RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
+_SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+_LOCAL_VARIABLES = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID")
 # The sources (the rank variable's prefix) that say an MPI launcher started the job: Open MPI's
 # mpirun, the PMI of MPICH's and Intel MPI's mpiexec (and Slurm's srun --mpi=pmi2), PMIx.
 _MPI_SOURCES = ("OMPI", "PMI", "PMIX")
@@ -266,14 +268,15 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
 
     Without arguments: a torch.distributed group already initialised (Ray Train, the user) is
     reused; else TF_CONFIG (the TensorFlow engine), else torchrun's RANK/WORLD_SIZE/LOCAL_RANK/
-    MASTER_ADDR/MASTER_PORT, MPI's (OMPI_COMM_WORLD_*, PMI_*, PMIX_*) or Slurm's variables, else a
-    single process. Keras's arguments (or POLYNN_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES,
-    _PROCESS_ID) name the job explicitly. engine: "auto" (TensorFlow's for TF_CONFIG or a list of
-    worker addresses; MPI for a job an MPI launcher started without MASTER_ADDR and MASTER_PORT,
-    when mpi4py is installed; else torch.distributed), "torch", "mpi", "tensorflow", or the name of
-    a backend whose make_communicator() offers one. timeout: seconds a collective waits for the
-    others (MPI's collectives have none: there mpiexec ends a job whose process died).
-    communicator: a Communicator of your own, used as it is. Calling it again is a no-op.
+    MASTER_ADDR/MASTER_PORT, or MPI's (OMPI_COMM_WORLD_*, PMI_*, PMIX_*: mpirun, mpiexec, srun
+    --mpi=pmi2) variables, else a single process. Keras's arguments (or
+    POLYNN_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES, _PROCESS_ID) name the job explicitly.
+    engine: "auto" (TensorFlow's for TF_CONFIG or a list of worker addresses; MPI for a job an MPI
+    launcher started without MASTER_ADDR and MASTER_PORT, when mpi4py is installed; else
+    torch.distributed), "torch", "mpi", "tensorflow", or the name of a backend whose
+    make_communicator() offers one. timeout: seconds a collective waits for the others (MPI's
+    collectives have none: there mpiexec ends a job whose process died). communicator: a
+    Communicator of your own, used as it is. Calling it again is a no-op.
     """
     if _state.initialized:
         return

@@ -529,6 +529,11 @@ def _cluster(monkeypatch, **env):
     return distribution._environment_cluster(None, None, None, 30.0)
 
 
+def test_a_plain_process_in_a_slurm_allocation_is_alone(monkeypatch):
+    """Slurm sets SLURM_PROCID and SLURM_NTASKS for any process in an allocation: no job of several."""
+    assert _cluster(monkeypatch, SLURM_PROCID="0", SLURM_NTASKS="4", SLURM_LOCALID="0").world_size == 1
+
+
 def test_torchrun_mpi_and_tf_config_environments_are_read(monkeypatch):
     c = _cluster(monkeypatch, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
     assert (c.rank, c.world_size, c.local_rank, c.coordinator, c.source) == (1, 2, 1, "127.0.0.1:29500", "torchrun")
