@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replica_checks import assert_close, assert_float32_job_matches, assert_ranks_identical, weight_names
 
 import polynn
 from polynn import distribution
-from polynn.conformance.tolerances import scenario
 from polynn.distribution import Communicator
 from polynn.errors import DistributionError, MissingExtraError
 
@@ -89,22 +89,6 @@ def worker_runs(tmp_path_factory):
     return run
 
 
-def _assert_ranks_identical(ranks: list[dict[str, np.ndarray]]) -> None:
-    for rank, observed in enumerate(ranks[1:], start=1):
-        assert observed.keys() == ranks[0].keys()
-        for name, value in observed.items():
-            assert np.array_equal(value, ranks[0][name]), f"rank {rank}'s {name} differs from rank 0's"
-
-
-def _assert_close(observed, reference, names, rtol, atol):
-    for name in names:
-        np.testing.assert_allclose(observed[name], reference[name], rtol=rtol, atol=atol, err_msg=name)
-
-
-def _weights(observed):
-    return sorted(name for name in observed if name.startswith("weight."))
-
-
 # ---- real jobs under mpiexec -------------------------------------------------------------------------
 
 
@@ -115,10 +99,10 @@ def test_two_mpi_processes_train_as_one_in_float64(worker_runs, backend):
         pytest.skip("torch is not installed")
     (one,) = worker_runs(backend, "float64", None)
     two = worker_runs(backend, "float64", 2)
-    _assert_ranks_identical(two)
+    assert_ranks_identical(two)
     assert two[0].keys() == one.keys() and one["step_loss_means"].size > 0
-    names = [name for name in one if name.startswith("history.")] + ["step_loss_means"] + _weights(one)
-    _assert_close(two[0], one, names, rtol=0.0, atol=EXACT)
+    names = [name for name in one if name.startswith("history.")] + ["step_loss_means"] + weight_names(one)
+    assert_close(two[0], one, names, rtol=0.0, atol=EXACT)
     assert two[0]["iterations"] == one["iterations"]
 
 
@@ -126,12 +110,7 @@ def test_two_mpi_processes_train_as_one_in_float64(worker_runs, backend):
 def test_two_mpi_processes_train_as_one_in_float32(worker_runs):
     (one,) = worker_runs("numpy", "float32", None)
     two = worker_runs("numpy", "float32", 2)
-    _assert_ranks_identical(two)
-    assert all(two[0][name].dtype == np.float32 for name in _weights(one))
-    tolerance = scenario("float32")
-    step, weights = tolerance["step_loss"], tolerance["final_weights"]
-    _assert_close(two[0], one, ["step_loss_means", "history.loss", "history.val_loss"], step.rtol, step.atol)
-    _assert_close(two[0], one, _weights(one), weights.rtol, weights.atol)
+    assert_float32_job_matches(two, one)
 
 
 def _rank_processes(marker: str) -> dict[int, int]:

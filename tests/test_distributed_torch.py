@@ -8,11 +8,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from replica_checks import assert_close, assert_float32_job_matches, assert_ranks_identical, weight_names
 
 import polynn
 from polynn import _custom, distribution, errors
 from polynn._launch import launch
-from polynn.conformance.tolerances import STRICT, scenario
+from polynn.conformance.tolerances import STRICT
 from polynn.distribution import Communicator, Replica
 from polynn.layers import Dense
 from polynn.models import Sequential
@@ -48,49 +49,28 @@ def worker_runs(tmp_path_factory):
     return run
 
 
-def _assert_ranks_identical(ranks: list[dict[str, np.ndarray]]) -> None:
-    for rank, observed in enumerate(ranks[1:], start=1):
-        assert observed.keys() == ranks[0].keys()
-        for name, value in observed.items():
-            assert np.array_equal(value, ranks[0][name]), f"rank {rank}'s {name} differs from rank 0's"
-
-
-def _assert_close(observed, reference, names, rtol, atol):
-    for name in names:
-        np.testing.assert_allclose(observed[name], reference[name], rtol=rtol, atol=atol, err_msg=name)
-
-
-def _weights(observed):
-    return sorted(name for name in observed if name.startswith("weight."))
-
-
 def test_two_processes_train_as_one_in_float64(worker_runs):
     (one,) = worker_runs("torch", "float64", 1)
     two = worker_runs("torch", "float64", 2)
-    _assert_ranks_identical(two)
+    assert_ranks_identical(two)
     assert two[0].keys() == one.keys() and one["step_loss_means"].size > 0
-    names = [name for name in one if name.startswith("history.")] + ["step_loss_means"] + _weights(one)
-    _assert_close(two[0], one, names, rtol=0.0, atol=1e-12)
+    names = [name for name in one if name.startswith("history.")] + ["step_loss_means"] + weight_names(one)
+    assert_close(two[0], one, names, rtol=0.0, atol=1e-12)
     assert two[0]["iterations"] == one["iterations"]
 
 
 def test_two_processes_train_as_one_in_float32(worker_runs):
     (one,) = worker_runs("torch", "float32", 1)
     two = worker_runs("torch", "float32", 2)
-    _assert_ranks_identical(two)
-    assert all(two[0][name].dtype == np.float32 for name in _weights(one))
-    tolerance = scenario("float32")
-    step, weights = tolerance["step_loss"], tolerance["final_weights"]
-    _assert_close(two[0], one, ["step_loss_means", "history.loss", "history.val_loss"], step.rtol, step.atol)
-    _assert_close(two[0], one, _weights(one), weights.rtol, weights.atol)
+    assert_float32_job_matches(two, one)
 
 
 def test_two_torch_processes_train_as_one_numpy_process(worker_runs):
     (numpy_run,) = worker_runs("numpy", "float64", 1)
     two = worker_runs("torch", "float64", 2)
     assert two[0].keys() == numpy_run.keys()
-    names = [name for name in numpy_run if name.startswith("history.")] + ["step_loss_means"] + _weights(numpy_run)
-    _assert_close(two[0], numpy_run, names, STRICT.rtol, STRICT.atol)
+    names = [name for name in numpy_run if name.startswith("history.")] + ["step_loss_means"] + weight_names(numpy_run)
+    assert_close(two[0], numpy_run, names, STRICT.rtol, STRICT.atol)
 
 
 # 9 samples in batches of 4: the last batch has 1 row, so on 2 processes rank 1 has none of it.
@@ -115,7 +95,7 @@ ZERO_ROWS_SCRIPT = textwrap.dedent('''
                       distribution=strategy)
         history = model.fit(x, y, sample_weight=w, batch_size=4, epochs=2, verbose=0)
         observed = {f"history.{k}": np.asarray(v) for k, v in history.history.items()}
-        observed.update({f"weight.{k}": w for k, w in enumerate(model.get_weights())})
+        observed.update({f"weight.{k}": w for k, w in enumerate(model.getweight_names())})
         return observed
 
 
@@ -145,10 +125,10 @@ def test_a_process_without_rows_in_a_batch_still_joins_its_step(tmp_path):
     script = _script(tmp_path)
     _launch([sys.executable, str(script), str(tmp_path)], 2)
     ranks = [dict(np.load(tmp_path / f"rank{rank}.npz")) for rank in range(2)]
-    _assert_ranks_identical(ranks)
+    assert_ranks_identical(ranks)
     alone = runpy.run_path(str(script))["train"](None)
     assert ranks[0].keys() == alone.keys()
-    _assert_close(ranks[0], alone, sorted(alone), rtol=0.0, atol=1e-12)
+    assert_close(ranks[0], alone, sorted(alone), rtol=0.0, atol=1e-12)
 
 
 def test_data_parallel_in_one_process_trains_as_the_plain_step(tmp_path, leave_job):
@@ -157,7 +137,7 @@ def test_data_parallel_in_one_process_trains_as_the_plain_step(tmp_path, leave_j
     train = runpy.run_path(str(_script(tmp_path)))["train"]
     plain, replicated = train(None), train("data_parallel")
     assert plain.keys() == replicated.keys()
-    _assert_close(replicated, plain, sorted(plain), rtol=0.0, atol=1e-12)
+    assert_close(replicated, plain, sorted(plain), rtol=0.0, atol=1e-12)
 
 
 def test_a_loss_with_one_value_per_batch_is_refused(leave_job):

@@ -178,12 +178,16 @@ class NumpyRuntime(Runtime):
                     np.copyto(target, g)
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
+        self._update(s)
+        return loss, states
+
+    def _update(self, s):
+        """The optimizer's update of the trainable weights from self.grads, then the constraints."""
         if self.trainable:
             optimizers.apply(self.optimizer, self.update, *self.trained_buffers, s, self.update_scratch,
                              *self.trained_views)
         for w_, constraint, project in self.constrained:
             np.copyto(w_, project(constraint, w_))
-        return loss, states
 
     # ---- blocks of steps --------------------------------------------------------------
 
@@ -271,11 +275,7 @@ class NumpyRuntime(Runtime):
         for k, reg, penalty, gradient in self.regularized:
             loss += float(penalty(reg, self.weights[k]))
             self.grads[k] += gradient(reg, self.weights[k])
-        if self.trainable:
-            optimizers.apply(self.optimizer, self.update, *self.trained_buffers, s, self.update_scratch,
-                             *self.trained_views)
-        for w_, constraint, project in self.constrained:
-            np.copyto(w_, project(constraint, w_))
+        self._update(s)
         return loss, states
 
     def _batch(self, x, rows):
