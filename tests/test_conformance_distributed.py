@@ -134,6 +134,19 @@ def test_a_backend_declaring_no_distributions_is_refused_before_any_launch(capsy
         "polynn: error: backend 'one_process_only' does not train data-parallel (it declares no distributions)")
 
 
+def test_the_jax_example_is_refused_clearly(capsys, monkeypatch):
+    """examples/polynn-jax declares no distributions: the kit and compile() both say so."""
+    if "jax" not in {entry.name for entry in plugins.backend_entries()}:
+        pytest.skip("the polynn-jax example is not installed")
+    monkeypatch.setattr(distributed, "launch", lambda *a, **k: pytest.fail("launched"))
+    assert main(["conformance", "jax", "--world-size", "2"]) == 2
+    assert "backend 'jax' does not train data-parallel (it declares no distributions)" in capsys.readouterr().err
+    model = polynn.Sequential([polynn.layers.Input((3,)), polynn.layers.Dense(1)])
+    with pytest.raises(InvalidArgumentError, match=r"backend 'jax' does not train data-parallel .*backends that do: "
+                                                   r"numpy, tensorflow, torch"):
+        model.compile(loss="mse", backend="jax", distribution="data_parallel")
+
+
 def test_a_dtype_the_backend_lacks_is_unsupported_and_strict_fails_it(capsys, monkeypatch, backends_of_this_process):
     backends_of_this_process("float32_only", ("data_parallel",), dtypes=("float32",))
     monkeypatch.setattr(distributed, "launch", lambda *a, **k: pytest.fail("launched"))
