@@ -339,6 +339,7 @@ def _engine_communicator(engine: Any, cluster: Cluster) -> Communicator:
 
 
 def is_initialized() -> bool:
+    """Whether initialize() has run (and shutdown() has not since)."""
     return _state.initialized
 
 
