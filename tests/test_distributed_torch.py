@@ -95,7 +95,7 @@ ZERO_ROWS_SCRIPT = textwrap.dedent('''
                       distribution=strategy)
         history = model.fit(x, y, sample_weight=w, batch_size=4, epochs=2, verbose=0)
         observed = {f"history.{k}": np.asarray(v) for k, v in history.history.items()}
-        observed.update({f"weight.{k}": w for k, w in enumerate(model.getweight_names())})
+        observed.update({f"weight.{k}": w for k, w in enumerate(model.get_weights())})
         return observed
 
 
