@@ -17,7 +17,7 @@ SWEEP = {"torch": ["polynn-torch", "keras-torch", "hand-torch"],
          "tensorflow": ["polynn-tensorflow", "keras-tensorflow", "hand-tensorflow-epoch"]}
 
 
-@pytest.mark.slow  # two processes that import torch, TensorFlow and Keras and train 19 small fits: 25-50 s here
+@pytest.mark.slow  # two processes that import torch, TensorFlow and Keras and train 19 small fits
 def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
     for name in ("torch", "tensorflow", "keras"):
         pytest.importorskip(name)

@@ -36,7 +36,7 @@ __all__ = ["LAUNCH_TIMEOUT", "JobEngine", "check_names", "job_engine", "refusal"
 
 WORKER = "polynn.conformance.replica_worker"
 KIND = "data_parallel"
-# Seconds each launch may take in all: a job of 2 TensorFlow processes takes about 10 s on 2 cores.
+# Seconds each launch may take in all: many times what a TensorFlow job takes on a loaded machine.
 LAUNCH_TIMEOUT = 600.0
 # Characters of a failed rank's stderr that a message quotes: its end, where the traceback is.
 STDERR_TAIL = 2000
