@@ -391,7 +391,8 @@ def shutdown() -> None:
     `finally:` block if you like: called while an exception propagates, it skips the barrier (this
     process may have left the others mid-step, where a barrier would meet one of their
     collectives; MPI would wait forever) and releases the engine, so the others fail on the closed
-    connection."""
+    connection. A `torch.distributed` group that existed before `initialize()` is left alive: it
+    belongs to whoever created it, who destroys it."""
     comm = _state.communicator
     # Out of the job whatever happens below: a failed barrier (a peer gone) still releases the engine.
     _state.communicator, _state.cluster, _state.initialized = None, None, False
