@@ -1,4 +1,4 @@
-"""Layer specs: Input, Dense, Dropout and Activation, with the shapes and weights they imply."""
+"""The core layer specs: the Layer base, Input, Dense, Dropout and Activation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from . import _registry, ops
-from . import activations as _activations
-from ._spec import (
+from .. import _registry, ops
+from .. import activations as _activations
+from .._spec import (
     INT_LIMIT,
     Component,
     check_bool,
@@ -21,15 +21,16 @@ from ._spec import (
     resolve,
     spec,
 )
-from ._typing import Tensor
-from .errors import InvalidArgumentError
+from .._typing import Tensor
+from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from .constraints import Constraint
-    from .initializers import Initializer
-    from .regularizers import Regularizer
+    from ..constraints import Constraint
+    from ..initializers import Initializer
+    from ..regularizers import Regularizer
 
-__all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get"]
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get",
+           "check_activation_axis", "check_weight_size"]
 
 
 class WeightSpec(NamedTuple):
@@ -129,7 +130,7 @@ class Layer(Component):
         return input_shape
 
 
-def _check_activation_axis(owner: str, activation: Any, output_shape: tuple) -> None:
+def check_activation_axis(owner: str, activation: Any, output_shape: tuple) -> None:
     """An activation with an axis (softmax, log_softmax, a plugin's) must name an axis of the
     layer's output, the batch axis included (as Keras): checked once the input shape is known."""
     axis = getattr(activation, "axis", None)
@@ -138,7 +139,7 @@ def _check_activation_axis(owner: str, activation: Any, output_shape: tuple) -> 
                            "the layer's output", batch=True)
 
 
-def _check_weight_size(owner: str, name: str, shape: tuple) -> None:
+def check_weight_size(owner: str, name: str, shape: tuple) -> None:
     """A weight whose size NumPy cannot even address (2**63 bytes) is refused before allocation."""
     size = 8
     for d in shape:
@@ -222,7 +223,7 @@ class Dense(Layer):
         return None if self.input_dim is None else (self.input_dim,)
 
     def weight_specs(self, input_shape: tuple) -> list[WeightSpec]:
-        _check_weight_size("Dense", "kernel", (input_shape[-1], self.units))
+        check_weight_size("Dense", "kernel", (input_shape[-1], self.units))
         kernel = WeightSpec("kernel", (input_shape[-1], self.units), self.kernel_initializer,
                             self.kernel_regularizer, self.kernel_constraint)
         if not self.use_bias:
@@ -232,7 +233,7 @@ class Dense(Layer):
 
     def output_shape(self, input_shape: tuple) -> tuple:
         shape = (*input_shape[:-1], self.units)
-        _check_activation_axis("Dense", self.activation, shape)
+        check_activation_axis("Dense", self.activation, shape)
         return shape
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
@@ -312,7 +313,7 @@ class Activation(Layer):
     activation: Any = component_field("activation", "linear", optional=False)  # a name, config or spec
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        _check_activation_axis("Activation", self.activation, input_shape)
+        check_activation_axis("Activation", self.activation, input_shape)
         return input_shape
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
