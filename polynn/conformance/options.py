@@ -110,6 +110,30 @@ INITIALIZER = _configs(
 # A layer's input, per sample, unless the layer declares its own.
 LAYER_INPUT_SHAPE = (6,)
 RANK3_INPUT_SHAPE = (3, 6)
+# Layers that need inputs of another rank (images, sequences), by registry name: the input per
+# sample. A subclass of one of them (a plugin's) is exercised with its parent's input.
+LAYER_INPUT_SHAPES: dict[str, tuple] = {}
+# Layers that take integer inputs (Embedding), by registry name: the number of distinct values, so
+# the kit draws integers in [0, n) and feeds them to the layer first.
+LAYER_INTEGER_INPUTS: dict[str, int] = {}
+
+
+def _by_class(layer: Any, table: dict[str, Any]) -> Any:
+    for klass in type(layer).__mro__:
+        name = klass.__dict__.get("name")
+        if isinstance(name, str) and name in table:
+            return table[name]
+    return None
+
+
+def layer_input_shape(layer: Any) -> tuple | None:
+    """The per-sample input LAYER_INPUT_SHAPES gives the layer (or a parent class), else None."""
+    return _by_class(layer, LAYER_INPUT_SHAPES)
+
+
+def layer_integer_inputs(layer: Any) -> int | None:
+    """The number of distinct integer inputs LAYER_INTEGER_INPUTS gives the layer, else None."""
+    return _by_class(layer, LAYER_INTEGER_INPUTS)
 
 LAYER = _configs(
     ({"use_bias": False}, False),

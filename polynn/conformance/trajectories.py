@@ -2,8 +2,9 @@
 learning-rate schedules, each observed over a short training run (8 SGD steps) on a tiny model.
 
 - layer: Dense -> layer -> Dense (a layer declaring its input shape, as Input or Dense(input_shape=...),
-  comes first instead), on rank-2 or the layer's declared inputs; the loss of every step, the
-  weights after every step and the predictions after training;
+  comes first instead), on rank-2 or the layer's declared inputs; a layer options.LAYER_INPUT_SHAPES
+  names takes inputs of that shape, and one LAYER_INTEGER_INPUTS names takes integers, first;
+  the loss of every step, the weights after every step and the predictions after training;
 - regularizer: as kernel and bias regularizer of a hidden Dense and activity regularizer of the
   output Dense; step losses (penalties included), weights, and evaluate()'s loss;
 - constraint: as kernel constraint of both Dense layers and bias constraint of the first (when its
@@ -18,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..layers import Dense, Layer
+from ..layers import Dense, Input, Layer
 from ..models import Sequential
 from ..optimizers import SGD
 from . import options
@@ -52,11 +53,17 @@ def _train(model: Sequential, x: np.ndarray, *, seed: int = 29) -> dict[str, Any
     }
 
 
-def _train_by_sgd(layers: Sequence[Layer], shape: tuple, backend: str, dtype: str) -> dict[str, Any]:
-    """The layers compiled with SGD on mean squared error, then trained as `_train`."""
+def _integers(input_shape: tuple, count: int, seed: int = 23) -> np.ndarray:
+    return np.random.RandomState(seed).randint(count, size=(SAMPLES, *input_shape)).astype(np.float64)
+
+
+def _train_by_sgd(layers: Sequence[Layer], shape: tuple, backend: str, dtype: str,
+                  x: np.ndarray | None = None) -> dict[str, Any]:
+    """The layers compiled with SGD on mean squared error, then trained as `_train` (on `x`, by
+    default normal samples of `shape`)."""
     model = compiled_model(layers, backend=backend, dtype=dtype, optimizer=SGD(learning_rate=LEARNING_RATE),
                            loss="mse")
-    return _train(model, _data(shape))
+    return _train(model, _data(shape) if x is None else x)
 
 
 def _two_dense(backend: str, dtype: str, first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
@@ -70,8 +77,19 @@ def layer_scenario(built: Callable[[], Any]) -> Scenario:
     def run(backend: str, dtype: str) -> dict[str, Any]:
         layer = built()
         declared = getattr(layer, "declared_input_shape", None)
+        shape = options.layer_input_shape(layer)
+        integers = options.layer_integer_inputs(layer)
+        if integers is not None:
+            # Integer inputs go to the layer first: nothing before it could make integers.
+            shape = tuple(declared) if declared is not None else shape or options.LAYER_INPUT_SHAPE
+            layers = [layer] if declared is not None else [Input(shape), layer]
+            return _train_by_sgd([*layers, Dense(OUTPUT)], shape, backend, dtype, _integers(shape, integers))
         if declared is not None:
             layers, shape = [layer, Dense(HIDDEN, activation="tanh"), Dense(OUTPUT)], tuple(declared)
+        elif shape is not None:
+            # A Dense on the last axis before the layer keeps its input's shape and makes the
+            # trajectory depend on the layer's input gradient too.
+            layers = [Dense(shape[-1], input_shape=shape, activation="tanh"), layer, Dense(OUTPUT)]
         else:
             shape = options.LAYER_INPUT_SHAPE
             layers = [Dense(HIDDEN, input_shape=shape, activation="tanh"), layer, Dense(OUTPUT)]
