@@ -569,7 +569,8 @@ def conv(x: Tensor, kernel: Tensor, strides: int | Sequence[int] = 1,
     padding = _padding("conv", padding, dims, explicit=True)
     _output_shape("conv", x_shape, window, strides, padding, dilation_rate)
     native = _native("conv")
-    found = NotImplemented if native is None else native(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
+    found = NotImplemented if native is None else native(x, kernel, strides=strides, padding=padding,
+                                                         dilation_rate=dilation_rate)
     if found is not NotImplemented:
         return found
     # im2col: one gather of every window's elements, then one matrix product with the kernel.
@@ -645,7 +646,7 @@ def _windows(op: str, x: Tensor, window: tuple[int, ...], strides: tuple[int, ..
         at = np.arange(count)[:, None] * s + np.arange(k)[None, :] * d - before
         positions.append(np.where((at >= 0) & (at < n), at, -1))
     dims = len(sizes)
-    # Broadcast to (*out_spatial, *window), reordered to (*out_spatial, window...) and flattened.
+    # Every (output position, window offset) on a grid (*out_spatial, *window), flattened row-major.
     grids = np.meshgrid(*[np.arange(p.shape[0]) for p in positions], *[np.arange(k) for k in window], indexing="ij")
     per_dim = [positions[i][grids[i], grids[dims + i]] for i in range(dims)]
     real = np.logical_and.reduce([p >= 0 for p in per_dim])
