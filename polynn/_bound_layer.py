@@ -130,7 +130,8 @@ class BoundLayer:
 
     def _weights_where(self, trainable: bool) -> list[np.ndarray]:
         positions = self._model._layer_positions(self._index()) or []
-        return [w for w, (_, ws) in zip(self.get_weights(), positions) if (self.trainable and ws.trainable) == trainable]
+        return [w for w, (_, ws) in zip(self.get_weights(), positions)
+                if (self.trainable and ws.trainable) == trainable]
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:

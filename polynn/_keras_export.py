@@ -587,7 +587,8 @@ def _optimizer_group(model: Any, dtype: str) -> Group:
         else:
             state = [[np.full(ws.shape, value) for value in spec.slot_initial_values()] for _, ws in specs]
         # Keras's optimizer holds slots for the trainable weights only.
-        trainable = [slots for (owner, ws), slots in zip(specs, state) if model._layers[owner].trainable and ws.trainable]
+        trainable = [slots for (owner, ws), slots in zip(specs, state)
+                     if model._layers[owner].trainable and ws.trainable]
         for call in calls:
             present = [slot_names.index(slot) for slot in call if slot in slot_names]
             for slots in trainable:

@@ -305,8 +305,8 @@ class SharedLayer:
         regularizer = getattr(spec, "activity_regularizer", None)
         # The backend's implementation of the regularizer, f(spec, y) -> penalty, or None.
         self.activity: Any = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
-        self.call_in_training = functools.partial(spec.call, training=True) if _takes(spec.call, "training") \
-            else spec.call
+        call: Any = spec.call
+        self.call_in_training = functools.partial(call, training=True) if _takes(call, "training") else call
 
     def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
                 training: bool = False) -> Tensor:

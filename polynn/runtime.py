@@ -244,7 +244,7 @@ class OpsRuntime(Runtime):
         else:
             (_, (report, p, inputs)), grads = objective([]), []
         report, p = ops.stop_gradient(report), ops.stop_gradient(p)
-        new_state = []
+        new_state: list[tuple[int, Tensor]] = []
         for index, targets in self.layer_state.items():
             layer, owned = self.layers[index]
             values = layer.state_updates([weights[k] for k in owned], ops.stop_gradient(inputs[index]))

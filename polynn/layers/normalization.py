@@ -26,13 +26,13 @@ def _axes(owner: str, axis: Any, rank: int) -> tuple[int, ...]:
     return tuple(found)
 
 
-def _broadcast(v: Tensor, axes: tuple[int, ...], rank: int, sizes: tuple[int, ...]) -> Tensor:
+def _broadcast(v: Tensor, axes: tuple[int, ...], rank: int) -> Tensor:
     """A weight of the axes' sizes, shaped to broadcast over an input of `rank` axes."""
     if axes == tuple(range(rank - len(axes), rank)):
         return v  # trailing axes: broadcasting lines it up as it is
     shape = [1] * rank
-    for a, n in zip(axes, sizes):
-        shape[a] = n
+    for a, n in zip(axes, ops.shape(v)):
+        shape[a] = -1 if n is None else n
     return ops.reshape(v, tuple(shape))
 
 
@@ -150,23 +150,20 @@ class BatchNormalization(_Normalization):
              activation: Callable[[Tensor], Tensor] | None = None, training: bool = False) -> Tensor:
         gamma, beta, moving_mean, moving_variance = self._unpack(params)
         rank = len(ops.shape(x))
-        axis = _axes("BatchNormalization", self.axis, rank)[0]
-        sizes = tuple(ops.shape(moving_mean))
+        axes = (_axes("BatchNormalization", self.axis, rank)[0],)
         if training and self.trainable:
             mean, variance = self._batch_moments(x)
         else:
-            mean = _broadcast(moving_mean, (axis,), rank, sizes)
-            variance = _broadcast(moving_variance, (axis,), rank, sizes)
-        gamma = None if gamma is None else _broadcast(gamma, (axis,), rank, sizes)
-        beta = None if beta is None else _broadcast(beta, (axis,), rank, sizes)
+            mean, variance = _broadcast(moving_mean, axes, rank), _broadcast(moving_variance, axes, rank)
+        gamma = None if gamma is None else _broadcast(gamma, axes, rank)
+        beta = None if beta is None else _broadcast(beta, axes, rank)
         return _normalize(x, mean, variance, gamma, beta, self.epsilon)
 
     def state_updates(self, params: Sequence[Tensor], x: Tensor) -> list[Tensor]:
         """The moving statistics after a training step whose input was x."""
         _, _, moving_mean, moving_variance = self._unpack(params)
         mean, variance = self._batch_moments(x)
-        size = tuple(ops.shape(moving_mean))
-        mean, variance = ops.reshape(mean, size), ops.reshape(variance, size)
+        mean, variance = ops.reshape(mean, (-1,)), ops.reshape(variance, (-1,))
         return [moving_mean * self.momentum + mean * (1.0 - self.momentum),
                 moving_variance * self.momentum + variance * (1.0 - self.momentum)]
 
@@ -225,11 +222,9 @@ class LayerNormalization(_Normalization):
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        shape = ops.shape(x)
-        rank = len(shape)
+        rank = len(ops.shape(x))
         axes = self._axes(rank)
-        sizes = tuple(shape[a] for a in axes)
-        params = [_broadcast(p, axes, rank, sizes) for p in params]
+        params = [_broadcast(p, axes, rank) for p in params]
         mean, variance = _moments(x, axes)
         if self.rms_scaling:
             y = x * (1.0 / ops.sqrt(variance + self.epsilon))
