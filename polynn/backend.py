@@ -56,7 +56,7 @@ class Plan:
         Only a Runtime whose class sets `supports_frozen_weights` gets a plan with any (the core
         refuses the others).
     state_layers: indices of the layers whose train steps update their non-trainable weights
-        (Layer.updates_state(): a trainable layer defining `state_updates`). In each train step,
+        (Layer.has_state_updates(): a trainable layer defining `state_updates`). In each train step,
         never in test or predict steps, a runtime calls the layer implementation's
         state_updates(params, x) on the input x of its training-mode forward and puts the values in
         the layer's arrays `state_weights()` lists, once the step's update is done. Only a Runtime

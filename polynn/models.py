@@ -613,7 +613,7 @@ class Sequential:
 
     def _state_layers(self) -> tuple[int, ...]:
         """Indices of the layers whose train steps update their state (Plan.state_layers)."""
-        return tuple(index for index, layer in enumerate(self._layers) if layer.updates_state())
+        return tuple(index for index, layer in enumerate(self._layers) if layer.has_state_updates())
 
     def _make_runtime(self, y_shape: tuple | None = None,
                       state: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None) -> None:
@@ -1037,7 +1037,7 @@ def _refuse_state_layers(names: list[str], layers: Sequence[Layer]) -> None:
     state from each training batch (BatchNormalization's batch statistics) would see only a
     process's share of the batch, so it is refused."""
     for name, layer in zip(names, layers):
-        if layer.updates_state():
+        if layer.has_state_updates():
             raise InvalidArgumentError(
                 "distribution", "data_parallel",
                 f"None with layer {name} ({type(layer).__name__}): in training it normalizes by, and updates "

@@ -128,7 +128,7 @@ class Layer(Component):
         """The layer's weights for an input of `input_shape` (no batch axis), in Keras order."""
         return []
 
-    def updates_state(self) -> bool:
+    def has_state_updates(self) -> bool:
         """Whether train steps update this layer's non-trainable weights: it defines
         `state_updates(params, x)` and is trainable (a frozen layer's state stays, as Keras's)."""
         return self.trainable and callable(getattr(self, "state_updates", None))
