@@ -234,7 +234,7 @@ class OpsRuntime(Runtime):
             for k, param in zip(trainable, params):
                 every[k] = param
             inputs: dict[int, Tensor] = {}
-            p, activity = self._forward(every, x, list(masks), inputs)
+            p, activity = self._forward(every, x, masks, inputs)
             loss, report = self._loss(every, y, p, w, activity)
             return loss, (report, p, inputs)
 

@@ -200,7 +200,7 @@ class TensorFlowRuntime(Runtime):
         inputs = {}
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(trained)
-            p, activity = self._forward(current, x, list(masks), inputs=inputs)
+            p, activity = self._forward(current, x, masks, inputs=inputs)
             loss, report = self._loss(current, y, p, w, activity)
         grads = tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
@@ -280,7 +280,7 @@ class TensorFlowRuntime(Runtime):
         trained = [current[k] for k in self.trainable]
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(trained)
-            p, activity = self._forward(current, x, list(masks), rows=width)
+            p, activity = self._forward(current, x, masks, rows=width)
             share = self._share(y, p, w, width, weight_sum)
             for term in activity:
                 share = share + term
