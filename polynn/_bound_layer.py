@@ -116,7 +116,8 @@ class BoundLayer:
         self._model._set_layer_trainable(self._index(), value)
 
     def get_weights(self) -> list[np.ndarray]:
-        """The layer's weights as NumPy arrays in the model's dtype (Keras order: kernel, bias)."""
+        """The layer's weights as NumPy arrays in the model's dtype, in Keras order (kernel, bias;
+        gamma, beta, moving_mean, moving_variance)."""
         return self._model._layer_weights(self._index())
 
     def set_weights(self, weights: list[ArrayLike]) -> None:
@@ -127,10 +128,17 @@ class BoundLayer:
     def weights(self) -> list[np.ndarray]:
         return self.get_weights()
 
+    def _weights_where(self, trainable: bool) -> list[np.ndarray]:
+        positions = self._model._layer_positions(self._index()) or []
+        return [w for w, (_, ws) in zip(self.get_weights(), positions)
+                if (self.trainable and ws.trainable) == trainable]
+
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        return self.get_weights() if self.trainable else []
+        """The layer's trainable weights: none when it is frozen (Keras)."""
+        return self._weights_where(True)
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        return [] if self.trainable else self.get_weights()
+        """All the layer's weights when it is frozen, else its non-trainable ones (moving statistics)."""
+        return self._weights_where(False)

@@ -223,9 +223,10 @@ ACTIVATION_FUNCTIONS: dict[str, type] = {
 
 
 def _axis(value: Any, where: str) -> Any:
-    # Keras's Softmax layer takes an axis or a list of them; polynn's softmax one axis.
-    if isinstance(value, list) and len(value) == 1:
-        return value[0]
+    # Keras's Softmax and LayerNormalization take an axis or a list of them (a built
+    # LayerNormalization saves a list): one axis as itself, several as a tuple.
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else tuple(value)
     return value
 
 
@@ -365,11 +366,36 @@ _DENSE = {
     "lora_rank": Off(None, why="polynn has no LoRA"),
     "lora_alpha": Ignored(),  # used only with lora_rank, refused above
 }
+# Normalization layers: gamma and beta's components, Keras's defaults.
+_GAMMA_BETA = {
+    "beta_initializer": Field("zeros", convert=initializer),
+    "gamma_initializer": Field("ones", convert=initializer),
+    **{f"{w}_regularizer": Field(None, convert=regularizer) for w in ("beta", "gamma")},
+    **{f"{w}_constraint": Field(None, convert=constraint) for w in ("beta", "gamma")},
+}
+_BATCH_NORMALIZATION = {
+    "axis": Field(-1, convert=_axis), "momentum": Field(0.99), "epsilon": Field(1e-3), "center": Field(True),
+    "scale": Field(True), **_GAMMA_BETA,
+    "moving_mean_initializer": Field("zeros", convert=initializer),
+    "moving_variance_initializer": Field("ones", convert=initializer),
+    # Whether replicas share batch statistics: polynn refuses BatchNormalization under data-parallel
+    # training, and on one process the statistics are the batch's either way.
+    "synchronized": Ignored(),
+    "renorm": Off(False, why="polynn has no batch renormalization"),
+    "renorm_clipping": Ignored(),  # used only with renorm, refused above
+    "renorm_momentum": Ignored(),
+}
+_LAYER_NORMALIZATION = {
+    "axis": Field(-1, convert=_axis), "epsilon": Field(1e-3), "center": Field(True), "scale": Field(True),
+    "rms_scaling": Field(False), **_GAMMA_BETA,
+}
 # Keras's layers polynn has (besides InputLayer and the activation layers): class -> options.
 _LAYERS: dict[str, dict[str, Any]] = {
     "Dense": _DENSE,
     "Dropout": {"rate": Field(), "seed": Field(None), "noise_shape": Field(None, convert=_tuple)},
     "Activation": {"activation": Field(convert=activation)},
+    "BatchNormalization": _BATCH_NORMALIZATION,
+    "LayerNormalization": _LAYER_NORMALIZATION,
 }
 LAYER_CLASSES = ("InputLayer", *_LAYERS, *ACTIVATION_LAYERS)
 _INPUT = {

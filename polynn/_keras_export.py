@@ -237,7 +237,9 @@ def _activation(spec: Any, dtype: str, where: str) -> str | dict:
 # ---- layers -----------------------------------------------------------------------------
 
 _LAYERS: dict[type, tuple[str]] = {_lay.Dense: ("Dense",), _lay.Dropout: ("Dropout",),
-                                   _lay.Activation: ("Activation",)}
+                                   _lay.Activation: ("Activation",),
+                                   _lay.BatchNormalization: ("BatchNormalization",),
+                                   _lay.LayerNormalization: ("LayerNormalization",)}
 
 
 class _Layer(NamedTuple):
@@ -312,15 +314,51 @@ def _dense(spec: _lay.Dense, base: dict, dtype: str, where: str) -> dict:
     return config
 
 
+def _gamma_beta(spec: Any, where: str) -> dict:
+    """A normalization layer's gamma and beta components, as Keras orders them in its config."""
+    return {
+        "beta_initializer": _simple(spec.beta_initializer, _INITIALIZERS, "keras.initializers",
+                                    f"{where} beta_initializer"),
+        "gamma_initializer": _simple(spec.gamma_initializer, _INITIALIZERS, "keras.initializers",
+                                     f"{where} gamma_initializer"),
+        **{f"{w}_regularizer": _simple(getattr(spec, f"{w}_regularizer"), _REGULARIZERS, "keras.regularizers",
+                                       f"{where} {w}_regularizer") for w in ("beta", "gamma")},
+        **{f"{w}_constraint": _simple(getattr(spec, f"{w}_constraint"), _CONSTRAINTS, "keras.constraints",
+                                      f"{where} {w}_constraint") for w in ("beta", "gamma")},
+    }
+
+
+def _batch_normalization(spec: _lay.BatchNormalization, base: dict, where: str) -> dict:
+    gamma_beta = _gamma_beta(spec, where)
+    return {**base, "axis": spec.axis, "momentum": float(spec.momentum), "epsilon": float(spec.epsilon),
+            "center": spec.center, "scale": spec.scale,
+            "beta_initializer": gamma_beta.pop("beta_initializer"),
+            "gamma_initializer": gamma_beta.pop("gamma_initializer"),
+            "moving_mean_initializer": _simple(spec.moving_mean_initializer, _INITIALIZERS, "keras.initializers",
+                                               f"{where} moving_mean_initializer"),
+            "moving_variance_initializer": _simple(spec.moving_variance_initializer, _INITIALIZERS,
+                                                   "keras.initializers", f"{where} moving_variance_initializer"),
+            **gamma_beta, "synchronized": False, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99}
+
+
+def _layer_normalization(spec: _lay.LayerNormalization, base: dict, where: str) -> dict:
+    # A built Keras LayerNormalization saves its axes as a sorted list.
+    axes = sorted(spec.axis) if isinstance(spec.axis, tuple) else [spec.axis]
+    return {**base, "axis": axes, "epsilon": float(spec.epsilon), "center": spec.center, "scale": spec.scale,
+            "rms_scaling": spec.rms_scaling, **_gamma_beta(spec, where)}
+
+
 def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
     spec = layer.spec
     where = f"layer {brief(layer.name, 80)}'s"
     base = {"name": layer.name, "trainable": spec.trainable, "dtype": _policy(dtype)}
+    built = {} if input_shape is None else {"build_config": {"input_shape": [None, *input_shape]}}
     if layer.class_name == "Dense":
-        out = _obj("keras.layers", "Dense", _dense(spec, base, dtype, where))
-        if input_shape is not None:
-            out["build_config"] = {"input_shape": [None, *input_shape]}
-        return out
+        return {**_obj("keras.layers", "Dense", _dense(spec, base, dtype, where)), **built}
+    if layer.class_name == "BatchNormalization":
+        return {**_obj("keras.layers", "BatchNormalization", _batch_normalization(spec, base, where)), **built}
+    if layer.class_name == "LayerNormalization":
+        return {**_obj("keras.layers", "LayerNormalization", _layer_normalization(spec, base, where)), **built}
     if layer.class_name == "Dropout":
         return _obj("keras.layers", "Dropout", {**base, "rate": float(spec.rate), "seed": spec.seed,
                                                 "noise_shape": _plain(spec.noise_shape)})
@@ -549,7 +587,8 @@ def _optimizer_group(model: Any, dtype: str) -> Group:
         else:
             state = [[np.full(ws.shape, value) for value in spec.slot_initial_values()] for _, ws in specs]
         # Keras's optimizer holds slots for the trainable weights only.
-        trainable = [slots for (owner, _), slots in zip(specs, state) if model._layers[owner].trainable]
+        trainable = [slots for (owner, ws), slots in zip(specs, state)
+                     if model._layers[owner].trainable and ws.trainable]
         for call in calls:
             present = [slot_names.index(slot) for slot in call if slot in slot_names]
             for slots in trainable:

@@ -241,20 +241,26 @@ _WEIGHTLESS_GROUP = re.compile(r"(dropout|activation|re_lu|leaky_re_lu|elu|softm
 
 
 def _dense_groups(model: Any, specs: list) -> list[str | None]:
-    """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
-    the same layers (None for the weightless ones, which Keras numbers under their own classes)."""
+    """The Keras weight group of each of a polynn model's layers with weights, as Keras names those of
+    a Sequential of the same layers: the Keras class in snake case, numbered per class (None for the
+    weightless ones, which Keras numbers under their own classes)."""
     groups: list[str | None] = []
     owners = {owner for owner, _ in specs}
-    count = 0
+    counts: dict[str, int] = {}
+    keras_classes = [name for name in LAYER_CLASSES if name != "InputLayer" and hasattr(layers, name)]
     for index, spec in enumerate(model._layers):
-        if type(spec) is layers.Dense:
-            groups.append("dense" if count == 0 else f"dense_{count}")
-            count += 1
-        elif index in owners:
-            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
-                                 f"place in Keras's files polynn does not know; accepted: weights of Dense layers")
-        else:
+        if index not in owners:
             groups.append(None)
+            continue
+        name = type(spec).__name__
+        if name not in keras_classes or type(spec) is not getattr(layers, name):
+            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({name}) has weights whose place in Keras's "
+                                 f"files polynn does not know; accepted: weights of Keras's layers that polynn has "
+                                 f"({', '.join(sorted(keras_classes))})")
+        group = snake_case(name)
+        count = counts.get(group, 0)
+        counts[group] = count + 1
+        groups.append(group if count == 0 else f"{group}_{count}")
     return groups
 
 
@@ -275,7 +281,7 @@ def _weight_paths(model: Any, shape: tuple, groups: list[str | None] | None, fil
             raise ModelFileError(f"the file has no variable {path!r}, the {ws.name} of layer "
                                  f"{model.layer_names()[owner]!r}; accepted: a file of this model's weights")
         _check_variable(file_variables[path], path, ws.shape, _FLOAT_DTYPES)
-        out.append((path, ws.shape, model._layers[owner].trainable))
+        out.append((path, ws.shape, model._layers[owner].trainable and ws.trainable))
     expected = {path for path, _, _ in out}
     weighted = {groups[owner] for owner, _ in specs}
     for path in file_variables:

@@ -200,12 +200,73 @@ def _dense(g: _Graph, layer: _layers.Dense, weights: list[np.ndarray], x: str, s
     return _activation(g, layer.activation, z)
 
 
+# ---- normalization layers: their inference formula, in polynn.layers.normalization's order ---------
+
+
+def _broadcast_weight(g: _Graph, name: str, array: np.ndarray, axes: tuple[int, ...], rank: int) -> str:
+    """A weight of the normalized axes' sizes, as an initializer shaped to broadcast over x."""
+    shape = [1] * rank
+    for a, n in zip(axes, array.shape):
+        shape[a] = n
+    return g.weight(name, array.reshape(shape))
+
+
+def _mean(g: _Graph, x: str, axes: tuple[int, ...], shape: tuple) -> str:
+    """The mean over `axes` (kept), as a sum divided by the count: ReduceSum takes its axes as an
+    input from opset 13 on, where ReduceMean's moved there only in 18."""
+    count = int(np.prod([shape[a - 1] for a in axes]))
+    total = g.op("ReduceSum", x, g.shape_const(axes), keepdims=1)
+    return g.op("Div", total, float(count))
+
+
+def _normalize(g: _Graph, x: str, mean: str, variance: str, gamma: str | None, beta: str | None,
+               epsilon: float) -> str:
+    """x * inv + (beta - mean * inv), inv = gamma / sqrt(variance + epsilon): normalization's _normalize."""
+    inv = g.op("Div", 1.0, g.op("Sqrt", g.op("Add", variance, epsilon)))
+    if gamma is not None:
+        inv = g.op("Mul", inv, gamma)
+    shift = g.op("Mul", g.op("Neg", mean), inv)
+    if beta is not None:
+        shift = g.op("Add", shift, beta)
+    return g.op("Add", g.op("Mul", x, inv), shift)
+
+
+def _batch_normalization(g: _Graph, layer: _layers.BatchNormalization, weights: list[np.ndarray], x: str,
+                         shape: tuple) -> str:
+    """Inference: the moving statistics, as predict uses them."""
+    rank = len(shape) + 1
+    axes = (layer.axis % rank,)
+    names = [name for flag, name in ((layer.scale, "gamma"), (layer.center, "beta")) if flag]
+    names += ["moving_mean", "moving_variance"]
+    given = {name: _broadcast_weight(g, name, w, axes, rank) for name, w in zip(names, weights)}
+    return _normalize(g, x, given["moving_mean"], given["moving_variance"], given.get("gamma"), given.get("beta"),
+                      layer.epsilon)
+
+
+def _layer_normalization(g: _Graph, layer: _layers.LayerNormalization, weights: list[np.ndarray], x: str,
+                         shape: tuple) -> str:
+    rank = len(shape) + 1
+    axes = tuple(sorted(a % rank for a in (layer.axis if isinstance(layer.axis, tuple) else (layer.axis,))))
+    params = [_broadcast_weight(g, f"weight_{k}", w, axes, rank) for k, w in enumerate(weights)]
+    mean = _mean(g, x, axes, shape)
+    centered = g.op("Sub", x, mean)
+    variance = _mean(g, g.op("Mul", centered, centered), axes, shape)
+    if layer.rms_scaling:
+        y = g.op("Mul", x, g.op("Div", 1.0, g.op("Sqrt", g.op("Add", variance, layer.epsilon))))
+        return g.op("Mul", y, params[0]) if params else y
+    gamma = params[0] if layer.scale else None
+    beta = params[-1] if layer.center else None
+    return _normalize(g, x, mean, variance, gamma, beta, layer.epsilon)
+
+
 # Each takes (graph, layer, its weights, x, x's shape without the batch axis).
 LAYERS: dict[type[_layers.Layer], Callable[[_Graph, Any, list[np.ndarray], str, tuple], str]] = {
     _layers.Input: lambda g, layer, weights, x, shape: x,
     _layers.Dense: _dense,
     _layers.Dropout: lambda g, layer, weights, x, shape: x,  # inference: the identity
     _layers.Activation: lambda g, layer, weights, x, shape: _activation(g, layer.activation, x),
+    _layers.BatchNormalization: _batch_normalization,
+    _layers.LayerNormalization: _layer_normalization,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .schedules import LearningRateSchedule
@@ -22,6 +24,26 @@ def _readable(size: float) -> str:
     return f"{size:.2f} PB"
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` characters, as rich wraps a table cell: words filled
+    greedily, one longer than a line cut into pieces."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        joined = f"{line} {word}" if line else word
+        if len(joined) <= width:
+            line = joined
+            continue
+        if line:
+            lines.append(line)
+        while len(word) > width:
+            lines.append(word[:width])
+            word = word[width:]
+        line = word
+    lines.append(line)
+    return lines
+
+
 def _bytes(count: int, itemsize: int) -> str:
     return _readable(float(count * itemsize))
 
@@ -37,9 +59,10 @@ def optimizer_params(model) -> tuple[int, int] | None:
     optimizer = model.optimizer.spec
     itemsize = np.dtype(model.dtype).itemsize
     layers = model.layers
-    # A frozen layer (trainable False) has no slots, as in Keras.
+    # A frozen layer (trainable False) and a non-trainable weight (moving statistics) have no
+    # slots, as in Keras.
     weights = sum(int(np.prod(ws.shape)) for index, ws in model._weight_specs(tuple(model.input_shape))
-                  if getattr(layers[index], "trainable", True))
+                  if getattr(layers[index], "trainable", True) and ws.trainable)
     floats = len(optimizer.slot_names()) * weights + _EXTRA_FLOATS.get(optimizer.name, 0)
     if not isinstance(optimizer.learning_rate, LearningRateSchedule):
         floats += 1
@@ -50,15 +73,18 @@ def summary_lines(model) -> list[str]:
     widths = (33, 24, 15)
     shape = model.input_shape
     rows = []
-    frozen = 0  # the parameters of layers with trainable=False: Keras's "Non-trainable params"
+    # Keras's "Non-trainable params": those of layers with trainable=False, and the non-trainable
+    # weights (moving statistics) of the others.
+    frozen = 0
     for name, layer in zip(model.layer_names(), (bound.spec for bound in model.layers)):
         if layer.name == "input":  # Keras 3 lists no row for the Input a Sequential starts with
             continue
         if shape is None:
             out, params = "?", "0 (unbuilt)"
         else:
-            count = sum(int(np.prod(w.shape)) for w in layer.weight_specs(shape))
-            frozen += 0 if layer.trainable else count
+            specs = layer.weight_specs(shape)
+            count = sum(int(np.prod(w.shape)) for w in specs)
+            frozen += sum(int(np.prod(w.shape)) for w in specs if not (layer.trainable and w.trainable))
             params = f"{count:,}"
             shape = layer.output_shape(shape)
             out = str((None, *shape))
@@ -68,8 +94,11 @@ def summary_lines(model) -> list[str]:
         return left + mid.join(fill * w for w in widths) + right
 
     def row(cells):
-        a, b, c = cells
-        return f"\u2502 {a:<{widths[0] - 2}} \u2502 {b:<{widths[1] - 2}} \u2502 {c:>{widths[2] - 2}} \u2502"
+        # A cell longer than its column wraps onto more lines, as Keras's (rich's) table wraps it.
+        a, b, c = (_wrap(cell, width - 2) for cell, width in zip(cells, widths))
+        return "\n".join(
+            f"\u2502 {x:<{widths[0] - 2}} \u2502 {y:<{widths[1] - 2}} \u2502 {z:>{widths[2] - 2}} \u2502"
+            for x, y, z in itertools.zip_longest(a, b, c, fillvalue=""))
 
     params = model.count_params()
     itemsize = np.dtype(model.dtype or "float32").itemsize
@@ -81,7 +110,7 @@ def summary_lines(model) -> list[str]:
              f"{'Param #':>{widths[2] - 2}} \u2503",
              line("\u2521", "\u2547", "\u2529", "\u2501")]
     for k, cells in enumerate(rows):
-        lines.append(row(cells))
+        lines.extend(row(cells).split("\n"))
         if k != len(rows) - 1:
             lines.append(line("\u251c", "\u253c", "\u2524", "\u2500"))
     lines.append(line("\u2514", "\u2534", "\u2518", "\u2500"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -32,7 +33,8 @@ from .losses import Loss
 from .metrics import MeanMetric, Metric
 from .optimizers import Optimizer
 
-__all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values", "deferred_interrupts"]
+__all__ = ["Backend", "Runtime", "Plan", "StepResult", "SharedLayer", "check_values", "deferred_interrupts",
+           "takes_training"]
 # check_values(spec, values_shape, y_pred_shape, weighted=False): a user loss's or metric's values are
 # per sample or one for the batch (shape ()); a backend that runs user functions itself (not through the
 # shared calls) checks them with it, and a runtime about to weight a metric's values per sample passes
@@ -46,11 +48,19 @@ class Plan:
     layers: the layer specs in order (Input layers included; they compute the identity).
     input_shape / shapes: per-sample input shape and each layer's output shape (no batch axis).
     weights: (layer index, WeightSpec) for every weight array, in Keras order.
-    frozen_weights: indices into `weights` of the arrays of layers with trainable=False, which a
-        train step leaves alone (Keras 3): no update, no change to their optimizer slots, and
-        their gradients left out of gradient clipping; their regularizer penalties and constraints
-        are dropped (Backend.weight_implementations leaves them out). Only a Runtime whose class sets
-        `supports_frozen_weights` gets a plan with any (the core refuses the others).
+    frozen_weights: indices into `weights` of the arrays the optimizer leaves alone: those of layers
+        with trainable=False, and the non-trainable weights (WeightSpec.trainable False: moving
+        statistics) of every layer. A train step gives them no update, no change to their optimizer
+        slots, and leaves their gradients out of gradient clipping; their regularizer penalties and
+        constraints are dropped (Backend.weight_implementations leaves them out), as Keras 3 does.
+        Only a Runtime whose class sets `supports_frozen_weights` gets a plan with any (the core
+        refuses the others).
+    state_layers: indices of the layers whose train steps update their non-trainable weights
+        (Layer.has_state_updates(): a trainable layer defining `state_updates`). In each train step,
+        never in test or predict steps, a runtime calls the layer implementation's
+        state_updates(params, x) on the input x of its training-mode forward and puts the values in
+        the layer's arrays `state_weights()` lists, once the step's update is done. Only a Runtime
+        whose class sets `supports_state_updates` gets a plan with any (the core refuses the others).
     dropout_layers: indices of Dropout layers with rate > 0; train_steps gets one mask per entry.
     metrics: resolved metric specs (the string 'accuracy' already turned into a class).
     metric_weighted: for each metric, whether it takes the sample weights (compile's
@@ -74,11 +84,21 @@ class Plan:
     device: str | None = None
     frozen_weights: tuple[int, ...] = ()
     distribution: Replica | None = None
+    state_layers: tuple[int, ...] = ()
 
     def trainable_weights(self) -> list[int]:
         """Indices into `weights` of the arrays a train step updates: all but `frozen_weights`."""
         frozen = set(self.frozen_weights)
         return [k for k in range(len(self.weights)) if k not in frozen]
+
+    def state_weights(self) -> dict[int, list[int]]:
+        """For each of `state_layers`, the indices into `weights` of its non-trainable arrays, in
+        order: where the values of its state_updates go."""
+        found: dict[int, list[int]] = {index: [] for index in self.state_layers}
+        for k, (owner, weight) in enumerate(self.weights):
+            if owner in found and not weight.trainable:
+                found[owner].append(k)
+        return found
 
     def layer_weights(self) -> list[list[int]]:
         """For each layer, the indices into `weights` of its arrays, in order (empty for a layer
@@ -132,11 +152,18 @@ class Runtime(abc.ABC):
 
     `supports_frozen_weights`: set it True on a runtime whose train_steps leaves the weights in
     Plan.frozen_weights, and their optimizer slots, as they are (OpsRuntime and polynn's backends
-    do); the core refuses a model with frozen layers (trainable=False) on a runtime that does not
-    say so, rather than train what the user froze.
+    do); the core refuses a model with frozen layers (trainable=False) or non-trainable weights on
+    a runtime that does not say so, rather than train what the user froze.
+
+    `supports_state_updates`: set it True on a runtime whose train_steps passes training=True to
+    the layer implementations whose forward takes `training` (see takes_training) and applies the
+    state updates of Plan.state_layers; the core refuses a model with such layers
+    (BatchNormalization) on a runtime that does not say so, rather than leave its moving
+    statistics where they started.
     """
 
     supports_frozen_weights: bool = False
+    supports_state_updates: bool = False
 
     @abc.abstractmethod
     def get_weights(self) -> list[np.ndarray]:
@@ -195,8 +222,9 @@ class Runtime(abc.ABC):
         scalars: the optimizer's per-step scalars (Optimizer.step_scalars), each (steps,), already
         in the plan's dtype.
         Each step: forward in training mode, loss = reduced loss + penalties, gradients, the
-        optimizer update in the order the optimizers module documents, constraints. Metric
-        increments use the training-mode predictions of that step, before its update.
+        optimizer update in the order the optimizers module documents, constraints, then the
+        state updates of Plan.state_layers. Metric increments use the training-mode predictions
+        of that step, before its update.
         """
         ...
 
@@ -235,12 +263,27 @@ def _rows(y: Tensor) -> Any:
     return polynn_ops.sum(ones)
 
 
+def takes_training(layer: Any) -> bool:
+    """Whether a layer implementation's forward takes the keyword `training` (SharedLayer's does):
+    a runtime passes training=True in train steps to those that do, and nothing to the others
+    (layers written before it, or that compute the same in training)."""
+    return _takes(layer.forward, "training")
+
+
+def _takes(function: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin without a signature takes no keywords of ours
+        return False
+
+
 class SharedLayer:
     """A layer written once on polynn.ops (its spec's `call`), in the form the runtimes of engines
-    with autodiff build: cls(backend, spec); forward(params, x, mask=None) -> y, run on the
-    backend's ops with its implementation of the layer's activation (its override or a user
-    function's, else the activation's shared `call`); `activity`, the implementation of the
-    activity regularizer (None without one), and penalty(y), its penalty of y divided by the
+    with autodiff build: cls(backend, spec); forward(params, x, mask=None, training=False) -> y,
+    run on the backend's ops with its implementation of the layer's activation (its override or a
+    user function's, else the activation's shared `call`), training passed on to a call that takes
+    it; state_updates(params, x), the spec's (a layer with state); `activity`, the implementation
+    of the activity regularizer (None without one), and penalty(y), its penalty of y divided by the
     batch size (Keras 3). A backend's own layer may subclass it to override `forward`."""
 
     def __init__(self, backend: Backend, spec: Layer) -> None:
@@ -262,9 +305,18 @@ class SharedLayer:
         regularizer = getattr(spec, "activity_regularizer", None)
         # The backend's implementation of the regularizer, f(spec, y) -> penalty, or None.
         self.activity: Any = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
+        call: Any = spec.call
+        self.call_in_training = functools.partial(call, training=True) if _takes(call, "training") else call
 
-    def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.backend.run_ops(self.spec.call, x, params, x, mask, self.activation)
+    def forward(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
+                training: bool = False) -> Tensor:
+        call = self.call_in_training if training else self.spec.call
+        return self.backend.run_ops(call, x, params, x, mask, self.activation)
+
+    def state_updates(self, params: Sequence[Tensor], x: Tensor) -> list[Tensor]:
+        """The new values of the layer's non-trainable weights after a train step on input x
+        (the spec's state_updates, on the backend's ops)."""
+        return list(self.backend.run_ops(self.spec.state_updates, x, params, x))  # type: ignore[attr-defined]
 
     def penalty(self, y: Tensor) -> Tensor:
         regularizer = self.spec.activity_regularizer  # type: ignore[attr-defined]  # set where activity is

@@ -441,6 +441,8 @@ class Sequential:
         script was launched in (polynn.distribution), batch_size being the global batch; "auto" is
         data-parallel exactly when the launcher started more than one process. Rank 0's seed is
         used everywhere. Not saved in model files: a checkpoint resumes at any number of processes.
+        A layer that trains on statistics of the whole batch (BatchNormalization, unless frozen)
+        is refused under data-parallel training, whose processes each see a share of the batch.
         """
         _refuse_unsupported("compile", self.compile, unsupported)
         check_choice(self.name, "dtype", dtype, DTYPES)
@@ -459,6 +461,7 @@ class Sequential:
         replica = _distribution.resolve(distribution, self.name)
         if replica is not None:
             _check_distribution(engine, replica)
+            _refuse_state_layers(self.layer_names(), self._layers)
             seed = _replicas().agree_on_seed(replica, _random.resolve_seed(seed))
         # Weights set by the user or trained are kept (moving a model to another backend);
         # weights only drawn before any seed was given are drawn again from this one.
@@ -596,13 +599,21 @@ class Sequential:
                         owner=type(ws.constraint).__name__)
         loss = compiled.loss if compiled.loss is not None else _losses.MeanSquaredError()
         check_output_axes((loss, *metrics), shapes[-1])
+        if compiled.distribution is not None:
+            _refuse_state_layers(self.layer_names(), self._layers)
         return Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
                     weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device,
-                    frozen_weights=self._frozen_weights(weights), distribution=compiled.distribution)
+                    frozen_weights=self._frozen_weights(weights), distribution=compiled.distribution,
+                    state_layers=self._state_layers())
 
     def _frozen_weights(self, weights: Sequence[tuple[int, WeightSpec]]) -> tuple[int, ...]:
-        """Indices of the weights of layers with trainable=False (Plan.frozen_weights)."""
-        return tuple(k for k, (index, _) in enumerate(weights) if not self._layers[index].trainable)
+        """Indices of the weights the optimizer leaves alone (Plan.frozen_weights): those of layers
+        with trainable=False, and the non-trainable ones (moving statistics) of every layer."""
+        return tuple(k for k, (index, ws) in enumerate(weights) if not (self._layers[index].trainable and ws.trainable))
+
+    def _state_layers(self) -> tuple[int, ...]:
+        """Indices of the layers whose train steps update their state (Plan.state_layers)."""
+        return tuple(index for index, layer in enumerate(self._layers) if layer.has_state_updates())
 
     def _make_runtime(self, y_shape: tuple | None = None,
                       state: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = None) -> None:
@@ -616,6 +627,8 @@ class Sequential:
         if plan.frozen_weights and not getattr(runtime, "supports_frozen_weights", False):
             raise _cannot_freeze(compiled.backend, runtime,
                                  sorted({self.layer_names()[plan.weights[k][0]] for k in plan.frozen_weights}))
+        if plan.state_layers and not getattr(runtime, "supports_state_updates", False):
+            raise _cannot_update_state(compiled.backend, runtime, [self.layer_names()[i] for i in plan.state_layers])
         if state is None:
             runtime.set_weights([w.astype(compiled.dtype) for w in weights])
         else:
@@ -629,8 +642,7 @@ class Sequential:
         self._ensure_built(x_shape)
         if compiled.runtime is None:
             self._make_runtime(y_shape)
-        elif not self._fitting and cast(Plan, compiled.plan).frozen_weights != self._frozen_weights(
-                cast(Plan, compiled.plan).weights):
+        elif not self._fitting and self._trainable_changed(cast(Plan, compiled.plan)):
             # A layer's trainable changed: a new runtime, with the weights and optimizer state kept.
             runtime = compiled.runtime
             self._make_runtime(y_shape, (runtime.get_weights(), runtime.get_optimizer_state()))
@@ -643,10 +655,16 @@ class Sequential:
                 compiled.metric_names = names
         return cast(Runtime, compiled.runtime)  # made above if it was not
 
+    def _trainable_changed(self, plan: Plan) -> bool:
+        """Whether a layer's trainable changed since `plan` was made: its frozen weights or its
+        layers with state updates differ (a frozen BatchNormalization updates no statistics)."""
+        return plan.frozen_weights != self._frozen_weights(plan.weights) or plan.state_layers != self._state_layers()
+
     # ---- weights ------------------------------------------------------------------------
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every trainable array as numpy, Keras order: per layer, kernel then bias."""
+        """Every weight array as numpy, Keras order: per layer, in its weight_specs() order (kernel
+        then bias; gamma, beta, moving_mean, moving_variance), non-trainable ones included."""
         if self._compiled is not None and self._compiled.runtime is not None:
             return self._compiled.runtime.get_weights()
         if self._weights is None:
@@ -719,17 +737,19 @@ class Sequential:
         shape = self.input_shape
         if shape is None:
             return []
-        owners = [owner for owner, _ in self._weight_specs(tuple(shape))]
-        return [w for w, owner in zip(self.get_weights(), owners) if self._layers[owner].trainable == trainable]
+        specs = self._weight_specs(tuple(shape))
+        return [w for w, (owner, ws) in zip(self.get_weights(), specs)
+                if (self._layers[owner].trainable and ws.trainable) == trainable]
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        """The weights of the layers with trainable=True, in get_weights() order."""
+        """The trainable weights of the layers with trainable=True, in get_weights() order."""
         return self._weights_where(True)
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        """The weights of the layers with trainable=False, in get_weights() order."""
+        """The weights of the layers with trainable=False, and the non-trainable weights (moving
+        statistics) of the others, in get_weights() order (Keras's order per layer)."""
         return self._weights_where(False)
 
     def count_params(self) -> int:
@@ -1012,14 +1032,40 @@ def _compile_on(backend: Backend, plan: Plan) -> Runtime:
     return runtime
 
 
+def _refuse_state_layers(names: list[str], layers: Sequence[Layer]) -> None:
+    """Data-parallel training is exact (N processes give one's numbers); a layer that updates its
+    state from each training batch (BatchNormalization's batch statistics) would see only a
+    process's share of the batch, so it is refused."""
+    for name, layer in zip(names, layers):
+        if layer.has_state_updates():
+            raise InvalidArgumentError(
+                "distribution", "data_parallel",
+                f"None with layer {name} ({type(layer).__name__}): in training it normalizes by, and updates "
+                f"its state from, statistics of the whole batch, which data-parallel training splits across "
+                f"processes, so its numbers would not be one process's; or freeze it (trainable=False runs it "
+                f"in inference mode, on its moving statistics)", owner=f"layer {name}")
+
+
+def _cannot_update_state(backend: Backend, runtime: Runtime, layers: list[str]) -> UnsupportedComponentError:
+    """The error for layers with state updates on a runtime that does not say it applies them."""
+    error = UnsupportedComponentError("layer", f"{layers[0]} (state updates in training)", backend.name)
+    kind = f"{type(runtime).__module__}.{type(runtime).__qualname__}"
+    error.args = (f"{plugins.describe_backend(backend.name)} cannot train layers with state: its runtime {kind} "
+                  f"does not set supports_state_updates, and layer {', '.join(layers)} updates its non-trainable "
+                  f"weights in training (moving statistics); accepted: such layers frozen (trainable=False), or a "
+                  f"backend that updates layer state (polynn's own do)",)
+    return error
+
+
 def _cannot_freeze(backend: Backend, runtime: Runtime, frozen: list[str]) -> UnsupportedComponentError:
     """The error for frozen layers on a runtime that does not say it leaves them alone: refused, as
     an unsupported component is (the kit reports the case unsupported), rather than trained."""
     error = UnsupportedComponentError("layer", f"{frozen[0]} (trainable=False)", backend.name)
     kind = f"{type(runtime).__module__}.{type(runtime).__qualname__}"
     error.args = (f"{plugins.describe_backend(backend.name)} cannot freeze layers: its runtime {kind} does not "
-                  f"set supports_frozen_weights, and layer {', '.join(frozen)} has trainable=False; accepted: "
-                  f"trainable=True on every layer, or a backend that freezes layers (polynn's own do)",)
+                  f"set supports_frozen_weights, and layer {', '.join(frozen)} has trainable=False or "
+                  f"non-trainable weights (moving statistics); accepted: trainable=True on every layer and no "
+                  f"layer with non-trainable weights, or a backend that freezes layers (polynn's own do)",)
     return error
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import ops
 from ._typing import Tensor
-from .backend import Backend, Plan, Runtime, StepResult, check_values
+from .backend import Backend, Plan, Runtime, StepResult, check_values, takes_training
 from .metrics import MeanMetric, Metric
 from .optimizers import apply_updates
 
@@ -33,7 +33,10 @@ class OpsRuntime(Runtime):
     Weights and slots are immutable tensors, replaced each step; a block of steps is a Python loop
     over one per-step function, unless the subclass runs it as one program (`compile_block`). The
     weights of frozen layers (Plan.frozen_weights) are neither differentiated nor updated: the
-    objective takes the others, and the update and constraints run on those alone.
+    objective takes the others, and the update and constraints run on those alone. In train steps
+    the layers whose forward takes `training` get training=True, and the layers with state updates
+    (Plan.state_layers) have their non-trainable weights replaced by their state_updates of the
+    step's weights and their training-mode input, after the update.
 
     A subclass supplies `value_and_gradients`, and where its engine wants them `compile_step` (a
     jit) or `compile_block` (a compiled loop: jax.lax.scan), and `to_tensor`/`to_numpy` (a device,
@@ -41,6 +44,7 @@ class OpsRuntime(Runtime):
     """
 
     supports_frozen_weights = True
+    supports_state_updates = True
 
     def __init__(self, backend: Backend, plan: Plan) -> None:
         self.backend = backend
@@ -57,6 +61,8 @@ class OpsRuntime(Runtime):
             self.layers.append((build(backend, spec), owned))
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
+        self.training = [{"training": True} if takes_training(layer) else {} for layer, _ in self.layers]
+        self.layer_state = plan.state_weights()
         self.loss_value: Any = backend.implementation("loss", plan.loss.name)
         self.regularized = backend.weight_implementations(plan, "regularizer")
         self.constrained = backend.weight_implementations(plan, "constraint")
@@ -148,13 +154,18 @@ class OpsRuntime(Runtime):
 
     # ---- one step, on the backend's ops -----------------------------------------------------
 
-    def _forward(self, weights: Sequence[Tensor], x: Tensor,
-                 masks: Sequence[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
-        """Outputs and the activity penalties of the layers that have one; masks None in inference."""
+    def _forward(self, weights: Sequence[Tensor], x: Tensor, masks: Sequence[Tensor] | None,
+                 inputs: dict[int, Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Outputs and the activity penalties of the layers that have one; masks None in inference,
+        a list (maybe empty) in training. `inputs`, when a dict, gets the input of each layer with
+        state updates, by layer index."""
         activity = []
-        for (layer, owned), slot in zip(self.layers, self.layer_masks):
+        for index, ((layer, owned), slot) in enumerate(zip(self.layers, self.layer_masks)):
             mask = None if masks is None or slot is None else masks[slot]
-            x = layer.forward([weights[k] for k in owned], x, mask)
+            if inputs is not None and index in self.layer_state:
+                inputs[index] = x
+            options = {} if masks is None else self.training[index]
+            x = layer.forward([weights[k] for k in owned], x, mask, **options)
             if layer.activity is not None:
                 activity.append(layer.penalty(x))
         return x, activity
@@ -218,20 +229,26 @@ class OpsRuntime(Runtime):
         x, y, w = self._rows(data, rows)
         trainable = self.trainable
 
-        def objective(params: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        def objective(params: list[Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor, dict[int, Tensor]]]:
             every = list(weights)
             for k, param in zip(trainable, params):
                 every[k] = param
-            p, activity = self._forward(every, x, masks)
+            inputs: dict[int, Tensor] = {}
+            p, activity = self._forward(every, x, masks, inputs)
             loss, report = self._loss(every, y, p, w, activity)
-            return loss, (report, p)
+            return loss, (report, p, inputs)
 
         params = [weights[k] for k in trainable]
         if params:
-            (_, (report, p)), grads = self.value_and_gradients(objective, params)
+            (_, (report, p, inputs)), grads = self.value_and_gradients(objective, params)
         else:
-            (_, (report, p)), grads = objective([]), []
+            (_, (report, p, inputs)), grads = objective([]), []
         report, p = ops.stop_gradient(report), ops.stop_gradient(p)
+        new_state: list[tuple[int, Tensor]] = []
+        for index, targets in self.layer_state.items():
+            layer, owned = self.layers[index]
+            values = layer.state_updates([weights[k] for k in owned], ops.stop_gradient(inputs[index]))
+            new_state.extend(zip(targets, values))
         # Metric increments use this step's training-mode predictions, before its update.
         states = self._metric_states(y, p, w)
         trained, trained_slots = apply_updates(self.plan.optimizer, params, grads, [slots[k] for k in trainable],
@@ -241,6 +258,8 @@ class OpsRuntime(Runtime):
             weights[k], slots[k] = value, values
         for k, constraint, project in self.constrained:
             weights[k] = project(constraint, weights[k])
+        for k, value in new_state:
+            weights[k] = value
         return weights, slots, report, states
 
     def _test_step(self, weights: Sequence[Tensor], data: Sequence[Tensor | None],

@@ -280,10 +280,10 @@ def test_cases_cover_every_registered_component():
 
 def test_a_plugin_layer_gets_cases():
     pytest.importorskip("polynn_extras")
-    names = {case.name for case in all_cases(["layer.layer_normalization*"])}
-    assert names == {"layer.layer_normalization", "layer.layer_normalization(center=False)",
-                     "layer.layer_normalization(scale=False)"}
-    assert run("numpy", "float64", ["layer.layer_normalization*"]).count("pass") == 3
+    names = {case.name for case in all_cases(["layer.rms_normalization*"])}
+    assert names == {"layer.rms_normalization", "layer.rms_normalization(axis=1)",
+                     "layer.rms_normalization(epsilon=0.1)"}
+    assert run("numpy", "float64", ["layer.rms_normalization*"]).count("pass") == 3
 
 
 def test_a_component_registered_later_gets_cases(monkeypatch):

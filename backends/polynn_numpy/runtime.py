@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from polynn.backend import Runtime, StepResult, check_values
+from polynn.backend import Runtime, StepResult, check_values, takes_training
 from polynn.distribution import collective, loss_divisor
 from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
@@ -25,6 +25,7 @@ WORKSPACE_MIN_BYTES = 1 << 17
 
 class NumpyRuntime(Runtime):
     supports_frozen_weights = True
+    supports_state_updates = True
 
     def __init__(self, backend, plan):
         self.plan = plan
@@ -49,6 +50,10 @@ class NumpyRuntime(Runtime):
         # Where each layer's gradients go in the flat buffer (its first weight, how many), and whether its
         # backward can write there.
         self.grad_slices = [(ks[0] if ks else 0, len(ks)) for ks in owned]
+        # Layers computing otherwise in training get training=True in train steps; those with state
+        # (moving statistics) have their non-trainable weights' views replaced after each step.
+        self.training = [{"training": True} if takes_training(layer) else {} for layer, _ in self.layers]
+        self.layer_state = {index: [self.weights[k] for k in ks] for index, ks in plan.state_weights().items()}
         self.backward_options = []
         for index, (layer, _) in enumerate(self.layers):
             first, count = self.grad_slices[index]
@@ -114,19 +119,24 @@ class NumpyRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks, training=False, sizes=None):
+    def _forward(self, x, masks, training=False, sizes=None, states=None):
         """Outputs and caches; when `sizes` is a list, each layer's larger array in bytes, its input
-        (the size of its input gradient) or its output, is appended to it."""
+        (the size of its input gradient) or its output, is appended to it; when `states` is a list,
+        the new state of each layer with state updates, (its weights, their values), is."""
         caches = []
         for index, (layer, params) in enumerate(self.layers):
             mask = None
             if masks is not None and index in self.mask_slot:
                 mask = masks[self.mask_slot[index]]
             given = x
+            options = self.training[index] if training else {}
             if training and self.workspaces[index] is not None:
-                x, cache = layer.forward(params, x, mask, workspace=self.workspaces[index])
+                x, cache = layer.forward(params, x, mask, workspace=self.workspaces[index], **options)
             else:
-                x, cache = layer.forward(params, x, mask)
+                x, cache = layer.forward(params, x, mask, **options)
+            if states is not None and index in self.layer_state:
+                # Computed now, while the input is this step's; written after the update.
+                states.append((self.layer_state[index], layer.state_updates(params, given)))
             caches.append(cache)
             if sizes is not None:
                 sizes.append(max(given.nbytes, x.nbytes))
@@ -161,9 +171,10 @@ class NumpyRuntime(Runtime):
         return states
 
     def _train_step(self, x, y, w, masks, s, sizes=None):
-        p, caches = self._forward(x, masks, training=True, sizes=sizes)
+        states = []
+        p, caches = self._forward(x, masks, training=True, sizes=sizes, states=states)
         loss, dp = self._loss(y, p, w, caches)
-        states = self._metric_states(y, p, w)
+        metric_states = self._metric_states(y, p, w)
         dy = dp
         for index in range(len(self.layers) - 1, -1, -1):
             layer, params = self.layers[index]
@@ -179,7 +190,10 @@ class NumpyRuntime(Runtime):
         for k, reg, _, gradient in self.regularized:
             self.grads[k] += gradient(reg, self.weights[k])
         self._update(s)
-        return loss, states
+        for targets, values in states:
+            for target, value in zip(targets, values):
+                np.copyto(target, value)
+        return loss, metric_states
 
     def _update(self, s):
         """The optimizer's update of the trainable weights from self.grads, then the constraints."""

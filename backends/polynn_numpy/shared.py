@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 
 from polynn import ops as polynn_ops
@@ -39,9 +42,10 @@ update_in_place.per_weight = True  # one weight at a time (polynn_numpy.optimize
 
 class SharedLayer:
     """A layer written once on polynn.ops (its spec's call), in the NumPy runtime's layer form:
-    forward(params, x, mask) -> (y, cache) run on autodiff Tensors, backward(params, cache, dy)
-    -> (dx, weight gradients) by autodiff, penalty(cache) for an activity regularizer. The layer's
-    activation is this backend's implementation (its hand-written pair, or a shared one)."""
+    forward(params, x, mask, training=False) -> (y, cache) run on autodiff Tensors,
+    backward(params, cache, dy) -> (dx, weight gradients) by autodiff, penalty(cache) for an
+    activity regularizer, state_updates(params, x) for a layer with state (plain values). The
+    layer's activation is this backend's implementation (its hand-written pair, or a shared one)."""
 
     # The batch size an activity penalty is divided by: the runtime sets the global batch's under
     # data-parallel training (its rows are a slice of it); None: the rows of the layer's output.
@@ -55,12 +59,20 @@ class SharedLayer:
             self.activation = _differentiable(activation, *backend.implementation("activation", activation.name))
         regularizer = getattr(spec, "activity_regularizer", None)
         self.activity = None if regularizer is None else backend.implementation("regularizer", regularizer.name)
+        self.call_in_training = functools.partial(spec.call, training=True) \
+            if "training" in inspect.signature(spec.call).parameters else spec.call
 
-    def forward(self, params, x, mask=None):
+    def forward(self, params, x, mask=None, training=False):
         inputs = [autodiff.Tensor(x), *(autodiff.Tensor(p) for p in params)]
+        call = self.call_in_training if training else self.spec.call
         with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(x.dtype):
-            out = self.spec.call(inputs[1:], inputs[0], mask, self.activation)
+            out = call(inputs[1:], inputs[0], mask, self.activation)
         return np.asarray(autodiff.value_of(out), dtype=x.dtype), (inputs, out)
+
+    def state_updates(self, params, x):
+        with polynn_ops.using(numpy_ops), numpy_ops.float_dtype(x.dtype):
+            values = self.spec.state_updates(params, x)
+        return [np.asarray(autodiff.value_of(v), dtype=x.dtype) for v in values]
 
     def penalty(self, cache):
         y = autodiff.value_of(cache[1])

@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from polynn.backend import Runtime, StepResult, check_values, deferred_interrupts
+from polynn.backend import Runtime, StepResult, check_values, deferred_interrupts, takes_training
 from polynn.distribution import collective, loss_divisor
 from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
@@ -47,6 +47,7 @@ class _Data:
 
 class TensorFlowRuntime(Runtime):
     supports_frozen_weights = True
+    supports_state_updates = True
 
     def __init__(self, backend, plan, device):
         self.plan = plan
@@ -64,6 +65,10 @@ class TensorFlowRuntime(Runtime):
         for spec, owned in zip(plan.layers, plan.layer_weights()):
             self.layers.append((backend.implementation("layer", spec.name)(backend, spec), owned))
         self.mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
+        # Layers computing otherwise in training get training=True in train steps; those with state
+        # (moving statistics) have their non-trainable variables assigned after each step.
+        self.training = [{"training": True} if takes_training(layer) else {} for layer, _ in self.layers]
+        self.layer_state = plan.state_weights()
         self.loss_value = backend.implementation("loss", plan.loss.name)
         self.regularized = backend.weight_implementations(plan, "regularizer")
         self.constrained = {k: (spec, project)
@@ -129,13 +134,18 @@ class TensorFlowRuntime(Runtime):
         # Each weight read once per step: the forward pass, penalties and update share the values.
         return [tf.convert_to_tensor(v) for v in self.weights]
 
-    def _forward(self, params, x, masks, rows=None):
-        """Outputs and the activity penalties of the layers that have one; masks None in inference.
-        `rows`, when given, divides the penalties instead of x's rows (the global batch's size)."""
+    def _forward(self, params, x, masks, rows=None, inputs=None):
+        """Outputs and the activity penalties of the layers that have one; masks None in inference,
+        a list (maybe empty) in training. `rows`, when given, divides the penalties instead of x's
+        rows (the global batch's size). `inputs`, when a dict, gets the input of each layer with
+        state updates, by layer index."""
         activity = []
         for index, (layer, owned) in enumerate(self.layers):
             mask = None if masks is None or index not in self.mask_slot else masks[self.mask_slot[index]]
-            x = layer.forward([params[k] for k in owned], x, mask)
+            if inputs is not None and index in self.layer_state:
+                inputs[index] = x
+            options = {} if masks is None else self.training[index]
+            x = layer.forward([params[k] for k in owned], x, mask, **options)
             if layer.activity is not None:
                 if rows is None:
                     activity.append(layer.penalty(x))
@@ -187,14 +197,28 @@ class TensorFlowRuntime(Runtime):
     def _train_step(self, x, y, w, masks, s):
         current = self._read()
         trained = [current[k] for k in self.trainable]
+        inputs = {}
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(trained)
-            p, activity = self._forward(current, x, masks)
+            p, activity = self._forward(current, x, masks, inputs=inputs)
             loss, report = self._loss(current, y, p, w, activity)
         grads = tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         states = self._metric_states(y, p, w)
+        new_state = self._new_state(current, inputs)
         self._update(trained, grads, s)
+        for k, value in new_state:
+            self.weights[k].assign(value)
         return report, states
+
+    def _new_state(self, params, inputs):
+        """(k, value) for each non-trainable weight of the layers with state updates: their
+        state_updates of the weights as this step read them and the layer's training-mode input."""
+        found = []
+        for index, targets in self.layer_state.items():
+            layer, owned = self.layers[index]
+            values = layer.state_updates([params[k] for k in owned], tf.stop_gradient(inputs[index]))
+            found.extend(zip(targets, values))
+        return found
 
     def _update(self, trained, grads, s):
         """The optimizer's update of the trainable weights from `trained` (their values this step)

@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 import torch
 
-from polynn.backend import Runtime, StepResult, check_values
+from polynn.backend import Runtime, StepResult, check_values, takes_training
 from polynn.distribution import collective, loss_divisor
 from polynn.errors import DistributionError
 from polynn.metrics import MeanMetric
@@ -25,6 +25,7 @@ from .workspace import Workspace
 
 class TorchRuntime(Runtime):
     supports_frozen_weights = True
+    supports_state_updates = True
 
     def __init__(self, backend, plan, device):
         self.plan = plan
@@ -61,6 +62,10 @@ class TorchRuntime(Runtime):
         ]
         mask_slot = {layer_index: k for k, layer_index in enumerate(plan.dropout_layers)}
         self.layer_masks = [mask_slot.get(index) for index in range(len(plan.layers))]
+        # Layers computing otherwise in training get training=True in train steps; those with state
+        # (moving statistics) have their non-trainable weights replaced after each step.
+        self.training = [{"training": True} if takes_training(layer) else {} for layer, _ in self.layers]
+        self.layer_state = {index: [self.weights[k] for k in ks] for index, ks in plan.state_weights().items()}
         self.loss_value = backend.implementation("loss", plan.loss.name)
         # The weight tensors themselves, which the step reads without indexing.
         self.regularized = [(self.weights[k], spec, penalty)
@@ -140,15 +145,22 @@ class TorchRuntime(Runtime):
 
     # ---- one step ---------------------------------------------------------------------
 
-    def _forward(self, x, masks=None, penalties=None, training=False, penalty_rows=None):
+    def _forward(self, x, masks=None, penalties=None, training=False, penalty_rows=None, states=None):
         """Outputs; activity penalties are appended to `penalties` when it is a list, each divided by
-        `penalty_rows` when given (the global batch under data-parallel training), else by x's rows."""
-        for (layer, params), slot, workspace in zip(self.layers, self.layer_masks, self.workspaces):
+        `penalty_rows` when given (the global batch under data-parallel training), else by x's rows;
+        when `states` is a list, each layer with state updates appends (its state weights, their
+        new values), computed from the weights and input its forward reads."""
+        for index, ((layer, params), slot, workspace) in enumerate(zip(self.layers, self.layer_masks,
+                                                                        self.workspaces)):
             mask = None if slot is None or masks is None else masks[slot]
+            options = self.training[index] if training else {}
+            if states is not None and index in self.layer_state:
+                with torch.no_grad():
+                    states.append((self.layer_state[index], layer.state_updates(params, x.detach())))
             if training and workspace is not None:
-                x = layer.forward(params, x, mask, workspace=workspace)
+                x = layer.forward(params, x, mask, workspace=workspace, **options)
             else:
-                x = layer.forward(params, x, mask)
+                x = layer.forward(params, x, mask, **options)
             if penalties is not None and layer.activity is not None:
                 if penalty_rows is None:
                     penalties.append(layer.penalty(x))
@@ -183,17 +195,25 @@ class TorchRuntime(Runtime):
         return loss
 
     def _train_step(self, x, y, w, masks, s):
-        penalties = []
-        p = self._forward(x, masks, penalties, training=True)
+        penalties, states = [], []
+        p = self._forward(x, masks, penalties, training=True, states=states)
         loss = self._loss(y, p, w, penalties)
-        if not self.state.weights:
-            return loss.detach(), p.detach()
-        grads = list(torch.autograd.grad(loss, self.state.weights))
-        with torch.no_grad():
-            optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
-            for weight, constraint, project in self.constrained:
-                weight.copy_(project(constraint, weight))
+        if self.state.weights:
+            grads = list(torch.autograd.grad(loss, self.state.weights))
+            with torch.no_grad():
+                optimizers.apply(self.optimizer, self.update, self.state, grads, s, self.fused_update)
+                for weight, constraint, project in self.constrained:
+                    weight.copy_(project(constraint, weight))
+        self._update_state(states)
         return loss.detach(), p.detach()
+
+    @staticmethod
+    def _update_state(states):
+        """Each layer's state weights set to their new values, once the step's update is done."""
+        with torch.no_grad():
+            for targets, values in states:
+                for target, value in zip(targets, values):
+                    target.copy_(value)
 
     # ---- blocks of steps --------------------------------------------------------------
 

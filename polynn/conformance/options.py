@@ -116,6 +116,9 @@ LAYER_INPUT_SHAPES: dict[str, tuple] = {}
 # Layers that take integer inputs (Embedding), by registry name: the number of distinct values, so
 # the kit draws integers in [0, n) and feeds them to the layer first.
 LAYER_INTEGER_INPUTS: dict[str, int] = {}
+# Normalization layers: rank-3 inputs, so that they reduce over more than the batch and an axis
+# other than the last means something.
+LAYER_INPUT_SHAPES.update({"batch_normalization": RANK3_INPUT_SHAPE, "layer_normalization": RANK3_INPUT_SHAPE})
 
 
 def _by_class(layer: Any, table: dict[str, Any]) -> Any:
@@ -150,6 +153,19 @@ LAYER = _configs(
     ({"seed": 7}, False),
     ({"center": False}, False),
     ({"scale": False}, False),
+    # Normalization layers: the moving statistics move within the 8 steps (momentum 0.5), a frozen
+    # BatchNormalization runs in inference mode, gamma and beta get penalties and constraints, the
+    # moving statistics start away from 0 and 1; LayerNormalization over two axes (a key only it
+    # has keeps that configuration off BatchNormalization, whose axis is one integer) and rms_scaling.
+    ({"axis": 1}, False),
+    ({"epsilon": 0.1}, False),
+    ({"momentum": 0.5}, False),
+    ({"momentum": 0.5, "trainable": False}, False),
+    ({"gamma_regularizer": L2(l2=0.05), "beta_constraint": NonNeg()}, False),
+    ({"momentum": 0.5, "moving_mean_initializer": RandomUniform(minval=-0.5, maxval=0.5),
+      "moving_variance_initializer": RandomUniform(minval=0.5, maxval=1.5)}, False),
+    ({"axis": (1, 2), "rms_scaling": False}, False),
+    ({"rms_scaling": True}, False),
 )
 
 REGULARIZER = _configs(

@@ -34,13 +34,20 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "We
 
 
 class WeightSpec(NamedTuple):
-    """One array of a layer's weights: its name, shape and the components acting on it."""
+    """One array of a layer's weights: its name, shape and the components acting on it.
+
+    trainable=False (Keras's non-trainable weight: BatchNormalization's moving statistics) is a
+    weight the optimizer never reaches: no gradient, no update or slot change, no regularizer or
+    constraint (give it none). It is in get_weights() and model files all the same, and changes
+    only through its layer's `state_updates` in training steps (see Layer).
+    """
 
     name: str
     shape: tuple
     initializer: Initializer
     regularizer: Regularizer | None
     constraint: Constraint | None
+    trainable: bool = True
 
 
 def _defines_legacy_weights(cls: type) -> bool:
@@ -75,6 +82,15 @@ class Layer(Component):
     the layer's activation spec with (its own implementation, or a user function's), by default the
     spec's own `call`. Every backend with an ops namespace and an autodiff engine runs it (see
     polynn.backend.SharedLayer) unless it has an override of its own.
+
+    A layer that computes otherwise in training (BatchNormalization) gives its call a keyword
+    parameter `training=False`: train steps pass training=True, evaluate() and predict() nothing.
+    A layer with state (weights whose WeightSpec has trainable=False) defines
+    `state_updates(params, x)`: the new values of those weights, in their weight_specs() order,
+    after a train step in which the layer's input was x (params as in call). Every runtime calls it
+    in train steps only, for layers with trainable=True, on the input its training-mode call got,
+    outside differentiation, and sets the weights to the values after the step's update. A layer
+    without these is called as it always was.
     """
 
     kind: ClassVar[str] = "layer"
@@ -111,6 +127,11 @@ class Layer(Component):
     def weight_specs(self, input_shape: tuple) -> list[WeightSpec]:
         """The layer's weights for an input of `input_shape` (no batch axis), in Keras order."""
         return []
+
+    def has_state_updates(self) -> bool:
+        """Whether train steps update this layer's non-trainable weights: it defines
+        `state_updates(params, x)` and is trainable (a frozen layer's state stays, as Keras's)."""
+        return self.trainable and callable(getattr(self, "state_updates", None))
 
     def weights(self, input_shape: tuple) -> list[WeightSpec]:
         """Deprecated: weight_specs(input_shape)."""

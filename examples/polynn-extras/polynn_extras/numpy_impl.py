@@ -5,41 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 
-class LayerNormalization:
+class RMSNormalization:
     def __init__(self, backend, spec):
         self.spec = spec
         self.activity = None
 
     def forward(self, params, x, mask=None):
-        spec = self.spec
-        m = np.mean(x, axis=-1, keepdims=True)
-        centered = x - m
-        r = 1 / np.sqrt(np.mean(centered * centered, axis=-1, keepdims=True) + spec.epsilon)
-        x_hat = centered * r
-        y = x_hat
-        k = 0
-        if spec.scale:
-            y = params[k] * y
-            k += 1
-        if spec.center:
-            y = y + params[k]
-        return y, (x_hat, r)
+        axis = self.spec.normalized_axis(x.ndim)
+        r = 1 / np.sqrt(np.mean(x * x, axis=axis, keepdims=True) + self.spec.epsilon)
+        x_hat = x * r
+        scale = params[0].reshape(self.spec.scale_shape(x.ndim))
+        return x_hat * scale, (x_hat, r, scale)
 
     def backward(self, params, cache, dy, need_dx=True):
-        spec = self.spec
-        x_hat, r = cache
-        rows = dy.reshape(-1, dy.shape[-1])
-        grads = []
-        d_hat = dy
-        if spec.scale:
-            grads.append(np.sum(rows * x_hat.reshape(rows.shape), axis=0))
-            d_hat = dy * params[0]
-        if spec.center:
-            grads.append(np.sum(rows, axis=0))
+        x_hat, r, scale = cache
+        axis = self.spec.normalized_axis(dy.ndim)
+        others = tuple(a for a in range(dy.ndim) if a != axis)
+        grads = [np.sum(dy * x_hat, axis=others)]
         dx = None
         if need_dx:
-            dx = r * (d_hat - np.mean(d_hat, axis=-1, keepdims=True)
-                      - x_hat * np.mean(d_hat * x_hat, axis=-1, keepdims=True))
+            g = dy * scale
+            dx = r * (g - x_hat * np.mean(g * x_hat, axis=axis, keepdims=True))
         return dx, grads
 
 

@@ -14,42 +14,49 @@ from polynn.layers import Layer, WeightSpec
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerNormalization(Layer):
-    """Over the last axis of x: m = mean(x), v = mean((x - m)**2),
-    y = gamma * (x - m) / sqrt(v + epsilon) + beta.
+class RMSNormalization(Layer):
+    """Over `axis` of x (the batch axis is 0; -1, the default, is the last):
+    y = x / sqrt(mean(x**2) + epsilon) * scale  (keras.layers.RMSNormalization, Zhang and Sennrich 2019).
 
-    gamma (scale=True, drawn from gamma_initializer, ones) and beta (center=True, from
-    beta_initializer, zeros) have the size of the last axis; without them the factor is 1 and the
-    shift 0 (Keras 3's defaults, with epsilon 1e-3).
+    scale has the size of `axis` and starts at ones (Keras's). Gradients, with r = 1 / sqrt(mean(x**2)
+    + epsilon), x_hat = x * r and g = dy * scale: dx = r * (g - x_hat * mean(g * x_hat)), the means
+    over `axis`; dscale = the sum of dy * x_hat over every other axis.
     """
 
     kind: ClassVar[str] = "layer"
-    name: ClassVar[str] = "layer_normalization"
-    epsilon: float = 1e-3
-    center: bool = True
-    scale: bool = True
-    beta_initializer: object = "zeros"
-    gamma_initializer: object = "ones"
+    name: ClassVar[str] = "rms_normalization"
+    axis: int = -1
+    epsilon: float = 1e-6
 
     def __post_init__(self):
-        object.__setattr__(self, "beta_initializer", initializers.get(self.beta_initializer))
-        object.__setattr__(self, "gamma_initializer", initializers.get(self.gamma_initializer))
+        if isinstance(self.axis, np.integer):  # NumPy's integers are integers
+            object.__setattr__(self, "axis", int(self.axis))
+        if not isinstance(self.axis, int) or isinstance(self.axis, bool):
+            raise InvalidArgumentError("axis", self.axis, "an integer", owner="RMSNormalization")
         if not isinstance(self.epsilon, (int, float)) or isinstance(self.epsilon, bool) or not self.epsilon > 0:
-            raise InvalidArgumentError("epsilon", self.epsilon, "a number > 0", owner="LayerNormalization")
-        for flag in ("center", "scale"):
-            if isinstance(getattr(self, flag), np.bool_):  # NumPy's bools are bools
-                object.__setattr__(self, flag, bool(getattr(self, flag)))
-            if not isinstance(getattr(self, flag), bool):
-                raise InvalidArgumentError(flag, getattr(self, flag), "True or False", owner="LayerNormalization")
+            raise InvalidArgumentError("epsilon", self.epsilon, "a number > 0", owner="RMSNormalization")
+        super().__post_init__()
+
+    def normalized_axis(self, rank):
+        """The axis as a position in an input of `rank` axes, batch included; refused unless a feature axis."""
+        if not (-rank < self.axis < 0 or 0 < self.axis < rank):
+            raise InvalidArgumentError("axis", self.axis, f"a feature axis of the layer's input of rank {rank}: "
+                                       f"1 to {rank - 1} or {-(rank - 1)} to -1", owner="RMSNormalization")
+        return self.axis % rank
+
+    def scale_shape(self, rank):
+        """The shape scale broadcasts in over an input of `rank` axes."""
+        shape = [1] * rank
+        shape[self.normalized_axis(rank)] = -1
+        return shape
 
     def weight_specs(self, input_shape):
-        size = (input_shape[-1],)
-        out = []
-        if self.scale:
-            out.append(WeightSpec("gamma", size, self.gamma_initializer, None, None))
-        if self.center:
-            out.append(WeightSpec("beta", size, self.beta_initializer, None, None))
-        return out
+        size = (input_shape[self.normalized_axis(len(input_shape) + 1) - 1],)
+        return [WeightSpec("scale", size, initializers.get("ones"), None, None)]
+
+    def output_shape(self, input_shape):
+        self.normalized_axis(len(input_shape) + 1)
+        return input_shape
 
 
 @dataclasses.dataclass(frozen=True)

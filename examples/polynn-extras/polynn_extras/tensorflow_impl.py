@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class LayerNormalization:
+class RMSNormalization:
     def __init__(self, backend, spec):
         import tensorflow as tf
 
@@ -13,18 +13,10 @@ class LayerNormalization:
 
     def forward(self, params, x, mask=None):
         tf, spec = self.tf, self.spec
-        m = tf.reduce_mean(x, axis=-1, keepdims=True)
-        centered = x - m
-        variance = tf.reduce_mean(centered * centered, axis=-1, keepdims=True)
-        r = 1 / tf.sqrt(variance + tf.constant(spec.epsilon, dtype=x.dtype))
-        y = centered * r
-        k = 0
-        if spec.scale:
-            y = params[k] * y
-            k += 1
-        if spec.center:
-            y = y + params[k]
-        return y
+        rank = x.shape.rank
+        mean_square = tf.reduce_mean(x * x, axis=spec.normalized_axis(rank), keepdims=True)
+        r = 1 / tf.sqrt(mean_square + tf.constant(spec.epsilon, dtype=x.dtype))
+        return x * r * tf.reshape(params[0], spec.scale_shape(rank))
 
 
 def SQUAREPLUS(spec, x):  # noqa: N802 (the name every *_impl module exports)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class LayerNormalization:
+class RMSNormalization:
     def __init__(self, backend, spec):
         self.spec = spec
         self.activity = None
@@ -12,17 +12,9 @@ class LayerNormalization:
         import torch
 
         spec = self.spec
-        m = torch.mean(x, dim=-1, keepdim=True)
-        centered = x - m
-        r = 1 / torch.sqrt(torch.mean(centered * centered, dim=-1, keepdim=True) + spec.epsilon)
-        y = centered * r
-        k = 0
-        if spec.scale:
-            y = params[k] * y
-            k += 1
-        if spec.center:
-            y = y + params[k]
-        return y
+        mean_square = torch.mean(x * x, dim=spec.normalized_axis(x.dim()), keepdim=True)
+        r = 1 / torch.sqrt(mean_square + spec.epsilon)
+        return x * r * params[0].reshape(spec.scale_shape(x.dim()))
 
 
 def SQUAREPLUS(spec, x):  # noqa: N802 (the name every *_impl module exports)

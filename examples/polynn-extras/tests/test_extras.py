@@ -15,7 +15,7 @@ from polynn.models import Sequential
 
 pytest.importorskip("polynn_extras", reason="the example plugin is not installed: pip install ./examples/polynn-extras")
 from polynn_extras import (  # noqa: E402
-    LayerNormalization,
+    RMSNormalization,
     Squareplus,
     numpy_impl,  # noqa: E402
 )
@@ -38,7 +38,7 @@ def _train(backend, dtype, layers, epochs=2):
 
 
 def _model():
-    return [Dense(8, input_dim=6, activation=Squareplus(b=2.0)), LayerNormalization(), Dense(2)]
+    return [Dense(8, input_dim=6, activation=Squareplus(b=2.0)), RMSNormalization(), Dense(2)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -72,14 +72,13 @@ def _finite_difference(f, x, h=1e-6):
     return grad
 
 
-@pytest.mark.parametrize("spec", [LayerNormalization(), LayerNormalization(center=False),
-                                  LayerNormalization(scale=False, epsilon=0.1)])
-def test_layer_normalization_gradients_match_finite_differences(spec):
+@pytest.mark.parametrize("spec", [RMSNormalization(), RMSNormalization(epsilon=0.1), RMSNormalization(axis=1)])
+def test_rms_normalization_gradients_match_finite_differences(spec):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 4, 5))
-    params = [rng.normal(size=5) for _ in spec.weight_specs((4, 5))]
+    params = [rng.normal(size=w.shape) for w in spec.weight_specs((4, 5))]
     dy = rng.normal(size=x.shape)
-    layer = numpy_impl.LayerNormalization(None, spec)
+    layer = numpy_impl.RMSNormalization(None, spec)
     y, cache = layer.forward(params, x)
     dx, grads = layer.backward(params, cache, dy)
     np.testing.assert_allclose(dx, _finite_difference(lambda v: np.sum(dy * layer.forward(params, v)[0]), x),
@@ -90,6 +89,24 @@ def test_layer_normalization_gradients_match_finite_differences(spec):
             changed[k] = v
             return np.sum(dy * layer.forward(changed, x)[0])
         np.testing.assert_allclose(grads[k], _finite_difference(f, p), atol=1e-8)
+
+
+def test_rms_normalization_computes_as_its_docstring_says():
+    x = np.random.default_rng(2).normal(size=(4, 3, 5))
+    scale = np.array([0.5, 1.0, 2.0])
+    y, _ = numpy_impl.RMSNormalization(None, RMSNormalization(axis=1, epsilon=0.25)).forward([scale], x)
+    expected = x / np.sqrt(np.mean(x * x, axis=1, keepdims=True) + 0.25) * scale.reshape(1, 3, 1)
+    np.testing.assert_allclose(y, expected, rtol=1e-14)
+
+
+def test_rms_normalization_refuses_the_batch_axis_and_axes_outside_the_input():
+    from polynn.errors import InvalidArgumentError
+
+    for axis in (0, 3, -3):
+        with pytest.raises(InvalidArgumentError, match="feature axis"):
+            RMSNormalization(axis=axis).output_shape((4, 5))
+    with pytest.raises(InvalidArgumentError, match="epsilon"):
+        RMSNormalization(epsilon=0)
 
 
 def test_squareplus_gradient_matches_finite_differences():
@@ -104,7 +121,7 @@ def test_squareplus_gradient_matches_finite_differences():
 def test_specs_resolve_by_name_and_round_trip_through_json():
     dense = Dense(4, activation="squareplus")
     assert dense.activation == Squareplus()
-    model = Sequential([Dense(4, input_dim=3), LayerNormalization(epsilon=1e-5, center=False)])
+    model = Sequential([Dense(4, input_dim=3), RMSNormalization(epsilon=1e-5, axis=1)])
     config = json.loads(json.dumps(model.get_config()))
     assert Sequential.from_config(config).layers == model.layers
 
@@ -122,16 +139,16 @@ def test_compiling_on_a_backend_without_an_implementation_names_component_and_ba
 
     plugins.register_plugin(Plugin(), name="bare-backend-for-test")
     try:
-        model = Sequential([Dense(4, input_dim=3), LayerNormalization()])
+        model = Sequential([Dense(4, input_dim=3), RMSNormalization()])
         with pytest.raises(UnsupportedComponentError) as caught:
             model.compile(loss="mse", backend="bare")
     finally:
         plugins.reset()  # the next use rescans the installed plugins, without the test's backend
     message = str(caught.value)
-    assert "layer_normalization" in message and "'bare'" in message
+    assert "rms_normalization" in message and "'bare'" in message
 
 
-def test_layer_normalization_takes_numpy_bools_as_bools():
-    layer = LayerNormalization(center=np.bool_(False), scale=np.bool_(True))
-    assert layer.center is False and layer.scale is True
-    assert LayerNormalization.from_config(json.loads(json.dumps(layer.get_config()))) == layer
+def test_rms_normalization_takes_numpy_integers_as_integers():
+    layer = RMSNormalization(axis=np.int64(1))
+    assert layer.axis == 1 and type(layer.axis) is int
+    assert RMSNormalization.from_config(json.loads(json.dumps(layer.get_config()))) == layer
