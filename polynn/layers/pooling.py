@@ -97,8 +97,9 @@ class AveragePooling1D(_AveragePooling):
     padding "same" a window overlapping the padding divides by its real positions only (Keras and
     TensorFlow). Gradient: 1 / (that count) to each of them.
 
-    pool_size 2, strides None (pool_size), padding "valid" or "same", data_format None or
-    "channels_last", as Keras; input (steps, channels)."""
+    pool_size 2 (a default where Keras requires it, MaxPooling1D's), strides None (pool_size),
+    padding "valid" or "same", data_format None or "channels_last", as Keras; input (steps,
+    channels)."""
 
     name: ClassVar[str] = "average_pooling1d"
     aliases: ClassVar[tuple] = ("avgpool1d",)
@@ -111,8 +112,9 @@ class AveragePooling2D(_AveragePooling):
     input (a window overlapping "same" padding divides by its real positions only). Gradient:
     1 / (that count) to each of them.
 
-    pool_size (2, 2), strides None (pool_size), padding "valid" or "same", data_format None or
-    "channels_last", as Keras; input (height, width, channels)."""
+    pool_size (2, 2) (a default where Keras requires it, MaxPooling2D's), strides None
+    (pool_size), padding "valid" or "same", data_format None or "channels_last", as Keras; input
+    (height, width, channels)."""
 
     name: ClassVar[str] = "average_pooling2d"
     aliases: ClassVar[tuple] = ("avgpool2d",)
