@@ -14,11 +14,15 @@ its contract: the value, and the gradient, at kinks and ties too.
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import math
+import numbers
 import typing
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from . import plugins
 from ._typing import Axis, Tensor
@@ -31,8 +35,8 @@ __all__ = [
     "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
-    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take",
-    "CAST_DTYPES", "check_dtype",
+    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take", "conv", "max_pool", "average_pool",
+    "CAST_DTYPES", "check_dtype", "window_padding",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -48,7 +52,7 @@ OP_NAMES = (
 
 # Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
 # for a namespace without them, so a backend written against OP_NAMES alone runs every component.
-EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take")
+EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take", "conv", "max_pool", "average_pool")
 
 # The dtype names cast and convert_to_tensor take, and dtype returns.
 CAST_DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -460,3 +464,196 @@ def take(x: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
     # reshape takes ints: this composition needs static shapes.
     x_shape = typing.cast("tuple[int, ...]", shape(x))
     return reshape(out, (*x_shape[:axis], *typing.cast("tuple[int, ...]", index_shape), *x_shape[axis + 1:]))
+
+
+# ---- sliding-window ops: conv, max_pool, average_pool ------------------------------------------
+# Channels last, 1 to 3 spatial dimensions. polynn.ops checks the arguments and passes a native
+# implementation them normalized: strides, dilation_rate and pool_size as tuples of ints (one per
+# spatial dimension), padding as "valid", "same" or a tuple of (before, after) pairs.
+
+_PADDINGS = ("valid", "same")
+
+
+def _spatial_dims(op: str, x_shape: tuple[int | None, ...]) -> int:
+    if len(x_shape) not in (3, 4, 5):
+        raise InvalidArgumentError("x.shape", x_shape, "(batch, *spatial, channels) with 1 to 3 spatial dimensions",
+                                   owner=f"polynn.ops.{op}")
+    return len(x_shape) - 2
+
+
+def _positive_ints(op: str, name: str, value: Any, dims: int) -> tuple[int, ...]:
+    """value (an int, or a sequence of `dims` ints), each >= 1, as a tuple of `dims` ints."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+    if len(values) != dims or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1
+                                      for v in values):
+        raise InvalidArgumentError(name, value, f"a positive int, or a tuple of {dims} positive ints (one per "
+                                   f"spatial dimension)", owner=f"polynn.ops.{op}")
+    return tuple(int(v) for v in values)
+
+
+def _padding(op: str, padding: Any, dims: int, explicit: bool) -> str | tuple[tuple[int, int], ...]:
+    if isinstance(padding, str) and padding.lower() in _PADDINGS:
+        return padding.lower()
+    pairs = tuple(tuple(p) if isinstance(p, (tuple, list)) else p for p in padding) \
+        if explicit and isinstance(padding, (tuple, list)) else None
+    if pairs is not None and len(pairs) == dims and all(
+            isinstance(p, tuple) and len(p) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 0 for v in p)
+            for p in pairs):
+        return tuple((int(before), int(after)) for before, after in pairs)
+    accepted = '"valid" or "same"'
+    if explicit:
+        accepted += f", or {dims} pairs (before, after) of ints >= 0, one per spatial dimension"
+    raise InvalidArgumentError("padding", padding, accepted, owner=f"polynn.ops.{op}")
+
+
+def window_padding(padding: str | Sequence[tuple[int, int]], spatial_shape: Sequence[int],
+                   window_shape: Sequence[int], strides: Sequence[int],
+                   dilation_rate: Sequence[int] | None = None) -> tuple[tuple[int, int], ...]:
+    """The (before, after) padding of each spatial dimension that conv, max_pool and average_pool
+    apply (normalized arguments, as they pass a native implementation): none for "valid"; for
+    "same" TensorFlow's and Keras's rule, total = max((ceil(n / s) - 1) s + (k - 1) d + 1 - n, 0),
+    before = total // 2 and the extra one after; explicit pairs unchanged."""
+    dilation_rate = dilation_rate or (1,) * len(window_shape)
+    if padding == "valid":
+        return ((0, 0),) * len(window_shape)
+    if not isinstance(padding, str):
+        return tuple((int(before), int(after)) for before, after in padding)
+    pairs = []
+    for n, k, s, d in zip(spatial_shape, window_shape, strides, dilation_rate):
+        total = builtins.max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pairs.append((total // 2, total - total // 2))
+    return tuple(pairs)
+
+
+def _output_shape(op: str, x_shape: tuple[int | None, ...], window: tuple[int, ...], strides: tuple[int, ...],
+                  padding: Any, dilation: tuple[int, ...]) -> None:
+    """Refuse a spatial dimension too small for one window; dimensions unknown until run time pass."""
+    spatial = x_shape[1:-1]
+    if any(n is None for n in spatial):
+        return
+    pads = window_padding(padding, typing.cast("tuple[int, ...]", spatial), window, strides, dilation)
+    for n, k, d, (before, after) in zip(spatial, window, dilation, pads):
+        if typing.cast(int, n) + before + after < (k - 1) * d + 1:
+            extent = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+            raise InvalidArgumentError("x.shape", x_shape, f"spatial dimensions, once padded by {pads}, of at least "
+                                       f"the window's extent {extent}", owner=f"polynn.ops.{op}")
+
+
+def conv(x: Tensor, kernel: Tensor, strides: int | Sequence[int] = 1,
+         padding: str | Sequence[tuple[int, int]] = "valid", dilation_rate: int | Sequence[int] = 1) -> Tensor:
+    """The convolution of Keras and TensorFlow (a cross-correlation: the kernel is not flipped) of
+    x (batch, *spatial, in_channels) with kernel (*kernel_size, in_channels, out_channels), channels
+    last, 1 to 3 spatial dimensions:
+
+        out[b, o, f] = sum over k, c of xp[b, o * s + k * d, c] kernel[k, c, f]
+
+    per spatial dimension (o, k, s, d: output position, kernel offset, stride, dilation), where xp is
+    x padded with zeros. strides and dilation_rate: an int or one per spatial dimension. padding:
+    "valid" (none; out = floor((n - (k - 1) d - 1) / s) + 1), "same" (out = ceil(n / s); total
+    max((ceil(n / s) - 1) s + (k - 1) d + 1 - n, 0), half of it before, the odd one after: see
+    window_padding) or one (before, after) pair per spatial dimension (Conv1D's "causal" is
+    ((k - 1) d, 0)). Gradients: for x, each element gets g[b, o, f] kernel[k, c, f] summed over the
+    windows (o, k) it falls in (the transposed convolution; padding gets none); for kernel, g[b, o, f]
+    xp[b, o * s + k * d, c] summed over b and o."""
+    x_shape, k_shape = shape(x), shape(kernel)
+    dims = _spatial_dims("conv", x_shape)
+    if len(k_shape) != dims + 2 or (x_shape[-1] is not None and k_shape[-2] != x_shape[-1]):
+        raise InvalidArgumentError("kernel.shape", k_shape, f"(*kernel_size, in_channels={x_shape[-1]}, "
+                                   f"out_channels) with {dims} spatial dimensions, as x {x_shape}",
+                                   owner="polynn.ops.conv")
+    window = typing.cast("tuple[int, ...]", tuple(k_shape[:dims]))
+    strides = _positive_ints("conv", "strides", strides, dims)
+    dilation_rate = _positive_ints("conv", "dilation_rate", dilation_rate, dims)
+    padding = _padding("conv", padding, dims, explicit=True)
+    _output_shape("conv", x_shape, window, strides, padding, dilation_rate)
+    native = _native("conv")
+    if native is not None:
+        return native(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
+    # im2col: one gather of every window's elements, then one matrix product with the kernel.
+    patches, _ = _windows("conv", x, window, strides, padding, dilation_rate, fill=0.0)
+    out_shape = typing.cast("tuple[int, ...]", shape(patches))[1:1 + dims]
+    columns = reshape(patches, (-1, math.prod(window) * typing.cast(int, x_shape[-1])))
+    out = matmul(columns, reshape(kernel, (-1, typing.cast(int, k_shape[-1]))))
+    return reshape(out, (-1, *out_shape, typing.cast(int, k_shape[-1])))
+
+
+def _pool_arguments(op: str, x: Tensor, pool_size: Any, strides: Any,
+                    padding: Any) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    dims = _spatial_dims(op, shape(x))
+    window = _positive_ints(op, "pool_size", pool_size, dims)
+    strides = window if strides is None else _positive_ints(op, "strides", strides, dims)
+    padding = typing.cast(str, _padding(op, padding, dims, explicit=False))
+    _output_shape(op, shape(x), window, strides, padding, (1,) * dims)
+    return window, strides, padding
+
+
+def max_pool(x: Tensor, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
+             padding: str = "valid") -> Tensor:
+    """The largest element of each window of x (batch, *spatial, channels), per channel, channels
+    last, 1 to 3 spatial dimensions: windows of pool_size moved by strides (pool_size when None).
+    padding: "valid" or "same" (as conv's, with dilation 1), the padding taking no part (as -inf).
+    Gradient: all of each window's to its FIRST largest element in row-major order of the window
+    (TensorFlow's, torch's and JAX's rule, on ties too), added up where windows overlap."""
+    window, strides, padding = _pool_arguments("max_pool", x, pool_size, strides, padding)
+    native = _native("max_pool")
+    if native is not None:
+        return native(x, pool_size=window, strides=strides, padding=padding)
+    patches, _ = _windows("max_pool", x, window, strides, padding, (1,) * len(window), fill=-math.inf)
+    # take_along_axis at argmax (the first largest) sends the gradient there alone; ops.max would share it.
+    first = expand_dims(argmax(patches, axis=-2), -2)
+    return squeeze(take_along_axis(patches, first, axis=-2), axis=-2)
+
+
+def average_pool(x: Tensor, pool_size: int | Sequence[int], strides: int | Sequence[int] | None = None,
+                 padding: str = "valid") -> Tensor:
+    """The mean of each window of x (batch, *spatial, channels), per channel, channels last, 1 to 3
+    spatial dimensions: windows of pool_size moved by strides (pool_size when None). padding:
+    "valid" or "same" (as conv's, with dilation 1); a window the padding overlaps averages its real
+    elements only (Keras's and TensorFlow's rule). Gradient: g / (the window's real elements) to each
+    of them, added up where windows overlap."""
+    window, strides, padding = _pool_arguments("average_pool", x, pool_size, strides, padding)
+    native = _native("average_pool")
+    if native is not None:
+        return native(x, pool_size=window, strides=strides, padding=padding)
+    patches, counts = _windows("average_pool", x, window, strides, padding, (1,) * len(window), fill=0.0)
+    if int(counts.min()) == math.prod(window):
+        return mean(patches, axis=-2)
+    return sum(patches, axis=-2) / cast(convert_to_tensor(counts[..., None]), dtype(x))
+
+
+def _windows(op: str, x: Tensor, window: tuple[int, ...], strides: tuple[int, ...], padding: Any,
+             dilation: tuple[int, ...], fill: float) -> tuple[Tensor, np.ndarray]:
+    """x's windows, (batch, *out_spatial, prod(window), channels), the window's elements in row-major
+    order, padding as `fill`; and the count of real elements of each window, (*out_spatial,). One
+    gather (take) from x with its spatial dimensions flattened and a `fill` element appended."""
+    x_shape = shape(x)
+    spatial = x_shape[1:-1]
+    if any(n is None for n in spatial):
+        raise InvalidArgumentError("x.shape", x_shape, "spatial dimensions known when the op is traced (a namespace "
+                                   f"without a native {op} gathers windows by static index)", owner=f"polynn.ops.{op}")
+    sizes = typing.cast("tuple[int, ...]", spatial)
+    pads = window_padding(padding, sizes, window, strides, dilation)
+    # Per dimension: the input position of each (output position, window offset), -1 in the padding.
+    positions = []
+    for n, k, s, d, (before, after) in zip(sizes, window, strides, dilation, pads):
+        count = (n + before + after - (k - 1) * d - 1) // s + 1
+        at = np.arange(count)[:, None] * s + np.arange(k)[None, :] * d - before
+        positions.append(np.where((at >= 0) & (at < n), at, -1))
+    dims = len(sizes)
+    # Broadcast to (*out_spatial, *window), reordered to (*out_spatial, window...) and flattened.
+    grids = np.meshgrid(*[np.arange(p.shape[0]) for p in positions], *[np.arange(k) for k in window], indexing="ij")
+    per_dim = [positions[i][grids[i], grids[dims + i]] for i in range(dims)]
+    real = np.logical_and.reduce([p >= 0 for p in per_dim])
+    flat = np.ravel_multi_index(tuple(np.where(real, p, 0) for p in per_dim), sizes)
+    channels = typing.cast(int, x_shape[-1])
+    source = reshape(x, (-1, math.prod(sizes), channels))
+    if not real.all():
+        # The fill element, appended after the real ones; a constant (zeros_like passes no gradient).
+        filler = zeros_like(take(source, np.zeros(1, dtype=np.int64), axis=1)) + fill
+        source = concatenate([source, filler], axis=1)
+        flat = np.where(real, flat, math.prod(sizes))
+    out_spatial = tuple(p.shape[0] for p in positions)
+    taken = take(source, flat.reshape(-1).astype(np.int64), axis=1)
+    patches = reshape(taken, (-1, *out_spatial, math.prod(window), channels))
+    return patches, real.reshape(*out_spatial, -1).sum(axis=-1)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from polynn import _registry, hookimpl, ops, plugins
-from polynn.conformance import Tolerance, _harness, all_cases, run, run_case
+from polynn.conformance import Tolerance, _harness, all_cases, op_functions, run, run_case
 from polynn.conformance._compare import compare, compare_float32, reference_deviation
 from polynn.conformance.components import KINDS
 from polynn.conformance.plot import write_plot
@@ -409,7 +409,8 @@ def test_a_backend_without_ops_support_reports_every_op_case_unsupported(wrong_b
     report = run("no_ops", "float64", ["op.*", "activation.tanh"])
     results = _by_name(report)
     assert results.pop("activation.tanh").status == "pass"
-    assert sorted(results) == sorted(f"op.{name}" for name in (*ops.OP_NAMES, *ops.EXTRA_OP_NAMES))
+    assert sorted(results) == sorted(f"op.{entry.op}{entry.label}" for entry in op_functions.functions())
+    assert {entry.op for entry in op_functions.functions()} == {*ops.OP_NAMES, *ops.EXTRA_OP_NAMES}
     for name, result in results.items():
         assert result.status == "unsupported", name
         assert "'custom_activation'" in result.message or "'custom_loss'" in result.message

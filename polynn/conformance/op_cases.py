@@ -51,5 +51,5 @@ def cases() -> list[Case]:
         def tol(dtype: str, observations: tuple[str, ...] = observations) -> dict[str, Tolerance]:
             return tolerances.component(dtype, KIND, observations)
 
-        found.append(Case(f"{KIND}.{entry.op}", KIND, scenario, tol, (spec,)))
+        found.append(Case(f"{KIND}.{entry.op}{entry.label}", KIND, scenario, tol, (spec,)))
     return found

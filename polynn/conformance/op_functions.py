@@ -1,7 +1,9 @@
 """The user functions of the op cases: for each polynn.ops op, a function written with polynn.ops.
 
 Most are activations f(x) of a (samples, UNITS) batch; one_hot and take_along_axis, which need
-labels, are per-sample losses f(y_true, y_pred) with one-hot y_true. An op without a gradient
+labels, are per-sample losses f(y_true, y_pred) with one-hot y_true. The sliding-window ops (conv,
+max_pool, average_pool) have one function per configuration (`label`, in the case's name), each
+reading the batch as a small image or sequence. An op without a gradient
 (comparisons, logical ops, argmax, shape, one_hot, zeros_like, ones_like, stop_gradient) sits
 inside a differentiable function, so its case checks its values and that the function around it
 still differentiates as the reference does.
@@ -57,6 +59,7 @@ class OpFunction:
     harness: str
     function: Callable[..., Any]
     domain: str = "real"
+    label: str = ""
 
 
 def _tie_select(condition: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -163,6 +166,98 @@ _EXTRA = {
 }
 _ACTIVATIONS.update(_EXTRA)
 
+# ---- the sliding-window ops ----------------------------------------------------------------
+# Each function reads the (6, 5) batch as an image or sequence batch, and returns its result's
+# elements followed by the batch's remaining ones, as (6, 5): every output is checked as it is,
+# with an upstream gradient of its own. A conv's kernel is made from the batch too (a constant
+# of eighths plus half of some of its elements), so the kernel's gradient is checked as well.
+# Products of the inputs (1/128) and kernels (1/256) and their short sums are exact in float32.
+
+_SAMPLES = 6
+
+
+def _eighths_drawn(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.RandomState(seed).randint(-4, 5, shape) / 8.0
+
+
+def _kernel(x: Tensor, shape: tuple[int, ...], seed: int) -> Tensor:
+    size = int(np.prod(shape))
+    picked = np.random.RandomState(seed).choice(_SAMPLES * UNITS, size, replace=size > _SAMPLES * UNITS)
+    from_x = ops.take(ops.reshape(x, (-1,)), picked, axis=0)
+    return ops.reshape(from_x, shape) * 0.5 + ops.convert_to_tensor(_eighths_drawn(shape, seed))
+
+
+def _with_rest(out: Tensor, x: Tensor) -> Tensor:
+    """out's elements, then x's from the same flat position on, as (samples, UNITS)."""
+    flat = ops.reshape(out, (1, -1))
+    used = int(np.prod(cast("tuple[int, ...]", ops.shape(flat))))
+    rest = ops.take(ops.reshape(x, (1, -1)), np.arange(used, _SAMPLES * UNITS), axis=1)
+    return ops.reshape(ops.concatenate([flat, rest], axis=1), (-1, UNITS))
+
+
+def _conv(image: tuple[int, ...], kernel: tuple[int, ...], seed: int, **options: Any) -> Callable[[Tensor], Tensor]:
+    def function(x: Tensor) -> Tensor:
+        return _with_rest(ops.conv(ops.reshape(x, image), _kernel(x, kernel, seed), **options), x)
+
+    return function
+
+
+def _pool(op: Callable[..., Tensor], image: tuple[int, ...], shift: float = 0.0,
+          **options: Any) -> Callable[[Tensor], Tensor]:
+    # A shift below the inputs' range (-3) makes every window's elements negative: a max_pool that
+    # pads with zeros, not -inf, shows in the values.
+    def function(x: Tensor) -> Tensor:
+        return _with_rest(op(ops.reshape(x, image) + shift, **options) - shift, x)
+
+    return function
+
+
+def _max_pool_ties(x: Tensor) -> Tensor:
+    # Each window holds an element of x and its constant copy: equal values. The first takes all of
+    # the gradient: x's in the first pooling, the copy's in the second; splitting or taking the last
+    # gives x another gradient.
+    x_first = ops.reshape(ops.stack([x, ops.stop_gradient(x)], axis=-1), (3, 20, 1))
+    copy_first = ops.reshape(ops.stack([ops.stop_gradient(x), x], axis=-1), (3, 20, 1))
+    pooled = (ops.reshape(ops.max_pool(x_first, 2), (-1, UNITS))
+              + ops.reshape(ops.max_pool(copy_first, 2), (-1, UNITS)) * ops.convert_to_tensor(RAMP))
+    return pooled
+
+
+# (label, function) per op. The "real" grid's HELD ties at the top (row 5, columns 0 and 2) fall in
+# common windows of the 2D max_pool cases, so their gradient goes to the first in row-major order.
+_WINDOW_OPS: dict[str, list[tuple[str, Callable[[Tensor], Tensor]]]] = {
+    "conv": [
+        ("", _conv((1, 6, 5, 1), (3, 3, 1, 2), 31)),
+        ("(1d, strides=2, padding=same)", _conv((2, 5, 3), (4, 3, 2), 32, strides=2, padding="same")),
+        ("(2d, padding=same, dilation_rate=(2, 3))",
+         _conv((1, 3, 5, 2), (2, 2, 2, 2), 33, padding="same", dilation_rate=(2, 3))),
+        ("(1d, padding=((2, 0),), dilation_rate=2)",  # Conv1D's causal padding
+         _conv((6, 5, 1), (2, 1, 1), 34, padding=((2, 0),), dilation_rate=2)),
+        ("(2d, strides=(2, 1), padding=((1, 0), (0, 2)))",
+         _conv((1, 6, 5, 1), (2, 3, 1, 2), 35, strides=(2, 1), padding=((1, 0), (0, 2)))),
+        ("(2d, strides=2, padding=same, dilation_rate=2)",
+         _conv((1, 6, 5, 1), (2, 2, 1, 2), 36, strides=2, padding="same", dilation_rate=2)),
+        ("(3d, strides=(2, 1, 1), padding=same)",
+         _conv((1, 3, 2, 5, 1), (2, 2, 3, 1, 1), 37, strides=(2, 1, 1), padding="same")),
+    ],
+    "max_pool": [
+        ("", _pool(ops.max_pool, (1, 6, 5, 1), pool_size=(2, 3), strides=2)),
+        ("(1d, ties)", _max_pool_ties),
+        ("(2d, pool_size=3, strides=1, padding=same)",
+         _pool(ops.max_pool, (1, 6, 5, 1), -3.0, pool_size=3, strides=1, padding="same")),
+        ("(1d, pool_size=2, padding=same)", _pool(ops.max_pool, (6, 5, 1), -3.0, pool_size=2, padding="same")),
+        ("(3d, pool_size=2, padding=same)", _pool(ops.max_pool, (1, 3, 2, 5, 1), -3.0, pool_size=2, padding="same")),
+    ],
+    "average_pool": [
+        ("", _pool(ops.average_pool, (1, 6, 5, 1), pool_size=2)),
+        ("(2d, pool_size=3, strides=2, padding=same)",
+         _pool(ops.average_pool, (1, 6, 5, 1), pool_size=3, strides=2, padding="same")),
+        ("(1d, pool_size=2, strides=1, padding=same)",
+         _pool(ops.average_pool, (2, 5, 3), pool_size=2, strides=1, padding="same")),
+        ("(3d, pool_size=2, padding=same)", _pool(ops.average_pool, (1, 3, 2, 5, 1), pool_size=2, padding="same")),
+    ],
+}
+
 _LOSSES = {
     "one_hot": _one_hot_loss,
     "take_along_axis": _take_along_axis_loss,
@@ -170,14 +265,18 @@ _LOSSES = {
 
 
 def functions() -> list[OpFunction]:
-    """One OpFunction per name in polynn.ops.OP_NAMES, then EXTRA_OP_NAMES, in that order."""
+    """The OpFunctions of each name in polynn.ops.OP_NAMES, then EXTRA_OP_NAMES, in that order: one
+    per name, several (labelled) for a sliding-window op."""
     found = []
     for name in (*ops.OP_NAMES, *ops.EXTRA_OP_NAMES):
         if name in _LOSSES:
-            entry = OpFunction(name, "loss", _LOSSES[name], "probabilities")
+            entries = [OpFunction(name, "loss", _LOSSES[name], "probabilities")]
+        elif name in _WINDOW_OPS:
+            entries = [OpFunction(name, "activation", function, label=label) for label, function in _WINDOW_OPS[name]]
         else:
-            entry = OpFunction(name, "activation", *_ACTIVATIONS[name])
-        # Error messages and summaries show the function's name: say which op it is about.
-        entry.function.__name__ = f"conformance_op_{name}"
-        found.append(entry)
+            entries = [OpFunction(name, "activation", *_ACTIVATIONS[name])]
+        for entry in entries:
+            # Error messages and summaries show the function's name: say which op it is about.
+            entry.function.__name__ = f"conformance_op_{name}"
+            found.append(entry)
     return found
