@@ -419,3 +419,26 @@ def test_onnx_export_of_the_conv_family_takes_opsets_on_either_side_of_18(tmp_pa
         model.export(path, opset_version=opset)
         session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-12, atol=1e-12)
+
+
+# ---- the kit -------------------------------------------------------------------------------
+
+
+def test_the_kit_exercises_every_layer_and_option():
+    from polynn.conformance import components, options
+
+    family = [Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
+              GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Flatten, Reshape]
+    assert all(options.layer_input_shape(cls()) is not None for cls in family)
+    cases = [case for case in components.cases(["layer"]) if any(case.name.startswith(f"layer.{cls.name}")
+                                                                  for cls in family)]
+    # Every configuration builds (a refused one would have no component).
+    assert all(case.components for case in cases)
+    names = {case.name for case in cases}
+    assert {"layer.conv1d(padding=causal)", "layer.conv1d(padding=causal, dilation_rate=2)",
+            "layer.conv2d(strides=2, padding=same)", "layer.conv2d(dilation_rate=2)", "layer.conv2d(filters=4, groups=2)",
+            "layer.conv2d(kernel_regularizer=l2)", "layer.max_pooling2d(pool_size=3, strides=1)",
+            "layer.average_pooling1d(pool_size=3, strides=2, padding=same)", "layer.global_max_pooling2d(keepdims=True)",
+            "layer.reshape(target_shape=(2, -1))", "layer.flatten"} <= names
+    # Causal padding is Conv1D's alone: the configuration names its class.
+    assert not any("causal" in name for name in names if not name.startswith("layer.conv1d"))
