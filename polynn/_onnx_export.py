@@ -8,7 +8,9 @@ Each lowering restates its spec's formula (polynn.activations) with elementary O
 included (Keras's float32-formed ones too), rather than ONNX's fused activations (Elu, Softplus,
 HardSigmoid...): ONNX Runtime's CPU provider has no float64 kernel for those, and its float32
 Sigmoid is an approximation whose error in the tails exceeds the tolerance that predict is matched
-to. Dense is Gemm (_dense says why not MatMul). The operators' semantics are opset 13's, so any
+to. Dense is Gemm (_dense says why not MatMul). Convolutions and pools run channels first between
+Transposes, and in float64, where ONNX Runtime's CPU provider lacks Conv and AveragePool, as sums of
+strided Slices. The operators' semantics are opset 13's, so any
 opset from 13 on describes the graph; the default is 17, which ONNX Runtime (1.11 on), TensorRT and
 OpenVINO read, with IR version 8, which older runtimes accept too.
 """
@@ -25,8 +27,8 @@ import numpy as np
 from . import _files
 from . import activations as _act
 from . import layers as _layers
+from . import ops as _ops
 from ._extras import require
-from .layers._spatial import same_padding
 from ._spec import FunctionField
 from ._version import __version__
 from .errors import InvalidArgumentError, UnsupportedComponentError
@@ -218,11 +220,9 @@ def _to_channels_last(g: _Graph, x: str, rank: int) -> str:
 
 def _padding(padding: str, shape: tuple, sizes: tuple, strides: tuple, dilations: tuple) -> tuple:
     """(before, after) zeros along each spatial axis, as the spec's padding puts them."""
-    if padding == "same":
-        return tuple(same_padding(n, k, s, d) for n, k, s, d in zip(shape, sizes, strides, dilations))
     if padding == "causal":
         return (((sizes[0] - 1) * dilations[0], 0),)
-    return ((0, 0),) * len(sizes)
+    return _ops.window_padding(padding, shape, sizes, strides, dilations)
 
 
 def _pads(padding: tuple) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -10,7 +9,7 @@ from .._spec import INT_LIMIT
 from ..errors import InvalidArgumentError
 
 __all__ = ["check_data_format", "check_sizes", "check_padding", "check_rank", "conv_length", "pool_length",
-           "same_padding", "spatial_names"]
+           "spatial_names"]
 
 CHANNELS_LAST = "channels_last"
 
@@ -76,10 +75,3 @@ def pool_length(n: int, k: int, s: int, padding: str) -> int:
     if padding == "same":
         return -(-n // s)
     return 0 if n < k else (n - k) // s + 1
-
-
-def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
-    """(before, after) of TensorFlow's and Keras's same padding: total = max((ceil(n / s) - 1) s
-    + (k - 1) d + 1 - n, 0), before = total // 2, the extra one after."""
-    total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
-    return total // 2, total - total // 2
