@@ -10,9 +10,9 @@ HardSigmoid...): ONNX Runtime's CPU provider has no float64 kernel for those, an
 Sigmoid is an approximation whose error in the tails exceeds the tolerance that predict is matched
 to. Dense is Gemm (_dense says why not MatMul). Convolutions and pools run channels first between
 Transposes, and in float64, where ONNX Runtime's CPU provider lacks Conv and AveragePool, as sums of
-strided Slices. The operators' semantics are opset 13's, so any
-opset from 13 on describes the graph; the default is 17, which ONNX Runtime (1.11 on), TensorRT and
-OpenVINO read, with IR version 8, which older runtimes accept too.
+strided Slices. The operators' semantics are opset 13's, so any opset from 13 on describes the
+graph; the default is 17, which ONNX Runtime (1.11 on), TensorRT and OpenVINO read, with IR version
+8, which older runtimes accept too.
 """
 
 from __future__ import annotations
