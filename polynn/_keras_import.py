@@ -248,7 +248,7 @@ def _dense_groups(model: Any, specs: list) -> list[str | None]:
     owners = {owner for owner, _ in specs}
     counts: dict[str, int] = {}
     for index, spec in enumerate(model._layers):
-        keras_class = type(spec).__name__
+        keras_class: str | None = type(spec).__name__
         if keras_class not in LAYER_CLASSES or getattr(layers, keras_class, None) is not type(spec):
             keras_class = None
         if keras_class is None and index in owners:

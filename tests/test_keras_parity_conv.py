@@ -28,27 +28,30 @@ SAMPLES, BATCH, EPOCHS = 24, 8, 2  # 6 steps
 # Each case: (per-sample input shape, its layers from a module spelled as keras.layers, its optimizer
 # from a module spelled as keras.optimizers). The same lambda builds the Keras and the polynn model.
 CASES = {
-    "conv2d-maxpool-gap": ((8, 7, 2), lambda L: [
-        L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(), L.Conv2D(3, 2, padding="same", activation="tanh"),
-        L.GlobalAveragePooling2D(), L.Dense(2)], lambda O: O.SGD(learning_rate=0.05)),
-    "conv1d-avgpool-flatten": ((10, 3), lambda L: [
-        L.Conv1D(4, 3, activation="relu"), L.AveragePooling1D(2), L.Flatten(), L.Dense(2)],
-        lambda O: O.Adam(learning_rate=0.01)),
-    "reshape-causal-gmp": ((12,), lambda L: [
-        L.Reshape((6, 2)), L.Conv1D(3, 2, padding="causal", dilation_rate=2, activation="tanh"),
-        L.GlobalMaxPooling1D(), L.Dense(1)], lambda O: O.SGD(learning_rate=0.1, momentum=0.9)),
-    "strides-same-dilation-2d": ((9, 8, 2), lambda L: [
-        L.Conv2D(4, 3, strides=2, padding="same", activation="elu"), L.AveragePooling2D(2, strides=1, padding="same"),
-        L.Conv2D(3, 2, dilation_rate=2, padding="same", use_bias=False), L.MaxPooling2D(3, strides=2, padding="same"),
-        L.Flatten(), L.Dense(2)], lambda O: O.Adam(learning_rate=0.01)),
-    "strides-same-1d-keepdims": ((11, 2), lambda L: [
-        L.Conv1D(4, 3, strides=2, padding="same", kernel_regularizer="l2"), L.MaxPooling1D(3, strides=1, padding="same"),
-        L.AveragePooling1D(3, strides=2, padding="same"), L.GlobalAveragePooling1D(keepdims=True), L.Flatten(),
-        L.Dense(2)], lambda O: O.RMSprop(learning_rate=0.01)),
-    "groups-2d": ((6, 6, 4), lambda L: [
-        L.Conv2D(6, 2, groups=2, activation="relu"), L.Conv2D(4, 3, groups=2, padding="same"),
-        L.GlobalMaxPooling2D(keepdims=True), L.Reshape((2, 2)), L.GlobalMaxPooling1D(), L.Dense(1)],
-        lambda O: O.SGD(learning_rate=0.05)),
+    "conv2d-maxpool-gap": ((8, 7, 2), lambda lay: [
+        lay.Conv2D(4, 3, activation="relu"), lay.MaxPooling2D(), lay.Conv2D(3, 2, padding="same", activation="tanh"),
+        lay.GlobalAveragePooling2D(), lay.Dense(2)], lambda opt: opt.SGD(learning_rate=0.05)),
+    "conv1d-avgpool-flatten": ((10, 3), lambda lay: [
+        lay.Conv1D(4, 3, activation="relu"), lay.AveragePooling1D(2), lay.Flatten(), lay.Dense(2)],
+        lambda opt: opt.Adam(learning_rate=0.01)),
+    "reshape-causal-gmp": ((12,), lambda lay: [
+        lay.Reshape((6, 2)), lay.Conv1D(3, 2, padding="causal", dilation_rate=2, activation="tanh"),
+        lay.GlobalMaxPooling1D(), lay.Dense(1)], lambda opt: opt.SGD(learning_rate=0.1, momentum=0.9)),
+    "strides-same-dilation-2d": ((9, 8, 2), lambda lay: [
+        lay.Conv2D(4, 3, strides=2, padding="same", activation="elu"),
+        lay.AveragePooling2D(2, strides=1, padding="same"),
+        lay.Conv2D(3, 2, dilation_rate=2, padding="same", use_bias=False),
+        lay.MaxPooling2D(3, strides=2, padding="same"), lay.Flatten(), lay.Dense(2)],
+        lambda opt: opt.Adam(learning_rate=0.01)),
+    "strides-same-1d-keepdims": ((11, 2), lambda lay: [
+        lay.Conv1D(4, 3, strides=2, padding="same", kernel_regularizer="l2"),
+        lay.MaxPooling1D(3, strides=1, padding="same"),
+        lay.AveragePooling1D(3, strides=2, padding="same"), lay.GlobalAveragePooling1D(keepdims=True), lay.Flatten(),
+        lay.Dense(2)], lambda opt: opt.RMSprop(learning_rate=0.01)),
+    "groups-2d": ((6, 6, 4), lambda lay: [
+        lay.Conv2D(6, 2, groups=2, activation="relu"), lay.Conv2D(4, 3, groups=2, padding="same"),
+        lay.GlobalMaxPooling2D(keepdims=True), lay.Reshape((2, 2)), lay.GlobalMaxPooling1D(), lay.Dense(1)],
+        lambda opt: opt.SGD(learning_rate=0.05)),
 }
 
 

@@ -436,9 +436,11 @@ def test_the_kit_exercises_every_layer_and_option():
     assert all(case.components for case in cases)
     names = {case.name for case in cases}
     assert {"layer.conv1d(padding=causal)", "layer.conv1d(padding=causal, dilation_rate=2)",
-            "layer.conv2d(strides=2, padding=same)", "layer.conv2d(dilation_rate=2)", "layer.conv2d(filters=4, groups=2)",
-            "layer.conv2d(kernel_regularizer=l2)", "layer.max_pooling2d(pool_size=3, strides=1)",
-            "layer.average_pooling1d(pool_size=3, strides=2, padding=same)", "layer.global_max_pooling2d(keepdims=True)",
-            "layer.reshape(target_shape=(2, -1))", "layer.flatten"} <= names
+            "layer.conv2d(strides=2, padding=same)", "layer.conv2d(dilation_rate=2)",
+            "layer.conv2d(filters=4, groups=2)", "layer.conv2d(kernel_regularizer=l2)",
+            "layer.max_pooling2d(pool_size=3, strides=1)",
+            "layer.average_pooling1d(pool_size=3, strides=2, padding=same)",
+            "layer.global_max_pooling2d(keepdims=True)", "layer.reshape(target_shape=(2, -1))",
+            "layer.flatten"} <= names
     # Causal padding is Conv1D's alone: the configuration names its class.
     assert not any("causal" in name for name in names if not name.startswith("layer.conv1d"))

@@ -26,13 +26,13 @@ def check_data_format(owner: str, value: Any) -> str:
 
 def check_sizes(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
     """An int, or `rank` of them, each > 0 (Keras's standardize_tuple): the tuple of `rank` sizes."""
-    sizes = (value,) * rank if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    items = (value,) * rank if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
     try:
-        sizes = tuple(sizes)
+        sizes = tuple(items)
     except TypeError:
-        sizes = None
-    valid = sizes is not None and len(sizes) == rank and all(
-        isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 < s <= INT_LIMIT for s in sizes)
+        sizes = ()
+    valid = len(sizes) == rank and all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 < int(s) <= INT_LIMIT for s in sizes)
     if not valid:
         accepted = "an integer > 0" + ("" if rank == 1 else f", or a tuple of {rank} of them")
         raise InvalidArgumentError(name, value, accepted, owner=owner)

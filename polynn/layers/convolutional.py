@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from .. import activations as _activations
 from .. import ops
@@ -95,6 +95,11 @@ class _Conv(Layer):
         bias = WeightSpec("bias", (self.filters,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         return [kernel, bias]
 
+    @staticmethod
+    def _per_group(kernel: Tensor) -> int:
+        """The channels each group sees: the kernel's (static) second-last axis."""
+        return cast(int, ops.shape(kernel)[-2])
+
     def _padding(self) -> Any:
         if self.padding == "causal":
             return (((self.kernel_size[0] - 1) * self.dilation_rate[0], 0),)
@@ -111,7 +116,7 @@ class _Conv(Layer):
         else:
             # Group g convolves its input channels with its filters; the groups' outputs are
             # joined in order (TensorFlow's grouped convolution, which Keras runs).
-            per_group = ops.shape(kernel)[-2]
+            per_group = self._per_group(kernel)
             out = self.filters // self.groups
             z = ops.concatenate([
                 self._convolve(ops.take(x, list(range(g * per_group, (g + 1) * per_group)), axis=-1),

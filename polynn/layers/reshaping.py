@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
 from .. import ops
 from .._spec import INT_LIMIT, spec
@@ -38,7 +38,8 @@ class Flatten(Layer):
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-        return ops.reshape(x, (-1, math.prod(ops.shape(x)[1:])))
+        # A sample's axes are static on every engine (the batch axis alone may be None).
+        return ops.reshape(x, (-1, math.prod(cast("tuple[int, ...]", ops.shape(x)[1:]))))
 
 
 @spec
@@ -61,7 +62,7 @@ class Reshape(Layer):
         except TypeError:
             raise InvalidArgumentError("target_shape", value, accepted, owner="Reshape") from None
         valid = len(shape) > 0 and all(
-            isinstance(d, numbers.Integral) and not isinstance(d, bool) and (0 < d <= INT_LIMIT or d == -1)
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and (0 < int(d) <= INT_LIMIT or d == -1)
             for d in shape) and shape.count(-1) <= 1
         if not valid:
             raise InvalidArgumentError("target_shape", value, accepted, owner="Reshape")
@@ -87,4 +88,4 @@ class Reshape(Layer):
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         # The batch axis takes the -1: the engines' graphs may not know the batch size.
-        return ops.reshape(x, (-1, *self.output_shape(tuple(ops.shape(x)[1:]))))
+        return ops.reshape(x, (-1, *self.output_shape(ops.shape(x)[1:])))
