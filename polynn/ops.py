@@ -469,7 +469,8 @@ def take(x: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
 # ---- sliding-window ops: conv, max_pool, average_pool ------------------------------------------
 # Channels last, 1 to 3 spatial dimensions. polynn.ops checks the arguments and passes a native
 # implementation them normalized: strides, dilation_rate and pool_size as tuples of ints (one per
-# spatial dimension), padding as "valid", "same" or a tuple of (before, after) pairs.
+# spatial dimension), padding as "valid", "same" or a tuple of (before, after) pairs. A native may
+# return NotImplemented for arguments its engine lacks a kernel for; polynn.ops then composes the op.
 
 _PADDINGS = ("valid", "same")
 
@@ -568,8 +569,10 @@ def conv(x: Tensor, kernel: Tensor, strides: int | Sequence[int] = 1,
     padding = _padding("conv", padding, dims, explicit=True)
     _output_shape("conv", x_shape, window, strides, padding, dilation_rate)
     native = _native("conv")
-    if native is not None:
-        return native(x, kernel, strides=strides, padding=padding, dilation_rate=dilation_rate)
+    found = NotImplemented if native is None else native(x, kernel, strides=strides, padding=padding,
+                                                         dilation_rate=dilation_rate)
+    if found is not NotImplemented:
+        return found
     # im2col: one gather of every window's elements, then one matrix product with the kernel.
     patches, _ = _windows("conv", x, window, strides, padding, dilation_rate, fill=0.0)
     out_shape = typing.cast("tuple[int, ...]", shape(patches))[1:1 + dims]
@@ -597,8 +600,9 @@ def max_pool(x: Tensor, pool_size: int | Sequence[int], strides: int | Sequence[
     (TensorFlow's, torch's and JAX's rule, on ties too), added up where windows overlap."""
     window, strides, padding = _pool_arguments("max_pool", x, pool_size, strides, padding)
     native = _native("max_pool")
-    if native is not None:
-        return native(x, pool_size=window, strides=strides, padding=padding)
+    found = NotImplemented if native is None else native(x, pool_size=window, strides=strides, padding=padding)
+    if found is not NotImplemented:
+        return found
     patches, _ = _windows("max_pool", x, window, strides, padding, (1,) * len(window), fill=-math.inf)
     # take_along_axis at argmax (the first largest) sends the gradient there alone; ops.max would share it.
     first = expand_dims(argmax(patches, axis=-2), -2)
@@ -614,8 +618,9 @@ def average_pool(x: Tensor, pool_size: int | Sequence[int], strides: int | Seque
     of them, added up where windows overlap."""
     window, strides, padding = _pool_arguments("average_pool", x, pool_size, strides, padding)
     native = _native("average_pool")
-    if native is not None:
-        return native(x, pool_size=window, strides=strides, padding=padding)
+    found = NotImplemented if native is None else native(x, pool_size=window, strides=strides, padding=padding)
+    if found is not NotImplemented:
+        return found
     patches, counts = _windows("average_pool", x, window, strides, padding, (1,) * len(window), fill=0.0)
     if int(counts.min()) == math.prod(window):
         return mean(patches, axis=-2)
@@ -641,7 +646,7 @@ def _windows(op: str, x: Tensor, window: tuple[int, ...], strides: tuple[int, ..
         at = np.arange(count)[:, None] * s + np.arange(k)[None, :] * d - before
         positions.append(np.where((at >= 0) & (at < n), at, -1))
     dims = len(sizes)
-    # Broadcast to (*out_spatial, *window), reordered to (*out_spatial, window...) and flattened.
+    # Every (output position, window offset) on a grid (*out_spatial, *window), flattened row-major.
     grids = np.meshgrid(*[np.arange(p.shape[0]) for p in positions], *[np.arange(k) for k in window], indexing="ij")
     per_dim = [positions[i][grids[i], grids[dims + i]] for i in range(dims)]
     real = np.logical_and.reduce([p >= 0 for p in per_dim])

@@ -9,6 +9,7 @@ import numpy as np
 from polynn import ops as polynn_ops
 
 from . import autodiff as ad
+from . import windows
 from .autodiff import Tensor, traced, unary, value_of
 from .special import erf as _erf
 from .special import log_softmax as _log_softmax
@@ -351,3 +352,85 @@ def take(x, indices, axis=0):
         return (out,)
 
     return ad.node(np.take(a, idx, axis=axis), (x,), vjp)
+
+
+# ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
+
+
+def _window_axes(dims):
+    return tuple(range(1 + dims, 1 + 2 * dims))
+
+
+def conv(x, kernel, strides, padding, dilation_rate):
+    a, w = value_of(x), value_of(kernel)
+    window, dims = w.shape[:-2], w.ndim - 2
+    pads = polynn_ops.window_padding(padding, a.shape[1:-1], window, strides, dilation_rate)
+    padded = windows.pad(a, pads, 0)
+    # im2col: each output position's window in a row (a copy), then one matrix product with the kernel.
+    patches = windows.view(padded, window, strides, dilation_rate)
+    out_shape = patches.shape[:1 + dims]
+    columns = patches.reshape(-1, w.size // w.shape[-1])
+    matrix = w.reshape(-1, w.shape[-1])
+    out = (columns @ matrix).reshape(*out_shape, w.shape[-1])
+    if not traced(x, kernel):
+        return out
+
+    def vjp(g):
+        rows = g.reshape(-1, w.shape[-1])
+        # d kernel: each window times g, summed over positions; d x: each window's g @ kernel^T, folded back.
+        d_kernel = (columns.T @ rows).reshape(w.shape) if traced(kernel) else None
+        d_x = None
+        if traced(x):
+            d_patches = (rows @ matrix.T).reshape(patches.shape)
+            at = (slice(None),) * (1 + dims)
+            d_x = windows.fold(lambda j, offset: d_patches[at + offset], padded.shape, window, strides,
+                               dilation_rate, d_patches.dtype)
+            d_x = windows.unpad(d_x, pads)
+        return d_x, d_kernel
+
+    return ad.node(out, (x, kernel), vjp)
+
+
+def max_pool(x, pool_size, strides, padding):
+    a, dims = value_of(x), len(pool_size)
+    ones = (1,) * dims
+    pads = polynn_ops.window_padding(padding, a.shape[1:-1], pool_size, strides)
+    padded = windows.pad(a, pads, -np.inf)
+    patches = windows.view(padded, pool_size, strides, ones)
+    out = np.max(patches, axis=_window_axes(dims))
+    if not traced(x):
+        return out
+    # The first largest element's offset in each window (row-major): later offsets first, so the
+    # earliest match is written last. One comparison per offset, not an argmax over a short axis.
+    at, offsets = (slice(None),) * (1 + dims), windows.offsets(pool_size)
+    first = np.full(out.shape, len(offsets), dtype=np.min_scalar_type(len(offsets)))
+    for j in range(len(offsets) - 1, -1, -1):
+        first = np.where(patches[at + offsets[j]] == out, first.dtype.type(j), first)
+
+    def vjp(g):
+        d_padded = windows.fold(lambda j, offset: np.where(first == j, g, 0), padded.shape, pool_size, strides,
+                                ones, g.dtype)
+        return (windows.unpad(d_padded, pads),)
+
+    return ad.node(out, (x,), vjp)
+
+
+def average_pool(x, pool_size, strides, padding):
+    a, dims = value_of(x), len(pool_size)
+    ones = (1,) * dims
+    pads = polynn_ops.window_padding(padding, a.shape[1:-1], pool_size, strides)
+    padded = windows.pad(a, pads, 0)
+    patches = windows.view(padded, pool_size, strides, ones)
+    # The real elements of each window: the same windows of a mask, 1 inside x and 0 in the padding.
+    mask = windows.pad(np.ones((1, *a.shape[1:-1], 1), dtype=a.dtype), pads, 0)
+    counts = np.sum(windows.view(mask, pool_size, strides, ones), axis=_window_axes(dims))
+    out = np.sum(patches, axis=_window_axes(dims)) / counts
+    if not traced(x):
+        return out
+
+    def vjp(g):
+        share = g / counts
+        d_padded = windows.fold(lambda j, offset: share, padded.shape, pool_size, strides, ones, share.dtype)
+        return (windows.unpad(d_padded, pads),)
+
+    return ad.node(out, (x,), vjp)

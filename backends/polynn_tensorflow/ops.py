@@ -386,3 +386,43 @@ def take(x, indices, axis=0):
     x = _tensor(x)
     # tf.gather's gradient adds the gradient of repeated indices, as the reference.
     return tf.gather(x, tf.cast(_tensor(indices), tf.int64), axis=axis % x.shape.rank)
+
+
+# ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
+# Three spatial dimensions are composed by polynn.ops (NotImplemented): TensorFlow has no float64
+# 3D pooling kernels, and its eager gradients of Conv3D and the 3D pools fail.
+
+
+def conv(x, kernel, strides, padding, dilation_rate):
+    x, kernel = _promote(_floating(x), kernel)
+    if len(strides) == 3:
+        return NotImplemented
+    # TensorFlow refuses strides and dilations both above 1 in one convolution.
+    together = all(s == 1 for s in strides) or all(d == 1 for d in dilation_rate)
+    if isinstance(padding, str) and together:
+        return tf.nn.convolution(x, kernel, strides=strides, padding=padding.upper(), dilations=dilation_rate)
+    pairs = polynn_ops.window_padding(padding, tuple(x.shape[1:-1]), tuple(kernel.shape[:-2]), strides,
+                                      dilation_rate)
+    if any(before or after for before, after in pairs):
+        x = tf.pad(x, [(0, 0), *pairs, (0, 0)])
+    if together:
+        return tf.nn.convolution(x, kernel, strides=strides, padding="VALID", dilations=dilation_rate)
+    # The dilated convolution at every position, then every s-th position.
+    full = tf.nn.convolution(x, kernel, padding="VALID", dilations=dilation_rate)
+    return full[(slice(None), *(slice(None, None, s) for s in strides))]
+
+
+def max_pool(x, pool_size, strides, padding):
+    # The padding takes no part; the gradient goes to each window's first largest element.
+    x = _floating(x)
+    if len(pool_size) == 3:
+        return NotImplemented
+    return tf.nn.max_pool(x, pool_size, strides, padding.upper())
+
+
+def average_pool(x, pool_size, strides, padding):
+    # "SAME" averages the real elements of each window only, as polynn.ops.average_pool says.
+    x = _floating(x)
+    if len(pool_size) == 3:
+        return NotImplemented
+    return tf.nn.avg_pool(x, pool_size, strides, padding.upper())

@@ -12,10 +12,12 @@ function (`floats`).
 from __future__ import annotations
 
 import contextvars
+import math
 import numbers
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812 (torch's spelling)
 
 from polynn import ops as polynn_ops
 
@@ -367,3 +369,69 @@ def take(x, indices, axis=0):
     # index_select's backward adds the gradient of repeated indices, as the reference.
     out = torch.index_select(x, axis, idx.reshape(-1))
     return out if idx.dim() == 1 else out.reshape(x.shape[:axis] + idx.shape + x.shape[axis + 1:])
+
+
+# ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
+# torch computes channels first: x (batch, *spatial, channels) is permuted to (batch, channels,
+# *spatial) and back, views that torch's kernels read as channels_last memory.
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+def _channels_first(x):
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
+
+
+def _channels_last(x):
+    return x.permute(0, *range(2, x.dim()), 1)
+
+
+def _padded(x, pairs, value=0.0):
+    """x (batch, channels, *spatial) padded by (before, after) pairs; F.pad lists the last dimension first."""
+    if not any(before or after for before, after in pairs):
+        return x
+    return F.pad(x, [side for pair in reversed(pairs) for side in pair], value=value)
+
+
+def conv(x, kernel, strides, padding, dilation_rate):
+    x = _floating(x)
+    kernel = _tensor(kernel, like=x)
+    dims = x.dim() - 2
+    pairs = polynn_ops.window_padding(padding, tuple(x.shape[1:-1]), tuple(kernel.shape[:dims]), strides,
+                                      dilation_rate)
+    weight = kernel.permute(dims + 1, dims, *range(dims))  # (out_channels, in_channels, *kernel_size)
+    inputs = _channels_first(x)
+    if all(before == after for before, after in pairs):
+        # Symmetric padding: the convolution pads, without a padded copy.
+        out = _CONV[dims](inputs, weight, stride=strides, padding=[before for before, _ in pairs],
+                          dilation=dilation_rate)
+    else:
+        out = _CONV[dims](_padded(inputs, pairs), weight, stride=strides, dilation=dilation_rate)
+    return _channels_last(out)
+
+
+def max_pool(x, pool_size, strides, padding):
+    x = _floating(x)
+    pairs = polynn_ops.window_padding(padding, tuple(x.shape[1:-1]), pool_size, strides)
+    # The padding takes no part (-inf); the gradient goes to each window's first largest element.
+    inputs = _padded(_channels_first(x), pairs, -math.inf)
+    return _channels_last(_MAX_POOL[len(pool_size)](inputs, pool_size, strides))
+
+
+def average_pool(x, pool_size, strides, padding):
+    x = _floating(x)
+    pairs = polynn_ops.window_padding(padding, tuple(x.shape[1:-1]), pool_size, strides)
+    inputs = _channels_first(x)
+    if len(pool_size) == 1:
+        # avg_pool1d has no divisor_override: a 2D pool over a height of 1.
+        inputs, pool_size, strides, pairs = inputs.unsqueeze(2), (1, *pool_size), (1, *strides), ((0, 0), *pairs)
+    pool = F.avg_pool2d if len(pool_size) == 2 else F.avg_pool3d
+    if not any(before or after for before, after in pairs):
+        out = pool(inputs, pool_size, strides)
+    else:
+        # Each window's sum over the real elements' count (the same sums over a mask of ones, a constant).
+        sums = pool(_padded(inputs, pairs), pool_size, strides, divisor_override=1)
+        mask = torch.ones((1, 1, *inputs.shape[2:]), dtype=x.dtype, device=x.device)
+        out = sums / pool(_padded(mask, pairs), pool_size, strides, divisor_override=1)
+    return _channels_last(out.squeeze(2) if x.dim() == 3 else out)

@@ -3,7 +3,8 @@
 Every name in polynn.ops.OP_NAMES is here, as polynn.ops documents it: maximum and minimum send a
 tie's gradient to x, clip passes the gradient on [x_min, x_max] ends included, abs has slope 0 at
 0, and a reduced max or min shares its gradient evenly between ties (as jnp.max already does);
-the extra ops (polynn.ops.EXTRA_OP_NAMES) are JAX's own. Floats made from Python values take the
+the extra ops (polynn.ops.EXTRA_OP_NAMES) are JAX's own (conv, max_pool and average_pool on
+jax.lax's convolution and reduce_window). Floats made from Python values take the
 float dtype of the model running (`floats`). The backend calls these ops in JAX's x64 mode.
 """
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import jax.scipy.special
 import numpy as np
 
+from polynn import ops as polynn_ops
 from polynn.errors import InvalidArgumentError
 
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "int32": jnp.int32, "int64": jnp.int64,
@@ -256,3 +258,40 @@ def dtype(x):
 def take(x, indices, axis=0):
     # Its gradient adds up at repeated indices, as the contract.
     return jnp.take(x, jnp.asarray(indices).astype(jnp.int64), axis=axis)
+
+
+# ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
+
+_LAYOUTS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def _window_pads(padding, x, window, strides, dilation=None):
+    return list(polynn_ops.window_padding(padding, x.shape[1:-1], window, strides, dilation))
+
+
+def conv(x, kernel, strides, padding, dilation_rate):
+    x = jnp.asarray(x)
+    kernel = _like(kernel, x)
+    window = jnp.shape(kernel)[:-2]
+    return jax.lax.conv_general_dilated(x, kernel, strides, _window_pads(padding, x, window, strides, dilation_rate),
+                                        rhs_dilation=dilation_rate, dimension_numbers=_LAYOUTS[len(window)])
+
+
+def _reduce_window(x, init, reducer, pool_size, strides, pads):
+    return jax.lax.reduce_window(x, init, reducer, (1, *pool_size, 1), (1, *strides, 1), [(0, 0), *pads, (0, 0)])
+
+
+def max_pool(x, pool_size, strides, padding):
+    x = jnp.asarray(x)
+    # The padding takes no part (-inf); reduce_window max's gradient goes to each window's first
+    # largest element.
+    return _reduce_window(x, -jnp.inf, jax.lax.max, pool_size, strides, _window_pads(padding, x, pool_size, strides))
+
+
+def average_pool(x, pool_size, strides, padding):
+    x = jnp.asarray(x)
+    pads = _window_pads(padding, x, pool_size, strides)
+    sums = _reduce_window(x, 0.0, jax.lax.add, pool_size, strides, pads)
+    # Each window's real elements: the same sums over ones, a constant.
+    counts = _reduce_window(jnp.ones((1, *x.shape[1:-1], 1), x.dtype), 0.0, jax.lax.add, pool_size, strides, pads)
+    return sums / counts
