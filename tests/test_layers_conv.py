@@ -209,6 +209,21 @@ def test_a_stack_of_every_kind_matches_numpy_on_every_backend(backend, dtype):
 
 
 @pytest.mark.parametrize("backend", _backends())
+def test_training_single_filter_convolutions_matches_numpy(backend):
+    """A filter axis of 1 (Conv2D's and Conv1D's default filters) trains as on the reference."""
+    def trained(name):
+        model = Sequential([Input((6, 5, 2)), Conv2D(activation="tanh"), Reshape((-1, 1)), Conv1D(), Flatten(),
+                            Dense(2)])
+        model.compile("sgd", "mse", backend=name, dtype="float64", seed=11)
+        rng = np.random.default_rng(12)
+        model.fit(rng.normal(size=(8, 6, 5, 2)), rng.normal(size=(8, 2)), batch_size=4, epochs=1, verbose=0)
+        return model.get_weights()
+
+    for got, expected in zip(trained(backend), trained("numpy"), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize(("pool", "shape"), [(MaxPooling1D(2), (2, 3)), (MaxPooling2D(2, padding="same"), (2, 1, 3)),
                                              (AveragePooling1D(3, padding="same"), (2, 3))])
 def test_a_pooling_to_one_position_then_flatten(backend, pool, shape):
