@@ -389,6 +389,15 @@ _LAYER_NORMALIZATION = {
     "axis": Field(-1, convert=_axis), "epsilon": Field(1e-3), "center": Field(True), "scale": Field(True),
     "rms_scaling": Field(False), **_GAMMA_BETA,
 }
+# Convolution, pooling and reshaping: Keras writes every key; data_format "channels_first" reaches
+# the spec, which refuses it.
+_CONV = {
+    "filters": Field(), "kernel_size": Field(convert=_tuple), "strides": Field(1, convert=_tuple),
+    "padding": Field("valid"), "data_format": Field(None), "dilation_rate": Field(1, convert=_tuple),
+    "groups": Field(1), **{k: v for k, v in _DENSE.items() if k not in ("units", "quantization_config")},
+}
+_POOLING = {"strides": Field(None, convert=_tuple), "padding": Field("valid"), "data_format": Field(None)}
+_GLOBAL_POOLING = {"data_format": Field(None), "keepdims": Field(False)}
 # Keras's layers polynn has (besides InputLayer and the activation layers): class -> options.
 _LAYERS: dict[str, dict[str, Any]] = {
     "Dense": _DENSE,
@@ -396,6 +405,16 @@ _LAYERS: dict[str, dict[str, Any]] = {
     "Activation": {"activation": Field(convert=activation)},
     "BatchNormalization": _BATCH_NORMALIZATION,
     "LayerNormalization": _LAYER_NORMALIZATION,
+    # convolution, pooling and reshaping
+    "Conv1D": _CONV, "Conv2D": _CONV,
+    "MaxPooling1D": {"pool_size": Field(2, convert=_tuple), **_POOLING},
+    "MaxPooling2D": {"pool_size": Field([2, 2], convert=_tuple), **_POOLING},
+    "AveragePooling1D": {"pool_size": Field(convert=_tuple), **_POOLING},
+    "AveragePooling2D": {"pool_size": Field(convert=_tuple), **_POOLING},
+    **{name: _GLOBAL_POOLING for name in ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+                                          "GlobalMaxPooling2D")},
+    "Flatten": {"data_format": Field(None)},
+    "Reshape": {"target_shape": Field(convert=_tuple)},
 }
 LAYER_CLASSES = ("InputLayer", *_LAYERS, *ACTIVATION_LAYERS)
 _INPUT = {

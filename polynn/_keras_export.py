@@ -240,6 +240,11 @@ _LAYERS: dict[type, tuple[str]] = {_lay.Dense: ("Dense",), _lay.Dropout: ("Dropo
                                    _lay.Activation: ("Activation",),
                                    _lay.BatchNormalization: ("BatchNormalization",),
                                    _lay.LayerNormalization: ("LayerNormalization",)}
+# convolution, pooling and reshaping: Keras's classes of the same names
+_SPATIAL = (_lay.Conv1D, _lay.Conv2D, _lay.MaxPooling1D, _lay.MaxPooling2D, _lay.AveragePooling1D,
+            _lay.AveragePooling2D, _lay.GlobalAveragePooling1D, _lay.GlobalAveragePooling2D, _lay.GlobalMaxPooling1D,
+            _lay.GlobalMaxPooling2D, _lay.Flatten, _lay.Reshape)
+_LAYERS.update({cls: (cls.__name__,) for cls in _SPATIAL})
 
 
 class _Layer(NamedTuple):
@@ -346,6 +351,37 @@ def _layer_normalization(spec: _lay.LayerNormalization, base: dict, where: str) 
     axes = sorted(spec.axis) if isinstance(spec.axis, tuple) else [spec.axis]
     return {**base, "axis": axes, "epsilon": float(spec.epsilon), "center": spec.center, "scale": spec.scale,
             "rms_scaling": spec.rms_scaling, **_gamma_beta(spec, where)}
+def _weights_config(spec: Any, base: dict, dtype: str, where: str) -> dict:
+    """The keys Keras's Conv layers write after their own: activation, bias, initializers, regularizers
+    and constraints (Keras's BaseConv.get_config order)."""
+    return {
+        **base,
+        "activation": _activation(spec.activation, dtype, f"{where} activation"),
+        "use_bias": spec.use_bias,
+        **{f"{w}_initializer": _simple(getattr(spec, f"{w}_initializer"), _INITIALIZERS, "keras.initializers",
+                                       f"{where} {w}_initializer") for w in ("kernel", "bias")},
+        **{f"{w}_regularizer": _simple(getattr(spec, f"{w}_regularizer"), _REGULARIZERS, "keras.regularizers",
+                                       f"{where} {w}_regularizer") for w in ("kernel", "bias", "activity")},
+        **{f"{w}_constraint": _simple(getattr(spec, f"{w}_constraint"), _CONSTRAINTS, "keras.constraints",
+                                      f"{where} {w}_constraint") for w in ("kernel", "bias")},
+    }
+
+
+def _spatial_config(spec: Any, base: dict, dtype: str, where: str) -> dict:
+    """A convolution, pooling or reshaping layer's config, as Keras 3.15's get_config writes it."""
+    if isinstance(spec, (_lay.Conv1D, _lay.Conv2D)):
+        return _weights_config(spec, {
+            **base, "filters": spec.filters, "kernel_size": _plain(spec.kernel_size), "strides": _plain(spec.strides),
+            "padding": spec.padding, "data_format": spec.data_format, "dilation_rate": _plain(spec.dilation_rate),
+            "groups": spec.groups}, dtype, where)
+    if isinstance(spec, (_lay.MaxPooling1D, _lay.MaxPooling2D, _lay.AveragePooling1D, _lay.AveragePooling2D)):
+        return {**base, "pool_size": _plain(spec.pool_size), "padding": spec.padding, "strides": _plain(spec.strides),
+                "data_format": spec.data_format}
+    if isinstance(spec, _lay.Flatten):
+        return {**base, "data_format": spec.data_format}
+    if isinstance(spec, _lay.Reshape):
+        return {**base, "target_shape": _plain(spec.target_shape)}
+    return {**base, "data_format": spec.data_format, "keepdims": spec.keepdims}
 
 
 def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
@@ -353,6 +389,12 @@ def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
     where = f"layer {brief(layer.name, 80)}'s"
     base = {"name": layer.name, "trainable": spec.trainable, "dtype": _policy(dtype)}
     built = {} if input_shape is None else {"build_config": {"input_shape": [None, *input_shape]}}
+    if type(spec) in _SPATIAL:
+        out = _obj("keras.layers", layer.class_name, _spatial_config(spec, base, dtype, where))
+        # Keras writes a build_config for the layers it builds from their input (not for those built at init).
+        if input_shape is not None and isinstance(spec, (_lay.Conv1D, _lay.Conv2D, _lay.Flatten)):
+            out["build_config"] = {"input_shape": [None, *input_shape]}
+        return out
     if layer.class_name == "Dense":
         return {**_obj("keras.layers", "Dense", _dense(spec, base, dtype, where)), **built}
     if layer.class_name == "BatchNormalization":

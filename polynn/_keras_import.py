@@ -241,26 +241,27 @@ _WEIGHTLESS_GROUP = re.compile(r"(dropout|activation|re_lu|leaky_re_lu|elu|softm
 
 
 def _dense_groups(model: Any, specs: list) -> list[str | None]:
-    """The Keras weight group of each of a polynn model's layers with weights, as Keras names those of
-    a Sequential of the same layers: the Keras class in snake case, numbered per class (None for the
-    weightless ones, which Keras numbers under their own classes)."""
+    """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
+    the same layers: its class in snake case, numbered per class in layer order (None for the weightless
+    ones). A layer with weights must be one of Keras's classes polynn has (its own class, not a subclass)."""
     groups: list[str | None] = []
     owners = {owner for owner, _ in specs}
     counts: dict[str, int] = {}
-    keras_classes = [name for name in LAYER_CLASSES if name != "InputLayer" and hasattr(layers, name)]
     for index, spec in enumerate(model._layers):
-        if index not in owners:
+        keras_class: str | None = type(spec).__name__
+        if keras_class not in LAYER_CLASSES or getattr(layers, keras_class, None) is not type(spec):
+            keras_class = None
+        if keras_class is None and index in owners:
+            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
+                                 f"place in Keras's files polynn does not know; accepted: weights of Keras's layers "
+                                 f"polynn has ({', '.join(LAYER_CLASSES)})")
+        if keras_class is None:
             groups.append(None)
             continue
-        name = type(spec).__name__
-        if name not in keras_classes or type(spec) is not getattr(layers, name):
-            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({name}) has weights whose place in Keras's "
-                                 f"files polynn does not know; accepted: weights of Keras's layers that polynn has "
-                                 f"({', '.join(sorted(keras_classes))})")
-        group = snake_case(name)
+        group = snake_case(keras_class)
         count = counts.get(group, 0)
         counts[group] = count + 1
-        groups.append(group if count == 0 else f"{group}_{count}")
+        groups.append((group if count == 0 else f"{group}_{count}") if index in owners else None)
     return groups
 
 

@@ -8,13 +8,16 @@ Each lowering restates its spec's formula (polynn.activations) with elementary O
 included (Keras's float32-formed ones too), rather than ONNX's fused activations (Elu, Softplus,
 HardSigmoid...): ONNX Runtime's CPU provider has no float64 kernel for those, and its float32
 Sigmoid is an approximation whose error in the tails exceeds the tolerance that predict is matched
-to. Dense is Gemm (_dense says why not MatMul). The operators' semantics are opset 13's, so any
-opset from 13 on describes the graph; the default is 17, which ONNX Runtime (1.11 on), TensorRT and
-OpenVINO read, with IR version 8, which older runtimes accept too.
+to. Dense is Gemm (_dense says why not MatMul). Convolutions and pools run channels first between
+Transposes, and in float64, where ONNX Runtime's CPU provider lacks Conv and AveragePool, as sums of
+strided Slices. The operators' semantics are opset 13's, so any opset from 13 on describes the
+graph; the default is 17, which ONNX Runtime (1.11 on), TensorRT and OpenVINO read, with IR version
+8, which older runtimes accept too.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any, BinaryIO, NamedTuple
@@ -24,6 +27,7 @@ import numpy as np
 from . import _files
 from . import activations as _act
 from . import layers as _layers
+from . import ops as _ops
 from ._extras import require
 from ._spec import FunctionField
 from ._version import __version__
@@ -257,6 +261,122 @@ def _layer_normalization(g: _Graph, layer: _layers.LayerNormalization, weights: 
     gamma = params[0] if layer.scale else None
     beta = params[-1] if layer.center else None
     return _normalize(g, x, mean, variance, gamma, beta, layer.epsilon)
+# ---- convolution, pooling and reshaping --------------------------------------------------------
+# ONNX's Conv and pools take channels first: a Transpose on each side. ONNX Runtime's CPU provider has
+# Conv and AveragePool in float32 only, so a float64 graph sums the windows' strided slices instead
+# (each window position's slice times its kernel matrix, by Gemm), in float64 throughout.
+
+
+def _to_channels_first(g: _Graph, x: str, rank: int) -> str:
+    return g.op("Transpose", x, perm=[0, rank + 1, *range(1, rank + 1)])
+
+
+def _to_channels_last(g: _Graph, x: str, rank: int) -> str:
+    return g.op("Transpose", x, perm=[0, *range(2, rank + 2), 1])
+
+
+def _padding(padding: str, shape: tuple, sizes: tuple, strides: tuple, dilations: tuple) -> tuple:
+    """(before, after) zeros along each spatial axis, as the spec's padding puts them."""
+    if padding == "causal":
+        return (((sizes[0] - 1) * dilations[0], 0),)
+    return _ops.window_padding(padding, shape, sizes, strides, dilations)
+
+
+def _pads(padding: tuple) -> list[int]:
+    """ONNX's pads attribute: every axis's before, then every axis's after."""
+    return [before for before, _ in padding] + [after for _, after in padding]
+
+
+def _windows(g: _Graph, x: str, shape: tuple, sizes: tuple, strides: tuple, dilations: tuple,
+             padding: tuple, lengths: tuple) -> list[tuple[tuple, str]]:
+    """For each position in the window (row-major), the strided slice of the zero-padded x that it
+    meets at every output position: (position, a tensor (batch, *lengths, channels))."""
+    rank = len(sizes)
+    if any(before or after for before, after in padding):
+        pads = [0, *(b for b, _ in padding), 0, 0, *(a for _, a in padding), 0]
+        x = g.op("Pad", x, g.shape_const(tuple(pads)))
+    axes = g.shape_const(tuple(range(1, rank + 1)))
+    steps = g.shape_const(tuple(strides))
+    out = []
+    for position in itertools.product(*(range(k) for k in sizes)):
+        starts = tuple(p * d for p, d in zip(position, dilations))
+        ends = tuple(start + (n - 1) * s + 1 for start, n, s in zip(starts, lengths, strides))
+        out.append((position, g.op("Slice", x, g.shape_const(starts), g.shape_const(ends), axes, steps)))
+    return out
+
+
+def _conv(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    """Conv between two Transposes, the kernel (*k, in / groups, filters) as ONNX's (filters, in /
+    groups, *k); in float64 the sum over window positions of slice @ kernel[position] (block-diagonal
+    over the groups), then the bias."""
+    rank, (*lengths, filters) = layer.rank, layer.output_shape(shape)
+    padding = _padding(layer.padding, shape[:-1], layer.kernel_size, layer.strides, layer.dilation_rate)
+    kernel = weights[0]
+    if g.dtype != np.float64:
+        inputs = [g.weight("kernel", np.transpose(kernel, (rank + 1, rank, *range(rank))))]
+        if layer.use_bias:
+            inputs.append(g.weight("bias", weights[1]))
+        z = g.op("Conv", _to_channels_first(g, x, rank), *inputs, kernel_shape=list(layer.kernel_size),
+                 strides=list(layer.strides), dilations=list(layer.dilation_rate), pads=_pads(padding),
+                 group=layer.groups)
+        return _activation(g, layer.activation, _to_channels_last(g, z, rank))
+    channels, per_group = shape[-1], kernel.shape[-2]
+    out_per_group = filters // layer.groups
+    terms = []
+    for position, window in _windows(g, x, shape[:-1], layer.kernel_size, layer.strides, layer.dilation_rate,
+                                     padding, tuple(lengths)):
+        matrix = np.zeros((channels, filters), dtype=kernel.dtype)
+        for group in range(layer.groups):
+            matrix[group * per_group:(group + 1) * per_group, group * out_per_group:(group + 1) * out_per_group] = \
+                kernel[position][:, group * out_per_group:(group + 1) * out_per_group]
+        name = "kernel_" + "_".join(map(str, position))
+        terms.append(g.op("Gemm", g.op("Reshape", window, g.shape_const((-1, channels))), g.weight(name, matrix)))
+    z = terms[0] if len(terms) == 1 else g.op("Sum", *terms)
+    if layer.use_bias:
+        z = g.op("Add", z, g.weight("bias", weights[1]))
+    return _activation(g, layer.activation, g.op("Reshape", z, g.shape_const((-1, *lengths, filters))))
+
+
+def _pool(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    """MaxPool or AveragePool (count_include_pad=0: a window divides by its real elements) between
+    two Transposes; a float64 average is the sum of the windows' slices divided by those counts."""
+    rank, (*lengths, _) = layer.rank, layer.output_shape(shape)
+    ones = (1,) * rank
+    padding = _padding(layer.padding, shape[:-1], layer.pool_size, layer.strides, ones)
+    average = isinstance(layer, (_layers.AveragePooling1D, _layers.AveragePooling2D))
+    if average and g.dtype == np.float64:
+        windows = _windows(g, x, shape[:-1], layer.pool_size, layer.strides, ones, padding, tuple(lengths))
+        total = g.op("Sum", *(window for _, window in windows)) if len(windows) > 1 else windows[0][1]
+        # Each output's count of real elements: the product over axes of its window's overlap with the input.
+        counts = np.ones(tuple(lengths), dtype=np.float64)
+        for axis, (n, k, s, (before, _)) in enumerate(zip(shape[:-1], layer.pool_size, layer.strides, padding)):
+            start = np.arange(lengths[axis]) * s - before
+            overlap = np.minimum(start + k, n) - np.maximum(start, 0)
+            counts = counts * overlap.reshape([-1 if a == axis else 1 for a in range(rank)])
+        return g.op("Div", total, g.weight("counts", counts[..., np.newaxis]))
+    attrs: dict[str, Any] = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+                             "pads": _pads(padding)}
+    if average:
+        attrs["count_include_pad"] = 0
+    y = g.op("AveragePool" if average else "MaxPool", _to_channels_first(g, x, rank), **attrs)
+    return _to_channels_last(g, y, rank)
+
+
+def _global_pool(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    """The average as ReduceSum / n (ReduceSum's form is the same from opset 13 on, ReduceMean's
+    changes at 18); the maximum as a MaxPool over every position, channels first."""
+    rank = layer.rank
+    if isinstance(layer, (_layers.GlobalAveragePooling1D, _layers.GlobalAveragePooling2D)):
+        total = g.op("ReduceSum", x, g.shape_const(tuple(range(1, rank + 1))), keepdims=int(layer.keepdims))
+        return g.op("Div", total, float(np.prod(shape[:-1])))
+    y = g.op("MaxPool", _to_channels_first(g, x, rank), kernel_shape=list(shape[:-1]))
+    if layer.keepdims:
+        return _to_channels_last(g, y, rank)
+    return g.op("Reshape", y, g.shape_const((-1, shape[-1])))
+
+
+def _reshape(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    return g.op("Reshape", x, g.shape_const((-1, *layer.output_shape(shape))))
 
 
 # Each takes (graph, layer, its weights, x, x's shape without the batch axis).
@@ -267,6 +387,13 @@ LAYERS: dict[type[_layers.Layer], Callable[[_Graph, Any, list[np.ndarray], str, 
     _layers.Activation: lambda g, layer, weights, x, shape: _activation(g, layer.activation, x),
     _layers.BatchNormalization: _batch_normalization,
     _layers.LayerNormalization: _layer_normalization,
+    # convolution, pooling and reshaping
+    _layers.Conv1D: _conv, _layers.Conv2D: _conv,
+    **{cls: _pool for cls in (_layers.MaxPooling1D, _layers.MaxPooling2D, _layers.AveragePooling1D,
+                              _layers.AveragePooling2D)},
+    **{cls: _global_pool for cls in (_layers.GlobalAveragePooling1D, _layers.GlobalAveragePooling2D,
+                                     _layers.GlobalMaxPooling1D, _layers.GlobalMaxPooling2D)},
+    _layers.Flatten: _reshape, _layers.Reshape: _reshape,
 }
 
 

@@ -323,11 +323,15 @@ def take_along_axis(x, indices, axis):
     moved = perm != list(range(rank))
     if moved:
         x, idx = tf.transpose(x, perm), tf.transpose(idx, perm)
-    # The other axes broadcast against each other, then one batched gather along the last.
+    # The other axes broadcast against each other, then one batched gather along the last. The
+    # dynamic broadcast forgets the sizes known statically (1s included); the result gets them back,
+    # which a traced graph's later reshapes need.
+    known = tf.broadcast_static_shape(x.shape[:-1], idx.shape[:-1]).concatenate(idx.shape[-1:])
     lead = tf.broadcast_dynamic_shape(tf.shape(x)[:-1], tf.shape(idx)[:-1])
     x = tf.broadcast_to(x, tf.concat([lead, tf.shape(x)[-1:]], 0))
     idx = tf.broadcast_to(idx, tf.concat([lead, tf.shape(idx)[-1:]], 0))
     out = tf.gather(x, idx, batch_dims=rank - 1)
+    out.set_shape(known)
     return tf.transpose(out, np.argsort(perm)) if moved else out
 
 

@@ -400,7 +400,9 @@ def conv(x, kernel, strides, padding, dilation_rate):
     dims = x.dim() - 2
     pairs = polynn_ops.window_padding(padding, tuple(x.shape[1:-1]), tuple(kernel.shape[:dims]), strides,
                                       dilation_rate)
-    weight = kernel.permute(dims + 1, dims, *range(dims))  # (out_channels, in_channels, *kernel_size)
+    # (out_channels, in_channels, *kernel_size); contiguous, as torch's float64 (slow_conv2d) backward
+    # refuses the permuted view's gradient when out_channels is 1. A kernel is small to copy.
+    weight = kernel.permute(dims + 1, dims, *range(dims)).contiguous()
     inputs = _channels_first(x)
     if all(before == after for before, after in pairs):
         # Symmetric padding: the convolution pads, without a padded copy.

@@ -25,6 +25,9 @@ class Config:
 
     kwargs: tuple[tuple[str, Any], ...] = ()
     sample_weight: bool = False
+    # Registry names the configuration is limited to (their subclasses too), for a value only some
+    # of the classes holding its fields take (Conv1D's padding="causal", which Conv2D refuses).
+    only: tuple[str, ...] = ()
 
     def label(self) -> str:
         parts = [f"{key}={_show(value)}" for key, value in self.kwargs]
@@ -112,7 +115,13 @@ LAYER_INPUT_SHAPE = (6,)
 RANK3_INPUT_SHAPE = (3, 6)
 # Layers that need inputs of another rank (images, sequences), by registry name: the input per
 # sample. A subclass of one of them (a plugin's) is exercised with its parent's input.
-LAYER_INPUT_SHAPES: dict[str, tuple] = {}
+LAYER_INPUT_SHAPES: dict[str, tuple] = {
+    # convolution, pooling and reshaping: odd lengths, so that strides and "same" padding leave a remainder
+    "conv1d": (7, 2), "conv2d": (6, 5, 2), "max_pooling1d": (7, 2), "max_pooling2d": (5, 6, 2),
+    "average_pooling1d": (7, 2), "average_pooling2d": (5, 6, 2), "global_average_pooling1d": (7, 2),
+    "global_average_pooling2d": (5, 4, 2), "global_max_pooling1d": (7, 2), "global_max_pooling2d": (5, 4, 2),
+    "flatten": (3, 4), "reshape": (3, 4),
+}
 # Layers that take integer inputs (Embedding), by registry name: the number of distinct values, so
 # the kit draws integers in [0, n) and feeds them to the layer first.
 LAYER_INTEGER_INPUTS: dict[str, int] = {}
@@ -166,7 +175,23 @@ LAYER = _configs(
       "moving_variance_initializer": RandomUniform(minval=0.5, maxval=1.5)}, False),
     ({"axis": (1, 2), "rms_scaling": False}, False),
     ({"rms_scaling": True}, False),
-)
+    # convolution, pooling and reshaping
+    ({"filters": 3, "kernel_size": 2}, False),
+    ({"strides": 2}, False),
+    ({"padding": "same"}, False),
+    ({"strides": 2, "padding": "same"}, False),
+    ({"dilation_rate": 2}, False),
+    ({"dilation_rate": 2, "padding": "same"}, False),
+    ({"filters": 4, "groups": 2}, False),
+    ({"pool_size": 3, "strides": 1}, False),
+    ({"pool_size": 3, "strides": 2, "padding": "same"}, False),
+    ({"keepdims": True}, False),
+    ({"target_shape": (2, -1)}, False),
+    ({"target_shape": (4, 3)}, False),
+) + [
+    Config((("padding", "causal"),), only=("conv1d",)),
+    Config((("padding", "causal"), ("dilation_rate", 2)), only=("conv1d",)),
+]
 
 REGULARIZER = _configs(
     ({"l1": 0.05}, False),
@@ -208,8 +233,10 @@ def configs(kind: str, cls: type[Any]) -> list[Config]:
     """The default configuration, then every table entry whose fields the class has."""
     fields = {f.name for f in dataclasses.fields(cls)}
     chosen = [_default(kind, fields)]
+    names = {klass.__dict__.get("name") for klass in cls.__mro__}
     for config in _TABLES[kind]:
-        if all(key in fields for key, _ in config.kwargs) and config not in chosen:
+        if all(key in fields for key, _ in config.kwargs) and config not in chosen \
+                and (not config.only or names & set(config.only)):
             chosen.append(config)
     if kind == "optimizer" and "learning_rate" in fields:
         chosen.extend(_schedule_config(cls))
