@@ -112,10 +112,15 @@ LAYER_INPUT_SHAPE = (6,)
 RANK3_INPUT_SHAPE = (3, 6)
 # Layers that need inputs of another rank (images, sequences), by registry name: the input per
 # sample. A subclass of one of them (a plugin's) is exercised with its parent's input.
-LAYER_INPUT_SHAPES: dict[str, tuple] = {}
+LAYER_INPUT_SHAPES: dict[str, tuple] = {
+    # recurrent layers: (timesteps, features)
+    "simple_rnn": (4, 3), "lstm": (4, 3), "gru": (4, 3),
+}
 # Layers that take integer inputs (Embedding), by registry name: the number of distinct values, so
 # the kit draws integers in [0, n) and feeds them to the layer first.
-LAYER_INTEGER_INPUTS: dict[str, int] = {}
+LAYER_INTEGER_INPUTS: dict[str, int] = {
+    "embedding": 10,  # Embedding's default input_dim
+}
 
 
 def _by_class(layer: Any, table: dict[str, Any]) -> Any:
@@ -150,6 +155,16 @@ LAYER = _configs(
     ({"seed": 7}, False),
     ({"center": False}, False),
     ({"scale": False}, False),
+    # embedding and recurrent layers (units=4: several per gate)
+    ({"output_dim": 4, "embeddings_regularizer": L2(l2=0.05)}, False),
+    ({"output_dim": 4, "embeddings_constraint": MaxNorm(max_value=0.5)}, False),
+    ({"units": 4, "return_sequences": True}, False),
+    ({"units": 4, "go_backwards": True}, False),
+    ({"units": 4, "go_backwards": True, "return_sequences": True}, False),
+    ({"units": 4, "recurrent_regularizer": L2(l2=0.05), "recurrent_constraint": MaxNorm(max_value=0.5)}, False),
+    ({"units": 4, "recurrent_activation": "hard_sigmoid", "unit_forget_bias": False}, False),
+    ({"units": 4, "reset_after": False}, False),
+    ({"units": 4, "reset_after": False, "use_bias": False}, False),
 )
 
 REGULARIZER = _configs(
