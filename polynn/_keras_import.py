@@ -8,10 +8,11 @@ for every dataset of the weights HDF5) and .read(path) -> numpy array.
 Keras's layout (saving_lib, Keras 3.0 to 3.15): a Sequential's layers, the InputLayer left out, are
 the HDF5 groups layers/<name>/vars/<i>, <name> the layer's class in snake case numbered per class
 in layer order (dense, dense_1, ...; the layers' own names are not used), <i> its variables in
-order (Dense: kernel, bias). optimizer/vars/<i> are the optimizer's variables: 0 the iteration
-count, then the learning rate unless it is a schedule, then the slots of the weights trainable when
-the optimizer was built, in build order (OPTIMIZER_SLOTS; Nadam's running product u_product comes
-before the slots before Keras 3.10 and after them since, so the archive's keras_version decides).
+order (Dense: kernel, bias; a recurrent layer's are its cell's, layers/<name>/cell/vars/<i>).
+optimizer/vars/<i> are the optimizer's variables: 0 the iteration count, then the learning rate
+unless it is a schedule, then the slots of the weights trainable when the optimizer was built, in
+build order (OPTIMIZER_SLOTS; Nadam's running product u_product comes before the slots before
+Keras 3.10 and after them since, so the archive's keras_version decides).
 
 Everything the file says is checked before any array is read; the arrays read are only those the
 model needs, each checked against the shape the config implies, so nothing is allocated beyond
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import _saving, layers, optimizers
 from ._keras_components import (
+    CELLS,
     LAYER_CLASSES,
     OPTIMIZER_SLOTS,
     Field,
@@ -124,7 +126,7 @@ class _Architecture:
                 group = snake_case(kind)
                 count = counts.get(group, 0)
                 counts[group] = count + 1
-                self.groups.append(group if count == 0 else f"{group}_{count}")
+                self.groups.append(_group(kind, group if count == 0 else f"{group}_{count}"))
             if not options["trainable"]:  # Keras's model.trainable = False freezes every layer
                 spec = dataclasses.replace(spec, trainable=False)
             specs.append(spec)
@@ -240,19 +242,33 @@ def _check_variable(entry: Any, path: str, shape: tuple, dtypes: tuple[str, ...]
 _WEIGHTLESS_GROUP = re.compile(r"(dropout|activation|re_lu|leaky_re_lu|elu|softmax)(_[1-9][0-9]*)?")
 
 
+def _group(keras_class: str, group: str) -> str:
+    """Where a Keras layer's variables are, below layers/: its group, or its cell's (CELLS)."""
+    return f"{group}/{CELLS[keras_class][0]}" if keras_class in CELLS else group
+
+
+# polynn's layers with weights, as the Keras classes whose files hold them.
+_WEIGHTED_CLASSES: dict[type, str] = {layers.Dense: "Dense", layers.Embedding: "Embedding",
+                                       layers.SimpleRNN: "SimpleRNN", layers.LSTM: "LSTM", layers.GRU: "GRU"}
+
+
 def _dense_groups(model: Any, specs: list) -> list[str | None]:
     """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
     the same layers (None for the weightless ones, which Keras numbers under their own classes)."""
     groups: list[str | None] = []
     owners = {owner for owner, _ in specs}
-    count = 0
+    counts: dict[str, int] = {}
     for index, spec in enumerate(model._layers):
-        if type(spec) is layers.Dense:
-            groups.append("dense" if count == 0 else f"dense_{count}")
-            count += 1
+        keras_class = _WEIGHTED_CLASSES.get(type(spec))
+        if keras_class is not None:
+            name = snake_case(keras_class)
+            count = counts.get(name, 0)
+            counts[name] = count + 1
+            groups.append(_group(keras_class, name if count == 0 else f"{name}_{count}"))
         elif index in owners:
             raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
-                                 f"place in Keras's files polynn does not know; accepted: weights of Dense layers")
+                                 f"place in Keras's files polynn does not know; accepted: weights of "
+                                 f"{', '.join(sorted(_WEIGHTED_CLASSES.values()))} layers")
         else:
             groups.append(None)
     return groups
