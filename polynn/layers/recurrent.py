@@ -156,11 +156,30 @@ class _Recurrent(Layer):
         return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
 
-def _split(z: Tensor, count: int, units: int) -> list[Tensor]:
-    """z's last axis (count * units wide) as `count` blocks of `units` columns, the gates' shares of
-    a product, each (rows, units) (z of rank 1 or 2)."""
-    blocks = ops.reshape(z, (-1, count, units))
-    return [ops.take(blocks, k, axis=1) for k in range(count)]
+def _blocks(z: Tensor, count: int, units: int) -> Tensor:
+    """z's last axis (count * units wide) as `count` blocks of `units`: (rows, count, units), z of
+    rank 1 or 2. A gate is block k: ops.take(blocks, k, axis=1)."""
+    return ops.reshape(z, (-1, count, units))
+
+
+_ZR = np.arange(2)  # GRU's z and r blocks
+
+
+def _elementwise(activation: Any) -> bool:
+    """Whether the activation acts on each element alone (polynn's own, without an axis), so that
+    one call on several gates' blocks computes each gate's: the same numbers, in fewer ops."""
+    return (type(activation).__module__ == _activations.__name__ and not hasattr(activation, "axis")
+            and not isinstance(activation, _activations.CustomActivation))
+
+
+def _gates(activation: Any, blocks: Tensor, which: Sequence[int]) -> list[Tensor]:
+    """The activation of the blocks `which` (indices into blocks' axis 1), each (rows, units): one
+    call on every block where the activation is element-wise (those not asked for are computed
+    and left unused: their gradient is 0), else one call per gate on (rows, units), as Keras."""
+    if _elementwise(activation):
+        gates = activation.call(blocks)
+        return [ops.take(gates, k, axis=1) for k in which]
+    return [activation.call(ops.take(blocks, k, axis=1)) for k in which]
 
 
 _RNN_DOC = """
@@ -272,15 +291,14 @@ class LSTM(_Recurrent):
 
     def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
               ) -> tuple[Tensor, Any]:
-        recurrent = self.recurrent_activation.call
         z = ops.matmul(x, params[0])
         if state is not None:
             z = z + ops.matmul(state[0], params[1])
         if self.use_bias:
             z = z + params[2]
-        z_i, z_f, z_g, z_o = _split(z, 4, self.units)
-        i, f, o = recurrent(z_i), recurrent(z_f), recurrent(z_o)
-        g = activation(z_g)
+        blocks = _blocks(z, 4, self.units)
+        i, f, o = _gates(self.recurrent_activation, blocks, (0, 1, 3))
+        g = activation(ops.take(blocks, 2, axis=1))
         c = i * g if state is None else f * state[1] + i * g
         h = o * activation(c)
         return h, (h, c)
@@ -351,13 +369,12 @@ class GRU(_Recurrent):
 
     def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
               ) -> tuple[Tensor, Any]:
-        recurrent = self.recurrent_activation.call
         u = self.units
         kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias = params
         matrix_x = ops.matmul(x, kernel)
         if input_bias is not None:
             matrix_x = matrix_x + input_bias
-        x_z, x_r, x_h = _split(matrix_x, 3, u)
+        x_blocks = _blocks(matrix_x, 3, u)
         if state is None:
             # h_{t-1} = 0: its products are exact zeros; only the recurrent bias remains.
             inner = recurrent_bias
@@ -365,13 +382,15 @@ class GRU(_Recurrent):
             inner = ops.matmul(state, recurrent_kernel)
             if recurrent_bias is not None:
                 inner = inner + recurrent_bias
-        if inner is None:
-            z, r = recurrent(x_z), recurrent(x_r)
-        else:
-            parts = _split(inner, 3 if self.reset_after else 2, u)
-            z, r = recurrent(x_z + parts[0]), recurrent(x_r + parts[1])
+        # z and r from blocks 0 and 1 of both products (the inner one has only those two without reset_after).
+        pre = ops.take(x_blocks, _ZR, axis=1)
+        if inner is not None:
+            inner_blocks = _blocks(inner, 3 if self.reset_after else 2, u)
+            pre = pre + (ops.take(inner_blocks, _ZR, axis=1) if self.reset_after else inner_blocks)
+        z, r = _gates(self.recurrent_activation, pre, (0, 1))
+        x_h = ops.take(x_blocks, 2, axis=1)
         if self.reset_after:
-            candidate = x_h if inner is None else x_h + r * parts[2]
+            candidate = x_h if inner is None else x_h + r * ops.take(inner_blocks, 2, axis=1)
         else:
             candidate = x_h if state is None else x_h + ops.matmul(r * state, recurrent_h)
         hh = activation(candidate)
