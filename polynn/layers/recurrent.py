@@ -37,7 +37,7 @@ class UnitForgetBias(_initializers.Initializer):
 class _Recurrent(Layer):
     """What SimpleRNN, LSTM and GRU share: the options polynn refuses or accepts only where they change
     nothing, the weights, shapes and the loop over time steps. Each subclass defines its fields in
-    Keras's order, `gates` (the blocks of units its kernels hold) and `_step`."""
+    Keras's order, `gates` (the blocks of units its kernels hold) and `step`."""
 
     gates: ClassVar[int] = 1
 
@@ -131,15 +131,18 @@ class _Recurrent(Layer):
             check_activation_axis(owner, self.recurrent_activation, (self.units,))
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
 
-    def _prepare(self, params: Sequence[Tensor]) -> Sequence[Tensor]:
-        """The weights as `_step` takes them, made once per call (blocks of them, say)."""
+    def step_weights(self, params: Sequence[Tensor]) -> Sequence[Tensor]:
+        """The weights (in weight_specs order) as `step` takes them, made once per call (blocks of
+        them, say), on polynn.ops."""
         return params
 
-    def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
-              ) -> tuple[Tensor, Any]:
-        """One time step: (output, new state) from the prepared weights, the input x (batch,
-        features) and the state, None before the first step (zeros, whose products are left out:
-        they would add exact zeros)."""
+    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+             ) -> tuple[Tensor, Any]:
+        """One time step on polynn.ops: (output h, new state) from step_weights' weights, the step's
+        input x (batch, features), the state (h, or LSTM's (h, c)) and the activation function;
+        state is None before the first step (zero states, whose products are left out: they would
+        add exact zeros). `call` loops over it; an engine may run the same steps in a loop of its
+        own (the TensorFlow backend's tf.while_loop)."""
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
@@ -147,11 +150,11 @@ class _Recurrent(Layer):
         activation = self.activation.call if activation is None else activation
         steps = typing.cast(int, ops.shape(x)[1])  # per-sample shapes are static in polynn
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
-        prepared = self._prepare(params)
+        prepared = self.step_weights(params)
         state: Any = None
         outputs = []
         for t in order:
-            y, state = self._step(prepared, ops.take(x, t, axis=1), state, activation)
+            y, state = self.step(prepared, ops.take(x, t, axis=1), state, activation)
             outputs.append(y)
         return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
@@ -192,7 +195,7 @@ _RNN_DOC = """
     bias from bias_initializer (zeros), absent when use_bias=False. Regularizer penalties join the
     loss; the activity regularizer's penalty of the output is divided by the batch size (Keras 3);
     constraints project each weight after every update. units (1) has a default where Keras
-    requires it, as Dense's units.
+    requires it, as Dense's units. `step` is one time step, which `call` loops over.
 
     Accepted only where they change nothing (polynn has no masks or carried states): dropout=0,
     recurrent_dropout=0 (seed, their seed in Keras, is accepted and unused), return_state=False,
@@ -232,8 +235,8 @@ class SimpleRNN(_Recurrent):
     seed: int | None = None
     input_shape: tuple | None = None
 
-    def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
-              ) -> tuple[Tensor, Any]:
+    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+             ) -> tuple[Tensor, Any]:
         z = ops.matmul(x, params[0])
         if self.use_bias:
             z = z + params[2]
@@ -289,8 +292,8 @@ class LSTM(_Recurrent):
         initializer = UnitForgetBias(self.bias_initializer) if self.unit_forget_bias else self.bias_initializer
         return WeightSpec("bias", (4 * self.units,), initializer, self.bias_regularizer, self.bias_constraint)
 
-    def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
-              ) -> tuple[Tensor, Any]:
+    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+             ) -> tuple[Tensor, Any]:
         z = ops.matmul(x, params[0])
         if state is not None:
             z = z + ops.matmul(state[0], params[1])
@@ -351,7 +354,7 @@ class GRU(_Recurrent):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
         return WeightSpec("bias", shape, self.bias_initializer, self.bias_regularizer, self.bias_constraint)
 
-    def _prepare(self, params: Sequence[Tensor]) -> Sequence[Tensor]:
+    def step_weights(self, params: Sequence[Tensor]) -> Sequence[Tensor]:
         """(kernel, recurrent kernel or its z and r blocks, its h block, input bias, recurrent bias)."""
         u = self.units
         kernel, recurrent_kernel = params[0], params[1]
@@ -367,8 +370,8 @@ class GRU(_Recurrent):
             recurrent_kernel = ops.take(recurrent_kernel, np.arange(2 * u), axis=1)
         return kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias
 
-    def _step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
-              ) -> tuple[Tensor, Any]:
+    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+             ) -> tuple[Tensor, Any]:
         u = self.units
         kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias = params
         matrix_x = ops.matmul(x, kernel)
