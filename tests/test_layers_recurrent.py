@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from polynn import initializers
+from polynn import initializers, plugins
 from polynn.errors import InvalidArgumentError, ShapeMismatchError
 from polynn.layers import GRU, LSTM, Dense, Embedding, Input, SimpleRNN, get
 from polynn.models import Sequential, load_model
@@ -268,6 +268,65 @@ def test_without_bias_the_loop_has_no_bias():
         weights = _random_weights(model)
         model.set_weights(weights)
         np.testing.assert_allclose(model.predict(x, verbose=0), reference(x, *weights, bias), rtol=1e-13, atol=1e-14)
+
+
+def test_a_recurrent_activation_with_an_axis_acts_on_each_gate():
+    """softmax over each gate's units (Keras's), not over the step's blocks of every gate."""
+    def softmax(z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    x = _sequences()
+    model = _compiled([Input(x.shape[1:]), LSTM(3, recurrent_activation="softmax")])
+    kernel, recurrent, bias = weights = _random_weights(model)
+    model.set_weights(weights)
+    h = c = np.zeros((len(x), 3))
+    for t in range(x.shape[1]):
+        i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=1)
+        c = softmax(f) * c + softmax(i) * np.tanh(g)
+        h = softmax(o) * np.tanh(c)
+    np.testing.assert_allclose(model.predict(x, verbose=0), h, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("spec", [
+    SimpleRNN(3, return_sequences=True), LSTM(3, go_backwards=True), GRU(3, return_sequences=True),
+    GRU(3, reset_after=False, go_backwards=True), LSTM(2, recurrent_activation="hard_sigmoid", use_bias=False),
+], ids=lambda spec: spec.name)
+def test_numpy_gradients_match_finite_differences(spec):
+    """The shared call, differentiated by NumPy's autodiff: input and weight gradients of <r, y>."""
+    backend = plugins.get_backend("numpy")
+    layer = backend.implementation("layer", spec.name)(backend, spec)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 4, 2))
+    params = [rng.normal(scale=0.5, size=w.shape) for w in spec.weight_specs((4, 2))]
+    y, cache = layer.forward(params, x)
+    r = rng.normal(size=y.shape)
+    dx, grads = layer.backward(params, cache, r)
+
+    def total(arrays):
+        return float(np.sum(r * layer.forward(arrays[1:], arrays[0])[0]))
+
+    arrays = [x, *params]
+    for k, analytic in enumerate([dx, *grads]):
+        numeric = np.zeros_like(arrays[k])
+        for index in np.ndindex(arrays[k].shape):
+            shifted = [a.copy() for a in arrays]
+            shifted[k][index] += 1e-6
+            up = total(shifted)
+            shifted[k][index] -= 2e-6
+            numeric[index] = (up - total(shifted)) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_embedding_gradient_adds_up_repeated_indices():
+    backend = plugins.get_backend("numpy")
+    layer = backend.implementation("layer", "embedding")(backend, Embedding(4, 2))
+    table = np.arange(8.0).reshape(4, 2)
+    x = np.array([[0.0, 2.0, 0.0]])
+    y, cache = layer.forward([table], x)
+    assert np.array_equal(y, table[[[0, 2, 0]]])
+    _, (grad,) = layer.backward([table], cache, np.ones_like(y))
+    assert np.array_equal(grad, [[2, 2], [0, 0], [1, 1], [0, 0]])
 
 
 def _stack():
