@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from polynn import initializers, plugins
-from polynn.errors import InvalidArgumentError, ShapeMismatchError
+from polynn.errors import InvalidArgumentError, ModelFileError, ShapeMismatchError
 from polynn.layers import GRU, LSTM, Dense, Embedding, Input, SimpleRNN, get
 from polynn.models import Sequential, load_model
 
@@ -455,6 +455,15 @@ def test_keras_files_round_trip_in_polynn(tmp_path):
     fresh.build((6,))
     fresh.load_weights(tmp_path / "w.weights.h5")
     assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights(), strict=True))
+
+
+def test_keras_files_take_recurrent_activations_by_name_only(tmp_path):
+    model = _compiled([Input((4, 3)), LSTM(2, activation={"class_name": "elu", "config": {"alpha": 0.5}})])
+    with pytest.raises(ModelFileError, match=r"layer 'lstm''s activation ELU with settings other than Keras's "
+                                             r"defaults cannot be written in Keras's spelling; accepted: an "
+                                             r"activation Keras names alone"):
+        model.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()
 
 
 def _onnx_run(path, x):
