@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from polynn import activations
+from polynn import activations, layers
 from polynn.backend import SharedLayer
 
 
@@ -32,7 +32,7 @@ class Recurrent(SharedLayer):
     @staticmethod
     def _kernel(spec):
         name = spec.name
-        if type(spec).__module__ != "polynn.layers.recurrent":
+        if type(spec) not in (layers.SimpleRNN, layers.LSTM, layers.GRU):
             return None  # a plugin's subclass may change `step`
         if name == "simple_rnn":
             if _plain(spec.activation, activations.Tanh):
