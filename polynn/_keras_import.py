@@ -247,30 +247,27 @@ def _group(keras_class: str, group: str) -> str:
     return f"{group}/{CELLS[keras_class][0]}" if keras_class in CELLS else group
 
 
-# polynn's layers with weights, as the Keras classes whose files hold them.
-_WEIGHTED_CLASSES: dict[type, str] = {layers.Dense: "Dense", layers.Embedding: "Embedding",
-                                       layers.SimpleRNN: "SimpleRNN", layers.LSTM: "LSTM", layers.GRU: "GRU"}
-
-
 def _dense_groups(model: Any, specs: list) -> list[str | None]:
-    """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
-    the same layers (None for the weightless ones, which Keras numbers under their own classes)."""
+    """The Keras weight group of each of a polynn model's layers with weights, as Keras names those of
+    a Sequential of the same layers: the Keras class in snake case, numbered per class (None for the
+    weightless ones, which Keras numbers under their own classes)."""
     groups: list[str | None] = []
     owners = {owner for owner, _ in specs}
     counts: dict[str, int] = {}
+    keras_classes = [name for name in LAYER_CLASSES if name != "InputLayer" and hasattr(layers, name)]
     for index, spec in enumerate(model._layers):
-        keras_class = _WEIGHTED_CLASSES.get(type(spec))
-        if keras_class is not None:
-            name = snake_case(keras_class)
-            count = counts.get(name, 0)
-            counts[name] = count + 1
-            groups.append(_group(keras_class, name if count == 0 else f"{name}_{count}"))
-        elif index in owners:
-            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({type(spec).__name__}) has weights whose "
-                                 f"place in Keras's files polynn does not know; accepted: weights of "
-                                 f"{', '.join(sorted(_WEIGHTED_CLASSES.values()))} layers")
-        else:
+        if index not in owners:
             groups.append(None)
+            continue
+        name = type(spec).__name__
+        if name not in keras_classes or type(spec) is not getattr(layers, name):
+            raise ModelFileError(f"layer {model.layer_names()[index]!r} ({name}) has weights whose place in Keras's "
+                                 f"files polynn does not know; accepted: weights of Keras's layers that polynn has "
+                                 f"({', '.join(sorted(keras_classes))})")
+        group = snake_case(name)
+        count = counts.get(group, 0)
+        counts[group] = count + 1
+        groups.append(_group(name, group if count == 0 else f"{group}_{count}"))
     return groups
 
 
