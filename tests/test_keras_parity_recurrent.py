@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -201,3 +203,20 @@ def test_polynn_reads_keras_file(keras, tmp_path, input_dtype):
     fresh = load_model(tmp_path / "k.keras")
     fresh.load_weights(tmp_path / "k.weights.h5")
     np.testing.assert_allclose(fresh.predict(x, verbose=0), expected, rtol=0, atol=1e-14)
+
+
+def test_polynns_configs_are_keras_own(keras, tmp_path):
+    """The layers' configs in polynn's .keras file are those Keras serializes for the same layers."""
+    model = Sequential([layers.Input((5,)), layers.Embedding(9, 3), layers.LSTM(4, return_sequences=True),
+                        layers.GRU(3, return_sequences=True), layers.SimpleRNN(2)])
+    model.compile(loss="mse", optimizer="adam", dtype="float32", seed=0)
+    model.save(tmp_path / "m.keras")
+    theirs = keras.models.load_model(tmp_path / "m.keras")
+    ours = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))["config"]["layers"][1:]
+    for layer, config in zip(theirs.layers, ours, strict=True):
+        serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+        for entry in (serialized, config):
+            for value in entry["config"].values():
+                if isinstance(value, dict):
+                    value.pop("shared_object_id", None)
+        assert serialized["config"] == config["config"], layer.name
