@@ -10,6 +10,7 @@ import numpy as np
 from ._foreign import DATA_ACCEPTED, dataset_kind
 from ._spec import INT_LIMIT, check_bool, check_int, check_number, check_positive_int
 from .errors import InvalidArgumentError, ShapeMismatchError
+from .layers import Embedding, Input
 from .metrics import CustomMetric
 
 # ---- arguments -------------------------------------------------------------------------
@@ -88,8 +89,9 @@ def all_finite(array: np.ndarray) -> bool:
     return bool(np.isfinite(array).all())
 
 
-def check_x(x, dtype, input_shape) -> np.ndarray:
-    """x as a `dtype` array of (samples, features...), its per-sample shape `input_shape` if known."""
+def check_x(x, dtype, input_shape, layers=()) -> np.ndarray:
+    """x as a `dtype` array of (samples, features...), its per-sample shape `input_shape` if known;
+    indices in range when the first of `layers` (after an Input) takes integers (check_indices)."""
     x = as_array("x", x, dtype)
     if x.ndim < 2:
         raise ShapeMismatchError(
@@ -103,7 +105,30 @@ def check_x(x, dtype, input_shape) -> np.ndarray:
         raise ShapeMismatchError(
             f"input feature width does not match the model: x has per-sample shape {tuple(x.shape[1:])} "
             f"(features {x.shape[-1]}); the model expects {tuple(input_shape)}")
+    check_indices(x, layers)
     return x
+
+
+# The largest integer every float32 holds exactly: larger indices would reach an Embedding rounded.
+_FLOAT32_EXACT = 2**24
+
+
+def check_indices(x: np.ndarray, layers) -> None:
+    """x's values as the indices of an Embedding that is the model's first layer (after an Input):
+    each, truncated toward 0 as the layer casts it (Keras's cast to int32), in [0, input_dim). An
+    engine would fail on another index, or clamp it silently (TensorFlow on GPU, XLA, JAX)."""
+    first = next((layer for layer in layers if not isinstance(layer, Input)), None)
+    if not isinstance(first, Embedding) or x.size == 0:
+        return
+    low, high = float(np.min(x)), float(np.max(x))
+    limit = first.input_dim
+    if not (-1.0 < low and high < limit):
+        raise InvalidArgumentError("x", f"indices in [{low:g}, {high:g}]", f"indices in [0, {limit - 1}] (the "
+                                   f"model's first layer is an Embedding with input_dim={limit})")
+    if x.dtype == np.float32 and high >= _FLOAT32_EXACT:
+        raise InvalidArgumentError("x", f"indices up to {high:g} in float32", "indices below 2**24, which float32 "
+                                   "holds exactly (the indices reach the Embedding as floats of the model's "
+                                   "dtype); compile in float64 for larger vocabularies")
 
 
 def check_y(x, y, dtype, output_shape, loss) -> np.ndarray:
@@ -198,7 +223,7 @@ class Arrays(NamedTuple):
 def labelled(model, build, x, y, sample_weight, dtype) -> Arrays:
     """x, y and sample_weight checked against `model`; build(x_shape) fixes the model's input
     shape from x first, since y's expected shape follows from it."""
-    x = check_x(x, dtype, model.input_shape)
+    x = check_x(x, dtype, model.input_shape, model._layers)
     build(tuple(x.shape[1:]))
     y = check_y(x, y, dtype, model.output_shape, model.loss)
     return Arrays(x, y, check_sample_weight(sample_weight, len(x), dtype))
@@ -216,7 +241,7 @@ def training_data(model, build, x, y, *, sample_weight, validation_split, valida
             raise InvalidArgumentError("validation_data", shown,
                                        "a tuple (x_val, y_val) or (x_val, y_val, sample_weight) of arrays; datasets, "
                                        "data loaders, generators and dicts are not taken", owner="fit")
-        x_val = check_x(validation_data[0], dtype, model.input_shape)
+        x_val = check_x(validation_data[0], dtype, model.input_shape, model._layers)
         y_val = check_y(x_val, validation_data[1], dtype, model.output_shape, model.loss)
         sw_val = check_sample_weight(validation_data[2] if len(validation_data) == 3 else None, len(x_val), dtype)
         if len(x_val) == 0:

@@ -22,7 +22,7 @@ from .errors import ModelFileError, UnknownComponentError
 __all__ = ["Field", "Off", "Ignored", "REQUIRED", "read_object", "read_options", "unknown", "check_class_name",
            "LAYER_CLASSES", "layer", "input_layer", "batch_shape", "policy", "activation", "initializer",
            "regularizer", "constraint", "loss", "metric", "optimizer", "ACTIVATION_FUNCTIONS", "OPTIMIZER_CLASSES",
-           "OPTIMIZER_SLOTS", "snake_case"]
+           "OPTIMIZER_SLOTS", "snake_case", "CELLS"]
 
 REQUIRED = object()  # a Field without a Keras default: the key must be present
 
@@ -188,6 +188,8 @@ def batch_shape(value: Any, where: str) -> tuple:
 
 
 _POLICY_DTYPES = ("float32", "float64")
+# An integer input (an Embedding's indices): polynn's data are floats, which Embedding truncates as Keras.
+_INDEX_DTYPES = ("int32", "int64")
 
 
 def policy(value: Any, where: str) -> str | None:
@@ -398,6 +400,31 @@ _CONV = {
 }
 _POOLING = {"strides": Field(None, convert=_tuple), "padding": Field("valid"), "data_format": Field(None)}
 _GLOBAL_POOLING = {"data_format": Field(None), "keepdims": Field(False)}
+# Embedding and the recurrent layers (their weights live in Keras's files under <layer>/cell).
+_EMBEDDING = {
+    "input_dim": Field(), "output_dim": Field(), "embeddings_initializer": Field("uniform", convert=initializer),
+    "embeddings_regularizer": Field(None, convert=regularizer),
+    "embeddings_constraint": Field(None, convert=constraint),
+    "activity_regularizer": Field(None, convert=regularizer),
+    "mask_zero": Off(False, why="polynn has no masks"),
+    "quantization_config": Off(None, why="polynn does not quantize"),
+    "lora_rank": Off(None, why="polynn has no LoRA"),
+    "lora_alpha": Ignored(),  # used only with lora_rank, refused above
+}
+_NO_MASKS = "polynn has no masks or carried states"
+_RECURRENT = {
+    "units": Field(), "activation": Field("tanh", convert=activation), "use_bias": Field(True),
+    "kernel_initializer": Field("glorot_uniform", convert=initializer),
+    "recurrent_initializer": Field("orthogonal", convert=initializer),
+    "bias_initializer": Field("zeros", convert=initializer),
+    **{f"{w}_regularizer": Field(None, convert=regularizer) for w in ("kernel", "recurrent", "bias", "activity")},
+    **{f"{w}_constraint": Field(None, convert=constraint) for w in ("kernel", "recurrent", "bias")},
+    "dropout": Off(0.0, why=_NO_MASKS), "recurrent_dropout": Off(0.0, why=_NO_MASKS), "seed": Field(None),
+    "return_sequences": Field(False), "go_backwards": Field(False), "unroll": Field(False),
+    "return_state": Off(False, why="a polynn layer has one output"), "stateful": Off(False, why=_NO_MASKS),
+    "zero_output_for_mask": Ignored(),  # acts on masked steps only, and polynn has no masks
+}
+_GATED = {**_RECURRENT, "recurrent_activation": Field("sigmoid", convert=activation)}
 # Keras's layers polynn has (besides InputLayer and the activation layers): class -> options.
 _LAYERS: dict[str, dict[str, Any]] = {
     "Dense": _DENSE,
@@ -415,7 +442,15 @@ _LAYERS: dict[str, dict[str, Any]] = {
                                           "GlobalMaxPooling2D")},
     "Flatten": {"data_format": Field(None)},
     "Reshape": {"target_shape": Field(convert=_tuple)},
+    "Embedding": _EMBEDDING,
+    "SimpleRNN": _RECURRENT,
+    "LSTM": {**_GATED, "unit_forget_bias": Field(True)},
+    "GRU": {**_GATED, "reset_after": Field(True)},
 }
+# Keras's layers whose weights a sublayer holds: class -> the sublayer's attribute (its group in
+# the weights file, layers/<layer>/<attribute>/vars) and the name Keras gives it.
+CELLS: dict[str, tuple[str, str]] = {"SimpleRNN": ("cell", "simple_rnn_cell"), "LSTM": ("cell", "lstm_cell"),
+                                     "GRU": ("cell", "gru_cell")}
 LAYER_CLASSES = ("InputLayer", *_LAYERS, *ACTIVATION_LAYERS)
 _INPUT = {
     "batch_shape": Field(None), "batch_input_shape": Field(None), "name": Field(None), "dtype": Field(None),
@@ -429,9 +464,10 @@ def input_layer(config: Any, where: str) -> Any:
     """An InputLayer as polynn's Input (its shape without the batch axis)."""
     options = read_options(config, _INPUT, "InputLayer", where)
     shape = options["batch_shape"] if options["batch_shape"] is not None else options["batch_input_shape"]
-    if options["dtype"] not in (None, *_POLICY_DTYPES):
+    if options["dtype"] not in (None, *_POLICY_DTYPES, *_INDEX_DTYPES):
         raise ModelFileError(f"{where}: the input dtype {brief(options['dtype'], 80)} is not supported; "
-                             f"accepted: 'float32' or 'float64'")
+                             f"accepted: 'float32' or 'float64', or 'int32' or 'int64' (indices, which polynn "
+                             f"takes as floats of the model's dtype)")
     return layers.Input(shape=batch_shape(shape, f"{where}.batch_shape"), given_name=options["name"])
 
 

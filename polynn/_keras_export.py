@@ -11,7 +11,8 @@ Keras builds the same object. polynn's seed and session settings (backend, devic
 nonfinite_loss) are not written: Keras draws its own random streams.
 
 The variables are Keras's: "layers/<class>[_n]/vars/<i>" (the layer's class name in snake case,
-numbered per class, as Keras's saving_lib paths its layers), and "optimizer/vars/<i>": the
+numbered per class, as Keras's saving_lib paths its layers; a recurrent layer's in its cell's group,
+"layers/<class>[_n]/cell/vars/<i>", its own group empty), and "optimizer/vars/<i>": the
 iteration count (int64), the learning rate when it is not a schedule, then the slots of the
 trainable weights in the order Keras's optimizer builds them (Nadam's running product last).
 
@@ -37,7 +38,7 @@ from . import metrics as _met
 from . import optimizers as _opt
 from . import regularizers as _reg
 from . import schedules as _sch
-from ._keras_components import OPTIMIZER_SLOTS, snake_case
+from ._keras_components import CELLS, OPTIMIZER_SLOTS, snake_case
 from ._registry import source_of
 from ._safetensors import brief
 from ._spec import FunctionField
@@ -239,7 +240,9 @@ def _activation(spec: Any, dtype: str, where: str) -> str | dict:
 _LAYERS: dict[type, tuple[str]] = {_lay.Dense: ("Dense",), _lay.Dropout: ("Dropout",),
                                    _lay.Activation: ("Activation",),
                                    _lay.BatchNormalization: ("BatchNormalization",),
-                                   _lay.LayerNormalization: ("LayerNormalization",)}
+                                   _lay.LayerNormalization: ("LayerNormalization",),
+                                   _lay.Embedding: ("Embedding",), _lay.SimpleRNN: ("SimpleRNN",),
+                                   _lay.LSTM: ("LSTM",), _lay.GRU: ("GRU",)}
 # convolution, pooling and reshaping: Keras's classes of the same names
 _SPATIAL = (_lay.Conv1D, _lay.Conv2D, _lay.MaxPooling1D, _lay.MaxPooling2D, _lay.AveragePooling1D,
             _lay.AveragePooling2D, _lay.GlobalAveragePooling1D, _lay.GlobalAveragePooling2D, _lay.GlobalMaxPooling1D,
@@ -384,23 +387,88 @@ def _spatial_config(spec: Any, base: dict, dtype: str, where: str) -> dict:
     return {**base, "data_format": spec.data_format, "keepdims": spec.keepdims}
 
 
+def _components(spec: Any, where: str, kinds: tuple[tuple[str, dict, str], ...], *weights: str) -> dict:
+    """The initializer, regularizer and constraint of each weight named, in that order per kind."""
+    config: dict[str, Any] = {}
+    for suffix, table, module in kinds:
+        for weight in weights:
+            key = f"{weight}_{suffix}"
+            config[key] = _simple(getattr(spec, key), table, module, f"{where} {key}")
+    return config
+
+
+_INITIALIZER = ("initializer", _INITIALIZERS, "keras.initializers")
+_REGULARIZER = ("regularizer", _REGULARIZERS, "keras.regularizers")
+_CONSTRAINT = ("constraint", _CONSTRAINTS, "keras.constraints")
+
+
+def _embedding(spec: _lay.Embedding, base: dict, where: str) -> dict:
+    return {**base, "input_dim": spec.input_dim, "output_dim": spec.output_dim,
+            **_components(spec, where, (_INITIALIZER, _REGULARIZER), "embeddings"),
+            **_components(spec, where, (_REGULARIZER,), "activity"),
+            **_components(spec, where, (_CONSTRAINT,), "embeddings"),
+            "mask_zero": False, "quantization_config": None}
+
+
+def _recurrent_activation(spec: Any, where: str) -> str:
+    """A recurrent layer's activation: by name only (Keras's cell keeps no activation layer)."""
+    entry = _activation_entry(spec, where)
+    if not isinstance(entry, str):
+        raise _unexpressible(where, spec, "settings other than Keras's defaults",
+                             "an activation Keras names alone (tanh, sigmoid, relu, ...) for a recurrent layer")
+    return entry
+
+
+def _recurrent(spec: Any, class_name: str, base: dict, where: str) -> dict:
+    """Keras's config of SimpleRNN, LSTM or GRU, its keys in Keras's order."""
+    config = {**base, "return_sequences": spec.return_sequences, "return_state": False,
+              "go_backwards": spec.go_backwards, "stateful": False, "unroll": spec.unroll,
+              "zero_output_for_mask": False, "units": spec.units,
+              "activation": _recurrent_activation(spec.activation, f"{where} activation")}
+    if class_name != "SimpleRNN":
+        config["recurrent_activation"] = _recurrent_activation(spec.recurrent_activation,
+                                                               f"{where} recurrent_activation")
+    config["use_bias"] = spec.use_bias
+    config.update(_components(spec, where, (_INITIALIZER,), "kernel", "recurrent", "bias"))
+    if class_name == "LSTM":
+        config["unit_forget_bias"] = spec.unit_forget_bias
+    config.update(_components(spec, where, (_REGULARIZER,), "kernel", "recurrent", "bias", "activity"))
+    config.update(_components(spec, where, (_CONSTRAINT,), "kernel", "recurrent", "bias"))
+    config.update({"dropout": 0.0, "recurrent_dropout": 0.0})
+    if class_name == "GRU":
+        config["reset_after"] = spec.reset_after
+    if class_name != "SimpleRNN":  # Keras 3.15's SimpleRNN leaves its seed out of its config
+        config["seed"] = spec.seed
+    return config
+
+
 def _layer_config(layer: _Layer, dtype: str, input_shape: tuple | None) -> dict:
     spec = layer.spec
     where = f"layer {brief(layer.name, 80)}'s"
     base = {"name": layer.name, "trainable": spec.trainable, "dtype": _policy(dtype)}
-    built = {} if input_shape is None else {"build_config": {"input_shape": [None, *input_shape]}}
+    built = None if input_shape is None else {"input_shape": [None, *input_shape]}
     if type(spec) in _SPATIAL:
         out = _obj("keras.layers", layer.class_name, _spatial_config(spec, base, dtype, where))
         # Keras writes a build_config for the layers it builds from their input (not for those built at init).
-        if input_shape is not None and isinstance(spec, (_lay.Conv1D, _lay.Conv2D, _lay.Flatten)):
-            out["build_config"] = {"input_shape": [None, *input_shape]}
+        if built is not None and isinstance(spec, (_lay.Conv1D, _lay.Conv2D, _lay.Flatten)):
+            out["build_config"] = built
         return out
-    if layer.class_name == "Dense":
-        return {**_obj("keras.layers", "Dense", _dense(spec, base, dtype, where)), **built}
+    if layer.class_name in ("Dense", "Embedding", *CELLS):
+        if layer.class_name == "Dense":
+            config = _dense(spec, base, dtype, where)
+        elif layer.class_name == "Embedding":
+            config = _embedding(spec, base, where)
+        else:
+            config = _recurrent(spec, layer.class_name, base, where)
+        out = _obj("keras.layers", layer.class_name, config)
+        if built is not None:
+            out["build_config"] = built
+        return out
+    build = {} if built is None else {"build_config": built}
     if layer.class_name == "BatchNormalization":
-        return {**_obj("keras.layers", "BatchNormalization", _batch_normalization(spec, base, where)), **built}
+        return {**_obj("keras.layers", "BatchNormalization", _batch_normalization(spec, base, where)), **build}
     if layer.class_name == "LayerNormalization":
-        return {**_obj("keras.layers", "LayerNormalization", _layer_normalization(spec, base, where)), **built}
+        return {**_obj("keras.layers", "LayerNormalization", _layer_normalization(spec, base, where)), **build}
     if layer.class_name == "Dropout":
         return _obj("keras.layers", "Dropout", {**base, "rate": float(spec.rate), "seed": spec.seed,
                                                 "noise_shape": _plain(spec.noise_shape)})
@@ -649,7 +717,13 @@ def variable_groups(model: Any, *, activations: bool = True) -> list[Group]:
     weights = model.get_weights() if model.input_shape is not None else []
     groups = [Group("", _storable(model.name, "the model's name"), [])]
     for layer in _keras_layers(model):
-        groups.append(Group(layer.path, layer.name, [np.asarray(weights[k], dtype=dtype) for k in layer.weights]))
+        arrays = [np.asarray(weights[k], dtype=dtype) for k in layer.weights]
+        if layer.class_name in CELLS:
+            attribute, cell = CELLS[layer.class_name]
+            groups.append(Group(layer.path, layer.name, []))
+            groups.append(Group(f"{layer.path}/{attribute}", cell, arrays))
+            continue
+        groups.append(Group(layer.path, layer.name, arrays))
         if not hasattr(layer.spec, "activation"):
             continue
         try:

@@ -8,10 +8,11 @@ for every dataset of the weights HDF5) and .read(path) -> numpy array.
 Keras's layout (saving_lib, Keras 3.0 to 3.15): a Sequential's layers, the InputLayer left out, are
 the HDF5 groups layers/<name>/vars/<i>, <name> the layer's class in snake case numbered per class
 in layer order (dense, dense_1, ...; the layers' own names are not used), <i> its variables in
-order (Dense: kernel, bias). optimizer/vars/<i> are the optimizer's variables: 0 the iteration
-count, then the learning rate unless it is a schedule, then the slots of the weights trainable when
-the optimizer was built, in build order (OPTIMIZER_SLOTS; Nadam's running product u_product comes
-before the slots before Keras 3.10 and after them since, so the archive's keras_version decides).
+order (Dense: kernel, bias; a recurrent layer's are its cell's, layers/<name>/cell/vars/<i>).
+optimizer/vars/<i> are the optimizer's variables: 0 the iteration count, then the learning rate
+unless it is a schedule, then the slots of the weights trainable when the optimizer was built, in
+build order (OPTIMIZER_SLOTS; Nadam's running product u_product comes before the slots before
+Keras 3.10 and after them since, so the archive's keras_version decides).
 
 Everything the file says is checked before any array is read; the arrays read are only those the
 model needs, each checked against the shape the config implies, so nothing is allocated beyond
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import _saving, layers, optimizers
 from ._keras_components import (
+    CELLS,
     LAYER_CLASSES,
     OPTIMIZER_SLOTS,
     Field,
@@ -124,7 +126,7 @@ class _Architecture:
                 group = snake_case(kind)
                 count = counts.get(group, 0)
                 counts[group] = count + 1
-                self.groups.append(group if count == 0 else f"{group}_{count}")
+                self.groups.append(_group(kind, group if count == 0 else f"{group}_{count}"))
             if not options["trainable"]:  # Keras's model.trainable = False freezes every layer
                 spec = dataclasses.replace(spec, trainable=False)
             specs.append(spec)
@@ -240,6 +242,11 @@ def _check_variable(entry: Any, path: str, shape: tuple, dtypes: tuple[str, ...]
 _WEIGHTLESS_GROUP = re.compile(r"(dropout|activation|re_lu|leaky_re_lu|elu|softmax)(_[1-9][0-9]*)?")
 
 
+def _group(keras_class: str, group: str) -> str:
+    """Where a Keras layer's variables are, below layers/: its group, or its cell's (CELLS)."""
+    return f"{group}/{CELLS[keras_class][0]}" if keras_class in CELLS else group
+
+
 def _dense_groups(model: Any, specs: list) -> list[str | None]:
     """The Keras weight group of each of a polynn model's layers, as Keras names those of a Sequential of
     the same layers: its class in snake case, numbered per class in layer order (None for the weightless
@@ -261,7 +268,8 @@ def _dense_groups(model: Any, specs: list) -> list[str | None]:
         group = snake_case(keras_class)
         count = counts.get(group, 0)
         counts[group] = count + 1
-        groups.append((group if count == 0 else f"{group}_{count}") if index in owners else None)
+        groups.append(_group(keras_class, group if count == 0 else f"{group}_{count}")
+                      if index in owners else None)
     return groups
 
 

@@ -379,6 +379,115 @@ def _reshape(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tu
     return g.op("Reshape", x, g.shape_const((-1, *layer.output_shape(shape))))
 
 
+# ---- Embedding and the recurrent layers -----------------------------------------------------
+
+_INT64 = 7  # onnx.TensorProto.INT64, without importing onnx before the graph is planned
+
+
+def _int64(g: _Graph, value: Any) -> str:
+    """An int64 initializer (a scalar or a vector): an index, or Slice's starts, ends and axes."""
+    array = np.asarray(value, dtype=np.int64)
+    name = f"int64_{'_'.join(str(v) for v in array.reshape(-1))}{'_v' if array.ndim else ''}"
+    g.initializers[name] = array
+    return name
+
+
+def _embedding(g: _Graph, layer: _layers.Embedding, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    """Gather of the table's rows at x truncated to integers (Cast, toward 0, as the layer's cast)."""
+    return g.op("Gather", g.weight("embeddings", weights[0]), g.op("Cast", x, to=_INT64), axis=0)
+
+
+def _blocks(g: _Graph, z: str, count: int, units: int) -> list[str]:
+    """z's columns as `count` blocks of `units` (Slice on the last axis)."""
+    return [g.op("Slice", z, _int64(g, [k * units]), _int64(g, [(k + 1) * units]), _int64(g, [-1]))
+            for k in range(count)]
+
+
+def _matmul(g: _Graph, x: str, w: str, bias: str | None = None) -> str:
+    """x @ w (+ bias) of a 2-D x as Gemm (see _dense)."""
+    return g.op("Gemm", x, w) if bias is None else g.op("Gemm", x, w, bias)
+
+
+def _simple_rnn_step(g: _Graph, layer: Any, w: dict[str, str], x: str, state: Any) -> tuple[str, Any]:
+    z = _matmul(g, x, w["kernel"], w.get("bias"))
+    if state is not None:
+        z = g.op("Add", z, _matmul(g, state, w["recurrent_kernel"]))
+    h = _activation(g, layer.activation, z)
+    return h, h
+
+
+def _lstm_step(g: _Graph, layer: Any, w: dict[str, str], x: str, state: Any) -> tuple[str, Any]:
+    z = _matmul(g, x, w["kernel"])
+    if state is not None:
+        z = g.op("Add", z, _matmul(g, state[0], w["recurrent_kernel"]))
+    if "bias" in w:
+        z = g.op("Add", z, w["bias"])
+    z_i, z_f, z_g, z_o = _blocks(g, z, 4, layer.units)
+    i, f, o = (_activation(g, layer.recurrent_activation, t) for t in (z_i, z_f, z_o))
+    ig = g.op("Mul", i, _activation(g, layer.activation, z_g))
+    c = ig if state is None else g.op("Add", g.op("Mul", f, state[1]), ig)
+    h = g.op("Mul", o, _activation(g, layer.activation, c))
+    return h, (h, c)
+
+
+def _gru_step(g: _Graph, layer: Any, w: dict[str, str], x: str, state: Any) -> tuple[str, Any]:
+    u, rec = layer.units, layer.recurrent_activation
+    x_z, x_r, x_h = _blocks(g, _matmul(g, x, w["kernel"], w.get("input_bias")), 3, u)
+    if state is None:
+        inner = w.get("recurrent_bias")
+    else:
+        inner = _matmul(g, state, w["recurrent_kernel"], w.get("recurrent_bias"))
+    if inner is None:
+        z, r = _activation(g, rec, x_z), _activation(g, rec, x_r)
+    else:
+        parts = _blocks(g, inner, 3 if layer.reset_after else 2, u)
+        z, r = (_activation(g, rec, g.op("Add", a, b)) for a, b in ((x_z, parts[0]), (x_r, parts[1])))
+    if layer.reset_after:
+        candidate = x_h if inner is None else g.op("Add", x_h, g.op("Mul", r, parts[2]))
+    else:
+        candidate = x_h if state is None else g.op("Add", x_h, _matmul(g, g.op("Mul", r, state), w["recurrent_h"]))
+    hh = _activation(g, layer.activation, candidate)
+    kept = g.op("Mul", g.op("Sub", 1.0, z), hh)
+    h = kept if state is None else g.op("Add", g.op("Mul", z, state), kept)
+    return h, h
+
+
+def _recurrent_weights(g: _Graph, layer: Any, weights: list[np.ndarray]) -> dict[str, str]:
+    units = layer.units
+    named = dict(zip(("kernel", "recurrent_kernel", "bias"), weights))
+    if isinstance(layer, _layers.GRU):
+        bias = named.pop("bias", None)
+        if bias is not None and layer.reset_after:
+            named["input_bias"], named["recurrent_bias"] = bias[0], bias[1]
+        elif bias is not None:
+            named["input_bias"] = bias
+        if not layer.reset_after:
+            recurrent = named["recurrent_kernel"]
+            named["recurrent_kernel"], named["recurrent_h"] = recurrent[:, :2 * units], recurrent[:, 2 * units:]
+    return {name: g.weight(name, array) for name, array in named.items()}
+
+
+_STEPS: dict[type, Callable[[_Graph, Any, dict[str, str], str, Any], tuple[str, Any]]] = {
+    _layers.SimpleRNN: _simple_rnn_step, _layers.LSTM: _lstm_step, _layers.GRU: _gru_step}
+
+
+def _recurrent(g: _Graph, layer: Any, weights: list[np.ndarray], x: str, shape: tuple) -> str:
+    """The layer's loop written out step by step (the number of steps is the model's): each step
+    Gathers x's time step and computes the layer's `call` from the same products and gates."""
+    w = _recurrent_weights(g, layer, weights)
+    step = _STEPS[type(layer)]
+    order = range(shape[0] - 1, -1, -1) if layer.go_backwards else range(shape[0])
+    state: Any = None
+    outputs = []
+    for t in order:
+        h, state = step(g, layer, w, g.op("Gather", x, _int64(g, t), axis=1), state)
+        outputs.append(h)
+    if not layer.return_sequences:
+        return outputs[-1]
+    axis = _int64(g, [1])
+    return g.op("Concat", *(g.op("Unsqueeze", h, axis) for h in outputs), axis=1)
+
+
 # Each takes (graph, layer, its weights, x, x's shape without the batch axis).
 LAYERS: dict[type[_layers.Layer], Callable[[_Graph, Any, list[np.ndarray], str, tuple], str]] = {
     _layers.Input: lambda g, layer, weights, x, shape: x,
@@ -394,6 +503,10 @@ LAYERS: dict[type[_layers.Layer], Callable[[_Graph, Any, list[np.ndarray], str, 
     **{cls: _global_pool for cls in (_layers.GlobalAveragePooling1D, _layers.GlobalAveragePooling2D,
                                      _layers.GlobalMaxPooling1D, _layers.GlobalMaxPooling2D)},
     _layers.Flatten: _reshape, _layers.Reshape: _reshape,
+    _layers.Embedding: _embedding,
+    _layers.SimpleRNN: _recurrent,
+    _layers.LSTM: _recurrent,
+    _layers.GRU: _recurrent,
 }
 
 

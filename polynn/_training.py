@@ -407,7 +407,7 @@ def evaluate(model, trainee: Trainee, x, y, *, batch_size, verbose, sample_weigh
 def predict(model, trainee: Trainee, x, *, batch_size, verbose, callbacks):
     batch_size = _data.batch_size(batch_size, "predict")
     verbose = _data.verbose(verbose)
-    x = _data.check_x(x, model.dtype, model.input_shape)
+    x = _data.check_x(x, model.dtype, model.input_shape, model._layers)
     runtime = trainee.prepare(tuple(x.shape[1:]))
     steps = math.ceil(len(x) / batch_size)
     callback_list = CallbackList(callbacks, model, {"verbose": verbose, "steps": steps})

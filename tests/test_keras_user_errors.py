@@ -364,7 +364,13 @@ def _schedule_needs(cls):
 def test_every_bool_field_of_a_component_takes_a_numpy_bool(cls, field, needs):
     default = next(f.default for f in dataclasses.fields(cls) if f.name == field)
     flipped = not default if isinstance(default, bool) else True
-    spec = cls(*_schedule_needs(cls), **needs, **{field: np.bool_(flipped)})
+    try:
+        spec = cls(*_schedule_needs(cls), **needs, **{field: np.bool_(flipped)})
+    except errors.InvalidArgumentError as error:
+        # A Keras option polynn accepts only where it changes nothing (LSTM's stateful): its default, then.
+        assert "not supported" in str(error), error
+        flipped = default
+        spec = cls(*_schedule_needs(cls), **needs, **{field: np.bool_(flipped)})
     assert getattr(spec, field) is flipped
     assert cls.from_config(spec.get_config()) == spec
 

@@ -8,7 +8,7 @@ from polynn import ops as polynn_ops
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, ops
+from . import activations, ops, recurrent
 
 _OWNER = "backend 'tensorflow'"
 _ACCEPTED = "None, 'cpu' or 'gpu' ('gpu:N' for the Nth GPU)"
@@ -49,7 +49,7 @@ class TensorFlowBackend(Backend):
     engine = "tensorflow"
     devices = ("cpu", "gpu")
     ops = ops
-    implementations = {"activation": activations.IMPLEMENTATIONS}
+    implementations = {"activation": activations.IMPLEMENTATIONS, "layer": recurrent.IMPLEMENTATIONS}
     distribution_engines = ("tensorflow",)
 
     def make_communicator(self, cluster):

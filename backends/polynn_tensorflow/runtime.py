@@ -25,6 +25,12 @@ from . import optimizers
 from .collectives import brief_errors
 
 
+def _dense(grads):
+    """Gradients as dense tensors: a weight read by tf.gather (ops.take: an Embedding's table) gets
+    an IndexedSlices, which the optimizers' arithmetic does not take."""
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
 class _Data:
     """A data set on the engine: the tensors (x,), (x, y) or (x, y, sample weights)."""
 
@@ -202,7 +208,7 @@ class TensorFlowRuntime(Runtime):
             tape.watch(trained)
             p, activity = self._forward(current, x, masks, inputs=inputs)
             loss, report = self._loss(current, y, p, w, activity)
-        grads = tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = _dense(tape.gradient(loss, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO))
         states = self._metric_states(y, p, w)
         new_state = self._new_state(current, inputs)
         self._update(trained, grads, s)
@@ -284,7 +290,7 @@ class TensorFlowRuntime(Runtime):
             share = self._share(y, p, w, width, weight_sum)
             for term in activity:
                 share = share + term
-        grads = tape.gradient(share, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = _dense(tape.gradient(share, trained, unconnected_gradients=tf.UnconnectedGradients.ZERO))
         states = self._metric_states(y, p, w)
         flat = tf.concat([tf.reshape(g, [-1]) for g in grads] + [tf.reshape(share, [1])], 0)
         summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, flat)
@@ -295,7 +301,7 @@ class TensorFlowRuntime(Runtime):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(trained)
                 penalties = [penalty(reg, current[k]) for k, reg, penalty in self.regularized]
-            extra = tape.gradient(penalties, trained)
+            extra = _dense(tape.gradient(penalties, trained))
             grads = [g if e is None else g + e for g, e in zip(grads, extra)]
             for term in penalties:
                 report = report + tf.cast(term, tf.float64)

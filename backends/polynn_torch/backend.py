@@ -15,7 +15,7 @@ from polynn import ops as polynn_ops
 from polynn.backend import Backend
 from polynn.errors import InvalidArgumentError
 
-from . import activations, layers, losses, metrics, ops, optimizers
+from . import activations, layers, losses, metrics, ops, optimizers, recurrent
 
 
 def resolve_device(requested, replica=None):
@@ -58,8 +58,8 @@ class TorchBackend(Backend):
     engine = "torch"
     devices = ("cpu", "cuda")
     ops = ops
-    implementations = {"layer": layers.IMPLEMENTATIONS, "activation": activations.IMPLEMENTATIONS,
-                       "loss": losses.IMPLEMENTATIONS,
+    implementations = {"layer": {**layers.IMPLEMENTATIONS, **recurrent.IMPLEMENTATIONS},
+                       "activation": activations.IMPLEMENTATIONS, "loss": losses.IMPLEMENTATIONS,
                        "metric": metrics.IMPLEMENTATIONS, "optimizer": optimizers.UPDATES}
 
     def run_ops(self, function, like, *args):

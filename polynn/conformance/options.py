@@ -121,10 +121,14 @@ LAYER_INPUT_SHAPES: dict[str, tuple] = {
     "average_pooling1d": (7, 2), "average_pooling2d": (5, 6, 2), "global_average_pooling1d": (7, 2),
     "global_average_pooling2d": (5, 4, 2), "global_max_pooling1d": (7, 2), "global_max_pooling2d": (5, 4, 2),
     "flatten": (3, 4), "reshape": (3, 4),
+    # recurrent layers: (timesteps, features)
+    "simple_rnn": (4, 3), "lstm": (4, 3), "gru": (4, 3),
 }
 # Layers that take integer inputs (Embedding), by registry name: the number of distinct values, so
 # the kit draws integers in [0, n) and feeds them to the layer first.
-LAYER_INTEGER_INPUTS: dict[str, int] = {}
+LAYER_INTEGER_INPUTS: dict[str, int] = {
+    "embedding": 10,  # Embedding's default input_dim
+}
 # Normalization layers: rank-3 inputs, so that they reduce over more than the batch and an axis
 # other than the last means something.
 LAYER_INPUT_SHAPES.update({"batch_normalization": RANK3_INPUT_SHAPE, "layer_normalization": RANK3_INPUT_SHAPE})
@@ -188,6 +192,16 @@ LAYER = _configs(
     ({"keepdims": True}, False),
     ({"target_shape": (2, -1)}, False),
     ({"target_shape": (4, 3)}, False),
+    # embedding and recurrent layers (units=4: several per gate)
+    ({"output_dim": 4, "embeddings_regularizer": L2(l2=0.05)}, False),
+    ({"output_dim": 4, "embeddings_constraint": MaxNorm(max_value=0.5)}, False),
+    ({"units": 4, "return_sequences": True}, False),
+    ({"units": 4, "go_backwards": True}, False),
+    ({"units": 4, "go_backwards": True, "return_sequences": True}, False),
+    ({"units": 4, "recurrent_regularizer": L2(l2=0.05), "recurrent_constraint": MaxNorm(max_value=0.5)}, False),
+    ({"units": 4, "recurrent_activation": "hard_sigmoid", "unit_forget_bias": False}, False),
+    ({"units": 4, "reset_after": False}, False),
+    ({"units": 4, "reset_after": False, "use_bias": False}, False),
 ) + [
     Config((("padding", "causal"),), only=("conv1d",)),
     Config((("padding", "causal"), ("dilation_rate", 2)), only=("conv1d",)),

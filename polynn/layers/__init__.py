@@ -2,6 +2,7 @@
 
 from .convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, Layer, WeightSpec, get
+from .embedding import Embedding
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (
     AveragePooling1D,
@@ -21,6 +22,7 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from .recurrent import GRU, LSTM, SimpleRNN
 from .reshaping import Flatten, Reshape
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "WeightSpec", "get",
@@ -30,7 +32,9 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Dropout", "Activation", "We
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
            "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
            "GlobalMaxPooling2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D",
-           "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "Flatten", "Reshape"]
+           "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "Flatten", "Reshape",
+           # embedding and recurrent
+           "Embedding", "SimpleRNN", "LSTM", "GRU"]
 
 
 def _present_as_public() -> None:
