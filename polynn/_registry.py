@@ -232,8 +232,11 @@ def check_usable(component: Any) -> None:
             plugin, ours = _YIELDED[cls]
             own = ours[cls.name.lower()]
             public = f"{own.__module__}.{own.__qualname__}"
+            what = f"{type(component).__module__}.{type(component).__qualname__}"
+            if type(component) is not cls:
+                what += f" (a subclass of {cls.__module__}.{cls.__qualname__})"
             raise PluginError(
-                f"{type(component).__module__}.{type(component).__qualname__}: {cls.kind} {cls.name!r} of {plugin} "
+                f"{what}: {cls.kind} {cls.name!r} of {plugin} "
                 f"was left out when the plugins loaded, because polynn itself now provides {cls.kind} "
                 f"{own.name!r} ({public}), which wins over a plugin's spec of the same name; "
                 f"accepted: {public}, or the name {own.name!r}")
