@@ -6,6 +6,8 @@ hook (SystemExit and other BaseExceptions included) is recorded as a failure nam
 its distribution; every other plugin keeps working. A KeyboardInterrupt is the user's: it undoes
 the whole load and reaches the caller, and the next use loads again. POLYNN_STRICT_PLUGINS=1 makes
 a failure raise PluginError instead, and POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
+A plugin's component under a name one of polynn's own holds is no failure: polynn's keeps the name,
+and the plugin's spec and implementations under it are left out, with a warning naming the plugin.
 """
 
 from __future__ import annotations
