@@ -23,6 +23,10 @@ KINDS = (
 _BY_NAME: dict[str, dict[str, type[Any]]] = {kind: {} for kind in KINDS}
 # spec class -> where it was registered from (a plugin or distribution name)
 _SOURCE: dict[type[Any], str] = {}
+# A plugin's spec class -> (the plugin and its distribution, {key: polynn's own spec holding it}) for
+# each of its keys that one of polynn's own specs holds: polynn's stays (register_spec). A class
+# whose name is among them is left out of the tables altogether.
+_YIELDED: dict[type[Any], tuple[str, dict[str, type[Any]]]] = {}
 
 
 def _keys(cls: type[Any]) -> list[str]:
@@ -158,29 +162,84 @@ def _show_given_name(cls: type[Any]) -> None:
     cls.__repr__ = named_repr  # type: ignore[assignment]  # a plain function: a method of the class
 
 
-def register_spec(cls: type[Any], *, source: str = "polynn") -> type[Any]:
-    """Add a spec class under its name, its class name and its aliases, refusing clashes."""
+def register_spec(cls: type[Any], *, source: str = "polynn", label: str | None = None) -> type[Any]:
+    """Add a spec class under its name, its class name and its aliases, refusing clashes. A plugin's
+    class (`source` not "polynn"; `label` names the plugin and its distribution, for messages) yields
+    to polynn's own specs: a key one of them holds stays theirs, and a class whose name one holds is
+    left out (yielded() says which; check_usable() refuses its instances); polynn's own class handed
+    in again stays polynn's."""
+    plugin = source != "polynn"
     # polynn's own classes are checked once by a test instead of at every import
     # (measured: docs/performance.md#spec-class-checks-at-import).
-    if source != "polynn":
+    if plugin:
         check_spec_class(cls, source)
     # Assigning a field says what to do instead (still a FrozenInstanceError), for every spec.
     cls.__setattr__ = refuse_assignment  # type: ignore[assignment]  # a plain function: a method of the class
     _show_given_name(cls)
+    if plugin and _SOURCE.get(cls) == "polynn":
+        return cls
     kind = cls.kind
     table = _BY_NAME[kind]
-    for key in _keys(cls):
+    keys = _keys(cls)
+    # polynn's own specs win over a plugin's: a release adding one must not break a plugin that had it
+    ours = {key: held for key in keys if plugin and (held := table.get(key)) is not None
+            and _SOURCE.get(held) == "polynn"}
+    if cls.name.lower() in ours:
+        keys = []  # its configs would load as polynn's class: left out
+    for key in keys:
         holder = table.get(key)
-        if holder is not None and holder is not cls:
+        if holder is not None and holder is not cls and key not in ours:
             raise PluginError(
                 f"{kind} {key!r} is registered twice: by {_SOURCE.get(holder, '?')} "
                 f"({holder.__module__}.{holder.__qualname__}) and by {source} "
                 f"({cls.__module__}.{cls.__qualname__})"
             )
-    for key in _keys(cls):
-        table[key] = cls
+    for key in keys:
+        if key not in ours:
+            table[key] = cls
     _SOURCE[cls] = source
+    if ours:
+        _YIELDED[cls] = (label or source, ours)
     return cls
+
+
+def yielded(cls: type[Any]) -> dict[str, type[Any]]:
+    """{key: polynn's own spec class holding it} for the keys of a plugin's class that polynn's own
+    specs hold (empty if none); the class is left out when its name is one of them."""
+    return dict(_YIELDED.get(cls, ("", {}))[1])
+
+
+def yielded_by(label: str) -> list[type[Any]]:
+    """The spec classes registered with `label` (a plugin) that yielded keys to polynn's own, in order."""
+    return [cls for cls, (by, _) in _YIELDED.items() if by == label]
+
+
+def spec_keys(cls: type[Any]) -> list[str]:
+    """The lower-case keys a spec class registers under: its name, its class name, its aliases."""
+    return _keys(cls)
+
+
+def left_out(cls: type[Any]) -> bool:
+    """Whether a plugin registered `cls` and it was left out: polynn's own spec holds its name."""
+    return cls.name.lower() in _YIELDED.get(cls, ("", {}))[1]
+
+
+def check_usable(component: Any) -> None:
+    """Raise PluginError for a component whose class was left out (left_out()), or a subclass of one
+    under the same name, which polynn's own spec of that name would silently stand in for."""
+    for cls in type(component).__mro__:
+        if cls in _YIELDED and left_out(cls) and getattr(component, "name", "").lower() == cls.name.lower():
+            plugin, ours = _YIELDED[cls]
+            own = ours[cls.name.lower()]
+            public = f"{own.__module__}.{own.__qualname__}"
+            what = f"{type(component).__module__}.{type(component).__qualname__}"
+            if type(component) is not cls:
+                what += f" (a subclass of {cls.__module__}.{cls.__qualname__})"
+            raise PluginError(
+                f"{what}: {cls.kind} {cls.name!r} of {plugin} "
+                f"was left out when the plugins loaded, because polynn itself now provides {cls.kind} "
+                f"{own.name!r} ({public}), which wins over a plugin's spec of the same name; "
+                f"accepted: {public}, or the name {own.name!r}")
 
 
 def builtin(cls: type[Any]) -> type[Any]:
@@ -210,21 +269,22 @@ def find(kind: str, name: str) -> type[Any] | None:
 
 def snapshot() -> tuple:
     """The registry's contents, for restore() to put back (a plugin hook that failed halfway)."""
-    return {kind: dict(table) for kind, table in _BY_NAME.items()}, dict(_SOURCE)
+    return {kind: dict(table) for kind, table in _BY_NAME.items()}, dict(_SOURCE), dict(_YIELDED)
 
 
 def restore(state: tuple) -> None:
     # Only what was added since the snapshot is removed, never a cleared table refilled: lookup()
     # reads the tables without a lock, and another thread must not find 'dense' missing meanwhile.
-    tables, sources = state
+    tables, sources, yielded_ = state
     for kind, saved in tables.items():
         table = _BY_NAME[kind]
         for key in set(table) - set(saved):
             del table[key]
         table.update(saved)
-    for cls in set(_SOURCE) - set(sources):
-        del _SOURCE[cls]
-    _SOURCE.update(sources)
+    for record, saved in ((_SOURCE, sources), (_YIELDED, yielded_)):
+        for cls in set(record) - set(saved):
+            del record[cls]
+        record.update(saved)
 
 
 def forget_plugin_specs() -> None:
@@ -234,6 +294,7 @@ def forget_plugin_specs() -> None:
             del table[key]
     for cls in [c for c, source in _SOURCE.items() if source != "polynn"]:
         del _SOURCE[cls]
+    _YIELDED.clear()
 
 
 def names(kind: str) -> list[str]:
@@ -260,4 +321,5 @@ def serialize(component: Any) -> dict | None:
     """A JSON-able description naming only the registry entry: never a module path."""
     if component is None:
         return None
+    check_usable(component)  # its name would load as polynn's own class
     return {"class_name": component.name, "config": component.get_config()}

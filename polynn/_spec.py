@@ -173,6 +173,7 @@ def resolve(kind: str, identifier: Any) -> Any:
             identifier = identifier.spec  # type: ignore[attr-defined]  # the view's spec
         if identifier.kind != kind:
             raise InvalidArgumentError(kind, identifier, f"a {kind} name or {kind} object")
+        _registry.check_usable(identifier)
         return identifier
     # A Keras or torch loss is callable: it would pass as a user function and fail at fit.
     _foreign.refuse_component(kind, identifier)

@@ -238,6 +238,7 @@ class Sequential:
             layer = layer.spec
         if isinstance(layer, (str, dict)) or not isinstance(layer, Layer):
             layer = resolve("layer", layer)
+        _registry.check_usable(layer)
         if isinstance(layer, Input) and self._layers:
             raise InvalidArgumentError("layer", layer, "an Input layer only as the first layer", owner=self.name)
         if layer.given_name is not None and layer.given_name in taken:
@@ -601,10 +602,15 @@ class Sequential:
         check_output_axes((loss, *metrics), shapes[-1])
         if compiled.distribution is not None:
             _refuse_state_layers(self.layer_names(), self._layers)
-        return Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
+        plan = Plan(tuple(self._layers), built_shape, tuple(shapes), weights, loss, metrics,
                     weighted, compiled.optimizer, compiled.dtype, dropout, compiled.device,
                     frozen_weights=self._frozen_weights(weights), distribution=compiled.distribution,
                     state_layers=self._state_layers())
+        # The plugins are loaded by now (the backend was found): a spec they left out is refused
+        # here even if the model was assembled before they loaded.
+        for component in plan.components():
+            _registry.check_usable(component)
+        return plan
 
     def _frozen_weights(self, weights: Sequence[tuple[int, WeightSpec]]) -> tuple[int, ...]:
         """Indices of the weights the optimizer leaves alone (Plan.frozen_weights): those of layers

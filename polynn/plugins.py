@@ -6,6 +6,8 @@ hook (SystemExit and other BaseExceptions included) is recorded as a failure nam
 its distribution; every other plugin keeps working. A KeyboardInterrupt is the user's: it undoes
 the whole load and reaches the caller, and the next use loads again. POLYNN_STRICT_PLUGINS=1 makes
 a failure raise PluginError instead, and POLYNN_DISABLE_PLUGINS=name,... skips the named plugins.
+A plugin's component under a name one of polynn's own holds is no failure: polynn's keeps the name,
+and the plugin's spec and implementations under it are left out, with a warning naming the plugin.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ class _State:
         self.backends: dict[str, BackendEntry] = {}
         self.failures: list[PluginFailure] = []
         self.implementations: dict[tuple[str, str, str], tuple[Any, str]] = {}
+        # (backend, kind, name) -> the plugin whose implementation was left out with its spec, its
+        # name being polynn's own component's (_ComponentRegistrar.settle)
+        self.dropped: dict[tuple[str, str, str], str] = {}
         self.dists: dict[str, str] = {}
         self.fatal: PluginError | None = None
         self.blocked: set[str] = set()  # the names blocked because POLYNN_DISABLE_PLUGINS listed them
@@ -226,8 +231,10 @@ def _call_hooks(plugin_names: list[str]) -> None:
         if plugin is None:
             continue
         distribution = _state.dists.get(name, "unknown distribution")
+        components = _ComponentRegistrar(name, distribution)
+        register: _ComponentRegistrar | _BackendRegistrar
         for hook_name, register in (
-            ("polynn_register_components", _ComponentRegistrar(name, distribution)),
+            ("polynn_register_components", components),
             ("polynn_register_backends", _BackendRegistrar(name, distribution)),
         ):
             # Each plugin's implementation is called on its own, so one failure names its plugin
@@ -239,17 +246,19 @@ def _call_hooks(plugin_names: list[str]) -> None:
                 # withdrawn, so no half-registered plugin is left to fail later and elsewhere.
                 # SystemExit and the like too: a plugin's sys.exit() must not end the user's program.
                 backends, implementations = dict(_state.backends), dict(_state.implementations)
-                specs = _registry.snapshot()
+                specs, dropped = _registry.snapshot(), dict(_state.dropped)
                 _state.loading = (name, distribution, f"in its {hook_name} hook")
                 try:
                     impl.function(register=register)
                 except BaseException as error:
                     withdrawn = tuple(n for n in _state.backends if n not in backends)
-                    _state.backends, _state.implementations = backends, implementations
+                    _state.backends, _state.implementations, _state.dropped = backends, implementations, dropped
                     _registry.restore(specs)
                     if isinstance(error, KeyboardInterrupt):
                         raise  # the user's, as far as anyone can tell: it ends the load
                     _fail(name, distribution, f"in its {hook_name} hook", error, withdrawn)
+            if register is components:
+                components.settle()
 
 
 def _ensure_loaded() -> None:
@@ -274,7 +283,7 @@ def _clean_slate() -> None:
     pm = pluggy.PluginManager("polynn")
     pm.add_hookspecs(hookspecs)
     _state.pm = pm
-    _state.backends, _state.implementations, _state.dists = {}, {}, {}
+    _state.backends, _state.implementations, _state.dists, _state.dropped = {}, {}, {}, {}
     _state.failures, _state.blocked = [], set()
     _state.loading, _state.interrupted = ("", "", ""), False
     _registry.forget_plugin_specs()
@@ -352,7 +361,7 @@ def register_plugin(plugin: Any, name: str, distribution: str = "registered at r
         _ensure_loaded()
         _block_disabled()  # the variable as it is now, as for a plugin loaded now
         backends, implementations, dists = dict(_state.backends), dict(_state.implementations), dict(_state.dists)
-        specs = _registry.snapshot()
+        specs, dropped = _registry.snapshot(), dict(_state.dropped)
         try:
             if _register_module(plugin, name, distribution):
                 _call_hooks([name])
@@ -360,6 +369,7 @@ def register_plugin(plugin: Any, name: str, distribution: str = "registered at r
             if _state.pm.is_registered(plugin):
                 _state.pm.unregister(plugin)
             _state.backends, _state.implementations, _state.dists = backends, implementations, dists
+            _state.dropped = dropped
             _registry.restore(specs)
             raise
 
@@ -422,12 +432,13 @@ def _strings(where: str, argument: str, value: Any, accepted: str) -> tuple:
 class _ComponentRegistrar:
     def __init__(self, plugin: str, distribution: str):
         self.plugin, self.distribution = plugin, distribution
+        self.label = f"plugin {plugin!r} ({distribution})"
 
     def __call__(self, spec_class: type[Any]) -> type[Any]:
-        return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}")
+        return _registry.register_spec(spec_class, source=f"plugin {self.plugin!r}", label=self.label)
 
     def implementation(self, backend: str, kind: str, name: str, impl: Any) -> None:
-        where = f"plugin {self.plugin!r} ({self.distribution}) registered an implementation with"
+        where = f"{self.label} registered an implementation with"
         # A backend name nobody has registered is fine: its plugin may be installed later.
         if not isinstance(backend, str) or not backend:
             raise PluginError(f"{where} invalid backend={backend!r}; accepted: a backend name, a non-empty string")
@@ -437,12 +448,55 @@ class _ComponentRegistrar:
         if not isinstance(name, str) or not name:
             raise PluginError(f"{where} invalid name={name!r}; accepted: the component's name, a non-empty string")
         key = (backend, kind, name.lower())
+        if (kind, name.lower()) in self._lost():
+            # written for the plugin's spec, which polynn's own spec of that name replaces
+            _state.dropped[key] = self.label
+            return
         held = _state.implementations.get(key)
         if held is not None:
             raise PluginError(
                 f"{kind} {name!r} for backend {backend!r} is implemented twice: by {held[1]} "
-                f"and by plugin {self.plugin!r} ({self.distribution})")
-        _state.implementations[key] = (impl, f"plugin {self.plugin!r} ({self.distribution})")
+                f"and by {self.label}")
+        _state.implementations[key] = (impl, self.label)
+
+    def _lost(self) -> dict[tuple[str, str], type[Any]]:
+        """(kind, lower-case name) -> this plugin's spec class, for each name under which that spec
+        is not registered because polynn's own spec holds the name: every key of a spec left out,
+        the keys polynn's own took from a spec kept under its own name."""
+        lost = {}
+        for cls in _registry.yielded_by(self.label):
+            keys = _registry.spec_keys(cls) if _registry.left_out(cls) else _registry.yielded(cls)
+            lost.update({(cls.kind, key): cls for key in keys})
+        return lost
+
+    def settle(self) -> None:
+        """Once the plugin's component hooks ran: leave out its implementations under the names its
+        specs lost to polynn's own (also those registered before the spec), and say so, one warning
+        per spec, naming the plugin."""
+        lost = self._lost()
+        for key in [k for k, (_, label) in _state.implementations.items() if label == self.label
+                    and k[1:] in lost]:
+            del _state.implementations[key]
+            _state.dropped[key] = self.label
+        for cls in _registry.yielded_by(self.label):
+            backends = sorted({key[0] for key, label in _state.dropped.items()
+                               if label == self.label and lost.get(key[1:]) is cls})
+            warnings.warn(self._yielded_message(cls, backends), UserWarning, stacklevel=3)
+
+    def _yielded_message(self, cls: type[Any], backends: list[str]) -> str:
+        ours = _registry.yielded(cls)
+        theirs = f"{cls.__module__}.{cls.__qualname__}"
+        under = "that name" if _registry.left_out(cls) else "those names"
+        ignored = (f", and so are the implementations the plugin registers under {under} (for backends "
+                   f"{', '.join(map(repr, backends))})" if backends else "")
+        if _registry.left_out(cls):
+            own = ours[cls.name.lower()]
+            public = f"{own.__module__}.{own.__qualname__}"
+            return (f"{self.label}: polynn now provides {cls.kind} {cls.name!r} itself ({public}): the plugin's "
+                    f"spec under that name ({theirs}) is ignored{ignored}; use {public}")
+        names = ", ".join(f"{key!r} ({own.__module__}.{own.__qualname__})" for key, own in ours.items())
+        return (f"{self.label}: its {cls.kind} {cls.name!r} ({theirs}) is registered under its name, but polynn's "
+                f"own {cls.kind}s now hold {names}: those names mean polynn's{ignored}")
 
 
 def component_implementation(backend: str, kind: str, name: str) -> Any | None:

@@ -262,22 +262,33 @@ def polynn_register_components(register):
     import dataclasses
 
     @dataclasses.dataclass(frozen=True)
-    class MyRelu(Activation):
-        name: ClassVar[str] = "relu"
+    class Snake(Activation):
+        name: ClassVar[str] = "test_snake"
 
-    register(MyRelu)
+    @dataclasses.dataclass(frozen=True)
+    class Other_{tag}(Activation):
+        name: ClassVar[str] = "test_other_{tag}"
+
+    register(Other_{tag})
+    register(Snake)
 """
 
 
-def test_a_component_registered_twice_is_an_error_naming_both(install_plugin):
-    install_plugin("polynn-copycat", "copycat", "polynn_copycat_plugin", DUPLICATE_COMPONENT)
+def test_a_component_two_plugins_register_is_an_error_naming_both(install_plugin):
+    # Between two plugins neither wins: the second to load fails, and nothing of its hook is kept.
+    # (A plugin's name that polynn's own component holds yields to it: tests/test_plugin_name_clash.py.)
+    install_plugin("polynn-snake", "snake", "polynn_snake_plugin", DUPLICATE_COMPONENT.format(tag="snake"))
+    install_plugin("polynn-copycat", "copycat", "polynn_copycat_plugin", DUPLICATE_COMPONENT.format(tag="copycat"))
     with pytest.warns(RuntimeWarning):
         polynn.plugins.backend_entries()
     (failure,) = polynn.plugins.failures()
+    first = ({"snake", "copycat"} - {failure.plugin}).pop()
     message = str(failure.error)
-    assert "activation 'relu' is registered twice" in message
-    assert "by polynn (polynn.activations.ReLU)" in message and "by plugin 'copycat'" in message
-    assert _registry.lookup("activation", "relu") is polynn.activations.ReLU
+    assert "activation 'test_snake' is registered twice" in message
+    assert f"by plugin {first!r}" in message and f"by plugin {failure.plugin!r}" in message
+    assert _registry.source_of(_registry.lookup("activation", "test_snake")) == f"plugin {first!r}"
+    assert _registry.known("activation", f"test_other_{first}")
+    assert not _registry.known("activation", f"test_other_{failure.plugin}")
 
 
 SWISH_PLUGIN = """
