@@ -254,7 +254,7 @@ REFUSED = [
     (Conv2D, {"filters": 3, "groups": 2}, "groups=2.*divisor of filters=3"),
     (Conv2D, {"groups": 0}, "groups=0"),
     (Conv2D, {"use_bias": 1}, "use_bias=1"),
-    (Conv2D, {"input_shape": (3, 3, 1)}, "keyword input_shape"),
+    (Conv2D, {"input_shape": (3, 3)}, r"input shape=\(3, 3\); accepted: a per-sample shape of 3 axes"),
     (MaxPooling2D, {"pool_size": (2, 0)}, "pool_size"),
     (MaxPooling1D, {"strides": -1}, "strides=-1"),
     (AveragePooling2D, {"padding": "causal"}, "padding='causal'"),

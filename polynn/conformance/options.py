@@ -28,6 +28,9 @@ class Config:
     # Registry names the configuration is limited to (their subclasses too), for a value only some
     # of the classes holding its fields take (Conv1D's padding="causal", which Conv2D refuses).
     only: tuple[str, ...] = ()
+    # Registry names it leaves out (their subclasses too), for a value the others take (a rank-2
+    # input_shape, which a 2-D convolution or pooling refuses).
+    skip: tuple[str, ...] = ()
 
     def label(self) -> str:
         parts = [f"{key}={_show(value)}" for key, value in self.kwargs]
@@ -151,6 +154,9 @@ def layer_integer_inputs(layer: Any) -> int | None:
     """The number of distinct integer inputs LAYER_INTEGER_INPUTS gives the layer, else None."""
     return _by_class(layer, LAYER_INTEGER_INPUTS)
 
+# The layers whose per-sample input is (height, width, channels).
+_TWO_D = ("conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d", "global_max_pooling2d")
+
 LAYER = _configs(
     ({"use_bias": False}, False),
     ({"kernel_initializer": "he_normal", "bias_initializer": RandomUniform(minval=-0.5, maxval=0.5)}, False),
@@ -159,7 +165,6 @@ LAYER = _configs(
     ({"activity_regularizer": L1L2(l1=0.01, l2=0.02)}, False),
     ({"kernel_constraint": MaxNorm(max_value=0.5)}, False),
     ({"bias_constraint": NonNeg()}, False),
-    ({"input_shape": RANK3_INPUT_SHAPE}, False),
     ({"shape": RANK3_INPUT_SHAPE}, False),
     ({"activation": "softplus"}, False),
     ({"noise_shape": (None, 1)}, False),
@@ -203,6 +208,9 @@ LAYER = _configs(
     ({"units": 4, "reset_after": False}, False),
     ({"units": 4, "reset_after": False, "use_bias": False}, False),
 ) + [
+    # Keras's input_shape keyword on a first layer, of the rank each layer takes.
+    Config((("input_shape", RANK3_INPUT_SHAPE),), skip=_TWO_D),
+    Config((("input_shape", (5, 4, 2)),), only=_TWO_D),
     Config((("padding", "causal"),), only=("conv1d",)),
     Config((("padding", "causal"), ("dilation_rate", 2)), only=("conv1d",)),
 ]
@@ -250,7 +258,7 @@ def configs(kind: str, cls: type[Any]) -> list[Config]:
     names = {klass.__dict__.get("name") for klass in cls.__mro__}
     for config in _TABLES[kind]:
         if all(key in fields for key, _ in config.kwargs) and config not in chosen \
-                and (not config.only or names & set(config.only)):
+                and (not config.only or names & set(config.only)) and not names & set(config.skip):
             chosen.append(config)
     if kind == "optimizer" and "learning_rate" in fields:
         chosen.extend(_schedule_config(cls))

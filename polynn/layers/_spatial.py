@@ -5,11 +5,11 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from .._spec import INT_LIMIT
+from .._spec import INT_LIMIT, check_shape
 from ..errors import InvalidArgumentError
 
-__all__ = ["check_data_format", "check_sizes", "check_padding", "check_rank", "conv_length", "pool_length",
-           "spatial_names"]
+__all__ = ["check_data_format", "check_input_shape", "check_sizes", "check_padding", "check_rank", "conv_length",
+           "pool_length", "spatial_names"]
 
 CHANNELS_LAST = "channels_last"
 
@@ -58,6 +58,14 @@ def check_rank(owner: str, input_shape: tuple, rank: int) -> None:
             "input shape", tuple(input_shape),
             f"a per-sample shape of {rank + 1} axes, ({spatial_names(rank)}, channels), channels_last (the batch "
             f"axis excluded)", owner=owner)
+
+
+def check_input_shape(owner: str, value: Any, rank: int) -> tuple[int, ...]:
+    """Keras's input_shape keyword of a first layer: a per-sample shape of `rank` spatial axes and
+    a channel axis, as the layer takes."""
+    shape = check_shape(owner, "input_shape", value)
+    check_rank(owner, shape, rank)
+    return shape
 
 
 def conv_length(n: int, k: int, s: int, d: int, padding: str) -> int:

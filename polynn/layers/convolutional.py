@@ -11,7 +11,15 @@ from .. import ops
 from .._spec import check_bool, check_positive_int, component_field, spec
 from .._typing import Tensor
 from ..errors import InvalidArgumentError
-from ._spatial import check_data_format, check_padding, check_rank, check_sizes, conv_length, spatial_names
+from ._spatial import (
+    check_data_format,
+    check_input_shape,
+    check_padding,
+    check_rank,
+    check_sizes,
+    conv_length,
+    spatial_names,
+)
 from .core import Layer, WeightSpec, check_activation_axis, check_weight_size
 
 __all__ = ["Conv1D", "Conv2D", "Convolution1D", "Convolution2D"]
@@ -40,6 +48,7 @@ class _Conv(Layer):
     activity_regularizer: Any = component_field("regularizer")
     kernel_constraint: Any = component_field("constraint")
     bias_constraint: Any = component_field("constraint")
+    input_shape: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.activation is None:
@@ -63,6 +72,12 @@ class _Conv(Layer):
             raise InvalidArgumentError("dilation_rate", self.dilation_rate,
                                        f"1 (as strides={self.strides} has a stride > 1; Keras takes strides > 1 "
                                        f"or dilation_rate > 1, not both)", owner=owner)
+        if self.input_shape is not None:
+            self._set("input_shape", check_input_shape(owner, self.input_shape, self.rank))
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape
 
     def output_shape(self, input_shape: tuple) -> tuple:
         owner = type(self).__name__

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .. import ops
-from .._spec import check_axis, check_bool, check_feature_axis, component_field, spec
+from .._spec import check_axis, check_bool, check_feature_axis, check_shape, component_field, spec
 from .._typing import Tensor
 from ..errors import InvalidArgumentError
 from .core import Layer, WeightSpec, check_weight_size
@@ -65,6 +65,16 @@ class _Normalization(Layer):
             self._set(flag, check_bool(owner, flag, getattr(self, flag)))
         self._number("epsilon", low=0.0, low_open=True)
 
+    def _check_input_shape(self, owner: str) -> None:
+        """Keras's input_shape keyword of a first layer, whose axes must hold the layer's axis."""
+        if self.input_shape is not None:  # type: ignore[attr-defined]
+            self._set("input_shape", check_shape(owner, "input_shape", self.input_shape))  # type: ignore[attr-defined]
+            self.output_shape(self.input_shape)  # type: ignore[attr-defined]
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape  # type: ignore[attr-defined]
+
     def _affine_specs(self, shape: tuple, gamma: bool, beta: bool) -> list[WeightSpec]:
         specs = []
         if gamma:
@@ -112,11 +122,13 @@ class BatchNormalization(_Normalization):
     gamma_regularizer: Any = component_field("regularizer")
     beta_constraint: Any = component_field("constraint")
     gamma_constraint: Any = component_field("constraint")
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         self._set("axis", check_axis("BatchNormalization", self.axis))
         self._number("momentum")
         self._check_flags("BatchNormalization")
+        self._check_input_shape("BatchNormalization")
 
     def _axis(self, input_shape: tuple) -> int:
         return _axes("BatchNormalization", self.axis, len(input_shape) + 1)[0]
@@ -195,6 +207,7 @@ class LayerNormalization(_Normalization):
     gamma_regularizer: Any = component_field("regularizer")
     beta_constraint: Any = component_field("constraint")
     gamma_constraint: Any = component_field("constraint")
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         axis = self.axis
@@ -207,6 +220,7 @@ class LayerNormalization(_Normalization):
             self._set("axis", check_axis("LayerNormalization", axis))
         self._check_flags("LayerNormalization")
         self._set("rms_scaling", check_bool("LayerNormalization", "rms_scaling", self.rms_scaling))
+        self._check_input_shape("LayerNormalization")
 
     def _axes(self, rank: int) -> tuple[int, ...]:
         return _axes("LayerNormalization", self.axis, rank)

@@ -10,7 +10,15 @@ from .. import ops
 from .._spec import check_bool, spec
 from .._typing import Tensor
 from ..errors import InvalidArgumentError
-from ._spatial import check_data_format, check_padding, check_rank, check_sizes, pool_length, spatial_names
+from ._spatial import (
+    check_data_format,
+    check_input_shape,
+    check_padding,
+    check_rank,
+    check_sizes,
+    pool_length,
+    spatial_names,
+)
 from .core import Layer
 
 __all__ = ["MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
@@ -31,6 +39,7 @@ class _Pooling(Layer):
     strides: Any = None
     padding: str = "valid"
     data_format: str | None = None
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         owner = type(self).__name__
@@ -39,6 +48,12 @@ class _Pooling(Layer):
         self._set("strides", check_sizes(owner, "strides", strides, self.rank))
         self._set("padding", check_padding(owner, self.padding, ("valid", "same")))
         self._set("data_format", check_data_format(owner, self.data_format))
+        if self.input_shape is not None:
+            self._set("input_shape", check_input_shape(owner, self.input_shape, self.rank))
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape
 
     def output_shape(self, input_shape: tuple) -> tuple:
         owner = type(self).__name__
@@ -129,11 +144,18 @@ class _GlobalPooling(Layer):
     rank: ClassVar[int]
     data_format: str | None = None
     keepdims: bool = False
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         owner = type(self).__name__
         self._set("data_format", check_data_format(owner, self.data_format))
         self._set("keepdims", check_bool(owner, "keepdims", self.keepdims))
+        if self.input_shape is not None:
+            self._set("input_shape", check_input_shape(owner, self.input_shape, self.rank))
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape
 
     def output_shape(self, input_shape: tuple) -> tuple:
         check_rank(type(self).__name__, input_shape, self.rank)

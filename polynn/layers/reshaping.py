@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, cast
 
 from .. import ops
-from .._spec import INT_LIMIT, spec
+from .._spec import INT_LIMIT, check_shape, spec
 from .._typing import Tensor
 from ..errors import InvalidArgumentError
 from ._spatial import check_data_format
@@ -28,9 +28,16 @@ class Flatten(Layer):
 
     name: ClassVar[str] = "flatten"
     data_format: str | None = None
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         self._set("data_format", check_data_format("Flatten", self.data_format))
+        if self.input_shape is not None:
+            self._set("input_shape", check_shape("Flatten", "input_shape", self.input_shape))
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape
 
     def output_shape(self, input_shape: tuple) -> tuple:
         # Keras's: a sample without axes becomes one feature.
@@ -53,6 +60,7 @@ class Reshape(Layer):
 
     name: ClassVar[str] = "reshape"
     target_shape: tuple = (-1,)
+    input_shape: tuple | None = None
 
     def validate(self) -> None:
         value = self.target_shape
@@ -67,6 +75,13 @@ class Reshape(Layer):
         if not valid:
             raise InvalidArgumentError("target_shape", value, accepted, owner="Reshape")
         self._set("target_shape", tuple(int(d) for d in shape))
+        if self.input_shape is not None:
+            self._set("input_shape", check_shape("Reshape", "input_shape", self.input_shape))
+            self.output_shape(self.input_shape)
+
+    @property
+    def declared_input_shape(self) -> tuple | None:
+        return self.input_shape
 
     def output_shape(self, input_shape: tuple) -> tuple:
         size = math.prod(input_shape)
