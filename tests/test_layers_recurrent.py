@@ -114,7 +114,7 @@ def test_embedding_defaults():
 @pytest.mark.parametrize("option, value, match", [
     ("dropout", 0.2, r"dropout=0\.2; accepted: 0\.0 .*no dropout: it is not supported"),
     ("recurrent_dropout", 0.1, r"recurrent_dropout=0\.1; accepted: 0\.0 .*not supported"),
-    ("dropout", 1.5, r"dropout=1\.5"),
+    ("dropout", 1.5, r"dropout=1\.5; accepted: 0\.0 .*not supported"),
     ("return_state", True, r"return_state=True; accepted: False .*return_state is not supported"),
     ("stateful", True, r"stateful=True; accepted: False .*stateful is not supported"),
     ("units", 0, r"units=0"),

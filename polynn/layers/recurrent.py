@@ -79,10 +79,14 @@ class _Recurrent(Layer):
             check_bool(owner, name, getattr(self, name))
         # unroll=True asks for the loop to be written out step by step: polynn's is, either way.
         for name in ("dropout", "recurrent_dropout"):
-            if self._number(name, low=0.0, high=1.0) != 0.0:
+            value = getattr(self, name)
+            # Only 0 is accepted, so any other value (1.5 too) hears that the option is unsupported,
+            # not a range that would suggest 0.3 works.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != 0:
                 raise InvalidArgumentError(name, getattr(self, name), f"0.0 (polynn's {owner} has no {name}: it is "
                                            f"not supported; a Dropout layer before or after the {owner} drops "
                                            f"whole inputs or outputs)", owner=owner)
+            self._number(name, low=0.0, high=1.0)  # stored as a float, as Keras's config has it
         for name, why in (("return_state", "a polynn layer has one output, so return_state is not supported"),
                           ("stateful", "each batch starts from zero states, so stateful is not supported")):
             if getattr(self, name):
