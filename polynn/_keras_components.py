@@ -468,7 +468,9 @@ def input_layer(config: Any, where: str) -> Any:
         raise ModelFileError(f"{where}: the input dtype {brief(options['dtype'], 80)} is not supported; "
                              f"accepted: 'float32' or 'float64', or 'int32' or 'int64' (indices, which polynn "
                              f"takes as floats of the model's dtype)")
-    return layers.Input(shape=batch_shape(shape, f"{where}.batch_shape"), given_name=options["name"])
+    # An index dtype is the data's (Embedding models); a float one is the model's, which the policy gives.
+    dtype = options["dtype"] if options["dtype"] in _INDEX_DTYPES else None
+    return layers.Input(shape=batch_shape(shape, f"{where}.batch_shape"), dtype=dtype, given_name=options["name"])
 
 
 def layer(class_name: str, config: Any, where: str) -> tuple[Any, str | None]:

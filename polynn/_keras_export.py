@@ -481,6 +481,12 @@ def model_dtype(model: Any) -> str:
     return model.dtype or "float32"
 
 
+def _input_dtype(model: Any, dtype: str) -> str:
+    """The InputLayer's dtype: the one the model's Input records (int32 for indices), else the model's."""
+    given = [spec.dtype for spec in model._layers if type(spec) is _lay.Input and spec.dtype is not None]
+    return given[0] if given else dtype
+
+
 def model_config(model: Any) -> dict[str, Any]:
     """config.json of a .keras archive of `model` (Keras's serialize_keras_object of the Sequential)."""
     dtype = model_dtype(model)
@@ -488,7 +494,7 @@ def model_config(model: Any) -> dict[str, Any]:
     layers_config: list[dict] = []
     if shape is not None:
         layers_config.append(_obj("keras.layers", "InputLayer", {
-            "batch_shape": [None, *shape], "dtype": dtype, "sparse": False, "ragged": False,
+            "batch_shape": [None, *shape], "dtype": _input_dtype(model, dtype), "sparse": False, "ragged": False,
             "name": _input_name(model), "optional": False}))
     inputs: dict[int, tuple] = {}
     if shape is not None:

@@ -220,3 +220,22 @@ def test_polynns_configs_are_keras_own(keras, tmp_path):
                 if isinstance(value, dict):
                     value.pop("shared_object_id", None)
         assert serialized["config"] == config["config"], layer.name
+
+
+def test_an_input_of_integer_dtype_is_kept_and_written_to_keras_files(keras, tmp_path):
+    """Input((8,), dtype="int32"), as Keras text models write it: the config keeps it, a .keras file
+    declares an int32 InputLayer that Keras loads, and polynn reads it back."""
+    model = Sequential([layers.Input((8,), dtype="int32"), layers.Embedding(50, 4), layers.LSTM(3),
+                        layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", dtype="float64", seed=0)
+    x = np.random.RandomState(0).randint(50, size=(16, 8))
+    model.fit(x, np.zeros((16, 1)), verbose=0)
+    assert Sequential.from_config(model.get_config())._layers[0].dtype == "int32"
+    path = tmp_path / "text.keras"
+    model.save(path)
+    theirs = keras.models.load_model(path)
+    assert theirs.inputs[0].dtype == "int32"
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x, verbose=0), rtol=0, atol=F64_TOLERANCE)
+    assert load_model(path)._layers[0].dtype == "int32"
+    with pytest.raises(Exception, match=r"Input: invalid dtype='uint8'; accepted: None or one of float32"):
+        layers.Input((8,), dtype="uint8")

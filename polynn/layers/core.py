@@ -170,18 +170,35 @@ def check_weight_size(owner: str, name: str, shape: tuple) -> None:
                                    owner=owner)
 
 
+# The data dtypes Input(dtype=...) records (Keras's InputLayer dtypes polynn's layers take).
+INPUT_DTYPES = ("float32", "float64", "int32", "int64")
+
+
 @spec
 class Input(Layer):
-    """Declares the shape of one sample (without the batch axis); computes the identity."""
+    """Declares the shape of one sample (without the batch axis); computes the identity.
+
+    `dtype` (Keras's): the dtype of the data the model is fed, None, "float32", "float64", "int32"
+    or "int64". polynn hands every input to the first layer in compile's dtype (an Embedding takes
+    integer indices either way, checked exactly), so it changes no number: it is kept in the
+    config and written to Keras files as the InputLayer's dtype.
+    """
 
     name: ClassVar[str] = "input"
     aliases: ClassVar[tuple] = ("inputlayer",)
     shape: tuple = ()
+    dtype: str | None = None
 
     def validate(self) -> None:
         self._set("shape", check_shape("Input", "shape", self.shape))
         if not self.shape:
             raise InvalidArgumentError("shape", self.shape, "a non-empty tuple of positive integers", owner="Input")
+        if self.dtype is not None:
+            dtype = str(getattr(self.dtype, "name", self.dtype))  # a NumPy dtype or its name
+            if dtype not in INPUT_DTYPES:
+                raise InvalidArgumentError("dtype", self.dtype, f"None or one of {', '.join(INPUT_DTYPES)}",
+                                           owner="Input")
+            self._set("dtype", dtype)
 
     @property
     def declared_input_shape(self) -> tuple | None:
