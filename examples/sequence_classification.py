@@ -52,7 +52,7 @@ def main(argv=None):
     print(len(x_train), "train sequences,", len(x_test), "test sequences of", LENGTH, "tokens")
 
     model = Sequential([
-        Input(shape=(LENGTH,), dtype="int32"),
+        Input(shape=(LENGTH,)),  # token ids: they reach Embedding as floats, which it truncates to int32
         Embedding(VOCABULARY, 16),
         LSTM(32),
         Dense(1, activation="sigmoid"),
