@@ -40,7 +40,7 @@ def main(argv=None):
     parser.add_argument("--backend", default=None,
                         help="numpy (default), tensorflow, torch, jax (examples/polynn-jax) or any installed plugin")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--train-samples", type=int, default=4000)
     parser.add_argument("--test-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None, help="seed of polynn's shared random streams")
