@@ -1,4 +1,4 @@
-"""examples/mnist_convnet.py and examples/sequence_classification.py: their data, and a run on each installed backend."""
+"""examples/mnist_convnet.py and sequence_classification.py: their data, and a run on each installed backend."""
 
 from __future__ import annotations
 
