@@ -209,8 +209,10 @@ def tensorflow_fit(model: str, x, y, epochs: int, batch: int) -> dict:
         def loss_of(xb, yb):
             inputs = tf.gather(params[0], xb) @ params[1] + params[3]          # (batch, LENGTH, 4 units)
             h = c = tf.zeros([tf.shape(xb)[0], LSTM_UNITS])
-            for t in range(LENGTH):
-                i, f, g, o = tf.split(inputs[:, t] + h @ params[2], 4, axis=1)
+            # unstack: one gradient op for all the steps (a slice a step would add a full-size
+            # gradient a step).
+            for step_input in tf.unstack(inputs, axis=1):
+                i, f, g, o = tf.split(step_input + h @ params[2], 4, axis=1)
                 c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
                 h = tf.sigmoid(o) * tf.tanh(c)
             logits = h @ params[4] + params[5]
