@@ -15,6 +15,7 @@ step time alone.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 
 import layer_workloads
@@ -38,14 +39,18 @@ def sizes(model: str, quick: bool) -> tuple[int, int, int]:
 
 
 def run(model: str, names: list[str], runs: int, quick: bool, measure) -> dict:
-    """Every workload of `names` on `model`, `runs` processes each; `measure(argv)` runs one worker
-    process and returns its JSON result (bench.py's _measure)."""
+    """Every workload of `names` on `model`, `runs` processes each, in rounds; `measure(argv)` runs
+    one worker process and returns its JSON result (bench.py's _measure)."""
     samples, epochs, batch = sizes(model, quick)
     steps = math.ceil(samples / batch)
-    part = {"samples": samples, "epochs": epochs, "batch": batch, "steps_per_epoch": steps, "workloads": {}}
+    part = {"samples": samples, "epochs": epochs, "batch": batch, "steps_per_epoch": steps,
+            "load_average_before": os.getloadavg()[0], "workloads": {}}
+    # Round after round of every workload, so that the machine's drift weighs on each alike.
+    rounds = [{name: measure(["--worker", name, "--model", model, "--samples", str(samples), "--epochs", str(epochs),
+                              "--batch", str(batch)]) for name in names} for _ in range(runs)]
+    part["load_average_after"] = os.getloadavg()[0]
     for name in names:
-        results = [measure(["--worker", name, "--model", model, "--samples", str(samples), "--epochs", str(epochs),
-                            "--batch", str(batch)]) for _ in range(runs)]
+        results = [r[name] for r in rounds]
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             part["workloads"][name] = {"error": errors[0]}
@@ -97,7 +102,8 @@ def table(model: str, part: dict, runs: int) -> str:
             "lstm": f"Embedding {layer_workloads.VOCABULARY}x{layer_workloads.EMBEDDING}, "
                     f"LSTM {layer_workloads.LSTM_UNITS}, {layer_workloads.LENGTH} tokens"}[model]
     lines = [f"{model}: {what}; batch {part['batch']}, {part['steps_per_epoch']} steps an epoch, "
-             f"{part['epochs']} epochs; a step's time from the epochs after the first, median of {runs} runs", "",
+             f"{part['epochs']} epochs; a step's time from the epochs after the first, median of {runs} runs "
+             f"(load average {part['load_average_before']:.1f} before, {part['load_average_after']:.1f} after)", "",
              "| workload | ms a step | first epoch (s) | fit (s) | process wall (s) | peak RSS (MB) "
              "| vs Keras same engine | overhead vs Keras's | vs hand-written |",
              "|---|---|---|---|---|---|---|---|---|"]
