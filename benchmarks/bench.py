@@ -251,6 +251,8 @@ def main(argv=None):
     parser.add_argument("--models", nargs="*", choices=models, default=models, help="the tables to run (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="the convnet and LSTM at tiny sizes (2 steps, 2 epochs): checks the script only")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of each worker's engine (OMP, BLAS, TensorFlow's pools); default: the engines'")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, default=0, help=argparse.SUPPRESS)
@@ -269,7 +271,12 @@ def main(argv=None):
         return 0
 
     machine = {"python": platform.python_version(), "platform": platform.platform(),
-               "processor": _cpu_name(), "cores": os.cpu_count()}
+               "processor": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads}
+    if args.threads:
+        # Read by NumPy's BLAS, torch and TensorFlow as they start: each worker computes on that many threads.
+        _WORKER_ENV.update({name: str(args.threads) for name in (
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")})
+        _WORKER_ENV["TF_NUM_INTEROP_THREADS"] = "1"
     if args.scaling:
         out = Path(args.out)
         report = json.loads(out.read_text()) if out.exists() else {"machine": machine}
@@ -368,8 +375,9 @@ def _blog_targets(report) -> list[dict]:
 
 
 def _table(report) -> str:
+    threads = report["machine"].get("threads")
     machine = (f"Machine: {report['machine']['processor']}, {report['machine']['cores']} cores, "
-               f"Python {report['machine']['python']}")
+               f"Python {report['machine']['python']}" + (f"; {threads} thread(s) a worker" if threads else ""))
     if not report["blog"]:
         lines = [machine]
     else:

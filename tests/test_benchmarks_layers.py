@@ -44,8 +44,15 @@ def test_layer_benchmark_runs_quick(tmp_path):
 
     targets = {t["target"]: t for t in report["targets"]}
     assert len(targets) == 8  # two overhead ratios and two hand-written ratios a model; no blog targets
-    for t in targets.values():
-        assert isinstance(t["value"], float) and t["holds"] == (t["value"] <= t["limit"])
+    for name, t in targets.items():
+        if t["value"] is None:
+            # Only an overhead ratio is left out: where Keras is no slower than the hand-written loop.
+            model, engine = name.split(":")[0], name.split("polynn-")[1].split(" ")[0]
+            steps = report["layers"][model]["workloads"]
+            assert "overhead" in name and t["holds"] is None
+            assert steps[f"keras-{engine}"]["step_ms_median"] <= steps[f"hand-{engine}"]["step_ms_median"]
+        else:
+            assert isinstance(t["value"], float) and t["holds"] == (t["value"] <= t["limit"])
     lstm = report["layers"]["lstm"]["workloads"]
     ratio = targets["lstm: polynn-torch / hand-torch (a step)"]["value"]
     assert ratio == pytest.approx(lstm["polynn-torch"]["step_ms_median"] / lstm["hand-torch"]["step_ms_median"])
