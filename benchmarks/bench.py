@@ -3,7 +3,7 @@
     python benchmarks/bench.py                 # blog table + scale sweep, writes benchmarks/results.json
     python benchmarks/bench.py --runs 5 --no-sweep
     python benchmarks/bench.py --scaling       # data-parallel scaling only, into the same JSON file
-    python benchmarks/bench.py --models convnet lstm --no-sweep --no-scaling   # the layer models' tables
+    python benchmarks/bench.py --models convnet lstm --no-sweep --no-scaling   # the layer tables, into the file
     python benchmarks/bench.py --models convnet lstm --quick --runs 1 ...      # tiny sizes: checks the script
 
 For each workload: fit time (median of --runs runs), whole-process wall time and peak resident
@@ -322,7 +322,14 @@ def main(argv=None):
     if not args.no_scaling:
         report["scaling"] = _run_scaling(args, machine)
     report["targets"] = _targets(report)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    written = report
+    if "blog" not in args.models and out.exists():
+        # The layer tables alone go into the file, as --scaling does: its other parts are kept.
+        written = json.loads(out.read_text())
+        written.setdefault("layers", {}).update(report["layers"])
+        written["targets"] = _targets(written)
+    out.write_text(json.dumps(written, indent=2))
     print(_table(report))
     print(f"\nwrote {args.out}")
     return 0
@@ -426,7 +433,7 @@ def _table(report) -> str:
         if notes:
             lines += [""] + notes
     for model, part in report.get("layers", {}).items():
-        lines += ["", layer_bench.table(model, part, report["runs"])]
+        lines += ["", layer_bench.table(model, part)]
     if report.get("scaling"):
         lines += ["", scaling.table(report["scaling"])]
     lines += ["", "| target | measured | limit | holds |", "|---|---|---|---|"]

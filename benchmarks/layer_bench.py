@@ -44,7 +44,7 @@ def run(model: str, names: list[str], runs: int, quick: bool, measure) -> dict:
     one worker process and returns its JSON result (bench.py's _measure)."""
     samples, epochs, batch = sizes(model, quick)
     steps = math.ceil(samples / batch)
-    part = {"samples": samples, "epochs": epochs, "batch": batch, "steps_per_epoch": steps,
+    part = {"samples": samples, "epochs": epochs, "batch": batch, "steps_per_epoch": steps, "runs": runs,
             "load_average_before": os.getloadavg()[0], "workloads": {}}
     # Round after round of every workload, so that the machine's drift weighs on each alike.
     rounds = [{name: measure(["--worker", name, "--model", model, "--samples", str(samples), "--epochs", str(epochs),
@@ -100,12 +100,12 @@ def targets(model: str, part: dict) -> list[dict]:
     return t
 
 
-def table(model: str, part: dict, runs: int) -> str:
+def table(model: str, part: dict) -> str:
     what = {"convnet": "Keras's MNIST convnet, 28x28x1 images",
             "lstm": f"Embedding {layer_workloads.VOCABULARY}x{layer_workloads.EMBEDDING}, "
                     f"LSTM {layer_workloads.LSTM_UNITS}, {layer_workloads.LENGTH} tokens"}[model]
     lines = [f"{model}: {what}; batch {part['batch']}, {part['steps_per_epoch']} steps an epoch, "
-             f"{part['epochs']} epochs; a step's time from the epochs after the first, median of {runs} runs "
+             f"{part['epochs']} epochs; a step's time from the epochs after the first, median of {part['runs']} runs "
              f"(load average {part['load_average_before']:.1f} before, {part['load_average_after']:.1f} after)", "",
              "| workload | ms a step | first epoch (s) | fit (s) | process wall (s) | peak RSS (MB) "
              "| vs Keras same engine | overhead vs Keras's | vs hand-written |",
