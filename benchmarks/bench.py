@@ -3,6 +3,8 @@
     python benchmarks/bench.py                 # blog table + scale sweep, writes benchmarks/results.json
     python benchmarks/bench.py --runs 5 --no-sweep
     python benchmarks/bench.py --scaling       # data-parallel scaling only, into the same JSON file
+    python benchmarks/bench.py --models convnet lstm --no-sweep --no-scaling   # the layer tables, into the file
+    python benchmarks/bench.py --models convnet lstm --quick --runs 1 ...      # tiny sizes: checks the script
 
 For each workload: fit time (median of --runs runs), whole-process wall time and peak resident
 memory, each run in a process of its own. The sweep reports time per sample and achieved GFLOP/s
@@ -21,6 +23,10 @@ Data-parallel scaling (benchmarks/scaling.py): the sweep model at width 1024, gl
 trained under distribution="data_parallel" by 1 process (1 thread, then 2 threads) and by 2
 processes of 1 thread each, for every backend that declares it; ms a step, the speed-ups and the
 all-reduce's time a step.
+
+The convnet and LSTM tables (benchmarks/layer_bench.py, layer_workloads.py): Keras's MNIST
+convnet and an Embedding-LSTM model on polynn's backends, Keras 3 on TensorFlow and on torch, and
+hand-written TensorFlow and torch loops; a step's time, and the targets set on it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import scaling  # noqa: E402 (the benchmark's own folder, put on the path just above)
+import layer_bench  # noqa: E402 (the benchmark's own folder, put on the path just above)
+import scaling  # noqa: E402
 
 BLOG = ["polynn-numpy", "polynn-tensorflow", "polynn-torch", "keras-tensorflow", "keras-torch",
         "hand-numpy", "hand-tensorflow-step", "hand-tensorflow-epoch", "hand-torch"]
@@ -71,6 +78,11 @@ def _worker(args) -> dict:
         return {"gflops": _matmul_rate(np)}
     if args.worker.startswith("products-"):
         return {"gflops": _step_products_rate(args.worker.split("-", 1)[1], args.width, args.batch)}
+    if args.model:
+        import layer_workloads
+
+        x, y = layer_workloads.data(args.model, args.samples)
+        return layer_workloads.WORKLOADS[args.worker](args.model, x, y, args.epochs, args.batch)
     if args.width:
         x, y = workloads.sweep_data(args.width, args.samples)
         units = workloads.sweep_units(args.width)
@@ -234,13 +246,20 @@ def main(argv=None):
                         help="run only the data-parallel scaling (--runs rounds) and write it into --out, "
                              "keeping the rest of that file")
     parser.add_argument("--scaling-steps", type=int, default=8, help="timed steps of each scaling job")
-    parser.add_argument("--only", nargs="*", help="blog workloads to run (default: all)")
+    parser.add_argument("--only", nargs="*", help="workloads to run, of every model's table (default: all)")
+    models = ["blog", *layer_bench.MODELS]
+    parser.add_argument("--models", nargs="*", choices=models, default=models, help="the tables to run (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the convnet and LSTM at tiny sizes (2 steps, 2 epochs): checks the script only")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of each worker's engine (OMP, BLAS, TensorFlow's pools); default: the engines'")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -252,7 +271,12 @@ def main(argv=None):
         return 0
 
     machine = {"python": platform.python_version(), "platform": platform.platform(),
-               "processor": _cpu_name(), "cores": os.cpu_count()}
+               "processor": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads}
+    if args.threads:
+        # Read by NumPy's BLAS, torch and TensorFlow as they start: each worker computes on that many threads.
+        _WORKER_ENV.update({name: str(args.threads) for name in (
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")})
+        _WORKER_ENV["TF_NUM_INTEROP_THREADS"] = "1"
     if args.scaling:
         out = Path(args.out)
         report = json.loads(out.read_text()) if out.exists() else {"machine": machine}
@@ -261,13 +285,18 @@ def main(argv=None):
         print(scaling.table(report["scaling"]))
         print(f"\nwrote {args.out}")
         return 0
-    report = {"machine": machine, "epochs": args.epochs, "runs": args.runs, "blog": {}, "sweep": {}}
-    for name in args.only or BLOG:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        report["blog"][name] = _run_blog(name, args.runs, args.epochs)
-    _measure(["--worker", "startup"])  # untimed: writes the bytecode if no earlier worker has
-    startup = [_measure(["--worker", "startup"]) for _ in range(args.runs)]
-    report["startup"] = {"import_compile_median": statistics.median(s["import_compile"] for s in startup)}
+    report = {"machine": machine, "epochs": args.epochs, "runs": args.runs, "blog": {}, "sweep": {}, "layers": {}}
+    if "blog" in args.models:
+        for name in [n for n in BLOG if not args.only or n in args.only]:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            report["blog"][name] = _run_blog(name, args.runs, args.epochs)
+        _measure(["--worker", "startup"])  # untimed: writes the bytecode if no earlier worker has
+        startup = [_measure(["--worker", "startup"]) for _ in range(args.runs)]
+        report["startup"] = {"import_compile_median": statistics.median(s["import_compile"] for s in startup)}
+    for model in [m for m in layer_bench.MODELS if m in args.models]:
+        print(f"running the {model} workloads ...", file=sys.stderr, flush=True)
+        names = [n for n in layer_bench.NAMES if not args.only or n in args.only]
+        report["layers"][model] = layer_bench.run(model, names, args.runs, args.quick, _measure)
     if not args.no_sweep:
         report["sweep"]["matmul_gflops"] = _measure(["--worker", "matmul"])["gflops"]
         for backend in SWEEP_BACKENDS:
@@ -293,7 +322,14 @@ def main(argv=None):
     if not args.no_scaling:
         report["scaling"] = _run_scaling(args, machine)
     report["targets"] = _targets(report)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    written = report
+    if "blog" not in args.models and out.exists():
+        # The layer tables alone go into the file, as --scaling does: its other parts are kept.
+        written = json.loads(out.read_text())
+        written.setdefault("layers", {}).update(report["layers"])
+        written["targets"] = _targets(written)
+    out.write_text(json.dumps(written, indent=2))
     print(_table(report))
     print(f"\nwrote {args.out}")
     return 0
@@ -311,6 +347,15 @@ def _fit(report, name):
 
 
 def _targets(report) -> list[dict]:
+    t = []
+    if report["blog"]:
+        t += _blog_targets(report)
+    for model, part in report.get("layers", {}).items():
+        t += layer_bench.targets(model, part)
+    return t
+
+
+def _blog_targets(report) -> list[dict]:
     t = []
 
     def add(what, value, limit):
@@ -337,11 +382,15 @@ def _targets(report) -> list[dict]:
 
 
 def _table(report) -> str:
-    lines = [f"Machine: {report['machine']['processor']}, {report['machine']['cores']} cores, "
-             f"Python {report['machine']['python']}; blog example, {report['epochs']} epochs, batch 32, "
-             f"median of {report['runs']} runs", "",
-             "| workload | fit (s) | process wall (s) | peak RSS (MB) | vs Keras same engine | vs hand-written |",
-             "|---|---|---|---|---|---|"]
+    threads = report["machine"].get("threads")
+    machine = (f"Machine: {report['machine']['processor']}, {report['machine']['cores']} cores, "
+               f"Python {report['machine']['python']}" + (f"; {threads} thread(s) a worker" if threads else ""))
+    if not report["blog"]:
+        lines = [machine]
+    else:
+        lines = [f"{machine}; blog example, {report['epochs']} epochs, batch 32, median of {report['runs']} runs", "",
+                 "| workload | fit (s) | process wall (s) | peak RSS (MB) | vs Keras same engine | vs hand-written |",
+                 "|---|---|---|---|---|---|"]
     keras = {"numpy": "keras-tensorflow", "tensorflow": "keras-tensorflow", "torch": "keras-torch"}
     hand = {"numpy": "hand-numpy", "tensorflow": "hand-tensorflow-epoch", "torch": "hand-torch"}
     for name, entry in report["blog"].items():
@@ -383,6 +432,8 @@ def _table(report) -> str:
             lines.append(f"| {key} | {point['us_per_sample']:.1f} | {point['gflops']:.1f} | {share} |")
         if notes:
             lines += [""] + notes
+    for model, part in report.get("layers", {}).items():
+        lines += ["", layer_bench.table(model, part)]
     if report.get("scaling"):
         lines += ["", scaling.table(report["scaling"])]
     lines += ["", "| target | measured | limit | holds |", "|---|---|---|---|"]
