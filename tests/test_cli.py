@@ -39,6 +39,15 @@ def _run_python(code: str, **env) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
+def _shared_only_layers() -> list[str]:
+    """polynn's layers the NumPy backend computes only through polynn.ops (no implementation of its own)."""
+    from polynn import _registry
+    from polynn_numpy.backend import NumpyBackend
+
+    own = NumpyBackend.implementations.get("layer", {})
+    return [cls.name for cls in _registry.builtin_specs("layer") if cls.name not in own]
+
+
 def test_backends_lists_status_engine_missing_components_and_plugin_failures():
     # A backend whose engine is missing, one lacking tanh and polynn.ops, one lacking only custom
     # losses, and a plugin whose hook raises, registered at run time in a fresh interpreter;
@@ -100,10 +109,18 @@ def test_backends_lists_status_engine_missing_components_and_plugin_failures():
 
     section = lines.index("registered components each backend lacks "
                           "(layer, activation, loss, metric, optimizer, regularizer, constraint):")
-    lacks = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[section + 1:] if line.startswith("  ")
-             and not line.startswith("   ")}
+    lacks: dict[str, str] = {}
+    name = ""
+    for line in lines[section + 1:]:
+        if line.startswith("   "):  # a long entry wraps onto indented lines
+            lacks[name] += " " + line.strip()
+        elif line.startswith("  "):
+            name, *text = line.split()
+            lacks[name] = " ".join(text)
     assert lacks["numpy"] == "none" and lacks["no_custom_loss"] == "none"
-    assert lacks["thin"] == "activation: tanh"
+    # Without polynn.ops, thin has only NumPy's own implementations: not the layers written only on
+    # polynn.ops (convolution, pooling, normalization, recurrent ...), nor tanh, which it drops.
+    assert lacks["thin"] == f"layer: {', '.join(_shared_only_layers())}; activation: tanh"
     assert lacks["ghost"] == "unknown: the backend did not load"
     assert "plugin failures:" in lines
     assert any("'broken-plugin'" in line and "broken on purpose" in line for line in lines)
@@ -117,8 +134,12 @@ def test_lacking_lists_registered_components_by_kind():
 
     missing = lacking(PartialBackend())
     assert "tanh" in missing["activation"] and "rmsprop" in missing["optimizer"]
+    # Without polynn.ops it lacks the layers written only on polynn.ops, every one of them.
+    shared_only = _shared_only_layers()
+    assert shared_only and set(shared_only) <= set(missing["layer"])
     # Beside those, only plugins' components (registered for other backends by name) are missing.
-    others = [(kind, name) for kind, names in missing.items() for name in names if name not in ("tanh", "rmsprop")]
+    others = [(kind, name) for kind, names in missing.items() for name in names
+              if name not in ("tanh", "rmsprop", *shared_only)]
     assert all(_registry.source_of(_registry.lookup(kind, name)) != "polynn" for kind, name in others)
 
 
