@@ -35,8 +35,8 @@ __all__ = [
     "logical_and", "logical_or", "logical_not", "cast", "sum", "mean", "max", "min", "prod", "argmax", "matmul",
     "reshape", "expand_dims", "squeeze", "concatenate", "stack", "one_hot", "take_along_axis", "cumsum", "sort",
     "stop_gradient", "shape", "zeros_like", "ones_like", "convert_to_tensor",
-    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take", "conv", "max_pool", "average_pool",
-    "CAST_DTYPES", "check_dtype", "window_padding",
+    "EXTRA_OP_NAMES", "expm1", "erf", "softmax", "log_softmax", "dtype", "take", "unstack", "conv", "max_pool",
+    "average_pool", "CAST_DTYPES", "check_dtype", "window_padding",
 ]
 
 epsilon = 1e-7  # Keras's backend epsilon
@@ -52,7 +52,8 @@ OP_NAMES = (
 
 # Ops a backend may implement natively (faster, or more exact); polynn composes them from OP_NAMES
 # for a namespace without them, so a backend written against OP_NAMES alone runs every component.
-EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take", "conv", "max_pool", "average_pool")
+EXTRA_OP_NAMES = ("expm1", "erf", "softmax", "log_softmax", "dtype", "take", "unstack", "conv", "max_pool",
+                  "average_pool")
 
 # The dtype names cast and convert_to_tensor take, and dtype returns.
 CAST_DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -464,6 +465,27 @@ def take(x: Tensor, indices: Tensor, axis: int = 0) -> Tensor:
     # reshape takes ints: this composition needs static shapes.
     x_shape = typing.cast("tuple[int, ...]", shape(x))
     return reshape(out, (*x_shape[:axis], *typing.cast("tuple[int, ...]", index_shape), *x_shape[axis + 1:]))
+
+
+def unstack(x: Tensor, axis: int = 0) -> list[Tensor]:
+    """x split along `axis` into its x.shape[axis] slices, each of x's shape without that axis, in
+    order (NumPy's and Keras's unstack; a list); the length must be static. Gradient: each slice's
+    put back at its place, zeros for a slice left unused, in one op where the engine has one (the
+    recurrent layers read their time steps and gates with it: a `take` per slice would send back
+    an x-sized gradient per slice)."""
+    x_shape = shape(x)
+    rank = len(x_shape)
+    if not (isinstance(axis, numbers.Integral) and not isinstance(axis, bool) and -rank <= axis < rank):
+        raise InvalidArgumentError("axis", axis, f"an int axis of x, shape {x_shape}: {-rank} to {rank - 1}",
+                                   owner="polynn.ops.unstack")
+    count = x_shape[axis]
+    if count is None:
+        raise InvalidArgumentError("x.shape", x_shape, f"a length along axis {axis} known when the op is traced",
+                                   owner="polynn.ops.unstack")
+    native = _native("unstack")
+    if native is not None:
+        return list(native(x, axis=axis % rank))
+    return [take(x, np.array(i), axis=axis) for i in range(count)]
 
 
 # ---- sliding-window ops: conv, max_pool, average_pool ------------------------------------------

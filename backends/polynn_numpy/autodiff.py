@@ -159,6 +159,40 @@ def getitem(x, index):
     return node(a[index], (x,), vjp)
 
 
+class _Slices:
+    """Gradients of some of an unstacked array's slices, by index: what `unstack`'s slices send the
+    array, added up by `+` as `gradient` sums contributions, and made one array once, by the
+    array's own node (one zero array for all the slices, not one each)."""
+
+    __slots__ = ("by_index",)
+    __array_ufunc__ = None
+
+    def __init__(self, by_index):
+        self.by_index = by_index
+
+    def __add__(self, other):
+        # Each slice's node sends its gradient once per pass, so no index comes twice.
+        self.by_index.update(other.by_index)
+        return self
+
+    def dense(self, shape, dtype, axis):
+        out = np.zeros(shape, dtype=dtype)
+        moved = np.moveaxis(out, axis, 0)
+        for index, g in self.by_index.items():
+            moved[index] = g
+        return out
+
+
+def unstack(x, axis):
+    """x's slices along axis (views), their gradients gathered into one array of x's shape."""
+    a = value_of(x)
+    slices = list(np.moveaxis(a, axis, 0))
+    if not traced(x):
+        return slices
+    whole = node(a, (x,), lambda g: (g.dense(a.shape, a.dtype, axis),))
+    return [node(piece, (whole,), lambda g, i=i: (_Slices({i: g}),)) for i, piece in enumerate(slices)]
+
+
 def gradient(output, inputs, seed=None):
     """d(output)/d(input) for each Tensor in `inputs`, seeded with `seed` (ones by default)."""
     order, seen = [], set()

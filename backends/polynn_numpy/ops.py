@@ -354,6 +354,10 @@ def take(x, indices, axis=0):
     return ad.node(np.take(a, idx, axis=axis), (x,), vjp)
 
 
+def unstack(x, axis=0):
+    return ad.unstack(x, axis)
+
+
 # ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
 
 

@@ -392,6 +392,11 @@ def take(x, indices, axis=0):
     return tf.gather(x, tf.cast(_tensor(indices), tf.int64), axis=axis % x.shape.rank)
 
 
+def unstack(x, axis=0):
+    # One op, whose gradient stacks the slices' gradients back (zeros for unused ones).
+    return tf.unstack(_tensor(x), axis=axis)
+
+
 # ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
 # Three spatial dimensions are composed by polynn.ops (NotImplemented): TensorFlow has no float64
 # 3D pooling kernels, and its eager gradients of Conv3D and the 3D pools fail.

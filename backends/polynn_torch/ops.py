@@ -371,6 +371,11 @@ def take(x, indices, axis=0):
     return out if idx.dim() == 1 else out.reshape(x.shape[:axis] + idx.shape + x.shape[axis + 1:])
 
 
+def unstack(x, axis=0):
+    # Views; unbind's backward stacks the slices' gradients back in one op (zeros for unused ones).
+    return list(torch.unbind(_tensor(x), dim=axis))
+
+
 # ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
 # torch computes channels first: x (batch, *spatial, channels) is permuted to (batch, channels,
 # *spatial) and back, views that torch's kernels read as channels_last memory.

@@ -166,6 +166,19 @@ _EXTRA = {
 }
 _ACTIVATIONS.update(_EXTRA)
 
+
+def _unstack(x: Tensor) -> Tensor:
+    # Columns (axis -1) reordered, column 2 used twice and column 4 not at all (its slice's gradient
+    # is 0); and x as a sequence batch (batch, steps, 1) by steps (axis 1), two of them broadcast
+    # over the units, as a recurrent layer reads its time steps. The batch's length is not static.
+    columns = ops.unstack(x, axis=-1)
+    steps = ops.unstack(ops.reshape(x, (-1, UNITS, 1)), axis=1)
+    picked = ops.stack([columns[3], columns[0], columns[2] * columns[2], columns[1], columns[2]], axis=1)
+    return picked * ops.convert_to_tensor(RAMP) + 0.25 * steps[4] - 0.5 * steps[1] + x
+
+
+_ACTIVATIONS["unstack"] = (_unstack, "real")
+
 # ---- the sliding-window ops ----------------------------------------------------------------
 # Each function reads the (6, 5) batch as an image or sequence batch, and returns its result's
 # elements followed by the batch's remaining ones, as (6, 5): every output is checked as it is,

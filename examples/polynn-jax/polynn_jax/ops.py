@@ -260,6 +260,10 @@ def take(x, indices, axis=0):
     return jnp.take(x, jnp.asarray(indices).astype(jnp.int64), axis=axis)
 
 
+def unstack(x, axis=0):
+    return jnp.unstack(jnp.asarray(x), axis=axis)
+
+
 # ---- the sliding-window ops: polynn.ops passes them normalized arguments (tuples, padding names or pairs) ----
 
 _LAYOUTS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
