@@ -487,3 +487,50 @@ def test_onnx_graph_matches_predict(tmp_path, dtype, tolerance):
     got = _onnx_run(tmp_path / "m.onnx", x.astype(dtype))
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=tolerance, atol=tolerance)
     assert got.dtype == np.dtype(dtype)
+
+
+# ---- TensorFlow: written out over short sequences, a tf.while_loop over long ones ---------------
+
+
+@pytest.mark.parametrize("written_out_steps, loops", [(0, True), (6, False)])
+def test_tensorflow_runs_both_of_its_forms_as_numpy(monkeypatch, written_out_steps, loops):
+    """The kit's sequences are short: with the bound at 0 every layer runs in the loop."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("no tensorflow")
+    from polynn_tensorflow import recurrent
+
+    monkeypatch.setattr(recurrent, "WRITTEN_OUT_STEPS", written_out_steps)
+    looped = []
+    original = recurrent.Recurrent._loop
+    monkeypatch.setattr(recurrent.Recurrent, "_loop", lambda self, *a: looped.append(1) or original(self, *a))
+    test_every_backend_computes_the_loop_and_trains_alike("tensorflow")
+    assert bool(looped) is loops
+
+
+def test_tensorflow_writes_out_a_layer_with_unroll(monkeypatch):
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("no tensorflow")
+    from polynn_tensorflow import recurrent
+
+    monkeypatch.setattr(recurrent, "WRITTEN_OUT_STEPS", 0)
+    monkeypatch.setattr(recurrent.Recurrent, "_loop", lambda self, *a: pytest.fail("the loop ran"))
+    x = np.random.default_rng(0).normal(size=(4, 5, 3))
+    predictions = {}
+    for backend in ("numpy", "tensorflow"):
+        model = _compiled([Input((5, 3)), LSTM(3, unroll=True), Dense(1)], backend=backend)
+        model.set_weights(_random_weights(model))
+        predictions[backend] = model.predict(x, verbose=0)
+    np.testing.assert_allclose(predictions["tensorflow"], predictions["numpy"], rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tensorflow_loop_passes_the_kits_recurrent_cases(monkeypatch, dtype):
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("no tensorflow")
+    from polynn import conformance
+    from polynn_tensorflow import recurrent
+
+    monkeypatch.setattr(recurrent, "WRITTEN_OUT_STEPS", 0)
+    report = conformance.run("tensorflow", dtype, ["layer.lstm*", "layer.gru*", "layer.simple_rnn*"])
+    assert report.results and report.count("pass") == len(report.results), "\n".join(report.problem_lines())

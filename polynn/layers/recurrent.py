@@ -136,57 +136,47 @@ class _Recurrent(Layer):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
 
     def step_weights(self, params: Sequence[Tensor]) -> Sequence[Tensor]:
-        """The weights (in weight_specs order) as `step` takes them, made once per call (blocks of
-        them, say), on polynn.ops."""
+        """The weights (in weight_specs order) as `project` and `step` take them, made once per call
+        (blocks of them, say), on polynn.ops."""
         return params
 
-    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+    def project(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
+        """x's part of every time step at once, x_t @ kernel + bias for each t (the input bias, for
+        GRU): (batch, timesteps, gates * units), one matrix product for all the steps, on polynn.ops.
+        `step` takes its time step's slice."""
+        kernel = weights[0]
+        steps, features = typing.cast("tuple[int, int]", tuple(ops.shape(x)[1:]))  # static in polynn
+        z = ops.matmul(ops.reshape(x, (-1, features)), kernel)
+        if self.use_bias:
+            z = z + weights[2]
+        return ops.reshape(z, (-1, steps, self.gates * self.units))
+
+    def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
              ) -> tuple[Tensor, Any]:
         """One time step on polynn.ops: (output h, new state) from step_weights' weights, the step's
-        input x (batch, features), the state (h, or LSTM's (h, c)) and the activation function;
-        state is None before the first step (zero states, whose products are left out: they would
-        add exact zeros). `call` loops over it; an engine may run the same steps in a loop of its
-        own (the TensorFlow backend's tf.while_loop)."""
+        slice of `project`'s result, (batch, gates * units), the state (h, or LSTM's (h, c)) and
+        the activation function; state is None before the first step (zero states, whose products
+        are left out: they would add exact zeros). `call` loops over it; an engine may run the same
+        steps in a loop of its own (the TensorFlow backend's tf.while_loop)."""
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
     def call(self, params: Sequence[Tensor], x: Tensor, mask: Tensor | None = None,
              activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         activation = self.activation.call if activation is None else activation
-        steps = typing.cast(int, ops.shape(x)[1])  # per-sample shapes are static in polynn
-        order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
-        prepared = self.step_weights(params)
+        weights = self.step_weights(params)
+        # One unstack, not a take per step: its gradient is one op, not an x-sized array a step.
+        inputs = ops.unstack(self.project(weights, x), axis=1)
         state: Any = None
         outputs = []
-        for t in order:
-            y, state = self.step(prepared, ops.take(x, t, axis=1), state, activation)
+        for projected in (inputs[::-1] if self.go_backwards else inputs):
+            y, state = self.step(weights, projected, state, activation)
             outputs.append(y)
         return ops.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
 
-def _blocks(z: Tensor, count: int, units: int) -> Tensor:
-    """z's last axis (count * units wide) as `count` blocks of `units`: (rows, count, units), z of
-    rank 1 or 2. A gate is block k: ops.take(blocks, k, axis=1)."""
-    return ops.reshape(z, (-1, count, units))
-
-
-_ZR = np.arange(2)  # GRU's z and r blocks
-
-
-def _elementwise(activation: Any) -> bool:
-    """Whether the activation acts on each element alone (polynn's own, without an axis), so that
-    one call on several gates' blocks computes each gate's: the same numbers, in fewer ops."""
-    return (type(activation).__module__ == _activations.__name__ and not hasattr(activation, "axis")
-            and not isinstance(activation, _activations.CustomActivation))
-
-
-def _gates(activation: Any, blocks: Tensor, which: Sequence[int]) -> list[Tensor]:
-    """The activation of the blocks `which` (indices into blocks' axis 1), each (rows, units): one
-    call on every block where the activation is element-wise (those not asked for are computed
-    and left unused: their gradient is 0), else one call per gate on (rows, units), as Keras."""
-    if _elementwise(activation):
-        gates = activation.call(blocks)
-        return [ops.take(gates, k, axis=1) for k in which]
-    return [activation.call(ops.take(blocks, k, axis=1)) for k in which]
+def _blocks(z: Tensor, count: int, units: int) -> list[Tensor]:
+    """z's last axis (count * units wide) as its `count` blocks of `units`, each (rows, units)."""
+    return ops.unstack(ops.reshape(z, (-1, count, units)), axis=1)
 
 
 _RNN_DOC = """
@@ -199,7 +189,8 @@ _RNN_DOC = """
     bias from bias_initializer (zeros), absent when use_bias=False. Regularizer penalties join the
     loss; the activity regularizer's penalty of the output is divided by the batch size (Keras 3);
     constraints project each weight after every update. units (1) has a default where Keras
-    requires it, as Dense's units. `step` is one time step, which `call` loops over.
+    requires it, as Dense's units. `project` computes every step's x_t @ kernel (+ bias) in one
+    product, and `step` is one time step, which `call` loops over.
 
     Accepted only where they change nothing (polynn has no masks or carried states): dropout=0,
     recurrent_dropout=0 (seed, their seed in Keras, is accepted and unused), return_state=False,
@@ -239,21 +230,17 @@ class SimpleRNN(_Recurrent):
     seed: int | None = None
     input_shape: tuple | None = None
 
-    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+    def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
              ) -> tuple[Tensor, Any]:
-        z = ops.matmul(x, params[0])
-        if self.use_bias:
-            z = z + params[2]
-        if state is not None:
-            z = z + ops.matmul(state, params[1])
+        z = projected if state is None else projected + ops.matmul(state, weights[1])
         h = activation(z)
         return h, h
 
 
 @spec
 class LSTM(_Recurrent):
-    """Gates i, f, g, o in that order in every weight's columns (Keras's), z = x_t @ kernel +
-    h_{t-1} @ recurrent_kernel + bias split into four blocks of units:
+    """Gates i, f, g, o in that order in every weight's columns (Keras's), z = (x_t @ kernel + bias)
+    + h_{t-1} @ recurrent_kernel (Keras's sum in another order) split into four blocks of units:
     i = r(z_i), f = r(z_f), o = r(z_o), g = a(z_g), c_t = f c_{t-1} + i g, h_t = o a(c_t),
     with a the activation (tanh) and r the recurrent_activation (sigmoid); h_0 = c_0 = 0.
     unit_forget_bias=True (the default) draws the bias's forget block as ones (the other blocks from
@@ -296,16 +283,12 @@ class LSTM(_Recurrent):
         initializer = UnitForgetBias(self.bias_initializer) if self.unit_forget_bias else self.bias_initializer
         return WeightSpec("bias", (4 * self.units,), initializer, self.bias_regularizer, self.bias_constraint)
 
-    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+    def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
              ) -> tuple[Tensor, Any]:
-        z = ops.matmul(x, params[0])
-        if state is not None:
-            z = z + ops.matmul(state[0], params[1])
-        if self.use_bias:
-            z = z + params[2]
-        blocks = _blocks(z, 4, self.units)
-        i, f, o = _gates(self.recurrent_activation, blocks, (0, 1, 3))
-        g = activation(ops.take(blocks, 2, axis=1))
+        z = projected if state is None else projected + ops.matmul(state[0], weights[1])
+        z_i, z_f, z_g, z_o = _blocks(z, 4, self.units)
+        gate = self.recurrent_activation.call
+        i, f, o, g = gate(z_i), gate(z_f), gate(z_o), activation(z_g)
         c = i * g if state is None else f * state[1] + i * g
         h = o * activation(c)
         return h, (h, c)
@@ -366,7 +349,7 @@ class GRU(_Recurrent):
         if self.use_bias:
             bias = params[2]
             if self.reset_after:
-                input_bias, recurrent_bias = ops.take(bias, 0, axis=0), ops.take(bias, 1, axis=0)
+                input_bias, recurrent_bias = ops.unstack(bias, axis=0)
             else:
                 input_bias = bias
         if not self.reset_after:
@@ -374,14 +357,19 @@ class GRU(_Recurrent):
             recurrent_kernel = ops.take(recurrent_kernel, np.arange(2 * u), axis=1)
         return kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias
 
-    def step(self, params: Sequence[Tensor], x: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
+    def project(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
+        kernel, _, _, input_bias, _ = weights
+        steps, features = typing.cast("tuple[int, int]", tuple(ops.shape(x)[1:]))
+        z = ops.matmul(ops.reshape(x, (-1, features)), kernel)
+        if input_bias is not None:
+            z = z + input_bias
+        return ops.reshape(z, (-1, steps, 3 * self.units))
+
+    def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
              ) -> tuple[Tensor, Any]:
         u = self.units
-        kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias = params
-        matrix_x = ops.matmul(x, kernel)
-        if input_bias is not None:
-            matrix_x = matrix_x + input_bias
-        x_blocks = _blocks(matrix_x, 3, u)
+        _, recurrent_kernel, recurrent_h, _, recurrent_bias = weights
+        x_z, x_r, x_h = _blocks(projected, 3, u)
         if state is None:
             # h_{t-1} = 0: its products are exact zeros; only the recurrent bias remains.
             inner = recurrent_bias
@@ -389,15 +377,15 @@ class GRU(_Recurrent):
             inner = ops.matmul(state, recurrent_kernel)
             if recurrent_bias is not None:
                 inner = inner + recurrent_bias
-        # z and r from blocks 0 and 1 of both products (the inner one has only those two without reset_after).
-        pre = ops.take(x_blocks, _ZR, axis=1)
-        if inner is not None:
+        gate = self.recurrent_activation.call
+        if inner is None:
+            z, r = gate(x_z), gate(x_r)
+        else:
+            # The inner product has z, r and h blocks with reset_after, only z and r without.
             inner_blocks = _blocks(inner, 3 if self.reset_after else 2, u)
-            pre = pre + (ops.take(inner_blocks, _ZR, axis=1) if self.reset_after else inner_blocks)
-        z, r = _gates(self.recurrent_activation, pre, (0, 1))
-        x_h = ops.take(x_blocks, 2, axis=1)
+            z, r = gate(x_z + inner_blocks[0]), gate(x_r + inner_blocks[1])
         if self.reset_after:
-            candidate = x_h if inner is None else x_h + r * ops.take(inner_blocks, 2, axis=1)
+            candidate = x_h if inner is None else x_h + r * inner_blocks[2]
         else:
             candidate = x_h if state is None else x_h + ops.matmul(r * state, recurrent_h)
         hh = activation(candidate)
