@@ -1,6 +1,6 @@
 """Keras's MNIST convnet example on generated digits (no download); --backend picks the engine.
 
-    python examples/mnist_convnet.py                      # NumPy: about 15 s on 2 quiet cores
+    python examples/mnist_convnet.py                      # NumPy, the default (its time: docs/performance.md)
     python examples/mnist_convnet.py --backend torch      # or tensorflow, jax, any installed plugin
 
 The model, loss, optimizer and batch size are keras.io/examples/vision/mnist_convnet's, spelled

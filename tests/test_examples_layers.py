@@ -68,7 +68,7 @@ def test_mnist_convnet_example_runs(backend, capsys):
     _accuracy(out, backend)
 
 
-@pytest.mark.slow  # the example's default size: about 15 s on 2 quiet cores, minutes on a busy machine
+@pytest.mark.slow  # the example at its default size (its time: docs/performance.md)
 def test_mnist_convnet_example_learns_the_digits(capsys):
     _example("mnist_convnet").main(["--seed", "0"])
     out = capsys.readouterr().out
