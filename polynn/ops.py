@@ -475,6 +475,9 @@ def unstack(x: Tensor, axis: int = 0) -> list[Tensor]:
     an x-sized gradient per slice)."""
     x_shape = shape(x)
     rank = len(x_shape)
+    if rank == 0:
+        raise InvalidArgumentError("x.shape", x_shape, "x of rank 1 or more (a scalar has no axis to unstack)",
+                                   owner="polynn.ops.unstack")
     if not (isinstance(axis, numbers.Integral) and not isinstance(axis, bool) and -rank <= axis < rank):
         raise InvalidArgumentError("axis", axis, f"an int axis of x, shape {x_shape}: {-rank} to {rank - 1}",
                                    owner="polynn.ops.unstack")
@@ -485,7 +488,9 @@ def unstack(x: Tensor, axis: int = 0) -> list[Tensor]:
     native = _native("unstack")
     if native is not None:
         return list(native(x, axis=axis % rank))
-    return [take(x, np.array(i), axis=axis) for i in range(count)]
+    # A one-element index, then squeeze: take's composed form reshapes a scalar index's result by x's
+    # whole shape, which need not be static (the batch's length).
+    return [squeeze(take(x, np.array([i]), axis=axis), axis=axis) for i in range(count)]
 
 
 # ---- sliding-window ops: conv, max_pool, average_pool ------------------------------------------

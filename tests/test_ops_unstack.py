@@ -123,3 +123,26 @@ def test_unstack_refuses_a_length_unknown_when_traced():
 
     along_batch(tf.zeros((2, 3)))
     assert seen and "known when the op is traced" in seen[0] and "(None, 3)" in seen[0]
+
+
+def test_unstack_refuses_a_scalar():
+    with pytest.raises(InvalidArgumentError, match=r"polynn.ops.unstack.*x.shape=\(\).*a scalar has no axis"):
+        ops.unstack(np.float64(2.0))
+
+
+@pytest.mark.skipif("tensorflow" not in ENGINES, reason="needs TensorFlow for a traced unknown batch")
+def test_the_composed_unstack_needs_only_the_unstacked_length_static():
+    """A namespace of OP_NAMES alone (no take, no unstack) unstacks steps of a batch of unknown length."""
+    import tensorflow as tf
+
+    from polynn_tensorflow import ops as tf_ops
+
+    bare = types.SimpleNamespace(**{name: getattr(tf_ops, name) for name in ops.OP_NAMES})
+    x = np.random.default_rng(4).normal(size=(2, 3, 5))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3, 5), tf.float64)])
+    def steps(t):
+        with ops.using(bare):
+            return tf.stack(ops.unstack(t, axis=-2), axis=0)
+
+    np.testing.assert_array_equal(steps(tf.constant(x)).numpy(), np.moveaxis(x, 1, 0))

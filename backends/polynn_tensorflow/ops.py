@@ -137,8 +137,8 @@ def _softplus(x):
 
 
 def sigmoid(x):
-    # TensorFlow's kernel: within 2 ulp of the reference in float64, 4 in float32 (docs/performance.md),
-    # gradient y (1 - y); one op where the formula and a custom gradient took a dozen, traced slowly.
+    # TensorFlow's kernel, close to the reference (docs/performance.md), gradient y (1 - y): one op
+    # where the overflow-free formula and a custom gradient took a dozen, and traced slowly.
     return tf.math.sigmoid(_floating(x))
 
 

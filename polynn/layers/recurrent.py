@@ -77,7 +77,8 @@ class _Recurrent(Layer):
         check_positive_int(owner, "units", self.units)
         for name in ("use_bias", "return_sequences", "go_backwards", "unroll", "return_state", "stateful"):
             check_bool(owner, name, getattr(self, name))
-        # unroll=True asks for the loop to be written out step by step: polynn's is, either way.
+        # unroll=True asks for the loop written out step by step: the same numbers either way (on
+        # TensorFlow it also writes out sequences the backend would otherwise loop over).
         for name in ("dropout", "recurrent_dropout"):
             value = getattr(self, name)
             # Only 0 is accepted, so any other value (1.5 too) hears that the option is unsupported,
@@ -194,9 +195,10 @@ _RNN_DOC = """
 
     Accepted only where they change nothing (polynn has no masks or carried states): dropout=0,
     recurrent_dropout=0 (seed, their seed in Keras, is accepted and unused), return_state=False,
-    stateful=False; use_cudnn "auto" or False (polynn runs no cuDNN kernel); unroll either way (the
-    loop is written out step by step: the same numbers). Keras's mask and initial_state call
-    arguments have no counterpart.
+    stateful=False; use_cudnn "auto" or False (polynn runs no cuDNN kernel). unroll is accepted
+    either way, with the same numbers: `call` writes the loop out step by step, and on TensorFlow,
+    which runs sequences of more than 32 steps in a tf.while_loop, unroll=True writes those out too,
+    as Keras does. Keras's mask and initial_state call arguments have no counterpart.
     """
 
 
