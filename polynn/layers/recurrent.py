@@ -141,15 +141,19 @@ class _Recurrent(Layer):
         (blocks of them, say), on polynn.ops."""
         return params
 
+    def _input_weights(self, weights: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """The kernel and the bias `project` adds (None without one), from step_weights' result."""
+        return weights[0], (weights[2] if self.use_bias else None)
+
     def project(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
         """x's part of every time step at once, x_t @ kernel + bias for each t (the input bias, for
         GRU): (batch, timesteps, gates * units), one matrix product for all the steps, on polynn.ops.
         `step` takes its time step's slice."""
-        kernel = weights[0]
+        kernel, bias = self._input_weights(weights)
         steps, features = typing.cast("tuple[int, int]", tuple(ops.shape(x)[1:]))  # static in polynn
         z = ops.matmul(ops.reshape(x, (-1, features)), kernel)
-        if self.use_bias:
-            z = z + weights[2]
+        if bias is not None:
+            z = z + bias
         return ops.reshape(z, (-1, steps, self.gates * self.units))
 
     def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
@@ -359,13 +363,8 @@ class GRU(_Recurrent):
             recurrent_kernel = ops.take(recurrent_kernel, np.arange(2 * u), axis=1)
         return kernel, recurrent_kernel, recurrent_h, input_bias, recurrent_bias
 
-    def project(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
-        kernel, _, _, input_bias, _ = weights
-        steps, features = typing.cast("tuple[int, int]", tuple(ops.shape(x)[1:]))
-        z = ops.matmul(ops.reshape(x, (-1, features)), kernel)
-        if input_bias is not None:
-            z = z + input_bias
-        return ops.reshape(z, (-1, steps, 3 * self.units))
+    def _input_weights(self, weights: Sequence[Tensor]) -> tuple[Tensor, Tensor | None]:
+        return weights[0], weights[3]
 
     def step(self, weights: Sequence[Tensor], projected: Tensor, state: Any, activation: Callable[[Tensor], Tensor]
              ) -> tuple[Tensor, Any]:
